@@ -1,0 +1,91 @@
+"""The decoded packet: one flat record per frame, filled by the decode room.
+
+Every field is a plain int/bytes/float so the hot path never builds an object
+graph.  Addresses are packed bytes (4 or 16), converted to text only when an
+event is written.  Fields a protocol does not have stay at their class default.
+"""
+
+from __future__ import annotations
+
+# IP protocol numbers used across the rooms.
+PROTO_ICMP = 1
+PROTO_TCP = 6
+PROTO_UDP = 17
+PROTO_ICMPV6 = 58
+
+# TCP flag bits.
+FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
+
+
+class Packet:
+    """One decoded frame.
+
+    Link layer: ``linktype`` (DLT), ``src_mac``/``dst_mac`` (6 bytes or b''),
+    ``vlans`` (tuple of raw (tpid, tci) pairs, outermost first; copied verbatim
+    by the injector), ``vlan_id`` (tuple of VLAN ids, used in the flow key).
+    Network: ``ipv`` 4/6, ``src``/``dst`` packed, ``proto``, ``ttl`` (hop
+    limit), ``ip_id``, ``ip_off`` (offset of the IP header in ``frame``),
+    ``ip_hlen``, ``ip_len`` (total length incl. header), ``frag`` (True when
+    rebuilt from fragments; ``frame`` then holds the rebuilt datagram with
+    ``ip_off`` = 0 and ``linktype`` = DLT_RAW).
+    Transport: ``sport``/``dport``; TCP ``seq``/``ack``/``flags``/``win``/``urp``;
+    ICMP ``icmp_type``/``icmp_code``/``icmp_id``/``icmp_seq``.
+    ``payload`` is a memoryview (or bytes) of the L4 payload.
+    ``csum_ok`` is None when not checked, else True/False for IP+L4 checksums.
+    """
+
+    __slots__ = (
+        "ts", "pcap_cnt", "linktype", "frame", "wirelen",
+        "src_mac", "dst_mac", "vlans", "vlan_id",
+        "ipv", "src", "dst", "proto", "ttl", "ip_id", "ip_off", "ip_hlen", "ip_len", "frag", "ip_opts",
+        "sport", "dport", "l4_off",
+        "seq", "ack", "flags", "win", "urp", "tcp_hlen", "tcp_opts",
+        "icmp_type", "icmp_code", "icmp_id", "icmp_seq",
+        "payload", "csum_ok", "tunnel",
+    )
+
+    def __init__(self, ts: float = 0.0, pcap_cnt: int = 0, linktype: int = 1, frame: bytes = b""):
+        self.ts = ts
+        self.pcap_cnt = pcap_cnt
+        self.linktype = linktype
+        self.frame = frame
+        self.wirelen = len(frame)
+        self.src_mac = b""
+        self.dst_mac = b""
+        self.vlans = ()
+        self.vlan_id = ()
+        self.ipv = 0
+        self.src = b""
+        self.dst = b""
+        self.proto = 0
+        self.ttl = 0
+        self.ip_id = 0
+        self.ip_off = 0
+        self.ip_hlen = 0
+        self.ip_len = 0
+        self.frag = False
+        self.ip_opts = b""
+        self.sport = 0
+        self.dport = 0
+        self.l4_off = 0
+        self.seq = 0
+        self.ack = 0
+        self.flags = 0
+        self.win = 0
+        self.urp = 0
+        self.tcp_hlen = 0
+        self.tcp_opts = b""
+        self.icmp_type = -1
+        self.icmp_code = -1
+        self.icmp_id = -1
+        self.icmp_seq = -1
+        self.payload = b""
+        self.csum_ok = None
+        self.tunnel = ()
+
+    def __repr__(self) -> str:  # debugging aid only
+        from ipaddress import ip_address
+
+        s = ip_address(self.src) if self.src else "?"
+        d = ip_address(self.dst) if self.dst else "?"
+        return f"<Packet #{self.pcap_cnt} {self.proto} {s}:{self.sport} -> {d}:{self.dport} len={len(self.payload)}>"

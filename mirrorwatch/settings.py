@@ -1,0 +1,220 @@
+"""Every bound and tunable of the engine, by name, with its default.
+
+Names follow Suricata's suricata.yaml where one exists (``stream.midstream``,
+``flow-timeouts.tcp.established``), so ``--set KEY=VALUE`` lines copied from a
+Suricata command line mean the same thing here.  The table below is the single
+source for ``--help``, ``mirrorwatch settings`` and the ``stats`` event.
+
+Values are parsed once at start-up into a flat dict; the hot path reads plain
+attributes copied out of it by each room, never this module.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+class SettingError(ValueError):
+    """A ``--set`` line that names no setting or carries a bad value."""
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*([kmg]?)(i?b)?\s*$", re.I)
+_SIZE_MULT = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def parse_size(text: str | int) -> int:
+    """'1mb' -> 1048576; plain integers pass through (Suricata size syntax)."""
+    if isinstance(text, int):
+        return text
+    m = _SIZE_RE.match(str(text))
+    if not m:
+        raise SettingError(f"not a size: {text!r} (use e.g. 65536, 64kb, 1mb, 2gb)")
+    return int(m.group(1)) * _SIZE_MULT[m.group(2).lower()]
+
+
+def parse_bool(text: str | bool) -> bool:
+    if isinstance(text, bool):
+        return text
+    t = str(text).strip().lower()
+    if t in ("1", "yes", "true", "on", "enable", "enabled"):
+        return True
+    if t in ("0", "no", "false", "off", "disable", "disabled"):
+        return False
+    raise SettingError(f"not a boolean: {text!r} (use yes/no)")
+
+
+def parse_int(text: str | int) -> int:
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        raise SettingError(f"not an integer: {text!r}") from None
+
+
+def parse_float(text: str | float) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        raise SettingError(f"not a number: {text!r}") from None
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        t = str(text).strip().lower()
+        if t not in allowed:
+            raise SettingError(f"{text!r} is not one of {', '.join(allowed)}")
+        return t
+
+    parse.__name__ = "one of " + "|".join(allowed)
+    return parse
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str
+    default: Any
+    parse: Callable[[Any], Any]
+    help: str
+
+
+OVERLAP_POLICIES = ("first", "last", "bsd", "linux", "old-linux", "windows", "solaris", "vista")
+
+# fmt: off
+SETTINGS: tuple[Setting, ...] = (
+    # flow table (flows room)
+    Setting("flow.max-sessions", 100_000, parse_int, "most sessions tracked at once; the oldest idle one is evicted beyond it"),
+    Setting("flow-timeouts.default.new", 30, parse_float, "seconds an unanswered non-TCP/UDP/ICMP session lives"),
+    Setting("flow-timeouts.default.established", 300, parse_float, "seconds an idle two-way session of another protocol lives"),
+    Setting("flow-timeouts.tcp.new", 60, parse_float, "seconds a TCP session lives before its handshake completes"),
+    Setting("flow-timeouts.tcp.established", 600, parse_float, "seconds an idle established TCP session lives"),
+    Setting("flow-timeouts.tcp.closed", 60, parse_float, "seconds a closed/reset TCP session lingers (late packets)"),
+    Setting("flow-timeouts.udp.new", 30, parse_float, "seconds a one-way UDP session lives"),
+    Setting("flow-timeouts.udp.established", 300, parse_float, "seconds an idle two-way UDP session lives"),
+    Setting("flow-timeouts.icmp.new", 30, parse_float, "seconds a one-way ICMP session lives"),
+    Setting("flow-timeouts.icmp.established", 300, parse_float, "seconds an idle two-way ICMP session lives"),
+    Setting("flow.timeout-check-interval", 1.0, parse_float, "packet-time seconds between sweeps for timed-out sessions"),
+    # TCP stream (flows + reassembly rooms)
+    Setting("stream.midstream", False, parse_bool, "pick up TCP sessions whose handshake was not seen (on for 'listen')"),
+    Setting("stream.async-oneside", False, parse_bool, "reassemble and inspect TCP sessions seen in one direction only"),
+    Setting("stream.inline", False, parse_bool, "accepted for Suricata compatibility; mirrorwatch is passive and inspects as IDS"),
+    Setting("stream.reassembly.depth", 1024 * 1024, parse_size, "bytes per direction that are inspected (0 = unlimited); tracking goes on beyond"),
+    Setting("stream.reassembly.policy", "bsd", _choice(*OVERLAP_POLICIES), "how overlapping TCP segments with different bytes are resolved"),
+    Setting("stream.reassembly.memcap", 256 * 1024 * 1024, parse_size, "bytes of out-of-order data buffered across all streams"),
+    Setting("stream.reassembly.max-ooo-bytes", 1024 * 1024, parse_size, "bytes of out-of-order data buffered per direction"),
+    Setting("stream.reassembly.max-ooo-segments", 2048, parse_int, "out-of-order segments buffered per direction"),
+    Setting("stream.reassembly.gap-wait-bytes", 64 * 1024, parse_size, "out-of-order bytes past a hole before the hole is declared a gap and skipped"),
+    Setting("stream.reassembly.gap-wait-segments", 64, parse_int, "out-of-order segments past a hole before the hole is declared a gap and skipped"),
+    # fragments (decode room)
+    Setting("defrag.max-frags", 65_535, parse_int, "IP fragments buffered at once across all datagrams"),
+    Setting("defrag.memcap", 32 * 1024 * 1024, parse_size, "bytes of IP fragments buffered at once"),
+    Setting("defrag.timeout", 60, parse_float, "seconds an incomplete fragmented datagram is kept"),
+    # detection (detect room)
+    Setting("detect.packet-alert-max", 15, parse_int, "most alerts raised for one packet (Suricata's packet-alert-max)"),
+    Setting("detect.checksum-auto-sample", 1000, parse_int, "packets examined by -k auto before it decides whether checksums are offloaded"),
+    # live capture (capture room)
+    Setting("capture.queue-size", 65_536, parse_int, "frames buffered between the capture thread and the engine; overflow is counted as drops"),
+    Setting("capture.tick-interval", 0.25, parse_float, "wall-clock seconds between timeout ticks when idle in live mode"),
+    # kill / inject (inject room)
+    Setting("inject.max-per-second", 1000, parse_int, "global cap on injected frames per second"),
+    Setting("inject.max-responses", 5, parse_int, "re-fire bursts per killed session while it keeps talking"),
+    Setting("inject.min-interval", 0.0, parse_float, "seconds between re-fire bursts for one session"),
+)
+# fmt: on
+
+SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
+
+# Suricata's default address and port groups (suricata.yaml "vars").
+DEFAULT_ADDRESS_GROUPS = {
+    "HOME_NET": "[192.168.0.0/16,10.0.0.0/8,172.16.0.0/12]",
+    "EXTERNAL_NET": "!$HOME_NET",
+    "HTTP_SERVERS": "$HOME_NET",
+    "SMTP_SERVERS": "$HOME_NET",
+    "SQL_SERVERS": "$HOME_NET",
+    "DNS_SERVERS": "$HOME_NET",
+    "TELNET_SERVERS": "$HOME_NET",
+    "AIM_SERVERS": "$EXTERNAL_NET",
+    "DC_SERVERS": "$HOME_NET",
+    "DNP3_SERVER": "$HOME_NET",
+    "DNP3_CLIENT": "$HOME_NET",
+    "MODBUS_CLIENT": "$HOME_NET",
+    "MODBUS_SERVER": "$HOME_NET",
+    "ENIP_CLIENT": "$HOME_NET",
+    "ENIP_SERVER": "$HOME_NET",
+}
+DEFAULT_PORT_GROUPS = {
+    "HTTP_PORTS": "80",
+    "SHELLCODE_PORTS": "!80",
+    "ORACLE_PORTS": "1521",
+    "SSH_PORTS": "22",
+    "DNP3_PORTS": "20000",
+    "MODBUS_PORTS": "502",
+    "FILE_DATA_PORTS": "[$HTTP_PORTS,110,143]",
+    "FTP_PORTS": "21",
+    "GENEVE_PORTS": "6081",
+    "VXLAN_PORTS": "4789",
+    "TEREDO_PORTS": "3544",
+    "SIP_PORTS": "[5060,5061]",
+}
+
+
+class Settings:
+    """Parsed settings: ``settings['stream.midstream']``; variables in ``address_groups``/``port_groups``.
+
+    Unknown keys are an error, except ``vars.*`` (rule variables) and keys listed
+    in ``IGNORED_SURICATA_KEYS`` (accepted so Suricata command lines replay unchanged).
+    """
+
+    IGNORED_PREFIXES = ("app-layer.", "stats.", "detect.guess-applayer-tx", "runmode", "outputs.", "logging.")
+
+    def __init__(self, overrides: dict[str, Any] | None = None):
+        self.values: dict[str, Any] = {s.key: s.default for s in SETTINGS}
+        self.address_groups: dict[str, str] = dict(DEFAULT_ADDRESS_GROUPS)
+        self.port_groups: dict[str, str] = dict(DEFAULT_PORT_GROUPS)
+        self.ignored: list[str] = []
+        for k, v in (overrides or {}).items():
+            self.set(k, v)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        key = key.strip()
+        if key.startswith("vars.address-groups."):
+            self.address_groups[key[len("vars.address-groups."):]] = str(value).strip()
+            return
+        if key.startswith("vars.port-groups."):
+            self.port_groups[key[len("vars.port-groups."):]] = str(value).strip()
+            return
+        s = SETTINGS_BY_KEY.get(key)
+        if s is None:
+            if key.startswith(self.IGNORED_PREFIXES):
+                self.ignored.append(key)
+                return
+            raise SettingError(f"unknown setting {key!r} (see 'mirrorwatch settings' for the list)")
+        try:
+            self.values[key] = s.parse(value)
+        except SettingError as e:
+            raise SettingError(f"{key}: {e}") from None
+
+    def apply(self, assignment: str) -> None:
+        """Apply one ``KEY=VALUE`` string (the ``--set`` syntax)."""
+        if "=" not in assignment:
+            raise SettingError(f"--set expects KEY=VALUE, got {assignment!r}")
+        key, value = assignment.split("=", 1)
+        self.set(key, value)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.values)
+
+
+def help_text() -> str:
+    """One line per setting, for --help epilogs and ``mirrorwatch settings``."""
+    width = max(len(s.key) for s in SETTINGS)
+    lines = [f"{s.key:<{width}}  {s.default!s:>10}  {s.help}" for s in SETTINGS]
+    lines.append(f"{'vars.address-groups.NAME':<{width}}  {'':>10}  rule address variable, e.g. HOME_NET=[10.0.0.0/8]")
+    lines.append(f"{'vars.port-groups.NAME':<{width}}  {'':>10}  rule port variable, e.g. HTTP_PORTS=[80,8080]")
+    return "\n".join(lines)
