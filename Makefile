@@ -1,0 +1,83 @@
+# mirrorwatch: every target sets itself up on a fresh Debian machine (run as root).
+#   make demo    replay the bundled demo capture with the bundled signatures
+#   make test    run the test suite
+#   make verify  run the suricata-verify cases of the corpus
+#   make bench   run every benchmark in bench/
+# Set-up is idempotent: system packages are installed only when missing, the
+# virtualenv is rebuilt only when setup.cfg/pyproject.toml change (stamp file).
+
+PYTHON  ?= python3.11
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.mirrorwatch-installed
+SYSSTAMP := $(VENV)/.mirrorwatch-system
+export DEBIAN_FRONTEND := noninteractive
+
+# command-or-file to test for -> Debian package that provides it
+SYSTEM_DEPS := \
+	/usr/include/pcap.h:libpcap-dev \
+	tshark:tshark \
+	tcpflow:tcpflow \
+	tcpreplay:tcpreplay \
+	tcpdump:tcpdump \
+	ip:iproute2 \
+	tc:iproute2 \
+	tmux:tmux \
+	cc:build-essential
+
+.PHONY: all setup system demo test verify bench clean distclean
+
+all: test
+
+setup: $(STAMP)
+
+# Installs only what is missing; `apt-get update` runs once, only if something is.
+system:
+	@missing=""; \
+	for dep in $(SYSTEM_DEPS); do \
+	  what=$${dep%%:*}; pkg=$${dep##*:}; \
+	  case $$what in /*) [ -e "$$what" ] ;; *) command -v "$$what" >/dev/null 2>&1 ;; esac \
+	    || missing="$$missing $$pkg"; \
+	done; \
+	if ! command -v $(PYTHON) >/dev/null 2>&1; then missing="$$missing python3.11"; fi; \
+	if command -v $(PYTHON) >/dev/null 2>&1 && ! $(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1; then \
+	  missing="$$missing python3.11-venv"; fi; \
+	if command -v $(PYTHON) >/dev/null 2>&1 && ! $(PYTHON) -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' >/dev/null 2>&1; then \
+	  missing="$$missing python3.11-dev"; fi; \
+	if [ -n "$$missing" ]; then \
+	  missing=$$(echo $$missing | tr ' ' '\n' | sort -u | tr '\n' ' '); \
+	  echo "installing missing system packages: $$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then echo "error: need root to apt-get install $$missing" >&2; exit 1; fi; \
+	  echo 'wireshark-common wireshark-common/install-setuid boolean false' | debconf-set-selections 2>/dev/null || true; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(PY):
+	@$(MAKE) --no-print-directory system
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): setup.cfg pyproject.toml | $(PY)
+	@$(MAKE) --no-print-directory system
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/mirrorwatch replay --eve out/demo-eve.json --fast out/demo-fast.log pcaps/demo.pcap
+	@echo "EVE log: out/demo-eve.json   fast.log: out/demo-fast.log"
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+verify: $(STAMP)
+	$(PY) tests/suricata_verify.py
+
+bench: $(STAMP)
+	PY=$(PY) bash bench/run_all.sh
+
+clean:
+	rm -rf out .pytest_cache .hypothesis build dist pcaps/generated .bench
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) *.egg-info
