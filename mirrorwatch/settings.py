@@ -109,6 +109,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("defrag.max-frags", 65_535, parse_int, "IP fragments buffered at once across all datagrams"),
     Setting("defrag.memcap", 32 * 1024 * 1024, parse_size, "bytes of IP fragments buffered at once"),
     Setting("defrag.timeout", 60, parse_float, "seconds an incomplete fragmented datagram is kept"),
+    Setting("decoder.max-layers", 16, parse_int, "most encapsulation layers (VLAN tags, MPLS labels, tunnels, IPv6 extension headers) decoded in one frame"),
     # detection (detect room)
     Setting("detect.packet-alert-max", 15, parse_int, "most alerts raised for one packet (Suricata's packet-alert-max)"),
     Setting("detect.checksum-auto-sample", 1000, parse_int, "packets examined by -k auto before it decides whether checksums are offloaded"),
