@@ -1,0 +1,235 @@
+"""EVE JSON writer: one JSON object per line, with Suricata's field names.
+
+Alerts carry the packet's own addresses (Suricata's orientation for alerts)
+plus a ``flow`` object oriented client -> server; flow events are oriented
+client -> server.  The final ``stats`` event carries every engine counter.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+import time
+
+from ..events import Alert, FlowEnded, Kill, Stats
+from .fmt import ICMP_PROTOS, addr, iso_time, metadata_dict, proto_name
+
+DEFAULT_TYPES = ("alert", "flow", "stats", "kill")
+_PORT_PROTOS = (6, 17, 132)  # TCP, UDP, SCTP
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
+
+# TCP flag bits in Suricata's EVE order.
+_TCP_FLAG_NAMES = (
+    (0x02, "syn"), (0x01, "fin"), (0x04, "rst"), (0x08, "psh"),
+    (0x10, "ack"), (0x20, "urg"), (0x40, "ecn"), (0x80, "cwr"),
+)
+
+
+class OutputError(OSError):
+    """An output file cannot be opened or written (one line for the user)."""
+
+
+def open_text(path: str):
+    """Open an output path for appending text ('-' = stdout), with a one-line error."""
+    if path == "-":
+        return sys.stdout
+    try:
+        return open(path, "a", encoding="utf-8", buffering=1 << 16)
+    except OSError as e:
+        raise OutputError(f"cannot open output file {path}: {e.strerror or e}") from None
+
+
+class FileSink:
+    """Buffered text sink with Suricata-style reopen (log rotation) and flush."""
+
+    def __init__(self, path: str, line_buffered: bool = False):
+        self.path = path
+        self.line_buffered = line_buffered
+        self.fp = open_text(path)
+        self.written = 0
+
+    def write(self, line: str) -> None:
+        self.fp.write(line)
+        self.written += 1
+        if self.line_buffered:
+            self.fp.flush()
+
+    def flush(self) -> None:
+        try:
+            self.fp.flush()
+        except (OSError, ValueError):
+            pass
+
+    def close(self) -> None:
+        self.flush()
+        if self.fp is not sys.stdout:
+            self.fp.close()
+
+    def reopen(self) -> None:
+        """After logrotate moved the file away: continue in a fresh file at the same path."""
+        if self.fp is sys.stdout:
+            return
+        self.close()
+        self.fp = open_text(self.path)
+
+
+class EveWriter(FileSink):
+    """Writes alert, flow, stats (and kill) events as EVE JSON lines.
+
+    ``types`` selects the event types written; ``payload`` adds the base64
+    ``payload`` and ``payload_printable`` of the packet (or stream chunk) that
+    matched.
+    """
+
+    def __init__(self, path: str = "-", types=DEFAULT_TYPES, payload: bool = False, line_buffered: bool = False):
+        super().__init__(path, line_buffered)
+        self.types = frozenset(types)
+        self.payload = payload
+        self.started = time.monotonic()
+        self._alert_objs: dict = {}  # (id(rule), action) -> rendered "alert" object
+        handlers = {Alert: self.alert, FlowEnded: self.flow, Stats: self.stats, Kill: self.kill}
+        names = {Alert: "alert", FlowEnded: "flow", Stats: "stats", Kill: "kill"}
+        self._dispatch = {cls: fn for cls, fn in handlers.items() if names[cls] in self.types}
+
+    def handle(self, event) -> None:
+        fn = self._dispatch.get(type(event))
+        if fn is not None:
+            fn(event)
+
+    # -- alert --------------------------------------------------------------
+    def _alert_obj(self, rule, action: str) -> dict:
+        key = (id(rule), action)
+        obj = self._alert_objs.get(key)
+        if obj is None:
+            obj = {
+                "action": action,
+                "gid": rule.gid,
+                "signature_id": rule.sid,
+                "rev": rule.rev,
+                "signature": rule.msg,
+                "category": rule.category or "",
+                "severity": rule.priority,
+            }
+            md = metadata_dict(rule.metadata)
+            if md:
+                obj["metadata"] = md
+            self._alert_objs[key] = obj
+        return obj
+
+    def alert(self, a: Alert) -> None:
+        pkt, flow = a.pkt, a.flow
+        ev: dict = {"timestamp": iso_time(pkt.ts)}
+        if flow is not None:
+            ev["flow_id"] = flow.flow_id
+        if pkt.pcap_cnt:
+            ev["pcap_cnt"] = pkt.pcap_cnt
+        ev["event_type"] = "alert"
+        if pkt.vlan_id:
+            ev["vlan"] = list(pkt.vlan_id)
+        _endpoints(ev, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport, pkt)
+        ev["pkt_src"] = "wire/pcap"
+        ev["alert"] = self._alert_obj(a.rule, a.action)
+        if a.verdict is not None:
+            ev["verdict"] = a.verdict
+        if a.to_server is not None:
+            ev["direction"] = "to_server" if a.to_server else "to_client"
+        if flow is not None:
+            fo = _flow_counts(flow)
+            fo["src_ip"] = addr(flow.client)
+            fo["dest_ip"] = addr(flow.server)
+            if flow.proto in _PORT_PROTOS:
+                fo["src_port"] = flow.cport
+                fo["dest_port"] = flow.sport
+            ev["flow"] = fo
+        ev["stream"] = 1 if a.stream else 0
+        if self.payload and a.payload:
+            data = bytes(a.payload)
+            ev["payload"] = base64.b64encode(data).decode("ascii")
+            ev["payload_printable"] = "".join(chr(b) if 32 <= b < 127 else "." for b in data)
+        self.write(_dumps(ev) + "\n")
+
+    # -- flow ---------------------------------------------------------------
+    def flow(self, e: FlowEnded) -> None:
+        f = e.flow
+        ev: dict = {"timestamp": iso_time(f.start), "flow_id": f.flow_id, "event_type": "flow"}
+        if f.vlan_id:
+            ev["vlan"] = list(f.vlan_id)
+        _endpoints(ev, f.proto, f.client, f.cport, f.server, f.sport)
+        end = max(f.last_ts, f.start)
+        fo = _flow_counts(f)
+        fo["end"] = iso_time(end)
+        fo["age"] = int(end - f.start)
+        fo["state"] = f.state
+        fo["reason"] = e.reason
+        fo["alerted"] = bool(f.alerted)
+        if f.killed:
+            fo["killed"] = f.killed
+        ev["flow"] = fo
+        if f.proto == 6:
+            ev["tcp"] = _tcp_obj(f)
+        self.write(_dumps(ev) + "\n")
+
+    # -- stats / kill -------------------------------------------------------
+    def stats(self, s: Stats) -> None:
+        body = {"uptime": int(time.monotonic() - self.started)}
+        body.update(s.counters)
+        ev = {"timestamp": iso_time(s.ts), "event_type": "stats", "stats": body}
+        self.write(_dumps(ev) + "\n")
+
+    def kill(self, k: Kill) -> None:
+        f = k.flow
+        ev: dict = {"timestamp": iso_time(k.ts), "flow_id": f.flow_id}
+        if k.pcap_cnt:
+            ev["pcap_cnt"] = k.pcap_cnt
+        ev["event_type"] = "kill"
+        _endpoints(ev, f.proto, f.client, f.cport, f.server, f.sport)
+        ev["kill"] = {"trigger": str(k.trigger), "frames": len(k.frames), "dry_run": bool(k.dry_run)}
+        self.write(_dumps(ev) + "\n")
+
+
+def _endpoints(ev: dict, proto: int, src: bytes, sport: int, dst: bytes, dport: int, pkt=None) -> None:
+    """src/dest address and port fields; ICMP carries type/code instead of ports."""
+    has_ports = proto in _PORT_PROTOS
+    ev["src_ip"] = addr(src)
+    if has_ports:
+        ev["src_port"] = sport
+    ev["dest_ip"] = addr(dst)
+    if has_ports:
+        ev["dest_port"] = dport
+    ev["proto"] = proto_name(proto)
+    if pkt is not None and proto in ICMP_PROTOS and pkt.icmp_type >= 0:
+        ev["icmp_type"] = pkt.icmp_type
+        ev["icmp_code"] = pkt.icmp_code
+
+
+def _flow_counts(f) -> dict:
+    """The counters both alert and flow events carry in their ``flow`` object."""
+    return {
+        "pkts_toserver": f.pkts[0],
+        "pkts_toclient": f.pkts[1],
+        "bytes_toserver": f.bytes[0],
+        "bytes_toclient": f.bytes[1],
+        "start": iso_time(f.start),
+    }
+
+
+def _tcp_obj(f) -> dict:
+    flags = f.tcp_flags or 0
+    tcp: dict = {
+        "tcp_flags": f"{flags:02x}",
+        "tcp_flags_ts": f"{(f.tcp_flags_ts or 0):02x}",
+        "tcp_flags_tc": f"{(f.tcp_flags_tc or 0):02x}",
+    }
+    for bit, name in _TCP_FLAG_NAMES:
+        if flags & bit:
+            tcp[name] = True
+    if f.tcp_state:
+        tcp["state"] = f.tcp_state
+    streams = getattr(f, "streams", None) or ()
+    for i, name in ((0, "missed_bytes_ts"), (1, "missed_bytes_tc")):
+        st = streams[i] if i < len(streams) else None
+        missed = getattr(st, "missed_bytes", 0) if st is not None else 0
+        if missed:
+            tcp[name] = missed
+    return tcp

@@ -1,0 +1,35 @@
+"""fast.log writer: Suricata's one-line alert format, byte for byte.
+
+    01/01/2024-12:00:00.123456  [**] [1:2000001:3] MSG [**] [Classification: CAT] [Priority: 1] {TCP} 10.0.0.1:1234 -> 10.0.0.2:80
+
+A rule without classtype prints ``(null)`` as Suricata does; ICMP prints the
+type and code where ports would be; a killed session's alert gets
+Suricata's ``[wDrop] `` marker (a passive sensor cannot drop, it resets).
+"""
+
+from __future__ import annotations
+
+from ..events import Alert
+from .eve import FileSink
+from .fmt import addr, fast_time, packet_ports, proto_name
+
+
+def format_alert(a: Alert) -> str:
+    """One fast.log line (with newline) for an alert."""
+    pkt, rule = a.pkt, a.rule
+    sp, dp = packet_ports(pkt)
+    action = "[wDrop] " if a.action == "blocked" else ""
+    category = rule.category or "(null)"
+    return (
+        f"{fast_time(pkt.ts)}  {action}[**] [{rule.gid}:{rule.sid}:{rule.rev}] {rule.msg} [**] "
+        f"[Classification: {category}] [Priority: {rule.priority}] "
+        f"{{{proto_name(pkt.proto)}}} {addr(pkt.src)}:{sp} -> {addr(pkt.dst)}:{dp}\n"
+    )
+
+
+class FastLogWriter(FileSink):
+    """Appends one fast.log line per alert; ignores every other event."""
+
+    def handle(self, event) -> None:
+        if type(event) is Alert:
+            self.write(format_alert(event))

@@ -1,0 +1,100 @@
+"""Text forms shared by the sinks, matching Suricata's own.
+
+Timestamps are written in UTC.  Suricata writes local time; on a sensor whose
+clock is UTC (the usual case) both agree, and UTC keeps logs comparable across
+sensors and test runs.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from ..packet import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
+
+# Suricata's util-proto-name table for the protocols a mirror port commonly carries.
+PROTO_NAMES = {
+    PROTO_ICMP: "ICMP", 2: "IGMP", 4: "IPIP", PROTO_TCP: "TCP", PROTO_UDP: "UDP", 41: "IPv6",
+    47: "GRE", 50: "ESP", 51: "AH", PROTO_ICMPV6: "IPv6-ICMP", 89: "OSPFIGP", 103: "PIM",
+    112: "VRRP", 132: "SCTP",
+}
+ICMP_PROTOS = (PROTO_ICMP, PROTO_ICMPV6)
+
+
+def proto_name(proto: int) -> str:
+    """'TCP', 'IPv6-ICMP', ... or Suricata's 'PROTO:047' form for the rest."""
+    name = PROTO_NAMES.get(proto)
+    return name if name is not None else f"PROTO:{proto:03d}"
+
+
+class _SecondCache:
+    """Formats the whole-second part of a timestamp once per second of traffic."""
+
+    __slots__ = ("fmt", "sec", "text")
+
+    def __init__(self, fmt: str):
+        self.fmt = fmt
+        self.sec = None
+        self.text = ""
+
+    def __call__(self, sec: int) -> str:
+        if sec != self.sec:
+            self.sec = sec
+            self.text = time.strftime(self.fmt, time.gmtime(sec))
+        return self.text
+
+
+_iso_sec = _SecondCache("%Y-%m-%dT%H:%M:%S")
+_fast_sec = _SecondCache("%m/%d/%Y-%H:%M:%S")
+
+
+def _split(ts: float) -> tuple[int, int]:
+    sec = int(ts)
+    usec = int(round((ts - sec) * 1_000_000))
+    if usec >= 1_000_000:  # rounding carried into the next second
+        sec += 1
+        usec -= 1_000_000
+    return sec, usec
+
+
+def iso_time(ts: float) -> str:
+    """EVE form: 2024-01-01T12:00:00.123456+0000."""
+    sec, usec = _split(ts)
+    return f"{_iso_sec(sec)}.{usec:06d}+0000"
+
+
+def fast_time(ts: float) -> str:
+    """fast.log form: 01/01/2024-12:00:00.123456."""
+    sec, usec = _split(ts)
+    return f"{_fast_sec(sec)}.{usec:06d}"
+
+
+def addr(packed: bytes) -> str:
+    """Packed 4- or 16-byte address as text ('' for none)."""
+    n = len(packed)
+    if n == 4:
+        return socket.inet_ntop(socket.AF_INET, packed)
+    if n == 16:
+        return socket.inet_ntop(socket.AF_INET6, packed)
+    return ""
+
+
+def packet_ports(pkt) -> tuple[int, int]:
+    """The two numbers Suricata prints after the addresses: ports, or ICMP type and code."""
+    if pkt.proto in ICMP_PROTOS:
+        return max(pkt.icmp_type, 0), max(pkt.icmp_code, 0)
+    return pkt.sport, pkt.dport
+
+
+def metadata_dict(entries) -> dict[str, list[str]]:
+    """Rule metadata ('key value' strings) in Suricata's EVE form {key: [values...]}."""
+    out: dict[str, list[str]] = {}
+    for entry in entries or ():
+        if isinstance(entry, (tuple, list)) and len(entry) == 2:
+            key, value = entry
+        else:
+            key, _, value = str(entry).strip().partition(" ")
+        key = str(key).strip()
+        if key:
+            out.setdefault(key, []).append(str(value).strip())
+    return out

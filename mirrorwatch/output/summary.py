@@ -1,0 +1,184 @@
+"""End-of-run summary: totals, alerts by signature, decode errors, top sessions.
+
+``Summary`` is a sink like the others; it keeps counts and a bounded heap of
+the most interesting sessions (most alerts, then most bytes), so its memory
+does not grow with the capture.  ``render`` prints it with rich.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+
+from ..events import Alert, FlowEnded, Kill, Stats
+from .fmt import ICMP_PROTOS, addr, proto_name
+
+# Decoder counters that are not errors (totals and per-protocol tallies).
+_DECODER_NON_ERRORS = frozenset({
+    "pkts", "packets", "bytes", "ipv4", "ipv6", "ethernet", "raw", "null", "sll", "sll2", "tcp", "udp",
+    "icmpv4", "icmpv6", "vlan", "vlan_qinq", "ppp", "pppoe", "gre", "teredo", "mpls", "vxlan", "geneve",
+    "ipv4_in_ipv6", "ipv6_in_ipv6", "ipv6_in_ipv4", "frag", "frags", "reassembled", "defrag",
+    "non_ip", "arp", "avg_pkt_size", "max_pkt_size", "sctp", "erspan", "loopback", "nsh", "chdlc",
+    "linux_sll", "ieee8021ah", "igmp", "esp", "unknown_ethertype", "max_mac_addrs_src",
+    "max_mac_addrs_dst",
+})
+
+
+class Summary:
+    """Collects what the end-of-run report shows."""
+
+    def __init__(self, top: int = 20):
+        self.top = top
+        self.alerts_by_sig: dict[tuple, list] = {}  # (gid, sid, rev) -> [msg, count]
+        self.alerts = 0
+        self.kills = 0
+        self.sessions = 0
+        self._flow_alerts: dict[int, int] = {}
+        self._heap: list = []
+        self._tie = itertools.count()
+        self.counters: dict = {}
+
+    def handle(self, event) -> None:
+        t = type(event)
+        if t is Alert:
+            self.alerts += 1
+            r = event.rule
+            entry = self.alerts_by_sig.get((r.gid, r.sid, r.rev))
+            if entry is None:
+                self.alerts_by_sig[(r.gid, r.sid, r.rev)] = [r.msg, 1]
+            else:
+                entry[1] += 1
+            if event.flow is not None:
+                fid = event.flow.flow_id
+                self._flow_alerts[fid] = self._flow_alerts.get(fid, 0) + 1
+        elif t is FlowEnded:
+            self._session_ended(event)
+        elif t is Stats:
+            self.counters = event.counters
+        elif t is Kill:
+            self.kills += 1
+
+    def _session_ended(self, e: FlowEnded) -> None:
+        self.sessions += 1
+        f = e.flow
+        n_alerts = self._flow_alerts.pop(f.flow_id, 0)
+        total = f.bytes[0] + f.bytes[1]
+        key = (n_alerts, total, next(self._tie))
+        if len(self._heap) < self.top:
+            heapq.heappush(self._heap, (key, session_row(f, n_alerts, e.reason)))
+        elif key > self._heap[0][0]:
+            heapq.heapreplace(self._heap, (key, session_row(f, n_alerts, e.reason)))
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def reopen(self) -> None:
+        pass
+
+    # -- report -------------------------------------------------------------
+    def top_sessions(self) -> list[dict]:
+        return [row for _, row in sorted(self._heap, key=lambda kv: kv[0], reverse=True)]
+
+    def decode_errors(self) -> dict[str, int]:
+        """Non-zero decoder counters that count a reason for skipping a frame."""
+        out: dict[str, int] = {}
+        _collect_errors(self.counters.get("decoder", {}), "", out)
+        return out
+
+    def render(self, console, elapsed: float, show_table: bool = True) -> None:
+        from rich.table import Table
+
+        cap = self.counters.get("capture", {})
+        pkts, nbytes = cap.get("packets", 0), cap.get("bytes", 0)
+        rate = pkts / elapsed if elapsed > 0 else 0.0
+        mbps = nbytes * 8 / elapsed / 1e6 if elapsed > 0 else 0.0
+        console.print(
+            f"[bold]{pkts:,}[/] packets, {nbytes:,} bytes, {self.sessions:,} sessions, "
+            f"[bold]{self.alerts:,}[/] alerts"
+            + (f", {self.kills:,} kills" if self.kills else "")
+            + f" in {elapsed:.2f}s ({rate:,.0f} packets/s, {mbps:,.1f} Mbit/s)"
+        )
+        if self.alerts_by_sig:
+            t = Table(title="Alerts by signature", title_justify="left")
+            t.add_column("gid:sid:rev", no_wrap=True)
+            t.add_column("signature")
+            t.add_column("count", justify="right")
+            rows = sorted(self.alerts_by_sig.items(), key=lambda kv: (-kv[1][1], kv[0]))
+            for (gid, sid, rev), (msg, count) in rows:
+                t.add_row(f"{gid}:{sid}:{rev}", msg, f"{count:,}")
+            console.print(t)
+        errors = self.decode_errors()
+        if errors:
+            t = Table(title="Frames skipped by the decoder", title_justify="left")
+            t.add_column("reason")
+            t.add_column("count", justify="right")
+            for reason, count in sorted(errors.items(), key=lambda kv: -kv[1]):
+                t.add_row(reason, f"{count:,}")
+            console.print(t)
+        if show_table and self._heap:
+            console.print(sessions_table(self.top_sessions(), title=f"Top {len(self._heap)} sessions"))
+
+
+def _collect_errors(d: dict, prefix: str, out: dict) -> None:
+    for k, v in d.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict):
+            _collect_errors(v, name + ".", out)
+        elif isinstance(v, (int, float)) and v and k not in _DECODER_NON_ERRORS:
+            out[name] = v
+
+
+def session_row(f, n_alerts: int, reason: str) -> dict:
+    """What the session table shows of a flow, copied out so the Flow can be freed."""
+    if f.proto in ICMP_PROTOS:
+        client, server = addr(f.client), addr(f.server)
+    else:
+        client = _hostport(f.client, f.cport)
+        server = _hostport(f.server, f.sport)
+    return {
+        "flow_id": f.flow_id,
+        "client": client,
+        "server": server,
+        "proto": proto_name(f.proto),
+        "state": f.tcp_state if f.proto == 6 and f.tcp_state else f.state,
+        "pkts": (f.pkts[0], f.pkts[1]),
+        "bytes": (f.bytes[0], f.bytes[1]),
+        "alerts": n_alerts,
+        "killed": f.killed,
+        "reason": reason,
+    }
+
+
+def _hostport(packed: bytes, port: int) -> str:
+    a = addr(packed)
+    return f"[{a}]:{port}" if len(packed) == 16 else f"{a}:{port}"
+
+
+def sessions_table(rows: list[dict], title: str = "Sessions"):
+    """A rich Table of session rows (as made by ``session_row``); shared with the live table."""
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left")
+    t.add_column("client → server", no_wrap=True)
+    t.add_column("proto")
+    t.add_column("state")
+    t.add_column("pkts →/←", justify="right", no_wrap=True)
+    t.add_column("bytes →/←", justify="right", no_wrap=True)
+    t.add_column("alerts", justify="right")
+    for r in rows:
+        state = r["state"] + (f" [red](killed: {r['killed']})[/]" if r.get("killed") else "")
+        alerts = f"[bold red]{r['alerts']}[/]" if r["alerts"] else "0"
+        t.add_row(
+            f"{r['client']} → {r['server']}",
+            r["proto"],
+            state,
+            f"{r['pkts'][0]:,}/{r['pkts'][1]:,}",
+            f"{r['bytes'][0]:,}/{r['bytes'][1]:,}",
+            alerts,
+        )
+    return t
+
+

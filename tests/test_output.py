@@ -1,0 +1,249 @@
+"""Output sinks against Suricata's exact formats, driven by hand-made events."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+from mirrorwatch.events import Alert, FlowEnded, Kill, Stats
+from mirrorwatch.output.console import ConsoleAlerts
+from mirrorwatch.output.eve import EveWriter, OutputError
+from mirrorwatch.output.fastlog import FastLogWriter, format_alert
+from mirrorwatch.output.fmt import fast_time, iso_time, metadata_dict, proto_name
+from mirrorwatch.output.summary import Summary
+from mirrorwatch.packet import ACK, FIN, PSH, SYN, Packet
+from mirrorwatch.rules.model import AddrSet, PortSet, Rule
+
+TS = 1704110400.123456  # 2024-01-01T12:00:00.123456Z
+
+
+def ip4(text):
+    return socket.inet_pton(socket.AF_INET, text)
+
+
+def ip6(text):
+    return socket.inet_pton(socket.AF_INET6, text)
+
+
+class FakeFlow:
+    """The Flow fields the sinks read (contract in BRIEF/flows)."""
+
+    def __init__(self, **kw):
+        self.flow_id = 123456789
+        self.proto = 6
+        self.ipv = 4
+        self.client, self.server = ip4("10.0.0.1"), ip4("10.0.0.2")
+        self.cport, self.sport = 1234, 80
+        self.vlan_id = ()
+        self.start, self.last_ts = TS - 2.5, TS + 10.0
+        self.pkts, self.bytes = [5, 4], [600, 3000]
+        self.state, self.tcp_state = "closed", "closed"
+        self.tcp_flags = SYN | FIN | PSH | ACK
+        self.tcp_flags_ts = SYN | FIN | PSH | ACK
+        self.tcp_flags_tc = SYN | ACK
+        self.streams = [None, None]
+        self.alerted, self.killed = True, None
+        for k, v in kw.items():
+            setattr(self, k, v)
+
+
+def make_rule(**kw):
+    r = Rule(action="alert", proto="tcp", src=AddrSet(any=True), sport=PortSet(any=True), direction="->",
+             dst=AddrSet(any=True), dport=PortSet(any=True), sid=2000001, rev=3, msg="ET TEST uid=0 root",
+             classtype="bad-unknown", category="Potentially Bad Traffic", priority=2)
+    for k, v in kw.items():
+        setattr(r, k, v)
+    return r
+
+
+def make_pkt(src="10.0.0.2", dst="10.0.0.1", sport=80, dport=1234, proto=6, v6=False):
+    p = Packet(TS, pcap_cnt=7)
+    conv = ip6 if v6 else ip4
+    p.ipv = 6 if v6 else 4
+    p.src, p.dst, p.sport, p.dport, p.proto = conv(src), conv(dst), sport, dport, proto
+    return p
+
+
+def eve_lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_time_formats_match_suricata():
+    assert iso_time(TS) == "2024-01-01T12:00:00.123456+0000"
+    assert fast_time(TS) == "01/01/2024-12:00:00.123456"
+    # microsecond rounding never prints 1000000
+    assert iso_time(1704110400.9999999) == "2024-01-01T12:00:01.000000+0000"
+
+
+def test_proto_names():
+    assert [proto_name(p) for p in (6, 17, 1, 58)] == ["TCP", "UDP", "ICMP", "IPv6-ICMP"]
+    assert proto_name(250) == "PROTO:250"
+    assert proto_name(7) == "PROTO:007"
+
+
+def test_metadata_is_dict_of_lists():
+    md = metadata_dict(["created_at 2010_07_30", "updated_at 2019_07_26", "tag one", "tag two"])
+    assert md == {"created_at": ["2010_07_30"], "updated_at": ["2019_07_26"], "tag": ["one", "two"]}
+
+
+def test_fastlog_line_exact(tmp_path):
+    flow = FakeFlow()
+    a = Alert(make_pkt(), flow, False, make_rule(gid=1, sid=2000001, rev=3, priority=1, msg="MSG", category="CAT"))
+    assert format_alert(a) == (
+        "01/01/2024-12:00:00.123456  [**] [1:2000001:3] MSG [**] [Classification: CAT] "
+        "[Priority: 1] {TCP} 10.0.0.2:80 -> 10.0.0.1:1234\n"
+    )
+    out = tmp_path / "fast.log"
+    w = FastLogWriter(str(out))
+    w.handle(a)
+    w.handle(FlowEnded(TS, flow, "timeout"))  # ignored
+    w.close()
+    assert out.read_text() == format_alert(a)
+
+
+def test_fastlog_null_classification_icmp_ipv6_and_blocked():
+    p = make_pkt("2001:db8::1", "2001:db8::2", proto=58, v6=True)
+    p.icmp_type, p.icmp_code = 128, 0
+    a = Alert(p, None, None, make_rule(category="", priority=3, msg="PING6"))
+    line = format_alert(a)
+    assert "[Classification: (null)] [Priority: 3] {IPv6-ICMP} 2001:db8::1:128 -> 2001:db8::2:0\n" in line
+    a.action = "blocked"
+    assert format_alert(a).startswith("01/01/2024-12:00:00.123456  [wDrop] [**] [1:2000001:3] PING6 [**]")
+
+
+def test_eve_alert_fields(tmp_path):
+    out = tmp_path / "eve.json"
+    w = EveWriter(str(out), payload=True)
+    flow = FakeFlow(vlan_id=(100,))
+    pkt = make_pkt()
+    pkt.vlan_id = (100,)
+    rule = make_rule(metadata=["created_at 2010_07_30", "signature_severity Major"])
+    a = Alert(pkt, flow, False, rule, stream=1, payload=b"uid=0(root)\r\n")
+    w.handle(a)
+    w.close()
+    (ev,) = eve_lines(out)
+    assert ev["timestamp"] == "2024-01-01T12:00:00.123456+0000"
+    assert ev["event_type"] == "alert"
+    assert ev["flow_id"] == 123456789 and ev["pcap_cnt"] == 7
+    assert (ev["src_ip"], ev["src_port"], ev["dest_ip"], ev["dest_port"]) == ("10.0.0.2", 80, "10.0.0.1", 1234)
+    assert ev["proto"] == "TCP" and ev["vlan"] == [100]
+    assert ev["direction"] == "to_client" and ev["pkt_src"] == "wire/pcap"
+    assert ev["alert"] == {
+        "action": "allowed", "gid": 1, "signature_id": 2000001, "rev": 3, "signature": "ET TEST uid=0 root",
+        "category": "Potentially Bad Traffic", "severity": 2,
+        "metadata": {"created_at": ["2010_07_30"], "signature_severity": ["Major"]},
+    }
+    assert ev["flow"] == {
+        "pkts_toserver": 5, "pkts_toclient": 4, "bytes_toserver": 600, "bytes_toclient": 3000,
+        "start": "2024-01-01T11:59:57.623456+0000",
+        "src_ip": "10.0.0.1", "dest_ip": "10.0.0.2", "src_port": 1234, "dest_port": 80,
+    }
+    assert ev["stream"] == 1
+    assert ev["payload_printable"] == "uid=0(root).."
+    assert "verdict" not in ev
+
+
+def test_eve_icmp_alert_has_type_code_not_ports(tmp_path):
+    out = tmp_path / "eve.json"
+    w = EveWriter(str(out))
+    p = make_pkt("10.0.0.1", "10.0.0.2", proto=1)
+    p.icmp_type, p.icmp_code = 8, 0
+    w.handle(Alert(p, None, None, make_rule()))
+    w.close()
+    (ev,) = eve_lines(out)
+    assert ev["proto"] == "ICMP" and ev["icmp_type"] == 8 and ev["icmp_code"] == 0
+    assert "src_port" not in ev and "flow_id" not in ev and "direction" not in ev and "payload" not in ev
+
+
+def test_eve_flow_event(tmp_path):
+    out = tmp_path / "eve.json"
+    w = EveWriter(str(out))
+    w.handle(FlowEnded(TS + 20, FakeFlow(), "timeout"))
+    w.handle(FlowEnded(TS + 20, FakeFlow(proto=17, tcp_state=None, state="established", alerted=False), "shutdown"))
+    w.close()
+    tcp, udp = eve_lines(out)
+    assert tcp["event_type"] == "flow" and tcp["flow_id"] == 123456789
+    assert (tcp["src_ip"], tcp["src_port"], tcp["dest_ip"], tcp["dest_port"]) == ("10.0.0.1", 1234, "10.0.0.2", 80)
+    assert tcp["flow"] == {
+        "pkts_toserver": 5, "pkts_toclient": 4, "bytes_toserver": 600, "bytes_toclient": 3000,
+        "start": "2024-01-01T11:59:57.623456+0000", "end": "2024-01-01T12:00:10.123456+0000",
+        "age": 12, "state": "closed", "reason": "timeout", "alerted": True,
+    }
+    assert tcp["tcp"] == {"tcp_flags": "1b", "tcp_flags_ts": "1b", "tcp_flags_tc": "12",
+                          "syn": True, "fin": True, "psh": True, "ack": True, "state": "closed"}
+    assert udp["proto"] == "UDP" and "tcp" not in udp and udp["flow"]["reason"] == "shutdown"
+    assert udp["flow"]["alerted"] is False
+
+
+def test_eve_stats_kill_and_type_filter(tmp_path):
+    out = tmp_path / "eve.json"
+    w = EveWriter(str(out), types=("stats", "kill"))
+    w.handle(Alert(make_pkt(), FakeFlow(), True, make_rule()))  # filtered out
+    w.handle(Kill(TS, FakeFlow(), frames=[object(), object()], trigger="2000001", pcap_cnt=9))
+    w.handle(Stats(TS, {"capture": {"packets": 10, "bytes": 1000}, "decoder": {"truncated": 1}}))
+    w.close()
+    kill, stats = eve_lines(out)
+    assert kill["event_type"] == "kill" and kill["kill"] == {"trigger": "2000001", "frames": 2, "dry_run": False}
+    assert stats["event_type"] == "stats"
+    assert stats["stats"]["capture"] == {"packets": 10, "bytes": 1000}
+    assert stats["stats"]["decoder"] == {"truncated": 1} and "uptime" in stats["stats"]
+
+
+def test_eve_reopen_after_rotation(tmp_path):
+    out = tmp_path / "eve.json"
+    w = EveWriter(str(out))
+    w.handle(FlowEnded(TS, FakeFlow(), "timeout"))
+    w.flush()
+    out.rename(tmp_path / "eve.json.1")
+    w.reopen()
+    w.handle(FlowEnded(TS, FakeFlow(), "timeout"))
+    w.close()
+    assert len(out.read_text().splitlines()) == 1
+    assert len((tmp_path / "eve.json.1").read_text().splitlines()) == 1
+
+
+def test_unwritable_output_is_one_line_error(tmp_path):
+    with pytest.raises(OutputError, match="cannot open output file"):
+        EveWriter(str(tmp_path / "no" / "such" / "dir" / "eve.json"))
+
+
+def test_console_alerts_plain_and_coloured():
+    import io
+
+    buf = io.StringIO()
+    c = ConsoleAlerts(buf)
+    a = Alert(make_pkt(), FakeFlow(), False, make_rule(priority=1))
+    c.handle(a)
+    c.handle(FlowEnded(TS, FakeFlow(), "timeout"))
+    assert buf.getvalue() == format_alert(a)
+    buf = io.StringIO()
+    ConsoleAlerts(buf, colour=True).handle(a)
+    assert buf.getvalue().startswith("\x1b[1;31m") and buf.getvalue().endswith("\x1b[0m\n")
+
+
+def test_summary_counts_and_top_sessions():
+    from rich.console import Console
+
+    s = Summary(top=2)
+    rule_a, rule_b = make_rule(sid=1, msg="A"), make_rule(sid=2, msg="B")
+    flows = [FakeFlow(flow_id=i, bytes=[i * 100, 0]) for i in range(1, 6)]
+    for _ in range(3):
+        s.handle(Alert(make_pkt(), flows[0], True, rule_a))
+    s.handle(Alert(make_pkt(), flows[1], True, rule_b))
+    for f in flows:
+        s.handle(FlowEnded(TS, f, "shutdown"))
+    s.handle(Stats(TS, {"capture": {"packets": 50, "bytes": 5000},
+                        "decoder": {"ipv4": 50, "truncated": 2, "invalid": {"ipv4_bad_len": 1, "x": 0}}}))
+    assert s.alerts == 4 and s.sessions == 5
+    assert s.alerts_by_sig[(1, 1, 3)] == ["A", 3] and s.alerts_by_sig[(1, 2, 3)] == ["B", 1]
+    top = s.top_sessions()
+    assert [r["flow_id"] for r in top] == [1, 2]  # most alerts first, bounded to 2
+    assert top[0]["client"] == "10.0.0.1:1234" and top[0]["alerts"] == 3
+    assert s.decode_errors() == {"truncated": 2, "invalid.ipv4_bad_len": 1}
+    con = Console(record=True, width=140)
+    s.render(con, elapsed=0.5)
+    text = con.export_text()
+    assert "50 packets" in text and "4 alerts" in text and "100 packets/s" in text
+    assert "1:1:3" in text and "10.0.0.1:1234 → 10.0.0.2:80" in text and "truncated" in text
