@@ -1,0 +1,273 @@
+"""Live capture: libpcap in its own thread, frames handed over in batches through a bounded queue.
+
+Why a thread: libpcap must be drained continuously or the kernel ring
+overflows, while the engine (main thread) works per packet at its own pace.
+The capture thread does almost nothing per packet: one ``next_batch`` call
+(pcapy-ng, GIL released inside libpcap) returns many frames as one bytes
+blob plus a packed (sec, usec, offset, caplen) table, and the blob is handed
+over as is.  The consumer slices frames out of it.
+
+Every frame is accounted for: ``received`` counts what libpcap gave us,
+``queue_drops`` what did not fit in the queue (``capture.queue-size`` frames
+waiting at most), and libpcap's own ``stats()`` gives the kernel's drops
+(``ps_drop``: ring full; ``ps_ifdrop``: dropped by the interface/driver).
+
+Stopping: the handle is non-blocking and the thread waits on its fd with a
+short ``select`` timeout, so ``stop()`` returns promptly even on a silent link.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import struct
+import threading
+from collections import deque
+
+import pcapy
+
+from .settings import Settings
+
+META = struct.Struct("=IIII")  # sec, usec, offset, caplen (native endian, per pcapy-ng next_batch)
+BATCH_MAX = 4096  # frames per next_batch call
+POLL_TIMEOUT = 0.1  # seconds the capture thread waits for the fd before re-checking stop
+DEFAULT_SNAPLEN = 65535
+DEFAULT_BUFFER = 64 * 1024 * 1024  # kernel ring: ~0.5 s of a saturated gigabit link
+
+
+class CaptureError(Exception):
+    """A capture problem a person can act on; ``str()`` is one line."""
+
+
+def interfaces() -> list[str]:
+    try:
+        return [d for d in pcapy.findalldevs() if d not in ("any",)]
+    except pcapy.PcapError:
+        return []
+
+
+def privilege_problem() -> str | None:
+    """None when raw capture should be permitted, else what is missing."""
+    if os.geteuid() == 0:
+        return None
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    caps = int(line.split()[1], 16)
+                    if caps & (1 << 13) and caps & (1 << 12):  # CAP_NET_RAW, CAP_NET_ADMIN
+                        return None
+    except OSError:
+        pass
+    return "capture needs root or the CAP_NET_RAW and CAP_NET_ADMIN capabilities (e.g. setcap cap_net_raw,cap_net_admin=eip on the python binary)"
+
+
+def _explain(iface: str, msg: str) -> str:
+    """Turn libpcap's message into one actionable line."""
+    low = msg.lower()
+    if "no such device" in low or "doesn't exist" in low or "no such file" in low:
+        names = interfaces()
+        have = ", ".join(names) if names else "none visible"
+        return f"no such interface {iface!r} (interfaces here: {have})"
+    if "permission" in low or "not permitted" in low or "eperm" in low:
+        return privilege_problem() or f"permission denied opening {iface!r}: {msg}"
+    if "went down" in low or "network is down" in low:
+        return f"interface {iface!r} is down (bring it up: ip link set {iface} up)"
+    return f"cannot capture on {iface!r}: {msg}"
+
+
+class LiveCapture:
+    """One libpcap handle and its capture thread.
+
+    ``open()`` (in the caller's thread, so errors surface before anything
+    starts) -> ``start()`` -> consumer calls ``get(timeout)`` for batches ->
+    ``stop()``.  A batch is ``(blob, meta, n)``: frame ``i < n`` is
+    ``blob[off:off+caplen]`` with ``sec, usec, off, caplen = META.unpack_from(meta, 16*i)``.
+    """
+
+    def __init__(self, iface: str, settings: Settings, *, bpf: str | None = None, snaplen: int = DEFAULT_SNAPLEN,
+                 promisc: bool = True, buffer_size: int | None = DEFAULT_BUFFER, timeout_ms: int = 50):
+        self.iface = iface
+        self.bpf = bpf
+        self.snaplen = snaplen
+        self.promisc = promisc
+        self.buffer_size = buffer_size
+        self.timeout_ms = timeout_ms
+        self.queue_size = max(1, int(settings["capture.queue-size"]))
+        self.handle = None
+        self.linktype = 1
+        # hand-over state, guarded by _cv
+        self._batches: deque = deque()
+        self._pending = 0  # frames waiting in _batches
+        self._cv = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        # counters (written by the capture thread only; ints are read atomically)
+        self.received = 0
+        self.received_bytes = 0
+        self.queue_drops = 0
+        self.batches = 0
+        self.error: str | None = None  # set when capture ended on its own (interface down)
+        self._kstats = (0, 0, 0)
+
+    # -- set-up ---------------------------------------------------------------
+    def open(self) -> None:
+        iface = self.iface
+        if iface not in interfaces():
+            # libpcap would fail at activate() anyway; this gives the list of names
+            why = privilege_problem()
+            if why and not interfaces():
+                raise CaptureError(why)
+            raise CaptureError(_explain(iface, "No such device"))
+        try:
+            h = pcapy.create(iface)
+            h.set_snaplen(int(self.snaplen))
+            h.set_promisc(1 if self.promisc else 0)
+            h.set_timeout(int(self.timeout_ms))
+            if self.buffer_size:
+                h.set_buffer_size(int(self.buffer_size))
+            h.activate()
+        except pcapy.PcapError as e:
+            raise CaptureError(_explain(iface, str(e))) from None
+        if self.bpf:
+            try:
+                h.setfilter(self.bpf)
+            except (pcapy.PcapError, pcapy.BPFError) as e:
+                h.close()
+                raise CaptureError(f"bad BPF filter {self.bpf!r}: {e}") from None
+        h.setnonblock(1)
+        self.handle = h
+        self.linktype = h.datalink()
+
+    def start(self) -> None:
+        if self.handle is None:
+            self.open()
+        self._thread = threading.Thread(target=self._run, name=f"capture-{self.iface}", daemon=True)
+        self._thread.start()
+
+    # -- the capture thread -------------------------------------------------------
+    def _run(self) -> None:
+        h = self.handle
+        fd = h.getfd()
+        stop = self._stop.is_set
+        cv = self._cv
+        batches = self._batches
+        qmax = self.queue_size
+        try:
+            while not stop():
+                try:
+                    select.select((fd,), (), (), POLL_TIMEOUT)
+                except OSError as e:
+                    if e.errno == errno.EINTR:
+                        continue
+                    raise
+                while True:
+                    blob, meta = h.next_batch(BATCH_MAX)
+                    n = len(meta) >> 4
+                    if not n:
+                        break
+                    self.received += n
+                    self.received_bytes += len(blob)
+                    with cv:
+                        room = qmax - self._pending
+                        if room <= 0:
+                            self.queue_drops += n
+                            continue
+                        if n > room:
+                            self.queue_drops += n - room
+                            n = room
+                        batches.append((blob, meta, n))
+                        self._pending += n
+                        self.batches += 1
+                        cv.notify()
+                    if n < BATCH_MAX:
+                        break
+        except pcapy.PcapError as e:
+            self.error = _explain(self.iface, str(e))
+        except Exception as e:  # noqa: BLE001 - the thread must report, never die silently
+            self.error = f"capture on {self.iface!r} failed: {type(e).__name__}: {e}"
+        finally:
+            self._refresh_kstats()
+            with cv:
+                cv.notify_all()
+
+    # -- the consumer side ------------------------------------------------------
+    def get(self, timeout: float) -> tuple | None:
+        """The oldest waiting batch, or None after ``timeout`` seconds (or when capture ended)."""
+        with self._cv:
+            if not self._batches:
+                if not self.alive():
+                    return None
+                self._cv.wait(timeout)
+                if not self._batches:
+                    return None
+            b = self._batches.popleft()
+            self._pending -= b[2]
+            return b
+
+    def drain(self) -> list:
+        """Every batch still waiting (at shutdown)."""
+        with self._cv:
+            out = list(self._batches)
+            self._batches.clear()
+            self._pending = 0
+            return out
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def pending(self) -> int:
+        return self._pending
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._refresh_kstats()
+
+    def close(self) -> None:
+        self.stop()
+        if self.handle is not None and not self.alive():
+            try:
+                self.handle.close()
+            except pcapy.PcapError:
+                pass
+            self.handle = None
+
+    # -- counters -------------------------------------------------------------------
+    def _refresh_kstats(self) -> None:
+        h = self.handle
+        if h is None:
+            return
+        try:
+            self._kstats = tuple(h.stats())
+        except (pcapy.PcapError, TypeError, ValueError):
+            pass
+
+    def counters(self, refresh: bool = True) -> dict:
+        """Capture counters: what libpcap gave, what the queue dropped, what the kernel dropped."""
+        if refresh:
+            self._refresh_kstats()
+        recv, kdrop, ifdrop = (list(self._kstats) + [0, 0, 0])[:3]
+        return {
+            "interface": self.iface,
+            "received": self.received,
+            "received_bytes": self.received_bytes,
+            "queue_drops": self.queue_drops,
+            "kernel_packets": recv,
+            "kernel_drops": kdrop,
+            "ifdrops": ifdrop,
+            "drops": self.queue_drops + kdrop + ifdrop,
+            "queue_pending": self._pending,
+            "queue_size": self.queue_size,
+        }
+
+
+def iter_batch(batch):
+    """Yield ``(ts, frame)`` for every frame of one hand-over batch."""
+    blob, meta, n = batch
+    unpack = META.unpack_from
+    for i in range(n):
+        sec, usec, off, caplen = unpack(meta, i << 4)
+        yield sec + usec * 1e-6, blob[off:off + caplen]

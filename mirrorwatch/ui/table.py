@@ -1,0 +1,267 @@
+"""The live session table: what a person watching the sensor sees.
+
+No per-packet work happens here.  ``handle(event)`` sees only events (alerts,
+kills, ended sessions: rare compared to packets).  ``render(now)`` samples the
+flow table when the screen is redrawn, a few times per second: totals and
+rates come from counter deltas between two samples, so the cost is one pass
+over the live sessions per refresh, whatever the packet rate.
+
+Layout (rich renderables): a header line with packets/s, Mbit/s, capture drops
+(queue + kernel), active sessions, alerts and kills; the top sessions by
+``bytes``, ``rate``, ``age`` or ``alerts``; the latest alerts.  Columns are
+dropped or merged when the terminal is narrow, so it reads at 80 and at 200
+columns alike.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+
+from rich import box
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from ..events import Alert, FlowEnded, Kill
+from ..output.fmt import addr, fast_time, packet_ports, proto_name
+
+SORT_KEYS = ("bytes", "rate", "age", "alerts")
+ALERT_LINES = 5
+WIDE = 120  # columns from which packets and bytes get one column per direction
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "K", "M", "G", "T"):
+        if abs(n) < 1024 or unit == "T":
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1024
+    return f"{n:.1f}T"
+
+
+def human_count(n: float) -> str:
+    if n < 10_000:
+        return f"{n:.0f}"
+    if n < 10_000_000:
+        return f"{n / 1000:.0f}k"
+    return f"{n / 1_000_000:.0f}M"
+
+
+def human_rate(bits_per_s: float) -> str:
+    if bits_per_s < 1000:
+        return f"{bits_per_s:.0f}b/s"
+    if bits_per_s < 1_000_000:
+        return f"{bits_per_s / 1000:.1f}k/s"
+    if bits_per_s < 1_000_000_000:
+        return f"{bits_per_s / 1e6:.1f}M/s"
+    return f"{bits_per_s / 1e9:.2f}G/s"
+
+
+def human_age(seconds: float) -> str:
+    s = int(max(0.0, seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    return f"{s // 86400}d{(s % 86400) // 3600:02d}h"
+
+
+def endpoint(packed: bytes, port: int, proto: int) -> str:
+    a = addr(packed)
+    if proto in (6, 17, 132):
+        return f"[{a}]:{port}" if ":" in a else f"{a}:{port}"
+    return a
+
+
+class LiveTable:
+    """Samples an engine's flow table into a rich renderable; fed events for alerts and kills.
+
+    ``source``: what the header calls the capture (interface or file name).
+    ``capture_counters``: a callable returning the live source's counters
+    (``drops``, ``queue_drops``, ``kernel_drops``...), or None in replay.
+    """
+
+    def __init__(self, engine, *, source: str = "", sort: str = "bytes", capture_counters=None,
+                 alert_lines: int = ALERT_LINES):
+        if sort not in SORT_KEYS:
+            raise ValueError(f"sort must be one of {', '.join(SORT_KEYS)}")
+        self.engine = engine
+        self.source = source
+        self.sort = sort
+        self.capture_counters = capture_counters
+        self.alerts_total = 0
+        self.kills_total = 0
+        self.flow_alerts: dict[int, int] = {}
+        self.latest: deque = deque(maxlen=max(1, alert_lines))
+        # previous sample: time, engine totals, per-flow byte totals
+        self._t: float | None = None
+        self._pkts = 0
+        self._bytes = 0
+        self._prev_flow_bytes: dict[int, int] = {}
+        self.pps = 0.0
+        self.bps = 0.0
+        self._rates: dict[int, float] = {}
+        self.started: float | None = None
+
+    # -- events (sink API) ----------------------------------------------------
+    def handle(self, event) -> None:
+        t = type(event)
+        if t is Alert:
+            self.alerts_total += 1
+            f = event.flow
+            if f is not None:
+                self.flow_alerts[f.flow_id] = self.flow_alerts.get(f.flow_id, 0) + 1
+            self.latest.append(event)
+        elif t is Kill:
+            if not event.dry_run:
+                self.kills_total += 1
+        elif t is FlowEnded:
+            self.flow_alerts.pop(event.flow.flow_id, None)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def reopen(self) -> None:
+        pass
+
+    # -- sampling -------------------------------------------------------------
+    def sample(self, now: float) -> list:
+        """Update rates from counter deltas since the last sample; the live flows, as a list."""
+        eng = self.engine
+        flows = list(eng.flows.flows.values())
+        if self.started is None:
+            self.started = now
+        prev = self._prev_flow_bytes
+        cur: dict[int, int] = {}
+        if self._t is None or now <= self._t:
+            dt = 0.0
+        else:
+            dt = now - self._t
+        rates: dict[int, float] = {}
+        for f in flows:
+            b = f.bytes[0] + f.bytes[1]
+            fid = f.flow_id
+            cur[fid] = b
+            if dt:
+                rates[fid] = (b - prev.get(fid, 0)) * 8 / dt
+        if dt:
+            self.pps = (eng.pcap_cnt - self._pkts) / dt
+            self.bps = (eng.bytes - self._bytes) * 8 / dt
+            self._rates = rates
+        self._prev_flow_bytes = cur
+        self._t = now
+        self._pkts = eng.pcap_cnt
+        self._bytes = eng.bytes
+        return flows
+
+    def top(self, flows: list, n: int, now: float) -> list:
+        if n <= 0:
+            return []
+        if self.sort == "bytes":
+            key = lambda f: f.bytes[0] + f.bytes[1]  # noqa: E731
+        elif self.sort == "rate":
+            rates = self._rates
+            key = lambda f: (rates.get(f.flow_id, 0.0), f.bytes[0] + f.bytes[1])  # noqa: E731
+        elif self.sort == "age":
+            key = lambda f: -f.start  # noqa: E731
+        else:
+            fa = self.flow_alerts
+            key = lambda f: (fa.get(f.flow_id, 0), f.bytes[0] + f.bytes[1])  # noqa: E731
+        return heapq.nlargest(n, flows, key=key)
+
+    # -- rendering -------------------------------------------------------------
+    def header(self, flows: list, now: float) -> Text:
+        cap = self.capture_counters() if self.capture_counters else None
+        t = Text(no_wrap=True, overflow="ellipsis")
+        t.append("mirrorwatch ", style="bold")
+        if self.source:
+            t.append(f"{self.source} ", style="bold cyan")
+        if self.started is not None:
+            t.append(f"up {human_age(now - self.started)}  ", style="dim")
+        t.append(f"{human_count(self.pps)} pkt/s  ")
+        t.append(f"{self.bps / 1e6:.1f} Mbit/s  ")
+        if cap is not None:
+            drops = cap.get("drops", 0)
+            t.append(f"drops {drops}", style="bold red" if drops else "green")
+            if drops:
+                t.append(f" (queue {cap.get('queue_drops', 0)}, kernel {cap.get('kernel_drops', 0) + cap.get('ifdrops', 0)})",
+                         style="red")
+            t.append("  ")
+        t.append(f"sessions {len(flows)}  ")
+        t.append(f"alerts {self.alerts_total}", style="bold yellow" if self.alerts_total else "")
+        t.append("  ")
+        t.append(f"kills {self.kills_total}", style="bold magenta" if self.kills_total else "")
+        return t
+
+    def sessions(self, top: list, width: int, now: float) -> Table:
+        wide = width >= WIDE
+        tbl = Table(box=box.SIMPLE_HEAD, expand=True, pad_edge=False, padding=(0, 1),
+                    title=f"sessions by {self.sort}", title_justify="left", title_style="dim")
+        tbl.add_column("proto", no_wrap=True, max_width=9)
+        tbl.add_column("client → server", no_wrap=True, overflow="ellipsis", ratio=1)
+        tbl.add_column("state", no_wrap=True, overflow="ellipsis", max_width=12 if wide else 8)
+        tbl.add_column("age", justify="right", no_wrap=True)
+        if wide:
+            tbl.add_column("pkts →", justify="right", no_wrap=True)
+            tbl.add_column("pkts ←", justify="right", no_wrap=True)
+            tbl.add_column("bytes →", justify="right", no_wrap=True)
+            tbl.add_column("bytes ←", justify="right", no_wrap=True)
+        else:
+            tbl.add_column("bytes →/←", justify="right", no_wrap=True)
+        tbl.add_column("rate", justify="right", no_wrap=True)
+        tbl.add_column("alrt", justify="right", no_wrap=True)
+        tbl.add_column("", no_wrap=True, width=4 if wide else 1)
+        rates = self._rates
+        fa = self.flow_alerts
+        for f in top:
+            cli = endpoint(f.client, f.cport, f.proto)
+            srv = endpoint(f.server, f.sport, f.proto)
+            state = (f.tcp_state or f.state) if f.proto == 6 else f.state
+            n_alerts = fa.get(f.flow_id, 0)
+            row = [proto_name(f.proto), f"{cli} → {srv}", str(state), human_age(now - f.start)]
+            if wide:
+                row += [human_count(f.pkts[0]), human_count(f.pkts[1]), human_bytes(f.bytes[0]), human_bytes(f.bytes[1])]
+            else:
+                row.append(f"{human_bytes(f.bytes[0])}/{human_bytes(f.bytes[1])}")
+            row += [human_rate(rates.get(f.flow_id, 0.0)), str(n_alerts) if n_alerts else ""]
+            row.append(("KILL" if wide else "K") if f.killed else "")
+            style = "bold red" if f.killed else ("yellow" if n_alerts or f.alerted else None)
+            tbl.add_row(*row, style=style)
+        return tbl
+
+    def alerts_panel(self, width: int) -> Table:
+        tbl = Table(box=None, show_header=False, expand=True, pad_edge=False, padding=(0, 1),
+                    title="latest alerts", title_justify="left", title_style="dim")
+        tbl.add_column("time", no_wrap=True)
+        tbl.add_column("sid", no_wrap=True, justify="right")
+        tbl.add_column("msg", no_wrap=True, overflow="ellipsis", ratio=1)
+        if width >= WIDE:
+            tbl.add_column("where", no_wrap=True, overflow="ellipsis", max_width=60)
+        if not self.latest:
+            tbl.add_row("", "", Text("none yet", style="dim"), *([""] if width >= WIDE else []))
+        for a in reversed(self.latest):
+            row = [fast_time(a.ts)[11:19], f"{a.rule.gid}:{a.rule.sid}", a.rule.msg]
+            if width >= WIDE:
+                p = a.pkt
+                sp, dp = packet_ports(p)
+                row.append(f"{endpoint(p.src, sp, p.proto)} → {endpoint(p.dst, dp, p.proto)}")
+            tbl.add_row(*row, style="red" if a.rule.priority == 1 else "yellow")
+        return tbl
+
+    def render(self, now: float, width: int = 120, height: int = 40):
+        """One frame of the display for a ``width`` x ``height`` terminal."""
+        flows = self.sample(now)
+        alert_rows = min(len(self.latest) or 1, self.latest.maxlen)
+        # header 1 + blank 1 + table title/head/rule 3 + table tail 1 + alerts title 1 + alert rows
+        rows = max(1, height - 7 - 1 - alert_rows)
+        top = self.top(flows, rows, now)
+        return Group(self.header(flows, now), Text(""), self.sessions(top, width, now), self.alerts_panel(width))
+
+    def stats_line(self, now: float) -> str:
+        """The one-line form for a non-terminal (logs): same figures as the header."""
+        return self.header(self.sample(now), now).plain
