@@ -120,6 +120,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("inject.max-per-second", 1000, parse_int, "global cap on injected frames per second"),
     Setting("inject.max-responses", 5, parse_int, "re-fire bursts per killed session while it keeps talking"),
     Setting("inject.min-interval", 0.0, parse_float, "seconds between re-fire bursts for one session"),
+    Setting("inject.own-frame-memory", 4096, parse_int, "recently injected frames remembered to recognise them when the mirror shows them back"),
 )
 # fmt: on
 

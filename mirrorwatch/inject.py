@@ -1,0 +1,265 @@
+"""The injector: turns kill decisions into Ethernet frames and writes them.
+
+The core (``kill.Killer``) decides *what* to forge as plain ``ForgedSegment``
+values; this module only builds the bytes (Ethernet + the flow's VLAN stack +
+IPv4/IPv6 + a 20-byte TCP header, checksums computed) and writes them:
+
+- ``RawInjector``: an AF_PACKET raw socket bound to one interface (live).  It
+  is opened at start-up so a missing privilege or interface is one clear error
+  before capture begins; a failed send is counted, never fatal.
+- ``PcapKillWriter``: a pcap file (DLT_EN10MB) of exactly the frames that would
+  have been sent, stamped with the trigger packet's time (replay, ``--kill-pcap``).
+
+Both are sinks with ``handle(event)``; they act on ``events.Kill`` only, so
+the runner can hand them the same event list as every other sink (the runner
+gives Kill events to the injector first, in the consumer loop, for latency).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import struct
+from ipaddress import ip_address
+
+from .checksum import checksum, pseudo_sum
+from .events import Kill
+from .packet import ACK, FIN, PSH, RST, SYN, URG
+
+ETH_P_IP, ETH_P_IPV6 = 0x0800, 0x86DD
+_ETH = struct.Struct("!6s6s")
+_VLAN = struct.Struct("!HH")
+_TYPE = struct.Struct("!H")
+_IP4 = struct.Struct("!BBHHHBBH4s4s")
+_IP6 = struct.Struct("!IHBB16s16s")
+_TCP = struct.Struct("!HHIIBBHHH")
+_TCP_HLEN = 20
+_IP4_DF = 0x4000
+_DEFAULT_TTL = 64
+_ZERO_MAC = b"\0" * 6
+
+_FLAG_LETTERS = ((FIN, "F"), (SYN, "S"), (RST, "R"), (PSH, "P"), (ACK, "A"), (URG, "U"))
+
+
+class InjectError(OSError):
+    """The injection socket or kill pcap cannot be opened (one line for the user)."""
+
+
+class ForgedSegment:
+    """One forged TCP segment, decided by the core: every header value is fixed here.
+
+    ``to_server`` is the direction it travels (True: impersonates the client and
+    resets the server).  ``vlans`` is the raw (tpid, tci) stack, outermost first.
+    """
+
+    __slots__ = ("to_server", "ipv", "src", "dst", "sport", "dport", "seq", "ack", "flags", "win",
+                 "ttl", "ip_id", "src_mac", "dst_mac", "vlans")
+
+    def __init__(self, to_server, ipv, src, dst, sport, dport, seq, ack, flags, ttl, ip_id,
+                 src_mac=b"", dst_mac=b"", vlans=(), win=0):
+        self.to_server = to_server
+        self.ipv = ipv
+        self.src = src
+        self.dst = dst
+        self.sport = sport
+        self.dport = dport
+        self.seq = seq & 0xFFFFFFFF
+        self.ack = ack & 0xFFFFFFFF
+        self.flags = flags
+        self.win = win
+        self.ttl = ttl or _DEFAULT_TTL
+        self.ip_id = ip_id & 0xFFFF
+        self.src_mac = src_mac or b""
+        self.dst_mac = dst_mac or b""
+        self.vlans = tuple(vlans or ())
+
+    def key(self) -> tuple:
+        """What identifies this frame when it comes back on the mirror (see Killer.own_frame)."""
+        return (self.src, self.dst, self.sport, self.dport, self.seq, self.ack, self.flags,
+                self.ip_id if self.ipv == 4 else 0)
+
+    def as_dict(self) -> dict:
+        """The EVE rendering (``kill.segments[]``): exactly the values put on the wire."""
+        return {
+            "direction": "to_server" if self.to_server else "to_client",
+            "src_ip": str(ip_address(self.src)),
+            "src_port": self.sport,
+            "dest_ip": str(ip_address(self.dst)),
+            "dest_port": self.dport,
+            "seq": self.seq,
+            "ack": self.ack,
+            "tcp_flags": flag_letters(self.flags),
+            "ttl": self.ttl,
+            "ip_id": self.ip_id if self.ipv == 4 else None,
+            "src_mac": mac_text(self.src_mac),
+            "dest_mac": mac_text(self.dst_mac),
+            "vlan": [tci & 0x0FFF for _tpid, tci in self.vlans],
+        }
+
+    def __repr__(self) -> str:
+        return (f"<ForgedSegment {ip_address(self.src)}:{self.sport} -> {ip_address(self.dst)}:{self.dport} "
+                f"{flag_letters(self.flags)} seq={self.seq} ack={self.ack}>")
+
+
+def flag_letters(flags: int) -> str:
+    return "".join(ch for bit, ch in _FLAG_LETTERS if flags & bit)
+
+
+def mac_text(mac: bytes) -> str:
+    return ":".join(f"{b:02x}" for b in (mac or _ZERO_MAC))
+
+
+def build_frame(seg: ForgedSegment) -> bytes:
+    """Ethernet frame bytes for ``seg``: L2 copied from the flow, checksums computed."""
+    tcp = bytearray(_TCP.pack(seg.sport, seg.dport, seg.seq, seg.ack, (_TCP_HLEN // 4) << 4,
+                              seg.flags, seg.win, 0, 0))
+    tcp_sum = checksum(tcp, pseudo_sum(seg.src, seg.dst, 6, _TCP_HLEN))
+    tcp[16:18] = tcp_sum.to_bytes(2, "big")
+    if seg.ipv == 4:
+        hdr = bytearray(_IP4.pack(0x45, 0, 20 + _TCP_HLEN, seg.ip_id, _IP4_DF, seg.ttl, 6, 0, seg.src, seg.dst))
+        hdr[10:12] = checksum(hdr).to_bytes(2, "big")
+        ethertype = ETH_P_IP
+    else:
+        hdr = _IP6.pack(0x60000000, _TCP_HLEN, 6, seg.ttl, seg.src, seg.dst)
+        ethertype = ETH_P_IPV6
+    l2 = [_ETH.pack(seg.dst_mac or _ZERO_MAC, seg.src_mac or _ZERO_MAC)]
+    l2.extend(_VLAN.pack(tpid, tci) for tpid, tci in seg.vlans)
+    l2.append(_TYPE.pack(ethertype))
+    return b"".join(l2) + bytes(hdr) + bytes(tcp)
+
+
+def describe(kill: Kill) -> str:
+    """One console line per kill burst (what was, or in dry-run would be, sent)."""
+    parts = [f"{flag_letters(s.flags)} {ip_address(s.src)}:{s.sport}->{ip_address(s.dst)}:{s.dport} "
+             f"seq={s.seq} ack={s.ack}" for s in kill.frames]
+    verb = "would send" if kill.dry_run else "sent"
+    return f"kill ({kill.trigger}) {verb}: " + "; ".join(parts)
+
+
+class _Sink:
+    """Common counters and the sink protocol (``handle``/``flush``/``close``/``reopen``)."""
+
+    def __init__(self):
+        self.frames = 0
+        self.errors = 0
+        self.bursts = 0
+
+    def handle(self, event) -> None:
+        if type(event) is Kill:
+            self.bursts += 1
+            self.write(event)
+
+    def write(self, kill: Kill) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        pass
+
+    def reopen(self) -> None:
+        pass
+
+
+class RawInjector(_Sink):
+    """Writes forged frames to ``iface`` through an AF_PACKET raw socket.
+
+    The socket is bound with protocol 0, so it never receives; it is
+    non-blocking, so a full transmit queue is a counted error, not a stall of
+    the capture loop.  Dry-run kills are counted and not sent.
+    """
+
+    def __init__(self, iface: str):
+        super().__init__()
+        self.iface = iface
+        self.dry_run_frames = 0
+        self.last_error = ""
+        self.error_kinds: dict[str, int] = {}
+        try:
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        except PermissionError:
+            raise InjectError(f"cannot open a raw socket to inject on {iface}: permission denied "
+                              "(run as root or grant CAP_NET_RAW, or use --dry-run)") from None
+        except OSError as e:
+            raise InjectError(f"cannot open a raw socket to inject on {iface}: {e.strerror or e}") from None
+        try:
+            sock.bind((iface, 0))
+        except OSError as e:
+            sock.close()
+            why = "no such interface" if e.errno in (errno.ENODEV, errno.ENXIO) else (e.strerror or str(e))
+            raise InjectError(f"cannot inject on interface {iface}: {why}") from None
+        sock.setblocking(False)
+        self.sock = sock
+        self._send = sock.send
+
+    def write(self, kill: Kill) -> None:
+        if kill.dry_run:
+            self.dry_run_frames += len(kill.frames)
+            return
+        send = self._send
+        for seg in kill.frames:
+            try:
+                send(build_frame(seg))
+                self.frames += 1
+            except OSError as e:
+                self.errors += 1
+                kind = errno.errorcode.get(e.errno, str(e.errno)) if e.errno else type(e).__name__
+                self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
+                self.last_error = f"{kind}: {e.strerror or e}"
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def counters(self) -> dict:
+        c = {"iface": self.iface, "bursts": self.bursts, "frames_sent": self.frames, "send_errors": self.errors,
+             "dry_run_frames": self.dry_run_frames}
+        if self.error_kinds:
+            c["send_error_kinds"] = dict(self.error_kinds)
+        return c
+
+
+_PCAP_HDR = struct.Struct("<IHHiIII")
+_PCAP_REC = struct.Struct("<IIII")
+_DLT_EN10MB = 1
+
+
+class PcapKillWriter(_Sink):
+    """Writes the frames of every kill (dry-run ones too: they are what would be sent) to a pcap."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+        try:
+            self.fp = open(path, "wb")
+            self.fp.write(_PCAP_HDR.pack(0xA1B2C3D4, 2, 4, 0, 0, 65535, _DLT_EN10MB))
+        except OSError as e:
+            raise InjectError(f"cannot write kill pcap {path}: {e.strerror or e}") from None
+
+    def write(self, kill: Kill) -> None:
+        sec = int(kill.ts)
+        usec = int(round((kill.ts - sec) * 1e6))
+        if usec >= 1_000_000:
+            sec, usec = sec + 1, usec - 1_000_000
+        try:
+            for seg in kill.frames:
+                frame = build_frame(seg)
+                self.fp.write(_PCAP_REC.pack(sec, usec, len(frame), len(frame)))
+                self.fp.write(frame)
+                self.frames += 1
+        except (OSError, ValueError):
+            self.errors += 1
+
+    def flush(self) -> None:
+        try:
+            self.fp.flush()
+        except (OSError, ValueError):
+            pass
+
+    def close(self) -> None:
+        if self.fp is not None and not self.fp.closed:
+            self.fp.close()
+
+    def counters(self) -> dict:
+        return {"pcap": os.path.basename(self.path), "bursts": self.bursts, "frames_written": self.frames,
+                "write_errors": self.errors}

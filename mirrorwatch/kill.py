@@ -1,0 +1,359 @@
+"""Deciding when and how to end a TCP session (sans-I/O: returns ``Kill`` values).
+
+When to kill
+------------
+Rule actions, as Suricata defines them, seen from a passive sensor:
+
+=============  ==========================================================
+``reject``     reset both endpoints (a passive sensor cannot drop the
+               packet, so resetting only the sender would leave the other
+               side waiting; mirrorwatch resets both)
+``rejectboth`` reset both endpoints
+``rejectsrc``  reset the packet's source only
+``rejectdst``  reset the packet's destination only
+``drop``       nothing can be dropped on a mirror port: treated as
+               ``rejectboth``
+=============  ==========================================================
+
+Sessions with an endpoint inside a ``--never-kill`` network are never killed
+(the alert stays ``allowed``).  Only TCP sessions can be killed; a killing
+rule on another protocol alerts and is counted under ``not_tcp``.
+
+What to send
+------------
+A forged segment to endpoint E impersonates E's peer P.  Its sequence number
+is E's next expected byte: P's ``next_seq`` (seq + payload + SYN + FIN of the
+highest segment seen from P), falling back to E's own last ack field; its ack
+number is P's next expected byte (E's ``next_seq``, falling back to P's last
+ack).  MAC addresses and the whole VLAN stack are those of the last frame seen
+from P to E (or those of E to P, swapped); TTL / hop limit is P's.  The IP ID
+is random.  ``--kill-with rst`` sends RST+ACK, ``fin`` sends FIN+ACK, ``both``
+sends FIN+ACK at S and RST+ACK at S+1 (the FIN consumes one sequence number).
+
+After the first burst
+---------------------
+The session is marked killed (``flow.killed``) and every later packet of it
+is examined:
+
+- a RST from an endpoint is never answered;
+- a pure ACK from a targeted endpoint carries that endpoint's exact RCV.NXT in
+  its ack field (RFC 5961 challenge ACK when our RST was in-window but not
+  exact): a new segment goes to it at once with seq = that ack number;
+- any other packet means the session still talks: both targeted endpoints get
+  a fresh burst computed from that packet.
+
+Follow-ups are bounded per session (``inject.max-responses`` bursts; data
+re-fires also wait ``inject.min-interval`` packet-time seconds), a segment
+identical to the last one sent to the same endpoint is not repeated, and all
+frames share a global token bucket (``inject.max-per-second``).
+
+The injector's own frames come back on the mirror (the capture interface sees
+what is sent on it; a SPAN of the destination port's tx mirrors them too).
+``own_frame(pkt)`` recognises them by (addresses, ports, seq, ack, flags, IP
+ID) among the last ``inject.own-frame-memory`` frames sent; the engine counts
+and skips them before flow tracking, so they never alter the session's state.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from dataclasses import dataclass, field
+from ipaddress import ip_network
+
+from .events import Kill
+from .inject import ForgedSegment
+from .packet import ACK, FIN, PROTO_TCP, RST, SYN
+
+# bit set of endpoints to reset
+TO_SERVER, TO_CLIENT = 1, 2  # the server is reset by a segment travelling to it, and so on
+BOTH = TO_SERVER | TO_CLIENT
+
+KILL_MODES = ("rst", "fin", "both")
+_MODE_NAMES = {"rst": ["tcp-reset"], "fin": ["tcp-fin"], "both": ["tcp-fin", "tcp-reset"]}
+_TARGET_NAMES = {TO_SERVER: "to_server", TO_CLIENT: "to_client", BOTH: "both"}
+_NO_REPLY = RST
+_PURE_ACK_MASK = SYN | FIN | RST | ACK
+
+
+class KillConfigError(ValueError):
+    """A bad kill option (one line for the user)."""
+
+
+@dataclass
+class KillConfig:
+    """The user's kill options; caps and rates live in ``Settings`` (``inject.*``)."""
+
+    mode: str = "rst"
+    dry_run: bool = False
+    never_kill: list = field(default_factory=list)  # CIDR strings
+    seed: int | None = None  # IP ID randomness; fixed only by tests
+
+    def networks(self) -> list:
+        nets = []
+        for text in self.never_kill:
+            try:
+                nets.append(ip_network(str(text).strip(), strict=False))
+            except ValueError:
+                raise KillConfigError(f"--never-kill: not an address or network: {text!r}") from None
+        return nets
+
+
+def rule_targets(action: str, to_server: bool) -> int:
+    """Which endpoints a rule action resets, given the direction of the matching packet."""
+    if action in ("reject", "rejectboth", "drop"):
+        return BOTH
+    if action == "rejectsrc":
+        return TO_CLIENT if to_server else TO_SERVER
+    if action == "rejectdst":
+        return TO_SERVER if to_server else TO_CLIENT
+    return 0
+
+
+class KillState:
+    """Per-flow scratch of the killer (``flow.kill``)."""
+
+    __slots__ = ("targets", "responses", "last_fire", "last_seq", "reason")
+
+    def __init__(self, targets: int, reason: str):
+        self.targets = targets
+        self.responses = 0
+        self.last_fire = None
+        self.last_seq = [None, None]  # last seq sent toward [server, client]
+        self.reason = reason
+
+
+class Killer:
+    """Turns killing alerts and later packets of killed flows into ``Kill`` events."""
+
+    def __init__(self, config: KillConfig | None = None, settings=None):
+        from .settings import Settings
+
+        config = config or KillConfig()
+        settings = settings if settings is not None else Settings()
+        if config.mode not in KILL_MODES:
+            raise KillConfigError(f"--kill-with must be one of {', '.join(KILL_MODES)}, got {config.mode!r}")
+        self.config = config
+        self.mode = config.mode
+        self.dry_run = bool(config.dry_run)
+        self._never = [(n.version, int(n.network_address), int(n.netmask)) for n in config.networks()]
+        self._flags = {"rst": (RST | ACK,), "fin": (FIN | ACK,), "both": (FIN | ACK, RST | ACK)}[config.mode]
+        self._reject_names = _MODE_NAMES[config.mode]
+        self.max_responses = int(settings["inject.max-responses"])
+        self.min_interval = float(settings["inject.min-interval"])
+        self.rate = float(settings["inject.max-per-second"])
+        self._tokens = self.rate
+        self._bucket_ts = None
+        self._rand = random.Random(config.seed)
+        mem = max(1, int(settings["inject.own-frame-memory"]))
+        self._sent_order: deque = deque(maxlen=mem)
+        self._sent: dict = {}
+        self.sink = None  # injector whose counters() are reported with ours
+        self.c = dict.fromkeys(
+            ("sessions_killed", "bursts", "frames", "challenge_ack_replies", "refires", "duplicate_suppressed",
+             "cap_reached", "interval_suppressed", "rate_limited", "never_kill", "not_tcp", "rst_not_answered",
+             "own_frames_seen"), 0)
+
+    # -- recognising our own frames -------------------------------------------------
+    def own_frame(self, pkt) -> bool:
+        """True (and counted) when ``pkt`` is a frame this killer sent; the engine then skips it."""
+        if not self._sent or pkt.proto != PROTO_TCP or not pkt.flags & (RST | FIN):
+            return False
+        key = (pkt.src, pkt.dst, pkt.sport, pkt.dport, pkt.seq, pkt.ack, pkt.flags,
+               pkt.ip_id if pkt.ipv == 4 else 0)
+        if key in self._sent:
+            self.c["own_frames_seen"] += 1
+            return True
+        return False
+
+    def _remember(self, seg: ForgedSegment) -> None:
+        key = seg.key()
+        order = self._sent_order
+        if len(order) == order.maxlen:
+            old = order[0]
+            n = self._sent.get(old, 0) - 1
+            if n > 0:
+                self._sent[old] = n
+            else:
+                self._sent.pop(old, None)
+        order.append(key)
+        self._sent[key] = self._sent.get(key, 0) + 1
+
+    # -- the per-packet entry point (called by the engine) ----------------------------
+    def on_packet(self, pkt, flow, to_server: bool, alerts, events: list) -> None:
+        targets = 0
+        killing = None
+        if alerts:
+            for a in alerts:
+                t = rule_targets(a.rule.action, to_server)
+                if t:
+                    targets |= t
+                    if killing is None:
+                        killing = []
+                    killing.append((a, t))
+        st = flow.kill
+        if not targets and st is None:
+            return
+        if flow.proto != PROTO_TCP:
+            self.c["not_tcp"] += len(killing or ())
+            return
+        if pkt.flags & _NO_REPLY:
+            self.c["rst_not_answered"] += 1
+            return
+        if targets:
+            self._on_killing_alerts(pkt, flow, to_server, targets, killing, events)
+        else:
+            self._follow_up(pkt, flow, to_server, st, events)
+
+    def _on_killing_alerts(self, pkt, flow, to_server, targets, killing, events) -> None:
+        if self._never and self._protected(flow):
+            self.c["never_kill"] += 1
+            return
+        st = flow.kill
+        if st is None:
+            a0 = killing[0][0]
+            st = flow.kill = KillState(targets, f"sid:{a0.rule.sid} {a0.rule.action}")
+            frames = self._segments_from_flow(flow, targets, st)
+            sent = self._emit(pkt, flow, frames, f"sid:{a0.rule.sid}", st, events)
+        else:  # another killing alert on a killed session: a follow-up under the same caps
+            st.targets |= targets
+            sent = self._follow_up(pkt, flow, to_server, st, events)
+        blocked = flow.killed is not None and not self.dry_run
+        for a, t in killing:
+            a.verdict = {"action": "alert", "reject-target": _TARGET_NAMES[t],
+                         "reject": list(self._reject_names) if sent and not self.dry_run else []}
+            if blocked:
+                a.action = "blocked"
+
+    def _follow_up(self, pkt, flow, to_server, st, events) -> bool:
+        """A later packet of a killed session: answer challenge ACKs, re-fire while it talks."""
+        sender = TO_CLIENT if to_server else TO_SERVER  # the bit that resets the packet's sender
+        plen = len(pkt.payload)
+        pure_ack = (pkt.flags & _PURE_ACK_MASK) == ACK and plen == 0
+        if pure_ack and not st.targets & sender:
+            return False
+        if st.responses >= self.max_responses:
+            self.c["cap_reached"] += 1
+            return False
+        if not pure_ack and self.min_interval > 0 and st.last_fire is not None \
+                and pkt.ts - st.last_fire < self.min_interval:
+            self.c["interval_suppressed"] += 1
+            return False
+        frames = []
+        d = 0 if to_server else 1  # direction index of the packet
+        ns = flow.next_seq
+        if st.targets & sender:
+            # the sender's exact RCV.NXT is the ack field of what it just sent
+            seq = pkt.ack if pkt.flags & ACK else _first(ns[1 - d], flow.last_ack[d])
+            if self.mode == "fin" and st.last_seq[1 - d] is not None and seq == (st.last_seq[1 - d] + 1) & 0xFFFFFFFF:
+                pass  # it acknowledges our FIN: that side has it
+            else:
+                frames += self._make(flow, not to_server, seq, _first(ns[d], pkt.seq), pkt.dst_mac, pkt.src_mac,
+                                     pkt.vlans, st)
+        if not pure_ack and st.targets & (BOTH ^ sender):
+            ack = pkt.ack if pkt.flags & ACK else ns[1 - d]
+            frames += self._make(flow, to_server, _first(ns[d], pkt.seq), ack, *self._l2(flow, to_server), st)
+        if not frames:
+            return False
+        st.responses += 1
+        self.c["challenge_ack_replies" if pure_ack else "refires"] += 1
+        return self._emit(pkt, flow, frames, "challenge-ack" if pure_ack else "refire", st, events)
+
+    # -- building the segments ------------------------------------------------------
+    def _segments_from_flow(self, flow, targets: int, st) -> list:
+        ns, la = flow.next_seq, flow.last_ack
+        frames = []
+        if targets & TO_SERVER:  # impersonate the client (direction 0)
+            frames += self._make(flow, True, _first(ns[0], la[1]), _first(ns[1], la[0]), *self._l2(flow, True), st)
+        if targets & TO_CLIENT:  # impersonate the server (direction 1)
+            frames += self._make(flow, False, _first(ns[1], la[0]), _first(ns[0], la[1]), *self._l2(flow, False), st)
+        return frames
+
+    @staticmethod
+    def _l2(flow, toward_server: bool) -> tuple:
+        """(src_mac, dst_mac, vlans) for a frame in that direction, as seen on this flow."""
+        d = 0 if toward_server else 1
+        l2 = flow.l2
+        if l2[d]:
+            return l2[d]
+        if l2[1 - d]:
+            src, dst, vlans = l2[1 - d]
+            return dst, src, vlans
+        return b"", b"", ()
+
+    def _make(self, flow, toward_server: bool, seq, ack, src_mac, dst_mac, vlans, st) -> list:
+        """The segment(s) of one burst toward one endpoint (two for --kill-with both)."""
+        d = 0 if toward_server else 1
+        if toward_server:
+            src, dst, sport, dport = flow.client, flow.server, flow.cport, flow.sport
+        else:
+            src, dst, sport, dport = flow.server, flow.client, flow.sport, flow.cport
+        seq = (seq or 0) & 0xFFFFFFFF
+        ack = (ack or 0) & 0xFFFFFFFF
+        if st.last_seq[d] == seq:
+            self.c["duplicate_suppressed"] += 1
+            return []
+        st.last_seq[d] = seq
+        ttl = flow.ttl[d]
+        out = []
+        for flags in self._flags:
+            ip_id = self._rand.getrandbits(16) if flow.ipv == 4 else 0
+            out.append(ForgedSegment(toward_server, flow.ipv, src, dst, sport, dport, seq, ack, flags, ttl, ip_id,
+                                     src_mac, dst_mac, vlans))
+            if flags & FIN:
+                seq = (seq + 1) & 0xFFFFFFFF
+        return out
+
+    def _emit(self, pkt, flow, frames, trigger, st, events) -> bool:
+        """Rate-limit, remember and append one burst; False when nothing goes out."""
+        if not frames:
+            return False
+        if not self._take_tokens(pkt.ts, len(frames)):
+            self.c["rate_limited"] += 1
+            for seg in frames:  # not sent: a later packet may try the same values again
+                st.last_seq[0 if seg.to_server else 1] = None
+            return False
+        st.last_fire = pkt.ts
+        if flow.killed is None:
+            flow.killed = st.reason + (" (dry-run)" if self.dry_run else "")
+            self.c["sessions_killed"] += 1
+        for seg in frames:
+            self._remember(seg)
+        self.c["bursts"] += 1
+        self.c["frames"] += len(frames)
+        events.append(Kill(pkt.ts, flow, frames, trigger, self.dry_run, pkt.pcap_cnt))
+        return True
+
+    def _take_tokens(self, ts: float, n: int) -> bool:
+        """Global token bucket on packet time: at most ``inject.max-per-second`` frames per second."""
+        if self._bucket_ts is not None and ts > self._bucket_ts:
+            self._tokens = min(self.rate, self._tokens + (ts - self._bucket_ts) * self.rate)
+        if self._bucket_ts is None or ts > self._bucket_ts:
+            self._bucket_ts = ts
+        if self._tokens < n:
+            return False
+        self._tokens -= n
+        return True
+
+    def _protected(self, flow) -> bool:
+        for addr in (flow.client, flow.server):
+            v = 4 if len(addr) == 4 else 6
+            a = int.from_bytes(addr, "big")
+            for ver, net, mask in self._never:
+                if ver == v and a & mask == net:
+                    return True
+        return False
+
+    def counters(self) -> dict:
+        c = dict(self.c)
+        c["mode"] = self.mode
+        c["dry_run"] = self.dry_run
+        if self.sink is not None:
+            sinks = self.sink if isinstance(self.sink, (list, tuple)) else [self.sink]
+            for s in sinks:
+                c.update(s.counters())
+        return c
+
+
+def _first(a, b):
+    return a if a is not None else b
