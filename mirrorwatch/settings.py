@@ -116,6 +116,7 @@ SETTINGS: tuple[Setting, ...] = (
     # live capture (capture room)
     Setting("capture.queue-size", 65_536, parse_int, "frames buffered between the capture thread and the engine; overflow is counted as drops"),
     Setting("capture.tick-interval", 0.25, parse_float, "wall-clock seconds between timeout ticks when idle in live mode"),
+    Setting("capture.stats-interval", 8.0, parse_float, "seconds between stats records in live mode (EVE stats event; stats line when not on a terminal); 0 = off"),
     # kill / inject (inject room)
     Setting("inject.max-per-second", 1000, parse_int, "global cap on injected frames per second"),
     Setting("inject.max-responses", 5, parse_int, "re-fire bursts per killed session while it keeps talking"),
