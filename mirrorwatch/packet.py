@@ -22,22 +22,31 @@ class Packet:
 
     Link layer: ``linktype`` (DLT), ``src_mac``/``dst_mac`` (6 bytes or b''),
     ``vlans`` (tuple of raw (tpid, tci) pairs, outermost first; copied verbatim
-    by the injector), ``vlan_id`` (tuple of VLAN ids, used in the flow key).
+    by the injector), ``vlan_id`` (tuple of VLAN ids, used in the flow key),
+    ``l2_proto`` (the EtherType that carried the network layer, 0 if none;
+    e.g. 0x0806 for ARP, whose Packet has ``ipv`` = 0).
     Network: ``ipv`` 4/6, ``src``/``dst`` packed, ``proto``, ``ttl`` (hop
     limit), ``ip_id``, ``ip_off`` (offset of the IP header in ``frame``),
-    ``ip_hlen``, ``ip_len`` (total length incl. header), ``frag`` (True when
+    ``ip_hlen`` (IPv4 header incl. options; IPv6 fixed header plus extension
+    headers), ``ip_len`` (total length incl. header), ``frag`` (True when
     rebuilt from fragments; ``frame`` then holds the rebuilt datagram with
-    ``ip_off`` = 0 and ``linktype`` = DLT_RAW).
-    Transport: ``sport``/``dport``; TCP ``seq``/``ack``/``flags``/``win``/``urp``;
-    ICMP ``icmp_type``/``icmp_code``/``icmp_id``/``icmp_seq``.
-    ``payload`` is a memoryview (or bytes) of the L4 payload.
+    ``ip_off`` = 0 and ``linktype`` = DLT_RAW), ``ip_opts`` (raw IPv4 options,
+    or the raw IPv6 extension headers), ``tos`` (IPv4 TOS / IPv6 traffic class),
+    ``tunnel`` (tuple of outer (ipv, src, dst, proto) layers, outermost first,
+    when the packet was carried in GRE / IP-in-IP / 6in4).
+    Transport: ``sport``/``dport``; ``l4_off`` (offset of the L4 header in
+    ``frame``); TCP ``seq``/``ack``/``flags``/``win``/``urp``/``tcp_hlen``/
+    ``tcp_opts`` (raw option bytes); ICMP ``icmp_type``/``icmp_code``/
+    ``icmp_id``/``icmp_seq`` (id/seq only for echo-like messages, else -1).
+    ``payload`` is bytes of the L4 payload (bounded by the IP length, so
+    Ethernet padding is never payload).
     ``csum_ok`` is None when not checked, else True/False for IP+L4 checksums.
     """
 
     __slots__ = (
         "ts", "pcap_cnt", "linktype", "frame", "wirelen",
-        "src_mac", "dst_mac", "vlans", "vlan_id",
-        "ipv", "src", "dst", "proto", "ttl", "ip_id", "ip_off", "ip_hlen", "ip_len", "frag", "ip_opts",
+        "src_mac", "dst_mac", "vlans", "vlan_id", "l2_proto",
+        "ipv", "src", "dst", "proto", "ttl", "ip_id", "ip_off", "ip_hlen", "ip_len", "frag", "ip_opts", "tos",
         "sport", "dport", "l4_off",
         "seq", "ack", "flags", "win", "urp", "tcp_hlen", "tcp_opts",
         "icmp_type", "icmp_code", "icmp_id", "icmp_seq",
@@ -54,6 +63,7 @@ class Packet:
         self.dst_mac = b""
         self.vlans = ()
         self.vlan_id = ()
+        self.l2_proto = 0
         self.ipv = 0
         self.src = b""
         self.dst = b""
@@ -65,6 +75,7 @@ class Packet:
         self.ip_len = 0
         self.frag = False
         self.ip_opts = b""
+        self.tos = 0
         self.sport = 0
         self.dport = 0
         self.l4_off = 0

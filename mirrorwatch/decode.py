@@ -1,0 +1,607 @@
+"""Frame bytes -> flat ``Packet`` record: link layers, VLAN/MPLS, IPv4/IPv6,
+tunnels, fragments and TCP/UDP/ICMP headers.
+
+This is the per-packet hot path.  Plain Ethernet -> IPv4 -> TCP/UDP runs
+through ``decode`` -> ``_ipv4`` -> ``_l4`` with precompiled ``struct.Struct``
+readers straight on the frame bytes; everything unusual (other link types,
+VLAN stacks, MPLS, PPP/PPPoE, GRE, IP-in-IP, 6in4, IPv6 extension headers,
+fragments) leaves that path through a method call.
+
+Robustness contract: ``decode`` never raises.  Every length is checked before
+it is used; a malformed or unsupported frame increments one per-reason counter
+(``decoder.<reason>``) and returns None.  A fragment that is held for
+reassembly also returns None but is counted as ``defrag.fragments_held``, not
+as an error, so ``decoder.pkts == decoder.decoded + decoder.errors +
+defrag.fragments_held`` always holds.  A frame that is valid but not IP (ARP,
+LLDP, PPP control...) is a Packet with ``ipv`` = 0.
+
+Checksums (``checksum_mode``, Suricata's ``-k``): ``all`` verifies the IPv4
+header and the TCP/UDP/ICMP/ICMPv6 checksums and sets ``pkt.csum_ok``; ``none``
+never verifies (``csum_ok`` stays None); ``auto`` verifies like ``all`` until
+``detect.checksum-auto-sample`` frames were seen, then, if more than one in
+ten checked packets was bad (checksum offloading on the capturing host), stops
+verifying for the rest of the capture (``checksum.auto_disabled`` = 1).
+A packet with a bad checksum is still returned, with ``csum_ok`` False; as in
+Suricata, the flows room does not feed it to stream reassembly and detect does
+not inspect it (it would not have been accepted by the receiving host).
+"""
+
+from __future__ import annotations
+
+import struct
+
+from .defrag import IPV4_MAX, Defragmenter
+from .packet import Packet
+
+# Link types (pcap LINKTYPE_* values) the decoder understands.
+LINKTYPE_NAMES = {
+    0: "NULL", 1: "ETHERNET", 9: "PPP", 12: "RAW (OpenBSD)", 14: "RAW (BSD/OS)", 50: "PPP_HDLC",
+    51: "PPP_ETHER", 101: "RAW", 104: "C_HDLC", 108: "LOOP", 113: "LINUX_SLL", 228: "IPV4",
+    229: "IPV6", 276: "LINUX_SLL2",
+}
+SUPPORTED_LINKTYPES = frozenset(LINKTYPE_NAMES)
+DLT_RAW = 101
+
+_H = struct.Struct("!H").unpack_from
+_HH = struct.Struct("!HH").unpack_from
+_I = struct.Struct("!I").unpack_from
+_IP4 = struct.Struct("!BBHHHBBH4s4s").unpack_from
+_IP6 = struct.Struct("!IHBB16s16s").unpack_from
+_TCP = struct.Struct("!HHIIHHHH").unpack_from
+_UDP = struct.Struct("!HHH").unpack_from
+_ICMP = struct.Struct("!BBHHH").unpack_from
+_FRAG6 = struct.Struct("!BBHI").unpack_from
+_LE32 = struct.Struct("<I").unpack_from
+_from = int.from_bytes
+
+_VLAN_TPIDS = frozenset((0x8100, 0x88A8, 0x9100, 0x9200))
+# IPv6 extension headers walked to reach the upper layer (44 = fragment, 51 = AH).
+_IP6_EXT = frozenset((0, 43, 44, 51, 60, 135, 139, 140, 253, 254))
+_BSD_AF_INET6 = frozenset((24, 28, 30))
+_ICMP_ECHO = frozenset((0, 8, 13, 14, 15, 16, 17, 18))
+_ICMP6_ECHO = frozenset((128, 129))
+_PROTO_COUNTER = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6"}
+
+
+class Decoder:
+    """Decodes frames into Packets; see the module docstring for the contract."""
+
+    def __init__(self, settings, checksum_mode: str = "auto"):
+        if checksum_mode not in ("auto", "all", "none"):
+            raise ValueError(f"checksum mode must be auto, all or none, not {checksum_mode!r}")
+        self.mode = checksum_mode
+        self.verify = checksum_mode != "none"
+        self._auto = checksum_mode == "auto"
+        self._sample = settings["detect.checksum-auto-sample"]
+        self.max_layers = settings["decoder.max-layers"]
+        self.defrag = Defragmenter(settings)
+        self.pkts = 0
+        self.errors = 0
+        self.n_ipv4 = self.n_ipv6 = self.n_tcp = self.n_udp = self.n_icmp = 0
+        self.csum_checked = self.csum_bad = 0
+        self.auto_disabled = 0
+        self.notes: dict[str, int] = {}  # protocol / encapsulation counts off the fast path
+        self.errs: dict[str, int] = {}  # per-reason error counts
+
+    # -- bookkeeping ----------------------------------------------------------
+    def _err(self, reason: str):
+        self.errors += 1
+        e = self.errs
+        e[reason] = e.get(reason, 0) + 1
+        return None
+
+    def _note(self, what: str) -> None:
+        n = self.notes
+        n[what] = n.get(what, 0) + 1
+
+    def counters(self) -> dict:
+        held = self.defrag.c["defrag.fragments_held"]
+        c = {
+            "decoder.pkts": self.pkts,
+            "decoder.decoded": self.pkts - self.errors - held,
+            "decoder.errors": self.errors,
+            "decoder.ipv4": self.n_ipv4,
+            "decoder.ipv6": self.n_ipv6,
+            "decoder.tcp": self.n_tcp,
+            "decoder.udp": self.n_udp,
+            "decoder.icmp": self.n_icmp,
+        }
+        for k, v in self.notes.items():
+            c["decoder." + k] = v
+        for k, v in self.errs.items():
+            c["decoder." + k] = v
+        c["checksum.checked"] = self.csum_checked
+        c["checksum.bad"] = self.csum_bad
+        c["checksum.auto_disabled"] = self.auto_disabled
+        c.update(self.defrag.counters())
+        return c
+
+    def expire(self, now: float) -> None:
+        """Drop fragment datagrams that timed out (packet time)."""
+        self.defrag.expire(now)
+
+    # -- entry point ----------------------------------------------------------
+    def decode(self, ts: float, linktype: int, frame: bytes, pcap_cnt: int) -> Packet | None:
+        """One frame -> Packet, or None (counted by reason / held fragment). Never raises."""
+        self.pkts += 1
+        try:
+            pkt = Packet(ts, pcap_cnt, linktype, frame)
+            if linktype == 1:
+                end = len(frame)
+                if end < 14:
+                    return self._err("truncated_ethernet")
+                pkt.dst_mac = frame[:6]
+                pkt.src_mac = frame[6:12]
+                etype = _H(frame, 12)[0]
+                if etype == 0x0800:
+                    pkt.l2_proto = 0x0800
+                    return self._ipv4(pkt, frame, 14, end, 0)
+                return self._ethertype(pkt, frame, 14, end, etype, 0)
+            return self._link(pkt, linktype, frame)
+        except Exception as e:  # a decoder bug must not take the engine down
+            return self._err("internal_error_" + type(e).__name__)
+
+    # -- link layers ----------------------------------------------------------
+    def _link(self, pkt: Packet, lt: int, f: bytes):
+        end = len(f)
+        if lt == 113:  # Linux cooked v1: type, hatype, halen, addr[8], protocol
+            if end < 16:
+                return self._err("truncated_sll")
+            if _H(f, 4)[0] == 6:
+                pkt.src_mac = f[6:12]
+            return self._ethertype(pkt, f, 16, end, _H(f, 14)[0], 0)
+        if lt == 276:  # Linux cooked v2: protocol, rsvd, ifindex, hatype, pkttype, halen, addr[8]
+            if end < 20:
+                return self._err("truncated_sll2")
+            if f[11] == 6:
+                pkt.src_mac = f[12:18]
+            return self._ethertype(pkt, f, 20, end, _H(f, 0)[0], 0)
+        if lt == 101 or lt == 12 or lt == 14:
+            return self._raw_ip(pkt, f, 0, end, 0)
+        if lt == 228:
+            return self._ipv4(pkt, f, 0, end, 0)
+        if lt == 229:
+            return self._ipv6(pkt, f, 0, end, 0)
+        if lt == 0 or lt == 108:  # BSD loopback: 4-byte address family, host or network order
+            if end < 4:
+                return self._err("truncated_null")
+            af = _LE32(f, 0)[0]
+            if af > 0xFFFF:
+                af = _I(f, 0)[0]
+            if af == 2:
+                return self._ipv4(pkt, f, 4, end, 0)
+            if af in _BSD_AF_INET6:
+                return self._ipv6(pkt, f, 4, end, 0)
+            self._note("non_ip")
+            return pkt
+        if lt == 9 or lt == 50:
+            return self._ppp(pkt, f, 0, end, 0)
+        if lt == 104:  # Cisco HDLC: address, control, EtherType
+            if end < 4:
+                return self._err("truncated_chdlc")
+            return self._ethertype(pkt, f, 4, end, _H(f, 2)[0], 0)
+        if lt == 51:
+            return self._pppoe(pkt, f, 0, end, 0)
+        return self._err("unsupported_linktype")
+
+    def _ethertype(self, pkt: Packet, f: bytes, off: int, end: int, etype: int, depth: int):
+        """Dispatch on an EtherType; ``off`` is the first byte after the type field."""
+        if etype in _VLAN_TPIDS:
+            vlans = []
+            while etype in _VLAN_TPIDS:
+                depth += 1
+                if depth > self.max_layers:
+                    return self._err("too_many_layers")
+                if end - off < 4:
+                    return self._err("truncated_vlan")
+                tci, nxt = _HH(f, off)
+                vlans.append((etype, tci))
+                off += 4
+                etype = nxt
+            pkt.vlans = pkt.vlans + tuple(vlans)
+            pkt.vlan_id = pkt.vlan_id + tuple(t & 0xFFF for _, t in vlans)
+            self._note("vlan")
+            if len(vlans) > 1:
+                self._note("vlan_qinq")
+        pkt.l2_proto = etype
+        if etype == 0x0800:
+            return self._ipv4(pkt, f, off, end, depth)
+        if etype == 0x86DD:
+            return self._ipv6(pkt, f, off, end, depth)
+        if etype == 0x8847 or etype == 0x8848:
+            return self._mpls(pkt, f, off, end, depth)
+        if etype == 0x8864:
+            return self._pppoe(pkt, f, off, end, depth)
+        self._note("non_ip")
+        return pkt
+
+    def _raw_ip(self, pkt: Packet, f: bytes, off: int, end: int, depth: int):
+        if end <= off:
+            return self._err("truncated_ip")
+        v = f[off] >> 4
+        if v == 4:
+            return self._ipv4(pkt, f, off, end, depth)
+        if v == 6:
+            return self._ipv6(pkt, f, off, end, depth)
+        return self._err("bad_ip_version")
+
+    def _mpls(self, pkt: Packet, f: bytes, off: int, end: int, depth: int):
+        while True:
+            depth += 1
+            if depth > self.max_layers:
+                return self._err("too_many_layers")
+            if end - off < 4:
+                return self._err("truncated_mpls")
+            shim = _I(f, off)[0]
+            off += 4
+            if shim & 0x100:  # bottom of stack
+                break
+        self._note("mpls")
+        label = shim >> 12
+        if label == 0:
+            return self._ipv4(pkt, f, off, end, depth)
+        if label == 2:
+            return self._ipv6(pkt, f, off, end, depth)
+        if end > off and f[off] >> 4 == 0:  # pseudowire control word, then an Ethernet frame
+            return self._inner_ethernet(pkt, f, off + 4, end, depth)
+        return self._raw_ip(pkt, f, off, end, depth)
+
+    def _inner_ethernet(self, pkt: Packet, f: bytes, off: int, end: int, depth: int):
+        """An Ethernet frame carried inside another protocol (MPLS PW, GRE TEB, ERSPAN)."""
+        if end - off < 14:
+            return self._err("truncated_ethernet")
+        return self._ethertype(pkt, f, off + 14, end, _H(f, off + 12)[0], depth + 1)
+
+    def _pppoe(self, pkt: Packet, f: bytes, off: int, end: int, depth: int):
+        """PPPoE session stage: ver/type, code, session id, length, then PPP."""
+        if end - off < 8:
+            return self._err("truncated_pppoe")
+        plen = _H(f, off + 4)[0]
+        if off + 6 + plen < end:
+            end = off + 6 + plen
+        self._note("pppoe")
+        return self._ppp(pkt, f, off + 6, end, depth + 1)
+
+    def _ppp(self, pkt: Packet, f: bytes, off: int, end: int, depth: int, outer_ip: bool = False):
+        """PPP (optionally HDLC-framed ff 03, optionally compressed protocol field)."""
+        if end - off >= 2 and f[off] == 0xFF and f[off + 1] == 0x03:
+            off += 2
+        if end <= off:
+            return self._err("truncated_ppp")
+        p = f[off]
+        if p & 1:
+            off += 1
+        else:
+            if end - off < 2:
+                return self._err("truncated_ppp")
+            p = _H(f, off)[0]
+            off += 2
+        if p == 0x21:
+            return self._ipv4(pkt, f, off, end, depth + 1)
+        if p == 0x57:
+            return self._ipv6(pkt, f, off, end, depth + 1)
+        if outer_ip:
+            return None  # caller keeps the outer packet
+        self._note("non_ip")
+        return pkt
+
+    # -- network layer --------------------------------------------------------
+    def _ipv4(self, pkt: Packet, f: bytes, off: int, end: int, depth: int):
+        if end - off < 20:
+            return self._err("truncated_ipv4")
+        vhl, tos, tlen, ipid, foff, ttl, proto, _, src, dst = _IP4(f, off)
+        if vhl >> 4 != 4:
+            return self._err("bad_ip_version")
+        hlen = (vhl & 15) << 2
+        if hlen < 20:
+            return self._err("ipv4_hlen_invalid")
+        if tlen < hlen:
+            if tlen or end - off < hlen:
+                return self._err("ipv4_len_invalid")
+            tlen = end - off  # total length 0: TSO/GSO or BIG TCP capture, use what was captured
+            self._note("ipv4_len_zero")
+        ip_end = off + tlen
+        if ip_end > end:
+            return self._err("truncated_ipv4")
+        self.n_ipv4 += 1
+        pkt.ipv = 4
+        pkt.src = src
+        pkt.dst = dst
+        pkt.proto = proto
+        pkt.ttl = ttl
+        pkt.tos = tos
+        pkt.ip_id = ipid
+        pkt.ip_off = off
+        pkt.ip_hlen = hlen
+        pkt.ip_len = tlen
+        l4 = off + hlen
+        if hlen > 20:
+            pkt.ip_opts = f[off + 20:l4]
+        if self.verify:
+            if _from(f[off:l4], "big") % 0xFFFF:
+                pkt.csum_ok = False
+                self._note("ipv4_csum_bad")
+            else:
+                pkt.csum_ok = True
+        if foff & 0x3FFF:
+            return self._frag4(pkt, f, off, hlen, ip_end, ipid, foff, proto, depth)
+        return self._l4(pkt, f, l4, ip_end, proto, depth)
+
+    def _ipv6(self, pkt: Packet, f: bytes, off: int, end: int, depth: int):
+        if end - off < 40:
+            return self._err("truncated_ipv6")
+        vtf, plen, nh, hlim, src, dst = _IP6(f, off)
+        if vtf >> 28 != 6:
+            return self._err("bad_ip_version")
+        ip_end = off + 40 + plen
+        if plen == 0 and nh == 0:
+            ip_end = end  # jumbogram / BIG TCP: length is in a hop-by-hop option
+            self._note("ipv6_jumbo")
+        if ip_end > end:
+            return self._err("truncated_ipv6")
+        self.n_ipv6 += 1
+        pkt.ipv = 6
+        pkt.src = src
+        pkt.dst = dst
+        pkt.ttl = hlim
+        pkt.tos = (vtf >> 20) & 0xFF
+        pkt.ip_off = off
+        pkt.ip_len = ip_end - off
+        l4 = off + 40
+        if nh in _IP6_EXT:
+            nh_pos = off + 6  # where the "next header" byte pointing at the current header is
+            while nh in _IP6_EXT:
+                depth += 1
+                if depth > self.max_layers:
+                    return self._err("too_many_layers")
+                if nh == 44:
+                    if ip_end - l4 < 8:
+                        return self._err("truncated_ipv6_ext")
+                    nxt, _, offm, ident = _FRAG6(f, l4)
+                    if offm & 0xFFF9:  # offset or M flag: a real fragment
+                        pkt.proto = nxt
+                        pkt.ip_id = ident
+                        return self._frag6(pkt, f, off, nh_pos, l4, ip_end, nxt, offm, ident, depth)
+                    self._note("ipv6_atomic_fragment")
+                    hl = 8
+                else:
+                    if ip_end - l4 < 8:
+                        return self._err("truncated_ipv6_ext")
+                    nxt = f[l4]
+                    hl = (f[l4 + 1] + 2) << 2 if nh == 51 else (f[l4 + 1] + 1) << 3
+                    if l4 + hl > ip_end:
+                        return self._err("truncated_ipv6_ext")
+                nh_pos = l4
+                l4 += hl
+                nh = nxt
+            pkt.ip_opts = f[off + 40:l4]
+        pkt.proto = nh
+        pkt.ip_hlen = l4 - off
+        return self._l4(pkt, f, l4, ip_end, nh, depth)
+
+    # -- fragments ------------------------------------------------------------
+    def _frag4(self, pkt, f, off, hlen, ip_end, ipid, foff, proto, depth):
+        self._note("ipv4_frag")
+        if pkt.frag:
+            return self._err("frag_nested")
+        fo = (foff & 0x1FFF) << 3
+        key = (4, pkt.src, pkt.dst, ipid, proto, pkt.vlan_id, pkt.tunnel)
+        header = f[off:off + hlen] if fo == 0 else None
+        r = self.defrag.add(key, pkt.ts, fo, f[off + hlen:ip_end], bool(foff & 0x2000), header,
+                            self._l2_of(pkt), IPV4_MAX - hlen)
+        if r is None or type(r) is str:
+            return r and self._err(r)
+        header, payload, l2 = r
+        tlen = len(header) + len(payload)
+        if tlen > IPV4_MAX:
+            return self._err("frag_too_large")
+        h = bytearray(header)
+        h[2:4] = tlen.to_bytes(2, "big")
+        h[6:8] = b"\0\0"
+        h[10:12] = b"\0\0"
+        s = _from(h, "big") % 0xFFFF
+        h[10:12] = ((~s) & 0xFFFF if s else 0xFFFF).to_bytes(2, "big")
+        return self._rebuilt(pkt, bytes(h) + payload, l2, 4, depth)
+
+    def _frag6(self, pkt, f, off, nh_pos, fh, ip_end, nxt, offm, ident, depth):
+        self._note("ipv6_frag")
+        if pkt.frag:
+            return self._err("frag_nested")
+        fo = offm & 0xFFF8
+        key = (6, pkt.src, pkt.dst, ident, pkt.vlan_id, pkt.tunnel)
+        header = None
+        if fo == 0:  # unfragmentable part, with the fragment header cut out
+            h = bytearray(f[off:fh])
+            h[nh_pos - off] = nxt
+            header = bytes(h)
+        r = self.defrag.add(key, pkt.ts, fo, f[fh + 8:ip_end], bool(offm & 1), header,
+                            self._l2_of(pkt), 65535 - (fh + 8 - off - 40))
+        if r is None or type(r) is str:
+            return r and self._err(r)
+        header, payload, l2 = r
+        plen = len(header) - 40 + len(payload)
+        if plen > 65535:
+            return self._err("frag_too_large")
+        h = bytearray(header)
+        h[4:6] = plen.to_bytes(2, "big")
+        return self._rebuilt(pkt, bytes(h) + payload, l2, 6, depth)
+
+    @staticmethod
+    def _l2_of(pkt: Packet):
+        return (pkt.src_mac, pkt.dst_mac, pkt.vlans, pkt.vlan_id, pkt.l2_proto, pkt.tunnel)
+
+    def _rebuilt(self, pkt: Packet, datagram: bytes, l2, ipv: int, depth: int):
+        """Decode a reassembled datagram as a DLT_RAW frame carrying the first fragment's L2 fields."""
+        p = Packet(pkt.ts, pkt.pcap_cnt, DLT_RAW, datagram)
+        p.wirelen = pkt.wirelen
+        p.src_mac, p.dst_mac, p.vlans, p.vlan_id, p.l2_proto, p.tunnel = l2
+        p.frag = True
+        self._note("frag_reassembled")
+        # The layers counted for the fragments are counted again for the whole datagram.
+        if ipv == 4:
+            self.n_ipv4 -= 1
+            return self._ipv4(p, datagram, 0, len(datagram), depth)
+        self.n_ipv6 -= 1
+        return self._ipv6(p, datagram, 0, len(datagram), depth)
+
+    # -- transport layer ------------------------------------------------------
+    def _l4(self, pkt: Packet, f: bytes, l4: int, ip_end: int, proto: int, depth: int):
+        pkt.l4_off = l4
+        if proto == 6:
+            if ip_end - l4 < 20:
+                return self._err("truncated_tcp")
+            sport, dport, seq, ack, offfl, win, _, urp = _TCP(f, l4)
+            thl = (offfl >> 12) << 2
+            if thl < 20 or l4 + thl > ip_end:
+                return self._err("tcp_hlen_invalid")
+            self.n_tcp += 1
+            pkt.sport = sport
+            pkt.dport = dport
+            pkt.seq = seq
+            pkt.ack = ack
+            pkt.flags = offfl & 0xFF
+            pkt.win = win
+            pkt.urp = urp
+            pkt.tcp_hlen = thl
+            if thl > 20:
+                pkt.tcp_opts = f[l4 + 20:l4 + thl]
+            pkt.payload = f[l4 + thl:ip_end]
+            if self.verify:
+                self._verify_l4(pkt, f[l4:ip_end], 6)
+            return pkt
+        if proto == 17:
+            if ip_end - l4 < 8:
+                return self._err("truncated_udp")
+            sport, dport, ulen = _UDP(f, l4)
+            if ulen < 8:
+                if ulen or pkt.ipv != 6:
+                    return self._err("udp_len_invalid")
+                ulen = ip_end - l4  # IPv6 jumbogram UDP
+            if l4 + ulen > ip_end:
+                return self._err("truncated_udp")
+            self.n_udp += 1
+            pkt.sport = sport
+            pkt.dport = dport
+            pkt.payload = f[l4 + 8:l4 + ulen]
+            if self.verify and (pkt.ipv == 6 or f[l4 + 6] or f[l4 + 7]):  # IPv4 checksum 0 = none sent
+                self._verify_l4(pkt, f[l4:l4 + ulen], 17)
+            return pkt
+        if proto == 1 or proto == 58:
+            if ip_end - l4 < 8:
+                return self._err("truncated_icmp")
+            t, code, _, ident, seq = _ICMP(f, l4)
+            self.n_icmp += 1
+            pkt.icmp_type = t
+            pkt.icmp_code = code
+            if t in (_ICMP_ECHO if proto == 1 else _ICMP6_ECHO):
+                pkt.icmp_id = ident
+                pkt.icmp_seq = seq
+            pkt.payload = f[l4 + 8:ip_end]
+            if self.verify:
+                self._verify_l4(pkt, f[l4:ip_end], proto)
+            return pkt
+        return self._other_proto(pkt, f, l4, ip_end, proto, depth)
+
+    def _verify_l4(self, pkt: Packet, seg: bytes, proto: int) -> None:
+        v = _from(seg, "big")
+        if len(seg) & 1:
+            v <<= 8
+        if proto != 1:  # pseudo-header; each part sits at an even offset so sums just add
+            v += _from(pkt.src, "big") + _from(pkt.dst, "big") + proto + len(seg)
+        self.csum_checked += 1
+        if v % 0xFFFF:
+            self.csum_bad += 1
+            pkt.csum_ok = False
+            self._note(_PROTO_COUNTER[proto] + "_csum_bad")
+        elif pkt.csum_ok is None:
+            pkt.csum_ok = True
+        if self._auto and self.pkts >= self._sample:
+            self._auto = False
+            if self.csum_bad * 10 > self.csum_checked:
+                self.verify = False
+                self.auto_disabled = 1
+
+    def _other_proto(self, pkt: Packet, f: bytes, l4: int, ip_end: int, proto: int, depth: int):
+        """Tunnels (IP-in-IP, 6in4, GRE) are decoded to the inner packet; others keep their payload."""
+        pkt.payload = f[l4:ip_end]
+        if proto == 4 or proto == 41:
+            depth += 1
+            if depth > self.max_layers:
+                return self._err("too_many_layers")
+            self._note("ipip" if proto == 4 else "ipv6_in_ip")
+            self._enter_tunnel(pkt)
+            if proto == 4:
+                return self._ipv4(pkt, f, l4, ip_end, depth)
+            return self._ipv6(pkt, f, l4, ip_end, depth)
+        if proto == 47:
+            return self._gre(pkt, f, l4, ip_end, depth + 1)
+        if proto == 132 and ip_end - l4 >= 12:  # SCTP: ports for the flow key
+            pkt.sport, pkt.dport = _HH(f, l4)
+            pkt.payload = f[l4 + 12:ip_end]
+        self._note("ip_proto_other")
+        return pkt
+
+    @staticmethod
+    def _enter_tunnel(pkt: Packet) -> None:
+        pkt.tunnel = pkt.tunnel + ((pkt.ipv, pkt.src, pkt.dst, pkt.proto),)
+        pkt.ip_opts = b""
+
+    def _gre(self, pkt: Packet, f: bytes, l4: int, ip_end: int, depth: int):
+        if depth > self.max_layers:
+            return self._err("too_many_layers")
+        if ip_end - l4 < 4:
+            return self._err("truncated_gre")
+        flags, ptype = _HH(f, l4)
+        ver = flags & 7
+        off = l4 + 4
+        if ver == 0:
+            if flags & 0x4000:
+                return self._err("gre_routing_unsupported")
+            if flags & 0x8000:
+                off += 4
+            if flags & 0x2000:
+                off += 4
+            if flags & 0x1000:
+                off += 4
+        elif ver == 1:  # PPTP enhanced GRE: key (payload len + call id) always, seq and ack optional
+            if ptype != 0x880B or not flags & 0x2000:
+                return self._err("gre_version1_invalid")
+            off += 4
+            if flags & 0x1000:
+                off += 4
+            if flags & 0x0080:
+                off += 4
+        else:
+            return self._err("gre_version_invalid")
+        if off > ip_end:
+            return self._err("truncated_gre")
+        self._note("gre")
+        if off == ip_end:
+            return pkt  # keepalive / PPTP ack: a GRE packet with nothing inside
+        if ptype == 0x0800 or ptype == 0x86DD:
+            self._enter_tunnel(pkt)
+            return self._ipv4(pkt, f, off, ip_end, depth) if ptype == 0x0800 else self._ipv6(pkt, f, off, ip_end, depth)
+        if ptype == 0x880B:
+            saved = (pkt.ipv, pkt.src, pkt.dst, pkt.proto, pkt.ip_opts, pkt.tunnel)
+            self._enter_tunnel(pkt)
+            errors = self.errors
+            r = self._ppp(pkt, f, off, ip_end, depth, outer_ip=True)
+            if r is not None or self.errors != errors:
+                return r
+            pkt.ipv, pkt.src, pkt.dst, pkt.proto, pkt.ip_opts, pkt.tunnel = saved
+            return pkt  # PPP control traffic: keep the outer GRE packet
+        if ptype == 0x6558:  # transparent Ethernet bridging
+            self._enter_tunnel(pkt)
+            return self._inner_ethernet(pkt, f, off, ip_end, depth)
+        if ptype == 0x88BE and flags & 0x1000:  # ERSPAN type II: 8-byte header
+            self._enter_tunnel(pkt)
+            return self._inner_ethernet(pkt, f, off + 8, ip_end, depth)
+        if ptype == 0x88BE:  # ERSPAN type I: no header
+            self._enter_tunnel(pkt)
+            return self._inner_ethernet(pkt, f, off, ip_end, depth)
+        if ptype == 0x22EB:  # ERSPAN type III: 12-byte header, 8 more with the O flag
+            if ip_end - off < 12:
+                return self._err("truncated_erspan")
+            self._enter_tunnel(pkt)
+            return self._inner_ethernet(pkt, f, off + (20 if f[off + 11] & 1 else 12), ip_end, depth)
+        return pkt
