@@ -1,0 +1,206 @@
+"""Loading rule files into a ``RuleSet``, and the ``rules check`` report.
+
+Files are read line by line: ``#`` starts a comment (a disabled rule such as
+``# alert ...`` is a comment and only counted), a trailing backslash joins the
+next line.  Every rule that cannot be loaded is recorded in ``skipped`` as
+(file, line, sid, reason) and loading goes on.  Duplicate (gid, sid): as in
+Suricata the one with the higher rev wins, on a tie the first; the loser is
+recorded in ``skipped`` and a warning is given.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .classification import ClassificationError, load_classification
+from .model import Rule
+from .parser import RuleContext, RuleError, parse_rule
+
+_DISABLED_RE = re.compile(r"^#+\s*(alert|drop|pass|reject|rejectsrc|rejectdst|rejectboth)\s+\S+\s")
+
+
+@dataclass
+class RuleSet:
+    """The loaded rules plus everything the operator should hear about.
+
+    ``skipped``: (file, line, sid or None, reason) per rule not loaded;
+    ``errors``: whole-file problems (unreadable path...); ``warnings``:
+    loaded-but-noteworthy (unknown classtype, duplicate sid...);
+    ``disabled``: commented-out rules seen; ``seconds``: load time.
+    """
+
+    rules: list[Rule] = field(default_factory=list)
+    skipped: list[tuple[str, int, int | None, str]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    disabled: int = 0
+    seconds: float = 0.0
+    classification: dict = field(default_factory=dict)
+
+    def skip_lines(self) -> list[str]:
+        """Each skip as ``file:line: sid N: reason``."""
+        return [format_skip(*s) for s in self.skipped]
+
+    @property
+    def by_key(self) -> dict[tuple[int, int], Rule]:
+        return {r.key: r for r in self.rules}
+
+
+def format_skip(file: str, line: int, sid: int | None, reason: str) -> str:
+    return f"{file}:{line}: sid {sid if sid is not None else '?'}: {reason}"
+
+
+def iter_rule_lines(text: str):
+    """Yield (first line number, rule text) and (line, None) for each disabled rule."""
+    pending: list[str] = []
+    start = 0
+    for no, line in enumerate(text.splitlines(), 1):
+        s = line.rstrip("\r\n")
+        if not pending:
+            stripped = s.strip()
+            if not stripped:
+                continue
+            if stripped.startswith("#"):
+                if _DISABLED_RE.match(stripped):
+                    yield no, None
+                continue
+            start = no
+        if s.rstrip().endswith("\\"):
+            pending.append(s.rstrip()[:-1])
+            continue
+        pending.append(s)
+        yield start, "".join(pending).strip()
+        pending = []
+    if pending:
+        yield start, "".join(pending).strip()
+
+
+def _expand(paths) -> tuple[list[Path], list[str]]:
+    files: list[Path] = []
+    errors: list[str] = []
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            found = sorted(path.glob("*.rules"))
+            if not found:
+                errors.append(f"{path}: directory holds no *.rules files")
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            errors.append(f"{path}: no such rule file or directory")
+    return files, errors
+
+
+def load_rules(paths, settings, classification=None) -> RuleSet:
+    """Parse rule files and directories (``*.rules``) into a RuleSet.
+
+    ``classification``: path to a classification.config, an already parsed
+    {name: (description, priority)} dict, or None for the bundled standard file.
+    """
+    t0 = time.perf_counter()
+    rs = RuleSet()
+    if isinstance(classification, dict):
+        table = classification
+    else:
+        try:
+            table, cw = load_classification(classification)
+            rs.warnings.extend(cw)
+        except ClassificationError as e:
+            rs.errors.append(str(e))
+            table = {}
+    rs.classification = table
+    ctx = RuleContext(settings, table)
+    files, path_errors = _expand(paths)
+    rs.errors.extend(path_errors)
+    seen: dict[tuple[int, int], int] = {}
+    for f in files:
+        fname = str(f)
+        try:
+            text = f.read_text(encoding="utf-8", errors="surrogateescape")
+        except OSError as e:
+            rs.errors.append(f"{fname}: cannot read: {e.strerror or e}")
+            continue
+        rs.files.append(fname)
+        load_text(text, fname, ctx, rs, seen)
+    rs.seconds = time.perf_counter() - t0
+    return rs
+
+
+def load_text(text: str, fname: str, ctx: RuleContext, rs: RuleSet, seen: dict | None = None) -> None:
+    """Parse the rules of one file's text into ``rs`` (used by load_rules and tests)."""
+    if seen is None:
+        seen = {r.key: i for i, r in enumerate(rs.rules)}
+    for line, rule_text in iter_rule_lines(text):
+        if rule_text is None:
+            rs.disabled += 1
+            continue
+        try:
+            rule, warnings = parse_rule(rule_text, ctx, fname, line)
+        except RuleError as e:
+            rs.skipped.append((fname, line, getattr(e, "sid", None), str(e)))
+            continue
+        except (RecursionError, MemoryError, ValueError, OverflowError) as e:
+            rs.skipped.append((fname, line, None, f"cannot parse: {type(e).__name__}: {e}"))
+            continue
+        for w in warnings:
+            rs.warnings.append(f"{fname}:{line}: sid {rule.sid}: {w}")
+        idx = seen.get(rule.key)
+        if idx is not None:
+            old = rs.rules[idx]
+            if rule.rev > old.rev:
+                rs.rules[idx] = rule
+                loser, kept = old, rule
+            else:
+                loser, kept = rule, old
+            reason = f"duplicate sid {rule.sid} (gid {rule.gid}): kept rev {kept.rev} from {kept.file}:{kept.line}"
+            rs.skipped.append((loser.file, loser.line, loser.sid, reason))
+            rs.warnings.append(format_skip(loser.file, loser.line, loser.sid, reason))
+            continue
+        seen[rule.key] = len(rs.rules)
+        rs.rules.append(rule)
+
+
+def _reason_kind(reason: str) -> str:
+    """Group skip reasons for the summary: keyword/protocol names kept, details dropped."""
+    if reason.startswith(("unsupported keyword", "unsupported protocol", "unknown protocol")):
+        return reason
+    if reason.startswith("duplicate sid"):
+        return "duplicate sid"
+    if reason.startswith("pcre"):
+        m = re.search(r": (not translatable to Python re: )?(.*)$", reason)
+        return "pcre: " + re.sub(r" at position \d+", "", m.group(2)) if m else "pcre"
+    return re.sub(r"\d+", "N", reason)[:80]
+
+
+def check_report(ruleset: RuleSet, top: int = 15) -> str:
+    """Text summary for ``mirrorwatch rules check``: counts, top skip reasons, errors."""
+    rs = ruleset
+    total = len(rs.rules) + len(rs.skipped)
+    pct = 100.0 * len(rs.rules) / total if total else 0.0
+    lines = [
+        f"{len(rs.files)} file(s), {total} rule(s): {len(rs.rules)} loaded ({pct:.1f}%), "
+        f"{len(rs.skipped)} skipped, {rs.disabled} disabled (commented out); {rs.seconds:.2f}s",
+    ]
+    actions = Counter(r.action for r in rs.rules)
+    protos = Counter(r.proto for r in rs.rules)
+    if rs.rules:
+        lines.append("loaded by action: " + ", ".join(f"{k} {v}" for k, v in actions.most_common()))
+        lines.append("loaded by protocol: " + ", ".join(f"{k} {v}" for k, v in protos.most_common()))
+    if rs.skipped:
+        kinds = Counter(_reason_kind(s[3]) for s in rs.skipped)
+        lines.append(f"top skip reasons ({len(kinds)} distinct):")
+        for reason, n in kinds.most_common(top):
+            lines.append(f"  {n:>7}  {reason}")
+    for e in rs.errors:
+        lines.append(f"error: {e}")
+    if rs.warnings:
+        lines.append(f"{len(rs.warnings)} warning(s), first: {rs.warnings[0]}")
+    return "\n".join(lines)
