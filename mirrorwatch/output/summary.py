@@ -15,7 +15,7 @@ from .fmt import ICMP_PROTOS, addr, proto_name
 
 # Decoder counters that are not errors (totals and per-protocol tallies).
 _DECODER_NON_ERRORS = frozenset({
-    "pkts", "packets", "bytes", "ipv4", "ipv6", "ethernet", "raw", "null", "sll", "sll2", "tcp", "udp",
+    "pkts", "packets", "bytes", "decoded", "errors", "checked", "auto_disabled", "icmp", "ipv4", "ipv6", "ethernet", "raw", "null", "sll", "sll2", "tcp", "udp",
     "icmpv4", "icmpv6", "vlan", "vlan_qinq", "ppp", "pppoe", "gre", "teredo", "mpls", "vxlan", "geneve",
     "ipv4_in_ipv6", "ipv6_in_ipv6", "ipv6_in_ipv4", "frag", "frags", "reassembled", "defrag",
     "non_ip", "arp", "avg_pkt_size", "max_pkt_size", "sctp", "erspan", "loopback", "nsh", "chdlc",
@@ -37,6 +37,7 @@ class Summary:
         self._heap: list = []
         self._tie = itertools.count()
         self.counters: dict = {}
+        self.decode_reasons: dict[str, int] | None = None
 
     def handle(self, event) -> None:
         t = type(event)
@@ -83,7 +84,13 @@ class Summary:
         return [row for _, row in sorted(self._heap, key=lambda kv: kv[0], reverse=True)]
 
     def decode_errors(self) -> dict[str, int]:
-        """Non-zero decoder counters that count a reason for skipping a frame."""
+        """Non-zero decoder counters that count a reason for skipping a frame.
+
+        The pipeline sets ``decode_reasons`` from the decoder itself; without it
+        the reasons are picked out of the stats counters by name.
+        """
+        if self.decode_reasons is not None:
+            return {k: v for k, v in self.decode_reasons.items() if v}
         out: dict[str, int] = {}
         _collect_errors(self.counters.get("decoder", {}), "", out)
         return out
@@ -127,7 +134,7 @@ def _collect_errors(d: dict, prefix: str, out: dict) -> None:
         name = f"{prefix}{k}"
         if isinstance(v, dict):
             _collect_errors(v, name + ".", out)
-        elif isinstance(v, (int, float)) and v and k not in _DECODER_NON_ERRORS:
+        elif isinstance(v, (int, float)) and v and k.rsplit(".", 1)[-1] not in _DECODER_NON_ERRORS:
             out[name] = v
 
 

@@ -1,0 +1,282 @@
+"""The loop shared by replay and listen: source -> ``Engine.process`` -> sinks.
+
+``Pipeline`` owns one engine and its sinks (injector first, then EVE,
+fast.log, console, stream dumper, summary, and whatever the caller adds, such
+as the live table).  Every sink has ``handle(event)``, ``flush()``,
+``close()`` and ``reopen()``.  Dispatch costs one truth test per frame when
+the core returns no events, which is almost always.
+
+``replay(pipeline, paths)`` drives it from pcap files through libpcap's own
+loop (``capture.run``), or at recorded pace when asked.  The live loop
+(``cli_listen.Listener``) drives the same pipeline from the capture thread.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+from .engine import Engine
+from .events import Stats
+from .settings import Settings
+
+
+class PipelineError(Exception):
+    """Something the operator must fix before a run can start (one line)."""
+
+
+def bundled_signatures() -> Path:
+    """The bundled ``signatures/`` directory, from a checkout or an installed package.
+
+    Order: ``$MIRRORWATCH_SIGNATURES``, the checkout next to this package
+    (editable installs, running from source), then the data directory pip
+    installs ``share/mirrorwatch/signatures`` into.
+    """
+    candidates = []
+    env = os.environ.get("MIRRORWATCH_SIGNATURES")
+    if env:
+        candidates.append(Path(env))
+    candidates.append(Path(__file__).resolve().parent.parent / "signatures")
+    for base in {sys.prefix, sysconfig.get_path("data")}:
+        candidates.append(Path(base) / "share" / "mirrorwatch" / "signatures")
+    for c in candidates:
+        if c.is_dir() and any(c.glob("*.rules")):
+            return c
+    raise PipelineError("bundled signatures not found (reinstall mirrorwatch, or pass --rules PATH)")
+
+
+def load_ruleset(paths, settings: Settings, classification=None):
+    """Load rule files/dirs; a path that does not exist or cannot be read is a PipelineError.
+
+    Rules that fail to parse are skipped (see ``RuleSet.skipped``); the good
+    rules of the same file still load.
+    """
+    from .rules import load_rules
+
+    paths = [str(p) for p in paths]
+    for p in paths:
+        if not os.path.exists(p):
+            raise PipelineError(f"{p}: no such rule file or directory")
+    if classification is None:
+        default = bundled_classification()
+        classification = str(default) if default is not None else None
+    rs = load_rules(paths, settings, classification=classification)
+    if rs.errors:
+        raise PipelineError(rs.errors[0] + (f" (and {len(rs.errors) - 1} more)" if len(rs.errors) > 1 else ""))
+    return rs
+
+
+def bundled_classification() -> Path | None:
+    try:
+        p = bundled_signatures() / "classification.config"
+    except PipelineError:
+        return None
+    return p if p.is_file() else None
+
+
+class Pipeline:
+    """One engine and its sinks; see the module docstring."""
+
+    def __init__(self, engine: Engine, sinks=(), *, ruleset=None, settings: Settings | None = None,
+                 classification=None):
+        from .output.summary import Summary
+
+        self.engine = engine
+        self.settings = settings if settings is not None else engine.settings
+        self.ruleset = ruleset
+        self.classification = classification
+        self.summary = Summary()
+        self.sinks: list = [*sinks, self.summary]
+        self._handlers: tuple = ()
+        self._rebind()
+        self.started = time.perf_counter()
+        self.finished: float | None = None
+        self.stats: Stats | None = None
+
+    # -- building -------------------------------------------------------------
+    @classmethod
+    def build(cls, settings: Settings, *, rule_paths=(), eve: str | None = None, fast: str | None = None,
+              checksum_mode: str = "auto", console_alerts: bool = True, eve_types=None, eve_payload: bool = False,
+              classification=None, killer=None, kill_sinks=(), dump_streams: str | None = None,
+              line_buffered: bool = False) -> "Pipeline":
+        """Load rules, make the engine and the standard sinks; PipelineError on anything unusable."""
+        from .output.console import ConsoleAlerts
+        from .output.eve import DEFAULT_TYPES, EveWriter, OutputError
+        from .output.fastlog import FastLogWriter
+
+        paths = list(rule_paths) or [str(bundled_signatures())]
+        ruleset = load_ruleset(paths, settings, classification)
+        if checksum_mode not in ("auto", "all", "none"):
+            raise PipelineError(f"checksum mode must be auto, all or none, got {checksum_mode!r}")
+        engine = Engine(settings, ruleset, checksum_mode=checksum_mode, killer=killer)
+        sinks: list = list(kill_sinks)  # the injector first: least latency for kills
+        try:
+            if eve:
+                sinks.append(EveWriter(eve, types=eve_types or DEFAULT_TYPES, payload=eve_payload,
+                                       line_buffered=line_buffered))
+            if fast:
+                sinks.append(FastLogWriter(fast, line_buffered=line_buffered))
+        except OutputError as e:
+            for s in sinks:
+                s.close()
+            raise PipelineError(str(e)) from None
+        if dump_streams:
+            sinks.append(_stream_dumper(dump_streams, engine))
+        if console_alerts:
+            sinks.append(ConsoleAlerts(sys.stderr if eve == "-" else sys.stdout))
+        return cls(engine, sinks, ruleset=ruleset, settings=settings, classification=classification)
+
+    def add_sink(self, sink) -> None:
+        """Add a sink before the summary (e.g. the live table)."""
+        self.sinks.insert(len(self.sinks) - 1, sink)
+        self._rebind()
+
+    def _rebind(self) -> None:
+        self._handlers = tuple(s.handle for s in self.sinks)
+
+    @property
+    def rule_count(self) -> int:
+        return len(self.ruleset.rules) if self.ruleset is not None else 0
+
+    # -- events -----------------------------------------------------------------
+    def dispatch(self, events) -> None:
+        handlers = self._handlers
+        for e in events:
+            for h in handlers:
+                h(e)
+
+    def frame_callback(self):
+        """``cb(ts, linktype, frame, wirelen)`` for ``capture.run``: process, then dispatch if anything came out."""
+        process = self.engine.process
+        handlers = self._handlers
+        if len(handlers) == 1:
+            (only,) = handlers
+
+            def cb(ts, linktype, frame, wirelen):
+                events = process(ts, linktype, frame, wirelen)
+                if events:
+                    for e in events:
+                        only(e)
+        else:
+
+            def cb(ts, linktype, frame, wirelen):
+                events = process(ts, linktype, frame, wirelen)
+                if events:
+                    for e in events:
+                        for h in handlers:
+                            h(e)
+
+        return cb
+
+    def finish(self) -> Stats | None:
+        """End of input: flush every session, write final stats, flush the outputs."""
+        events = self.engine.finish()
+        for e in events:
+            if type(e) is Stats:
+                self.stats = e
+        decoder_errs = getattr(self.engine.decoder, "errs", None)
+        if isinstance(decoder_errs, dict):
+            self.summary.decode_reasons = dict(decoder_errs)
+        self.dispatch(events)
+        self.finished = time.perf_counter()
+        self.flush()
+        return self.stats
+
+    # -- outputs ------------------------------------------------------------------
+    def flush(self) -> None:
+        for s in self.sinks:
+            s.flush()
+
+    def close(self) -> None:
+        for s in self.sinks:
+            s.close()
+
+    def reopen_outputs(self) -> None:
+        """SIGHUP / logrotate: every file sink continues in a fresh file at its path."""
+        for s in self.sinks:
+            s.reopen()
+
+    def reload_rules(self, paths) -> str | None:
+        """Swap in freshly loaded rules; returns an error line (old rules kept) or None."""
+        try:
+            rs = load_ruleset(paths, self.settings, self.classification)
+        except PipelineError as e:
+            return f"rules not reloaded: {e}"
+        if not rs.rules and self.rule_count:
+            return f"rules not reloaded: no rule loaded from {', '.join(map(str, paths))} ({len(rs.skipped)} skipped)"
+        self.engine.reload_rules(rs)
+        self.ruleset = rs
+        return None
+
+    # -- report -------------------------------------------------------------------
+    def elapsed(self) -> float:
+        end = self.finished if self.finished is not None else time.perf_counter()
+        return max(end - self.started, 1e-9)
+
+    def print_summary(self, console, show_table: bool = True) -> None:
+        if self.summary.counters == {} and self.stats is not None:
+            self.summary.counters = self.stats.counters
+        self.summary.render(console, self.elapsed(), show_table=show_table)
+
+
+def _stream_dumper(directory: str, engine: Engine):
+    """The flows room's stream dumper as a sink (``--dump-streams DIR``)."""
+    try:
+        from .streamdump import StreamDumper
+    except ImportError as e:
+        if e.name and e.name.endswith("streamdump"):
+            raise PipelineError("--dump-streams is not available in this build (no mirrorwatch.streamdump)") from None
+        raise
+    try:
+        return StreamDumper(directory)
+    except OSError as e:
+        raise PipelineError(f"{directory}: cannot write streams: {e.strerror or e}") from None
+
+
+def replay(pipeline: Pipeline, paths, *, realtime: bool = False, speed: float = 1.0, on_refresh=None,
+           refresh_interval: float = 0.25):
+    """Feed pcap files through the pipeline; returns capture's ``CaptureStats``.
+
+    Fast path: libpcap's loop calls straight into ``engine.process``.  With
+    ``realtime`` the frames are paced by their timestamps (divided by
+    ``speed``); ``on_refresh(now)`` is called about every ``refresh_interval``
+    wall seconds (live table).  Raises ``capture.CaptureError`` for unusable
+    files before any frame is processed.
+    """
+    from . import capture
+
+    pipeline.started = time.perf_counter()
+    if not realtime and on_refresh is None:
+        return capture.run(paths, pipeline.frame_callback())
+    cb = pipeline.frame_callback()
+    source = capture.PcapFiles(paths)
+    mono = time.monotonic
+    next_refresh = mono()
+    wall0 = None
+    ts0 = 0.0
+    n = 0
+    for ts, linktype, frame, wirelen in source:
+        if realtime:
+            if wall0 is None:
+                wall0, ts0 = mono(), ts
+            due = wall0 + (ts - ts0) / speed
+            while True:
+                now = mono()
+                wait = due - now
+                if wait <= 0:
+                    break
+                if on_refresh is not None and now >= next_refresh:
+                    on_refresh(now)
+                    next_refresh = now + refresh_interval
+                time.sleep(min(wait, refresh_interval))
+        cb(ts, linktype, frame, wirelen)
+        n += 1
+        if on_refresh is not None and not n & 1023:
+            now = mono()
+            if now >= next_refresh:
+                on_refresh(now)
+                next_refresh = now + refresh_interval
+    return source.stats
