@@ -17,7 +17,9 @@ Rule actions, as Suricata defines them, seen from a passive sensor:
 
 Sessions with an endpoint inside a ``--never-kill`` network are never killed
 (the alert stays ``allowed``).  Only TCP sessions can be killed; a killing
-rule on another protocol alerts and is counted under ``not_tcp``.
+rule on another protocol alerts and is counted under ``not_tcp``; so is a
+session carried in MPLS, PPPoE or a tunnel (``unsupported_encap``), whose
+frames the injector cannot rebuild.
 
 What to send
 ------------
@@ -74,6 +76,7 @@ _MODE_NAMES = {"rst": ["tcp-reset"], "fin": ["tcp-fin"], "both": ["tcp-fin", "tc
 _TARGET_NAMES = {TO_SERVER: "to_server", TO_CLIENT: "to_client", BOTH: "both"}
 _NO_REPLY = RST
 _PURE_ACK_MASK = SYN | FIN | RST | ACK
+_PLAIN_L2 = (0x0800, 0x86DD, 0)  # 0: link types without an EtherType (raw IP, pcap replay)
 
 
 class KillConfigError(ValueError):
@@ -152,7 +155,7 @@ class Killer:
         self.c = dict.fromkeys(
             ("sessions_killed", "bursts", "frames", "challenge_ack_replies", "refires", "duplicate_suppressed",
              "cap_reached", "interval_suppressed", "rate_limited", "never_kill", "not_tcp", "rst_not_answered",
-             "own_frames_seen"), 0)
+             "unsupported_encap", "own_frames_seen"), 0)
 
     # -- recognising our own frames -------------------------------------------------
     def own_frame(self, pkt) -> bool:
@@ -199,6 +202,10 @@ class Killer:
             return
         if pkt.flags & _NO_REPLY:
             self.c["rst_not_answered"] += 1
+            return
+        if pkt.tunnel or pkt.l2_proto not in _PLAIN_L2:
+            # MPLS, PPPoE, GRE...: a plain Ethernet/VLAN frame would not reach the endpoints
+            self.c["unsupported_encap"] += 1
             return
         if targets:
             self._on_killing_alerts(pkt, flow, to_server, targets, killing, events)
