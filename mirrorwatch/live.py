@@ -10,7 +10,9 @@ over as is.  The consumer slices frames out of it.
 Every frame is accounted for: ``received`` counts what libpcap gave us,
 ``queue_drops`` what did not fit in the queue (``capture.queue-size`` frames
 waiting at most), and libpcap's own ``stats()`` gives the kernel's drops
-(``ps_drop``: ring full; ``ps_ifdrop``: dropped by the interface/driver).
+(``ps_drop``: ring full; ``ps_ifdrop``: the interface's rx_dropped, shown
+apart because Linux also counts there frames the stack discarded after
+capture).
 
 Stopping: the handle is non-blocking and the thread waits on its fd with a
 short ``select`` timeout, so ``stop()`` returns promptly even on a silent link.
@@ -41,10 +43,15 @@ class CaptureError(Exception):
 
 
 def interfaces() -> list[str]:
+    """Capturable network interfaces (libpcap's list without pseudo-devices such as nflog)."""
     try:
-        return [d for d in pcapy.findalldevs() if d not in ("any",)]
+        devs = pcapy.findalldevs()
     except pcapy.PcapError:
         return []
+    if os.path.isdir("/sys/class/net"):
+        real = set(os.listdir("/sys/class/net"))
+        return [d for d in devs if d in real]
+    return [d for d in devs if d != "any"]
 
 
 def privilege_problem() -> str | None:
@@ -258,7 +265,10 @@ class LiveCapture:
             "kernel_packets": recv,
             "kernel_drops": kdrop,
             "ifdrops": ifdrop,
-            "drops": self.queue_drops + kdrop + ifdrop,
+            # ps_ifdrop is left out of the total: on Linux it is the interface's rx_dropped,
+            # which also counts frames the host stack discarded *after* they were captured
+            # (no handler for their protocol), as happens on an address-less mirror port
+            "drops": self.queue_drops + kdrop,
             "queue_pending": self._pending,
             "queue_size": self.queue_size,
         }

@@ -171,11 +171,17 @@ class Pipeline:
 
         return cb
 
-    def finish(self) -> Stats | None:
-        """End of input: flush every session, write final stats, flush the outputs."""
+    def finish(self, capture_counters: dict | None = None) -> Stats | None:
+        """End of input: flush every session, write final stats, flush the outputs.
+
+        ``capture_counters`` (live: frames received, queue and kernel drops) join
+        the final stats' ``capture`` object.
+        """
         events = self.engine.finish()
         for e in events:
             if type(e) is Stats:
+                if capture_counters:
+                    e.counters.setdefault("capture", {}).update(capture_counters)
                 self.stats = e
         decoder_errs = getattr(self.engine.decoder, "errs", None)
         if isinstance(decoder_errs, dict):

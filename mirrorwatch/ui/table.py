@@ -189,8 +189,7 @@ class LiveTable:
             drops = cap.get("drops", 0)
             t.append(f"drops {drops}", style="bold red" if drops else "green")
             if drops:
-                t.append(f" (queue {cap.get('queue_drops', 0)}, kernel {cap.get('kernel_drops', 0) + cap.get('ifdrops', 0)})",
-                         style="red")
+                t.append(f" (queue {cap.get('queue_drops', 0)}, kernel {cap.get('kernel_drops', 0)})", style="red")
             t.append("  ")
         t.append(f"sessions {len(flows)}  ")
         t.append(f"alerts {self.alerts_total}", style="bold yellow" if self.alerts_total else "")

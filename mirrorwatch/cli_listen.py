@@ -1,0 +1,251 @@
+"""``mirrorwatch listen IFACE``: the engine on a live mirror port.
+
+The capture thread (``live.LiveCapture``) hands frames over in batches; this
+module's loop, in the main thread, feeds them to the same engine and sinks as
+replay, advances time with wall-clock ticks so idle sessions end, redraws the
+live table a few times per second, and turns signals into clean actions:
+
+- SIGINT / SIGTERM: stop capturing, flush every session as a flow event, write
+  the final stats, close the outputs, print the summary, exit 0.
+- SIGHUP: reload the rule files (kept only if they load without errors and
+  not empty where rules were loaded before; else one error line and the old
+  rules stay) and reopen the EVE / fast.log files (logrotate).
+- the interface going down: flush as above, one error line, exit 1.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+
+import click
+
+from .live import CaptureError, LiveCapture, iter_batch, privilege_problem
+from .settings import SettingError, Settings, help_text, parse_size
+from .ui.table import SORT_KEYS
+
+UI_INTERVAL = 0.25  # seconds between table redraws (stretched when a redraw is costly)
+SINK_FLUSH_INTERVAL = 1.0  # seconds between flushes of buffered outputs, so `tail -f` follows
+
+
+class _Signals:
+    """Signal handlers only set flags; the loop acts on them between batches."""
+
+    def __init__(self):
+        self.stop = False
+        self.reload = False
+        self.signame = ""
+        self._old = {}
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._on_stop)
+        self._old[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_hup)
+
+    def restore(self) -> None:
+        for sig, h in self._old.items():
+            signal.signal(sig, h)
+
+    def _on_stop(self, signum, frame) -> None:
+        self.stop = True
+        self.signame = signal.Signals(signum).name
+
+    def _on_hup(self, signum, frame) -> None:
+        self.reload = True
+
+
+class Listener:
+    """One live run: capture -> pipeline (engine + sinks) -> display, until stopped."""
+
+    def __init__(self, capture: LiveCapture, pipeline, *, table, display: bool, console=None, stats_out=None,
+                 rule_paths=(), settings: Settings):
+        self.capture = capture
+        self.pipe = pipeline
+        self.engine = pipeline.engine
+        self.table = table  # LiveTable: a sink that also renders the display / stats line
+        self.display = display
+        self.console = console
+        self.stats_out = stats_out
+        self.rule_paths = list(rule_paths)
+        self.settings = settings
+        self.signals = _Signals()
+        self.error: str | None = None
+        self.rules_loaded = pipeline.rule_count
+
+    # -- SIGHUP ---------------------------------------------------------------------
+    def reload(self) -> None:
+        self.pipe.reopen_outputs()
+        if not self.rule_paths:
+            return
+        msg = self.pipe.reload_rules(self.rule_paths)
+        if msg:
+            click.echo(f"mirrorwatch: error: {msg}", err=True)
+        else:
+            click.echo(f"mirrorwatch: reloaded {self.pipe.rule_count} rules from {', '.join(self.rule_paths)}",
+                       err=True)
+
+    # -- the main loop -------------------------------------------------------------------
+    def run(self) -> int:
+        cap, eng, pipe = self.capture, self.engine, self.pipe
+        tick_iv = max(0.01, float(self.settings["capture.tick-interval"]))
+        stats_iv = float(self.settings["capture.stats-interval"])
+        linktype = cap.linktype
+        process, dispatch = eng.process, pipe.dispatch
+        mono, wall = time.monotonic, time.time
+        self.signals.install()
+        cap.start()
+        live = self._start_display()
+        ui_iv = UI_INTERVAL
+        t0 = mono()
+        next_tick, next_ui, next_flush = t0 + tick_iv, t0, t0 + SINK_FLUSH_INTERVAL
+        next_stats = t0 + stats_iv if stats_iv > 0 else float("inf")
+        try:
+            while not self.signals.stop:
+                batch = cap.get(min(tick_iv, ui_iv))
+                if batch is not None:
+                    for ts, frame in iter_batch(batch):
+                        ev = process(ts, linktype, frame)
+                        if ev:
+                            dispatch(ev)
+                elif not cap.alive():
+                    self.error = cap.error or f"capture on {cap.iface!r} ended"
+                    break
+                now = mono()
+                if now >= next_tick:
+                    next_tick = now + tick_iv
+                    ev = eng.tick(wall())
+                    if ev:
+                        dispatch(ev)
+                if self.signals.reload:
+                    self.signals.reload = False
+                    self.reload()
+                if now >= next_stats:
+                    next_stats = now + stats_iv
+                    self._periodic_stats(now)
+                if now >= next_flush:
+                    next_flush = now + SINK_FLUSH_INTERVAL
+                    pipe.flush()
+                if live is not None and now >= next_ui:
+                    cost = self._redraw(live, now)
+                    # keep the display under ~10% of the loop, whatever the table size
+                    ui_iv = max(UI_INTERVAL, cost * 10)
+                    next_ui = now + ui_iv
+        finally:
+            self.signals.restore()
+            cap.stop()
+            # frames captured before the stop are analysed, not lost
+            for batch in cap.drain():
+                for ts, frame in iter_batch(batch):
+                    ev = process(ts, linktype, frame)
+                    if ev:
+                        dispatch(ev)
+            if live is not None:
+                live.stop()
+            try:
+                pipe.finish(cap.counters())
+            finally:
+                pipe.close()
+                cap.close()
+        if self.error:
+            click.echo(f"mirrorwatch: error: {self.error}; sessions were flushed to the outputs", err=True)
+            return 1
+        return 0
+
+    # -- display ------------------------------------------------------------------------
+    def _start_display(self):
+        if not self.display:
+            return None
+        from rich.live import Live
+
+        live = Live(console=self.console, auto_refresh=False, screen=True, transient=False,
+                    redirect_stdout=False, redirect_stderr=False)
+        live.start()
+        return live
+
+    def _redraw(self, live, now: float) -> float:
+        t = time.monotonic()
+        w, h = self.console.size
+        live.update(self.table.render(time.time(), width=w, height=h), refresh=True)
+        return time.monotonic() - t
+
+    def _periodic_stats(self, now: float) -> None:
+        from .events import Stats
+
+        self.pipe.dispatch([Stats(time.time(), self.counters())])
+        if self.stats_out is not None:
+            self.stats_out.write(self.table.stats_line(time.time()) + "\n")
+            self.stats_out.flush()
+
+    def counters(self) -> dict:
+        c = self.engine.counters()
+        c.setdefault("capture", {}).update(self.capture.counters())
+        return c
+
+
+
+@click.command("listen", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
+               epilog="\b\nSettings (--set KEY=VALUE; default shown):\n" + help_text())
+@click.argument("iface")
+@click.option("-r", "--rules", "rules", multiple=True, type=click.Path(),
+              help="rule file or directory of *.rules (repeatable) [default: the bundled signatures/]; reloaded on SIGHUP")
+@click.option("--eve", "eve", type=click.Path(), default=None, help="EVE JSON output file ('-' = stdout); reopened on SIGHUP")
+@click.option("--fast", "fast", type=click.Path(), default=None, help="fast.log output file; reopened on SIGHUP")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="override a setting (repeatable; stream.midstream defaults to true here)")
+@click.option("-k", "checksum", type=click.Choice(["auto", "all", "none"]), default="auto", show_default=True,
+              help="checksum validation: all, none, or auto (off when the NIC offloads them)")
+@click.option("--bpf", "bpf", default=None, metavar="EXPR", help="capture filter (tcpdump syntax)")
+@click.option("--snaplen", type=click.IntRange(64, 262144), default=65535, show_default=True, help="bytes kept per frame")
+@click.option("--no-promisc", is_flag=True, help="do not put the interface in promiscuous mode")
+@click.option("--buffer-size", default="64mb", show_default=True, help="kernel capture ring size (e.g. 256mb)")
+@click.option("--sort", type=click.Choice(SORT_KEYS), default="bytes", show_default=True, help="live table order")
+@click.option("--no-table", is_flag=True, help="no live table; a stats line every capture.stats-interval seconds")
+@click.option("-q", "--quiet", is_flag=True, help="no summary at the end")
+def listen(iface, rules, eve, fast, sets, checksum, bpf, snaplen, no_promisc, buffer_size, sort, no_table, quiet):
+    """Watch a live interface (a switch mirror/SPAN port) until Ctrl-C or SIGTERM.
+
+    SIGHUP reloads the rule files (the old rules stay when the new ones fail
+    to load) and reopens the output files (logrotate).
+    """
+    from rich.console import Console
+
+    from .cli import build_settings, fail, report_ruleset  # here: cli imports this module
+    from .runner import Pipeline, PipelineError, bundled_signatures
+    from .ui.table import LiveTable
+
+    settings = build_settings(sets, base={"stream.midstream": True})
+    try:
+        ring = parse_size(buffer_size)
+    except SettingError as e:
+        fail(f"--buffer-size: {e}", 2)
+    why = privilege_problem()
+    if why:
+        fail(why)
+    cap = LiveCapture(iface, settings, bpf=bpf, snaplen=snaplen, promisc=not no_promisc, buffer_size=ring)
+    try:
+        cap.open()
+    except CaptureError as e:
+        fail(str(e))
+    want_table = not no_table and sys.stdout.isatty()
+    try:
+        pipe = Pipeline.build(settings, rule_paths=rules, eve=eve, fast=fast, checksum_mode=checksum,
+                              console_alerts=not want_table)
+        rule_paths = list(rules) or [str(bundled_signatures())]
+    except PipelineError as e:
+        cap.close()
+        fail(str(e))
+    report_ruleset(pipe.ruleset, quiet)
+    table = LiveTable(pipe.engine, source=iface, sort=sort, capture_counters=cap.counters)
+    pipe.add_sink(table)
+    console = Console(highlight=False)
+    stats_out = None if want_table else (sys.stderr if eve == "-" else sys.stdout)
+    listener = Listener(cap, pipe, table=table, display=want_table, console=console,
+                        stats_out=stats_out, rule_paths=rule_paths, settings=settings)
+    click.echo(f"mirrorwatch: listening on {iface} (link type {cap.linktype}, snaplen {snaplen}, "
+               f"{'promiscuous' if not no_promisc else 'not promiscuous'}"
+               f"{', filter ' + repr(bpf) if bpf else ''}); Ctrl-C to stop, SIGHUP to reload rules", err=True)
+    code = listener.run()
+    if not quiet:
+        pipe.print_summary(Console(stderr=eve == "-", highlight=False), show_table=True)
+    sys.exit(code)
