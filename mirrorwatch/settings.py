@@ -103,6 +103,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("stream.reassembly.memcap", 256 * 1024 * 1024, parse_size, "bytes of out-of-order data buffered across all streams"),
     Setting("stream.reassembly.max-ooo-bytes", 1024 * 1024, parse_size, "bytes of out-of-order data buffered per direction"),
     Setting("stream.reassembly.max-ooo-segments", 2048, parse_int, "out-of-order segments buffered per direction"),
+    Setting("stream.reassembly.unacked-max", 1024 * 1024, parse_size, "in-order bytes per direction kept open to overlap policies until the receiver ACKs them"),
     Setting("stream.reassembly.gap-wait-bytes", 64 * 1024, parse_size, "out-of-order bytes past a hole before the hole is declared a gap and skipped"),
     Setting("stream.reassembly.gap-wait-segments", 64, parse_int, "out-of-order segments past a hole before the hole is declared a gap and skipped"),
     # fragments (decode room)
@@ -112,6 +113,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("decoder.max-layers", 16, parse_int, "most encapsulation layers (VLAN tags, MPLS labels, tunnels, IPv6 extension headers) decoded in one frame"),
     # detection (detect room)
     Setting("detect.packet-alert-max", 15, parse_int, "most alerts raised for one packet (Suricata's packet-alert-max)"),
+    Setting("detect.threshold-entries", 100_000, parse_int, "threshold/detection_filter counters kept at once (by_src/by_dst/by_both/by_rule)"),
+    Setting("stream.reassembly.toserver-chunk-size", 2560, parse_size, "settled client bytes gathered before stream inspection (IDS mode; closing sessions are inspected at once)"),
+    Setting("stream.reassembly.toclient-chunk-size", 2560, parse_size, "settled server bytes gathered before stream inspection (IDS mode)"),
     Setting("detect.checksum-auto-sample", 1000, parse_int, "packets examined by -k auto before it decides whether checksums are offloaded"),
     # live capture (capture room)
     Setting("capture.queue-size", 65_536, parse_int, "frames buffered between the capture thread and the engine; overflow is counted as drops"),
