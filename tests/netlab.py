@@ -43,6 +43,9 @@ API::
         p = lab.mirrorwatch("listen", lab.monitor, "--eve", path, ...)  # in the sensor ns
         lab.wait_port(lab.server, 8080)                   # until something listens
         lab.mac(lab.client)                               # "aa:bb:..." of client eth0
+        lab.serve_tcp(8080, reply=b"...")                 # dual-stack server in lab.server
+        lab.tcp_request(lab.SERVER6, 8080, b"GET / ...")  # -> reply bytes (hold=, background=)
+        lab.udp_send(lab.SERVER4, 5353, b"...")
         lab.stop(p)                                       # SIGTERM, wait, SIGKILL if needed
 
 Processes started through the lab run in their own session (process group) and
@@ -178,6 +181,66 @@ for host in sys.argv[1:3]:
                 raise
             time.sleep(0.05)
 """
+
+
+# a dual-stack TCP server: per connection, read the request (until a blank line, or
+# until the peer stops sending for 0.3 s), answer with argv[2], close its side (FIN)
+_TCP_SERVER = r"""
+import socket, sys, threading
+port, reply = int(sys.argv[1]), sys.argv[2].encode("latin-1").decode("unicode_escape").encode("latin-1")
+srv = socket.create_server(("::", port), family=socket.AF_INET6, dualstack_ipv6=True, backlog=64)
+def serve(c):
+    with c:
+        c.settimeout(0.3)
+        data = b""
+        try:
+            while b"\r\n\r\n" not in data:
+                chunk = c.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except OSError:
+            pass
+        try:
+            c.sendall(reply)
+            c.shutdown(socket.SHUT_WR)   # HTTP/1.0 style: the server's FIN ends the reply
+            c.settimeout(30)
+            while c.recv(65536):   # until the client closes its side
+                pass
+        except OSError:
+            pass
+while True:
+    c, _ = srv.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"""
+
+# one TCP exchange from the client: send argv[3], read the reply, hold argv[4] seconds, close
+_TCP_CLIENT = r"""
+import socket, sys, time
+host, port = sys.argv[1], int(sys.argv[2])
+data = sys.argv[3].encode("latin-1").decode("unicode_escape").encode("latin-1")
+c = socket.create_connection((host, port), timeout=10)
+c.sendall(data)
+got = b""
+c.settimeout(float(sys.argv[5]))
+try:
+    while True:
+        chunk = c.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+        if float(sys.argv[4]) > 0:
+            break
+except socket.timeout:
+    pass
+time.sleep(float(sys.argv[4]))
+c.close()
+sys.stdout.buffer.write(got)
+"""
+
+
+def _escape(data: bytes) -> str:
+    return data.decode("latin-1").encode("unicode_escape").decode("ascii")
 
 
 class NetLab:
@@ -330,6 +393,38 @@ class NetLab:
                 return
             time.sleep(0.05)
         raise NetLabError(f"nothing listens on {proto}/{port} in {ns} after {timeout}s")
+
+    # -- traffic ----------------------------------------------------------------
+    def serve_tcp(self, port: int, reply: bytes = b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+                  ns: str | None = None) -> subprocess.Popen:
+        """A dual-stack TCP server in the server namespace answering every connection with ``reply``."""
+        ns = ns or self.server
+        p = self.python(ns, _TCP_SERVER, str(port), _escape(reply))
+        self.wait_port(ns, port)
+        return p
+
+    def tcp_request(self, host: str, port: int, data: bytes, *, hold: float = 0.0, read_timeout: float = 2.0,
+                    ns: str | None = None, background: bool = False):
+        """From the client namespace: connect, send ``data``, read the reply, stay open ``hold`` s, close.
+
+        Returns the reply bytes, or the Popen when ``background``.
+        """
+        args = (_TCP_CLIENT, host, str(port), _escape(data), str(hold), str(read_timeout))
+        if background:
+            return self.python(ns or self.client, *args)
+        r = subprocess.run(["ip", "netns", "exec", ns or self.client, PYTHON, "-c", *args], capture_output=True,
+                           timeout=hold + read_timeout + 20)
+        if r.returncode != 0:
+            raise NetLabError(f"tcp_request to {host}:{port} failed: {r.stderr.decode(errors='replace')[-300:]}")
+        return r.stdout
+
+    def udp_send(self, host: str, port: int, data: bytes, ns: str | None = None) -> None:
+        """One UDP datagram from the client namespace."""
+        fam = "AF_INET6" if ":" in host else "AF_INET"
+        self.run(ns or self.client, PYTHON, "-c",
+                 f"import socket,sys; socket.socket(socket.{fam}, socket.SOCK_DGRAM).sendto("
+                 f"sys.argv[1].encode('latin-1').decode('unicode_escape').encode('latin-1'), (sys.argv[2], {int(port)}))",
+                 _escape(data), host)
 
     def mac(self, ns: str, iface: str = "eth0") -> str:
         info = json.loads(_sh("ip", "-n", ns, "-j", "link", "show", iface).stdout)
