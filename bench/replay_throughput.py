@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""Replay throughput: mirrorwatch against the libpcap floor, in one run.
+
+    .venv/bin/python bench/replay_throughput.py [--pcap FILE] [--repeat N] [--skip-et]
+
+Measures, each in its own child process (peak RSS from ``os.wait4``):
+
+1. ``floor``: pcapy-ng reading the file with a no-op callback -- the most
+   any Python consumer of libpcap can do on this machine;
+2. ``bundled``: ``mirrorwatch replay --quiet`` with the bundled signatures;
+3. ``et-open``: the same with the ET Open rule set from the corpus.
+
+For each: packets/s and Mbit/s over the processing time (the replay's own
+timer, which excludes start-up and rule compilation; start-up is reported
+separately), ratio to the floor, and peak RSS.  The bench pcap
+(``pcaps/bench-1m.pcap``, 1M packets) is generated first when missing.
+Prints a table, then the same figures as markdown for the README.
+Targets: bundled >= 150k pkt/s (>= 6% of floor), ET Open >= 60k pkt/s,
+ET Open peak RSS < 1 GiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = os.environ.get("PY", sys.executable)
+DEFAULT_PCAP = ROOT / "pcaps" / "bench-1m.pcap"
+ET_OPEN = Path(os.environ.get("MIRRORWATCH_CORPUS", ROOT.parent / "shared" / "corpus")) / "rules" / "et-open"
+TARGETS = {"bundled": 150_000, "et-open": 60_000}
+
+FLOOR = r"""
+import sys, time, pcapy
+n = [0, 0]
+def cb(h, d, n=n):
+    pass
+t = time.perf_counter()
+r = pcapy.open_offline(sys.argv[1])
+r.loop(0, cb)
+el = time.perf_counter() - t
+# second pass for the totals only (not timed): the floor callback above does nothing
+r = pcapy.open_offline(sys.argv[1])
+def count(h, d, n=n):
+    n[0] += 1
+    n[1] += h.getlen()
+r.loop(0, count)
+print(f"FLOOR packets={n[0]} bytes={n[1]} elapsed={el:.6f}")
+"""
+
+SUMMARY_RE = re.compile(r"([\d,]+) packets, ([\d,]+) bytes, .* in ([\d.]+)s \(")
+
+
+def popen_rss(argv: list[str]) -> tuple[str, float, int, int]:
+    """Like run_child but reaps with os.wait4 itself, so the RSS is this child's alone."""
+    t = time.perf_counter()
+    with open(os.devnull, "rb") as devnull:
+        p = subprocess.Popen(argv, stdin=devnull, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT)
+    chunks = []
+    while True:
+        b = p.stdout.read(65536)
+        if not b:
+            break
+        chunks.append(b)
+    _, status, ru = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - t
+    return b"".join(chunks).decode(errors="replace"), wall, p.returncode, ru.ru_maxrss * 1024
+
+
+def measure_floor(pcap: Path) -> dict:
+    out, wall, code, rss = popen_rss([PY, "-c", FLOOR, str(pcap)])
+    m = re.search(r"FLOOR packets=(\d+) bytes=(\d+) elapsed=([\d.]+)", out)
+    if code != 0 or not m:
+        raise SystemExit(f"floor measurement failed:\n{out}")
+    pk, by, el = int(m.group(1)), int(m.group(2)), float(m.group(3))
+    return {"name": "floor (pcapy-ng, no-op callback)", "packets": pk, "bytes": by, "elapsed": el, "wall": wall,
+            "rss": rss, "alerts": None}
+
+
+def measure_replay(name: str, pcap: Path, rules: Path) -> dict:
+    argv = [PY, "-m", "mirrorwatch", "replay", "--no-alerts", "--no-table", "--rules", str(rules), str(pcap)]
+    out, wall, code, rss = popen_rss(argv)
+    m = SUMMARY_RE.search(out)
+    if code != 0 or not m:
+        raise SystemExit(f"{name}: replay failed (exit {code}):\n{out[-3000:]}")
+    alerts = re.search(r"([\d,]+) alerts", out)
+    return {
+        "name": name, "packets": int(m.group(1).replace(",", "")), "bytes": int(m.group(2).replace(",", "")),
+        "elapsed": float(m.group(3)), "wall": wall, "rss": rss,
+        "alerts": int(alerts.group(1).replace(",", "")) if alerts else None,
+    }
+
+
+def best(runs: list[dict]) -> dict:
+    return min(runs, key=lambda r: r["elapsed"])
+
+
+def rows(results: list[dict]) -> list[dict]:
+    floor_pps = results[0]["packets"] / results[0]["elapsed"]
+    out = []
+    for r in results:
+        pps = r["packets"] / r["elapsed"]
+        out.append({**r, "pps": pps, "mbps": r["bytes"] * 8 / r["elapsed"] / 1e6, "ratio": pps / floor_pps,
+                    "startup": max(0.0, r["wall"] - r["elapsed"])})
+    return out
+
+
+def print_table(table: list[dict]) -> None:
+    print(f"{'run':<34} {'packets/s':>11} {'Mbit/s':>8} {'of floor':>9} {'peak RSS':>9} {'start-up':>9} {'alerts':>8}")
+    for r in table:
+        alerts = "" if r["alerts"] is None else f"{r['alerts']:,}"
+        print(f"{r['name']:<34} {r['pps']:>11,.0f} {r['mbps']:>8,.0f} {r['ratio']:>8.1%} {r['rss'] / 2**20:>7,.0f}MB "
+              f"{r['startup']:>8.1f}s {alerts:>8}")
+
+
+def markdown(table: list[dict], pcap: Path, repeat: int) -> str:
+    pk = table[0]["packets"]
+    by = table[0]["bytes"]
+    lines = [
+        f"Bench capture: `{pcap.name}` ({pk:,} packets, {by / 1e6:,.0f} MB; mixed TCP/UDP, IPv4/IPv6, VLAN, "
+        f"HTTP-like payloads). Machine: {os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"best of {repeat} run(s).",
+        "",
+        "| run | packets/s | Mbit/s | of floor | peak RSS | start-up (rules) | alerts |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in table:
+        alerts = "" if r["alerts"] is None else f"{r['alerts']:,}"
+        lines.append(f"| {r['name']} | {r['pps']:,.0f} | {r['mbps']:,.0f} | {r['ratio']:.1%} | "
+                     f"{r['rss'] / 2**20:,.0f} MB | {r['startup']:.1f} s | {alerts} |")
+    checks = []
+    for r in table:
+        key = "bundled" if r["name"].startswith("mirrorwatch, bundled") else "et-open" if "ET Open" in r["name"] else None
+        if key:
+            ok = r["pps"] >= TARGETS[key]
+            checks.append(f"{r['name']}: {r['pps']:,.0f} pkt/s vs target {TARGETS[key]:,} -> {'met' if ok else 'MISSED'}")
+            if key == "et-open":
+                ok = r["rss"] < 2**30
+                checks.append(f"{r['name']}: peak RSS {r['rss'] / 2**20:,.0f} MB vs target < 1024 MB -> "
+                              f"{'met' if ok else 'MISSED'}")
+    if checks:
+        lines += [""] + [f"- {c}" for c in checks]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pcap", type=Path, default=DEFAULT_PCAP)
+    ap.add_argument("--repeat", type=int, default=1, help="runs per configuration; the fastest counts")
+    ap.add_argument("--skip-et", action="store_true", help="skip the ET Open run")
+    a = ap.parse_args(argv)
+    if not a.pcap.exists():
+        if a.pcap != DEFAULT_PCAP:
+            raise SystemExit(f"{a.pcap}: no such file")
+        print(f"generating {a.pcap} ...", flush=True)
+        subprocess.run([PY, str(ROOT / "pcaps" / "gen_bench.py"), str(a.pcap)], check=True)
+    results = [best([measure_floor(a.pcap) for _ in range(a.repeat)])]
+    results.append(best([measure_replay("mirrorwatch, bundled signatures", a.pcap, ROOT / "signatures")
+                         for _ in range(a.repeat)]))
+    if not a.skip_et:
+        if ET_OPEN.is_dir():
+            results.append(best([measure_replay("mirrorwatch, ET Open", a.pcap, ET_OPEN) for _ in range(a.repeat)]))
+        else:
+            print(f"(ET Open not found at {ET_OPEN}; skipped)")
+    table = rows(results)
+    print_table(table)
+    print("\n<!-- replay_throughput.py markdown -->")
+    print(markdown(table, a.pcap, a.repeat))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
