@@ -184,7 +184,12 @@ class EveWriter(FileSink):
             ev["pcap_cnt"] = k.pcap_cnt
         ev["event_type"] = "kill"
         _endpoints(ev, f.proto, f.client, f.cport, f.server, f.sport)
-        ev["kill"] = {"trigger": str(k.trigger), "frames": len(k.frames), "dry_run": bool(k.dry_run)}
+        ev["kill"] = {
+            "trigger": str(k.trigger),
+            "frames": len(k.frames),
+            "dry_run": bool(k.dry_run),
+            "segments": [seg.as_dict() for seg in k.frames if hasattr(seg, "as_dict")],
+        }
         self.write(_dumps(ev) + "\n")
 
 
