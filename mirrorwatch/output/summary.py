@@ -106,7 +106,7 @@ class Summary:
             f"[bold]{pkts:,}[/] packets, {nbytes:,} bytes, {self.sessions:,} sessions, "
             f"[bold]{self.alerts:,}[/] alerts"
             + (f", {self.kills:,} kills" if self.kills else "")
-            + f" in {elapsed:.2f}s ({rate:,.0f} packets/s, {mbps:,.1f} Mbit/s)"
+            + f" in {elapsed:.3f}s ({rate:,.0f} packets/s, {mbps:,.1f} Mbit/s)"
         )
         if self.alerts_by_sig:
             t = Table(title="Alerts by signature", title_justify="left")
@@ -170,11 +170,11 @@ def sessions_table(rows: list[dict], title: str = "Sessions"):
 
     t = Table(title=title, title_justify="left")
     t.add_column("client → server", no_wrap=True)
-    t.add_column("proto")
-    t.add_column("state")
+    t.add_column("proto", no_wrap=True)
+    t.add_column("state", no_wrap=True)
     t.add_column("pkts →/←", justify="right", no_wrap=True)
     t.add_column("bytes →/←", justify="right", no_wrap=True)
-    t.add_column("alerts", justify="right")
+    t.add_column("alerts", justify="right", no_wrap=True)
     for r in rows:
         state = r["state"] + (f" [red](killed: {r['killed']})[/]" if r.get("killed") else "")
         alerts = f"[bold red]{r['alerts']}[/]" if r["alerts"] else "0"
