@@ -10,7 +10,10 @@ mode.  It runs the four rooms in order and returns the events they produced:
     flows    Packet -> (Flow, direction); TCP state and per-direction
              reassembly are updated; sessions that timed out by packet time
              come back as ``FlowEnded``
-    detect   Packet + Flow + new in-order stream bytes -> ``Alert``s
+    detect   Packet + Flow + settled in-order stream bytes -> ``Alert``s;
+             every session that ends (evicted, timed out, shut down) first
+             passes through ``Detector.flow_end`` so the stream bytes not yet
+             inspected are (Suricata's flow-timeout pseudo packets)
     kill     Alerts of killing rules (and later packets of killed flows)
              -> ``Kill`` values with the exact frames to forge
 
@@ -68,6 +71,8 @@ class Engine:
         if self.killer is not None and self.killer.own_frame(pkt):
             return events  # our own RST/FIN seen back on the mirror: counted, not tracked
         flow, to_server = self.flows.process(pkt, events)
+        if events:
+            events = self._ended(events)
         alerts = self.detector.inspect(pkt, flow, to_server)
         if alerts:
             events.extend(alerts)
@@ -75,10 +80,22 @@ class Engine:
             self.killer.on_packet(pkt, flow, to_server, alerts, events)
         return events
 
+    def _ended(self, events: list) -> list:
+        """Sessions the flow table evicted while placing this packet: detect inspects
+        what their streams still hold (alerts come before each FlowEnded)."""
+        out: list = []
+        for ev in events:
+            if type(ev) is FlowEnded:
+                self.detector.flow_end(ev.flow, out)
+            out.append(ev)
+        return out
+
     # -- time and end of capture ----------------------------------------------
     def _sweep(self, now: float, events: list) -> None:
         self._next_sweep = now + self._sweep_interval
+        detector = self.detector
         for flow in self.flows.expire(now):
+            detector.flow_end(flow, events)
             events.append(FlowEnded(now, flow, "timeout"))
         self.decoder.expire(now)
 
@@ -94,8 +111,10 @@ class Engine:
     def finish(self) -> list:
         """End of capture: every session ends with reason 'shutdown', then the final stats."""
         events: list = []
-        self.detector.flush(events)
+        detector = self.detector
+        detector.flush(events)
         for flow in self.flows.flush_all():
+            detector.flow_end(flow, events)
             events.append(FlowEnded(self.last_ts, flow, "shutdown"))
         events.append(Stats(self.last_ts, self.counters()))
         return events

@@ -1,0 +1,475 @@
+"""Detection: compiled rules judged against packets and reassembled TCP streams.
+
+Theory of operation
+-------------------
+``Detector(ruleset, settings)`` compiles every rule once (``compile.CRule``)
+and sorts them in Suricata's order (action, flowbits set-before-read,
+priority, load order); a rule's position is its number, and alerts on one
+packet come out in that order.
+
+Per packet, candidates are gathered cheaply, then judged in rule order:
+
+- IP-only rules (addresses/ports only) on the first packet of each flow
+  direction;
+- rules without a prefilter literal, from a dict keyed by (ip proto, port);
+- rules whose fast-pattern literal occurs in the packet payload (one
+  hyperscan block scan per packet with payload, one database per transport);
+- for TCP, rules whose literal occurs in newly inspectable stream data
+  (one hyperscan stream per flow direction).
+
+Stream data is inspected the way Suricata does in IDS mode: bytes become
+inspectable once settled (ACKed, see ``reassembly``) and are inspected in
+chunks (``stream.reassembly.toserver-chunk-size``), at once when the session
+is closing or the depth is reached, and what is left when the flow ends (the
+alert then carries ``kind = 'flow-timeout'``).  With ``stream.inline`` every
+new in-order byte is inspected on the packet that brought it.  Each byte is
+inspected once, so stream rules alert once per match, never twice for the
+same data.  A packet whose data went into a stream is not inspected on its own
+by stream-only rules (Suricata's PKT_STREAM_ADD rule).
+
+A candidate is verified with header/flow checks first, flowbits, then
+``payload.match``; flowbits writes happen at match time (later rules see
+them); then noalert, threshold/detection_filter, at most one alert per sid
+per packet and ``detect.packet-alert-max``.
+"""
+
+from __future__ import annotations
+
+import hyperscan as hs
+
+from ..events import Alert
+from ..packet import Packet
+from .compile import CRule, Unsupported, port_values
+from .headers import compile_check
+from .hsdb import BlockScanner, LiteralSet, Stream
+from .threshold import Thresholds
+
+from .payload import compile_matches
+
+TCP, UDP = 6, 17
+_CLOSING = frozenset(("closed", "close_wait", "last_ack", "closing", "time_wait", "reset"))
+
+
+class FlowDet:
+    """Detect's per-flow scratch (``flow.det``)."""
+
+    __slots__ = ("ipo", "bits", "passed", "prog", "epoch", "hs", "thr")
+
+    def __init__(self) -> None:
+        self.ipo = [False, False]
+        self.bits: set | None = None
+        self.passed = False
+        self.prog = [0, 0]
+        self.epoch = [0, 0]
+        self.hs: list = [None, None]
+        self.thr: dict = {}
+
+    def close(self) -> None:
+        for i in (0, 1):
+            s = self.hs[i]
+            if s is not None:
+                self.hs[i] = None
+                s.close()
+
+
+def _transport_class(proto: int) -> int:
+    return proto if proto in (TCP, UDP) else 0
+
+
+class Detector:
+    def __init__(self, ruleset, settings, previous=None):
+        self.settings = settings
+        self.alert_max = settings["detect.packet-alert-max"]
+        self.inline = bool(settings["stream.inline"])
+        self.chunk = (settings.get("stream.reassembly.toserver-chunk-size", 2560),
+                      settings.get("stream.reassembly.toclient-chunk-size", 2560))
+        self.thresholds = Thresholds(settings.get("detect.threshold-entries", 100_000))
+        self.skipped: list[tuple[object, str]] = []
+        self.c = dict.fromkeys(("packets", "inspected", "csum_skipped", "scans", "stream_scans",
+                                "stream_bytes", "stream_lost_bytes", "candidates", "alerts",
+                                "alerts_dropped_max", "suppressed", "passed_flows"), 0)
+        self.recursion_limit = settings.get("detect.inspection-recursion-limit", 3000)
+        self._matchers: dict[int, object] = {}
+        rules = ruleset.rules if hasattr(ruleset, "rules") else list(ruleset)
+        self._build(rules)
+        if previous is not None:
+            previous.close()
+
+    # -- compilation ----------------------------------------------------------
+    def _build(self, rules) -> None:
+        addr_cache: dict = {}
+        crules = []
+        for idx, rule in enumerate(rules):
+            try:
+                cr = CRule(rule, addr_cache)
+                cr.hdr = [compile_check(h) for h in cr.hdr]
+            except Unsupported as e:
+                self.skipped.append((rule, str(e)))
+                continue
+            cr.order = cr.order + (idx,)
+            crules.append(cr)
+        crules.sort(key=lambda c: c.order)
+        for i, cr in enumerate(crules):
+            cr.num = i
+        self.crules = crules
+        self.by_key = {}
+        for cr in crules:
+            self.by_key.setdefault(cr.key, cr)
+
+        # IP-only rules per transport; rules without literal per (proto, port)
+        self.iponly: dict[int, tuple] = {}
+        pkt_any: dict[int | None, list] = {}
+        pkt_dport: dict[tuple, list] = {}
+        pkt_sport: dict[tuple, list] = {}
+        stream_nompm: list[int] = []
+        pkt_lits = {0: LiteralSet(), TCP: LiteralSet(), UDP: LiteralSet()}
+        stream_lits = LiteralSet()
+        iponly: dict[int, list] = {0: [], TCP: [], UDP: []}
+        for cr in crules:
+            classes = (0, TCP, UDP) if cr.protos is None else sorted({_transport_class(p) for p in cr.protos})
+            if cr.kind == "iponly":
+                for k in classes:
+                    iponly[k].append(cr.num)
+                continue
+            if cr.kind == "mpm":
+                lit, nocase = cr.fp
+                if not cr.stream_only:
+                    for k in classes:
+                        pkt_lits[k].add(lit, nocase, cr.num)
+                if cr.req_stream:
+                    stream_lits.add(lit, nocase, cr.num)
+                continue
+            # kind 'pkt': judged per packet (and per stream chunk for stream payload rules)
+            if cr.matches and cr.req_stream:
+                stream_nompm.append(cr.num)
+                if cr.stream_only:
+                    continue
+            dports = port_values(cr.rule.dport) if not cr.bidir else None
+            sports = port_values(cr.rule.sport) if not cr.bidir else None
+            protos = cr.protos if cr.protos is not None else (None,)
+            for p in protos:
+                if dports is not None and p is not None:
+                    for port in dports:
+                        pkt_dport.setdefault((p, port), []).append(cr.num)
+                elif sports is not None and p is not None:
+                    for port in sports:
+                        pkt_sport.setdefault((p, port), []).append(cr.num)
+                else:
+                    pkt_any.setdefault(p, []).append(cr.num)
+        self.iponly = {k: tuple(v) for k, v in iponly.items()}
+        self.pkt_any = {k: tuple(v) for k, v in pkt_any.items()}
+        self.pkt_any_ip = self.pkt_any.get(None, ())
+        self.pkt_dport = {k: tuple(v) for k, v in pkt_dport.items()}
+        self.pkt_sport = {k: tuple(v) for k, v in pkt_sport.items()}
+        self.stream_nompm = tuple(stream_nompm)
+        self.block: dict[int, tuple] = {}
+        for k, ls in pkt_lits.items():
+            db = ls.compile(hs.HS_MODE_BLOCK)
+            self.block[k] = (BlockScanner(db), ls.rule_tuples()) if db is not None else None
+        self.stream_db = stream_lits.compile(hs.HS_MODE_STREAM)
+        self.stream_rules = stream_lits.rule_tuples()
+        self.has_stream = self.stream_db is not None or bool(self.stream_nompm)
+        self.lookback = max((len(lit) for lit, _ in stream_lits.ids), default=1) - 1
+        self.patterns = sum(len(ls) for ls in pkt_lits.values()) + len(stream_lits)
+
+    # -- per packet -------------------------------------------------------------
+    def inspect(self, pkt, flow, to_server) -> list:
+        """Alerts for one decoded packet (after flows/reassembly have seen it)."""
+        c = self.c
+        c["packets"] += 1
+        if pkt.csum_ok is False:
+            c["csum_skipped"] += 1
+            return []
+        fd = None
+        if flow is not None:
+            fd = flow.det
+            if fd is None:
+                fd = flow.det = FlowDet()
+            elif fd.passed:
+                return []
+        d = 0 if to_server or to_server is None else 1
+        proto = pkt.proto
+        tc = proto if proto == TCP or proto == UDP else 0
+        cands: dict[int, int] = {}
+
+        if fd is None or not fd.ipo[d]:
+            if fd is not None:
+                fd.ipo[d] = True
+            for n in self.iponly[tc]:
+                cands[n] = 1
+        lst = self.pkt_any.get(proto)
+        if lst:
+            for n in lst:
+                cands[n] = 1
+        for n in self.pkt_any_ip:
+            cands[n] = 1
+        if proto == TCP or proto == UDP:
+            lst = self.pkt_dport.get((proto, pkt.dport))
+            if lst:
+                for n in lst:
+                    cands[n] = 1
+            lst = self.pkt_sport.get((proto, pkt.sport))
+            if lst:
+                for n in lst:
+                    cands[n] = 1
+        payload = pkt.payload
+        if payload:
+            blk = self.block[tc]
+            if blk is not None:
+                c["scans"] += 1
+                rules_of = blk[1]
+                for i in blk[0].scan(payload):
+                    for n in rules_of[i]:
+                        cands[n] = 1
+        chunk = None
+        if proto == TCP and fd is not None and self.has_stream:
+            st = flow.streams[d]
+            if st is not None:
+                chunk = self._stream_chunk(fd, st, d, flow, cands, False)
+        if not cands:
+            return []
+        c["inspected"] += 1
+        return self._judge_all(cands, pkt, flow, fd, d, to_server, chunk, False)
+
+    # -- stream data ----------------------------------------------------------
+    def _stream_chunk(self, fd: FlowDet, st, d: int, flow, cands: dict, at_end: bool):
+        """The stream bytes to inspect now for direction d (or None); adds their candidates."""
+        if st.epoch != fd.epoch[d]:
+            fd.epoch[d] = st.epoch
+            s = fd.hs[d]
+            if s is not None:
+                fd.hs[d] = None
+                s.close()
+        start = fd.prog[d]
+        base = st.buf_base
+        if start < base:
+            self.c["stream_lost_bytes"] += base - start
+            start = base
+        if at_end or self.inline:
+            end = st.end
+        else:
+            end = st.final if st.final < st.end else st.end
+        n = end - start
+        if n <= 0:
+            return None
+        if not (at_end or self.inline or n >= self.chunk[d] or st.depth_reached
+                or st.fin_off is not None or flow.state == "closed"
+                or getattr(flow, "tcp_state", None) in _CLOSING):
+            return None
+        fd.prog[d] = end
+        c = self.c
+        c["stream_scans"] += 1
+        c["stream_bytes"] += n
+        if self.inline:
+            lo = start - self.lookback if start - self.lookback > base else base
+            data = bytes(st.buf[lo - base:end - base])
+            new = data[start - lo:]
+        else:
+            data = new = bytes(st.buf[start - base:end - base])
+        if self.stream_db is not None:
+            s = fd.hs[d]
+            if s is None:
+                s = fd.hs[d] = Stream(self.stream_db)
+            rules_of = self.stream_rules
+            for i in s.scan(new):
+                for r in rules_of[i]:
+                    cands[r] = cands.get(r, 0) | 2
+        for r in self.stream_nompm:
+            cands[r] = cands.get(r, 0) | 2
+        keep = end - self.lookback if self.inline else end
+        if keep > st.buf_base:
+            st.trim(keep)
+        return data
+
+    # -- judging ----------------------------------------------------------------
+    def _judge_all(self, cands: dict, pkt, flow, fd, d: int, to_server, chunk, pseudo: bool) -> list:
+        crules = self.crules
+        payload = pkt.payload
+        added = pkt.proto == TCP and flow is not None and flow.streams[d] is not None
+        alerts: list = []
+        seen: set = set()
+        c = self.c
+        c["candidates"] += len(cands)
+        for num in sorted(cands):
+            cr = crules[num]
+            stream = self._judge(cr, cands[num], pkt, flow, fd, d, chunk, payload, added, pseudo)
+            if stream is None:
+                continue
+            if cr.fb_write and fd is not None:
+                bits = fd.bits
+                if bits is None:
+                    bits = fd.bits = set()
+                for op, names in cr.fb_write:
+                    for nm in names:
+                        if op == "set":
+                            bits.add(nm)
+                        elif op == "unset":
+                            bits.discard(nm)
+                        elif nm in bits:
+                            bits.discard(nm)
+                        else:
+                            bits.add(nm)
+            if cr.action == "pass":
+                if fd is not None:
+                    fd.passed = True
+                    c["passed_flows"] += 1
+                break
+            if cr.noalert or cr.key in seen:
+                continue
+            ts = pkt.ts
+            if cr.threshold is not None and not self.thresholds.allow(
+                    cr.threshold, cr.key, pkt, fd.thr if fd is not None else None, ts):
+                continue
+            if cr.dfilter is not None and not self.thresholds.allow(
+                    cr.dfilter, cr.key, pkt, fd.thr if fd is not None else None, ts):
+                continue
+            seen.add(cr.key)
+            if len(alerts) >= self.alert_max:
+                c["alerts_dropped_max"] += 1
+                continue
+            a = Alert(pkt, flow, to_server, cr.rule, stream, chunk if stream else payload,
+                      "flow-timeout" if pseudo else "packet")
+            alerts.append(a)
+        if alerts:
+            c["alerts"] += len(alerts)
+            if flow is not None:
+                flow.alerted = True
+        return alerts
+
+    def _judge(self, cr: CRule, mode: int, pkt, flow, fd, d: int, chunk, payload, added: bool, pseudo: bool):
+        """None when the rule does not match, else the alert's stream flag (0/1)."""
+        if cr.protos is not None and pkt.proto not in cr.protos:
+            return None
+        if cr.ipv and pkt.ipv != cr.ipv:
+            return None
+        src, dst, sp, dp = cr.src, cr.dst, cr.sport, cr.dport
+        if src is not None or dst is not None or sp is not None or dp is not None:
+            fwd = ((src is None or src(pkt.src)) and (dst is None or dst(pkt.dst))
+                   and (sp is None or sp(pkt.sport)) and (dp is None or dp(pkt.dport)))
+            if not fwd and not (cr.bidir and (src is None or src(pkt.dst)) and (dst is None or dst(pkt.src))
+                                and (sp is None or sp(pkt.dport)) and (dp is None or dp(pkt.sport))):
+                return None
+        if cr.flowspec is not None:
+            if flow is None:
+                if cr.to_server or cr.to_client or cr.established:
+                    return None
+            else:
+                if cr.to_server and d != 0 or cr.to_client and d != 1:
+                    return None
+                if cr.established and not _established(flow, pkt):
+                    return None
+                if cr.not_established and _established(flow, pkt):
+                    return None
+        if cr.dsize is not None and (pseudo or not cr.dsize.test(len(payload))):
+            return None
+        if cr.flags is not None and (pseudo or pkt.proto != TCP or not cr.flags.test(pkt.flags)):
+            return None
+        for check in cr.hdr:
+            if not check(pkt, flow, d):
+                return None
+        if cr.fb_read:
+            bits = fd.bits if fd is not None else None
+            for op, names in cr.fb_read:
+                if not _flowbits_test(op, names, bits):
+                    return None
+        if cr.matches is None:
+            return 0
+        m = self._matchers.get(cr.num)
+        if m is None:
+            m = self._matcher(cr)
+        if mode & 2 and chunk is not None and m(chunk):
+            return 1
+        if pseudo or not mode & 1 or cr.stream_only or not payload:
+            return None
+        if added and cr.req_stream and not cr.req_packet:
+            return None
+        if m(payload):
+            return 0
+        return None
+
+    def _matcher(self, cr: CRule):
+        """payload.compile_matches for a rule, built on its first candidate packet."""
+        try:
+            m = compile_matches(cr.matches, self.recursion_limit)
+        except ValueError as e:
+            self.skipped.append((cr.rule, f"payload: {e}"))
+            m = _never
+        self._matchers[cr.num] = m
+        return m
+
+    # -- flow end / shutdown ----------------------------------------------------
+    def flow_end(self, flow, events: list) -> None:
+        """A session is leaving the table: inspect what its streams still hold, release state."""
+        fd = flow.det
+        if fd is None:
+            return
+        try:
+            if not fd.passed and flow.proto == TCP and self.has_stream and getattr(flow, "streams", None):
+                for d in (0, 1):
+                    st = flow.streams[d]
+                    if st is None:
+                        continue
+                    cands: dict[int, int] = {}
+                    chunk = self._stream_chunk(fd, st, d, flow, cands, True)
+                    if chunk is None or not cands:
+                        continue
+                    pkt = _pseudo_packet(flow, d)
+                    events.extend(self._judge_all(cands, pkt, flow, fd, d, d == 0, chunk, True))
+        finally:
+            fd.close()
+
+    def flush(self, events: list) -> None:
+        """End of capture: nothing is buffered outside flows (the engine ends each flow)."""
+
+    def close(self) -> None:
+        """Release compiled databases (a replaced Detector after reload)."""
+        self.block = {}
+        self.stream_db = None
+
+    def counters(self) -> dict:
+        out = dict(self.c)
+        out["suppressed"] = self.thresholds.suppressed
+        out["rules"] = len(self.crules)
+        out["rules_skipped"] = len(self.skipped)
+        out["patterns"] = self.patterns
+        return out
+
+
+def _never(buf, ctx=None) -> bool:
+    return False
+
+
+def _established(flow, pkt) -> bool:
+    if flow is None:
+        return False
+    if flow.proto == TCP:
+        return flow.state == "established" or (flow.state == "closed" and getattr(flow, "tcp_state", "") not in
+                                               ("syn_sent", "syn_recv", "new", "none", ""))
+    return flow.state == "established"
+
+
+def _flowbits_test(op: str, names, bits) -> bool:
+    if op == "isset":
+        return bits is not None and all(n in bits for n in names)
+    if op == "isnotset":
+        return bits is None or not any(n in bits for n in names)
+    if op == "isset_any":
+        return bits is not None and any(n in bits for n in names)
+    # isnotset_any: at least one of them is not set
+    return bits is None or not all(n in bits for n in names)
+
+
+def _pseudo_packet(flow, d: int) -> Packet:
+    """Suricata's flow-end pseudo packet for direction d: no frame, pcap_cnt 0."""
+    p = Packet(flow.last_ts, 0)
+    p.ipv = flow.ipv
+    p.proto = flow.proto
+    p.vlan_id = flow.vlan_id
+    if d == 0:
+        p.src, p.dst, p.sport, p.dport = flow.client, flow.server, flow.cport, flow.sport
+    else:
+        p.src, p.dst, p.sport, p.dport = flow.server, flow.client, flow.sport, flow.cport
+    l2 = getattr(flow, "l2", None)
+    if l2 and l2[d]:
+        p.src_mac, p.dst_mac, p.vlans = l2[d]
+    return p

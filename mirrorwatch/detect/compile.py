@@ -1,0 +1,272 @@
+"""Rule -> ``CRule``: everything detect needs to judge one packet, precomputed once.
+
+Classification follows Suricata's signature types:
+
+- ``iponly``: no payload keyword, no flow/dsize/flags/header keyword, flowbits
+  only ``set``: judged once per flow direction (first packet each way).
+- ``pkt``: no payload literal to prefilter on (header-only rules, pcre-only,
+  negated-content-only, byte_test-only...): judged on every packet of its
+  protocol/port group.
+- ``mpm``: has a positive content; its fast pattern goes into hyperscan and the
+  rule is judged only when that literal is present.
+
+TCP payload rules get Suricata's stream/packet requirements
+(``SIG_FLAG_REQUIRE_STREAM``/``REQUIRE_PACKET``): plain ``tcp``/``ip`` content
+rules inspect reassembled stream data, and also single packets when a content
+has depth/offset or the rule uses dsize; ``tcp-pkt`` only packets;
+``tcp-stream`` only the stream.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+
+from ..rules.model import Content, Rule
+
+PROTO_NUMS: dict[str, tuple[int, ...] | None] = {
+    "tcp": (6,),
+    "udp": (17,),
+    "icmp": (1, 58),  # Suricata: 'icmp' matches ICMPv4 and ICMPv6
+    "icmpv4": (1,),
+    "icmpv6": (58,),
+    "sctp": (132,),
+    "ip": None,
+    "ipv4": None,
+    "ipv6": None,
+    "tcp-pkt": (6,),
+    "tcp-stream": (6,),
+    "pkthdr": None,
+}
+# Application-layer protocols without an app-layer parser here: their rules are
+# judged on the transport they ride on (no protocol detection, so any port).
+APP_PROTO_TRANSPORT = {"dns": (6, 17), "ntp": (17,), "dhcp": (17,), "snmp": (17,), "tftp": (17,),
+                       "krb5": (6, 17), "sip": (6, 17), "ike": (17,), "quic": (17,), "mdns": (17,)}
+
+ACTION_RANK = {"pass": 0, "drop": 1, "reject": 2, "rejectsrc": 2, "rejectdst": 2, "rejectboth": 2, "alert": 3}
+
+# flowbits commands that change state vs. the ones that test it
+FB_WRITE = {"set", "unset", "toggle"}
+FB_READ = {"isset", "isnotset", "isset_any", "isnotset_any"}
+
+
+class Unsupported(ValueError):
+    """A rule uses something detect cannot judge faithfully; it is skipped with this reason."""
+
+
+def pattern_strength(pat: bytes) -> int:
+    """Suricata's PatternStrength: rarer-looking literals make better fast patterns."""
+    seen = set()
+    s = 0
+    for b in pat:
+        if b in seen:
+            s += 1
+            continue
+        seen.add(b)
+        if 65 <= b <= 90 or 97 <= b <= 122:
+            s += 3
+        elif 32 <= b < 127 or b in (0, 1, 0xFF):
+            s += 4
+        else:
+            s += 6
+    return s
+
+
+def select_fast_pattern(contents: list[Content]) -> tuple[bytes, bool] | None:
+    """Suricata's fast_pattern choice: explicit one, else the longest positive
+    content (ties: strongest, then first).  None when only negated contents exist."""
+    chosen = next((c for c in contents if c.fast_pattern), None)
+    if chosen is None:
+        pos = [c for c in contents if not c.negated and c.pattern]
+        if not pos:
+            return None
+        maxlen = max(len(c.pattern) for c in pos)
+        best = -1
+        for c in pos:
+            if len(c.pattern) == maxlen:
+                st = pattern_strength(c.pattern)
+                if st > best:
+                    best, chosen = st, c
+    if chosen is None or chosen.negated or not chosen.pattern:
+        return None
+    lit = chosen.pattern
+    if chosen.fast_pattern_chop:
+        off, ln = chosen.fast_pattern_chop
+        lit = lit[off:off + ln] or lit
+    return bytes(lit), bool(chosen.nocase)
+
+
+# -- addresses and ports ------------------------------------------------------
+
+class AddrMatcher:
+    """Membership test for one address set on packed (4 or 16 byte) addresses.
+
+    Uses the parser's exact sorted disjoint ranges (``AddrSet.v4``/``v6``).
+    """
+
+    __slots__ = ("starts4", "ends4", "starts6", "ends6", "cache")
+
+    def __init__(self, aset):
+        v4, v6 = aset.v4, aset.v6
+        self.starts4 = [r[0] for r in v4]
+        self.ends4 = [r[1] for r in v4]
+        self.starts6 = [r[0] for r in v6]
+        self.ends6 = [r[1] for r in v6]
+        self.cache: dict = {}
+
+    def __call__(self, packed: bytes) -> bool:
+        r = self.cache.get(packed)
+        if r is None:
+            n = int.from_bytes(packed, "big")
+            if len(packed) == 4:
+                i = bisect_right(self.starts4, n) - 1
+                r = i >= 0 and n <= self.ends4[i]
+            else:
+                i = bisect_right(self.starts6, n) - 1
+                r = i >= 0 and n <= self.ends6[i]
+            if len(self.cache) > 65536:
+                self.cache.clear()
+            self.cache[packed] = r
+        return r
+
+
+def port_values(pset, limit: int = 64) -> frozenset | None:
+    """The explicit ports of a port set when there are at most ``limit``, else None."""
+    if pset is None or pset.any or pset.exclude:
+        return None
+    ports: set = set()
+    for lo, hi in pset.include:
+        if hi - lo + 1 + len(ports) > limit:
+            return None
+        ports.update(range(lo, hi + 1))
+    return frozenset(ports)
+
+
+def port_matcher(pset):
+    """Callable port -> bool, or None when the set is 'any'."""
+    if pset is None or pset.any:
+        return None
+    vals = port_values(pset, 4096)
+    if vals is not None:
+        return vals.__contains__
+    inc = list(pset.include) or [(0, 65535)]
+    exc = list(pset.exclude)
+
+    def match(p: int) -> bool:
+        for lo, hi in exc:
+            if lo <= p <= hi:
+                return False
+        for lo, hi in inc:
+            if lo <= p <= hi:
+                return True
+        return False
+
+    return match
+
+
+# -- the compiled rule --------------------------------------------------------
+
+class CRule:
+    """Flat, precomputed view of one Rule used on the hot path."""
+
+    __slots__ = (
+        "rule", "key", "num", "order", "kind", "action", "protos", "ipv",
+        "src", "dst", "sport", "dport", "bidir",
+        "established", "not_established", "to_server", "to_client", "flowspec",
+        "dsize", "flags", "hdr", "fb_read", "fb_write", "noalert",
+        "matches", "fp", "req_stream", "req_packet", "stream_only",
+        "threshold", "dfilter",
+    )
+
+    def __init__(self, rule: Rule, addr_cache: dict):
+        self.rule = rule
+        self.key = (rule.gid, rule.sid)
+        self.num = 0
+        self.action = (rule.action or "alert").lower()
+        if self.action not in ACTION_RANK:
+            raise Unsupported(f"action {rule.action!r}")
+        proto = (rule.proto or "ip").lower()
+        if proto in PROTO_NUMS:
+            self.protos = PROTO_NUMS[proto]
+        elif proto in APP_PROTO_TRANSPORT:
+            self.protos = APP_PROTO_TRANSPORT[proto]
+        else:
+            self.protos = (6,)  # http, tls, smb, ...: TCP application protocols
+        self.ipv = rule.ipv or (4 if proto == "ipv4" else 6 if proto in ("ipv6", "icmpv6") else 0)
+        scope = rule.tcp_scope or ("packet" if proto == "tcp-pkt" else "stream" if proto == "tcp-stream" else None)
+
+        def addr(aset):
+            if aset is None or aset.any:
+                return None
+            m = addr_cache.get(id(aset))
+            if m is None:
+                m = addr_cache[id(aset)] = AddrMatcher(aset)
+            return m
+
+        self.src, self.dst = addr(rule.src), addr(rule.dst)
+        self.sport, self.dport = port_matcher(rule.sport), port_matcher(rule.dport)
+        self.bidir = rule.direction == "<>"
+
+        fs = rule.flow
+        self.flowspec = fs
+        self.established = bool(fs and fs.established)
+        self.not_established = bool(fs and fs.not_established)
+        direction = fs.direction if fs else None
+        self.to_server = direction in ("to_server", "from_client")
+        self.to_client = direction in ("to_client", "from_server")
+        self.dsize = rule.dsize
+        self.flags = rule.flags
+        self.hdr = list(rule.header_checks)
+        self.fb_read = [(op, names) for op, names in rule.flowbits if op in FB_READ]
+        self.fb_write = [(op, names) for op, names in rule.flowbits if op in FB_WRITE]
+        self.noalert = bool(rule.noalert or any(op == "noalert" for op, _ in rule.flowbits))
+        self.threshold = rule.threshold
+        self.dfilter = rule.detection_filter
+
+        buffers = {getattr(m, "buffer", "payload") for m in rule.matches}
+        buffers.discard("payload")
+        if buffers:
+            raise Unsupported("sticky buffer " + ", ".join(sorted(buffers)))
+        self.matches = list(rule.matches) or None
+        contents = [m for m in rule.matches if isinstance(m, Content)]
+        self.fp = select_fast_pattern(contents) if contents else None
+
+        tcp_possible = self.protos is None or 6 in self.protos
+        only_stream = bool(fs and fs.only_stream) or scope == "stream"
+        no_stream = bool(fs and fs.no_stream) or scope == "packet"
+        self.req_stream = self.req_packet = self.stream_only = False
+        if self.matches:
+            if no_stream:
+                self.req_packet = True
+            elif only_stream:
+                self.req_stream = self.stream_only = True
+            elif tcp_possible:
+                self.req_stream = True
+                anchored = any(isinstance(c, Content) and (c.depth is not None or c.offset is not None)
+                               for c in contents)
+                sizes = self.dsize is not None or any(h.keyword == "stream_size" for h in self.hdr)
+                self.req_packet = anchored or sizes
+            else:
+                self.req_packet = True
+        elif no_stream:
+            self.req_packet = True
+
+        if self.matches:
+            self.kind = "mpm" if self.fp is not None else "pkt"
+        elif (direction is None and not self.established and not self.not_established
+              and self.dsize is None and self.flags is None and not self.hdr and not self.fb_read
+              and all(op in ("set", "noalert") for op, _ in rule.flowbits) and not only_stream):
+            self.kind = "iponly"
+        else:
+            self.kind = "pkt"
+
+        fb_type = 1  # Suricata sigorder: flowbits set-only, set+read, read-only, unused
+        if self.fb_write and self.fb_read:
+            fb_type = 3
+        elif self.fb_write:
+            fb_type = 4
+        elif self.fb_read:
+            fb_type = 2
+        self.order = (ACTION_RANK[self.action], -fb_type, rule.priority)
+
+    def __repr__(self) -> str:
+        return f"<CRule {self.key[0]}:{self.key[1]} {self.kind} #{self.num}>"

@@ -1,0 +1,103 @@
+"""threshold / detection_filter bookkeeping, as Suricata's detect-engine-threshold.c.
+
+``allow(th, rule_key, pkt, flow_state, ts)`` returns True when a matching rule
+may raise its alert.  Counters live per (rule, tracked key): by_src, by_dst,
+by_both (address pair), by_rule (one per rule) or by_flow (kept in the flow's
+detect state so they die with the flow).  Windows run on packet time.
+The table is bounded (``detect.threshold-entries``): beyond it, entries whose
+window has passed are dropped, then the oldest ones.
+"""
+
+from __future__ import annotations
+
+
+class _Entry:
+    __slots__ = ("t1", "count", "next", "seen")
+
+    def __init__(self, t1: float):
+        self.t1 = t1
+        self.count = 0
+        self.next = 0
+        self.seen = None  # unique_on: set of distinct port values in the window
+
+
+class Thresholds:
+    def __init__(self, max_entries: int) -> None:
+        self.table: dict = {}
+        self.max_entries = max_entries
+        self.suppressed = 0
+
+    def _key(self, th, rule_key, pkt, flow_table):
+        track = th.track
+        if track == "by_flow":
+            return flow_table, rule_key
+        if track == "by_src":
+            k = pkt.src
+        elif track == "by_dst":
+            k = pkt.dst
+        elif track == "by_both":
+            k = (pkt.src, pkt.dst)
+        else:  # by_rule
+            k = None
+        return self.table, (rule_key, th.type, k)
+
+    def allow(self, th, rule_key, pkt, flow_table, ts: float) -> bool:
+        table, key = self._key(th, rule_key, pkt, flow_table)
+        if table is None:  # by_flow on a flowless packet: nothing to track against
+            table, key = self.table, (rule_key, th.type, "noflow")
+        e = table.get(key)
+        if e is None:
+            if table is self.table and len(table) >= self.max_entries:
+                self._evict(ts)
+            e = table[key] = _Entry(ts)
+        ok = _step(th, e, pkt, ts)
+        if not ok:
+            self.suppressed += 1
+        return ok
+
+    def _evict(self, ts: float) -> None:
+        t = self.table
+        stale = [k for k, e in t.items() if ts - e.t1 > 3600]
+        for k in stale:
+            del t[k]
+        while len(t) >= self.max_entries:
+            del t[next(iter(t))]
+
+
+def _step(th, e: _Entry, pkt, ts: float) -> bool:
+    typ, count, seconds = th.type, th.count, th.seconds
+    if typ == "backoff":
+        # alert on the count-th match, then every time the count reaches count * multiplier^n
+        e.count += 1
+        if e.next == 0:
+            e.next = count
+        if e.count == e.next:
+            e.next *= max(2, int(getattr(th, "multiplier", 0) or 2))
+            return True
+        return False
+    within = ts - e.t1 < seconds
+    if typ == "detection_filter":
+        unique = getattr(th, "unique_on", None)
+        if not within:
+            e.t1, e.count, e.seen = ts, 0, None
+        if unique:
+            if e.seen is None:
+                e.seen = set()
+            e.seen.add(pkt.sport if unique == "src_port" else pkt.dport)
+            e.count = len(e.seen)
+        else:
+            e.count += 1
+        return e.count > count
+    if not within:
+        e.t1, e.count = ts, 0
+    e.count += 1
+    if typ == "limit":
+        return e.count <= count
+    if typ == "threshold":
+        if e.count >= count:
+            e.count = 0
+            return True
+        return False
+    if typ == "both":
+        return e.count == count
+    return True
