@@ -58,6 +58,68 @@ def report_ruleset(ruleset, quiet: bool) -> None:
                    f"in {ruleset.seconds:.2f}s", err=True)
 
 
+def kill_options(live: bool):
+    """The kill options shared by replay and listen (they arrive as ``**kill`` keyword arguments)."""
+    opts = [
+        click.option("--kill-with", type=click.Choice(["rst", "fin", "both"]), default="rst", show_default=True,
+                     help="how reject/drop rules end a TCP session: RST+ACK, FIN+ACK, or FIN then RST, to each side"),
+        click.option("--dry-run", is_flag=True, help="decide and log kills (EVE 'kill' events) but send nothing"),
+        click.option("--never-kill", multiple=True, metavar="CIDR",
+                     help="never kill a session with an endpoint in CIDR (repeatable)"),
+        click.option("--kill-max-responses", type=click.IntRange(0), default=None, metavar="N",
+                     help="re-fire bursts per killed session that keeps talking [inject.max-responses: 5]"),
+        click.option("--kill-min-interval", type=click.FloatRange(0), default=None, metavar="SECONDS",
+                     help="seconds between re-fire bursts of one session [inject.min-interval: 0]"),
+    ]
+    if live:
+        opts.append(click.option("--inject-iface", metavar="IFACE", default=None,
+                                 help="send the RST/FIN frames on IFACE [default: the capture interface]"))
+    else:
+        opts.append(click.option("--kill-pcap", metavar="PATH", default=None,
+                                 help="write the frames the kills would send to PATH (pcap)"))
+
+    def deco(f):
+        for o in reversed(opts):
+            f = o(f)
+        return f
+
+    return deco
+
+
+def build_killer(settings: Settings, kill: dict, *, inject_iface: str | None = None, log=None):
+    """The kill decision (core) and its sinks (injector / kill pcap / console log); one error line on failure.
+
+    Rules with action drop, reject, rejectsrc, rejectdst or rejectboth kill;
+    ``drop`` is treated as ``rejectboth`` (nothing can be dropped on a mirror).
+    """
+    from .inject import InjectError, KillLog, PcapKillWriter, RawInjector
+    from .kill import KillConfig, KillConfigError, Killer
+
+    if kill.get("kill_max_responses") is not None:
+        settings.set("inject.max-responses", kill["kill_max_responses"])
+    if kill.get("kill_min_interval") is not None:
+        settings.set("inject.min-interval", kill["kill_min_interval"])
+    try:
+        killer = Killer(KillConfig(mode=kill.get("kill_with") or "rst", dry_run=bool(kill.get("dry_run")),
+                                   never_kill=list(kill.get("never_kill") or ())), settings)
+    except KillConfigError as e:
+        fail(str(e), 2)
+    sinks: list = []
+    try:
+        if inject_iface and not killer.dry_run:
+            sinks.append(RawInjector(inject_iface))
+        if kill.get("kill_pcap"):
+            sinks.append(PcapKillWriter(kill["kill_pcap"]))
+    except InjectError as e:
+        for s in sinks:
+            s.close()
+        fail(str(e))
+    killer.sink = list(sinks)
+    if log is not None:
+        sinks.append(KillLog(log))
+    return killer, sinks
+
+
 @click.group(context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="mirrorwatch")
 def main():
@@ -83,6 +145,7 @@ def main():
               show_default=True, help="checksum validation: all, none, or auto (off when offloading is detected)")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="override a setting (repeatable; list below)")
 @click.option("-q", "--quiet", is_flag=True, help="no alert lines and no summary on the console")
+@click.option("--no-alerts", is_flag=True, help="no alert lines on the console (the summary still counts them)")
 @click.option("--no-table", is_flag=True, help="summary without the session table")
 @click.option("--top", default=20, show_default=True, type=click.IntRange(1, 10_000),
               help="sessions shown in the summary table")
@@ -91,8 +154,9 @@ def main():
 @click.option("--speed", default=1.0, show_default=True, type=click.FloatRange(min=0.001),
               help="with --realtime: pace multiplier (2 = twice as fast)")
 @click.option("--table", "live_table", is_flag=True, help="show the live session table while replaying")
-def replay(pcaps, rules, classification, eve, eve_types, eve_payload, fast, checksum, sets, quiet, no_table, top,
-           dump_streams, realtime, speed, live_table):
+@kill_options(live=False)
+def replay(pcaps, rules, classification, eve, eve_types, eve_payload, fast, checksum, sets, quiet, no_alerts, no_table, top,
+           dump_streams, realtime, speed, live_table, **kill):
     """Analyse pcap/pcapng files (in order, as one capture) and report alerts and sessions."""
     from .capture import CaptureError, check_files
     from .runner import Pipeline, PipelineError
@@ -107,20 +171,31 @@ def replay(pcaps, rules, classification, eve, eve_types, eve_payload, fast, chec
     except CaptureError as e:
         fail(str(e))
     human_err = eve == "-"
+    killer, kill_sinks = build_killer(settings, kill, log=None if quiet or live_table else
+                                      (sys.stderr if human_err else sys.stdout))
     try:
         pipe = Pipeline.build(settings, rule_paths=rules, eve=eve, fast=fast, checksum_mode=checksum,
-                              console_alerts=not quiet and not live_table, eve_types=types,
-                              eve_payload=eve_payload, classification=classification, dump_streams=dump_streams)
+                              console_alerts=not (quiet or no_alerts or live_table), eve_types=types,
+                              eve_payload=eve_payload, classification=classification, dump_streams=dump_streams,
+                              killer=killer, kill_sinks=kill_sinks)
     except PipelineError as e:
         fail(str(e))
     report_ruleset(pipe.ruleset, quiet)
     pipe.summary.top = top
     code = _run_replay(pipe, pcaps, realtime, speed, live_table)
     if not quiet:
-        from rich.console import Console
-
-        pipe.print_summary(Console(stderr=human_err, highlight=False), show_table=not no_table)
+        pipe.print_summary(human_console(stderr=human_err), show_table=not no_table)
     sys.exit(code)
+
+
+def human_console(stderr: bool = False):
+    """A rich Console for reports: the terminal's width, or 130 columns when writing to a file or pipe."""
+    from rich.console import Console
+
+    c = Console(stderr=stderr, highlight=False)
+    if not c.is_terminal:
+        c = Console(stderr=stderr, highlight=False, width=130)
+    return c
 
 
 def _run_replay(pipe, pcaps, realtime: bool, speed: float, live_table: bool) -> int:

@@ -23,6 +23,7 @@ import click
 
 from .live import CaptureError, LiveCapture, iter_batch, privilege_problem
 from .settings import SettingError, Settings, help_text, parse_size
+from .cli import kill_options
 from .ui.table import SORT_KEYS
 
 UI_INTERVAL = 0.25  # seconds between table redraws (stretched when a redraw is costly)
@@ -202,7 +203,9 @@ class Listener:
 @click.option("--sort", type=click.Choice(SORT_KEYS), default="bytes", show_default=True, help="live table order")
 @click.option("--no-table", is_flag=True, help="no live table; a stats line every capture.stats-interval seconds")
 @click.option("-q", "--quiet", is_flag=True, help="no summary at the end")
-def listen(iface, rules, eve, fast, sets, checksum, bpf, snaplen, no_promisc, buffer_size, sort, no_table, quiet):
+@kill_options(live=True)
+def listen(iface, rules, eve, fast, sets, checksum, bpf, snaplen, no_promisc, buffer_size, sort, no_table, quiet,
+           **kill):
     """Watch a live interface (a switch mirror/SPAN port) until Ctrl-C or SIGTERM.
 
     SIGHUP reloads the rule files (the old rules stay when the new ones fail
@@ -210,7 +213,7 @@ def listen(iface, rules, eve, fast, sets, checksum, bpf, snaplen, no_promisc, bu
     """
     from rich.console import Console
 
-    from .cli import build_settings, fail, report_ruleset  # here: cli imports this module
+    from .cli import build_killer, build_settings, fail, report_ruleset  # here: cli imports this module
     from .runner import Pipeline, PipelineError, bundled_signatures
     from .ui.table import LiveTable
 
@@ -228,9 +231,12 @@ def listen(iface, rules, eve, fast, sets, checksum, bpf, snaplen, no_promisc, bu
     except CaptureError as e:
         fail(str(e))
     want_table = not no_table and sys.stdout.isatty()
+    # the injection socket opens now, so a missing privilege or interface stops us before capture
+    killer, kill_sinks = build_killer(settings, kill, inject_iface=kill.get("inject_iface") or iface,
+                                      log=None if want_table else (sys.stderr if eve == "-" else sys.stdout))
     try:
         pipe = Pipeline.build(settings, rule_paths=rules, eve=eve, fast=fast, checksum_mode=checksum,
-                              console_alerts=not want_table)
+                              console_alerts=not want_table, killer=killer, kill_sinks=kill_sinks)
         rule_paths = list(rules) or [str(bundled_signatures())]
     except PipelineError as e:
         cap.close()

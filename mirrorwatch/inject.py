@@ -160,6 +160,29 @@ class _Sink:
         pass
 
 
+class KillLog:
+    """Console sink: one ``describe()`` line per kill burst (what --dry-run shows the operator)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def handle(self, event) -> None:
+        if type(event) is Kill:
+            self.stream.write(describe(event) + "\n")
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass
+
+    def close(self) -> None:
+        self.flush()
+
+    def reopen(self) -> None:
+        pass
+
+
 class RawInjector(_Sink):
     """Writes forged frames to ``iface`` through an AF_PACKET raw socket.
 
