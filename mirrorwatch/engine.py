@@ -45,6 +45,11 @@ class Engine:
         self.decoder = Decoder(settings, checksum_mode=checksum_mode)
         self.flows = FlowTable(settings)
         self.detector = Detector(ruleset, settings)
+        # Hooks run when a TCP direction starts being reassembled (e.g. the stream
+        # dumper attaching its observer); detect's own hook runs last, so it can
+        # wrap whatever observer is already there.
+        self.stream_hooks: list = []
+        self.flows.on_new_stream = self._new_stream
         self.killer = killer
         self.pcap_cnt = 0
         self.bytes = 0
@@ -79,6 +84,11 @@ class Engine:
         if self.killer is not None and flow is not None:
             self.killer.on_packet(pkt, flow, to_server, alerts, events)
         return events
+
+    def _new_stream(self, flow, direction: int, stream) -> None:
+        for hook in self.stream_hooks:
+            hook(flow, direction, stream)
+        self.detector.on_new_stream(flow, direction, stream)
 
     def _ended(self, events: list) -> list:
         """Sessions the flow table evicted while placing this packet: detect inspects

@@ -41,35 +41,61 @@ from ..events import Alert
 from ..packet import Packet
 from .compile import CRule, Unsupported, port_values
 from .headers import compile_check
-from .hsdb import BlockScanner, LiteralSet, Stream
+from .hsdb import BlockScanner, LiteralSet
 from .threshold import Thresholds
 
 from .payload import compile_matches
 
 TCP, UDP = 6, 17
-_CLOSING = frozenset(("closed", "close_wait", "last_ack", "closing", "time_wait", "reset"))
+SYN = 0x02
+# Suricata inspects raw stream data at once when ssn->state > TCP_TIME_WAIT
+_CLOSING = frozenset(("last_ack", "close_wait", "closing", "closed"))
 
 
 class FlowDet:
     """Detect's per-flow scratch (``flow.det``)."""
 
-    __slots__ = ("ipo", "bits", "passed", "prog", "epoch", "hs", "thr")
+    __slots__ = ("ipo", "bits", "passed", "est", "prog", "held", "gaps", "thr")
 
     def __init__(self) -> None:
+        self.est = False  # the session has been seen established (stays so while it closes)
         self.ipo = [False, False]
         self.bits: set | None = None
         self.passed = False
-        self.prog = [0, 0]
-        self.epoch = [0, 0]
-        self.hs: list = [None, None]
+        self.prog = [0, 0]  # stream offset up to which each direction was inspected
+        self.held: list = [[], []]  # (bytes, gap length after them) saved before a gap, not yet inspected
+        self.gaps: list = []  # gap lengths between the pieces of the current inspection
         self.thr: dict = {}
 
     def close(self) -> None:
-        for i in (0, 1):
-            s = self.hs[i]
-            if s is not None:
-                self.hs[i] = None
-                s.close()
+        self.held = [[], []]
+
+
+class _GapKeeper:
+    """Reassembly observer: when a gap is declared, saves the not yet inspected
+    bytes before it (the stream is about to drop them) for the next inspection."""
+
+    __slots__ = ("fd", "d", "inner")
+
+    def __init__(self, fd: FlowDet, d: int, inner) -> None:
+        self.fd, self.d, self.inner = fd, d, inner
+
+    def data(self, stream, offset: int, data: bytes) -> None:
+        if self.inner is not None:
+            self.inner.data(stream, offset, data)
+
+    def gap(self, stream, offset: int, length: int) -> None:
+        fd, d = self.fd, self.d
+        start = fd.prog[d] if fd.prog[d] > stream.buf_base else stream.buf_base
+        if stream.end > start:
+            fd.held[d].append((bytes(stream.buf[start - stream.buf_base:]), length))
+        fd.prog[d] = offset + length
+        if self.inner is not None:
+            self.inner.gap(stream, offset, length)
+
+    def end(self, stream) -> None:
+        if self.inner is not None:
+            self.inner.end(stream)
 
 
 def _transport_class(proto: int) -> int:
@@ -166,9 +192,10 @@ class Detector:
         for k, ls in pkt_lits.items():
             db = ls.compile(hs.HS_MODE_BLOCK)
             self.block[k] = (BlockScanner(db), ls.rule_tuples()) if db is not None else None
-        self.stream_db = stream_lits.compile(hs.HS_MODE_STREAM)
+        db = stream_lits.compile(hs.HS_MODE_BLOCK)
+        self.stream_scan = BlockScanner(db) if db is not None else None
         self.stream_rules = stream_lits.rule_tuples()
-        self.has_stream = self.stream_db is not None or bool(self.stream_nompm)
+        self.has_stream = db is not None or bool(self.stream_nompm)
         self.lookback = max((len(lit) for lit, _ in stream_lits.ids), default=1) - 1
         self.patterns = sum(len(ls) for ls in pkt_lits.values()) + len(stream_lits)
 
@@ -187,6 +214,8 @@ class Detector:
                 fd = flow.det = FlowDet()
             elif fd.passed:
                 return []
+            if flow.state == "established":
+                fd.est = True
         d = 0 if to_server or to_server is None else 1
         proto = pkt.proto
         tc = proto if proto == TCP or proto == UDP else 0
@@ -232,62 +261,78 @@ class Detector:
         return self._judge_all(cands, pkt, flow, fd, d, to_server, chunk, False)
 
     # -- stream data ----------------------------------------------------------
+    def on_new_stream(self, flow, d: int, stream) -> None:
+        """FlowTable hook: keep the bytes a gap would discard before detect saw them."""
+        fd = flow.det
+        if fd is None:
+            fd = flow.det = FlowDet()
+        stream.observer = _GapKeeper(fd, d, stream.observer)
+
     def _stream_chunk(self, fd: FlowDet, st, d: int, flow, cands: dict, at_end: bool):
-        """The stream bytes to inspect now for direction d (or None); adds their candidates."""
-        if st.epoch != fd.epoch[d]:
-            fd.epoch[d] = st.epoch
-            s = fd.hs[d]
-            if s is not None:
-                fd.hs[d] = None
-                s.close()
+        """Stream pieces (list of contiguous bytes) to inspect now for direction d, or None.
+
+        Adds the rules whose literal occurs in them to ``cands`` (mode bit 2).
+        Pieces are separated by gaps; each is matched on its own, as Suricata
+        inspects each contiguous block of raw stream data.
+        """
+        held = fd.held[d]
         start = fd.prog[d]
         base = st.buf_base
         if start < base:
-            self.c["stream_lost_bytes"] += base - start
+            if not held:
+                self.c["stream_lost_bytes"] += base - start
             start = base
         if at_end or self.inline:
             end = st.end
         else:
             end = st.final if st.final < st.end else st.end
         n = end - start
-        if n <= 0:
+        if n <= 0 and not held:
             return None
-        if not (at_end or self.inline or n >= self.chunk[d] or st.depth_reached
-                or st.fin_off is not None or flow.state == "closed"
-                or getattr(flow, "tcp_state", None) in _CLOSING):
+        if not (at_end or self.inline or held or n >= self.chunk[d] or st.depth_reached
+                or flow.tcp_state in _CLOSING):
             return None
-        fd.prog[d] = end
+        pieces = []
+        if held:
+            pieces.extend(p for p, _ in held)
+            fd.gaps = [g for _, g in held]
+            held.clear()
+        if n > 0:
+            fd.prog[d] = end
+            lo = start
+            if self.inline and start - self.lookback > base:
+                lo = start - self.lookback
+            elif self.inline:
+                lo = base
+            pieces.append(bytes(st.buf[lo - base:end - base]))
+            keep = end - self.lookback if self.inline else end
+            if keep > st.buf_base:
+                st.trim(keep)
         c = self.c
         c["stream_scans"] += 1
-        c["stream_bytes"] += n
-        if self.inline:
-            lo = start - self.lookback if start - self.lookback > base else base
-            data = bytes(st.buf[lo - base:end - base])
-            new = data[start - lo:]
-        else:
-            data = new = bytes(st.buf[start - base:end - base])
-        if self.stream_db is not None:
-            s = fd.hs[d]
-            if s is None:
-                s = fd.hs[d] = Stream(self.stream_db)
+        scanner = self.stream_scan
+        if scanner is not None:
             rules_of = self.stream_rules
-            for i in s.scan(new):
-                for r in rules_of[i]:
-                    cands[r] = cands.get(r, 0) | 2
+            for piece in pieces:
+                c["stream_bytes"] += len(piece)
+                for i in scanner.scan(piece):
+                    for r in rules_of[i]:
+                        cands[r] = cands.get(r, 0) | 2
         for r in self.stream_nompm:
             cands[r] = cands.get(r, 0) | 2
-        keep = end - self.lookback if self.inline else end
-        if keep > st.buf_base:
-            st.trim(keep)
-        return data
+        return pieces
 
     # -- judging ----------------------------------------------------------------
     def _judge_all(self, cands: dict, pkt, flow, fd, d: int, to_server, chunk, pseudo: bool) -> list:
         crules = self.crules
         payload = pkt.payload
-        added = pkt.proto == TCP and flow is not None and flow.streams[d] is not None
+        # Suricata's PKT_STREAM_ADD: the packet's data went into its direction's stream,
+        # which the flows room does once the session left 'new' (or for data on a SYN)
+        added = (pkt.proto == TCP and flow is not None and flow.streams[d] is not None
+                 and (flow.state != "new" or pkt.flags & SYN))
         alerts: list = []
         seen: set = set()
+        spayload = None
         c = self.c
         c["candidates"] += len(cands)
         for num in sorted(cands):
@@ -327,7 +372,9 @@ class Detector:
             if len(alerts) >= self.alert_max:
                 c["alerts_dropped_max"] += 1
                 continue
-            a = Alert(pkt, flow, to_server, cr.rule, stream, chunk if stream else payload,
+            if stream and spayload is None:
+                spayload = _with_gaps(chunk, fd)
+            a = Alert(pkt, flow, to_server, cr.rule, stream, spayload if stream else payload,
                       "flow-timeout" if pseudo else "packet")
             alerts.append(a)
         if alerts:
@@ -356,11 +403,11 @@ class Detector:
             else:
                 if cr.to_server and d != 0 or cr.to_client and d != 1:
                     return None
-                if cr.established and not _established(flow, pkt):
+                est = flow.state == "established" or (fd is not None and fd.est)
+                if cr.established and not est or cr.not_established and est:
                     return None
-                if cr.not_established and _established(flow, pkt):
-                    return None
-        if cr.dsize is not None and (pseudo or not cr.dsize.test(len(payload))):
+        if cr.dsize is not None and (pseudo or not cr.dsize.test(len(payload))
+                                     or cr.dsize_needs_payload and not payload):
             return None
         if cr.flags is not None and (pseudo or pkt.proto != TCP or not cr.flags.test(pkt.flags)):
             return None
@@ -377,8 +424,10 @@ class Detector:
         m = self._matchers.get(cr.num)
         if m is None:
             m = self._matcher(cr)
-        if mode & 2 and chunk is not None and m(chunk):
-            return 1
+        if mode & 2 and chunk is not None:
+            for piece in chunk:
+                if m(piece):
+                    return 1
         if pseudo or not mode & 1 or cr.stream_only or not payload:
             return None
         if added and cr.req_stream and not cr.req_packet:
@@ -424,7 +473,7 @@ class Detector:
     def close(self) -> None:
         """Release compiled databases (a replaced Detector after reload)."""
         self.block = {}
-        self.stream_db = None
+        self.stream_scan = None
 
     def counters(self) -> dict:
         out = dict(self.c)
@@ -435,17 +484,20 @@ class Detector:
         return out
 
 
+def _with_gaps(pieces: list, fd) -> bytes:
+    """Stream alert payload: the inspected pieces joined with Suricata's gap marker."""
+    if len(pieces) == 1:
+        return pieces[0]
+    gaps = fd.gaps if fd is not None else []
+    out = bytearray(pieces[0])
+    for i, p in enumerate(pieces[1:]):
+        out += b"[%d bytes missing]" % (gaps[i] if i < len(gaps) else 0)
+        out += p
+    return bytes(out)
+
+
 def _never(buf, ctx=None) -> bool:
     return False
-
-
-def _established(flow, pkt) -> bool:
-    if flow is None:
-        return False
-    if flow.proto == TCP:
-        return flow.state == "established" or (flow.state == "closed" and getattr(flow, "tcp_state", "") not in
-                                               ("syn_sent", "syn_recv", "new", "none", ""))
-    return flow.state == "established"
 
 
 def _flowbits_test(op: str, names, bits) -> bool:

@@ -172,7 +172,7 @@ class CRule:
         "rule", "key", "num", "order", "kind", "action", "protos", "ipv",
         "src", "dst", "sport", "dport", "bidir",
         "established", "not_established", "to_server", "to_client", "flowspec",
-        "dsize", "flags", "hdr", "fb_read", "fb_write", "noalert",
+        "dsize", "dsize_needs_payload", "flags", "hdr", "fb_read", "fb_write", "noalert",
         "matches", "fp", "req_stream", "req_packet", "stream_only",
         "threshold", "dfilter",
     )
@@ -214,6 +214,8 @@ class CRule:
         self.to_server = direction in ("to_server", "from_client")
         self.to_client = direction in ("to_client", "from_server")
         self.dsize = rule.dsize
+        # Suricata's SIG_MASK_REQUIRE_PAYLOAD: dsize >, >=, != and ranges never match an empty payload
+        self.dsize_needs_payload = rule.dsize is not None and rule.dsize.op in (">", ">=", "!=", "<>")
         self.flags = rule.flags
         self.hdr = list(rule.header_checks)
         self.fb_read = [(op, names) for op, names in rule.flowbits if op in FB_READ]
