@@ -153,6 +153,20 @@ class _Evaluator:
         return self.atom(text)
 
 
+def _v4_atom(text: str):
+    """Fast path for dotted-quad IPv4 and IPv4 CIDR (the bulk of IP-list rules)."""
+    addr, _, plen = text.partition("/")
+    parts = addr.split(".")
+    if len(parts) != 4 or not all(p.isdigit() and len(p) <= 3 and int(p) <= 255 for p in parts):
+        return None
+    if plen and not (plen.isdigit() and int(plen) <= 32):
+        return None
+    value = (int(parts[0]) << 24) | (int(parts[1]) << 16) | (int(parts[2]) << 8) | int(parts[3])
+    bits = 32 - int(plen) if plen else 0
+    lo = value >> bits << bits
+    return [(lo, lo | ((1 << bits) - 1))]
+
+
 class AddressEvaluator(_Evaluator):
     """Evaluates address expressions to (v4 ranges, v6 ranges)."""
 
@@ -171,6 +185,9 @@ class AddressEvaluator(_Evaluator):
         return (_subtract(a[0], b[0], V4_MAX), _subtract(a[1], b[1], V6_MAX))
 
     def atom(self, text: str):
+        fast = _v4_atom(text)
+        if fast is not None:
+            return (fast, [])
         try:
             if "/" in text:
                 net = ipaddress.ip_network(text, strict=False)

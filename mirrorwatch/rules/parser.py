@@ -71,42 +71,33 @@ APP_PROTOCOLS = frozenset((
 DEFAULT_PRIORITY = 3
 
 _INT_RE = re.compile(r"^[+-]?(0x[0-9a-fA-F]+|\d+)$")
-_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
 
 # -- option splitting -------------------------------------------------------
+_OPT_RE = re.compile(r"\s*([^:;]*?)\s*(?:;|:((?:[^;\\]|\\.)*)(?:;|\Z)|\Z)", re.S)
+
+
 def split_options(body: str) -> list[tuple[str, str | None]]:
-    """``msg:"a\\;b"; nocase; ...`` -> [('msg', '"a\\;b"'), ('nocase', None), ...]."""
+    """``msg:"a\\;b"; nocase; ...`` -> [('msg', '"a\\;b"'), ('nocase', None), ...].
+
+    A value ends at the first ``;`` not escaped by a backslash (Suricata).
+    """
     out: list[tuple[str, str | None]] = []
-    i, n = 0, len(body)
-    while i < n:
-        while i < n and body[i] in " \t\r\n":
-            i += 1
-        if i >= n:
-            break
-        j = i
-        while j < n and body[j] not in ":;":
-            j += 1
-        key = body[i:j].strip().lower()
+    pos, n = 0, len(body)
+    match = _OPT_RE.match
+    while pos < n:
+        m = match(body, pos)
+        key = m.group(1)
         if not key:
-            raise RuleError(f"empty option near {body[i:i + 20]!r}")
-        if j >= n or body[j] == ";":
-            out.append((key, None))
-            i = j + 1
-            continue
-        k = j + 1
-        escaped = False
-        while k < n:
-            ch = body[k]
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == ";":
+            if not body[pos:].strip():
                 break
-            k += 1
-        out.append((key, body[j + 1:k].strip()))
-        i = k + 1
+            raise RuleError(f"empty option near {body[pos:pos + 20].strip()!r}")
+        value = m.group(2)
+        out.append((key.lower(), None if value is None else value.strip()))
+        if m.end() == pos:
+            raise RuleError(f"cannot split options near {body[pos:pos + 20]!r}")
+        pos = m.end()
     return out
 
 
@@ -119,6 +110,8 @@ def split_rule(text: str) -> tuple[list[str], str]:
     if text[end + 1:].strip():
         raise RuleError(f"text after the closing ')': {text[end + 1:].strip()[:30]!r}")
     head = text[:start]
+    if "[" not in head:
+        return head.split(), text[start + 1:end]
     tokens: list[str] = []
     cur: list[str] = []
     depth = 0
@@ -196,7 +189,7 @@ def parse_content(value: str | None) -> tuple[bytes, bool]:
             if i + 1 >= n:
                 raise RuleError("content ends with a lone backslash")
             nxt = v[i + 1]
-            if nxt not in '";:\\|':
+            if nxt not in '";:\\':
                 raise RuleError(f"content has an invalid escape \\{nxt}")
             out += nxt.encode()
             i += 2
@@ -208,6 +201,15 @@ def parse_content(value: str | None) -> tuple[bytes, bool]:
     if not out:
         raise RuleError("content is empty")
     return bytes(out), neg
+
+
+def parse_hex(text: str, what: str) -> int:
+    """Bitmasks are hexadecimal, with or without 0x (Suricata)."""
+    t = text.strip().lower()
+    t = t[2:] if t.startswith("0x") else t
+    if not t or not all(c in "0123456789abcdef" for c in t) or int(t, 16) > 0xFFFFFFFF:
+        raise RuleError(f"{what}: not a 32-bit hex mask: {text.strip()!r}")
+    return int(t, 16)
 
 
 _CMP_RE = re.compile(r"^\s*(!?)\s*(<=|>=|<|>|=|!=)?\s*(0x[0-9a-fA-F]+|-?\d+)\s*(?:(<>|-)\s*(0x[0-9a-fA-F]+|\d+))?\s*$")
@@ -629,10 +631,10 @@ def _byte_common(obj, opts: list[str], what: str, allowed: set[str]) -> None:
             if i + 1 < len(opts) and opts[i + 1].lower() in _STRING_BASES:
                 obj.string = opts[i + 1].lower()
                 i += 1
-        elif o in _STRING_BASES and "string" in allowed:
-            obj.string = o  # 'hex' without a preceding 'string' (tolerated, as Suricata)
+        elif o in _STRING_BASES:
+            raise RuleError(f"{what}: base '{o}' without 'string'")
         elif word == "bitmask" and "bitmask" in allowed:
-            obj.bitmask = parse_int(arg, f"{what} bitmask", lo=0, hi=2**32 - 1)
+            obj.bitmask = parse_hex(arg, f"{what} bitmask")
         elif word == "endian" and "endian" in allowed:
             if arg not in ("big", "little"):
                 raise RuleError(f"{what}: endian must be big or little")
@@ -761,7 +763,7 @@ def kw_byte_math(st, v):
             raise RuleError("byte_math: string must be hex, dec or oct")
         b.string = s
     if "bitmask" in fields:
-        b.bitmask = parse_int(fields.pop("bitmask"), "byte_math bitmask", lo=0, hi=2**32 - 1)
+        b.bitmask = parse_hex(fields.pop("bitmask"), "byte_math bitmask")
     if fields:
         raise RuleError(f"byte_math: unknown option {next(iter(fields))!r}")
     for f in flags:
@@ -875,6 +877,9 @@ KEYWORDS = {
 KEYWORDS.update({k: _header_numeric(k) for k in _NUMERIC_HEADER})
 
 
+_SID_RE = re.compile(r"(?:^|;)\s*sid\s*:\s*(\d+)\s*(?:;|$)")
+
+
 def _find_sid(opts) -> int | None:
     for k, v in opts:
         if k == "sid" and v is not None and v.strip().isdigit():
@@ -896,6 +901,11 @@ def parse_rule(text: str, ctx: RuleContext, file: str = "", line: int = 0) -> tu
     sid = None
     try:
         tokens, body = split_rule(text)
+        if len(tokens) > 1 and tokens[1].lower() not in PROTOCOLS:
+            # app-layer header: report it without parsing every option
+            m = _SID_RE.search(body)
+            sid = int(m.group(1)) if m else None
+            _build(tokens, [], ctx, text, file, line)
         opts = split_options(body)
         sid = _find_sid(opts)
         return _build(tokens, opts, ctx, text, file, line)

@@ -160,6 +160,8 @@ class _Translator:
             self.i = m.end()
             self.out.append(m.group(0))
             return
+        if p.startswith(("(?<=", "(?<!"), i) and self.lookbehind(i):
+            return
         if rest in (":", "=", "!", ">") or p.startswith(("(?<=", "(?<!"), i):
             k = 4 if p.startswith(("(?<=", "(?<!"), i) else 3
             self.i = i + k
@@ -197,6 +199,28 @@ class _Translator:
         else:
             self.out.append(f"(?{on}:")
         self.closers[-1] += 1
+
+    def lookbehind(self, i: int) -> bool:
+        """PCRE allows alternatives of different fixed lengths in a look-behind;
+        Python does not.  ``(?<=a|bc)`` -> ``(?:(?<=a)|(?<=bc))``, ``(?<!a|bc)`` ->
+        ``(?<!a)(?<!bc)``.  Returns False when the body has no top-level '|'."""
+        end = _group_end(self.p, i)
+        body = self.p[i + 4:end]
+        alts = _split_top(body)
+        if len(alts) < 2:
+            return False
+        neg = self.p[i + 3] == "!"
+        parts = []
+        for alt in alts:
+            sub = _Translator(alt, self.ungreedy, self.dollar_endonly, self.extended)
+            sub.ngroups = self.ngroups
+            text = sub.run()
+            if sub.ngroups != self.ngroups:
+                raise PcreError("capturing group inside a variable-length look-behind not supported")
+            parts.append(("(?<!" if neg else "(?<=") + text + ")")
+        self.out.append("".join(parts) if neg else "(?:" + "|".join(parts) + ")")
+        self.i = end + 1
+        return True
 
     # -- escapes ----------------------------------------------------------
     def escape(self, in_class: bool) -> str:
@@ -338,6 +362,57 @@ class _Translator:
                     continue
             self.i += 1
             out.append(_literal_class(c))
+
+
+def _scan(p: str, i: int):
+    """Yield (index, char, depth) of the structural characters of ``p`` from ``i``,
+    skipping escapes and character classes; depth counts open parentheses."""
+    depth = 0
+    n = len(p)
+    while i < n:
+        c = p[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "[":
+            j = i + 1
+            if j < n and p[j] == "^":
+                j += 1
+            if j < n and p[j] == "]":
+                j += 1
+            while j < n and p[j] != "]":
+                if p[j] == "\\":
+                    j += 1
+                elif p[j] == "[" and p.startswith("[:", j):
+                    k = p.find(":]", j + 2)
+                    if k > 0:
+                        j = k + 1
+                j += 1
+            i = j + 1
+            continue
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        yield i, c, depth
+        i += 1
+
+
+def _group_end(p: str, i: int) -> int:
+    for j, c, depth in _scan(p, i):
+        if c == ")" and depth == 0:
+            return j
+    raise PcreError("missing ')'")
+
+
+def _split_top(body: str) -> list[str]:
+    parts, last = [], 0
+    for j, c, depth in _scan(body, 0):
+        if c == "|" and depth == 0:
+            parts.append(body[last:j])
+            last = j + 1
+    parts.append(body[last:])
+    return parts
 
 
 def _literal_class(c: str) -> str:
