@@ -166,7 +166,7 @@ class Flow:
         "l2", "ttl", "next_seq", "last_ack", "win",
         # internals
         "lo_client", "deadline", "timeout", "bucket", "ended", "isn", "wscale", "fin_seq",
-        "reasm", "synack_pending", "split", "rst_prev", "rst_by", "rst_talk", "midstream",
+        "reasm", "synack_pending", "split", "rst_prev", "rst_by", "rst_exact", "rst_talk", "midstream",
     )
 
     def __repr__(self) -> str:
@@ -222,6 +222,9 @@ class FlowTable:
         self._timeouts = to
         self._default_timeouts = dflt
         self.reasm = ReassemblyContext(settings)
+        # ``on_new_stream(flow, direction, stream)``: called when a direction starts being
+        # reassembled, e.g. to attach an observer (streamdump); None costs nothing.
+        self.on_new_stream = None
         self._wheel: dict[int, list] = {}
         self._wheel_keys: list[int] = []
         self._seq = 0
@@ -301,49 +304,28 @@ class FlowTable:
             f.last_ack[d] = pkt.ack
         f.win[d] = pkt.win
         if fl & RST:
-            self._rst(f, pkt, d)
-            return d
-        if f.rst_by is not None:
-            self._after_rst(f, d, n)
-        end = (seq + n + (1 if fl & SYN else 0) + (1 if fl & FIN else 0)) & M32
-        ns = f.next_seq[d]
-        if ns is None or ((end - ns) & M32) < HALF:
-            f.next_seq[d] = end
-        if fl & SYN:
-            d = self._syn(f, pkt, d, fl)  # may swap the roles
+            if not self._rst(f, pkt, d):
+                return d
         else:
-            if fl & FIN:
-                ev = "fin"
-                fs = f.fin_seq[d]
-                if fs is None or ((seq + n - fs) & M32) < HALF:
-                    f.fin_seq[d] = (seq + n) & M32
-            elif fl & ACK:
-                ev = "ack"
-            else:
-                ev = ""
-            if ev:
-                pf = f.fin_seq[1 - d]
-                if pf is not None and fl & ACK and ((pkt.ack - pf - 1) & M32) < HALF:
-                    ev += "+finacked"
-                st = f.tcp_state
-                t = TCP_TRANSITIONS.get((st, d, ev))
-                if t is None and ev.endswith("+finacked"):
-                    t = TCP_TRANSITIONS.get((st, d, ev[:-9]))
-                if t is not None and self._guard(f, t[1]):
-                    if st == "none":
-                        self._pickup(f, pkt, d)
-                    elif st == "syn_sent" and t[0] != "syn_sent" and t[1] == "async":
-                        self.c["async_oneside"] += 1
-                    self._set_state(f, t[0])
-        # streams: the packet's data, then the ACK for the other direction
+            if f.rst_by is not None:
+                self._after_rst(f, d, n, fl)
+            end = (seq + n + (1 if fl & SYN else 0) + (1 if fl & FIN else 0)) & M32
+            ns = f.next_seq[d]
+            if ns is None or ((end - ns) & M32) < HALF:
+                f.next_seq[d] = end
+            if fl & SYN:
+                d = self._syn(f, pkt, d, fl)  # may swap the roles
+            elif fl & (FIN | ACK):
+                self._table(f, pkt, d, fl, seq + n)
+        # streams: the packet's data (RST data too, as Suricata), then its ACK for the other direction
         if not f.reasm:
             return d
         streams = f.streams
         if n or fl & FIN:
-            if f.state != "new" or fl & SYN:
-                s = streams[d]
-                if s is None:
-                    s = streams[d] = self._stream(f, d, seq)
+            s = streams[d]
+            if s is None and (f.midstream or f.state == "established"):
+                s = streams[d] = self._stream(f, d, seq)
+            if s is not None and (f.state != "new" or fl & SYN):
                 if fl & SYN:
                     seq = (seq + 1) & M32
                 s.add(seq, payload, fl & FIN)
@@ -355,8 +337,34 @@ class FlowTable:
                 o.ack(pkt.ack)
         return d
 
+    def _table(self, f: Flow, pkt, d: int, fl: int, data_end: int) -> None:
+        """FIN/ACK packets through TCP_TRANSITIONS."""
+        st = f.tcp_state
+        ev = "fin" if fl & FIN else "ack"
+        pf = f.fin_seq[1 - d]
+        t = None
+        if pf is not None and fl & ACK and ((pkt.ack - pf - 1) & M32) < HALF:
+            t = TCP_TRANSITIONS.get((st, d, ev + "+finacked"))
+        if t is None:
+            t = TCP_TRANSITIONS.get((st, d, ev))
+        if t is not None and not self._guard(f, t[1]):
+            t = None
+        if fl & FIN and (t is not None or FLOW_STATE[st] == "established"):
+            fs = f.fin_seq[d]  # remember where this side's FIN is (only a FIN the session took)
+            if fs is None or ((data_end - fs) & M32) < HALF:
+                f.fin_seq[d] = data_end & M32
+        if t is not None:
+            if st == "none":
+                self._pickup(f, pkt, d)
+            elif st == "syn_sent" and t[1] == "async":
+                self.c["async_oneside"] += 1
+            self._set_state(f, t[0])
+
     def _stream(self, f: Flow, d: int, seq: int) -> Stream:
-        return Stream(self.reasm, seq, settle_now=f.pkts[1 - d] == 0)
+        s = Stream(self.reasm, seq, settle_now=f.pkts[1 - d] == 0)
+        if self.on_new_stream is not None:
+            self.on_new_stream(f, d, s)
+        return s
 
     def _guard(self, f: Flow, guard) -> bool:
         if guard is None:
@@ -441,14 +449,15 @@ class FlowTable:
         if pkt.flags & ACK and f.streams[1 - d] is None:
             f.streams[1 - d] = self._stream(f, 1 - d, pkt.ack)
 
-    def _rst(self, f: Flow, pkt, d: int) -> None:
-        """Where does the RST fall in the receiver's sequence space (module docstring)."""
+    def _rst(self, f: Flow, pkt, d: int) -> bool:
+        """Where does the RST fall in the receiver's sequence space (module docstring)?
+
+        Returns False when it is ignored (out of window)."""
         seq = pkt.seq
         st = f.tcp_state
         rcv_nxt = f.next_seq[d]
         if st == "syn_sent" and d == S:
-            ok = bool(pkt.flags & ACK) and f.isn[0] is not None and pkt.ack == (f.isn[0] + 1) & M32
-            exact = ok
+            ok = exact = bool(pkt.flags & ACK) and f.isn[0] is not None and pkt.ack == (f.isn[0] + 1) & M32
         elif rcv_nxt is None:
             ok = exact = True
         else:
@@ -458,34 +467,32 @@ class FlowTable:
             ok = exact or ((seq - rcv_nxt) & M32) < max(win, 1)
         if not ok:
             self.c["rst_out_of_window"] += 1
-            return
-        if st == "closed" and f.rst_by is None:
-            return
-        if exact:
-            self.c["rst_accepted"] += 1
-            f.rst_prev = None
-        else:
-            self.c["rst_in_window"] += 1
-            if f.rst_prev is None:
-                f.rst_prev = st
+            return False
+        self.c["rst_accepted" if exact else "rst_in_window"] += 1
+        if f.rst_by is None:
+            f.rst_prev = st
         f.rst_by = d
+        f.rst_exact = exact
         f.rst_talk = 0
         self._set_state(f, "closed")
+        return True
 
-    def _after_rst(self, f: Flow, d: int, n: int) -> None:
+    def _after_rst(self, f: Flow, d: int, n: int, fl: int) -> None:
         """A non-RST packet after an RST: did the endpoints ignore it?"""
-        prev = f.rst_prev
-        if prev is not None and d != f.rst_by:
-            resume = True  # the receiver answered: it ignored the inexact RST
+        if not f.rst_exact and d != f.rst_by:
+            resume = True  # the receiver answered: it ignored the inexact RST (RFC 5961)
+        elif fl & SYN and FLOW_STATE[f.rst_prev] == "new":
+            resume = True  # the handshake goes on: the RST did not take
         else:
             if n:
                 f.rst_talk |= 1 << d
             resume = f.rst_talk == 3  # both sides send new data: the RST did not take
         if resume:
             self.c["rst_resumed"] += 1
-            self._set_state(f, prev if prev is not None and prev != "closed" else "established")
+            prev = f.rst_prev
             f.rst_by = f.rst_prev = None
             f.rst_talk = 0
+            self._set_state(f, prev if prev != "closed" else "established")
 
     # -- creation, reuse, roles ---------------------------------------------
     def _new_flow(self, key, pkt, fwd: bool, sp: int, dp: int, events: list) -> Flow:
@@ -546,6 +553,7 @@ class FlowTable:
         f.split = False
         f.rst_prev = None
         f.rst_by = None
+        f.rst_exact = False
         f.rst_talk = 0
         f.midstream = False
         f.ended = False

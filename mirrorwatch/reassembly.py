@@ -27,9 +27,9 @@ when enough data waits behind it (``gap-wait-bytes``/``-segments``), when a
 per-stream or global buffer limit is hit, or when the session ends.
 
 Observers (e.g. ``streamdump``) see every settled byte exactly once, in order,
-plus each gap, through ``observer.data(stream, offset, bytes)`` and
-``observer.gap(stream, offset, length)``; with no observer the cost is one
-``is None`` test per settle.
+plus each gap, through ``observer.data(stream, offset, bytes)``,
+``observer.gap(stream, offset, length)`` and ``observer.end(stream)`` (the
+session ended); with no observer the cost is one ``is None`` test per settle.
 """
 
 from __future__ import annotations
@@ -195,6 +195,8 @@ class Stream:
         self._settle(self.end)
         self.final = self.off
         self._bounds.clear()
+        if self.observer is not None:
+            self.observer.end(self)
 
     def detach(self) -> None:
         """Release buffered out-of-order data from the global accounting (flow gone)."""

@@ -1,0 +1,355 @@
+"""One direction of a TCP stream: order, overlaps (per policy), gaps, depth, limits.
+
+The property tests compare the reassembler with an independent reference model
+of the overlap policies (a byte map with the policy written as a table of start
+and end relations, the way the Snort/Suricata documentation states it).
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+
+from mirrorwatch.reassembly import M32, ReassemblyContext, Stream
+from mirrorwatch.settings import OVERLAP_POLICIES, Settings
+
+
+def ctx(**over):
+    base = {"stream.reassembly.gap-wait-bytes": "16mb", "stream.reassembly.gap-wait-segments": 100000,
+            "stream.reassembly.max-ooo-segments": 100000, "stream.reassembly.max-ooo-bytes": "16mb"}
+    base.update(over)
+    return ReassemblyContext(Settings(base))
+
+
+class Recorder:
+    """Observer that rebuilds the settled byte stream (holes as zeros) and logs gaps."""
+
+    def __init__(self):
+        self.out = bytearray()
+        self.gaps = []
+        self.ended = 0
+
+    def data(self, stream, offset, data):
+        assert offset >= len(self.out), "settled bytes must arrive once, in order"
+        self.out += b"\0" * (offset - len(self.out)) + data
+
+    def gap(self, stream, offset, length):
+        self.gaps.append((offset, length))
+
+    def end(self, stream):
+        self.ended += 1
+
+
+def content(s: Stream) -> bytes:
+    assert s.end == s.buf_base + len(s.buf)
+    return bytes(s.buf)
+
+
+# -- reference model ----------------------------------------------------------
+# new segment wins over an old (list) segment?  Key: (start relation, end relation)
+# of the new segment to the old one; 'b' before, 's' same, 'a' after.
+_NEW_WINS = {
+    "first": set(),
+    "vista": set(),
+    "last": {(a, b) for a in "bsa" for b in "bsa"},
+    "bsd": {("b", "b"), ("b", "s"), ("b", "a")},
+    "windows": {("b", "b"), ("b", "s"), ("b", "a")},
+    "linux": {("b", "b"), ("b", "s"), ("b", "a"), ("s", "a")},
+    "old-linux": {("b", "b"), ("b", "s"), ("b", "a"), ("s", "s"), ("s", "a")},
+    "solaris": {("b", "s"), ("b", "a"), ("s", "s"), ("s", "a"), ("a", "a")},
+}
+
+
+def _rel(x, y):
+    return "b" if x < y else ("s" if x == y else "a")
+
+
+def reference(policy: str, segments) -> bytes:
+    """Bytes a receiver with ``policy`` reads, all segments arriving before any ACK."""
+    val: dict[int, int] = {}
+    seen: list[tuple[int, int]] = []
+    for s, data in segments:
+        e = s + len(data)
+        for i, b in enumerate(data):
+            p = s + i
+            if p not in val:
+                val[p] = b
+                continue
+            olds = [(ls, le) for ls, le in seen if ls <= p < le]
+            if all((_rel(s, ls), _rel(e, le)) in _NEW_WINS[policy] for ls, le in olds):
+                val[p] = b
+        if (s, e) not in seen:
+            seen.append((s, e))
+    out = bytearray()
+    while len(out) in val:
+        out.append(val[len(out)])
+    return bytes(out)
+
+
+def feed(stream: Stream, isn: int, segments):
+    for off, data in segments:
+        stream.add((isn + off) & M32, data)
+
+
+# -- unit tests ----------------------------------------------------------------
+def test_in_order_fast_path_and_wraparound():
+    isn = M32 - 5  # crosses 2**32 inside the stream
+    s = Stream(ctx(), isn)
+    feed(s, isn, [(0, b"abcd"), (4, b"efgh"), (8, b"ijkl")])
+    assert content(s) == b"abcdefghijkl"
+    assert s.nxt == (isn + 12) & M32 and s.epoch == 0 and s.missed_bytes == 0
+
+
+def test_out_of_order_is_held_then_released():
+    s = Stream(ctx(), 1000)
+    s.add(1004, b"efgh")
+    s.add(1008, b"ijkl")
+    assert s.end == 0 and content(s) == b""
+    s.add(1000, b"abcd")
+    assert content(s) == b"abcdefghijkl"
+
+
+def test_retransmission_and_partial_overlap_of_same_bytes():
+    s = Stream(ctx(), 0)
+    feed(s, 0, [(0, b"abcdef"), (0, b"abcdef"), (3, b"defghi"), (2, b"cd"), (9, b"jk")])
+    assert content(s) == b"abcdefghijk"
+
+
+def test_ack_settles_and_trim_keeps_tentative_bytes():
+    s = Stream(ctx(), 0)
+    rec = Recorder()
+    s.observer = rec
+    s.add(0, b"0123456789")
+    assert s.final == 0 and rec.out == b""
+    s.ack(4)
+    assert s.final == 4 and rec.out == b"0123"
+    s.trim(10)  # detect is done, but bytes 4.. may still be rewritten by the policy
+    assert s.buf_base == 4 and content(s) == b"456789"
+    s.ack(10)
+    s.trim(10)
+    assert rec.out == b"0123456789" and s.buf_base == 10 and content(s) == b""
+
+
+def test_one_sided_stream_settles_at_once():
+    s = Stream(ctx(), 0, settle_now=True)
+    rec = Recorder()
+    s.observer = rec
+    s.add(0, b"hello")
+    assert s.final == 5 and rec.out == b"hello"
+
+
+@pytest.mark.parametrize("policy", OVERLAP_POLICIES)
+def test_policy_rewrites_only_unacked_bytes(policy):
+    s = Stream(ctx(**{"stream.reassembly.policy": policy}), 0)
+    s.add(0, b"GOOD")
+    s.add(0, b"EVIL")  # same start, same end, before the ACK
+    want = b"EVIL" if policy in ("last", "old-linux", "solaris") else b"GOOD"
+    assert content(s) == want
+    s.ack(4)
+    s.add(0, b"XXXX")  # after the ACK the bytes are settled for every policy
+    assert content(s) == want
+
+
+def test_gap_skipped_after_gap_wait_and_counted():
+    s = Stream(ctx(**{"stream.reassembly.gap-wait-segments": 3}), 0)
+    rec = Recorder()
+    s.observer = rec
+    s.add(0, b"aaaa")
+    s.add(10, b"bbbb")
+    s.add(14, b"cccc")
+    assert s.epoch == 0 and s.end == 4
+    s.add(18, b"dddd")  # third segment behind the hole: the hole [4, 10) is declared lost
+    assert s.missed_bytes == 6 and s.epoch == 1
+    assert s.buf_base == 10 and content(s) == b"bbbbccccdddd"
+    s.add(4, b"late!!")  # the lost bytes turn up after all: too late, ignored
+    s.add(22, b"eeee")
+    assert content(s) == b"bbbbccccddddeeee" and s.missed_bytes == 6
+    s.flush()
+    assert rec.gaps == [(4, 6)] and rec.out == b"aaaa" + b"\0" * 6 + b"bbbbccccddddeeee"
+
+
+def test_ack_beyond_hole_proves_loss():
+    s = Stream(ctx(), 0)
+    s.add(0, b"abc")
+    s.add(10, b"xyz")
+    assert s.missed_bytes == 0
+    s.ack(13)  # the receiver has everything up to 13: [3, 10) was sent and we missed it
+    assert s.missed_bytes == 7 and s.epoch == 1 and content(s) == b"xyz"
+
+
+def test_ack_before_data_then_gap_skipped_when_data_arrives():
+    s = Stream(ctx(), 0)
+    s.add(0, b"abc")
+    s.ack(8)
+    s.add(8, b"after")
+    assert s.missed_bytes == 5 and content(s) == b"after"
+
+
+def test_flush_delivers_everything_and_counts_trailing_loss():
+    s = Stream(ctx(), 0)
+    rec = Recorder()
+    s.observer = rec
+    s.add(0, b"abc")
+    s.add(5, b"fg")
+    s.add(9, b"", fin=True)  # FIN at offset 9: bytes 7, 8 never seen
+    s.flush()
+    assert s.missed_bytes == 2 + 2 and s.epoch == 2
+    assert rec.out == b"abc\0\0fg" and rec.gaps == [(3, 2), (7, 2)] and rec.ended == 1
+
+
+def test_depth_stops_buffering_but_tracking_goes_on():
+    s = Stream(ctx(**{"stream.reassembly.depth": 10}), 0)
+    rec = Recorder()
+    s.observer = rec
+    s.add(0, b"0123456")
+    s.add(7, b"789abc")
+    assert s.depth_reached and content(s) == b"0123456789" and s.end == 10
+    s.add(13, b"def")
+    assert s.off == 16 and s.end == 10 and s.nxt == 16
+    s.flush()
+    assert rec.out == b"0123456789abcdef"
+
+
+def test_per_stream_ooo_limits_skip_oldest_hole():
+    s = Stream(ctx(**{"stream.reassembly.max-ooo-segments": 4}), 0)
+    for i in range(6):
+        s.add(100 + 10 * i, b"x" * 5)  # six segments behind a hole, each followed by a hole
+    assert len(s._ooo) <= 4 and s.missed_bytes > 0
+    assert s._ctx.stats["ooo_limit_skips"] >= 1
+
+
+def test_global_memcap_flushes_oldest_stream_first():
+    c = ctx(**{"stream.reassembly.memcap": 1000})
+    old = Stream(c, 0)
+    new = Stream(c, 0)
+    old.add(100, b"o" * 600)
+    new.add(100, b"n" * 600)  # 1200 bytes held > memcap: the oldest holder gives way
+    assert old.missed_bytes == 100 and content(old) == b"o" * 600 and not old._ooo
+    assert new.missed_bytes == 0 and new._ooo and c.ooo_bytes == 600
+    assert c.stats["memcap_skips"] == 1
+    new.detach()
+    assert c.ooo_bytes == 0 and not c.ooo_streams
+
+
+def test_memory_stays_bounded_under_random_garbage():
+    c = ctx(**{"stream.reassembly.memcap": 64 * 1024, "stream.reassembly.max-ooo-bytes": 16 * 1024,
+               "stream.reassembly.max-ooo-segments": 64, "stream.reassembly.depth": 32 * 1024})
+    rng = random.Random(7)
+    streams = [Stream(c, rng.getrandbits(32)) for _ in range(8)]
+    for _ in range(4000):
+        s = rng.choice(streams)
+        s.add(rng.getrandbits(32), rng.randbytes(rng.randint(0, 1400)), fin=rng.random() < 0.01)
+        if rng.random() < 0.2:
+            s.ack(rng.getrandbits(32))
+        assert c.ooo_bytes <= 64 * 1024 + 1400
+        assert all(len(x._ooo) <= 64 and x._ooo_bytes <= 16 * 1024 + 1400 for x in streams)
+        assert all(len(x.buf) <= 32 * 1024 for x in streams)
+    for s in streams:
+        s.flush()
+        s.detach()
+    assert c.ooo_bytes == 0
+
+
+# -- property tests ------------------------------------------------------------
+@st.composite
+def cut_stream(draw, with_conflicts: bool):
+    data = draw(st.binary(min_size=1, max_size=300))
+    n = len(data)
+    segs = []
+    # a covering cut, then extra overlapping segments (same bytes, or different bytes)
+    pos = 0
+    while pos < n:
+        k = draw(st.integers(1, max(1, min(40, n - pos))))
+        segs.append((pos, data[pos:pos + k]))
+        pos += k
+    for _ in range(draw(st.integers(0, 8))):
+        a = draw(st.integers(0, n - 1))
+        b = draw(st.integers(a + 1, min(n, a + 60)))
+        chunk = data[a:b]
+        if with_conflicts and draw(st.booleans()):
+            chunk = bytes((x + 1) & 0xFF for x in chunk)
+        segs.append((a, chunk))
+    order = draw(st.permutations(range(len(segs))))
+    isn = draw(st.sampled_from([0, 1000, M32 - 50, M32 - 1, 1 << 31]))
+    return data, [segs[i] for i in order], isn
+
+
+@hsettings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cut_stream(with_conflicts=False), st.sampled_from(OVERLAP_POLICIES))
+def test_property_identical_overlaps_reassemble_to_original(case, policy):
+    data, segs, isn = case
+    s = Stream(ctx(**{"stream.reassembly.policy": policy}), isn)
+    feed(s, isn, segs)
+    assert content(s) == data
+    s.flush()
+    assert content(s) == data and s.missed_bytes == 0 and s.epoch == 0
+
+
+@hsettings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cut_stream(with_conflicts=True), st.sampled_from(OVERLAP_POLICIES))
+def test_property_conflicting_overlaps_follow_policy(case, policy):
+    data, segs, isn = case
+    s = Stream(ctx(**{"stream.reassembly.policy": policy}), isn)
+    feed(s, isn, segs)
+    s.flush()
+    assert content(s) == reference(policy, segs)
+
+
+@hsettings(max_examples=150, deadline=None)
+@given(cut_stream(with_conflicts=False), st.randoms(use_true_random=False))
+def test_property_acks_and_observer_see_every_byte_once(case, rnd):
+    data, segs, isn = case
+    s = Stream(ctx(), isn)
+    rec = Recorder()
+    s.observer = rec
+    have = set()
+    for off, chunk in segs:
+        s.add((isn + off) & M32, chunk)
+        have.update(range(off, off + len(chunk)))
+        contiguous = 0
+        while contiguous in have:
+            contiguous += 1
+        if rnd.random() < 0.5:
+            s.ack((isn + rnd.randint(0, contiguous)) & M32)  # a receiver acks what it has
+        if rnd.random() < 0.3:
+            s.trim(s.end)
+    s.flush()
+    assert bytes(rec.out) == data and rec.gaps == [] and rec.ended == 1
+
+
+CLASSIC = {
+    # new segment starting before the old one and covering it: bsd takes the new bytes
+    ("bsd", (2, b"xxxxxx")): b"AAAAxxxx",  # vs AAAA it starts after: old bytes stay
+    ("first", (2, b"xxxxxx")): b"AAAABBBB",
+    ("last", (2, b"xxxxxx")): b"AAxxxxxx",
+    # same start, longer: linux takes it, bsd does not
+    ("linux", (4, b"yyyyyy")): b"AAAAyyyyyy",
+    ("bsd", (4, b"yyyyyy")): b"AAAABBBByy",
+    # same start and end: old-linux and solaris take it
+    ("old-linux", (4, b"zzzz")): b"AAAAzzzz",
+    ("solaris", (4, b"zzzz")): b"AAAAzzzz",
+    ("windows", (4, b"zzzz")): b"AAAABBBB",
+    # starts after, ends after: solaris takes the new bytes
+    ("solaris", (6, b"wwww")): b"AAAABBwwww",
+    ("linux", (6, b"wwww")): b"AAAABBBBww",
+}
+
+
+@pytest.mark.parametrize("in_order", [True, False], ids=["in-order", "held-out-of-order"])
+@pytest.mark.parametrize("policy,seg", list(CLASSIC), ids=[f"{p}-{o}" for p, (o, _) in CLASSIC])
+def test_classic_overlap_cases(policy, seg, in_order):
+    segs = [(0, b"AAAA"), (4, b"BBBB"), seg]
+    want = CLASSIC[(policy, seg)]
+    assert reference(policy, segs) == want
+    s = Stream(ctx(**{"stream.reassembly.policy": policy}), 0)
+    if in_order:
+        feed(s, 0, segs)
+        s.flush()
+        assert content(s) == want
+    else:  # everything waits behind a one-byte hole, filled last
+        feed(s, 1, segs)
+        s.add(0, b"-")
+        s.flush()
+        assert content(s) == b"-" + want
