@@ -15,9 +15,11 @@ live table a few times per second, and turns signals into clean actions:
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
+import traceback
 
 import click
 
@@ -28,6 +30,15 @@ from .ui.table import SORT_KEYS
 
 UI_INTERVAL = 0.25  # seconds between table redraws (stretched when a redraw is costly)
 SINK_FLUSH_INTERVAL = 1.0  # seconds between flushes of buffered outputs, so `tail -f` follows
+
+
+def internal_error(e: BaseException) -> str:
+    """One line for a bug (where it happened); the traceback with MIRRORWATCH_DEBUG=1."""
+    tb = traceback.extract_tb(e.__traceback__)
+    where = f" at {os.path.basename(tb[-1].filename)}:{tb[-1].lineno}" if tb else ""
+    if os.environ.get("MIRRORWATCH_DEBUG") == "1":
+        traceback.print_exception(e)
+    return f"internal error: {type(e).__name__}: {e}{where} (MIRRORWATCH_DEBUG=1 shows the traceback)"
 
 
 class _Signals:
@@ -83,8 +94,9 @@ class Listener:
         if msg:
             click.echo(f"mirrorwatch: error: {msg}", err=True)
         else:
-            click.echo(f"mirrorwatch: reloaded {self.pipe.rule_count} rules from {', '.join(self.rule_paths)}",
-                       err=True)
+            skipped = len(self.pipe.ruleset.skipped)
+            click.echo(f"mirrorwatch: reloaded {self.pipe.rule_count} rules from {', '.join(self.rule_paths)}"
+                       + (f" ({skipped} skipped: mirrorwatch rules check)" if skipped else ""), err=True)
 
     # -- the main loop -------------------------------------------------------------------
     def run(self) -> int:
@@ -132,19 +144,23 @@ class Listener:
                     # keep the display under ~10% of the loop, whatever the table size
                     ui_iv = max(UI_INTERVAL, cost * 10)
                     next_ui = now + ui_iv
+        except Exception as e:  # noqa: BLE001 - a bug must still leave complete outputs behind
+            self.error = internal_error(e)
         finally:
             self.signals.restore()
             cap.stop()
-            # frames captured before the stop are analysed, not lost
-            for batch in cap.drain():
-                for ts, frame in iter_batch(batch):
-                    ev = process(ts, linktype, frame)
-                    if ev:
-                        dispatch(ev)
             if live is not None:
                 live.stop()
             try:
+                # frames captured before the stop are analysed, not lost
+                for batch in cap.drain():
+                    for ts, frame in iter_batch(batch):
+                        ev = process(ts, linktype, frame)
+                        if ev:
+                            dispatch(ev)
                 pipe.finish(cap.counters())
+            except Exception as e:  # noqa: BLE001
+                self.error = self.error or internal_error(e)
             finally:
                 pipe.close()
                 cap.close()
@@ -183,6 +199,18 @@ class Listener:
         c.setdefault("capture", {}).update(self.capture.counters())
         return c
 
+
+
+def _report_capture(c: dict, quiet: bool) -> None:
+    """The capture's own accounting at exit: drops are a warning, with what to raise."""
+    if c["drops"]:
+        pct = 100.0 * c["drops"] / max(1, c["received"] + c["kernel_drops"])
+        click.echo(f"mirrorwatch: warning: capture on {c['interface']} dropped {c['drops']:,} frames ({pct:.2f}%): "
+                   f"queue {c['queue_drops']:,} (raise capture.queue-size), kernel {c['kernel_drops']:,} "
+                   f"(raise --buffer-size); {c['received']:,} received", err=True)
+    elif not quiet:
+        click.echo(f"mirrorwatch: capture on {c['interface']}: {c['received']:,} frames received, no drops"
+                   + (f" (interface rx_dropped {c['ifdrops']:,})" if c["ifdrops"] else ""), err=True)
 
 
 @click.command("listen", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
@@ -252,6 +280,7 @@ def listen(iface, rules, eve, fast, sets, checksum, bpf, snaplen, no_promisc, bu
                f"{'promiscuous' if not no_promisc else 'not promiscuous'}"
                f"{', filter ' + repr(bpf) if bpf else ''}); Ctrl-C to stop, SIGHUP to reload rules", err=True)
     code = listener.run()
+    _report_capture(cap.counters(refresh=False), quiet)
     if not quiet:
         pipe.print_summary(Console(stderr=eve == "-", highlight=False), show_table=True)
     sys.exit(code)

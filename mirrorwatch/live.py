@@ -25,6 +25,7 @@ import os
 import select
 import struct
 import threading
+import time
 from collections import deque
 
 import pcapy
@@ -158,8 +159,6 @@ class LiveCapture:
         h = self.handle
         fd = h.getfd()
         stop = self._stop.is_set
-        cv = self._cv
-        batches = self._batches
         qmax = self.queue_size
         try:
             while not stop():
@@ -169,35 +168,46 @@ class LiveCapture:
                     if e.errno == errno.EINTR:
                         continue
                     raise
-                while True:
-                    blob, meta = h.next_batch(BATCH_MAX)
-                    n = len(meta) >> 4
-                    if not n:
-                        break
-                    self.received += n
-                    self.received_bytes += len(blob)
-                    with cv:
-                        room = qmax - self._pending
-                        if room <= 0:
-                            self.queue_drops += n
-                            continue
-                        if n > room:
-                            self.queue_drops += n - room
-                            n = room
-                        batches.append((blob, meta, n))
-                        self._pending += n
-                        self.batches += 1
-                        cv.notify()
-                    if n < BATCH_MAX:
-                        break
+                self._read_ring(h, qmax)
+            # stopping: what the kernel already holds (incl. the block it retires after
+            # the read timeout) is taken too, beyond the queue bound: it is bounded by the ring
+            time.sleep(self.timeout_ms / 1000.0)
+            self._read_ring(h, None)
         except pcapy.PcapError as e:
             self.error = _explain(self.iface, str(e))
         except Exception as e:  # noqa: BLE001 - the thread must report, never die silently
             self.error = f"capture on {self.iface!r} failed: {type(e).__name__}: {e}"
         finally:
             self._refresh_kstats()
+            with self._cv:
+                self._cv.notify_all()
+
+    def _read_ring(self, h, qmax: int | None) -> None:
+        """Move every frame libpcap has ready into the queue (``qmax`` None: no bound)."""
+        cv, batches = self._cv, self._batches
+        while True:
+            blob, meta = h.next_batch(BATCH_MAX)
+            n = len(meta) >> 4
+            if not n:
+                return
+            self.received += n
+            self.received_bytes += len(blob)
+            got = n
             with cv:
-                cv.notify_all()
+                room = n if qmax is None else qmax - self._pending
+                if room <= 0:
+                    self.queue_drops += n
+                    n = 0
+                elif n > room:
+                    self.queue_drops += n - room
+                    n = room
+                if n:
+                    batches.append((blob, meta, n))
+                    self._pending += n
+                    self.batches += 1
+                    cv.notify()
+            if got < BATCH_MAX:
+                return
 
     # -- the consumer side ------------------------------------------------------
     def get(self, timeout: float) -> tuple | None:

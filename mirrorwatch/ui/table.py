@@ -28,7 +28,16 @@ from ..output.fmt import addr, fast_time, packet_ports, proto_name
 
 SORT_KEYS = ("bytes", "rate", "age", "alerts")
 ALERT_LINES = 5
-WIDE = 120  # columns from which packets and bytes get one column per direction
+# widths at which columns are added: below MEDIUM the table keeps proto, endpoints, state,
+# age, bytes each way, alerts and the kill mark; MEDIUM adds rate and packets each way;
+# WIDE gives packets and bytes one column per direction and spells states out
+MEDIUM = 100
+WIDE = 150
+
+SHORT_PROTO = {6: "TCP", 17: "UDP", 1: "ICMP", 58: "ICMP6", 132: "SCTP", 47: "GRE", 50: "ESP"}
+SHORT_STATE = {"established": "estab", "fin_wait1": "fin1", "fin_wait2": "fin2", "close_wait": "clwait",
+               "last_ack": "lastack", "time_wait": "twait", "syn_sent": "syn", "syn_recv": "synrcv",
+               "closing": "closing", "closed": "closed", "none": "mid", "new": "new"}
 
 
 def human_bytes(n: float) -> str:
@@ -175,77 +184,100 @@ class LiveTable:
         return heapq.nlargest(n, flows, key=key)
 
     # -- rendering -------------------------------------------------------------
-    def header(self, flows: list, now: float) -> Text:
+    def header_fields(self, flows: list, now: float) -> list[Text]:
         cap = self.capture_counters() if self.capture_counters else None
-        t = Text(no_wrap=True, overflow="ellipsis")
-        t.append("mirrorwatch ", style="bold")
-        if self.source:
-            t.append(f"{self.source} ", style="bold cyan")
+        fields = [Text.assemble(("mirrorwatch", "bold"), " ", (self.source, "bold cyan"))]
         if self.started is not None:
-            t.append(f"up {human_age(now - self.started)}  ", style="dim")
-        t.append(f"{human_count(self.pps)} pkt/s  ")
-        t.append(f"{self.bps / 1e6:.1f} Mbit/s  ")
+            fields.append(Text(f"up {human_age(now - self.started)}", style="dim"))
+        fields.append(Text(f"{human_count(self.pps)} pkt/s"))
+        fields.append(Text(f"{self.bps / 1e6:.1f} Mbit/s"))
         if cap is not None:
             drops = cap.get("drops", 0)
-            t.append(f"drops {drops}", style="bold red" if drops else "green")
+            f = Text(f"drops {drops}", style="bold red" if drops else "green")
             if drops:
-                t.append(f" (queue {cap.get('queue_drops', 0)}, kernel {cap.get('kernel_drops', 0)})", style="red")
-            t.append("  ")
-        t.append(f"sessions {len(flows)}  ")
-        t.append(f"alerts {self.alerts_total}", style="bold yellow" if self.alerts_total else "")
-        t.append("  ")
-        t.append(f"kills {self.kills_total}", style="bold magenta" if self.kills_total else "")
-        return t
+                f.append(f" (queue {cap.get('queue_drops', 0)}, kernel {cap.get('kernel_drops', 0)})")
+            fields.append(f)
+        fields.append(Text(f"sessions {len(flows)}"))
+        fields.append(Text(f"alerts {self.alerts_total}", style="bold yellow" if self.alerts_total else ""))
+        fields.append(Text(f"kills {self.kills_total}", style="bold magenta" if self.kills_total else ""))
+        return fields
+
+    def header(self, flows: list, now: float, width: int = 10_000) -> Text:
+        """The header fields, wrapped between fields (never inside one) to ``width``."""
+        out = Text(no_wrap=True, overflow="ellipsis")
+        col = 0
+        for f in self.header_fields(flows, now):
+            n = len(f.plain)
+            if col and col + 2 + n > width:
+                out.append("\n")
+                col = 0
+            elif col:
+                out.append("  ")
+                col += 2
+            out.append_text(f)
+            col += n
+        return out
 
     def sessions(self, top: list, width: int, now: float) -> Table:
-        wide = width >= WIDE
-        tbl = Table(box=box.SIMPLE_HEAD, expand=True, pad_edge=False, padding=(0, 1),
+        medium, wide = width >= MEDIUM, width >= WIDE
+        tbl = Table(box=box.SIMPLE_HEAD, show_edge=False, expand=True, pad_edge=False, collapse_padding=True,
+                    padding=(0, 1),
                     title=f"sessions by {self.sort}", title_justify="left", title_style="dim")
-        tbl.add_column("proto", no_wrap=True, max_width=9)
-        tbl.add_column("client → server", no_wrap=True, overflow="ellipsis", ratio=1)
-        tbl.add_column("state", no_wrap=True, overflow="ellipsis", max_width=12 if wide else 8)
+        tbl.add_column("proto", no_wrap=True)
+        tbl.add_column("client → server", no_wrap=True, overflow="ellipsis", ratio=1, max_width=2 * 47 + 3)
+        tbl.add_column("state", no_wrap=True, overflow="ellipsis")
         tbl.add_column("age", justify="right", no_wrap=True)
         if wide:
-            tbl.add_column("pkts →", justify="right", no_wrap=True)
-            tbl.add_column("pkts ←", justify="right", no_wrap=True)
-            tbl.add_column("bytes →", justify="right", no_wrap=True)
-            tbl.add_column("bytes ←", justify="right", no_wrap=True)
+            for name in ("pkts →", "pkts ←", "bytes →", "bytes ←"):
+                tbl.add_column(name, justify="right", no_wrap=True)
+        elif medium:
+            tbl.add_column("pkts →/←", justify="right", no_wrap=True)
+            tbl.add_column("bytes →/←", justify="right", no_wrap=True)
         else:
             tbl.add_column("bytes →/←", justify="right", no_wrap=True)
-        tbl.add_column("rate", justify="right", no_wrap=True)
+        if medium:
+            tbl.add_column("rate", justify="right", no_wrap=True)
         tbl.add_column("alrt", justify="right", no_wrap=True)
-        tbl.add_column("", no_wrap=True, width=4 if wide else 1)
+        tbl.add_column("kill" if wide else "K", no_wrap=True)
         rates = self._rates
         fa = self.flow_alerts
         for f in top:
             cli = endpoint(f.client, f.cport, f.proto)
             srv = endpoint(f.server, f.sport, f.proto)
-            state = (f.tcp_state or f.state) if f.proto == 6 else f.state
+            state = str((f.tcp_state or f.state) if f.proto == 6 else f.state)
+            if not wide:
+                state = SHORT_STATE.get(state, state)
             n_alerts = fa.get(f.flow_id, 0)
-            row = [proto_name(f.proto), f"{cli} → {srv}", str(state), human_age(now - f.start)]
+            pk, by = f.pkts, f.bytes
+            row = [SHORT_PROTO.get(f.proto) or proto_name(f.proto), f"{cli} → {srv}", state, human_age(now - f.start)]
             if wide:
-                row += [human_count(f.pkts[0]), human_count(f.pkts[1]), human_bytes(f.bytes[0]), human_bytes(f.bytes[1])]
+                row += [human_count(pk[0]), human_count(pk[1]), human_bytes(by[0]), human_bytes(by[1])]
+            elif medium:
+                row += [f"{human_count(pk[0])}/{human_count(pk[1])}", f"{human_bytes(by[0])}/{human_bytes(by[1])}"]
             else:
-                row.append(f"{human_bytes(f.bytes[0])}/{human_bytes(f.bytes[1])}")
-            row += [human_rate(rates.get(f.flow_id, 0.0)), str(n_alerts) if n_alerts else ""]
+                row.append(f"{human_bytes(by[0])}/{human_bytes(by[1])}")
+            if medium:
+                row.append(human_rate(rates.get(f.flow_id, 0.0)))
+            row.append(str(n_alerts) if n_alerts else "")
             row.append(("KILL" if wide else "K") if f.killed else "")
             style = "bold red" if f.killed else ("yellow" if n_alerts or f.alerted else None)
             tbl.add_row(*row, style=style)
         return tbl
 
     def alerts_panel(self, width: int) -> Table:
-        tbl = Table(box=None, show_header=False, expand=True, pad_edge=False, padding=(0, 1),
+        tbl = Table(box=None, show_header=False, expand=True, pad_edge=False, collapse_padding=True, padding=(0, 1),
                     title="latest alerts", title_justify="left", title_style="dim")
         tbl.add_column("time", no_wrap=True)
         tbl.add_column("sid", no_wrap=True, justify="right")
         tbl.add_column("msg", no_wrap=True, overflow="ellipsis", ratio=1)
-        if width >= WIDE:
+        where = width >= MEDIUM
+        if where:
             tbl.add_column("where", no_wrap=True, overflow="ellipsis", max_width=60)
         if not self.latest:
-            tbl.add_row("", "", Text("none yet", style="dim"), *([""] if width >= WIDE else []))
+            tbl.add_row("", "", Text("none yet", style="dim"), *([""] if where else []))
         for a in reversed(self.latest):
             row = [fast_time(a.ts)[11:19], f"{a.rule.gid}:{a.rule.sid}", a.rule.msg]
-            if width >= WIDE:
+            if where:
                 p = a.pkt
                 sp, dp = packet_ports(p)
                 row.append(f"{endpoint(p.src, sp, p.proto)} → {endpoint(p.dst, dp, p.proto)}")
@@ -255,11 +287,12 @@ class LiveTable:
     def render(self, now: float, width: int = 120, height: int = 40):
         """One frame of the display for a ``width`` x ``height`` terminal."""
         flows = self.sample(now)
+        head = self.header(flows, now, width)
         alert_rows = min(len(self.latest) or 1, self.latest.maxlen)
-        # header 1 + blank 1 + table title/head/rule 3 + table tail 1 + alerts title 1 + alert rows
-        rows = max(1, height - 7 - 1 - alert_rows)
+        # header + blank + table title/head/rule + blank + alerts title + alert rows
+        rows = max(1, height - (len(head.plain.splitlines()) + 1 + 3 + 1 + 1 + alert_rows))
         top = self.top(flows, rows, now)
-        return Group(self.header(flows, now), Text(""), self.sessions(top, width, now), self.alerts_panel(width))
+        return Group(head, Text(""), self.sessions(top, width, now), Text(""), self.alerts_panel(width))
 
     def stats_line(self, now: float) -> str:
         """The one-line form for a non-terminal (logs): same figures as the header."""
