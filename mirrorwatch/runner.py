@@ -95,6 +95,7 @@ class Pipeline:
         self.started = time.perf_counter()
         self.finished: float | None = None
         self.stats: Stats | None = None
+        self.stream_dumper = None  # --dump-streams: a reassembly observer, closed with the sinks
 
     # -- building -------------------------------------------------------------
     @classmethod
@@ -123,11 +124,13 @@ class Pipeline:
             for s in sinks:
                 s.close()
             raise PipelineError(str(e)) from None
-        if dump_streams:
-            sinks.append(_stream_dumper(dump_streams, engine))
+        dumper = _stream_dumper(dump_streams, engine) if dump_streams else None
         if console_alerts:
             sinks.append(ConsoleAlerts(sys.stderr if eve == "-" else sys.stdout))
-        return cls(engine, sinks, ruleset=ruleset, settings=settings, classification=classification)
+        pipe = cls(engine, sinks, ruleset=ruleset, settings=settings, classification=classification)
+        if dumper is not None:
+            pipe.stream_dumper = dumper
+        return pipe
 
     def add_sink(self, sink) -> None:
         """Add a sink before the summary (e.g. the live table)."""
@@ -182,6 +185,8 @@ class Pipeline:
             if type(e) is Stats:
                 if capture_counters:
                     e.counters.setdefault("capture", {}).update(capture_counters)
+                if self.stream_dumper is not None:
+                    e.counters["streamdump"] = self.stream_dumper.counters()
                 self.stats = e
         decoder_errs = getattr(self.engine.decoder, "errs", None)
         if isinstance(decoder_errs, dict):
@@ -199,6 +204,8 @@ class Pipeline:
     def close(self) -> None:
         for s in self.sinks:
             s.close()
+        if self.stream_dumper is not None:
+            self.stream_dumper.close()
 
     def reopen_outputs(self) -> None:
         """SIGHUP / logrotate: every file sink continues in a fresh file at its path."""
@@ -229,17 +236,15 @@ class Pipeline:
 
 
 def _stream_dumper(directory: str, engine: Engine):
-    """The flows room's stream dumper as a sink (``--dump-streams DIR``)."""
+    """The flows room's stream dumper, attached as the reassembly observer of every new stream."""
+    from .streamdump import StreamDumper
+
     try:
-        from .streamdump import StreamDumper
-    except ImportError as e:
-        if e.name and e.name.endswith("streamdump"):
-            raise PipelineError("--dump-streams is not available in this build (no mirrorwatch.streamdump)") from None
-        raise
-    try:
-        return StreamDumper(directory)
+        dumper = StreamDumper(directory)
     except OSError as e:
         raise PipelineError(f"{directory}: cannot write streams: {e.strerror or e}") from None
+    engine.flows.on_new_stream = dumper.on_new_stream
+    return dumper
 
 
 def replay(pipeline: Pipeline, paths, *, realtime: bool = False, speed: float = 1.0, on_refresh=None,
