@@ -44,10 +44,17 @@ is examined:
 - any other packet means the session still talks: both targeted endpoints get
   a fresh burst computed from that packet.
 
-Follow-ups are bounded per session (``inject.max-responses`` bursts; data
-re-fires also wait ``inject.min-interval`` packet-time seconds), a segment
-identical to the last one sent to the same endpoint is not repeated, and all
-frames share a global token bucket (``inject.max-per-second``).
+Follow-ups are bounded per session by *responses*: a response is every
+burst sent within ``inject.response-window`` packet-time seconds of its first
+one.  Segments that were already in flight when an endpoint was reset keep
+arriving for a moment, each moving the other endpoint's RCV.NXT; every one of
+them is answered (only the last answer can be exact, and we cannot know which
+one is last), and together they count as one response.  A session gets
+``inject.max-responses`` responses after the first burst; a data re-fire that
+opens a new response also waits ``inject.min-interval`` seconds after the
+last burst.  A segment identical to the last one sent to the same endpoint is
+not repeated, and all frames share a global token bucket
+(``inject.max-per-second``).
 
 The injector's own frames come back on the mirror (the capture interface sees
 what is sent on it; a SPAN of the destination port's tx mirrors them too).
@@ -116,12 +123,13 @@ def rule_targets(action: str, to_server: bool) -> int:
 class KillState:
     """Per-flow scratch of the killer (``flow.kill``)."""
 
-    __slots__ = ("targets", "responses", "last_fire", "last_seq", "reason")
+    __slots__ = ("targets", "responses", "last_fire", "round_start", "last_seq", "reason")
 
     def __init__(self, targets: int, reason: str):
         self.targets = targets
         self.responses = 0
         self.last_fire = None
+        self.round_start = None  # packet time of the current response's first burst
         self.last_seq = [None, None]  # last seq sent toward [server, client]
         self.reason = reason
 
@@ -144,6 +152,7 @@ class Killer:
         self._reject_names = _MODE_NAMES[config.mode]
         self.max_responses = int(settings["inject.max-responses"])
         self.min_interval = float(settings["inject.min-interval"])
+        self.window = float(settings["inject.response-window"])
         self.rate = float(settings["inject.max-per-second"])
         self._tokens = self.rate
         self._bucket_ts = None
@@ -239,13 +248,15 @@ class Killer:
         pure_ack = (pkt.flags & _PURE_ACK_MASK) == ACK and plen == 0
         if pure_ack and not st.targets & sender:
             return False
-        if st.responses >= self.max_responses:
-            self.c["cap_reached"] += 1
-            return False
-        if not pure_ack and self.min_interval > 0 and st.last_fire is not None \
-                and pkt.ts - st.last_fire < self.min_interval:
-            self.c["interval_suppressed"] += 1
-            return False
+        new_round = st.round_start is None or pkt.ts - st.round_start > self.window
+        if new_round:
+            if st.responses >= self.max_responses:
+                self.c["cap_reached"] += 1
+                return False
+            if not pure_ack and self.min_interval > 0 and st.last_fire is not None \
+                    and pkt.ts - st.last_fire < self.min_interval:
+                self.c["interval_suppressed"] += 1
+                return False
         frames = []
         d = 0 if to_server else 1  # direction index of the packet
         ns = flow.next_seq
@@ -262,9 +273,13 @@ class Killer:
             frames += self._make(flow, to_server, _first(ns[d], pkt.seq), ack, *self._l2(flow, to_server), st)
         if not frames:
             return False
-        st.responses += 1
         self.c["challenge_ack_replies" if pure_ack else "refires"] += 1
-        return self._emit(pkt, flow, frames, "challenge-ack" if pure_ack else "refire", st, events)
+        if not self._emit(pkt, flow, frames, "challenge-ack" if pure_ack else "refire", st, events):
+            return False
+        if new_round:
+            st.responses += 1
+            st.round_start = pkt.ts
+        return True
 
     # -- building the segments ------------------------------------------------------
     def _segments_from_flow(self, flow, targets: int, st) -> list:
@@ -321,6 +336,8 @@ class Killer:
                 st.last_seq[0 if seg.to_server else 1] = None
             return False
         st.last_fire = pkt.ts
+        if st.round_start is None:
+            st.round_start = pkt.ts  # the first burst opens the first (uncounted) response
         if flow.killed is None:
             flow.killed = st.reason + (" (dry-run)" if self.dry_run else "")
             self.c["sessions_killed"] += 1

@@ -348,3 +348,27 @@ def test_own_frame_memory_is_bounded():
         f.killed = None
         trigger(f, k, ts=2.0 + i)
     assert len(k._sent) <= 4 and len(k._sent_order) == 4
+
+
+def test_in_flight_train_answered_within_one_response():
+    """Segments still in flight after the kill each move the receiver's RCV.NXT: all answered, one response."""
+    f = established()
+    k = killer(inject_max_responses=1)
+    trigger(f, k, ts=5.0)
+    seqs = []
+    for i in range(12):  # the rest of a 16 KB write, 1448 bytes per segment, within the response window
+        p = pkt(False, SISN + 101 + 1448 * i, CISN + 15, "A", b"d" * 1448, ts=5.0 + 0.0001 * (i + 1))
+        f.see(p, False)
+        events = []
+        k.on_packet(p, f, False, [], events)
+        seqs += [s.seq for e in events for s in e.frames]
+    assert seqs == [SISN + 101 + 1448 * (i + 1) for i in range(12)]  # the last one will be exact
+    assert k.counters()["cap_reached"] == 0 and f.kill.responses == 0
+    # later on, a new response is counted against the cap of 1, then the cap holds
+    for ts, expect in ((6.0, 1), (7.0, 0)):
+        p = pkt(False, SISN + 20000 + int(ts), CISN + 15, "PA", b"e", ts=ts)
+        f.see(p, False)
+        events = []
+        k.on_packet(p, f, False, [], events)
+        assert len(events) == expect
+    assert f.kill.responses == 1 and k.counters()["cap_reached"] == 1
