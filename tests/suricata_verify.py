@@ -17,7 +17,7 @@ alert records are then checked:
   by mirrorwatch (it logs no app-layer transactions); they are left out of
   the comparison and the report says so.
 
-Usage: ``python tests/suricata_verify.py [--tier core] [--case NAME] [-v] [--json OUT]``.
+Usage: ``python tests/suricata_verify.py [--tier core] [--case NAME] [-v] [--json OUT] [--write-passing]``.
 Exit status 0 when the tier targets hold (every core and core+threshold case
 passes, at least 70% of core+ext), 1 otherwise.
 """
@@ -275,6 +275,8 @@ def main(argv=None) -> int:
     ap.add_argument("--case", action="append", help="only this case (repeatable; substring match)")
     ap.add_argument("-v", "--verbose", action="store_true", help="print notes and counts for every case")
     ap.add_argument("--json", help="write the per-case results to this file")
+    ap.add_argument("--write-passing", action="store_true",
+                    help="record the passing cases in tests/suricata_verify_passing.json (kept passing by the tests)")
     args = ap.parse_args(argv)
     if not (SV / "index.json").is_file():
         print(f"suricata-verify corpus not found at {SV} (set MIRRORWATCH_CORPUS)", file=sys.stderr)
@@ -306,6 +308,10 @@ def main(argv=None) -> int:
     met, problems = targets_met(summary)
     for p in problems:
         print(f"target missed: {p}")
+    if args.write_passing:
+        passing = sorted(r["name"] for r in results if r["ok"])
+        (Path(__file__).resolve().parent / "suricata_verify_passing.json").write_text(json.dumps(passing, indent=1) + "\n")
+        print(f"{len(passing)} passing cases recorded")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"results": results, "summary": summary}, f, indent=1)

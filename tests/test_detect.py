@@ -1,0 +1,347 @@
+"""Detect room: rule compilation, prefilter, alert semantics (Suricata's), on crafted traffic.
+
+Frames are built with scapy and fed through the real Engine (decode -> flows ->
+reassembly -> detect), so every test exercises the same path as a replay.
+"""
+
+from __future__ import annotations
+
+import hyperscan as hs
+import pytest
+from scapy.layers.inet import ICMP, IP, TCP, UDP
+from scapy.layers.l2 import Ether
+
+from mirrorwatch.detect import Detector
+from mirrorwatch.detect.compile import pattern_strength, select_fast_pattern
+from mirrorwatch.detect.hsdb import BlockScanner, LiteralSet
+from mirrorwatch.engine import Engine
+from mirrorwatch.events import Alert
+from mirrorwatch.packet import Packet
+from mirrorwatch.rules import RuleContext, parse_rule
+from mirrorwatch.rules.model import Content
+from mirrorwatch.settings import Settings
+
+CLI, SRV = "10.0.0.1", "192.0.2.80"
+
+
+def ETH():
+    return Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+
+
+def rules_of(text: str, settings: Settings | None = None) -> list:
+    ctx = RuleContext(settings or Settings(), {})
+    return [parse_rule(line, ctx)[0] for line in text.strip().splitlines() if line.strip()]
+
+
+def engine(text: str, **overrides) -> Engine:
+    s = Settings(overrides)
+    return Engine(s, rules_of(text, s), checksum_mode="none")
+
+
+def run(eng: Engine, frames, finish: bool = True) -> list:
+    out = []
+    for i, f in enumerate(frames):
+        out.extend(eng.process(1000.0 + i * 0.01, 1, bytes(f)))
+    if finish:
+        out.extend(eng.finish())
+    return [e for e in out if isinstance(e, Alert)]
+
+
+def sids(alerts) -> list:
+    return [a.rule.sid for a in alerts]
+
+
+class Conv:
+    """A TCP conversation with correct sequence numbers, both directions."""
+
+    def __init__(self, sport=40000, dport=80, cli=CLI, srv=SRV):
+        self.c = ETH() / IP(src=cli, dst=srv)
+        self.s = ETH() / IP(src=srv, dst=cli)
+        self.sport, self.dport = sport, dport
+        self.cseq, self.sseq = 1000, 5000
+
+    def handshake(self):
+        f = [self.c / TCP(sport=self.sport, dport=self.dport, flags="S", seq=self.cseq),
+             self.s / TCP(sport=self.dport, dport=self.sport, flags="SA", seq=self.sseq, ack=self.cseq + 1),
+             self.c / TCP(sport=self.sport, dport=self.dport, flags="A", seq=self.cseq + 1, ack=self.sseq + 1)]
+        self.cseq += 1
+        self.sseq += 1
+        return f
+
+    def client(self, data: bytes, flags="PA"):
+        f = self.c / TCP(sport=self.sport, dport=self.dport, flags=flags, seq=self.cseq, ack=self.sseq) / data
+        self.cseq += len(data)
+        return f
+
+    def server(self, data: bytes, flags="PA"):
+        f = self.s / TCP(sport=self.dport, dport=self.sport, flags=flags, seq=self.sseq, ack=self.cseq) / data
+        self.sseq += len(data)
+        return f
+
+    def ack_from_server(self):
+        return self.s / TCP(sport=self.dport, dport=self.sport, flags="A", seq=self.sseq, ack=self.cseq)
+
+    def ack_from_client(self):
+        return self.c / TCP(sport=self.sport, dport=self.dport, flags="A", seq=self.cseq, ack=self.sseq)
+
+    def close(self):
+        f = [self.c / TCP(sport=self.sport, dport=self.dport, flags="FA", seq=self.cseq, ack=self.sseq),
+             self.s / TCP(sport=self.dport, dport=self.sport, flags="FA", seq=self.sseq, ack=self.cseq + 1),
+             self.c / TCP(sport=self.sport, dport=self.dport, flags="A", seq=self.cseq + 1, ack=self.sseq + 1)]
+        return f
+
+
+# -- compilation ------------------------------------------------------------------
+
+def test_fast_pattern_is_explicit_else_longest_positive_strongest():
+    a, b, c = Content(b"abcd"), Content(b"zz\x00\x01\xff"), Content(b"longest!!", negated=True)
+    assert select_fast_pattern([a, b, c]) == (b"zz\x00\x01\xff", False)
+    a.fast_pattern = True
+    assert select_fast_pattern([a, b, c]) == (b"abcd", False)
+    # equal length: the stronger (rarer-looking) literal wins
+    assert pattern_strength(b"\x90\x91") > pattern_strength(b"aa")
+    assert select_fast_pattern([Content(b"aa"), Content(b"\x90\x91")]) == (b"\x90\x91", False)
+    # only negated contents: no prefilter literal
+    assert select_fast_pattern([Content(b"x", negated=True)]) is None
+    # chop
+    assert select_fast_pattern([Content(b"0123456789", fast_pattern=True, fast_pattern_chop=(2, 3))]) == (b"234", False)
+
+
+def test_hyperscan_literals_with_nul_and_regex_bytes_and_nocase():
+    ls = LiteralSet()
+    ls.add(b"ab\x00c", False, 0)
+    ls.add(b"a.b*(", False, 1)
+    ls.add(b"GeT", True, 2)
+    ls.add(b"get", True, 3)  # same literal caseless: shares the pattern id
+    assert len(ls) == 3
+    sc = BlockScanner(ls.compile(hs.HS_MODE_BLOCK))
+    rules = ls.rule_tuples()
+    hit = lambda data: sorted(r for i in sc.scan(data) for r in rules[i])  # noqa: E731
+    assert hit(b"xxab\x00cxx") == [0]
+    assert hit(b"ab\x01c axb*( ") == []  # '.' is a literal dot
+    assert hit(b"a.b*(") == [1]
+    assert hit(b"..gEt..") == [2, 3]
+
+
+def test_rule_kinds_and_stream_requirements():
+    det = Detector(rules_of("""
+alert ip 10.0.0.0/8 any -> any any (sid:1;)
+alert tcp any any -> any any (content:"abc"; sid:2;)
+alert tcp any any -> any any (content:"abc"; depth:10; sid:3;)
+alert tcp-pkt any any -> any any (content:"abc"; sid:4;)
+alert tcp-stream any any -> any any (content:"abc"; sid:5;)
+alert tcp any any -> any 80 (flags:S; sid:6;)
+alert tcp any any -> any any (pcre:"/a+b/"; sid:7;)
+alert udp any any -> any any (content:"abc"; sid:8;)
+"""), Settings())
+    k = {cr.key[1]: cr for cr in det.crules}
+    assert k[1].kind == "iponly" and k[6].kind == "pkt" and k[7].kind == "pkt" and k[2].kind == "mpm"
+    assert (k[2].req_stream, k[2].req_packet) == (True, False)
+    assert (k[3].req_stream, k[3].req_packet) == (True, True)
+    assert (k[4].req_stream, k[4].req_packet) == (False, True)
+    assert (k[5].req_stream, k[5].stream_only) == (True, True)
+    assert (k[8].req_stream, k[8].req_packet) == (False, True)
+    assert det.pkt_dport[(6, 80)] == (k[6].num,)
+
+
+def test_unsupported_buffer_rule_is_skipped_with_reason():
+    rules = rules_of('alert tcp any any -> any any (content:"a"; sid:1;)')
+    rules[0].matches[0].buffer = "http.uri"
+    det = Detector(rules, Settings())
+    assert det.crules == [] and "http.uri" in det.skipped[0][1]
+
+
+# -- packet semantics ---------------------------------------------------------------
+
+def test_udp_content_nocase_ports_and_one_alert_per_sid():
+    eng = engine("""
+alert udp any any -> any 53 (content:"EXAMPLE"; nocase; sid:1;)
+alert udp any any -> any 54 (content:"example"; sid:2;)
+alert udp any any -> any any (content:"ex"; content:"le"; sid:3;)
+""")
+    frame = ETH() / IP(src=CLI, dst=SRV) / UDP(sport=5555, dport=53) / b"..example..example.."
+    alerts = run(eng, [frame])
+    assert sids(alerts) == [1, 3]
+    assert all(a.stream == 0 and bytes(a.payload) == b"..example..example.." for a in alerts)
+
+
+def test_packet_alert_max_keeps_first_rules_in_order():
+    text = "\n".join(f'alert udp any any -> any any (content:"X"; sid:{i};)' for i in range(1, 8))
+    alerts = run(engine(text, **{"detect.packet-alert-max": 3}), [ETH() / IP() / UDP() / b"X"])
+    assert sids(alerts) == [1, 2, 3]
+
+
+def test_bad_checksum_packets_are_not_inspected():
+    s = Settings()
+    eng = Engine(s, rules_of('alert udp any any -> any any (content:"X"; sid:1;)', s), checksum_mode="all")
+    bad = ETH() / IP(src=CLI, dst=SRV) / UDP(sport=1, dport=2, chksum=0x1234) / b"X"
+    good = ETH() / IP(src=CLI, dst=SRV) / UDP(sport=1, dport=2) / b"X"
+    assert sids(run(eng, [bad, good])) == [1]
+    assert eng.detector.counters()["csum_skipped"] == 1
+
+
+def test_iponly_rule_fires_once_per_flow_direction():
+    conv = Conv()
+    frames = conv.handshake() + [conv.client(b"hello"), conv.server(b"world")]
+    alerts = run(engine("alert ip any any -> any any (sid:1;)"), frames)
+    assert len(alerts) == 2
+    assert {a.to_server for a in alerts} == {True, False}
+
+
+def test_header_keywords_icmp_ttl_flags_dsize():
+    eng = engine("""
+alert icmp any any -> any any (itype:8; icode:0; icmp_seq:7; sid:1;)
+alert icmp any any -> any any (itype:0; sid:2;)
+alert ip any any -> any any (ttl:<10; sid:3;)
+alert tcp any any -> any any (flags:S,12; sid:4;)
+alert tcp any any -> any any (dsize:>2; sid:5;)
+alert tcp any any -> any any (dsize:!9; sid:6;)
+""")
+    frames = [ETH() / IP(src=CLI, dst=SRV, ttl=5) / ICMP(type=8, code=0, id=1, seq=7) / b"ping",
+              ETH() / IP(src=CLI, dst=SRV) / TCP(sport=1, dport=2, flags="SE"),
+              ETH() / IP(src=CLI, dst=SRV) / TCP(sport=3, dport=4, flags="PA") / b"abc"]
+    alerts = run(eng, frames)
+    assert sorted((a.pkt.pcap_cnt, a.rule.sid) for a in alerts) == [(1, 1), (1, 3), (2, 4), (3, 5), (3, 6)]
+
+
+# -- flow state ------------------------------------------------------------------------
+
+def test_flowbits_order_set_before_isset_and_noalert():
+    # detect-flowbits semantics: set-only rules run first, then set+read, then read-only
+    eng = engine("""
+alert tcp-pkt any any -> any any (flowbits:isset,fb1; content:"GET"; sid:1;)
+alert tcp-pkt any any -> any any (flowbits:set,fb1; flowbits:noalert; content:"GET"; sid:2;)
+alert tcp-pkt any any -> any any (flowbits:isnotset,fb1; content:"GET"; sid:3;)
+alert tcp-pkt any any -> any any (flowbits:isset,fb1|fbx; content:"POST"; sid:4;)
+alert tcp-pkt any any -> any any (flowbits:toggle,fb1; content:"POST"; sid:5;)
+alert tcp-pkt any any -> any any (flowbits:isnotset,fb1; content:"POST"; sid:6;)
+""")
+    conv = Conv()
+    frames = conv.handshake() + [conv.client(b"GET /"), conv.ack_from_server(), conv.client(b"POST /")]
+    alerts = run(eng, frames)
+    # GET: sid 2 sets fb1 (silently) before the read-only sids 1 and 3 look;
+    # POST: sid 5 toggles fb1 off before sids 4 and 6 look
+    assert [(a.pkt.pcap_cnt, a.rule.sid) for a in alerts] == [(4, 1), (6, 5), (6, 6)]
+
+
+def test_pass_rule_silences_the_flow():
+    eng = engine("""
+pass tcp-pkt any any -> any 80 (content:"trusted"; sid:1;)
+alert tcp-pkt any any -> any any (content:"evil"; sid:2;)
+""")
+    conv = Conv()
+    frames = conv.handshake() + [conv.client(b"trusted evil"), conv.client(b"evil again")]
+    assert run(eng, frames) == []
+    other = Conv(sport=40001)
+    assert sids(run(eng, other.handshake() + [other.client(b"evil")])) == [2]
+
+
+def test_established_and_direction_keywords():
+    eng = engine("""
+alert tcp-pkt any any -> any any (flow:established,to_server; content:"req"; sid:1;)
+alert tcp-pkt any any -> any any (flow:to_client; content:"req"; sid:2;)
+alert tcp-pkt any any -> any any (flow:not_established; content:"req"; sid:3;)
+""")
+    conv = Conv()
+    assert sids(run(eng, conv.handshake() + [conv.client(b"req")])) == [1]
+    # no handshake seen (midstream off): never established
+    lone = Conv(sport=41000)
+    assert sids(run(engine('alert tcp-pkt any any -> any any (flow:not_established; content:"req"; sid:3;)'),
+                    [lone.client(b"req")])) == [3]
+
+
+# -- stream --------------------------------------------------------------------------------
+
+def test_stream_match_across_segments_alerts_once_on_stream():
+    eng = engine("""
+alert tcp any any -> any any (content:"split-pattern"; sid:1;)
+alert tcp-pkt any any -> any any (content:"split-pattern"; sid:2;)
+""")
+    conv = Conv()
+    frames = conv.handshake() + [conv.client(b"xx split-"), conv.client(b"pattern yy split-pattern"),
+                                 conv.ack_from_server()] + conv.close()
+    alerts = run(eng, frames)
+    stream_alerts = [a for a in alerts if a.rule.sid == 1]
+    assert len(stream_alerts) == 1 and stream_alerts[0].stream == 1
+    assert b"split-pattern" in bytes(stream_alerts[0].payload)
+    # the packet rule only sees the second segment, which holds the whole literal once
+    assert [a.stream for a in alerts if a.rule.sid == 2] == [0]
+
+
+def test_unacked_stream_data_is_inspected_at_flow_end():
+    eng = engine('alert tcp any any -> any any (content:"tail"; sid:1;)')
+    conv = Conv()
+    frames = conv.handshake() + [conv.client(b"the tail")]
+    alerts = run(eng, frames, finish=False)
+    assert alerts == []
+    end = [e for e in eng.finish() if isinstance(e, Alert)]
+    assert [(a.rule.sid, a.stream, a.kind, a.pkt.pcap_cnt) for a in end] == [(1, 1, "flow-timeout", 0)]
+
+
+def test_stream_chunk_size_and_close_trigger_and_no_double_alert():
+    eng = engine('alert tcp any any -> any any (content:"MARK"; sid:1;)',
+                 **{"stream.reassembly.toserver-chunk-size": 100})
+    conv = Conv()
+    frames = conv.handshake()
+    for _ in range(3):
+        frames += [conv.client(b"MARK" + b"." * 60), conv.ack_from_server()]
+    frames += conv.close()
+    alerts = run(eng, frames)
+    # 192 bytes in 3 segments: one chunk at >= 100 settled bytes, the rest when closing
+    assert [a.stream for a in alerts] == [1, 1]
+    assert eng.detector.counters()["stream_bytes"] == 192
+
+
+def test_inline_mode_inspects_each_new_segment():
+    eng = engine('alert tcp any any -> any any (content:"MARK"; sid:1;)', **{"stream.inline": "yes"})
+    conv = Conv()
+    frames = conv.handshake() + [conv.client(b"..MA"), conv.client(b"RK.."), conv.client(b"MARK")]
+    alerts = run(eng, frames)
+    assert [(a.pkt.pcap_cnt, a.stream) for a in alerts] == [(5, 1), (6, 1)]
+
+
+# -- thresholds --------------------------------------------------------------------------------
+
+def _icmp(n, src=CLI):
+    return [ETH() / IP(src=src, dst=SRV) / ICMP(type=8, id=i, seq=i) for i in range(n)]
+
+
+@pytest.mark.parametrize("opt,expect", [
+    ("threshold:type limit, track by_src, count 2, seconds 60", 2),
+    ("threshold:type threshold, track by_src, count 3, seconds 60", 3),
+    ("threshold:type both, track by_src, count 3, seconds 60", 1),
+    ("detection_filter:track by_src, count 4, seconds 60", 6),
+    ("threshold:type backoff, track by_rule, count 2, multiplier 2", 3),
+])
+def test_threshold_types(opt, expect):
+    # 10 matches from one source; by_src counts per source address
+    eng = engine(f"alert icmp any any -> any any (itype:8; {opt}; sid:1;)")
+    assert len(run(eng, _icmp(10))) == expect
+
+
+def test_threshold_tracks_sources_separately_and_detection_filter_unique_on():
+    eng = engine("alert icmp any any -> any any (itype:8; threshold:type limit, track by_src, count 1, seconds 60; sid:1;)")
+    assert len(run(eng, _icmp(3) + _icmp(3, src="10.0.0.2"))) == 2
+    eng = engine("alert tcp any any -> any any (flags:S; flow:stateless; "
+                 "detection_filter:track by_dst, count 2, seconds 60, unique_on dst_port; sid:1;)")
+    syns = [ETH() / IP(src=CLI, dst=SRV) / TCP(sport=1000 + i, dport=p, flags="S")
+            for i, p in enumerate((80, 80, 81, 81, 82, 83))]
+    assert [a.pkt.pcap_cnt for a in run(eng, syns)] == [5, 6]
+
+
+def test_threshold_window_resets_with_packet_time():
+    eng = engine("alert icmp any any -> any any (itype:8; threshold:type limit, track by_src, count 1, seconds 10; sid:1;)")
+    out = []
+    for i, f in enumerate(_icmp(4)):
+        out += eng.process(1000.0 + i * 6, 1, bytes(f))
+    assert [a.pkt.pcap_cnt for a in out if isinstance(a, Alert)] == [1, 3]
+
+
+def test_flowless_packet_detector_api():
+    det = Detector(rules_of('alert tcp any any -> any 80 (content:"GET "; sid:1;)'), Settings())
+    p = Packet(1.0, 1)
+    p.ipv, p.src, p.dst, p.proto, p.sport, p.dport = 4, bytes(4), bytes(4), 6, 1234, 80
+    p.payload = b"GET / HTTP/1.0\r\n"
+    assert sids(det.inspect(p, None, None)) == [1]
+    p.dport = 81
+    assert det.inspect(p, None, None) == []
