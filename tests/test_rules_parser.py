@@ -318,3 +318,40 @@ def test_content_first_keyword_types():
     r = rule('content:"a"; pcre:"/b/R"; isdataat:1,relative; bsize:>1;')
     assert [type(m).__name__ for m in r.matches] == ["Content", "Pcre", "IsDataAt", "Bsize"]
     assert isinstance(r.matches[0], Content)
+
+
+def test_byte_nbytes_variables_and_startswith_conflicts():
+    r = rule("byte_extract:1,0,n; byte_test:n,=,0x4142,1,string,hex;")
+    assert r.matches[1].nbytes == "n"
+    assert "startswith cannot be mixed with depth" in reason('content:"a"; startswith; depth:3;')
+
+
+# subjects and patterns for the PCRE differential check against GNU grep -P
+_PCRE_SUBJECTS = [b"abab", b"ABab", b"xAB12", b"A SECRET", b"TOP SECRET", b"T SECRET", b"abd", b"cd", b"bd",
+                  b"a{,2}", b"aa", b"tab\there", b"name=bob; name=bob", b"name=bob; name=eve", b"a.b*c",
+                  b"GET /x.php?id=1 HTTP/1.1", b"get /X.PHP", b"aaab", b"12\r", b"foo123bar", b"\x80\xff"]
+_PCRE_PATTERNS = [r"(?<w>ab)\k<w>", r"(?i)aB(?<x>a)\k{x}", r"(?<!TOP\s|T)SECRET", r"(?<=ab|c)d", r"a{,2}", r"\h",
+                  r"(?P<n>\w+)=bob; (?P=n)=bob", r"\Qa.b*\E", r"^(?>a+)b", r"^a++b", r"x(?i)ab\d", r"[[:digit:]]{2}\r\Z",
+                  r"\x{41}[[:upper:]]", r"^get\s+\S+\.php", r"(?i:get) /x", r"foo\d+(?=bar)", r"[\x80-\xff]{2}",
+                  r"name=(\w+); name=\1", r"\bSECRET\b", r"a\z", r"\d{2}$"]
+
+
+def test_pcre_translation_agrees_with_grep_pcre(tmp_path):
+    import shutil
+    import subprocess
+
+    if not shutil.which("grep"):
+        pytest.skip("grep not installed")
+    probe = subprocess.run(["grep", "-P", "x"], input=b"x\n", capture_output=True, env={"LC_ALL": "C"})
+    if probe.returncode != 0:
+        pytest.skip("grep has no PCRE support (-P)")
+    f = tmp_path / "subjects"
+    f.write_bytes(b"\n".join(_PCRE_SUBJECTS) + b"\n")
+    for pat in _PCRE_PATTERNS:
+        escaped = pat.replace(";", "\\;").replace('"', '\\"')
+        rx = rule(f'pcre:"/{escaped}/";').matches[0].regex
+        out = subprocess.run(["grep", "-P", "-n", "-a", "--", pat, str(f)], capture_output=True,
+                             env={"LC_ALL": "C"}).stdout
+        grep_lines = {int(x.split(b":", 1)[0]) - 1 for x in out.split(b"\n") if x}
+        ours = {i for i, s in enumerate(_PCRE_SUBJECTS) if rx.search(s)}
+        assert ours == grep_lines, (pat, sorted(ours), sorted(grep_lines))

@@ -279,6 +279,7 @@ def _start(relative: bool, offset: int, cur: int) -> int:
 
 def _c_byte_test(b: ByteTest, nxt):
     mask, shift = b.bitmask, _shift_of(b.bitmask)
+    maxbytes = 8 if b.string is None else 23
     op, negate = b.op, b.negate
 
     def fn(buf, blen, cur, run):
@@ -286,8 +287,8 @@ def _c_byte_test(b: ByteTest, nxt):
         if run.count >= run.limit:
             return DISCONTINUE
         pos = _start(b.relative, _value(b.offset, run), cur)
-        nbytes = b.nbytes
-        if pos < 0 or blen - pos <= 0 or nbytes > blen - pos:
+        nbytes = _value(b.nbytes, run)
+        if pos < 0 or blen - pos <= 0 or nbytes > blen - pos or not 0 < nbytes <= maxbytes:
             return NO_MATCH
         got = _read(buf, pos, nbytes, b.endian, b.string)
         if got is None:
@@ -321,6 +322,7 @@ def _c_byte_test(b: ByteTest, nxt):
 
 def _c_byte_jump(b: ByteJump, nxt):
     mask, shift = b.bitmask, _shift_of(b.bitmask)
+    maxbytes = 8 if b.string is None else 23
 
     def fn(buf, blen, cur, run):
         run.count += 1
@@ -331,7 +333,7 @@ def _c_byte_jump(b: ByteJump, nxt):
         avail = blen - pos
         if b.relative and nbytes and avail <= 0:
             return NO_MATCH
-        if pos < 0 or nbytes > avail:
+        if pos < 0 or nbytes > avail or not 0 <= nbytes <= maxbytes:
             return NO_MATCH
         if nbytes:
             got = _read(buf, pos, nbytes, b.endian, b.string)

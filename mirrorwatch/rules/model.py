@@ -89,11 +89,11 @@ class Pcre:
 class ByteTest:
     """byte_test; ``op`` is one of '<' '>' '=' '<=' '>=' '&' '^'; a leading '!' sets ``negate``.
 
-    ``offset``/``value`` may name a byte_extract variable (str).  ``string``
+    ``nbytes``/``offset``/``value`` may name a byte_extract variable (str).  ``string``
     with ``nbytes`` up to 10 (dec) reads ASCII digits; 'hex'/'oct' likewise.
     """
 
-    nbytes: int
+    nbytes: int | str
     op: str  # '<' '>' '=' '<=' '>=' '&' '^' '!' forms normalised; 'negate' below
     value: int | str
     offset: int | str

@@ -398,6 +398,8 @@ def _content_modifier(attr: str, lo: int | None, at_least_pattern: bool):
 
     def handler(st, v):
         c = _need_content(st, attr)
+        if c.startswith:
+            raise RuleError(f"startswith cannot be mixed with {attr}")
         n = _num_or_var(st, v, attr, lo=lo)
         if at_least_pattern and isinstance(n, int) and n < len(c.pattern):
             raise RuleError(f"{attr} {n} is smaller than the content length {len(c.pattern)}")
@@ -669,6 +671,8 @@ def _byte_extra(obj, word, arg, raw, what):
 
 
 def _check_nbytes(obj, what):
+    if isinstance(obj.nbytes, str):
+        return  # a byte_extract variable, checked at match time
     if obj.string is None and not 1 <= obj.nbytes <= 8:
         raise RuleError(f"{what}: nbytes must be 1..8 without 'string'")
     if obj.string is not None and not 1 <= obj.nbytes <= 23:
@@ -685,7 +689,7 @@ def kw_byte_test(st, v):
         op = op[1:] or "="
     if op not in ("<", ">", "=", "<=", ">=", "&", "^"):
         raise RuleError(f"byte_test: unknown operator {args[1]!r}")
-    b = ByteTest(nbytes=parse_int(args[0], "byte_test nbytes", lo=1), op=op,
+    b = ByteTest(nbytes=_num_or_var(st, args[0], "byte_test nbytes", lo=1), op=op,
                  value=_num_or_var(st, args[2], "byte_test value", lo=0),
                  offset=_num_or_var(st, args[3], "byte_test offset"), negate=negate)
     _byte_common(b, args[4:], "byte_test", {"string", "bitmask"})
@@ -698,9 +702,7 @@ def kw_byte_jump(st, v):
     args = split_args(v, "byte_jump")
     if len(args) < 2:
         raise RuleError("byte_jump needs nbytes, offset")
-    nb = args[0].strip()
-    b = ByteJump(nbytes=nb if _VAR_RE.match(nb) and _num_or_var(st, nb, "byte_jump nbytes") else
-                 parse_int(nb, "byte_jump nbytes", lo=0),
+    b = ByteJump(nbytes=_num_or_var(st, args[0], "byte_jump nbytes", lo=0),
                  offset=_num_or_var(st, args[1], "byte_jump offset"))
     _byte_common(b, args[2:], "byte_jump", {"string", "bitmask", "multiplier", "post_offset", "align",
                                             "from_beginning", "from_end"})
@@ -708,7 +710,7 @@ def kw_byte_jump(st, v):
         raise RuleError("byte_jump: both from_beginning and from_end")
     if b.nbytes == 0 and not b.from_end:
         raise RuleError("byte_jump: nbytes 0 is only valid with from_end")
-    if isinstance(b.nbytes, int) and b.nbytes:
+    if b.nbytes != 0:
         _check_nbytes(b, "byte_jump")
     st.rule.matches.append(b)
     st.last_payload_kw = b
