@@ -243,7 +243,7 @@ def _stream_dumper(directory: str, engine: Engine):
         dumper = StreamDumper(directory)
     except OSError as e:
         raise PipelineError(f"{directory}: cannot write streams: {e.strerror or e}") from None
-    engine.flows.on_new_stream = dumper.on_new_stream
+    engine.stream_hooks.append(dumper.on_new_stream)  # runs before detect's own hook, which wraps it
     return dumper
 
 
