@@ -280,3 +280,11 @@ def test_process_errors_are_one_line(tmp_path, case):
 def test_python_dash_m_and_version():
     p = subprocess.run([sys.executable, "-m", "mirrorwatch", "--version"], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and re.search(r"\d+\.\d+\.\d+", p.stdout)
+
+
+def test_readme_lists_every_setting_and_the_two_command_quick_start():
+    readme = (ROOT / "README.md").read_text()
+    for s in SETTINGS:
+        assert f"`{s.key}`" in readme, f"README settings table lacks {s.key}"
+    quick = readme.split("## Quick start", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    assert quick.split() == ["make", "demo", "make", "test"]
