@@ -9,6 +9,7 @@ bad command line (unknown setting, bad value), 130 when interrupted.
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import click
@@ -208,6 +209,7 @@ def _run_replay(pipe, pcaps, realtime: bool, speed: float, live_table: bool) -> 
     on_refresh = None
     if live_table:
         display, on_refresh = _replay_table(pipe, pcaps)
+    old_handlers = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         st = run(pipe, pcaps, realtime=realtime, speed=speed, on_refresh=on_refresh)
         for w in st.warnings:
@@ -216,11 +218,13 @@ def _run_replay(pipe, pcaps, realtime: bool, speed: float, live_table: bool) -> 
         warn(str(e))
         code = 1
     except KeyboardInterrupt:
-        warn("interrupted: sessions so far were flushed to the outputs")
+        warn("interrupted: the sessions seen so far were flushed to the outputs")
         code = 130
     except BrokenPipeError:
         code = 1
     finally:
+        for sig, h in old_handlers.items():
+            signal.signal(sig, h)
         if display is not None:
             display.stop()
         try:
@@ -228,6 +232,11 @@ def _run_replay(pipe, pcaps, realtime: bool, speed: float, live_table: bool) -> 
         finally:
             pipe.close()
     return code
+
+
+def _interrupt(signum, frame):
+    """SIGINT and SIGTERM stop a replay the same way: flush what was seen, exit 130."""
+    raise KeyboardInterrupt
 
 
 def _replay_table(pipe, pcaps):

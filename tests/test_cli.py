@@ -288,3 +288,21 @@ def test_readme_lists_every_setting_and_the_two_command_quick_start():
         assert f"`{s.key}`" in readme, f"README settings table lacks {s.key}"
     quick = readme.split("## Quick start", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
     assert quick.split() == ["make", "demo", "make", "test"]
+
+
+@pytest.mark.skipif(not SCRIPT.exists(), reason="console script not installed next to this Python")
+def test_sigterm_during_realtime_replay_flushes_and_exits_130(tmp_path):
+    import signal
+    import time
+
+    eve = tmp_path / "eve.json"
+    p = subprocess.Popen([str(SCRIPT), "replay", "--realtime", "--speed", "0.5", "--no-alerts", "--eve", str(eve),
+                          str(DEMO)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2.0)  # start-up, then about 1 s of the 10 s the demo takes at half speed
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    events = eve_events(eve)
+    assert events[-1]["event_type"] == "stats" and 0 < events[-1]["stats"]["capture"]["packets"] < 161
+    assert any(e["event_type"] == "flow" for e in events)
