@@ -78,6 +78,9 @@ def serve(c, peer):
         t_trig = time.time()
         c.sendall(b"reply with SRVBAD inside\n")
         res = wait_error(c, 4)
+    elif mode == "lossy":  # a segment the sensor sees but the client never gets (dropped after the mirror)
+        c.sendall(b"LOST" + b"l" * 200)
+        res = wait_error(c, 4)
     elif mode == "benign":
         data = blob(int(arg[0]))
         for i in range(0, len(data), 65536):
@@ -119,6 +122,11 @@ elif mode == "bulk":
         res = "timeout"
     except OSError as e:
         res = errno.errorcode.get(e.errno, str(e.errno))
+elif mode == "lossy":
+    c.sendall(b"lossy\n"); time.sleep(0.3)
+    t_trig = time.time()
+    c.sendall(b"GET /FORBIDDEN HTTP/1.1\r\n\r\n")
+    res = wait_error(c, wait)
 elif mode == "srvpat":
     c.sendall(b"srvpat\n"); time.sleep(0.2)
     c.sendall(b"go\n")
@@ -160,6 +168,24 @@ def injection_port(lab, port: str) -> None:
         _sh("ip", "-n", lab.switch, "link", "set", "mon", "master", "br0")
     _sh("ip", "-n", lab.switch, "link", "set", "dev", port, "type", "bridge_slave",
         "learning", "off", "flood", "off", "mcast_flood", "off", "bcast_flood", "off")
+
+
+def lose_after_mirror(lab, marker: bytes = b"LOST") -> None:
+    """Drop IPv4 TCP segments whose payload starts with ``marker`` on their way to the client.
+
+    The mirror copies them first (ingress of the server's port), so the sensor
+    sees bytes the client never receives: its RCV.NXT stays behind what the
+    sensor believes, and a first RST is in-window but not exact (RFC 5961).
+    Payload offset 52 = IPv4 header 20 + TCP header with timestamps 32.
+    """
+    value = int.from_bytes(marker[:4], "big")
+    # no gact here: 'drop' is a redirect into a veth whose peer is down
+    _sh("ip", "-n", lab.switch, "link", "add", "bh0", "type", "veth", "peer", "name", "bh1")
+    _sh("ip", "-n", lab.switch, "link", "set", "bh0", "up")
+    _sh("tc", "-n", lab.switch, "qdisc", "add", "dev", "cport", "root", "handle", "1:", "htb")
+    _sh("tc", "-n", lab.switch, "filter", "add", "dev", "cport", "parent", "1:", "protocol", "ip", "u32",
+        "match", "u32", f"0x{value:08x}", "0xffffffff", "at", "52", "action", "mirred", "egress", "redirect",
+        "dev", "bh0")
 
 
 def _vlan_pop_prog() -> bytes:
@@ -294,6 +320,7 @@ def lab(tmp_path_factory):
     with NetLab(inject=True) as lab:
         injection_port(lab, "mon")
         injection_port(lab, "iport")
+        lose_after_mirror(lab)
         lab.tmp = tmp
         lab.peers = Peers(lab, tmp)
         yield lab
@@ -310,6 +337,7 @@ def test_kill_on_the_capture_interface(privileged, lab):
         bulk = run_case(peers, lab.SERVER4, "bulk")
         srv = run_case(peers, lab.SERVER4, "srvpat")
         v6 = run_case(peers, lab.SERVER6, "idle")
+        lossy = run_case(peers, lab.SERVER4, "lossy")
     finally:
         eve = sensor.stop()
     assert_killed(*idle)
@@ -334,6 +362,13 @@ def test_kill_on_the_capture_interface(privileged, lab):
         assert all(s["tcp_flags"] == "RA" for k in kills for s in k["kill"]["segments"])
         flows = [e for e in eve if e["event_type"] == "flow" and port in (e.get("src_port"), e.get("dest_port"))]
         assert flows and flows[0]["flow"]["killed"] == f"sid:{sid} reject"
+    # the client missed 204 bytes the sensor saw: its challenge ACK told us its RCV.NXT, answered at once
+    assert_killed(*lossy)
+    kills = kills_for(eve, lossy[0]["port"])
+    assert [k["kill"]["trigger"] for k in kills][:2] == ["sid:4000001", "challenge-ack"]
+    first_to_client = [s for s in kills[0]["kill"]["segments"] if s["direction"] == "to_client"][0]
+    (answer,) = kills[1]["kill"]["segments"]
+    assert answer["direction"] == "to_client" and answer["seq"] == (first_to_client["seq"] - 204) % 2**32
     v6kill = kills_for(eve, v6[0]["port"])[0]
     assert v6kill["src_ip"] == lab.CLIENT6
     for b in (idle[2], bulk[2], srv[2], v6[2]):
