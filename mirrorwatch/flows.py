@@ -49,11 +49,13 @@ the mirror sees one direction) becomes established, and is reassembled, only
 with that setting.  Packets with a bad checksum (``pkt.csum_ok is False``)
 are counted and otherwise ignored, like Suricata: the receiver dropped them.
 
-Time is packet time.  Each flow has a deadline (last activity + the
-``flow-timeouts.<proto>.<new|established|closed>`` of its state); deadlines
-sit in one-second buckets of a timing wheel that ``expire(now)`` pops
-lazily, so a sweep touches only flows that are due (or whose deadline moved
-since they were filed).  The table is an OrderedDict in least-recently-used
+Time is packet time.  A flow is due at last activity + the
+``flow-timeouts.<proto>.<new|established|closed>`` of its state.  Flows are
+filed in one-second buckets of a timing wheel by the deadline they had when
+filed (refiled at once only when a state change makes them due sooner);
+``expire(now)`` pops the due buckets and refiles the flows that were active
+since, so a packet costs no timer work and a sweep touches only flows that
+are due or were filed long ago.  The table is an OrderedDict in least-recently-used
 order: beyond ``flow.max-sessions`` the least recently active flow is
 evicted, ended with reason ``forced``.  A new SYN on a finished session
 (last_ack, time_wait, closed) with another ISN ends the old flow
@@ -165,7 +167,7 @@ class Flow:
         "tcp_flags_tc", "streams", "alerted", "killed", "end_reason", "det", "kill",
         "l2", "ttl", "next_seq", "last_ack", "win",
         # internals
-        "lo_client", "deadline", "timeout", "bucket", "ended", "isn", "wscale", "fin_seq",
+        "lo_client", "timeout", "bucket", "ended", "isn", "wscale", "fin_seq",
         "reasm", "synack_pending", "split", "rst_prev", "rst_by", "rst_exact", "rst_talk", "midstream",
     )
 
@@ -178,7 +180,8 @@ class Flow:
 
     @property
     def age(self) -> int:
-        return int(self.last_ts - self.start)
+        """Suricata's flow.age: whole seconds of the last packet minus those of the first."""
+        return int(self.last_ts) - int(self.start)
 
     def eve_flow(self) -> dict:
         """The EVE ``flow`` object's counters, in Suricata's names."""
@@ -283,16 +286,9 @@ class FlowTable:
             self.c["csum_bad_pkts"] += 1
         elif f.state == "new" and f.pkts[1 - d]:
             f.state = "established"
-            f.timeout = self._timeouts.get(proto, self._default_timeouts)[1]
+            self._set_timeout(f, self._timeouts.get(proto, self._default_timeouts)[1])
         f.ttl[d] = pkt.ttl
         f.l2[d] = (pkt.src_mac, pkt.dst_mac, pkt.vlans)
-        dl = f.last_ts + f.timeout
-        if dl > f.deadline:
-            f.deadline = dl
-        elif dl < f.deadline:  # a shorter timeout now applies (state change)
-            f.deadline = dl
-            if math.ceil(dl) < f.bucket:
-                self._file(f)
         return f, d == 0
 
     def _tcp(self, f: Flow, pkt, d: int, fl: int) -> int:
@@ -315,7 +311,7 @@ class FlowTable:
                 f.next_seq[d] = end
             if fl & SYN:
                 d = self._syn(f, pkt, d, fl)  # may swap the roles
-            elif fl & (FIN | ACK):
+            elif fl & FIN or (fl & ACK and f.tcp_state != "established"):  # an ACK changes no established session
                 self._table(f, pkt, d, fl, seq + n)
         # streams: the packet's data (RST data too, as Suricata), then its ACK for the other direction
         if not f.reasm:
@@ -383,7 +379,13 @@ class FlowTable:
         if fs != f.state:
             f.state = fs
             to = self._timeouts[PROTO_TCP]
-            f.timeout = to[0] if fs == "new" else (to[1] if fs == "established" else to[2])
+            self._set_timeout(f, to[0] if fs == "new" else (to[1] if fs == "established" else to[2]))
+
+    def _set_timeout(self, f: Flow, timeout: float) -> None:
+        """A state change brings another timeout; file the flow earlier if it is now due sooner."""
+        f.timeout = timeout
+        if math.ceil(f.last_ts + timeout) < f.bucket:
+            self._file(f)
 
     def _syn(self, f: Flow, pkt, d: int, fl: int) -> int:
         """SYN / SYN-ACK: roles, initial sequence numbers, the handshake part of the table."""
@@ -558,8 +560,6 @@ class FlowTable:
         f.midstream = False
         f.ended = False
         f.timeout = self._timeouts.get(proto, self._default_timeouts)[0]
-        f.deadline = pkt.ts + f.timeout
-        f.bucket = 1 << 62
         self._file(f)
         flows[key] = f
         c = self.c
@@ -588,7 +588,7 @@ class FlowTable:
 
     # -- time ---------------------------------------------------------------
     def _file(self, f: Flow) -> None:
-        k = math.ceil(f.deadline)
+        k = math.ceil(f.last_ts + f.timeout)
         f.bucket = k
         b = self._wheel.get(k)
         if b is None:
@@ -607,7 +607,7 @@ class FlowTable:
             for f in wheel.pop(k, ()):
                 if f.ended or f.bucket != k:
                     continue
-                if f.deadline <= now:
+                if f.last_ts + f.timeout <= now:
                     self.flows.pop(f.key, None)
                     self._end(f, "timeout")
                     self.c["timeout"] += 1
