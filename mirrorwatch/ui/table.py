@@ -220,8 +220,8 @@ class LiveTable:
 
     def sessions(self, top: list, width: int, now: float) -> Table:
         medium, wide = width >= MEDIUM, width >= WIDE
-        tbl = Table(box=box.SIMPLE_HEAD, show_edge=False, expand=True, pad_edge=False, collapse_padding=True,
-                    padding=(0, 1),
+        # the box's column separator is the one space between columns: no padding
+        tbl = Table(box=box.SIMPLE_HEAD, show_edge=False, expand=True, pad_edge=False, padding=0,
                     title=f"sessions by {self.sort}", title_justify="left", title_style="dim")
         tbl.add_column("proto", no_wrap=True)
         tbl.add_column("client → server", no_wrap=True, overflow="ellipsis", ratio=1, max_width=2 * 47 + 3)
@@ -265,7 +265,7 @@ class LiveTable:
         return tbl
 
     def alerts_panel(self, width: int) -> Table:
-        tbl = Table(box=None, show_header=False, expand=True, pad_edge=False, collapse_padding=True, padding=(0, 1),
+        tbl = Table(box=None, show_header=False, expand=True, pad_edge=False, padding=(0, 1, 0, 0),
                     title="latest alerts", title_justify="left", title_style="dim")
         tbl.add_column("time", no_wrap=True)
         tbl.add_column("sid", no_wrap=True, justify="right")
