@@ -58,11 +58,11 @@ $(PY):
 
 $(STAMP): setup.cfg pyproject.toml | $(PY)
 	@$(MAKE) --no-print-directory system
-	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
 	@touch $(STAMP)
 
 demo: $(STAMP)
+	@mkdir -p out && rm -f out/demo-eve.json out/demo-fast.log
 	$(VENV)/bin/mirrorwatch replay --eve out/demo-eve.json --fast out/demo-fast.log pcaps/demo.pcap
 	@echo "EVE log: out/demo-eve.json   fast.log: out/demo-fast.log"
 
