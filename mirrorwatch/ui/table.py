@@ -220,8 +220,9 @@ class LiveTable:
 
     def sessions(self, top: list, width: int, now: float) -> Table:
         medium, wide = width >= MEDIUM, width >= WIDE
-        # the box's column separator is the one space between columns: no padding
-        tbl = Table(box=box.SIMPLE_HEAD, show_edge=False, expand=True, pad_edge=False, padding=0,
+        # the box's column separator is a space; wider terminals get one more
+        tbl = Table(box=box.SIMPLE_HEAD, show_edge=False, expand=True, pad_edge=False,
+                    padding=(0, 1, 0, 0) if medium else 0,
                     title=f"sessions by {self.sort}", title_justify="left", title_style="dim")
         tbl.add_column("proto", no_wrap=True)
         tbl.add_column("client → server", no_wrap=True, overflow="ellipsis", ratio=1, max_width=2 * 47 + 3)
