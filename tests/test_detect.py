@@ -141,7 +141,26 @@ alert udp any any -> any any (content:"abc"; sid:8;)
     assert (k[4].req_stream, k[4].req_packet) == (False, True)
     assert (k[5].req_stream, k[5].stream_only) == (True, True)
     assert (k[8].req_stream, k[8].req_packet) == (False, True)
-    assert det.pkt_dport[(6, 80)] == (k[6].num,)
+    # header-only rules are pre-selected by the TCP flags byte (exact 'S' = SYN alone)
+    assert det.flags_tbl[0x02] == (k[6].num,) and det.flags_tbl[0x12] == ()
+
+
+def test_iponly_rules_indexed_by_their_narrow_side():
+    det = Detector(rules_of("""
+alert ip [198.51.100.7,203.0.113.0/24] any -> $HOME_NET any (sid:1;)
+alert ip $HOME_NET any -> 203.0.113.9 any (sid:2;)
+alert ip any any -> any any (sid:3;)
+alert ip 198.51.100.0/24 any <> 10.9.9.9 any (sid:4;)
+"""), Settings())
+    num = {cr.key[1]: cr.num for cr in det.crules}
+    a = lambda s: bytes(map(int, s.split(".")))  # noqa: E731
+    assert det.ipo_src.lookup(a("203.0.113.50")) == (num[1],)
+    assert det.ipo_src.lookup(a("198.51.100.7")) == (num[1],)
+    assert det.ipo_src.lookup(a("198.51.100.8")) == ()
+    assert det.ipo_dst.lookup(a("203.0.113.9")) == (num[2],)
+    # bidirectional: the narrow side (10.9.9.9) is indexed as source and as destination
+    assert det.ipo_src.lookup(a("10.9.9.9")) == det.ipo_dst.lookup(a("10.9.9.9")) == (num[4],)
+    assert det.iponly[6] == (num[3],)
 
 
 def test_unsupported_buffer_rule_is_skipped_with_reason():

@@ -40,6 +40,7 @@ import hyperscan as hs
 from ..events import Alert
 from ..packet import Packet
 from .compile import CRule, Unsupported, port_values
+from .groups import AddrIndex, choose_side, value_table
 from .headers import compile_check
 from .hsdb import BlockScanner, LiteralSet
 from .threshold import Thresholds
@@ -151,11 +152,21 @@ class Detector:
         pkt_lits = {0: LiteralSet(), TCP: LiteralSet(), UDP: LiteralSet()}
         stream_lits = LiteralSet()
         iponly: dict[int, list] = {0: [], TCP: [], UDP: []}
+        ipo_src, ipo_dst = AddrIndex(), AddrIndex()
+        flag_tests: list = []
+        itype_tests: list = []
         for cr in crules:
             classes = (0, TCP, UDP) if cr.protos is None else sorted({_transport_class(p) for p in cr.protos})
             if cr.kind == "iponly":
-                for k in classes:
-                    iponly[k].append(cr.num)
+                side = choose_side(cr)
+                if side is None:
+                    for k in classes:
+                        iponly[k].append(cr.num)
+                    continue
+                aset = cr.rule.src if side == "src" else cr.rule.dst
+                (ipo_src if side == "src" else ipo_dst).add(aset, cr.num)
+                if cr.bidir:
+                    (ipo_dst if side == "src" else ipo_src).add(aset, cr.num)
                 continue
             if cr.kind == "mpm":
                 lit, nocase = cr.fp
@@ -170,9 +181,19 @@ class Detector:
                 stream_nompm.append(cr.num)
                 if cr.stream_only:
                     continue
+            if cr.protos == (TCP,) and cr.flags is not None:
+                flag_tests.append((cr.num, cr.flags.test))
+                continue
+            itype = next((h for h in cr.rule.header_checks if h.keyword == "itype"), None)
+            if itype is not None and cr.protos is not None and set(cr.protos) <= {1, 58}:
+                itype_tests.append((cr.num, itype.test))
+                continue
             dports = port_values(cr.rule.dport) if not cr.bidir else None
             sports = port_values(cr.rule.sport) if not cr.bidir else None
-            protos = cr.protos if cr.protos is not None else (None,)
+            protos = cr.protos
+            if protos is None:
+                ipp = next((h for h in cr.rule.header_checks if h.keyword == "ip_proto" and h.op == "="), None)
+                protos = (ipp.value,) if ipp is not None and isinstance(ipp.value, int) else (None,)
             for p in protos:
                 if dports is not None and p is not None:
                     for port in dports:
@@ -183,6 +204,10 @@ class Detector:
                 else:
                     pkt_any.setdefault(p, []).append(cr.num)
         self.iponly = {k: tuple(v) for k, v in iponly.items()}
+        self.ipo_src = ipo_src.build() or None
+        self.ipo_dst = ipo_dst.build() or None
+        self.flags_tbl = value_table(flag_tests)
+        self.itype_tbl = value_table(itype_tests)
         self.pkt_any = {k: tuple(v) for k, v in pkt_any.items()}
         self.pkt_any_ip = self.pkt_any.get(None, ())
         self.pkt_dport = {k: tuple(v) for k, v in pkt_dport.items()}
@@ -226,12 +251,25 @@ class Detector:
                 fd.ipo[d] = True
             for n in self.iponly[tc]:
                 cands[n] = 1
+            if self.ipo_src is not None:
+                for n in self.ipo_src.lookup(pkt.src):
+                    cands[n] = 1
+            if self.ipo_dst is not None:
+                for n in self.ipo_dst.lookup(pkt.dst):
+                    cands[n] = 1
         lst = self.pkt_any.get(proto)
         if lst:
             for n in lst:
                 cands[n] = 1
         for n in self.pkt_any_ip:
             cands[n] = 1
+        if proto == TCP:
+            if self.flags_tbl is not None:
+                for n in self.flags_tbl[pkt.flags & 0xFF]:
+                    cands[n] = 1
+        elif (proto == 1 or proto == 58) and self.itype_tbl is not None and 0 <= pkt.icmp_type < 256:
+            for n in self.itype_tbl[pkt.icmp_type]:
+                cands[n] = 1
         if proto == TCP or proto == UDP:
             lst = self.pkt_dport.get((proto, pkt.dport))
             if lst:
@@ -391,10 +429,11 @@ class Detector:
             return None
         src, dst, sp, dp = cr.src, cr.dst, cr.sport, cr.dport
         if src is not None or dst is not None or sp is not None or dp is not None:
-            fwd = ((src is None or src(pkt.src)) and (dst is None or dst(pkt.dst))
-                   and (sp is None or sp(pkt.sport)) and (dp is None or dp(pkt.dport)))
-            if not fwd and not (cr.bidir and (src is None or src(pkt.dst)) and (dst is None or dst(pkt.src))
-                                and (sp is None or sp(pkt.dport)) and (dp is None or dp(pkt.sport))):
+            # ports first: a set lookup, cheaper than an address range search
+            fwd = ((sp is None or sp(pkt.sport)) and (dp is None or dp(pkt.dport))
+                   and (src is None or src(pkt.src)) and (dst is None or dst(pkt.dst)))
+            if not fwd and not (cr.bidir and (sp is None or sp(pkt.dport)) and (dp is None or dp(pkt.sport))
+                                and (src is None or src(pkt.dst)) and (dst is None or dst(pkt.src))):
                 return None
         if cr.flowspec is not None:
             if flow is None:

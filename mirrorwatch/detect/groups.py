@@ -1,0 +1,110 @@
+"""Cheap pre-selection of rules that have no payload literal.
+
+- ``AddrIndex``: IP-only rules (ET's botcc/compromised/ciarmy lists are
+  thousands of addresses over ~1,000 rules) indexed by their more specific
+  address side, like Suricata's IP-only radix tree: one bisect per address
+  gives the few rules that can match, instead of judging every rule.
+- ``value_table``: rules testing a one-byte header field (TCP flags, ICMP
+  type) bucketed by every possible value of that byte, the way Suricata's
+  flags/itype prefilter engines work; the exact test still runs later.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+
+_V4_ALL = 1 << 32
+_V6_ALL = 1 << 128
+
+
+def _size(ranges) -> int:
+    return sum(hi - lo + 1 for lo, hi in ranges)
+
+
+def side_size(aset) -> int:
+    """Addresses an AddrSet covers (v4 + v6); 'any' counts as everything."""
+    if aset is None or aset.any:
+        return _V4_ALL + _V6_ALL
+    return _size(aset.v4) + _size(aset.v6)
+
+
+class _Segments:
+    """Elementary intervals over one address family -> tuple of rule numbers."""
+
+    __slots__ = ("starts", "sets")
+
+    def __init__(self, entries: list[tuple[int, int, int]]):
+        events: dict[int, list] = {}
+        for lo, hi, num in entries:
+            events.setdefault(lo, []).append((num, 1))
+            events.setdefault(hi + 1, []).append((num, -1))
+        active: dict[int, int] = {}
+        self.starts: list[int] = []
+        self.sets: list[tuple] = []
+        interned: dict[tuple, tuple] = {}
+        for pos in sorted(events):
+            for num, delta in events[pos]:
+                c = active.get(num, 0) + delta
+                if c:
+                    active[num] = c
+                else:
+                    active.pop(num, None)
+            t = tuple(sorted(active))
+            t = interned.setdefault(t, t)
+            if self.sets and self.sets[-1] is t:
+                continue
+            self.starts.append(pos)
+            self.sets.append(t)
+
+    def lookup(self, n: int) -> tuple:
+        i = bisect_right(self.starts, n) - 1
+        return self.sets[i] if i >= 0 else ()
+
+
+class AddrIndex:
+    """Rules keyed by the address ranges of one side (src or dst)."""
+
+    def __init__(self) -> None:
+        self._v4: list = []
+        self._v6: list = []
+        self.seg4: _Segments | None = None
+        self.seg6: _Segments | None = None
+
+    def add(self, aset, num: int) -> None:
+        self._v4.extend((lo, hi, num) for lo, hi in aset.v4)
+        self._v6.extend((lo, hi, num) for lo, hi in aset.v6)
+
+    def build(self) -> "AddrIndex":
+        self.seg4 = _Segments(self._v4) if self._v4 else None
+        self.seg6 = _Segments(self._v6) if self._v6 else None
+        self._v4 = self._v6 = []
+        return self
+
+    def __bool__(self) -> bool:
+        return self.seg4 is not None or self.seg6 is not None
+
+    def lookup(self, packed: bytes) -> tuple:
+        seg = self.seg4 if len(packed) == 4 else self.seg6
+        if seg is None:
+            return ()
+        return seg.lookup(int.from_bytes(packed, "big"))
+
+
+def choose_side(cr) -> str | None:
+    """'src' or 'dst': the narrower side to index an IP-only rule on; None when both are 'any'."""
+    src, dst = cr.rule.src, cr.rule.dst
+    if (src is None or src.any) and (dst is None or dst.any):
+        return None
+    return "src" if side_size(src) <= side_size(dst) else "dst"
+
+
+def value_table(tests: list[tuple[int, object]]) -> tuple | None:
+    """256 tuples: for each byte value, the rule numbers whose test accepts it (None if no rules)."""
+    if not tests:
+        return None
+    table = []
+    interned: dict[tuple, tuple] = {}
+    for v in range(256):
+        t = tuple(num for num, test in tests if test(v))
+        table.append(interned.setdefault(t, t))
+    return tuple(table)
