@@ -40,7 +40,7 @@ import hyperscan as hs
 from ..events import Alert
 from ..packet import Packet
 from .compile import CRule, Unsupported, port_values
-from .groups import AddrIndex, choose_side, value_table
+from .groups import AddrIndex, choose_side, port_split, value_table
 from .headers import compile_check
 from .hsdb import BlockScanner, LiteralSet
 from .threshold import Thresholds
@@ -155,8 +155,16 @@ class Detector:
         ipo_src, ipo_dst = AddrIndex(), AddrIndex()
         flag_tests: list = []
         itype_tests: list = []
+        port_keys: dict[int, tuple] = {}
         for cr in crules:
             classes = (0, TCP, UDP) if cr.protos is None else sorted({_transport_class(p) for p in cr.protos})
+            if cr.kind == "mpm" and not cr.bidir:
+                dports = port_values(cr.rule.dport)
+                sports = port_values(cr.rule.sport) if dports is None else None
+                if dports is not None:
+                    port_keys[cr.num] = ("d", dports)
+                elif sports is not None:
+                    port_keys[cr.num] = ("s", sports)
             if cr.kind == "iponly":
                 side = choose_side(cr)
                 if side is None:
@@ -216,10 +224,10 @@ class Detector:
         self.block: dict[int, tuple] = {}
         for k, ls in pkt_lits.items():
             db = ls.compile(hs.HS_MODE_BLOCK)
-            self.block[k] = (BlockScanner(db), ls.rule_tuples()) if db is not None else None
+            self.block[k] = (BlockScanner(db), port_split(ls.rule_tuples(), port_keys)) if db is not None else None
         db = stream_lits.compile(hs.HS_MODE_BLOCK)
         self.stream_scan = BlockScanner(db) if db is not None else None
-        self.stream_rules = stream_lits.rule_tuples()
+        self.stream_rules = port_split(stream_lits.rule_tuples(), port_keys)
         self.has_stream = db is not None or bool(self.stream_nompm)
         self.lookback = max((len(lit) for lit, _ in stream_lits.ids), default=1) - 1
         self.patterns = sum(len(ls) for ls in pkt_lits.values()) + len(stream_lits)
@@ -284,10 +292,17 @@ class Detector:
             blk = self.block[tc]
             if blk is not None:
                 c["scans"] += 1
-                rules_of = blk[1]
+                split = blk[1]
                 for i in blk[0].scan(payload):
-                    for n in rules_of[i]:
+                    anys, dmap, smap = split[i]
+                    for n in anys:
                         cands[n] = 1
+                    if dmap is not None:
+                        for n in dmap.get(pkt.dport, ()):
+                            cands[n] = 1
+                    if smap is not None:
+                        for n in smap.get(pkt.sport, ()):
+                            cands[n] = 1
         chunk = None
         if proto == TCP and fd is not None and self.has_stream:
             st = flow.streams[d]
@@ -350,12 +365,24 @@ class Detector:
         c["stream_scans"] += 1
         scanner = self.stream_scan
         if scanner is not None:
-            rules_of = self.stream_rules
+            split = self.stream_rules
+            # the stream of direction d flows between the same ports as its packets
+            if d == 0:
+                dport, sport = flow.sport, flow.cport
+            else:
+                dport, sport = flow.cport, flow.sport
             for piece in pieces:
                 c["stream_bytes"] += len(piece)
                 for i in scanner.scan(piece):
-                    for r in rules_of[i]:
+                    anys, dmap, smap = split[i]
+                    for r in anys:
                         cands[r] = cands.get(r, 0) | 2
+                    if dmap is not None:
+                        for r in dmap.get(dport, ()):
+                            cands[r] = cands.get(r, 0) | 2
+                    if smap is not None:
+                        for r in smap.get(sport, ()):
+                            cands[r] = cands.get(r, 0) | 2
         for r in self.stream_nompm:
             cands[r] = cands.get(r, 0) | 2
         return pieces

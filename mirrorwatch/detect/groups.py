@@ -108,3 +108,30 @@ def value_table(tests: list[tuple[int, object]]) -> tuple | None:
         t = tuple(num for num, test in tests if test(v))
         table.append(interned.setdefault(t, t))
     return tuple(table)
+
+
+def port_split(rule_lists, port_keys: dict) -> tuple:
+    """Per literal: (rules for any port, {dst port: rules} or None, {src port: rules} or None).
+
+    ``port_keys[num]`` is ('d', ports) / ('s', ports) for a rule bound to a few
+    destination / source ports, absent otherwise.  A one-byte literal shared by
+    rules for ports 135, 3306 and 3389 then only wakes the rules of the port
+    the packet uses, like Suricata's per-port signature groups.
+    """
+    out = []
+    for nums in rule_lists:
+        anys: list = []
+        dmap: dict = {}
+        smap: dict = {}
+        for n in nums:
+            key = port_keys.get(n)
+            if key is None:
+                anys.append(n)
+                continue
+            target = dmap if key[0] == "d" else smap
+            for p in key[1]:
+                target.setdefault(p, []).append(n)
+        out.append((tuple(anys),
+                    {p: tuple(v) for p, v in dmap.items()} or None,
+                    {p: tuple(v) for p, v in smap.items()} or None))
+    return tuple(out)
