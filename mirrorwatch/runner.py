@@ -93,7 +93,9 @@ class Pipeline:
         self._handlers: tuple = ()
         self._rebind()
         self.started = time.perf_counter()
+        self.started_cpu = time.process_time()
         self.finished: float | None = None
+        self.finished_cpu: float | None = None
         self.stats: Stats | None = None
         self.stream_dumper = None  # --dump-streams: a reassembly observer, closed with the sinks
 
@@ -193,6 +195,7 @@ class Pipeline:
             self.summary.decode_reasons = dict(decoder_errs)
         self.dispatch(events)
         self.finished = time.perf_counter()
+        self.finished_cpu = time.process_time()
         self.flush()
         return self.stats
 
@@ -229,10 +232,15 @@ class Pipeline:
         end = self.finished if self.finished is not None else time.perf_counter()
         return max(end - self.started, 1e-9)
 
+    def cpu_time(self) -> float:
+        """CPU seconds this process spent on the run (the figure that holds on a busy machine)."""
+        end = self.finished_cpu if self.finished_cpu is not None else time.process_time()
+        return max(end - self.started_cpu, 0.0)
+
     def print_summary(self, console, show_table: bool = True) -> None:
         if self.summary.counters == {} and self.stats is not None:
             self.summary.counters = self.stats.counters
-        self.summary.render(console, self.elapsed(), show_table=show_table)
+        self.summary.render(console, self.elapsed(), show_table=show_table, cpu=self.cpu_time())
 
 
 def _stream_dumper(directory: str, engine: Engine):
@@ -260,6 +268,7 @@ def replay(pipeline: Pipeline, paths, *, realtime: bool = False, speed: float = 
     from . import capture
 
     pipeline.started = time.perf_counter()
+    pipeline.started_cpu = time.process_time()
     if not realtime and on_refresh is None:
         return capture.run(paths, pipeline.frame_callback())
     cb = pipeline.frame_callback()

@@ -95,7 +95,7 @@ class Summary:
         _collect_errors(self.counters.get("decoder", {}), "", out)
         return out
 
-    def render(self, console, elapsed: float, show_table: bool = True) -> None:
+    def render(self, console, elapsed: float, show_table: bool = True, cpu: float | None = None) -> None:
         from rich.table import Table
 
         cap = self.counters.get("capture", {})
@@ -106,7 +106,9 @@ class Summary:
             f"[bold]{pkts:,}[/] packets, {nbytes:,} bytes, {self.sessions:,} sessions, "
             f"[bold]{self.alerts:,}[/] alerts"
             + (f", {self.kills:,} kills" if self.kills else "")
-            + f" in {elapsed:.3f}s ({rate:,.0f} packets/s, {mbps:,.1f} Mbit/s)"
+            + f" in {elapsed:.3f}s"
+            + (f", {cpu:.3f}s CPU" if cpu is not None else "")
+            + f" ({rate:,.0f} packets/s, {mbps:,.1f} Mbit/s)"
         )
         if self.alerts_by_sig:
             t = Table(title="Alerts by signature", title_justify="left")
