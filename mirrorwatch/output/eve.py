@@ -74,6 +74,13 @@ class FileSink:
         self.fp = open_text(self.path)
 
 
+_VERDICT_ALERT = {"action": "alert"}  # Suricata 9 logs the verdict of every alert; IDS: 'alert'
+
+
+def _mac(b: bytes) -> str:
+    return ":".join(f"{x:02x}" for x in b)
+
+
 class EveWriter(FileSink):
     """Writes alert, flow, stats (and kill) events as EVE JSON lines.
 
@@ -128,10 +135,13 @@ class EveWriter(FileSink):
         if pkt.vlan_id:
             ev["vlan"] = list(pkt.vlan_id)
         _endpoints(ev, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport, pkt)
-        ev["pkt_src"] = "wire/pcap"
+        ev["ip_v"] = pkt.ipv
+        # detect's flow-end inspection rides on a pseudo packet, as Suricata's
+        ev["pkt_src"] = "stream (flow timeout)" if a.kind == "flow-timeout" else "wire/pcap"
+        if pkt.src_mac:
+            ev["ether"] = {"src_mac": _mac(pkt.src_mac), "dest_mac": _mac(pkt.dst_mac)}
         ev["alert"] = self._alert_obj(a.rule, a.action)
-        if a.verdict is not None:
-            ev["verdict"] = a.verdict
+        ev["verdict"] = a.verdict if a.verdict is not None else _VERDICT_ALERT
         if a.to_server is not None:
             ev["direction"] = "to_server" if a.to_server else "to_client"
         if flow is not None:
@@ -147,6 +157,9 @@ class EveWriter(FileSink):
             data = bytes(a.payload)
             ev["payload"] = base64.b64encode(data).decode("ascii")
             ev["payload_printable"] = "".join(chr(b) if 32 <= b < 127 else "." for b in data)
+        if self.payload and pkt.frame:
+            ev["packet"] = base64.b64encode(bytes(pkt.frame)).decode("ascii")
+            ev["packet_info"] = {"linktype": pkt.linktype}
         self.write(_dumps(ev) + "\n")
 
     # -- flow ---------------------------------------------------------------
