@@ -287,7 +287,5 @@ class LiveCapture:
 def iter_batch(batch):
     """Yield ``(ts, frame)`` for every frame of one hand-over batch."""
     blob, meta, n = batch
-    unpack = META.unpack_from
-    for i in range(n):
-        sec, usec, off, caplen = unpack(meta, i << 4)
+    for sec, usec, off, caplen in META.iter_unpack(meta[: n << 4]):
         yield sec + usec * 1e-6, blob[off:off + caplen]
