@@ -324,8 +324,12 @@ def test_bad_checksum_counted_not_reassembled():
 
 
 # -- time, eviction, reuse ------------------------------------------------------------
-def _udp(i, sport=1234):
-    return bytes(Ether() / IP(src="198.51.100.1", dst=f"198.51.{100 + i // 250}.{i % 250 + 2}") / UDP(sport=sport, dport=53))
+_UDP_TEMPLATE = bytes(Ether() / IP(src="198.51.100.1", dst="198.51.100.2") / UDP(sport=1234, dport=53))
+
+
+def _udp(i):
+    """A UDP frame to the i-th address (checksums are not checked by these tests)."""
+    return _UDP_TEMPLATE[:30] + bytes([198, 51, 100 + i // 250, i % 250 + 2]) + _UDP_TEMPLATE[34:]
 
 
 def test_timeouts_follow_state_and_packet_time():
