@@ -364,3 +364,31 @@ def test_flowless_packet_detector_api():
     assert sids(det.inspect(p, None, None)) == [1]
     p.dport = 81
     assert det.inspect(p, None, None) == []
+
+
+def test_gap_splits_stream_pieces_and_payload_shows_the_gap():
+    eng = engine("""
+alert tcp-stream any any -> any any (content:"VERY"; sid:1;)
+alert tcp-stream any any -> any any (content:"DATA"; sid:2;)
+alert tcp-stream any any -> any any (content:"VERYGOODDATA"; sid:3;)
+""")
+    conv = Conv()
+    frames = conv.handshake() + [conv.client(b"VERY")]
+    conv.cseq += 4  # "GOOD" never reaches the mirror
+    frames.append(conv.client(b"DATA"))
+    alerts = run(eng, frames)
+    assert sorted(sids(alerts)) == [1, 2]
+    assert {bytes(a.payload) for a in alerts} == {b"VERY[4 bytes missing]DATA"}
+    assert {a.kind for a in alerts} == {"flow-timeout"}
+
+
+def test_rule_reload_mid_flow_keeps_flowbits_and_restarts_streams():
+    s = Settings({"stream.inline": "yes"})
+    eng = Engine(s, rules_of('alert tcp any any -> any any (content:"login"; flowbits:set,authed; sid:1;)', s),
+                 checksum_mode="none")
+    conv = Conv()
+    alerts = run(eng, conv.handshake() + [conv.client(b"login ok")], finish=False)
+    assert sids(alerts) == [1]
+    eng.reload_rules(rules_of('alert tcp any any -> any any (flowbits:isset,authed; content:"secret"; sid:2;)', s))
+    alerts = run(eng, [conv.client(b"the secret")])
+    assert sids(alerts) == [2]

@@ -42,7 +42,7 @@ from ..packet import Packet
 from .compile import CRule, Unsupported, port_values
 from .groups import AddrIndex, choose_side, port_split, value_table
 from .headers import compile_check
-from .hsdb import BlockScanner, LiteralSet
+from .hsdb import BlockScanner, LiteralSet, Stream
 from .threshold import Thresholds
 
 from .payload import compile_matches
@@ -56,9 +56,10 @@ _CLOSING = frozenset(("last_ack", "close_wait", "closing", "closed"))
 class FlowDet:
     """Detect's per-flow scratch (``flow.det``)."""
 
-    __slots__ = ("ipo", "bits", "passed", "est", "prog", "held", "gaps", "thr")
+    __slots__ = ("ipo", "bits", "passed", "est", "prog", "held", "gaps", "thr", "hs", "owner")
 
-    def __init__(self) -> None:
+    def __init__(self, owner) -> None:
+        self.owner = owner  # the Detector whose databases ``hs`` streams belong to
         self.est = False  # the session has been seen established (stays so while it closes)
         self.ipo = [False, False]
         self.bits: set | None = None
@@ -67,9 +68,14 @@ class FlowDet:
         self.held: list = [[], []]  # (bytes, gap length after them) saved before a gap, not yet inspected
         self.gaps: list = []  # gap lengths between the pieces of the current inspection
         self.thr: dict = {}
+        self.hs: list = [None, None]  # inline mode: hyperscan stream per direction
 
     def close(self) -> None:
-        self.held = [[], []]
+        for i in (0, 1):
+            s = self.hs[i]
+            if s is not None:
+                self.hs[i] = None
+                s.close()
 
 
 class _GapKeeper:
@@ -120,7 +126,8 @@ class Detector:
         rules = ruleset.rules if hasattr(ruleset, "rules") else list(ruleset)
         self._build(rules)
         if previous is not None:
-            previous.close()
+            # threshold/detection_filter counters outlive a reload, as Suricata's host table does
+            self.thresholds = previous.thresholds
 
     # -- compilation ----------------------------------------------------------
     def _build(self, rules) -> None:
@@ -225,8 +232,9 @@ class Detector:
         for k, ls in pkt_lits.items():
             db = ls.compile(hs.HS_MODE_BLOCK)
             self.block[k] = (BlockScanner(db), port_split(ls.rule_tuples(), port_keys)) if db is not None else None
-        db = stream_lits.compile(hs.HS_MODE_BLOCK)
-        self.stream_scan = BlockScanner(db) if db is not None else None
+        db = stream_lits.compile(hs.HS_MODE_STREAM if self.inline else hs.HS_MODE_BLOCK)
+        self.stream_db = db
+        self.stream_scan = (True if self.inline else BlockScanner(db)) if db is not None else None
         self.stream_rules = port_split(stream_lits.rule_tuples(), port_keys)
         self.has_stream = db is not None or bool(self.stream_nompm)
         self.lookback = max((len(lit) for lit, _ in stream_lits.ids), default=1) - 1
@@ -244,9 +252,12 @@ class Detector:
         if flow is not None:
             fd = flow.det
             if fd is None:
-                fd = flow.det = FlowDet()
+                fd = flow.det = FlowDet(self)
             elif fd.passed:
                 return []
+            elif fd.owner is not self:  # rules were reloaded: streams of the old databases go
+                fd.close()
+                fd.owner = self
             if flow.state == "established":
                 fd.est = True
         d = 0 if to_server or to_server is None else 1
@@ -318,7 +329,7 @@ class Detector:
         """FlowTable hook: keep the bytes a gap would discard before detect saw them."""
         fd = flow.det
         if fd is None:
-            fd = flow.det = FlowDet()
+            fd = flow.det = FlowDet(self)
         stream.observer = _GapKeeper(fd, d, stream.observer)
 
     def _stream_chunk(self, fd: FlowDet, st, d: int, flow, cands: dict, at_end: bool):
@@ -346,46 +357,76 @@ class Detector:
                 or flow.tcp_state in _CLOSING):
             return None
         pieces = []
+        fresh = []  # bytes never scanned before, in stream order (None marks a gap)
         if held:
-            pieces.extend(p for p, _ in held)
+            for p, _ in held:
+                pieces.append(p)
+                fresh.extend((p, None))
             fd.gaps = [g for _, g in held]
             held.clear()
         if n > 0:
             fd.prog[d] = end
             lo = start
-            if self.inline and start - self.lookback > base:
-                lo = start - self.lookback
-            elif self.inline:
-                lo = base
+            if self.inline:
+                # verify over a window reaching back, so a match that started in
+                # earlier segments is seen; only new bytes are scanned (hs stream)
+                lo = start - self.lookback if start - self.lookback > base else base
             pieces.append(bytes(st.buf[lo - base:end - base]))
+            fresh.append(pieces[-1][start - lo:])
             keep = end - self.lookback if self.inline else end
             if keep > st.buf_base:
                 st.trim(keep)
         c = self.c
         c["stream_scans"] += 1
-        scanner = self.stream_scan
-        if scanner is not None:
+        if self.stream_scan is not None:
             split = self.stream_rules
             # the stream of direction d flows between the same ports as its packets
             if d == 0:
                 dport, sport = flow.sport, flow.cport
             else:
                 dport, sport = flow.cport, flow.sport
-            for piece in pieces:
-                c["stream_bytes"] += len(piece)
-                for i in scanner.scan(piece):
-                    anys, dmap, smap = split[i]
-                    for r in anys:
+            for i in self._scan_stream(fd, d, fresh):
+                anys, dmap, smap = split[i]
+                for r in anys:
+                    cands[r] = cands.get(r, 0) | 2
+                if dmap is not None:
+                    for r in dmap.get(dport, ()):
                         cands[r] = cands.get(r, 0) | 2
-                    if dmap is not None:
-                        for r in dmap.get(dport, ()):
-                            cands[r] = cands.get(r, 0) | 2
-                    if smap is not None:
-                        for r in smap.get(sport, ()):
-                            cands[r] = cands.get(r, 0) | 2
+                if smap is not None:
+                    for r in smap.get(sport, ()):
+                        cands[r] = cands.get(r, 0) | 2
         for r in self.stream_nompm:
             cands[r] = cands.get(r, 0) | 2
         return pieces
+
+    def _scan_stream(self, fd: FlowDet, d: int, fresh: list):
+        """Literal ids found in the new stream bytes.
+
+        IDS mode: each piece is verified on its own, so one block scan per piece.
+        Inline mode: the direction's hyperscan stream carries literal prefixes
+        across segments; a gap (None) restarts it.
+        """
+        c = self.c
+        if not self.inline:
+            ids: set = set()
+            for piece in fresh:
+                if piece:
+                    c["stream_bytes"] += len(piece)
+                    ids.update(self.stream_scan.scan(piece))
+            return ids
+        ids = set()
+        for piece in fresh:
+            hs_stream = fd.hs[d]
+            if piece is None:
+                if hs_stream is not None:
+                    fd.hs[d] = None
+                    hs_stream.close()
+                continue
+            if hs_stream is None:
+                hs_stream = fd.hs[d] = Stream(self.stream_db)
+            c["stream_bytes"] += len(piece)
+            ids.update(hs_stream.scan(piece))
+        return ids
 
     # -- judging ----------------------------------------------------------------
     def _judge_all(self, cands: dict, pkt, flow, fd, d: int, to_server, chunk, pseudo: bool) -> list:
@@ -535,11 +576,6 @@ class Detector:
 
     def flush(self, events: list) -> None:
         """End of capture: nothing is buffered outside flows (the engine ends each flow)."""
-
-    def close(self) -> None:
-        """Release compiled databases (a replaced Detector after reload)."""
-        self.block = {}
-        self.stream_scan = None
 
     def counters(self) -> dict:
         out = dict(self.c)

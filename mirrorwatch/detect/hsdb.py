@@ -86,9 +86,10 @@ class BlockScanner:
 class Stream:
     """One direction's hyperscan stream: feed consecutive chunks, read the literal ids hit."""
 
-    __slots__ = ("_s", "_cb", "hits")
+    __slots__ = ("_s", "_cb", "_db", "hits")
 
     def __init__(self, db) -> None:
+        self._db = db  # the stream must not outlive its database (closing it would crash)
         self.hits: set[int] = set()
         add = self.hits.add
 
