@@ -46,12 +46,12 @@ def build_settings(sets, base: dict | None = None) -> Settings:
     return s
 
 
-def report_ruleset(ruleset, quiet: bool) -> None:
+def report_ruleset(ruleset, quiet: bool, paths=()) -> None:
     """One line about the rules loaded; one warning line when some were skipped."""
     if ruleset.skipped:
         first = ruleset.skip_lines()[0]
-        warn(f"{len(ruleset.skipped)} rule(s) skipped, first: {first} "
-             f"(details: mirrorwatch rules check {' '.join(ruleset.files[:1]) or 'PATH'})")
+        where = " ".join(map(str, paths)) or "PATH"
+        warn(f"{len(ruleset.skipped)} rule(s) skipped, first: {first} (details: mirrorwatch rules check -v {where})")
     if not ruleset.rules:
         warn("no rule loaded: nothing will alert")
     if not quiet:
@@ -181,7 +181,7 @@ def replay(pcaps, rules, classification, eve, eve_types, eve_payload, fast, chec
                               killer=killer, kill_sinks=kill_sinks)
     except PipelineError as e:
         fail(str(e))
-    report_ruleset(pipe.ruleset, quiet)
+    report_ruleset(pipe.ruleset, quiet, rules)
     pipe.summary.top = top
     code = _run_replay(pipe, pcaps, realtime, speed, live_table)
     if not quiet:
