@@ -23,7 +23,7 @@ SYSTEM_DEPS := \
 	ip:iproute2 \
 	tc:iproute2 \
 	tmux:tmux \
-	cc:build-essential
+	c++:build-essential
 
 .PHONY: all setup system demo test verify bench clean distclean
 
