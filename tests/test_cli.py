@@ -306,3 +306,15 @@ def test_sigterm_during_realtime_replay_flushes_and_exits_130(tmp_path):
     events = eve_events(eve)
     assert events[-1]["event_type"] == "stats" and 0 < events[-1]["stats"]["capture"]["packets"] < 161
     assert any(e["event_type"] == "flow" for e in events)
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
+def test_make_targets_and_ci_entry_point_are_wired():
+    ci = ROOT / ".ci" / "run"
+    assert ci.stat().st_mode & 0o111, ".ci/run must be executable"
+    assert subprocess.run(["bash", "-n", str(ci)]).returncode == 0
+    assert "MIRRORWATCH_REQUIRE_PRIVILEGED=1 make test" in ci.read_text()
+    p = subprocess.run(["make", "-n", "-C", str(ROOT), "demo", "test", "verify", "bench"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert "mirrorwatch replay" in p.stdout and "pcaps/demo.pcap" in p.stdout
+    assert "-m pytest" in p.stdout and "tests/suricata_verify.py" in p.stdout and "bench/run_all.sh" in p.stdout
