@@ -264,7 +264,7 @@ class FlowTable:
         else:
             flows.move_to_end(key)
             if proto == PROTO_TCP and pkt.flags & (SYN | ACK | RST) == SYN and f.tcp_state in _REUSABLE \
-                    and f.isn[0] is not None and pkt.seq != f.isn[0] and pkt.csum_ok is not False:
+                    and pkt.seq != f.isn[0] and pkt.csum_ok is not False:
                 f = self._reuse(f, key, pkt, fwd, sp, dp, events)
         d = 0 if fwd == f.lo_client else 1
         f.pkts[d] += 1

@@ -29,7 +29,9 @@ per-stream or global buffer limit is hit, or when the session ends.
 Observers (e.g. ``streamdump``) see every settled byte exactly once, in order,
 plus each gap, through ``observer.data(stream, offset, bytes)``,
 ``observer.gap(stream, offset, length)`` and ``observer.end(stream)`` (the
-session ended); with no observer the cost is one ``is None`` test per settle.
+session ended).  An observer with ``wants_data = False`` (e.g. one that only
+cares about gaps) gets no ``data`` calls, so no bytes are copied for it; with
+no observer the cost is one test per settle.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ from collections import OrderedDict
 
 M32 = 0xFFFFFFFF
 HALF = 0x80000000
+# An ACK further ahead than this (the largest scaled TCP window) acknowledges nothing we
+# could have missed: it is bogus or belongs to another session, and is ignored.
+ACK_AHEAD_MAX = 1 << 30
 
 # Overlap policies (settings.OVERLAP_POLICIES); which one prefers the new
 # segment's bytes over a list segment it overlaps is decided by ``use_new``.
@@ -105,9 +110,9 @@ class Stream:
     """One direction of a TCP session, reassembled (see the module docstring)."""
 
     __slots__ = (
-        "buf", "buf_base", "end", "epoch", "missed_bytes", "depth_reached", "observer",
+        "buf", "buf_base", "end", "epoch", "missed_bytes", "depth_reached", "_observer", "_obs_data",
         "nxt", "off", "final", "acked_hi", "fin_off", "settle_now", "rewrites", "gaps",
-        "_bounds", "_ooo", "_ooo_bytes", "_ctx", "_depth", "_policy",
+        "_bounds", "_ooo", "_ooo_bytes", "_ctx", "_depth", "_policy", "_unacked_max",
     )
 
     def __init__(self, ctx: ReassemblyContext, seq: int, settle_now: bool = False):
@@ -117,7 +122,8 @@ class Stream:
         self.epoch = 0
         self.missed_bytes = 0
         self.depth_reached = False
-        self.observer = None
+        self._observer = None
+        self._obs_data = None  # observer.data, or None when there is no observer or it wants none
         self.nxt = seq & M32  # sequence number of offset ``off``
         self.off = 0  # next in-order offset (== end unless depth was reached)
         self.final = 0  # bytes before this offset are settled
@@ -132,6 +138,7 @@ class Stream:
         self._ooo_bytes = 0
         self._ctx = ctx
         self._depth = ctx.depth or (1 << 62)
+        self._unacked_max = ctx.unacked_max
 
     def __repr__(self) -> str:
         return (f"<Stream nxt={self.nxt} off={self.off} buf=[{self.buf_base},{self.end}) final={self.final} "
@@ -158,7 +165,7 @@ class Stream:
     def ack(self, ack_seq: int) -> None:
         """The receiver acknowledged everything before ``ack_seq``."""
         a = self.off + ((ack_seq - self.nxt + HALF) & M32) - HALF
-        if a <= self.final:
+        if a <= self.final or a > self.off + ACK_AHEAD_MAX:
             return
         if a > self.acked_hi:
             self.acked_hi = a
@@ -195,8 +202,8 @@ class Stream:
         self._settle(self.end)
         self.final = self.off
         self._bounds.clear()
-        if self.observer is not None:
-            self.observer.end(self)
+        if self._observer is not None:
+            self._observer.end(self)
 
     def detach(self) -> None:
         """Release buffered out-of-order data from the global accounting (flow gone)."""
@@ -205,6 +212,16 @@ class Stream:
             self._ooo_bytes = 0
             self._ooo.clear()
             self._ctx.ooo_streams.pop(self, None)
+
+    @property
+    def observer(self):
+        """Who is told about settled bytes, gaps and the end (see the module docstring)."""
+        return self._observer
+
+    @observer.setter
+    def observer(self, obs) -> None:
+        self._observer = obs
+        self._obs_data = obs.data if obs is not None and getattr(obs, "wants_data", True) else None
 
     def peer_seen(self) -> None:
         """The receiver is visible: bytes now stay open to overlap policies until it ACKs them."""
@@ -228,6 +245,8 @@ class Stream:
                 self.end = self.off
                 if self.settle_now:
                     self._settle(self.off)
+                elif self.off - self.final > self._unacked_max:  # the receiver's ACKs are not seen
+                    self._settle(self.off - self._unacked_max)
                 return
             k = self._depth - s
             if k > 0:
@@ -239,8 +258,8 @@ class Stream:
             self._bounds.clear()
             data = data[k:] if k > 0 else data
             s = self.end if k > 0 else s
-        if self.observer is not None:
-            self.observer.data(self, s, bytes(data))
+        if self._obs_data is not None:
+            self._obs_data(self, s, bytes(data))
         self.final = self.off
 
     def _settle(self, upto: int) -> None:
@@ -248,9 +267,9 @@ class Stream:
         f = self.final
         if upto <= f:
             return
-        if self.observer is not None:
+        if self._obs_data is not None:
             b = self.buf_base
-            self.observer.data(self, f, bytes(self.buf[f - b: upto - b]))
+            self._obs_data(self, f, bytes(self.buf[f - b: upto - b]))
         self.final = upto
         bounds = self._bounds
         if bounds:
@@ -414,8 +433,6 @@ class Stream:
                 self._deliver(memoryview(cd)[self.off - cs:] if cs < self.off else cd)
         if not chunks:
             ctx.ooo_streams.pop(self, None)
-        if not self.settle_now and self.end - self.final > ctx.unacked_max:
-            self._settle(self.end - ctx.unacked_max)
 
     def _ack_gap(self) -> None:
         """The receiver ACKed past the hole before our first held chunk: that data is lost."""
@@ -442,8 +459,8 @@ class Stream:
         st = self._ctx.stats
         if g > 0:
             self._settle(self.end)
-            if self.observer is not None:
-                self.observer.gap(self, self.off, g)
+            if self._observer is not None:
+                self._observer.gap(self, self.off, g)
             self.missed_bytes += g
             self.gaps += 1
             self.epoch += 1

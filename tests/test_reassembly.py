@@ -353,3 +353,46 @@ def test_classic_overlap_cases(policy, seg, in_order):
         s.add(0, b"-")
         s.flush()
         assert content(s) == b"-" + want
+
+
+def test_unacked_bytes_are_bounded_without_acks():
+    s = Stream(ctx(**{"stream.reassembly.unacked-max": 100, "stream.reassembly.depth": 0}), 0)
+    rec = Recorder()
+    s.observer = rec
+    for i in range(50):
+        s.add(i * 10, b"x" * 10)
+    assert s.end - s.final <= 100 and len(s._bounds) <= 11 and len(rec.out) == s.final
+
+
+def test_bogus_ack_far_ahead_is_ignored():
+    s = Stream(ctx(), 0)
+    s.add(0, b"abc")
+    s.add(10, b"xyz")
+    s.ack(2**31 - 5)
+    assert s.missed_bytes == 0 and s.acked_hi == 0
+    s.flush()
+    assert s.missed_bytes == 7
+
+
+def test_gap_only_observer_gets_no_data_copies():
+    class GapsOnly:
+        wants_data = False
+
+        def __init__(self):
+            self.gaps = []
+
+        def data(self, stream, offset, data):
+            raise AssertionError("data must not be delivered to a gaps-only observer")
+
+        def gap(self, stream, offset, length):
+            self.gaps.append((offset, length))
+
+        def end(self, stream):
+            pass
+
+    s = Stream(ctx(), 0, settle_now=True)
+    s.observer = g = GapsOnly()
+    s.add(0, b"abc")
+    s.add(5, b"def")
+    s.ack(8)
+    assert g.gaps == [(3, 2)] and content(s) == b"def"
