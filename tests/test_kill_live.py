@@ -431,3 +431,19 @@ def test_kill_with_a_vlan_tagged_mirror(privileged, tmp_path):
     kill = kills_for(eve, case[0]["port"])[0]
     assert all(s["vlan"] == [42] for s in kill["kill"]["segments"])
     assert kill.get("vlan") in (None, [42])
+
+
+def test_kill_with_fin_closes_both_sides(privileged, lab):
+    """--kill-with fin: each endpoint reads end-of-stream (a FIN at its exact RCV.NXT) instead of a reset."""
+    sensor = Sensor(lab, lab.tmp, "fin", "--kill-with", "fin")
+    try:
+        c, s, b = run_case(lab.peers, lab.SERVER4, "idle")
+    finally:
+        eve = sensor.stop()
+    assert (c["result"], s["result"]) == ("EOF", "EOF")
+    assert c["t"] - c["t_trigger"] <= 1.0 and s["t"] - c["t_trigger"] <= 1.0
+    assert b["client"]["result"] == "ok"
+    kill = kills_for(eve, c["port"])[0]
+    assert {seg["tcp_flags"] for seg in kill["kill"]["segments"]} == {"FA"}
+    alert = [a for a in eve if a["event_type"] == "alert" and a["src_port"] == c["port"]][0]
+    assert alert["verdict"]["reject"] == ["tcp-fin"]
