@@ -43,6 +43,7 @@ SUPPORTED_LINKTYPES = frozenset(LINKTYPE_NAMES)
 DLT_RAW = 101
 
 _H = struct.Struct("!H").unpack_from
+_ETH = struct.Struct("!6s6sH").unpack_from
 _HH = struct.Struct("!HH").unpack_from
 _I = struct.Struct("!I").unpack_from
 _IP4 = struct.Struct("!BBHHHBBH4s4s").unpack_from
@@ -60,6 +61,7 @@ _IP6_EXT = frozenset((0, 43, 44, 51, 60, 135, 139, 140, 253, 254))
 _BSD_AF_INET6 = frozenset((24, 28, 30))
 _ICMP_ECHO = frozenset((0, 8, 13, 14, 15, 16, 17, 18))
 _ICMP6_ECHO = frozenset((128, 129))
+_NOT_IP = object()  # _ppp inside a tunnel: "not IP, keep the outer packet"
 _PROTO_COUNTER = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6"}
 
 
@@ -130,9 +132,7 @@ class Decoder:
                 end = len(frame)
                 if end < 14:
                     return self._err("truncated_ethernet")
-                pkt.dst_mac = frame[:6]
-                pkt.src_mac = frame[6:12]
-                etype = _H(frame, 12)[0]
+                pkt.dst_mac, pkt.src_mac, etype = _ETH(frame, 0)
                 if etype == 0x0800:
                     pkt.l2_proto = 0x0800
                     return self._ipv4(pkt, frame, 14, end, 0)
@@ -281,7 +281,7 @@ class Decoder:
         if p == 0x57:
             return self._ipv6(pkt, f, off, end, depth + 1)
         if outer_ip:
-            return None  # caller keeps the outer packet
+            return _NOT_IP  # caller keeps the outer packet
         self._note("non_ip")
         return pkt
 
@@ -584,9 +584,8 @@ class Decoder:
         if ptype == 0x880B:
             saved = (pkt.ipv, pkt.src, pkt.dst, pkt.proto, pkt.ip_opts, pkt.tunnel)
             self._enter_tunnel(pkt)
-            errors = self.errors
             r = self._ppp(pkt, f, off, ip_end, depth, outer_ip=True)
-            if r is not None or self.errors != errors:
+            if r is not _NOT_IP:
                 return r
             pkt.ipv, pkt.src, pkt.dst, pkt.proto, pkt.ip_opts, pkt.tunnel = saved
             return pkt  # PPP control traffic: keep the outer GRE packet

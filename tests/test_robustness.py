@@ -1,0 +1,94 @@
+"""Every capture under corpus/robustness through capture + decode.
+
+The bar: no exception escapes, a file that cannot be used gives one line
+(``CaptureError``) naming it, damage after some packets keeps those packets and
+is a one-line warning, and the decoder's counters add up:
+packets = decoded + errors + held fragments.  Each frame is also decoded cut
+short at a few lengths, which reaches the truncation checks of every layer.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from mirrorwatch.capture import CaptureError, run
+from mirrorwatch.decode import Decoder
+from mirrorwatch.settings import Settings
+
+SKIP_SUFFIXES = {".json", ".md", ".txt", ".tsv"}
+
+
+def robustness_files(corpus):
+    root = corpus / "robustness"
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix not in SKIP_SUFFIXES)
+
+
+def test_every_robustness_capture(corpus):
+    files = robustness_files(corpus)
+    assert len(files) > 100
+    refused, read, total = [], 0, 0
+    for path in files:
+        for mode in ("all", "auto"):
+            d = Decoder(Settings(), mode)
+            cut = Decoder(Settings(), "all")
+            got = {"pkt": 0, "none": 0}
+            n = [0]
+
+            def cb(ts, lt, frame, wl):
+                n[0] += 1
+                p = d.decode(ts, lt, frame, n[0])
+                got["pkt" if p is not None else "none"] += 1
+                if mode == "all":
+                    for k in (1, 14, 20, 34, 40, 54, 60):
+                        if k < len(frame):
+                            cut.decode(ts, lt, frame[:k], n[0])
+                    cut.decode(ts, lt, frame + b"\xff\xff\xff", n[0])
+
+            try:
+                st = run([path], cb)
+            except CaptureError as e:
+                msg = str(e)
+                assert msg.startswith(f"{path}: ") and "\n" not in msg, msg
+                assert "cannot read" in msg or "unsupported link type" in msg, msg
+                refused.append(path)
+                break
+            for w in st.warnings:
+                assert w.startswith(f"{path}: ") and "\n" not in w
+            for dec in (d, cut):
+                c = dec.counters()
+                assert not [k for k in c if "internal_error" in k], (path, c)
+                assert c["decoder.pkts"] == c["decoder.decoded"] + c["decoder.errors"] + c["defrag.fragments_held"]
+                assert sum(v for k, v in c.items() if k.startswith("decoder.") and k not in _NOT_REASONS
+                           and k in dec_reasons(dec)) == c["decoder.errors"]
+            c = d.counters()
+            assert c["decoder.pkts"] == n[0] == st.packets
+            assert got["pkt"] == c["decoder.decoded"]
+            assert got["none"] == c["decoder.errors"] + c["defrag.fragments_held"]
+            total += n[0]
+        else:
+            read += 1
+    assert read > len(files) // 2
+    assert total > 5000
+
+
+_NOT_REASONS = {"decoder.pkts", "decoder.decoded", "decoder.errors"}
+
+
+def dec_reasons(d: Decoder) -> set[str]:
+    return {"decoder." + k for k in d.errs}
+
+
+@pytest.mark.parametrize("name", ["not-a-capture", "gzip", "zstd"])
+def test_non_capture_files_are_one_line_errors(tmp_path, name):
+    import gzip
+
+    p = tmp_path / f"{name}.pcap"
+    if name == "gzip":
+        p.write_bytes(gzip.compress(b"\xd4\xc3\xb2\xa1" + b"\0" * 100))
+    elif name == "zstd":
+        p.write_bytes(b"\x28\xb5\x2f\xfd" + b"\0" * 40)
+    else:
+        p.write_text("GET / HTTP/1.1\r\n\r\n")
+    with pytest.raises(CaptureError) as e:
+        run([p], lambda *a: None)
+    assert str(e.value).startswith(f"{p}: cannot read: ") and "\n" not in str(e.value)
