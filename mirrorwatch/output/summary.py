@@ -1,8 +1,9 @@
 """End-of-run summary: totals, alerts by signature, decode errors, top sessions.
 
 ``Summary`` is a sink like the others; it keeps counts and a bounded heap of
-the most interesting sessions (most alerts, then most bytes), so its memory
-does not grow with the capture.  ``render`` prints it with rich.
+the most interesting sessions (killed ones, then most alerts, then most
+bytes), so its memory does not grow with the capture.  ``render`` prints it
+with rich.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class Summary:
         f = e.flow
         n_alerts = self._flow_alerts.pop(f.flow_id, 0)
         total = f.bytes[0] + f.bytes[1]
-        key = (n_alerts, total, next(self._tie))
+        key = (1 if f.killed else 0, n_alerts, total, next(self._tie))  # killed first, then alerts, then bytes
         if len(self._heap) < self.top:
             heapq.heappush(self._heap, (key, session_row(f, n_alerts, e.reason)))
         elif key > self._heap[0][0]:
