@@ -153,7 +153,7 @@ def main() -> int:
         eve = tmp / "eve.json"
         err = tmp / "mw.err"
         mw = lab.mirrorwatch("listen", lab.monitor, "-r", str(tmp / "kill.rules"), "--eve", str(eve), "--no-table",
-                             "-q", "--set", "stream.inline=yes", "--set", "capture.stats-interval=0",
+                             "-q", "--set", "capture.stats-interval=0",
                              stdout=subprocess.DEVNULL, stderr=open(err, "w"))
         deadline = time.monotonic() + 30
         while "listening on" not in err.read_text():

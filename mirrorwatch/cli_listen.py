@@ -229,7 +229,7 @@ def _report_capture(c: dict, quiet: bool) -> None:
 @click.option("--eve", "eve", type=click.Path(), default=None, help="EVE JSON output file ('-' = stdout); reopened on SIGHUP")
 @click.option("--fast", "fast", type=click.Path(), default=None, help="fast.log output file; reopened on SIGHUP")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-              help="override a setting (repeatable; stream.midstream defaults to true here)")
+              help="override a setting (repeatable; stream.midstream and stream.inline default to true here)")
 @click.option("-k", "checksum", type=click.Choice(["auto", "all", "none"]), default="auto", show_default=True,
               help="checksum validation: all, none, or auto (off when the NIC offloads them)")
 @click.option("--bpf", "bpf", default=None, metavar="EXPR", help="capture filter (tcpdump syntax)")
@@ -253,7 +253,9 @@ def listen(iface, rules, eve, fast, sets, checksum, bpf, snaplen, no_promisc, bu
     from .runner import Pipeline, PipelineError, bundled_signatures
     from .ui.table import LiveTable
 
-    settings = build_settings(sets, base={"stream.midstream": True})
+    # stream.inline: each packet's new bytes are inspected on arrival, so a reject rule kills on the
+    # trigger packet; IDS chunking would hold a short request until 2560 bytes or the session's end
+    settings = build_settings(sets, base={"stream.midstream": True, "stream.inline": True})
     try:
         ring = parse_size(buffer_size)
     except SettingError as e:

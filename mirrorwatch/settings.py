@@ -97,7 +97,7 @@ SETTINGS: tuple[Setting, ...] = (
     # TCP stream (flows + reassembly rooms)
     Setting("stream.midstream", False, parse_bool, "pick up TCP sessions whose handshake was not seen (on for 'listen')"),
     Setting("stream.async-oneside", False, parse_bool, "reassemble and inspect TCP sessions seen in one direction only"),
-    Setting("stream.inline", False, parse_bool, "accepted for Suricata compatibility; mirrorwatch is passive and inspects as IDS"),
+    Setting("stream.inline", False, parse_bool, "inspect each packet's new in-order stream bytes on arrival instead of settled chunks (on for 'listen', so kills fire on the trigger packet)"),
     Setting("stream.reassembly.depth", 1024 * 1024, parse_size, "bytes per direction that are inspected (0 = unlimited); tracking goes on beyond"),
     Setting("stream.reassembly.policy", "bsd", _choice(*OVERLAP_POLICIES), "how overlapping TCP segments with different bytes are resolved"),
     Setting("stream.reassembly.memcap", 256 * 1024 * 1024, parse_size, "bytes of out-of-order data buffered across all streams"),

@@ -230,7 +230,7 @@ class Sensor:
         rules = tmp / "kill.rules"
         rules.write_text(RULES)
         self.proc = lab.mirrorwatch("listen", lab.monitor, "-r", str(rules), "--eve", str(self.eve), "--no-table",
-                                    "--set", "stream.inline=yes", "--set", "capture.stats-interval=0", *args,
+                                    "--set", "capture.stats-interval=0", *args,
                                     stdout=self.out, stderr=self.err)
         deadline = time.monotonic() + 30
         while "listening on" not in self.err_path.read_text():
