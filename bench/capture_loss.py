@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from netlab import PYTHON, NetLab, NetLabError  # noqa: E402
 
-DEFAULT_RATES = (20_000, 50_000, 100_000, 150_000, 200_000, 300_000, 400_000)
+DEFAULT_RATES = (20_000, 30_000, 40_000, 50_000, 60_000, 80_000, 100_000, 150_000, 200_000, 300_000)
 
 # the capture layer alone: counts what it gets; prints counters as JSON lines on request (SIGUSR1)
 CAPTURE_ONLY = r"""
@@ -203,11 +203,17 @@ def run_stage(name: str, w: Watched, lab: NetLab, pcap: Path, rates, seconds: fl
         lossy = lossy + 1 if (r["drops"] or r["unaccounted"] > 0) else 0
         if lossy >= 2:
             break
+    # judged by the rate tcpreplay achieved: on a small machine it tops out below what is asked
     clean = [p for p, r in rows.items() if not r["drops"] and r["unaccounted"] <= 0]
-    best = max(clean) if clean else 0
+    best = max(clean, key=lambda p: rows[p]["achieved_pps"]) if clean else 0
     best_achieved = rows[best]["achieved_pps"] if best else 0
+    top_sent = max(r["achieved_pps"] for r in rows.values())
     result = {"stage": name, "rows": list(rows.values()), "zero_drop_pps": best_achieved}
-    if best:
+    if best and best_achieved >= 0.97 * top_sent and not any(r["drops"] for r in rows.values()):
+        print(f"{name}: no drops at any rate tcpreplay could send (up to {top_sent} pkt/s): "
+              "the sender, not the sensor, was the limit")
+        result["sender_limited"] = True
+    elif best:
         double = best * 2
         if double not in rows:
             rows[double] = measure(w, lab, pcap, double, seconds)
@@ -226,7 +232,7 @@ def run_stage(name: str, w: Watched, lab: NetLab, pcap: Path, rates, seconds: fl
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--pcap", help="capture to replay (default: generated bench pcap, else the corpus one)")
-    ap.add_argument("--seconds", type=float, default=3.0, help="seconds of traffic per rate")
+    ap.add_argument("--seconds", type=float, default=5.0, help="seconds of traffic per rate")
     ap.add_argument("--rates", default=",".join(map(str, DEFAULT_RATES)), help="comma-separated packets/s")
     ap.add_argument("--stage", choices=("capture", "listen", "both"), default="both")
     ap.add_argument("--json", help="also write the results here")

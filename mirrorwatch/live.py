@@ -85,6 +85,16 @@ def _explain(iface: str, msg: str) -> str:
     return f"cannot capture on {iface!r}: {msg}"
 
 
+def _explain_runtime(iface: str, msg: str) -> str:
+    """libpcap's error once capture was running, as one line."""
+    low = msg.lower()
+    if "went down" in low or "network is down" in low:
+        return f"interface {iface!r} went down during capture ({msg}; bring it up: ip link set {iface} up)"
+    if "disappeared" in low or "no such device" in low:
+        return f"interface {iface!r} disappeared during capture ({msg})"
+    return f"capture on {iface!r} failed: {msg}"
+
+
 class LiveCapture:
     """One libpcap handle and its capture thread.
 
@@ -174,7 +184,7 @@ class LiveCapture:
             time.sleep(self.timeout_ms / 1000.0)
             self._read_ring(h, None)
         except pcapy.PcapError as e:
-            self.error = _explain(self.iface, str(e))
+            self.error = _explain_runtime(self.iface, str(e))
         except Exception as e:  # noqa: BLE001 - the thread must report, never die silently
             self.error = f"capture on {self.iface!r} failed: {type(e).__name__}: {e}"
         finally:

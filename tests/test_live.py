@@ -217,7 +217,7 @@ def test_interface_going_down_flushes_and_fails(lab, tmp_path):
     assert evs[-1]["event_type"] == "stats"
 
 
-def test_bad_interface_and_bad_bpf_are_one_line_errors(lab):
+def test_bad_interface_bad_bpf_and_no_privilege_are_one_line_errors(lab):
     r = lab.run(lab.sensor, *mw_cmd("listen", "nosuch0"), check=False)
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()
@@ -228,6 +228,12 @@ def test_bad_interface_and_bad_bpf_are_one_line_errors(lab):
     assert len(lines) == 1 and "bad BPF filter" in lines[0] and "syntax error" in lines[0], r.stderr
     r = lab.run(lab.sensor, *mw_cmd("listen", lab.monitor, "--set", "capture.queue-size=lots"), check=False)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    # without root or capabilities
+    r = lab.run(lab.sensor, "setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                *mw_cmd("listen", lab.monitor), check=False, cwd="/")
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 1, r.stderr
+    assert "CAP_NET_RAW" in lines[0] and "root" in lines[0]
 
 
 def mw_cmd(*args: str) -> list[str]:

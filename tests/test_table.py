@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -195,6 +197,15 @@ def test_listen_table_in_a_terminal_at_120_and_80_columns(privileged, tmux_sessi
             rows = [line for line in lines if "→" in line and line.lstrip().startswith(("TCP", "UDP", "ICMP"))]
             assert rows[0].rstrip().endswith("1") and ":8080" in rows[0], f"{width} columns:\n{text}"
             assert ("198.51.100.2:8080 → 198.51.100.1:" in text) == (width >= 100), "alert endpoints when wide"
+        # SIGHUP with a broken rule file: the display itself says the old rules stay
+        rules.write_text("alert tcp garbage (\n")
+        shell = int(tmux("display", "-p", "-t", panes[120], "#{pane_pid}").strip())
+        child = int(subprocess.run(["pgrep", "-P", str(shell)], capture_output=True, text=True).stdout.split()[0])
+        os.kill(child, signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "rules not reloaded" not in tmux("capture-pane", "-p", "-t", panes[120]):
+            assert time.monotonic() < deadline, tmux("capture-pane", "-p", "-t", panes[120])
+            time.sleep(0.2)
         held.kill()
         for name in panes.values():
             tmux("send-keys", "-t", name, "C-c")

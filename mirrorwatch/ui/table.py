@@ -16,6 +16,7 @@ columns alike.
 from __future__ import annotations
 
 import heapq
+import time
 from collections import deque
 
 from rich import box
@@ -113,6 +114,11 @@ class LiveTable:
         self.bps = 0.0
         self._rates: dict[int, float] = {}
         self.started: float | None = None
+        self._notice: tuple[float, Text] | None = None  # (monotonic expiry, line)
+
+    def notice(self, text: str, error: bool = False, seconds: float = 60.0) -> None:
+        """A line shown under the header for a while (rule reloads: stderr is hidden under the display)."""
+        self._notice = (time.monotonic() + seconds, Text(text, style="bold red" if error else "green"))
 
     # -- events (sink API) ----------------------------------------------------
     def handle(self, event) -> None:
@@ -289,6 +295,12 @@ class LiveTable:
         """One frame of the display for a ``width`` x ``height`` terminal."""
         flows = self.sample(now)
         head = self.header(flows, now, width)
+        if self._notice is not None:
+            if time.monotonic() < self._notice[0]:
+                head.append("\n")
+                head.append_text(self._notice[1])
+            else:
+                self._notice = None
         alert_rows = min(len(self.latest) or 1, self.latest.maxlen)
         # header + blank + table title/head/rule + blank + alerts title + alert rows
         rows = max(1, height - (len(head.plain.splitlines()) + 1 + 3 + 1 + 1 + alert_rows))
