@@ -182,14 +182,23 @@ def test_eve_stats_kill_and_type_filter(tmp_path):
     w = EveWriter(str(out), types=("stats", "kill"))
     w.handle(Alert(make_pkt(), FakeFlow(), True, make_rule()))  # filtered out
     w.handle(Kill(TS, FakeFlow(), frames=[object(), object()], trigger="2000001", pcap_cnt=9))
-    w.handle(Stats(TS, {"capture": {"packets": 10, "bytes": 1000}, "decoder": {"truncated": 1}}))
+    w.handle(Stats(TS, {"capture": {"packets": 10, "bytes": 1000}, "decoder": {"decoder.pkts": 10, "truncated": 1,
+                                                                             "defrag.fragments": 2}}))
     w.close()
     kill, stats = eve_lines(out)
     assert kill["event_type"] == "kill"
     assert kill["kill"] == {"trigger": "2000001", "frames": 2, "dry_run": False, "segments": []}
     assert stats["event_type"] == "stats"
     assert stats["stats"]["capture"] == {"packets": 10, "bytes": 1000}
-    assert stats["stats"]["decoder"] == {"truncated": 1} and "uptime" in stats["stats"]
+    assert stats["stats"]["decoder"] == {"pkts": 10, "truncated": 1, "defrag": {"fragments": 2}}
+    assert "uptime" in stats["stats"]
+
+
+def test_nest_counters_keeps_clashing_names_flat():
+    from mirrorwatch.output.eve import nest_counters
+
+    assert nest_counters("flow", {"flow.tcp": 3, "tcp": 1, "tcp.reuse": 2, "reassembly": {"gaps": 0}}) == {
+        "tcp": 1, "tcp.reuse": 2, "reassembly": {"gaps": 0}}
 
 
 def test_eve_reopen_after_rotation(tmp_path):

@@ -186,7 +186,8 @@ class EveWriter(FileSink):
     # -- stats / kill -------------------------------------------------------
     def stats(self, s: Stats) -> None:
         body = {"uptime": int(time.monotonic() - self.started)}
-        body.update(s.counters)
+        for section, value in s.counters.items():
+            body[section] = nest_counters(section, value) if isinstance(value, dict) else value
         ev = {"timestamp": iso_time(s.ts), "event_type": "stats", "stats": body}
         self.write(_dumps(ev) + "\n")
 
@@ -204,6 +205,37 @@ class EveWriter(FileSink):
             "segments": [seg.as_dict() for seg in k.frames if hasattr(seg, "as_dict")],
         }
         self.write(_dumps(ev) + "\n")
+
+
+def nest_counters(section: str, counters: dict) -> dict:
+    """Dotted counter names as Suricata's nested stats objects.
+
+    In section ``decoder``, ``decoder.pkts`` becomes ``pkts`` and
+    ``defrag.fragments`` becomes ``{"defrag": {"fragments": ...}}``, so
+    ``jq .stats.decoder.pkts`` works as it does on Suricata's EVE.
+    """
+    out: dict = {}
+    prefix = section + "."
+    for key, value in counters.items():
+        if isinstance(value, dict):
+            value = nest_counters(key, value)
+        if key.startswith(prefix):
+            key = key[len(prefix):]
+        *parents, leaf = key.split(".")
+        node = out
+        for p in parents:
+            child = node.get(p)
+            if not isinstance(child, dict):
+                if child is not None:  # a plain counter already holds this name: keep the dotted key flat
+                    node = None
+                    break
+                child = node[p] = {}
+            node = child
+        if node is None:
+            out[key] = value
+        else:
+            node[leaf] = value
+    return out
 
 
 def _endpoints(ev: dict, proto: int, src: bytes, sport: int, dst: bytes, dport: int, pkt=None) -> None:
