@@ -392,3 +392,29 @@ def test_rule_reload_mid_flow_keeps_flowbits_and_restarts_streams():
     eng.reload_rules(rules_of('alert tcp any any -> any any (flowbits:isset,authed; content:"secret"; sid:2;)', s))
     alerts = run(eng, [conv.client(b"the secret")])
     assert sids(alerts) == [2]
+
+
+def test_stream_and_packet_rule_does_not_alert_twice_for_the_same_bytes():
+    # depth makes a tcp rule inspect packets too (Suricata's REQUIRE_PACKET): the packet
+    # alert comes first; the stream inspection of the same bytes at close adds nothing
+    eng = engine('alert tcp any any -> any any (content:"USER root"; depth:9; sid:1;)')
+    conv = Conv(dport=21)
+    frames = conv.handshake() + [conv.client(b"USER root\r\n"), conv.ack_from_server()] + conv.close()
+    alerts = run(eng, frames)
+    assert [(a.pkt.pcap_cnt, a.stream) for a in alerts] == [(4, 0)]
+    # split over two segments only the stream sees it: one stream alert, when closing
+    eng = engine('alert tcp any any -> any any (content:"USER root"; depth:9; sid:1;)')
+    conv = Conv(dport=21)
+    frames = conv.handshake() + [conv.client(b"USE"), conv.client(b"R root\r\n"), conv.ack_from_server()]
+    frames += conv.close()
+    alerts = run(eng, frames)
+    assert [(a.stream, a.kind) for a in alerts] == [(1, "packet")]
+
+
+def test_an_internal_error_is_counted_never_raised():
+    det = Detector(rules_of('alert udp any any -> any any (content:"X"; sid:1;)'), Settings())
+    p = Packet(1.0, 9)
+    p.ipv, p.src, p.dst, p.proto, p.payload = 4, bytes(4), bytes(4), 17, object()  # not a buffer
+    assert det.inspect(p, None, None) == []
+    c = det.counters()
+    assert c["errors"] == 1 and c["last_error"].startswith("packet 9: ")

@@ -56,7 +56,7 @@ _CLOSING = frozenset(("last_ack", "close_wait", "closing", "closed"))
 class FlowDet:
     """Detect's per-flow scratch (``flow.det``)."""
 
-    __slots__ = ("ipo", "bits", "passed", "est", "prog", "held", "gaps", "thr", "hs", "owner")
+    __slots__ = ("ipo", "bits", "passed", "est", "prog", "held", "gaps", "thr", "hs", "owner", "pkt_hi", "piece_offs")
 
     def __init__(self, owner) -> None:
         self.owner = owner  # the Detector whose databases ``hs`` streams belong to
@@ -65,10 +65,14 @@ class FlowDet:
         self.bits: set | None = None
         self.passed = False
         self.prog = [0, 0]  # stream offset up to which each direction was inspected
-        self.held: list = [[], []]  # (bytes, gap length after them) saved before a gap, not yet inspected
+        self.held: list = [[], []]  # (offset, bytes, gap length after) saved before a gap, not inspected
         self.gaps: list = []  # gap lengths between the pieces of the current inspection
         self.thr: dict = {}
         self.hs: list = [None, None]  # inline mode: hyperscan stream per direction
+        # (direction, rule) -> stream offset up to which a packet alert of a
+        # stream+packet rule already covered the data (no second alert for it)
+        self.pkt_hi: dict = {}
+        self.piece_offs: list = []  # stream offset of each piece of the current inspection
 
     def close(self) -> None:
         for i in (0, 1):
@@ -95,7 +99,7 @@ class _GapKeeper:
         fd, d = self.fd, self.d
         start = fd.prog[d] if fd.prog[d] > stream.buf_base else stream.buf_base
         if stream.end > start:
-            fd.held[d].append((bytes(stream.buf[start - stream.buf_base:]), length))
+            fd.held[d].append((start, bytes(stream.buf[start - stream.buf_base:]), length))
         fd.prog[d] = offset + length
         if self.inner is not None:
             self.inner.gap(stream, offset, length)
@@ -120,7 +124,8 @@ class Detector:
         self.skipped: list[tuple[object, str]] = []
         self.c = dict.fromkeys(("packets", "inspected", "csum_skipped", "scans", "stream_scans",
                                 "stream_bytes", "stream_lost_bytes", "candidates", "alerts",
-                                "alerts_dropped_max", "suppressed", "passed_flows"), 0)
+                                "alerts_dropped_max", "suppressed", "passed_flows", "errors"), 0)
+        self.last_error: str | None = None
         self.recursion_limit = settings.get("detect.inspection-recursion-limit", 3000)
         self._matchers: dict[int, object] = {}
         rules = ruleset.rules if hasattr(ruleset, "rules") else list(ruleset)
@@ -242,7 +247,22 @@ class Detector:
 
     # -- per packet -------------------------------------------------------------
     def inspect(self, pkt, flow, to_server) -> list:
-        """Alerts for one decoded packet (after flows/reassembly have seen it)."""
+        """Alerts for one decoded packet (after flows/reassembly have seen it).
+
+        Never raises: an internal error on one packet is counted
+        (``errors``, ``last_error``) and that packet yields no alert.
+        """
+        try:
+            return self._inspect(pkt, flow, to_server)
+        except Exception as e:  # noqa: BLE001 - the core must go on with the next packet
+            self._error(e, pkt)
+            return []
+
+    def _error(self, e: Exception, pkt) -> None:
+        self.c["errors"] += 1
+        self.last_error = f"packet {getattr(pkt, 'pcap_cnt', '?')}: {type(e).__name__}: {e}"
+
+    def _inspect(self, pkt, flow, to_server) -> list:
         c = self.c
         c["packets"] += 1
         if pkt.csum_ok is False:
@@ -357,12 +377,14 @@ class Detector:
                 or flow.tcp_state in _CLOSING):
             return None
         pieces = []
+        offs = fd.piece_offs = []
         fresh = []  # bytes never scanned before, in stream order (None marks a gap)
         if held:
-            for p, _ in held:
+            for off, p, _ in held:
                 pieces.append(p)
+                offs.append(off)
                 fresh.extend((p, None))
-            fd.gaps = [g for _, g in held]
+            fd.gaps = [g for _, _, g in held]
             held.clear()
         if n > 0:
             fd.prog[d] = end
@@ -372,6 +394,7 @@ class Detector:
                 # earlier segments is seen; only new bytes are scanned (hs stream)
                 lo = start - self.lookback if start - self.lookback > base else base
             pieces.append(bytes(st.buf[lo - base:end - base]))
+            offs.append(lo)
             fresh.append(pieces[-1][start - lo:])
             keep = end - self.lookback if self.inline else end
             if keep > st.buf_base:
@@ -475,6 +498,8 @@ class Detector:
                     cr.dfilter, cr.key, pkt, fd.thr if fd is not None else None, ts):
                 continue
             seen.add(cr.key)
+            if not stream and added and cr.req_stream and fd is not None:
+                fd.pkt_hi[(d, cr.num)] = flow.streams[d].off
             if len(alerts) >= self.alert_max:
                 c["alerts_dropped_max"] += 1
                 continue
@@ -532,9 +557,18 @@ class Detector:
         if m is None:
             m = self._matcher(cr)
         if mode & 2 and chunk is not None:
-            for piece in chunk:
-                if m(piece):
-                    return 1
+            seen_upto = fd.pkt_hi.get((d, cr.num), -1) if cr.req_packet and fd is not None and fd.pkt_hi else -1
+            if seen_upto < 0:
+                for piece in chunk:
+                    if m(piece):
+                        return 1
+            else:
+                # the rule already alerted on the packet that carried these bytes:
+                # a stream match ending inside them is the same data, not a new alert
+                ctx: dict = {}
+                for piece, off in zip(chunk, fd.piece_offs):
+                    if m(piece, ctx) and off + ctx["end"] > seen_upto:
+                        return 1
         if pseudo or not mode & 1 or cr.stream_only or not payload:
             return None
         if added and cr.req_stream and not cr.req_packet:
@@ -571,6 +605,8 @@ class Detector:
                         continue
                     pkt = _pseudo_packet(flow, d)
                     events.extend(self._judge_all(cands, pkt, flow, fd, d, d == 0, chunk, True))
+        except Exception as e:  # noqa: BLE001 - never let one session stop the engine
+            self._error(e, flow)
         finally:
             fd.close()
 
@@ -583,6 +619,8 @@ class Detector:
         out["rules"] = len(self.crules)
         out["rules_skipped"] = len(self.skipped)
         out["patterns"] = self.patterns
+        if self.last_error:
+            out["last_error"] = self.last_error
         return out
 
 
