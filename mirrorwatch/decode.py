@@ -9,11 +9,16 @@ fragments) leaves that path through a method call.
 
 Robustness contract: ``decode`` never raises.  Every length is checked before
 it is used; a malformed or unsupported frame increments one per-reason counter
-(``decoder.<reason>``) and returns None.  A fragment that is held for
-reassembly also returns None but is counted as ``defrag.fragments_held``, not
-as an error, so ``decoder.pkts == decoder.decoded + decoder.errors +
-defrag.fragments_held`` always holds.  A frame that is valid but not IP (ARP,
-LLDP, PPP control...) is a Packet with ``ipv`` = 0.
+(``decoder.<reason>``) and ``decoder.errors``, and returns None.  A frame whose
+IP header is valid but whose TCP/UDP/ICMP header is not (truncated, bad header
+or length field) is returned as a Packet with ``invalid`` = the reason, IP
+fields filled and no transport fields or payload, counted in
+``decoder.invalid`` and by reason: as in Suricata it gets no flow, but IP-only
+rules still see it.  A fragment that is held for reassembly returns None and is
+counted as ``defrag.fragments_held``, not as an error, so ``decoder.pkts ==
+decoder.decoded + decoder.errors + defrag.fragments_held`` always holds
+(``decoded`` includes the invalid packets).  A frame that is valid but not IP
+(ARP, LLDP, PPP control...) is a Packet with ``ipv`` = 0.
 
 Checksums (``checksum_mode``, Suricata's ``-k``): ``all`` verifies the IPv4
 header and the TCP/UDP/ICMP/ICMPv6 checksums and sets ``pkt.csum_ok``; ``none``
@@ -79,6 +84,7 @@ class Decoder:
         self.defrag = Defragmenter(settings)
         self.pkts = 0
         self.errors = 0
+        self.n_invalid = 0
         self.n_ipv4 = self.n_ipv6 = self.n_tcp = self.n_udp = self.n_icmp = 0
         self.csum_checked = self.csum_bad = 0
         self.auto_disabled = 0
@@ -92,6 +98,14 @@ class Decoder:
         e[reason] = e.get(reason, 0) + 1
         return None
 
+    def _invalid(self, pkt: Packet, reason: str) -> Packet:
+        """Valid IP, malformed transport header: the packet goes on flagged (Suricata: no flow, IP-only rules)."""
+        self.n_invalid += 1
+        e = self.errs
+        e[reason] = e.get(reason, 0) + 1
+        pkt.invalid = reason
+        return pkt
+
     def _note(self, what: str) -> None:
         n = self.notes
         n[what] = n.get(what, 0) + 1
@@ -102,6 +116,7 @@ class Decoder:
             "decoder.pkts": self.pkts,
             "decoder.decoded": self.pkts - self.errors - held,
             "decoder.errors": self.errors,
+            "decoder.invalid": self.n_invalid,
             "decoder.ipv4": self.n_ipv4,
             "decoder.ipv6": self.n_ipv6,
             "decoder.tcp": self.n_tcp,
@@ -388,7 +403,7 @@ class Decoder:
         key = (4, pkt.src, pkt.dst, ipid, proto, pkt.vlan_id, pkt.tunnel)
         header = f[off:off + hlen] if fo == 0 else None
         r = self.defrag.add(key, pkt.ts, fo, f[off + hlen:ip_end], bool(foff & 0x2000), header,
-                            self._l2_of(pkt), IPV4_MAX - hlen)
+                            self._l2_of(pkt, f, off), IPV4_MAX - hlen)
         if r is None or type(r) is str:
             return r and self._err(r)
         header, payload, l2 = r
@@ -415,7 +430,7 @@ class Decoder:
             h[nh_pos - off] = nxt
             header = bytes(h)
         r = self.defrag.add(key, pkt.ts, fo, f[fh + 8:ip_end], bool(offm & 1), header,
-                            self._l2_of(pkt), 65535 - (fh + 8 - off - 40))
+                            self._l2_of(pkt, f, off), 65535 - (fh + 8 - off - 40))
         if r is None or type(r) is str:
             return r and self._err(r)
         header, payload, l2 = r
@@ -427,33 +442,40 @@ class Decoder:
         return self._rebuilt(pkt, bytes(h) + payload, l2, 6, depth)
 
     @staticmethod
-    def _l2_of(pkt: Packet):
-        return (pkt.src_mac, pkt.dst_mac, pkt.vlans, pkt.vlan_id, pkt.l2_proto, pkt.tunnel)
+    def _l2_of(pkt: Packet, f: bytes, off: int):
+        return (f[:off], pkt.src_mac, pkt.dst_mac, pkt.vlans, pkt.vlan_id, pkt.l2_proto, pkt.tunnel)
 
     def _rebuilt(self, pkt: Packet, datagram: bytes, l2, ipv: int, depth: int):
-        """Decode a reassembled datagram as a DLT_RAW frame carrying the first fragment's L2 fields."""
-        p = Packet(pkt.ts, pkt.pcap_cnt, DLT_RAW, datagram)
-        p.wirelen = pkt.wirelen
-        p.src_mac, p.dst_mac, p.vlans, p.vlan_id, p.l2_proto, p.tunnel = l2
+        """Decode a reassembled datagram behind the first fragment's link-layer (and tunnel) headers.
+
+        As Suricata (since 7.0.5) the rebuilt frame keeps the original link type and
+        the bytes before the IP header of the offset-0 fragment, so EVE's ``packet``
+        shows the frame as it would have been on the wire (outer lengths unchanged).
+        """
+        prefix = l2[0]
+        frame = prefix + datagram
+        p = Packet(pkt.ts, pkt.pcap_cnt, pkt.linktype, frame)
+        p.wirelen = len(frame)
+        _, p.src_mac, p.dst_mac, p.vlans, p.vlan_id, p.l2_proto, p.tunnel = l2
         p.frag = True
         self._note("frag_reassembled")
         # The layers counted for the fragments are counted again for the whole datagram.
         if ipv == 4:
             self.n_ipv4 -= 1
-            return self._ipv4(p, datagram, 0, len(datagram), depth)
+            return self._ipv4(p, frame, len(prefix), len(frame), depth)
         self.n_ipv6 -= 1
-        return self._ipv6(p, datagram, 0, len(datagram), depth)
+        return self._ipv6(p, frame, len(prefix), len(frame), depth)
 
     # -- transport layer ------------------------------------------------------
     def _l4(self, pkt: Packet, f: bytes, l4: int, ip_end: int, proto: int, depth: int):
         pkt.l4_off = l4
         if proto == 6:
             if ip_end - l4 < 20:
-                return self._err("truncated_tcp")
+                return self._invalid(pkt, "truncated_tcp")
             sport, dport, seq, ack, offfl, win, _, urp = _TCP(f, l4)
             thl = (offfl >> 12) << 2
             if thl < 20 or l4 + thl > ip_end:
-                return self._err("tcp_hlen_invalid")
+                return self._invalid(pkt, "tcp_hlen_invalid")
             self.n_tcp += 1
             pkt.sport = sport
             pkt.dport = dport
@@ -471,14 +493,14 @@ class Decoder:
             return pkt
         if proto == 17:
             if ip_end - l4 < 8:
-                return self._err("truncated_udp")
+                return self._invalid(pkt, "truncated_udp")
             sport, dport, ulen = _UDP(f, l4)
             if ulen < 8:
                 if ulen or pkt.ipv != 6:
-                    return self._err("udp_len_invalid")
+                    return self._invalid(pkt, "udp_len_invalid")
                 ulen = ip_end - l4  # IPv6 jumbogram UDP
             if l4 + ulen > ip_end:
-                return self._err("truncated_udp")
+                return self._invalid(pkt, "truncated_udp")
             self.n_udp += 1
             pkt.sport = sport
             pkt.dport = dport
@@ -488,7 +510,7 @@ class Decoder:
             return pkt
         if proto == 1 or proto == 58:
             if ip_end - l4 < 8:
-                return self._err("truncated_icmp")
+                return self._invalid(pkt, "truncated_icmp")
             t, code, _, ident, seq = _ICMP(f, l4)
             self.n_icmp += 1
             pkt.icmp_type = t

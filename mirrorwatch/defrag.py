@@ -35,7 +35,7 @@ class _Datagram:
         self.nbytes = 0
         self.total = -1  # payload length, known once the last fragment arrived
         self.header = None  # unfragmentable part from the offset-0 fragment
-        self.l2 = l2  # link-layer fields of the first fragment received
+        self.l2 = l2  # link-layer fields; those of the offset-0 fragment once it arrived
 
 
 class Defragmenter:
@@ -100,6 +100,7 @@ class Defragmenter:
                 c["defrag.overlaps"] += 1
         if offset == 0 and d.header is None:
             d.header = header
+            d.l2 = l2  # link-layer fields and headers of the offset-0 fragment, as Suricata keeps
         for o, b in d.frags:
             if o < end and offset < o + len(b):
                 c["defrag.overlaps"] += 1

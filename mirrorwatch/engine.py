@@ -73,6 +73,11 @@ class Engine:
         pkt = self.decoder.decode(ts, linktype, frame, self.pcap_cnt)
         if pkt is None or not pkt.ipv:
             return events
+        if pkt.invalid:  # valid IP, malformed transport header: no session (Suricata), IP-only rules still apply
+            alerts = self.detector.inspect(pkt, None, None)
+            if alerts:
+                events.extend(alerts)
+            return events
         if self.killer is not None and self.killer.own_frame(pkt):
             return events  # our own RST/FIN seen back on the mirror: counted, not tracked
         flow, to_server = self.flows.process(pkt, events)

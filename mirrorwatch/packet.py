@@ -29,8 +29,10 @@ class Packet:
     limit), ``ip_id``, ``ip_off`` (offset of the IP header in ``frame``),
     ``ip_hlen`` (IPv4 header incl. options; IPv6 fixed header plus extension
     headers), ``ip_len`` (total length incl. header), ``frag`` (True when
-    rebuilt from fragments; ``frame`` then holds the rebuilt datagram with
-    ``ip_off`` = 0 and ``linktype`` = DLT_RAW), ``ip_opts`` (raw IPv4 options,
+    rebuilt from fragments; ``frame`` then holds the offset-0 fragment's bytes
+    before its IP header (link layer, outer tunnel headers) followed by the
+    rebuilt datagram, ``ip_off`` pointing at it and ``linktype`` unchanged, as
+    Suricata's rebuilt packets), ``ip_opts`` (raw IPv4 options,
     or the raw IPv6 extension headers), ``tos`` (IPv4 TOS / IPv6 traffic class),
     ``tunnel`` (tuple of outer (ipv, src, dst, proto) layers, outermost first,
     when the packet was carried in GRE / IP-in-IP / 6in4).
@@ -41,6 +43,9 @@ class Packet:
     ``payload`` is bytes of the L4 payload (bounded by the IP length, so
     Ethernet padding is never payload).
     ``csum_ok`` is None when not checked, else True/False for IP+L4 checksums.
+    ``invalid`` is "" or the decoder's reason (e.g. "tcp_hlen_invalid") when the
+    IP header is valid but the transport header is not: such a packet gets no
+    flow (Suricata), only packet-level / IP-only inspection.
     """
 
     __slots__ = (
@@ -50,7 +55,7 @@ class Packet:
         "sport", "dport", "l4_off",
         "seq", "ack", "flags", "win", "urp", "tcp_hlen", "tcp_opts",
         "icmp_type", "icmp_code", "icmp_id", "icmp_seq",
-        "payload", "csum_ok", "tunnel",
+        "payload", "csum_ok", "tunnel", "invalid",
     )
 
     def __init__(self, ts: float = 0.0, pcap_cnt: int = 0, linktype: int = 1, frame: bytes = b""):
@@ -93,6 +98,7 @@ class Packet:
         self.payload = b""
         self.csum_ok = None
         self.tunnel = ()
+        self.invalid = ""
 
     def __repr__(self) -> str:  # debugging aid only
         from ipaddress import ip_address

@@ -52,7 +52,9 @@ def check_done(d, out, payload=PAYLOAD, ipv=4):
     assert (last.sport, last.dport) == (5000, 6000)
     assert bytes(last.payload) == payload
     assert last.csum_ok is True  # UDP checksum over the whole datagram
-    assert last.linktype == 101 and last.ip_off == 0
+    # as Suricata: the offset-0 fragment's link-layer bytes, then the rebuilt datagram
+    assert last.linktype == 1 and last.ip_off >= 14 and last.frame[last.ip_off] >> 4 == ipv
+    assert len(last.frame) == last.ip_off + last.ip_len
     assert last.src_mac == bytes.fromhex("020000000001")
     c = d.counters()
     assert c["defrag.fragments_held"] == len(held)
@@ -82,7 +84,8 @@ def test_ipv4_rebuilt_header_is_valid_and_keeps_vlan():
     d = Decoder(Settings(), "all")
     last = check_done(d, feed(d, frames))
     assert last.vlan_id == (12,) and last.ttl == 17 and last.ip_id == 7
-    rebuilt = IP(last.frame)
+    assert last.ip_off == 18 and last.frame[:18] == frames[0][:18]
+    rebuilt = IP(last.frame[last.ip_off:])
     assert rebuilt.len == 20 + 8 + len(PAYLOAD) and rebuilt.flags == 0 and rebuilt.frag == 0
     assert IP(raw(rebuilt)).chksum == rebuilt.chksum
 
