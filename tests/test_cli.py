@@ -318,3 +318,14 @@ def test_make_targets_and_ci_entry_point_are_wired():
     assert p.returncode == 0, p.stderr
     assert "mirrorwatch replay" in p.stdout and "pcaps/demo.pcap" in p.stdout
     assert "-m pytest" in p.stdout and "tests/suricata_verify.py" in p.stdout and "bench/run_all.sh" in p.stdout
+
+
+def test_eve_payload_carries_the_matching_bytes(tmp_path):
+    import base64
+
+    eve = tmp_path / "eve.json"
+    assert run("replay", "-q", "--eve", eve, "--eve-types", "alert", "--eve-payload", DEMO).exit_code == 0
+    by_sid = {e["alert"]["signature_id"]: e for e in eve_events(eve)}
+    root = by_sid[9000001]
+    assert b"uid=0(root)" in base64.b64decode(root["payload"]) and "uid=0(root)" in root["payload_printable"]
+    assert b"/etc/passwd" in base64.b64decode(by_sid[9000010]["payload"])
