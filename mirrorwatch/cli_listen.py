@@ -47,7 +47,6 @@ class _Signals:
     def __init__(self):
         self.stop = False
         self.reload = False
-        self.signame = ""
         self._old = {}
 
     def install(self) -> None:
@@ -61,7 +60,6 @@ class _Signals:
 
     def _on_stop(self, signum, frame) -> None:
         self.stop = True
-        self.signame = signal.Signals(signum).name
 
     def _on_hup(self, signum, frame) -> None:
         self.reload = True
@@ -83,7 +81,6 @@ class Listener:
         self.settings = settings
         self.signals = _Signals()
         self.error: str | None = None
-        self.rules_loaded = pipeline.rule_count
 
     # -- SIGHUP ---------------------------------------------------------------------
     def reload(self) -> None:
