@@ -49,7 +49,9 @@ burst sent within ``inject.response-window`` packet-time seconds of its first
 one.  Segments that were already in flight when an endpoint was reset keep
 arriving for a moment, each moving the other endpoint's RCV.NXT; every one of
 them is answered (only the last answer can be exact, and we cannot know which
-one is last), and together they count as one response.  A session gets
+one is last), and together they count as one response.  Follow-ups never
+take the global token bucket below half its size, so a busy killed session
+cannot delay the first burst of another kill.  A session gets
 ``inject.max-responses`` responses after the first burst; a data re-fire that
 opens a new response also waits ``inject.min-interval`` seconds after the
 last burst.  A segment identical to the last one sent to the same endpoint is
@@ -155,6 +157,7 @@ class Killer:
         self.window = float(settings["inject.response-window"])
         self.rate = float(settings["inject.max-per-second"])
         self._tokens = self.rate
+        self._reserve = self.rate / 2  # follow-ups never take the bucket below this: first kills come first
         self._bucket_ts = None
         self._rand = random.Random(config.seed)
         mem = max(1, int(settings["inject.own-frame-memory"]))
@@ -257,6 +260,10 @@ class Killer:
                     and pkt.ts - st.last_fire < self.min_interval:
                 self.c["interval_suppressed"] += 1
                 return False
+        self._refill(pkt.ts)
+        if self._tokens < self._reserve + 1:  # decided before any segment is built: a killed flow can be busy
+            self.c["rate_limited"] += 1
+            return False
         frames = []
         d = 0 if to_server else 1  # direction index of the packet
         ns = flow.next_seq
@@ -273,9 +280,9 @@ class Killer:
             frames += self._make(flow, to_server, _first(ns[d], pkt.seq), ack, *self._l2(flow, to_server), st)
         if not frames:
             return False
-        self.c["challenge_ack_replies" if pure_ack else "refires"] += 1
         if not self._emit(pkt, flow, frames, "challenge-ack" if pure_ack else "refire", st, events):
             return False
+        self.c["challenge_ack_replies" if pure_ack else "refires"] += 1
         if new_round:
             st.responses += 1
             st.round_start = pkt.ts
@@ -348,12 +355,15 @@ class Killer:
         events.append(Kill(pkt.ts, flow, frames, trigger, self.dry_run, pkt.pcap_cnt))
         return True
 
-    def _take_tokens(self, ts: float, n: int) -> bool:
+    def _refill(self, ts: float) -> None:
         """Global token bucket on packet time: at most ``inject.max-per-second`` frames per second."""
         if self._bucket_ts is not None and ts > self._bucket_ts:
             self._tokens = min(self.rate, self._tokens + (ts - self._bucket_ts) * self.rate)
         if self._bucket_ts is None or ts > self._bucket_ts:
             self._bucket_ts = ts
+
+    def _take_tokens(self, ts: float, n: int) -> bool:
+        self._refill(ts)
         if self._tokens < n:
             return False
         self._tokens -= n

@@ -372,3 +372,20 @@ def test_in_flight_train_answered_within_one_response():
         k.on_packet(p, f, False, [], events)
         assert len(events) == expect
     assert f.kill.responses == 1 and k.counters()["cap_reached"] == 1
+
+
+def test_busy_killed_session_cannot_starve_a_new_kill():
+    k = killer(inject_max_per_second=20)
+    busy = established()
+    trigger(busy, k, ts=9.0)
+    sent = 0
+    for i in range(40):  # a long in-flight train: answered only while the bucket is above half
+        p = pkt(False, SISN + 101 + 100 * i, CISN + 15, "A", b"t" * 100, ts=9.0 + 0.00001 * (i + 1))
+        busy.see(p, False)
+        events = []
+        k.on_packet(p, busy, False, [], events)
+        sent += sum(len(e.frames) for e in events)
+    assert sent == 8  # 20 - 2 (first burst) - 10 (reserve)
+    f = established()
+    _, kills = trigger(f, k, ts=9.001)
+    assert len(kills) == 1 and len(kills[0].frames) == 2
