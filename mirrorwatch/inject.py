@@ -21,6 +21,7 @@ import errno
 import os
 import socket
 import struct
+import sys
 from ipaddress import ip_address
 
 from .checksum import checksum, pseudo_sum
@@ -161,13 +162,17 @@ class _Sink:
 
 
 class KillLog:
-    """Console sink: one ``describe()`` line per kill burst (what --dry-run shows the operator)."""
+    """Console sink: one ``describe()`` line per kill (its first burst; what --dry-run shows the operator).
+
+    Follow-up bursts (challenge-ACK answers, re-fires) can be many per session
+    while in-flight segments arrive; they are in the EVE ``kill`` events.
+    """
 
     def __init__(self, stream):
         self.stream = stream
 
     def handle(self, event) -> None:
-        if type(event) is Kill:
+        if type(event) is Kill and event.trigger.startswith("sid:"):
             self.stream.write(describe(event) + "\n")
 
     def flush(self) -> None:
@@ -191,9 +196,10 @@ class RawInjector(_Sink):
     the capture loop.  Dry-run kills are counted and not sent.
     """
 
-    def __init__(self, iface: str):
+    def __init__(self, iface: str, warn=None):
         super().__init__()
         self.iface = iface
+        self.warn = warn if warn is not None else _warn_stderr
         self.dry_run_frames = 0
         self.last_error = ""
         self.error_kinds: dict[str, int] = {}
@@ -226,8 +232,11 @@ class RawInjector(_Sink):
             except OSError as e:
                 self.errors += 1
                 kind = errno.errorcode.get(e.errno, str(e.errno)) if e.errno else type(e).__name__
-                self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
+                n = self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
                 self.last_error = f"{kind}: {e.strerror or e}"
+                if n == 1:
+                    self.warn(f"sending a kill frame on {self.iface} failed ({self.last_error}); such failures "
+                              "are counted in the stats (kill.send_errors), the capture goes on")
 
     def close(self) -> None:
         if self.sock is not None:
@@ -240,6 +249,10 @@ class RawInjector(_Sink):
         if self.error_kinds:
             c["send_error_kinds"] = dict(self.error_kinds)
         return c
+
+
+def _warn_stderr(msg: str) -> None:
+    sys.stderr.write(f"mirrorwatch: warning: {msg}\n")
 
 
 _PCAP_HDR = struct.Struct("<IHHiIII")

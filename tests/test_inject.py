@@ -13,7 +13,7 @@ from scapy.all import IP, TCP, Dot1Q, Ether, IPv6
 
 from mirrorwatch.decode import Decoder
 from mirrorwatch.events import Kill
-from mirrorwatch.inject import ForgedSegment, InjectError, PcapKillWriter, RawInjector, build_frame, describe
+from mirrorwatch.inject import ForgedSegment, InjectError, KillLog, PcapKillWriter, RawInjector, build_frame, describe
 from mirrorwatch.packet import ACK, FIN, RST
 from mirrorwatch.settings import Settings
 
@@ -139,16 +139,34 @@ def test_raw_socket_frames_reach_the_wire(privileged, tmp_path):
             "while len(got) < 2:\n"
             "    f = r.recv(2048)\n"
             "    if f in [build_frame(s) for s in segs]: got.append(f.hex())\n"
-            "print(json.dumps([got == [build_frame(s).hex() for s in segs], inj.counters()]))\n"
+            "same = got == [build_frame(s).hex() for s in segs]\n"
+            "import subprocess; subprocess.run(['ip', 'link', 'set', 'a0', 'down'], check=True)\n"
+            "warned = []; inj.warn = warned.append\n"
+            "inj.handle(Kill(0.0, None, segs, 'x'))\n"
+            "print(json.dumps([same, inj.counters(), warned]))\n"
         )
         from conftest import ROOT
 
         r = subprocess.run(["ip", "netns", "exec", ns, str(ROOT / ".venv" / "bin" / "python"), "-c", code, str(ROOT)],
                            capture_output=True, text=True, timeout=30, cwd=str(ROOT))
         assert r.returncode == 0, r.stderr
-        same, counters = json.loads(r.stdout)
+        same, counters, warned = json.loads(r.stdout)
         assert same
-        assert counters["frames_sent"] == 2 and counters["dry_run_frames"] == 2 and counters["send_errors"] == 0
+        assert counters["frames_sent"] == 2 and counters["dry_run_frames"] == 2
+        # the interface went down: both sends fail, are counted, and one warning line says so
+        assert counters["send_errors"] == 2 and counters["send_error_kinds"] == {"ENETDOWN": 2}
+        assert len(warned) == 1 and "a0" in warned[0] and "ENETDOWN" in warned[0]
     finally:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
+
+
+def test_kill_log_prints_first_bursts_only():
+    import io
+
+    out = io.StringIO()
+    log = KillLog(out)
+    log.handle(Kill(1.0, None, [seg4()], "sid:7"))
+    log.handle(Kill(1.1, None, [seg4(seq=5)], "refire"))
+    log.handle(Kill(1.2, None, [seg4(seq=6)], "challenge-ack"))
+    assert out.getvalue().count("\n") == 1 and out.getvalue().startswith("kill (sid:7) sent: RA")
