@@ -268,7 +268,8 @@ def listen(iface, rules, eve, fast, sets, checksum, bpf, snaplen, no_promisc, bu
         cap.open()
     except CaptureError as e:
         fail(str(e))
-    want_table = not no_table and sys.stdout.isatty()
+    # the table needs the terminal to itself: not when EVE goes to stdout
+    want_table = not no_table and eve != "-" and sys.stdout.isatty()
     # the injection socket opens now, so a missing privilege or interface stops us before capture
     killer, kill_sinks = build_killer(settings, kill, inject_iface=kill.get("inject_iface") or iface,
                                       log=None if want_table else (sys.stderr if eve == "-" else sys.stdout))

@@ -142,7 +142,8 @@ def test_sighup_keeps_old_rules_on_bad_file_then_takes_good_one_and_reopens_eve(
     rules = tmp_path / "live.rules"
     rules.write_text(RULES_ALPHA)
     lab.serve_tcp(8080, reply=REPLY)
-    mw = Listen(lab, tmp_path, "--rules", str(rules))
+    fast = tmp_path / "fast.log"
+    mw = Listen(lab, tmp_path, "--rules", str(rules), "--fast", str(fast))
     lab.tcp_request(lab.SERVER4, 8080, b"alpha 1")
     mw.wait_events(lambda evs: sids(evs).count(2000001) == 1)
 
@@ -160,6 +161,7 @@ def test_sighup_keeps_old_rules_on_bad_file_then_takes_good_one_and_reopens_eve(
     # logrotate moved the EVE file away; a good new rule file; SIGHUP
     rotated = tmp_path / "eve.json.1"
     mw.eve.rename(rotated)
+    fast.rename(tmp_path / "fast.log.1")
     rules.write_text(RULES_BETA)
     os.kill(mw.p.pid, signal.SIGHUP)
     mw.wait_stderr("reloaded 1 rules")
@@ -170,6 +172,21 @@ def test_sighup_keeps_old_rules_on_bad_file_then_takes_good_one_and_reopens_eve(
     assert sids(after) == [2000002], "alpha is no longer a rule; beta is, and goes to the fresh file"
     assert after[-1]["event_type"] == "stats"
     assert sids(mw.events(rotated)) == [2000001, 2000001]
+    assert "MW beta" in fast.read_text() and "MW alpha" not in fast.read_text()
+    assert (tmp_path / "fast.log.1").read_text().count("MW alpha") == 2
+
+
+def test_bpf_filter_is_applied(lab, tmp_path):
+    (tmp_path / "t.rules").write_text(RULES)
+    lab.serve_tcp(8080, reply=REPLY)
+    mw = Listen(lab, tmp_path, "--rules", str(tmp_path / "t.rules"), "--bpf", "ip6 and tcp port 8080")
+    lab.tcp_request(lab.SERVER4, 8080, b"GET /evil HTTP/1.0\r\n\r\n")
+    lab.tcp_request(lab.SERVER6, 8080, b"GET /evil HTTP/1.0\r\n\r\n")
+    mw.wait_events(lambda evs: any(e["dest_port"] == 8080 for e in flows(evs)))
+    assert mw.stop() == 0
+    evs = mw.events()
+    assert {e["src_ip"] for e in evs if e["event_type"] in ("alert", "flow")} <= {lab.CLIENT6, lab.SERVER6}
+    assert {e["src_ip"] for e in flows(evs)} == {lab.CLIENT6}, "only the filtered traffic reached the engine"
 
 
 def test_vlan_tagged_mirror(privileged, tmp_path):
