@@ -232,6 +232,14 @@ class Detector:
         self.pkt_any_ip = self.pkt_any.get(None, ())
         self.pkt_dport = {k: tuple(v) for k, v in pkt_dport.items()}
         self.pkt_sport = {k: tuple(v) for k, v in pkt_sport.items()}
+        # per packet: rules of its protocol plus 'ip' rules in one tuple; port dicts per protocol
+        self.pkt_always = {p: tuple(sorted(set(v) | set(self.pkt_any_ip)))
+                           for p, v in self.pkt_any.items() if p is not None}
+        self.port_idx: dict[int, tuple[dict, dict]] = {}
+        for (p, port), nums in self.pkt_dport.items():
+            self.port_idx.setdefault(p, ({}, {}))[0][port] = nums
+        for (p, port), nums in self.pkt_sport.items():
+            self.port_idx.setdefault(p, ({}, {}))[1][port] = nums
         self.stream_nompm = tuple(stream_nompm)
         self.block: dict[int, tuple] = {}
         for k, ls in pkt_lits.items():
@@ -296,11 +304,7 @@ class Detector:
             if self.ipo_dst is not None:
                 for n in self.ipo_dst.lookup(pkt.dst):
                     cands[n] = 1
-        lst = self.pkt_any.get(proto)
-        if lst:
-            for n in lst:
-                cands[n] = 1
-        for n in self.pkt_any_ip:
+        for n in self.pkt_always.get(proto, self.pkt_any_ip):
             cands[n] = 1
         if proto == TCP:
             if self.flags_tbl is not None:
@@ -309,12 +313,13 @@ class Detector:
         elif (proto == 1 or proto == 58) and self.itype_tbl is not None and 0 <= pkt.icmp_type < 256:
             for n in self.itype_tbl[pkt.icmp_type]:
                 cands[n] = 1
-        if proto == TCP or proto == UDP:
-            lst = self.pkt_dport.get((proto, pkt.dport))
+        ports = self.port_idx.get(proto)
+        if ports is not None:
+            lst = ports[0].get(pkt.dport)
             if lst:
                 for n in lst:
                     cands[n] = 1
-            lst = self.pkt_sport.get((proto, pkt.sport))
+            lst = ports[1].get(pkt.sport)
             if lst:
                 for n in lst:
                     cands[n] = 1
