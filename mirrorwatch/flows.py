@@ -299,23 +299,29 @@ class FlowTable:
         if fl & ACK:
             f.last_ack[d] = pkt.ack
         f.win[d] = pkt.win
-        if fl & RST:
-            if not self._rst(f, pkt, d):
+        if fl & (SYN | FIN | RST) or f.tcp_state != "established" or f.rst_by is not None:
+            if fl & RST:
+                if not self._rst(f, pkt, d):
+                    return d
+            else:
+                if f.rst_by is not None:
+                    self._after_rst(f, d, n, fl)
+                end = (seq + n + (1 if fl & SYN else 0) + (1 if fl & FIN else 0)) & M32
+                ns = f.next_seq[d]
+                if ns is None or ((end - ns) & M32) < HALF:
+                    f.next_seq[d] = end
+                if fl & SYN:
+                    d = self._syn(f, pkt, d, fl)  # may swap the roles
+                elif fl & (FIN | ACK):
+                    self._table(f, pkt, d, fl, seq + n)
+            if not f.reasm:
                 return d
-        else:
-            if f.rst_by is not None:
-                self._after_rst(f, d, n, fl)
-            end = (seq + n + (1 if fl & SYN else 0) + (1 if fl & FIN else 0)) & M32
+        else:  # established, a plain ACK or data: the state machine has nothing to do
+            end = (seq + n) & M32
             ns = f.next_seq[d]
             if ns is None or ((end - ns) & M32) < HALF:
                 f.next_seq[d] = end
-            if fl & SYN:
-                d = self._syn(f, pkt, d, fl)  # may swap the roles
-            elif fl & FIN or (fl & ACK and f.tcp_state != "established"):  # an ACK changes no established session
-                self._table(f, pkt, d, fl, seq + n)
         # streams: the packet's data (RST data too, as Suricata), then its ACK for the other direction
-        if not f.reasm:
-            return d
         streams = f.streams
         if n or fl & FIN:
             s = streams[d]
@@ -494,7 +500,7 @@ class FlowTable:
             prev = f.rst_prev
             f.rst_by = f.rst_prev = None
             f.rst_talk = 0
-            self._set_state(f, prev if prev != "closed" else "established")
+            self._set_state(f, prev if prev != "closed" else ("established" if f.reasm else "none"))
 
     # -- creation, reuse, roles ---------------------------------------------
     def _new_flow(self, key, pkt, fwd: bool, sp: int, dp: int, events: list) -> Flow:

@@ -101,7 +101,7 @@ class ReassemblyContext:
         self.ooo_bytes = 0  # out-of-order bytes held by all streams
         self.ooo_streams: OrderedDict = OrderedDict()  # streams holding ooo data, oldest first
         self.stats = dict.fromkeys(
-            ("segments", "ooo_segments", "retransmitted_bytes", "overlaps", "overlap_diff",
+            ("slow_segments", "ooo_segments", "retransmitted_bytes", "overlaps", "overlap_diff",
              "rewritten_bytes", "gaps", "missed_bytes", "gap_wait_skips", "ack_gap_skips",
              "ooo_limit_skips", "memcap_skips", "depth_reached"), 0)
 
@@ -152,13 +152,25 @@ class Stream:
     # -- the public operations ------------------------------------------------
     def add(self, seq: int, data, fin: bool = False) -> None:
         """A segment the sender sent: ``data`` starts at sequence number ``seq``."""
-        if seq == self.nxt and not self._ooo and not fin:
+        if seq == self.nxt and not fin and not self._ooo:
             n = len(data)
-            if n:
-                self._ctx.stats["segments"] += 1
-                if not self.settle_now and not self.depth_reached:
-                    self._bounds.append((self.off, self.off + n))
+            if not n:
+                return
+            s = self.off
+            e = s + n
+            if e > self._depth:  # crosses or is beyond the depth
                 self._deliver(data)
+                return
+            # the fast path: in order, below depth
+            self.off = self.end = e
+            self.nxt = (seq + n) & M32
+            self.buf += data
+            if self.settle_now:
+                self._settle(e)
+            else:
+                self._bounds.append((s, e))
+                if e - self.final > self._unacked_max:  # the receiver's ACKs are not seen
+                    self._settle(e - self._unacked_max)
             return
         self._add_slow(seq, data, fin)
 
@@ -291,7 +303,7 @@ class Stream:
             self.fin_off = e
         if not n:
             return
-        st["segments"] += 1
+        st["slow_segments"] += 1
         if e <= self.final:
             st["retransmitted_bytes"] += n
             return
