@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import struct
 import subprocess
@@ -35,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from netlab import NetLab, NetLabError  # noqa: E402
+from netlab import PYTHON, NetLab, NetLabError  # noqa: E402
 from test_kill_live import PEER_SERVER, RULES, injection_port  # noqa: E402
 
 # N connections, P at a time: each reads `before` bytes of the server's stream, sends the trigger, waits.
@@ -163,7 +162,7 @@ def main() -> int:
             time.sleep(0.05)
         time.sleep(0.5)
         t_start = time.monotonic()
-        r = lab.run(lab.client, sys.executable if False else str(ROOT / ".venv" / "bin" / "python"), "-c", CLIENTS,
+        r = lab.run(lab.client, PYTHON, "-c", CLIENTS,
                     lab.SERVER4, str(args.connections), str(args.parallel), str(args.before),
                     timeout=60 + args.connections * 2)
         wall = time.monotonic() - t_start
