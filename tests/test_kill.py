@@ -389,3 +389,22 @@ def test_busy_killed_session_cannot_starve_a_new_kill():
     f = established()
     _, kills = trigger(f, k, ts=9.001)
     assert len(kills) == 1 and len(kills[0].frames) == 2
+
+
+def test_kill_on_a_bare_syn_then_the_syn_ack_refire():
+    """A rule matching the SYN: the client (SYN-SENT) accepts a RST+ACK acking its ISN; the SYN-ACK re-fires exactly."""
+    f = SessionRecord()
+    syn = pkt(True, CISN, 0, "S")
+    f.see(syn, True)
+    a = Alert(syn, f, True, FakeRule())
+    events = [a]
+    k = killer()
+    k.on_packet(syn, f, True, [a], events)
+    to_srv, to_cli = events[1].frames
+    assert (to_srv.seq, to_cli.ack) == (CISN + 1, CISN + 1)  # the server's RCV.NXT; the ack SYN-SENT checks
+    sa = pkt(False, SISN, CISN + 1, "SA", ts=1.0001)
+    f.see(sa, False)
+    events = []
+    k.on_packet(sa, f, False, [], events)
+    (seg,) = events[0].frames  # the server side got exactly this already: only the client gets a new one
+    assert (seg.to_server, seg.seq, seg.ack) == (False, SISN + 1, CISN + 1)
