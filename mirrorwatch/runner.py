@@ -117,16 +117,16 @@ class Pipeline:
         engine = Engine(settings, ruleset, checksum_mode=checksum_mode, killer=killer)
         sinks: list = list(kill_sinks)  # the injector first: least latency for kills
         try:
+            dumper = _stream_dumper(dump_streams, engine) if dump_streams else None
             if eve:
                 sinks.append(EveWriter(eve, types=eve_types or DEFAULT_TYPES, payload=eve_payload,
                                        line_buffered=line_buffered))
             if fast:
                 sinks.append(FastLogWriter(fast, line_buffered=line_buffered))
-        except OutputError as e:
+        except (OutputError, PipelineError) as e:
             for s in sinks:
                 s.close()
             raise PipelineError(str(e)) from None
-        dumper = _stream_dumper(dump_streams, engine) if dump_streams else None
         if console_alerts:
             sinks.append(ConsoleAlerts(sys.stderr if eve == "-" else sys.stdout))
         pipe = cls(engine, sinks, ruleset=ruleset, settings=settings, classification=classification)
