@@ -48,6 +48,7 @@ from .threshold import Thresholds
 from .payload import compile_matches
 
 TCP, UDP = 6, 17
+ADDED = -1  # literal set for TCP packets whose data went into a stream
 SYN = 0x02
 # Suricata inspects raw stream data at once when ssn->state > TCP_TIME_WAIT
 _CLOSING = frozenset(("last_ack", "close_wait", "closing", "closed"))
@@ -161,7 +162,9 @@ class Detector:
         pkt_dport: dict[tuple, list] = {}
         pkt_sport: dict[tuple, list] = {}
         stream_nompm: list[int] = []
-        pkt_lits = {0: LiteralSet(), TCP: LiteralSet(), UDP: LiteralSet()}
+        # per transport class; ADDED: TCP packets whose data went into a stream, where
+        # only rules that also inspect single packets (depth/offset, dsize...) apply
+        pkt_lits = {0: LiteralSet(), TCP: LiteralSet(), UDP: LiteralSet(), ADDED: LiteralSet()}
         stream_lits = LiteralSet()
         iponly: dict[int, list] = {0: [], TCP: [], UDP: []}
         ipo_src, ipo_dst = AddrIndex(), AddrIndex()
@@ -193,6 +196,8 @@ class Detector:
                 if not cr.stream_only:
                     for k in classes:
                         pkt_lits[k].add(lit, nocase, cr.num)
+                    if cr.req_packet and TCP in classes:
+                        pkt_lits[ADDED].add(lit, nocase, cr.num)
                 if cr.req_stream:
                     stream_lits.add(lit, nocase, cr.num)
                 continue
@@ -251,7 +256,7 @@ class Detector:
         self.stream_rules = port_split(stream_lits.rule_tuples(), port_keys)
         self.has_stream = db is not None or bool(self.stream_nompm)
         self.lookback = max((len(lit) for lit, _ in stream_lits.ids), default=1) - 1
-        self.patterns = sum(len(ls) for ls in pkt_lits.values()) + len(stream_lits)
+        self.patterns = sum(len(ls) for k, ls in pkt_lits.items() if k != ADDED) + len(stream_lits)
 
     # -- per packet -------------------------------------------------------------
     def inspect(self, pkt, flow, to_server) -> list:
@@ -325,7 +330,11 @@ class Detector:
                     cands[n] = 1
         payload = pkt.payload
         if payload:
-            blk = self.block[tc]
+            if proto == TCP and fd is not None and flow.streams[d] is not None and (
+                    flow.state != "new" or pkt.flags & SYN):
+                blk = self.block[ADDED]  # the stream rules see these bytes in the stream
+            else:
+                blk = self.block[tc]
             if blk is not None:
                 c["scans"] += 1
                 split = blk[1]
