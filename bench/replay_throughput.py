@@ -58,6 +58,62 @@ r.loop(0, count)
 print(f"FLOOR packets={n[0]} bytes={n[1]} elapsed={el:.6f} cpu={cpu:.6f}")
 """
 
+# CPU time per packet spent in each room's entry point (engine.process on frames already in memory);
+# the cost of the timing wrapper itself is measured on a no-op and subtracted.
+ROOMS = r"""
+import sys, time
+from mirrorwatch.capture import PcapFiles
+from mirrorwatch.engine import Engine
+from mirrorwatch.runner import load_ruleset
+from mirrorwatch.settings import Settings
+frames = []
+for fr in PcapFiles([sys.argv[1]]):
+    frames.append(fr)
+    if len(frames) >= int(sys.argv[3]):
+        break
+s = Settings()
+eng = Engine(s, load_ruleset([sys.argv[2]], s))
+pt = time.process_time
+acc = {}
+def wrap(obj, name, label):
+    f = getattr(obj, name)
+    acc[label] = [0.0, 0]
+    a = acc[label]
+    def w(*args):
+        t = pt(); r = f(*args); a[0] += pt() - t; a[1] += 1; return r
+    setattr(obj, name, w)
+def noop(*args):
+    return None
+probe = type("P", (), {"f": staticmethod(noop)})()
+N = 200000
+t = pt()
+for _ in range(N):
+    probe.f(1, 2, 3)
+bare = pt() - t
+wrap(probe, "f", "_probe")
+t = pt()
+for _ in range(N):
+    probe.f(1, 2, 3)
+over_total = max(pt() - t - bare, 0.0) / N  # what one timed call adds to the whole loop
+over = acc.pop("_probe")[0] / N  # what a timed call adds to its own measured interval
+wrap(eng.decoder, "decode", "decode")
+wrap(eng.flows, "process", "flows + reassembly")
+wrap(eng.detector, "inspect", "detect")
+t = pt()
+for ts, lt, fr, wl in frames:
+    eng.process(ts, lt, fr, wl)
+total = pt() - t
+n = len(frames)
+rooms = 0.0
+for label, (sec, calls) in acc.items():
+    net = max(sec - calls * over, 0.0)
+    rooms += net
+    print(f"ROOM {label}|{net / n * 1e6:.2f}")
+net_total = max(total - sum(c for _, c in acc.values()) * over_total, rooms)
+print(f"ROOM engine glue|{(net_total - rooms) / n * 1e6:.2f}")
+print(f"ROOM total engine.process|{net_total / n * 1e6:.2f}")
+"""
+
 SUMMARY_RE = re.compile(r"([\d,]+) packets, ([\d,]+) bytes, .* in ([\d.]+)s, ([\d.]+)s CPU \(")
 
 
@@ -100,6 +156,14 @@ def measure_replay(name: str, pcap: Path, rules: Path) -> dict:
         "elapsed": float(m.group(3)), "cpu": float(m.group(4)), "wall": wall, "rss": rss,
         "alerts": int(alerts.group(1).replace(",", "")) if alerts else None,
     }
+
+
+def measure_rooms(pcap: Path, rules: Path, packets: int) -> list[tuple[str, float]]:
+    out, _, code, _ = popen_rss([PY, "-c", ROOMS, str(pcap), str(rules), str(packets)])
+    rows = [line[5:].split("|") for line in out.splitlines() if line.startswith("ROOM ")]
+    if code != 0 or not rows:
+        raise SystemExit(f"room breakdown failed:\n{out[-3000:]}")
+    return [(label, float(us)) for label, us in rows]
 
 
 def best(runs: list[dict]) -> dict:
@@ -165,6 +229,7 @@ def main(argv=None) -> int:
     ap.add_argument("--pcap", type=Path, default=DEFAULT_PCAP)
     ap.add_argument("--repeat", type=int, default=1, help="runs per configuration; the fastest counts")
     ap.add_argument("--skip-et", action="store_true", help="skip the ET Open run")
+    ap.add_argument("--room-packets", type=int, default=200_000, help="packets for the per-room breakdown")
     a = ap.parse_args(argv)
     if not a.pcap.exists():
         if a.pcap != DEFAULT_PCAP:
@@ -181,8 +246,19 @@ def main(argv=None) -> int:
             print(f"(ET Open not found at {ET_OPEN}; skipped)")
     table = rows(results)
     print_table(table)
+    rooms = measure_rooms(a.pcap, ROOT / "signatures", a.room_packets)
+    print(f"\nwhere the time goes (bundled signatures, first {a.room_packets:,} packets, CPU us/packet):")
+    for label, us in rooms:
+        print(f"  {label:<36} {us:6.2f}")
     print("\n<!-- replay_throughput.py markdown -->")
     print(markdown(table, a.pcap, a.repeat))
+    print()
+    print(f"Where the time goes (bundled signatures, first {a.room_packets:,} packets, CPU µs per packet):")
+    print()
+    print("| part | µs/packet |")
+    print("| --- | ---: |")
+    for label, us in rooms:
+        print(f"| {label} | {us:.2f} |")
     return 0
 
 
