@@ -63,12 +63,14 @@ def kill_options(live: bool):
     """The kill options shared by replay and listen (they arrive as ``**kill`` keyword arguments)."""
     opts = [
         click.option("--kill-with", type=click.Choice(["rst", "fin", "both"]), default="rst", show_default=True,
-                     help="how reject/drop rules end a TCP session: RST+ACK, FIN+ACK, or FIN then RST, to each side"),
+                     help="how rules with action reject/rejectsrc/rejectdst/rejectboth/drop end a TCP session: "
+                          "RST+ACK, FIN+ACK, or FIN then RST (reject and drop reset both sides: nothing can be "
+                          "dropped on a mirror port)"),
         click.option("--dry-run", is_flag=True, help="decide and log kills (EVE 'kill' events) but send nothing"),
         click.option("--never-kill", multiple=True, metavar="CIDR",
                      help="never kill a session with an endpoint in CIDR (repeatable)"),
         click.option("--kill-max-responses", type=click.IntRange(0), default=None, metavar="N",
-                     help="re-fire bursts per killed session that keeps talking [inject.max-responses: 5]"),
+                     help="responses (re-fire bursts) per killed session that keeps talking [inject.max-responses: 5]"),
         click.option("--kill-min-interval", type=click.FloatRange(0), default=None, metavar="SECONDS",
                      help="seconds between re-fire bursts of one session [inject.min-interval: 0]"),
     ]
