@@ -418,3 +418,15 @@ def test_an_internal_error_is_counted_never_raised():
     assert det.inspect(p, None, None) == []
     c = det.counters()
     assert c["errors"] == 1 and c["last_error"].startswith("packet 9: ")
+
+
+def test_stream_bytes_are_released_when_nothing_inspects_them():
+    # no stream rule at all, and a flow silenced by pass: settled bytes must not pile up
+    for text in ('alert udp any any -> any any (content:"x"; sid:1;)',
+                 'pass tcp-pkt any any -> any any (content:"hello"; sid:1;)'):
+        eng = engine(text)
+        conv = Conv()
+        frames = conv.handshake() + [conv.client(b"hello" * 100), conv.ack_from_server(), conv.ack_from_client()]
+        run(eng, frames, finish=False)
+        (flow,) = eng.flows.flows.values()
+        assert len(flow.streams[0].buf) == 0

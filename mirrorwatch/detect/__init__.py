@@ -287,6 +287,8 @@ class Detector:
             if fd is None:
                 fd = flow.det = FlowDet(self)
             elif fd.passed:
+                if pkt.proto == TCP:
+                    _release(flow)
                 return []
             elif fd.owner is not self:  # rules were reloaded: streams of the old databases go
                 fd.close()
@@ -349,10 +351,13 @@ class Detector:
                         for n in smap.get(pkt.sport, ()):
                             cands[n] = 1
         chunk = None
-        if proto == TCP and fd is not None and self.has_stream:
-            st = flow.streams[d]
-            if st is not None:
-                chunk = self._stream_chunk(fd, st, d, flow, cands, False)
+        if proto == TCP and fd is not None:
+            if self.has_stream:
+                st = flow.streams[d]
+                if st is not None:
+                    chunk = self._stream_chunk(fd, st, d, flow, cands, False)
+            else:
+                _release(flow)
         if not cands:
             return []
         c["inspected"] += 1
@@ -652,6 +657,13 @@ def _with_gaps(pieces: list, fd) -> bytes:
 
 def _never(buf, ctx=None) -> bool:
     return False
+
+
+def _release(flow) -> None:
+    """Nothing will inspect this session's stream bytes: let reassembly drop the settled ones."""
+    for st in flow.streams:
+        if st is not None and st.final > st.buf_base:
+            st.trim(st.final)
 
 
 def _flowbits_test(op: str, names, bits) -> bool:
