@@ -430,3 +430,24 @@ def test_stream_bytes_are_released_when_nothing_inspects_them():
         run(eng, frames, finish=False)
         (flow,) = eng.flows.flows.values()
         assert len(flow.streams[0].buf) == 0
+
+
+def test_stream_size_counts_seq_space_like_suricata():
+    eng = engine("""
+alert tcp any any -> any any (flow:to_server; stream_size:client,>,10; sid:1;)
+alert tcp any any -> any any (flow:to_server; stream_size:server,=,1; sid:2;)
+""")
+    conv = Conv()
+    # client: SYN (1) + 5 + 5 data bytes = 11 after the second segment; server: SYN only = 1
+    frames = conv.handshake() + [conv.client(b"aaaaa"), conv.client(b"bbbbb")]
+    alerts = run(eng, frames)
+    # on the SYN the server side is not known yet (size 0)
+    assert sorted((a.pkt.pcap_cnt, a.rule.sid) for a in alerts) == [(3, 2), (4, 2), (5, 1), (5, 2)]
+
+
+def test_packets_beyond_stream_depth_are_inspected_on_their_own():
+    eng = engine('alert tcp any any -> any any (content:"LATE"; sid:1;)', **{"stream.reassembly.depth": 16})
+    conv = Conv()
+    frames = conv.handshake() + [conv.client(b"x" * 16), conv.ack_from_server(), conv.client(b"LATE data")]
+    alerts = run(eng, frames)
+    assert [(a.pkt.pcap_cnt, a.stream) for a in alerts] == [(6, 0)]

@@ -332,8 +332,7 @@ class Detector:
                     cands[n] = 1
         payload = pkt.payload
         if payload:
-            if proto == TCP and fd is not None and flow.streams[d] is not None and (
-                    flow.state != "new" or pkt.flags & SYN):
+            if proto == TCP and fd is not None and _added(flow, d, pkt):
                 blk = self.block[ADDED]  # the stream rules see these bytes in the stream
             else:
                 blk = self.block[tc]
@@ -476,8 +475,7 @@ class Detector:
         payload = pkt.payload
         # Suricata's PKT_STREAM_ADD: the packet's data went into its direction's stream,
         # which the flows room does once the session left 'new' (or for data on a SYN)
-        added = (pkt.proto == TCP and flow is not None and flow.streams[d] is not None
-                 and (flow.state != "new" or pkt.flags & SYN))
+        added = pkt.proto == TCP and flow is not None and _added(flow, d, pkt)
         alerts: list = []
         seen: set = set()
         spayload = None
@@ -657,6 +655,19 @@ def _with_gaps(pieces: list, fd) -> bytes:
 
 def _never(buf, ctx=None) -> bool:
     return False
+
+
+def _added(flow, d: int, pkt) -> bool:
+    """Suricata's PKT_STREAM_ADD: this TCP packet's data went into its direction's stream.
+
+    The flows room adds data once the session left 'new' (or data on a SYN);
+    past ``stream.reassembly.depth`` nothing is added, so those packets are
+    inspected on their own again, as in Suricata.
+    """
+    st = flow.streams[d]
+    if st is None or (flow.state == "new" and not pkt.flags & SYN):
+        return False
+    return not st.depth_reached or st.offset_of(pkt.seq) < st.end
 
 
 def _release(flow) -> None:

@@ -97,11 +97,13 @@ NUMERIC = {
 
 
 def _stream_sizes(flow, d):
-    """(client bytes, server bytes) sent so far, Suricata-style (seq distance incl. the SYN)."""
+    """(client, server) stream sizes as Suricata's stream_size: next_seq - isn of each side
+    (data bytes plus the SYN and FIN), 0 for a side whose handshake was not seen."""
     out = []
+    isn = getattr(flow, "isn", None) or (None, None)
     for i in (0, 1):
-        st = flow.streams[i] if flow is not None and getattr(flow, "streams", None) else None
-        out.append(st.off + 1 if st is not None else 0)
+        nxt = flow.next_seq[i]
+        out.append((nxt - isn[i]) & 0xFFFFFFFF if nxt is not None and isn[i] is not None else 0)
     return out
 
 
