@@ -49,6 +49,7 @@ DLT_RAW = 101
 
 _H = struct.Struct("!H").unpack_from
 _ETH = struct.Struct("!6s6sH").unpack_from
+_ETH_IP4 = struct.Struct("!6s6sHBBHHHBBH4s4s").unpack_from
 _HH = struct.Struct("!HH").unpack_from
 _I = struct.Struct("!I").unpack_from
 _IP4 = struct.Struct("!BBHHHBBH4s4s").unpack_from
@@ -145,6 +146,17 @@ class Decoder:
             pkt = Packet(ts, pcap_cnt, linktype, frame)
             if linktype == 1:
                 end = len(frame)
+                if end >= 34 and frame[12] == 8 and frame[13] == 0:
+                    # Fast path: untagged Ethernet + option-less, unfragmented IPv4 in one unpack.
+                    dmac, smac, _, vhl, tos, tlen, ipid, foff, ttl, proto, _, src, dst = _ETH_IP4(frame, 0)
+                    if vhl == 0x45 and 20 <= tlen <= end - 14 and not foff & 0x3FFF:
+                        self.n_ipv4 += 1
+                        pkt.dst_mac, pkt.src_mac, pkt.l2_proto = dmac, smac, 0x0800
+                        (pkt.ipv, pkt.src, pkt.dst, pkt.proto, pkt.ttl, pkt.tos, pkt.ip_id, pkt.ip_off, pkt.ip_hlen,
+                         pkt.ip_len) = 4, src, dst, proto, ttl, tos, ipid, 14, 20, tlen
+                        if self.verify:
+                            pkt.csum_ok = self._ipv4_csum(frame, 14, 34)
+                        return self._l4(pkt, frame, 34, 14 + tlen, proto, 0)
                 if end < 14:
                     return self._err("truncated_ethernet")
                 pkt.dst_mac, pkt.src_mac, etype = _ETH(frame, 0)
@@ -319,28 +331,22 @@ class Decoder:
         if ip_end > end:
             return self._err("truncated_ipv4")
         self.n_ipv4 += 1
-        pkt.ipv = 4
-        pkt.src = src
-        pkt.dst = dst
-        pkt.proto = proto
-        pkt.ttl = ttl
-        pkt.tos = tos
-        pkt.ip_id = ipid
-        pkt.ip_off = off
-        pkt.ip_hlen = hlen
-        pkt.ip_len = tlen
+        (pkt.ipv, pkt.src, pkt.dst, pkt.proto, pkt.ttl, pkt.tos, pkt.ip_id, pkt.ip_off, pkt.ip_hlen,
+         pkt.ip_len) = 4, src, dst, proto, ttl, tos, ipid, off, hlen, tlen
         l4 = off + hlen
         if hlen > 20:
             pkt.ip_opts = f[off + 20:l4]
         if self.verify:
-            if _from(f[off:l4], "big") % 0xFFFF:
-                pkt.csum_ok = False
-                self._note("ipv4_csum_bad")
-            else:
-                pkt.csum_ok = True
+            pkt.csum_ok = self._ipv4_csum(f, off, l4)
         if foff & 0x3FFF:
             return self._frag4(pkt, f, off, hlen, ip_end, ipid, foff, proto, depth)
         return self._l4(pkt, f, l4, ip_end, proto, depth)
+
+    def _ipv4_csum(self, f: bytes, off: int, l4: int) -> bool:
+        if _from(f[off:l4], "big") % 0xFFFF:
+            self._note("ipv4_csum_bad")
+            return False
+        return True
 
     def _ipv6(self, pkt: Packet, f: bytes, off: int, end: int, depth: int):
         if end - off < 40:
@@ -489,7 +495,7 @@ class Decoder:
                 pkt.tcp_opts = f[l4 + 20:l4 + thl]
             pkt.payload = f[l4 + thl:ip_end]
             if self.verify:
-                self._verify_l4(pkt, f[l4:ip_end], 6)
+                self._verify_l4(pkt, f, l4, ip_end, 6)
             return pkt
         if proto == 17:
             if ip_end - l4 < 8:
@@ -506,7 +512,7 @@ class Decoder:
             pkt.dport = dport
             pkt.payload = f[l4 + 8:l4 + ulen]
             if self.verify and (pkt.ipv == 6 or f[l4 + 6] or f[l4 + 7]):  # IPv4 checksum 0 = none sent
-                self._verify_l4(pkt, f[l4:l4 + ulen], 17)
+                self._verify_l4(pkt, f, l4, l4 + ulen, 17)
             return pkt
         if proto == 1 or proto == 58:
             if ip_end - l4 < 8:
@@ -520,16 +526,38 @@ class Decoder:
                 pkt.icmp_seq = seq
             pkt.payload = f[l4 + 8:ip_end]
             if self.verify:
-                self._verify_l4(pkt, f[l4:ip_end], proto)
+                self._verify_l4(pkt, f, l4, ip_end, proto)
             return pkt
         return self._other_proto(pkt, f, l4, ip_end, proto, depth)
 
-    def _verify_l4(self, pkt: Packet, seg: bytes, proto: int) -> None:
-        v = _from(seg, "big")
-        if len(seg) & 1:
-            v <<= 8
-        if proto != 1:  # pseudo-header; each part sits at an even offset so sums just add
-            v += _from(pkt.src, "big") + _from(pkt.dst, "big") + proto + len(seg)
+    def _verify_l4(self, pkt: Packet, f: bytes, l4: int, end: int, proto: int) -> None:
+        """Checksum of the L4 segment f[l4:end] (plus the pseudo-header except for ICMPv4).
+
+        The pseudo-header's addresses are read from the IP header in place: when
+        the segment follows them directly (no IPv4 options / IPv6 extension
+        headers) addresses + segment are one ``int.from_bytes`` call.  Every
+        part starts at an even offset, so the parts' sums simply add.
+        """
+        n = end - l4
+        if proto == 1:
+            v = _from(f[l4:end], "big")
+            if n & 1:
+                v <<= 8
+        else:
+            if pkt.ipv == 4:
+                a, a_end = pkt.ip_off + 12, pkt.ip_off + 20
+            else:
+                a, a_end = pkt.ip_off + 8, pkt.ip_off + 40
+            if a_end == l4:
+                v = _from(f[a:end], "big")
+                if n & 1:
+                    v <<= 8
+            else:
+                v = _from(f[l4:end], "big")
+                if n & 1:
+                    v <<= 8
+                v += _from(f[a:a_end], "big")
+            v += proto + n
         self.csum_checked += 1
         if v % 0xFFFF:
             self.csum_bad += 1
