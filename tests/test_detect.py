@@ -451,3 +451,17 @@ def test_packets_beyond_stream_depth_are_inspected_on_their_own():
     frames = conv.handshake() + [conv.client(b"x" * 16), conv.ack_from_server(), conv.client(b"LATE data")]
     alerts = run(eng, frames)
     assert [(a.pkt.pcap_cnt, a.stream) for a in alerts] == [(6, 0)]
+
+
+def test_negated_address_rules_are_judged_on_every_packet():
+    # Suricata: IP-only rules with a negated address are SIG_TYPE_LIKE_IPONLY (packet engine)
+    eng = engine("""
+alert ip $EXTERNAL_NET any -> any any (sid:1;)
+alert ip ![192.168.0.0/16] any -> any any (sid:2;)
+alert ip 10.0.0.0/8 any -> any any (sid:3;)
+""")
+    conv = Conv()
+    alerts = run(eng, conv.handshake() + [conv.client(b"a"), conv.client(b"b")])
+    by_sid = {s: sids(alerts).count(s) for s in (1, 2, 3)}
+    # 10.0.0.1 is in $HOME_NET: sid 1 only sees the server's packet; sid 2 every packet
+    assert by_sid == {1: 1, 2: 5, 3: 1}

@@ -39,7 +39,7 @@ import hyperscan as hs
 
 from ..events import Alert
 from ..packet import Packet
-from .compile import CRule, Unsupported, port_values
+from .compile import CRule, Unsupported, negated_addresses, port_values
 from .groups import AddrIndex, choose_side, port_split, value_table
 from .headers import compile_check
 from .hsdb import BlockScanner, LiteralSet, Stream
@@ -143,6 +143,9 @@ class Detector:
             try:
                 cr = CRule(rule, addr_cache)
                 cr.hdr = [compile_check(h) for h in cr.hdr]
+                if cr.kind == "iponly" and negated_addresses(rule, self.settings.address_groups):
+                    # Suricata's SIG_TYPE_LIKE_IPONLY: judged on every packet, not once per direction
+                    cr.kind = "pkt"
             except Unsupported as e:
                 self.skipped.append((rule, str(e)))
                 continue

@@ -21,7 +21,10 @@ from __future__ import annotations
 
 from bisect import bisect_right
 
+import re
+
 from ..rules.model import Content, Rule
+from ..rules.parser import RuleError, split_rule
 
 PROTO_NUMS: dict[str, tuple[int, ...] | None] = {
     "tcp": (6,),
@@ -161,6 +164,35 @@ def port_matcher(pset):
         return False
 
     return match
+
+
+_VAR = re.compile(r"\$([A-Za-z0-9_]+)")
+
+
+def _has_negation(text: str, groups: dict, seen: frozenset = frozenset()) -> bool:
+    if "!" in text:
+        return True
+    for name in _VAR.findall(text):
+        if name not in seen and name in groups and _has_negation(groups[name], groups, seen | {name}):
+            return True
+    return False
+
+
+def negated_addresses(rule: Rule, groups: dict) -> bool:
+    """Does the rule's source or destination address use negation (directly or via a variable)?
+
+    Suricata keeps such address-only rules out of its IP-only engine
+    (SIG_TYPE_LIKE_IPONLY) and judges them on every packet.
+    """
+    if not rule.raw:
+        return False
+    try:
+        tokens, _ = split_rule(rule.raw)
+    except RuleError:
+        return False
+    if len(tokens) < 7:
+        return False
+    return _has_negation(tokens[2], groups) or _has_negation(tokens[5], groups)
 
 
 # -- the compiled rule --------------------------------------------------------
