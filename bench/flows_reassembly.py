@@ -37,15 +37,18 @@ from mirrorwatch.settings import Settings  # noqa: E402
 
 
 class InOrderStream(Stream):
-    """Appends data arriving exactly at the next sequence number; nothing else."""
+    """Appends data arriving exactly at the next sequence number (up to the depth); nothing else."""
 
     __slots__ = ()
 
     def add(self, seq, data, fin=False):
         if seq == self.nxt and data:
-            self.buf += data
-            self.nxt = (self.nxt + len(data)) & M32
-            self.off = self.end = self.off + len(data)
+            n = len(data)
+            self.nxt = (self.nxt + n) & M32
+            self.off += n
+            if self.off <= self._depth:  # the same depth bound as the real one
+                self.buf += data
+                self.end = self.off
 
     def ack(self, ack_seq):
         pass

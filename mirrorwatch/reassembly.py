@@ -176,12 +176,16 @@ class Stream:
 
     def ack(self, ack_seq: int) -> None:
         """The receiver acknowledged everything before ``ack_seq``."""
-        a = self.off + ((ack_seq - self.nxt + HALF) & M32) - HALF
-        if a <= self.final or a > self.off + ACK_AHEAD_MAX:
+        off = self.off
+        a = off + ((ack_seq - self.nxt + HALF) & M32) - HALF
+        if a <= self.final or a > off + ACK_AHEAD_MAX:
             return
         if a > self.acked_hi:
             self.acked_hi = a
-        if a <= self.off:
+        if a <= self.end and self._obs_data is None and len(self._bounds) < 32:
+            self.final = a  # the common case: nobody to tell, nothing to prune
+            return
+        if a <= off:
             self._settle(a if a < self.end else self.end)
             if self.depth_reached:
                 self.final = self.off
@@ -283,14 +287,18 @@ class Stream:
             b = self.buf_base
             self._obs_data(self, f, bytes(self.buf[f - b: upto - b]))
         self.final = upto
+        if len(self._bounds) >= 32:  # closed bounds are harmless (ignored by _winning): drop them in batches
+            self._prune_bounds()
+
+    def _prune_bounds(self) -> None:
         bounds = self._bounds
-        if bounds:
-            k = 0
-            n = len(bounds)
-            while k < n and bounds[k][1] <= upto:
-                k += 1
-            if k:
-                del bounds[:k]
+        upto = self.final
+        k = 0
+        n = len(bounds)
+        while k < n and bounds[k][1] <= upto:
+            k += 1
+        if k:
+            del bounds[:k]
 
     # -- out of order, overlaps ----------------------------------------------
     def _add_slow(self, seq: int, data, fin: bool) -> None:
