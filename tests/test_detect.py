@@ -243,15 +243,23 @@ alert tcp-pkt any any -> any any (flowbits:isnotset,fb1; content:"POST"; sid:6;)
     assert [(a.pkt.pcap_cnt, a.rule.sid) for a in alerts] == [(4, 1), (6, 5), (6, 6)]
 
 
-def test_pass_rule_silences_the_flow():
+def test_pass_rule_silences_the_packet_or_the_flow():
+    # a packet rule passes only its packet (Suricata's SIG_PROP_FLOW_ACTION_PACKET)
     eng = engine("""
 pass tcp-pkt any any -> any 80 (content:"trusted"; sid:1;)
 alert tcp-pkt any any -> any any (content:"evil"; sid:2;)
 """)
     conv = Conv()
     frames = conv.handshake() + [conv.client(b"trusted evil"), conv.client(b"evil again")]
-    assert run(eng, frames) == []
-    other = Conv(sport=40001)
+    assert [a.pkt.pcap_cnt for a in run(eng, frames)] == [5]
+    # an ip-only pass rule passes the whole flow
+    eng = engine("""
+pass ip 10.0.0.1 any -> any any (sid:1;)
+alert tcp-pkt any any -> any any (content:"evil"; sid:2;)
+""")
+    conv = Conv()
+    assert run(eng, conv.handshake() + [conv.client(b"evil"), conv.server(b"evil")]) == []
+    other = Conv(cli="10.0.0.2")
     assert sids(run(eng, other.handshake() + [other.client(b"evil")])) == [2]
 
 

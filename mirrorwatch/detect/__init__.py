@@ -10,27 +10,39 @@ packet come out in that order.
 Per packet, candidates are gathered cheaply, then judged in rule order:
 
 - IP-only rules (addresses/ports only) on the first packet of each flow
-  direction;
-- rules without a prefilter literal, from a dict keyed by (ip proto, port);
-- rules whose fast-pattern literal occurs in the packet payload (one
-  hyperscan block scan per packet with payload, one database per transport);
-- for TCP, rules whose literal occurs in newly inspectable stream data
-  (one hyperscan stream per flow direction).
+  direction, found through an address index (``groups.AddrIndex``); those
+  with a negated address are judged on every packet, as Suricata's
+  like-ip-only rules;
+- rules without a prefilter literal, by TCP flags / ICMP type value tables
+  and dicts keyed by protocol and port;
+- rules whose fast-pattern literal occurs in the packet payload: one
+  hyperscan block scan per packet with payload, one database per transport
+  (for a TCP packet whose data went into a stream, only the rules that also
+  inspect single packets); each literal wakes only the rules of the
+  packet's ports;
+- for TCP, rules whose literal occurs in newly inspectable stream data.
 
 Stream data is inspected the way Suricata does in IDS mode: bytes become
 inspectable once settled (ACKed, see ``reassembly``) and are inspected in
 chunks (``stream.reassembly.toserver-chunk-size``), at once when the session
 is closing or the depth is reached, and what is left when the flow ends (the
-alert then carries ``kind = 'flow-timeout'``).  With ``stream.inline`` every
-new in-order byte is inspected on the packet that brought it.  Each byte is
-inspected once, so stream rules alert once per match, never twice for the
-same data.  A packet whose data went into a stream is not inspected on its own
-by stream-only rules (Suricata's PKT_STREAM_ADD rule).
+alert then carries ``kind = 'flow-timeout'``).  Each chunk is block-scanned
+and verified on its own; bytes a gap would discard are kept by a reassembly
+observer and inspected as a separate piece.  With ``stream.inline`` every new
+in-order byte is inspected on the packet that brought it, through one
+hyperscan stream per direction (literals spanning segments) and a verify
+window reaching back.  Each byte is inspected once, so stream rules alert
+once per match; a rule that also inspects packets does not alert again on
+stream bytes its packet alert covered.  A packet whose data went into a
+stream is not inspected on its own by stream-only rules (Suricata's
+PKT_STREAM_ADD rule).
 
 A candidate is verified with header/flow checks first, flowbits, then
-``payload.match``; flowbits writes happen at match time (later rules see
-them); then noalert, threshold/detection_filter, at most one alert per sid
-per packet and ``detect.packet-alert-max``.
+``payload``'s compiled matcher; flowbits writes happen at match time (later
+rules see them); then noalert, threshold/detection_filter, at most one alert
+per sid per packet and ``detect.packet-alert-max``.  A pass rule stops the
+packet's remaining rules, and silences the flow when it is ip-only or
+matched stream data.  Packets with a bad checksum are not inspected.
 """
 
 from __future__ import annotations
@@ -504,7 +516,9 @@ class Detector:
                         else:
                             bits.add(nm)
             if cr.action == "pass":
-                if fd is not None:
+                # Suricata: ip-only rules and stream matches pass the whole flow,
+                # packet rules only this packet
+                if fd is not None and (cr.kind == "iponly" or stream):
                     fd.passed = True
                     c["passed_flows"] += 1
                 break
