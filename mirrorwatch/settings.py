@@ -111,6 +111,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("defrag.memcap", 32 * 1024 * 1024, parse_size, "bytes of IP fragments buffered at once"),
     Setting("defrag.timeout", 60, parse_float, "seconds an incomplete fragmented datagram is kept"),
     Setting("decoder.max-layers", 16, parse_int, "most encapsulation layers (VLAN tags, MPLS labels, tunnels, IPv6 extension headers) decoded in one frame"),
+    Setting("decoder.vxlan.ports", "4789", str, "UDP destination ports decoded as VXLAN (comma-separated; empty = off), as Suricata's decoder.vxlan.ports"),
+    Setting("decoder.geneve.ports", "6081", str, "UDP destination ports decoded as Geneve (comma-separated; empty = off), as Suricata's decoder.geneve.ports"),
     # detection (detect room)
     Setting("detect.packet-alert-max", 15, parse_int, "most alerts raised for one packet (Suricata's packet-alert-max)"),
     Setting("detect.threshold-entries", 100_000, parse_int, "threshold/detection_filter counters kept at once (by_src/by_dst/by_both/by_rule)"),
@@ -121,6 +123,7 @@ SETTINGS: tuple[Setting, ...] = (
     # live capture (capture room)
     Setting("capture.queue-size", 65_536, parse_int, "frames buffered between the capture thread and the engine; overflow is counted as drops"),
     Setting("capture.tick-interval", 0.25, parse_float, "wall-clock seconds between timeout ticks when idle in live mode"),
+    Setting("capture.read-timeout", 0.001, parse_float, "seconds libpcap may hold captured frames before handing them over (delivery latency; kills race the session)"),
     Setting("capture.stats-interval", 8.0, parse_float, "seconds between stats records in live mode (EVE stats event; stats line when not on a terminal); 0 = off"),
     # kill / inject (inject room)
     Setting("inject.max-per-second", 1000, parse_int, "global cap on injected frames per second"),
