@@ -21,6 +21,12 @@ Time is the packets' time.  Live mode calls ``tick(now)`` from its loop when
 no packet has arrived for a while, so idle sessions still end.  ``finish()``
 flushes every session (reason ``shutdown``) and returns the final ``Stats``.
 
+When a TCP direction starts being reassembled, the functions in
+``stream_hooks`` run (e.g. the stream dumper attaching its observer), then
+detect's own hook, which wraps whatever observer is there so the bytes a gap
+would drop still get inspected.  ``reload_rules`` swaps the Detector;
+sessions keep their flowbits, threshold counters carry over.
+
 The engine owns no clock, socket or file: the same code runs live and in
 replay, and tests drive it frame by frame.
 """
