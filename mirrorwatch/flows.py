@@ -183,29 +183,6 @@ class Flow:
         """Suricata's flow.age: whole seconds of the last packet minus those of the first."""
         return int(self.last_ts) - int(self.start)
 
-    def eve_flow(self) -> dict:
-        """The EVE ``flow`` object's counters, in Suricata's names."""
-        return {
-            "pkts_toserver": self.pkts[0], "pkts_toclient": self.pkts[1],
-            "bytes_toserver": self.bytes[0], "bytes_toclient": self.bytes[1],
-            "start": self.start, "end": self.last_ts, "age": self.age, "state": self.state,
-            "reason": self.end_reason, "alerted": self.alerted,
-        }
-
-    def eve_tcp(self) -> dict | None:
-        """The EVE ``tcp`` object (None for other protocols)."""
-        if self.proto != PROTO_TCP:
-            return None
-        fl = self.tcp_flags
-        d = {"tcp_flags": f"{fl:02x}", "tcp_flags_ts": f"{self.tcp_flags_ts:02x}",
-             "tcp_flags_tc": f"{self.tcp_flags_tc:02x}"}
-        for bit, name in ((0x01, "fin"), (0x02, "syn"), (0x04, "rst"), (0x08, "psh"), (0x10, "ack"),
-                          (0x20, "urg"), (0x40, "ecn"), (0x80, "cwr")):
-            if fl & bit:
-                d[name] = True
-        d["state"] = self.tcp_state
-        return d
-
 
 class FlowTable:
     """The session table; ``process`` is the per-packet entry point (see module docstring)."""
@@ -218,7 +195,7 @@ class FlowTable:
         to = {}
         for proto, name in ((PROTO_TCP, "tcp"), (PROTO_UDP, "udp"), (PROTO_ICMP, "icmp"), (PROTO_ICMPV6, "icmp")):
             to[proto] = (settings[f"flow-timeouts.{name}.new"], settings[f"flow-timeouts.{name}.established"],
-                         settings[f"flow-timeouts.tcp.closed"] if proto == PROTO_TCP else
+                         settings["flow-timeouts.tcp.closed"] if proto == PROTO_TCP else
                          settings[f"flow-timeouts.{name}.established"])
         dflt = (settings["flow-timeouts.default.new"], settings["flow-timeouts.default.established"],
                 settings["flow-timeouts.default.established"])

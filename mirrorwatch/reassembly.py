@@ -36,7 +36,7 @@ no observer the cost is one test per settle.
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right, insort
+from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 
 M32 = 0xFFFFFFFF
