@@ -313,38 +313,27 @@ class Detector:
         d = 0 if to_server or to_server is None else 1
         proto = pkt.proto
         tc = proto if proto == TCP or proto == UDP else 0
-        cands: dict[int, int] = {}
+        pc: set = set()  # rules to judge on this packet
+        add = pc.update
 
         if fd is None or not fd.ipo[d]:
             if fd is not None:
                 fd.ipo[d] = True
-            for n in self.iponly[tc]:
-                cands[n] = 1
+            add(self.iponly[tc])
             if self.ipo_src is not None:
-                for n in self.ipo_src.lookup(pkt.src):
-                    cands[n] = 1
+                add(self.ipo_src.lookup(pkt.src))
             if self.ipo_dst is not None:
-                for n in self.ipo_dst.lookup(pkt.dst):
-                    cands[n] = 1
-        for n in self.pkt_always.get(proto, self.pkt_any_ip):
-            cands[n] = 1
+                add(self.ipo_dst.lookup(pkt.dst))
+        add(self.pkt_always.get(proto, self.pkt_any_ip))
         if proto == TCP:
             if self.flags_tbl is not None:
-                for n in self.flags_tbl[pkt.flags & 0xFF]:
-                    cands[n] = 1
+                add(self.flags_tbl[pkt.flags & 0xFF])
         elif (proto == 1 or proto == 58) and self.itype_tbl is not None and 0 <= pkt.icmp_type < 256:
-            for n in self.itype_tbl[pkt.icmp_type]:
-                cands[n] = 1
+            add(self.itype_tbl[pkt.icmp_type])
         ports = self.port_idx.get(proto)
         if ports is not None:
-            lst = ports[0].get(pkt.dport)
-            if lst:
-                for n in lst:
-                    cands[n] = 1
-            lst = ports[1].get(pkt.sport)
-            if lst:
-                for n in lst:
-                    cands[n] = 1
+            add(ports[0].get(pkt.dport, ()))
+            add(ports[1].get(pkt.sport, ()))
         payload = pkt.payload
         if payload:
             if proto == TCP and fd is not None and _added(flow, d, pkt):
@@ -353,29 +342,21 @@ class Detector:
                 blk = self.block[tc]
             if blk is not None:
                 c["scans"] += 1
-                split = blk[1]
-                for i in blk[0].scan(payload):
-                    anys, dmap, smap = split[i]
-                    for n in anys:
-                        cands[n] = 1
-                    if dmap is not None:
-                        for n in dmap.get(pkt.dport, ()):
-                            cands[n] = 1
-                    if smap is not None:
-                        for n in smap.get(pkt.sport, ()):
-                            cands[n] = 1
+                _expand(blk[0].scan(payload), blk[1], pkt.dport, pkt.sport, add)
         chunk = None
+        sc: set | None = None  # rules to judge on the stream bytes inspected now
         if proto == TCP and fd is not None:
             if self.has_stream:
                 st = flow.streams[d]
                 if st is not None:
-                    chunk = self._stream_chunk(fd, st, d, flow, cands, False)
+                    sc = set()
+                    chunk = self._stream_chunk(fd, st, d, flow, sc, False)
             else:
                 _release(flow)
-        if not cands:
+        if not pc and not sc:
             return []
         c["inspected"] += 1
-        return self._judge_all(cands, pkt, flow, fd, d, to_server, chunk, False)
+        return self._judge_all(pc, sc, pkt, flow, fd, d, to_server, chunk, False)
 
     # -- stream data ----------------------------------------------------------
     def on_new_stream(self, flow, d: int, stream) -> None:
@@ -385,10 +366,10 @@ class Detector:
             fd = flow.det = FlowDet(self)
         stream.observer = _GapKeeper(fd, d, stream.observer)
 
-    def _stream_chunk(self, fd: FlowDet, st, d: int, flow, cands: dict, at_end: bool):
+    def _stream_chunk(self, fd: FlowDet, st, d: int, flow, cands: set, at_end: bool):
         """Stream pieces (list of contiguous bytes) to inspect now for direction d, or None.
 
-        Adds the rules whose literal occurs in them to ``cands`` (mode bit 2).
+        Adds the rules whose literal occurs in them to the set ``cands``.
         Pieces are separated by gaps; each is matched on its own, as Suricata
         inspects each contiguous block of raw stream data.
         """
@@ -441,18 +422,8 @@ class Detector:
                 dport, sport = flow.sport, flow.cport
             else:
                 dport, sport = flow.cport, flow.sport
-            for i in self._scan_stream(fd, d, fresh):
-                anys, dmap, smap = split[i]
-                for r in anys:
-                    cands[r] = cands.get(r, 0) | 2
-                if dmap is not None:
-                    for r in dmap.get(dport, ()):
-                        cands[r] = cands.get(r, 0) | 2
-                if smap is not None:
-                    for r in smap.get(sport, ()):
-                        cands[r] = cands.get(r, 0) | 2
-        for r in self.stream_nompm:
-            cands[r] = cands.get(r, 0) | 2
+            _expand(self._scan_stream(fd, d, fresh), split, dport, sport, cands.update)
+        cands.update(self.stream_nompm)
         return pieces
 
     def _scan_stream(self, fd: FlowDet, d: int, fresh: list):
@@ -485,7 +456,8 @@ class Detector:
         return ids
 
     # -- judging ----------------------------------------------------------------
-    def _judge_all(self, cands: dict, pkt, flow, fd, d: int, to_server, chunk, pseudo: bool) -> list:
+    def _judge_all(self, pc: set, sc, pkt, flow, fd, d: int, to_server, chunk, pseudo: bool) -> list:
+        """Judge the packet candidates ``pc`` and stream candidates ``sc`` in rule order."""
         crules = self.crules
         payload = pkt.payload
         # Suricata's PKT_STREAM_ADD: the packet's data went into its direction's stream,
@@ -495,10 +467,12 @@ class Detector:
         seen: set = set()
         spayload = None
         c = self.c
-        c["candidates"] += len(cands)
-        for num in sorted(cands):
+        nums = pc | sc if sc else pc
+        c["candidates"] += len(nums)
+        for num in sorted(nums):
             cr = crules[num]
-            stream = self._judge(cr, cands[num], pkt, flow, fd, d, chunk, payload, added, pseudo)
+            mode = (1 if num in pc else 0) | (2 if sc and num in sc else 0)
+            stream = self._judge(cr, mode, pkt, flow, fd, d, chunk, payload, added, pseudo)
             if stream is None:
                 continue
             if cr.fb_write and fd is not None:
@@ -633,12 +607,12 @@ class Detector:
                     st = flow.streams[d]
                     if st is None:
                         continue
-                    cands: dict[int, int] = {}
+                    cands: set = set()
                     chunk = self._stream_chunk(fd, st, d, flow, cands, True)
                     if chunk is None or not cands:
                         continue
                     pkt = _pseudo_packet(flow, d)
-                    events.extend(self._judge_all(cands, pkt, flow, fd, d, d == 0, chunk, True))
+                    events.extend(self._judge_all(_NONE, cands, pkt, flow, fd, d, d == 0, chunk, True))
         except Exception as e:  # noqa: BLE001 - never let one session stop the engine
             self._error(e, flow)
         finally:
@@ -685,6 +659,20 @@ def _added(flow, d: int, pkt) -> bool:
     if st is None or (flow.state == "new" and not pkt.flags & SYN):
         return False
     return not st.depth_reached or st.offset_of(pkt.seq) < st.end
+
+
+_NONE: frozenset = frozenset()
+
+
+def _expand(ids, split, dport: int, sport: int, add) -> None:
+    """Literal ids -> their rules (``groups.port_split``: any-port, by dst port, by src port)."""
+    for i in ids:
+        anys, dmap, smap = split[i]
+        add(anys)
+        if dmap is not None:
+            add(dmap.get(dport, ()))
+        if smap is not None:
+            add(smap.get(sport, ()))
 
 
 def _release(flow) -> None:
