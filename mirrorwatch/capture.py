@@ -28,19 +28,20 @@ import pcapy
 
 from .decode import SUPPORTED_LINKTYPES
 
-# libpcap DLT numbers -> names, for error messages about link types we cannot decode.
-_DLT_NAMES = {
-    0: "NULL", 1: "EN10MB", 6: "IEEE802", 7: "ARCNET", 8: "SLIP", 9: "PPP", 10: "FDDI",
-    11: "ATM_RFC1483", 12: "RAW", 14: "RAW", 50: "PPP_SERIAL", 51: "PPP_ETHER", 101: "RAW",
-    104: "C_HDLC", 105: "IEEE802_11", 107: "FRELAY", 108: "LOOP", 113: "LINUX_SLL",
-    117: "PFLOG", 119: "PRISM_HEADER", 127: "IEEE802_11_RADIO", 138: "APPLE_IP_OVER_IEEE1394",
-    139: "MTP2_WITH_PHDR", 143: "DOCSIS", 147: "USER0", 165: "BACNET_MS_TP", 187: "BLUETOOTH_HCI_H4",
-    189: "USB_LINUX", 192: "PPI", 195: "IEEE802_15_4", 201: "BLUETOOTH_HCI_H4_WITH_PHDR",
-    220: "USB_LINUX_MMAPPED", 227: "CAN_SOCKETCAN", 228: "IPV4", 229: "IPV6", 239: "NFLOG",
-    242: "IPNET", 249: "USBPCAP", 252: "WIRESHARK_UPPER_PDU", 258: "PKTAP", 263: "DBUS",
-    276: "LINUX_SLL2", 274: "DSA_TAG_BRCM", 275: "DSA_TAG_BRCM_PREPEND", 281: "DSA_TAG_DSA",
-    282: "DSA_TAG_EDSA", 284: "NETLINK", 253: "NETLINK",
-}
+def _dlt_name(dlt: int) -> str:
+    """libpcap's own name for a link type (pcap_datalink_val_to_name), else 'unknown'."""
+    try:
+        import ctypes
+        import ctypes.util
+
+        lib = ctypes.CDLL(ctypes.util.find_library("pcap") or "libpcap.so")
+        fn = lib.pcap_datalink_val_to_name
+        fn.restype = ctypes.c_char_p
+        fn.argtypes = [ctypes.c_int]
+        name = fn(dlt)
+    except (OSError, AttributeError):
+        name = None
+    return name.decode() if name else "unknown"
 
 
 class CaptureError(Exception):
@@ -75,7 +76,7 @@ def open_pcap(path, supported: Iterable[int] = SUPPORTED_LINKTYPES):
     lt = reader.datalink()
     if lt not in supported:
         reader.close()
-        raise CaptureError(f"{p}: unsupported link type {lt} ({_DLT_NAMES.get(lt, 'unknown')})")
+        raise CaptureError(f"{p}: unsupported link type {lt} ({_dlt_name(lt)})")
     return reader, lt
 
 

@@ -40,9 +40,9 @@ from .packet import Packet
 
 # Link types (pcap LINKTYPE_* values) the decoder understands.
 LINKTYPE_NAMES = {
-    0: "NULL", 1: "ETHERNET", 9: "PPP", 12: "RAW (OpenBSD)", 14: "RAW (BSD/OS)", 50: "PPP_HDLC",
-    51: "PPP_ETHER", 101: "RAW", 104: "C_HDLC", 108: "LOOP", 113: "LINUX_SLL", 228: "IPV4",
-    229: "IPV6", 276: "LINUX_SLL2",
+    0: "NULL", 1: "ETHERNET", 8: "SLIP", 9: "PPP", 12: "RAW (OpenBSD)", 14: "RAW (BSD/OS)", 50: "PPP_HDLC",
+    51: "PPP_ETHER", 101: "RAW", 104: "C_HDLC", 108: "LOOP", 113: "LINUX_SLL", 226: "IPNET", 228: "IPV4",
+    229: "IPV6", 239: "NFLOG", 258: "PKTAP", 276: "LINUX_SLL2",
 }
 SUPPORTED_LINKTYPES = frozenset(LINKTYPE_NAMES)
 DLT_RAW = 101
@@ -59,6 +59,8 @@ _UDP = struct.Struct("!HHH").unpack_from
 _ICMP = struct.Struct("!BBHHH").unpack_from
 _FRAG6 = struct.Struct("!BBHI").unpack_from
 _LE32 = struct.Struct("<I").unpack_from
+_LE32x2 = struct.Struct("<II").unpack_from
+_NATIVE_HH = struct.Struct("=HH").unpack_from  # NFLOG TLV headers are in the capturing host's order
 _from = int.from_bytes
 
 _VLAN_TPIDS = frozenset((0x8100, 0x88A8, 0x9100, 0x9200))
@@ -69,6 +71,25 @@ _ICMP_ECHO = frozenset((0, 8, 13, 14, 15, 16, 17, 18))
 _ICMP6_ECHO = frozenset((128, 129))
 _NOT_IP = object()  # _ppp inside a tunnel: "not IP, keep the outer packet"
 _PROTO_COUNTER = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6"}
+
+
+_VXLAN, _GENEVE = 1, 2
+
+
+def _ports(settings, key: str) -> list[int]:
+    """'4789' / '4789,8472' / '[4789, 8472]' / '' -> list of ports (SettingError when malformed)."""
+    from .settings import SettingError
+
+    text = str(settings[key]).strip().strip("[]")
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if not part.isdigit() or not 0 < int(part) < 65536:
+            raise SettingError(f"{key}: {part!r} is not a port number")
+        out.append(int(part))
+    return out
 
 
 class Decoder:
@@ -82,6 +103,8 @@ class Decoder:
         self._auto = checksum_mode == "auto"
         self._sample = settings["detect.checksum-auto-sample"]
         self.max_layers = settings["decoder.max-layers"]
+        self.udp_tunnels = {p: _VXLAN for p in _ports(settings, "decoder.vxlan.ports")}
+        self.udp_tunnels.update({p: _GENEVE for p in _ports(settings, "decoder.geneve.ports")})
         self.defrag = Defragmenter(settings)
         self.pkts = 0
         self.errors = 0
@@ -209,7 +232,53 @@ class Decoder:
             return self._ethertype(pkt, f, 4, end, _H(f, 2)[0], 0)
         if lt == 51:
             return self._pppoe(pkt, f, 0, end, 0)
+        if lt == 239:
+            return self._nflog(pkt, f, end)
+        if lt == 8:  # SLIP: 16-byte pseudo-header (direction + compressed-header info)
+            if end < 16:
+                return self._err("truncated_slip")
+            return self._raw_ip(pkt, f, 16, end, 0)
+        if lt == 226:  # Solaris ipnet: 24-byte header, address family in byte 1
+            if end < 24:
+                return self._err("truncated_ipnet")
+            if f[1] == 2:
+                return self._ipv4(pkt, f, 24, end, 0)
+            if f[1] == 26:
+                return self._ipv6(pkt, f, 24, end, 0)
+            self._note("non_ip")
+            return pkt
+        if lt == 258:  # Apple PKTAP: little-endian header length and inner DLT, then that frame
+            if end < 8:
+                return self._err("truncated_pktap")
+            hl, dlt = _LE32x2(f, 0)
+            if hl < 8 or hl > end:
+                return self._err("pktap_hlen_invalid")
+            if dlt == 1:
+                return self._ethernet(pkt, f, hl, end, 0, True)
+            if dlt in (12, 14, 101):
+                return self._raw_ip(pkt, f, hl, end, 0)
+            return self._err("unsupported_linktype")
         return self._err("unsupported_linktype")
+
+    def _nflog(self, pkt: Packet, f: bytes, end: int):
+        """Linux NFLOG: family, version, resource id, then TLVs; type 9 carries the packet."""
+        if end < 4:
+            return self._err("truncated_nflog")
+        family = f[0]
+        off = 4
+        while end - off >= 4:
+            tlen, ttype = _NATIVE_HH(f, off)
+            if tlen < 4 or off + tlen > end:
+                return self._err("nflog_tlv_invalid")
+            if ttype == 9:
+                if family == 2:
+                    return self._ipv4(pkt, f, off + 4, off + tlen, 0)
+                if family == 10:
+                    return self._ipv6(pkt, f, off + 4, off + tlen, 0)
+                break
+            off += (tlen + 3) & ~3
+        self._note("non_ip")
+        return pkt
 
     def _ethertype(self, pkt: Packet, f: bytes, off: int, end: int, etype: int, depth: int):
         """Dispatch on an EtherType; ``off`` is the first byte after the type field."""
@@ -270,13 +339,18 @@ class Decoder:
         if label == 2:
             return self._ipv6(pkt, f, off, end, depth)
         if end > off and f[off] >> 4 == 0:  # pseudowire control word, then an Ethernet frame
-            return self._inner_ethernet(pkt, f, off + 4, end, depth)
+            return self._ethernet(pkt, f, off + 4, end, depth)
         return self._raw_ip(pkt, f, off, end, depth)
 
-    def _inner_ethernet(self, pkt: Packet, f: bytes, off: int, end: int, depth: int):
-        """An Ethernet frame carried inside another protocol (MPLS PW, GRE TEB, ERSPAN)."""
+    def _ethernet(self, pkt: Packet, f: bytes, off: int, end: int, depth: int, macs: bool = False):
+        """An Ethernet header at ``off``: the frame's own (``macs``: record them) or one
+        carried inside another protocol (MPLS PW, GRE TEB, ERSPAN, VXLAN, Geneve),
+        whose MACs are not the wire's and are not recorded."""
         if end - off < 14:
             return self._err("truncated_ethernet")
+        if macs:
+            pkt.dst_mac = f[off:off + 6]
+            pkt.src_mac = f[off + 6:off + 12]
         return self._ethertype(pkt, f, off + 14, end, _H(f, off + 12)[0], depth + 1)
 
     def _pppoe(self, pkt: Packet, f: bytes, off: int, end: int, depth: int):
@@ -513,6 +587,8 @@ class Decoder:
             pkt.payload = f[l4 + 8:l4 + ulen]
             if self.verify and (pkt.ipv == 6 or f[l4 + 6] or f[l4 + 7]):  # IPv4 checksum 0 = none sent
                 self._verify_l4(pkt, f, l4, l4 + ulen, 17)
+            if dport in self.udp_tunnels:
+                return self._udp_tunnel(pkt, f, l4 + 8, l4 + ulen, self.udp_tunnels[dport], depth + 1)
             return pkt
         if proto == 1 or proto == 58:
             if ip_end - l4 < 8:
@@ -591,10 +667,38 @@ class Decoder:
         self._note("ip_proto_other")
         return pkt
 
+    def _udp_tunnel(self, pkt: Packet, f: bytes, off: int, end: int, kind: int, depth: int):
+        """VXLAN / Geneve on their configured ports: decode the inner frame.
+
+        A payload that does not look like the protocol (flags, version, room for
+        the inner header) stays what it is: a UDP packet to that port.
+        """
+        if depth > self.max_layers:
+            return self._err("too_many_layers")
+        if kind == _VXLAN:  # flags (I bit), 3 reserved, VNI, 1 reserved; then Ethernet
+            if end - off < 22 or not f[off] & 0x08:
+                return pkt
+            self._note("vxlan")
+            self._enter_tunnel(pkt)
+            return self._ethernet(pkt, f, off + 8, end, depth)
+        if end - off < 8 or f[off] >> 6:  # Geneve version 0 only
+            return pkt
+        inner = off + 8 + ((f[off] & 0x3F) << 2)
+        ptype = _H(f, off + 2)[0]
+        if inner >= end or ptype not in (0x6558, 0x0800, 0x86DD):
+            return pkt
+        self._note("geneve")
+        self._enter_tunnel(pkt)
+        if ptype == 0x6558:
+            return self._ethernet(pkt, f, inner, end, depth)
+        return self._ethertype(pkt, f, inner, end, ptype, depth)
+
     @staticmethod
     def _enter_tunnel(pkt: Packet) -> None:
         pkt.tunnel = pkt.tunnel + ((pkt.ipv, pkt.src, pkt.dst, pkt.proto),)
         pkt.ip_opts = b""
+        pkt.sport = pkt.dport = 0
+        pkt.payload = b""
 
     def _gre(self, pkt: Packet, f: bytes, l4: int, ip_end: int, depth: int):
         if depth > self.max_layers:
@@ -641,16 +745,16 @@ class Decoder:
             return pkt  # PPP control traffic: keep the outer GRE packet
         if ptype == 0x6558:  # transparent Ethernet bridging
             self._enter_tunnel(pkt)
-            return self._inner_ethernet(pkt, f, off, ip_end, depth)
+            return self._ethernet(pkt, f, off, ip_end, depth)
         if ptype == 0x88BE and flags & 0x1000:  # ERSPAN type II: 8-byte header
             self._enter_tunnel(pkt)
-            return self._inner_ethernet(pkt, f, off + 8, ip_end, depth)
+            return self._ethernet(pkt, f, off + 8, ip_end, depth)
         if ptype == 0x88BE:  # ERSPAN type I: no header
             self._enter_tunnel(pkt)
-            return self._inner_ethernet(pkt, f, off, ip_end, depth)
+            return self._ethernet(pkt, f, off, ip_end, depth)
         if ptype == 0x22EB:  # ERSPAN type III: 12-byte header, 8 more with the O flag
             if ip_end - off < 12:
                 return self._err("truncated_erspan")
             self._enter_tunnel(pkt)
-            return self._inner_ethernet(pkt, f, off + (20 if f[off + 11] & 1 else 12), ip_end, depth)
+            return self._ethernet(pkt, f, off + (20 if f[off + 11] & 1 else 12), ip_end, depth)
         return pkt

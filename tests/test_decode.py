@@ -150,7 +150,7 @@ def test_robustness_link_types_match_tshark(corpus):
     import json
 
     index = json.loads((corpus / "robustness" / "index.json").read_text())
-    wanted = {113, 276, 228, 229, 101, 12, 0, 108, 9, 50, 104}
+    wanted = {113, 276, 228, 229, 101, 12, 0, 108, 9, 50, 104, 8, 226, 239, 258}
     total = 0
     for entry in index["files"]:
         ids = set(entry.get("linktype_ids") or [])
@@ -308,6 +308,9 @@ def test_tunnel_depth_is_bounded():
     (276, bytes.fromhex("0800 0000 00000002 0001 00 06 0200000000010000")),  # SLL2
     (9, bytes.fromhex("0021")), (9, bytes.fromhex("ff030021")), (50, bytes.fromhex("ff030021")),
     (104, bytes.fromhex("0f000800")),  # Cisco HDLC
+    (8, bytes(16)),  # SLIP pseudo-header
+    (226, bytes([1, 2]) + bytes(22)),  # Solaris ipnet, AF_INET
+    (258, (8 + 4).to_bytes(4, "little") + (12).to_bytes(4, "little") + bytes(4)),  # PKTAP carrying raw IP
 ])
 def test_link_types_ipv4(linktype, prefix):
     _, p = dec(prefix + raw(tcp4()), linktype)
@@ -323,6 +326,60 @@ def test_link_types_ipv6(linktype, prefix):
     t = IPv6(src=A6, dst=B6) / TCP(sport=1234, dport=80, seq=1000, ack=2000, flags="PA", window=512) / Raw(b"hello")
     _, p = dec(prefix + raw(t), linktype)
     check_tcp(p, ipv=6)
+
+
+def nflog(family: int, ip: bytes) -> bytes:
+    """NFLOG header + a prefix TLV + the payload TLV (type 9), host byte order as libpcap delivers."""
+    import struct
+
+    def tlv(t, v):
+        b = struct.pack("=HH", 4 + len(v), t) + v
+        return b + b"\0" * (-len(b) % 4)
+
+    return bytes([family, 0, 0, 1]) + tlv(10, b"prefix\0") + tlv(9, ip)
+
+
+def test_nflog_and_pktap_ethernet():
+    _, p = dec(nflog(2, raw(tcp4())), 239)
+    check_tcp(p)
+    t6 = IPv6(src=A6, dst=B6) / TCP(sport=1234, dport=80, seq=1000, ack=2000, flags="PA", window=512) / Raw(b"hello")
+    _, p = dec(nflog(10, raw(t6)), 239)
+    check_tcp(p, ipv=6)
+    d, p = dec(bytes([2, 0, 0, 1]) + (200).to_bytes(2, "little") + (9).to_bytes(2, "little") + b"abc", 239)
+    assert p is None and d.counters()["decoder.nflog_tlv_invalid"] == 1
+    hdr = (16).to_bytes(4, "little") + (1).to_bytes(4, "little") + bytes(8)
+    _, p = dec(hdr + raw(eth() / tcp4()), 258)
+    check_tcp(p)
+    assert p.src_mac == bytes.fromhex("020000000001") and p.ip_off == 16 + 14
+
+
+def test_vxlan_and_geneve_decode_inner_frame():
+    from scapy.contrib.geneve import GENEVE
+    from scapy.layers.vxlan import VXLAN
+
+    outer = IP(src="192.0.2.1", dst="192.0.2.2")
+    _, p = dec(raw(eth() / outer / UDP(sport=40000, dport=4789) / VXLAN(vni=42) / Ether(src="02:00:00:00:00:0a", dst="02:00:00:00:00:0b") / tcp4()))
+    check_tcp(p)
+    assert p.tunnel == ((4, bytes([192, 0, 2, 1]), bytes([192, 0, 2, 2]), 17),)
+    assert p.src_mac == bytes.fromhex("020000000001")  # the wire's MACs, not the inner frame's
+    _, p = dec(raw(eth() / outer / UDP(sport=40000, dport=6081) / GENEVE(proto=0x6558) / Ether() / tcp4()))
+    check_tcp(p)
+    _, p = dec(raw(eth() / outer / UDP(sport=40000, dport=6081) / GENEVE(proto=0x0800) / tcp4()))
+    check_tcp(p)
+    # not VXLAN after all (I flag clear): a plain UDP packet to 4789
+    _, p = dec(raw(eth() / outer / UDP(sport=40000, dport=4789) / Raw(b"\0" * 30)))
+    assert (p.proto, p.dport, p.tunnel, len(p.payload)) == (17, 4789, (), 30)
+    # ports are settings; empty turns the decoding off
+    d = Decoder(Settings({"decoder.vxlan.ports": ""}), "all")
+    p = d.decode(1.0, 1, raw(eth() / outer / UDP(sport=1, dport=4789) / VXLAN() / Ether() / tcp4()), 1)
+    assert p.proto == 17 and not p.tunnel
+    d = Decoder(Settings({"decoder.vxlan.ports": "[4789, 8472]"}), "all")
+    p = d.decode(1.0, 1, raw(eth() / outer / UDP(sport=1, dport=8472) / VXLAN() / Ether() / tcp4()), 1)
+    check_tcp(p)
+    from mirrorwatch.settings import SettingError
+
+    with pytest.raises(SettingError, match="decoder.vxlan.ports"):
+        Decoder(Settings({"decoder.vxlan.ports": "47x9"}), "all")
 
 
 def test_non_ip_frame_is_a_packet_with_ipv0():
@@ -366,7 +423,7 @@ L4_REASONS = {"truncated_tcp", "tcp_hlen_invalid", "truncated_udp", "udp_len_inv
 def test_decode_never_raises_on_random_prefixes():
     frame = raw(eth() / Dot1Q(vlan=5) / IP(src=A4, dst=B4, options=[scapy.IPOption_NOP()]) / GRE()
                 / IPv6(src=A6, dst=B6) / IPv6ExtHdrHopByHop() / TCP(options=[("MSS", 1)]) / Raw(b"x" * 20))
-    for lt in (0, 1, 9, 12, 101, 104, 108, 113, 228, 229, 276):
+    for lt in (0, 1, 8, 9, 12, 101, 104, 108, 113, 226, 228, 229, 239, 258, 276):
         d = Decoder(Settings(), "all")
         for i in range(len(frame) + 1):
             for f in (frame[:i], frame[i:], frame[:i] + b"\xff" * 3):
