@@ -44,7 +44,10 @@ import json, signal, sys
 sys.path.insert(0, sys.argv[2])
 from mirrorwatch.live import LiveCapture, iter_batch
 from mirrorwatch.settings import Settings
-cap = LiveCapture(sys.argv[1], Settings())
+s = Settings()
+for line in sys.argv[3:]:
+    s.apply(line)
+cap = LiveCapture(sys.argv[1], s)
 cap.start()
 processed = 0
 state = {"report": False, "stop": False}
@@ -95,9 +98,9 @@ class Watched:
 
 
 class CaptureOnly(Watched):
-    def __init__(self, lab: NetLab):
+    def __init__(self, lab: NetLab, sets=()):
         self.lab = lab
-        self.p = lab.python(lab.sensor, CAPTURE_ONLY, lab.monitor, str(ROOT), text=True)
+        self.p = lab.python(lab.sensor, CAPTURE_ONLY, lab.monitor, str(ROOT), *sets, text=True)
         line = self.p.stdout.readline()
         if line.strip() != "ready":
             raise SystemExit(f"capture-only consumer did not start: {line} {self.p.stderr.read()[-500:]}")
@@ -113,7 +116,7 @@ class CaptureOnly(Watched):
 class Listen(Watched):
     """``mirrorwatch listen`` with EVE stats every half second; counters read from the EVE file."""
 
-    def __init__(self, lab: NetLab, workdir: str):
+    def __init__(self, lab: NetLab, workdir: str, sets=()):
         self.lab = lab
         self.eve = os.path.join(workdir, "eve.json")
         self.err = open(os.path.join(workdir, "listen.err"), "w+")
@@ -121,6 +124,8 @@ class Listen(Watched):
         args = ["listen", lab.monitor, "--no-table", "--eve", self.eve, "--set", "capture.stats-interval=0.5"]
         for r in rules:
             args += ["--rules", r]
+        for line in sets:
+            args += ["--set", line]
         self.p = lab.mirrorwatch(*args, stdout=open(os.devnull, "w"), stderr=self.err)
         self._pos = 0
         self._last: dict = {}
@@ -242,6 +247,8 @@ def main() -> int:
     ap.add_argument("--rates", default=",".join(map(str, DEFAULT_RATES)), help="comma-separated packets/s")
     ap.add_argument("--stage", choices=("capture", "listen", "both"), default="both")
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="a mirrorwatch setting for the sensor (repeatable), e.g. capture.read-timeout=0.01")
     a = ap.parse_args()
     if os.geteuid() != 0:
         print("capture_loss: skipped (needs root for network namespaces)")
@@ -254,7 +261,7 @@ def main() -> int:
         with NetLab() as lab, tempfile.TemporaryDirectory(prefix="mwbench") as tmp:
             stages = ("capture", "listen") if a.stage == "both" else (a.stage,)
             for stage in stages:
-                w = CaptureOnly(lab) if stage == "capture" else Listen(lab, tmp)
+                w = CaptureOnly(lab, a.sets) if stage == "capture" else Listen(lab, tmp, a.sets)
                 try:
                     results.append(run_stage(stage, w, lab, pcap, rates, a.seconds))
                 finally:

@@ -105,12 +105,18 @@ class LiveCapture:
     """
 
     def __init__(self, iface: str, settings: Settings, *, bpf: str | None = None, snaplen: int = DEFAULT_SNAPLEN,
-                 promisc: bool = True, buffer_size: int | None = DEFAULT_BUFFER, timeout_ms: int = 50):
+                 promisc: bool = True, buffer_size: int | None = DEFAULT_BUFFER, timeout_ms: int | None = None):
         self.iface = iface
         self.bpf = bpf
         self.snaplen = snaplen
         self.promisc = promisc
         self.buffer_size = buffer_size
+        if timeout_ms is None:
+            timeout_ms = max(1, round(float(settings["capture.read-timeout"]) * 1000))
+        # TPACKET_V3 hands a ring block over when full or after this many ms: the latency
+        # before the engine sees a frame (median 0.8 ms at 1 ms, 2.8 ms at 5 ms, 26 ms at
+        # 50 ms).  An idle link costs nothing either way; under load short timeouts hand over
+        # many small blocks (GIL hand-offs) and cost ~20% of throughput at 2 ms, none at 10 ms
         self.timeout_ms = timeout_ms
         self.queue_size = max(1, int(settings["capture.queue-size"]))
         self.handle = None
