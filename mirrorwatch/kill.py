@@ -152,6 +152,9 @@ class Killer:
         self._never = [(n.version, int(n.network_address), int(n.netmask)) for n in config.networks()]
         self._flags = {"rst": (RST | ACK,), "fin": (FIN | ACK,), "both": (FIN | ACK, RST | ACK)}[config.mode]
         self._reject_names = _MODE_NAMES[config.mode]
+        for key in ("inject.max-responses", "inject.min-interval", "inject.response-window", "inject.max-per-second"):
+            if settings[key] < 0:
+                raise KillConfigError(f"{key} must be 0 or more, got {settings[key]}")
         self.max_responses = int(settings["inject.max-responses"])
         self.min_interval = float(settings["inject.min-interval"])
         self.window = float(settings["inject.response-window"])

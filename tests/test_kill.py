@@ -408,3 +408,8 @@ def test_kill_on_a_bare_syn_then_the_syn_ack_refire():
     k.on_packet(sa, f, False, [], events)
     (seg,) = events[0].frames  # the server side got exactly this already: only the client gets a new one
     assert (seg.to_server, seg.seq, seg.ack) == (False, SISN + 1, CISN + 1)
+
+
+def test_negative_bounds_rejected():
+    with pytest.raises(KillConfigError, match="inject.max-per-second must be 0 or more"):
+        killer(inject_max_per_second=-1)
