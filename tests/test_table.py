@@ -14,6 +14,7 @@ import pytest
 from rich.console import Console
 
 from mirrorwatch.capture import PcapFiles
+from mirrorwatch.events import Kill
 from mirrorwatch.runner import Pipeline, replay
 from mirrorwatch.settings import Settings
 from mirrorwatch.ui.table import LiveTable
@@ -113,6 +114,12 @@ def test_killed_sessions_are_marked():
     pipe, table = replayed("alerts")
     top = table.top(list(pipe.engine.flows.flows.values()), 1, pipe.engine.last_ts)[0]
     top.killed = "sid 9000021"  # what the killer records on a flow it ended
+    # the header counts sessions killed: a re-fire burst is not a second kill, a dry run is none
+    other = next(f for f in pipe.engine.flows.flows.values() if f is not top)
+    for k in (Kill(1.0, top, [], "1:9000021"), Kill(2.0, top, [], "refire"), Kill(2.0, other, [], "1:1", dry_run=True)):
+        table.handle(k)
+    assert table.kills_total == 1
+    assert "kills 1" in "\n".join(screen(table, pipe.engine.last_ts, 120))
     narrow = screen(table, pipe.engine.last_ts, 80)
     wide = screen(table, pipe.engine.last_ts, 200)
     row80 = next(line for line in narrow if f":{top.cport} →" in line)

@@ -104,6 +104,7 @@ class LiveTable:
         self.alerts_total = 0
         self.kills_total = 0
         self.flow_alerts: dict[int, int] = {}
+        self._killed: set[int] = set()  # live flows already counted in kills_total
         self.latest: deque = deque(maxlen=max(1, alert_lines))
         # previous sample: time, engine totals, per-flow byte totals
         self._t: float | None = None
@@ -130,10 +131,15 @@ class LiveTable:
                 self.flow_alerts[f.flow_id] = self.flow_alerts.get(f.flow_id, 0) + 1
             self.latest.append(event)
         elif t is Kill:
-            if not event.dry_run:
+            # sessions killed, not bursts: re-fires and challenge-ACK answers count once
+            fid = event.flow.flow_id
+            if not event.dry_run and fid not in self._killed:
+                self._killed.add(fid)
                 self.kills_total += 1
         elif t is FlowEnded:
-            self.flow_alerts.pop(event.flow.flow_id, None)
+            fid = event.flow.flow_id
+            self.flow_alerts.pop(fid, None)
+            self._killed.discard(fid)
 
     def flush(self) -> None:
         pass
@@ -169,6 +175,8 @@ class LiveTable:
             self.bps = (eng.bytes - self._bytes) * 8 / dt
             self._rates = rates
         self._prev_flow_bytes = cur
+        if len(self.flow_alerts) > len(cur) + 1024:  # alerts raised after their flow ended
+            self.flow_alerts = {k: v for k, v in self.flow_alerts.items() if k in cur}
         self._t = now
         self._pkts = eng.pcap_cnt
         self._bytes = eng.bytes
