@@ -260,10 +260,7 @@ def listen(iface, rules, eve, fast, sets, checksum, bpf, snaplen, no_promisc, bu
     why = privilege_problem()
     if why:
         fail(why)
-    # timeout_ms=1: libpcap hands a frame over within 1 ms (TPACKET_V3 block timeout), so a kill leaves
-    # ~1 ms after its trigger arrives instead of up to 50 ms (bench/kill_latency.py)
-    cap = LiveCapture(iface, settings, bpf=bpf, snaplen=snaplen, promisc=not no_promisc, buffer_size=ring,
-                      timeout_ms=1)
+    cap = LiveCapture(iface, settings, bpf=bpf, snaplen=snaplen, promisc=not no_promisc, buffer_size=ring)
     try:
         cap.open()
     except CaptureError as e:
