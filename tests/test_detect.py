@@ -133,6 +133,8 @@ alert tcp-stream any any -> any any (content:"abc"; sid:5;)
 alert tcp any any -> any 80 (flags:S; sid:6;)
 alert tcp any any -> any any (pcre:"/a+b/"; sid:7;)
 alert udp any any -> any any (content:"abc"; sid:8;)
+alert tcp any any -> any any (content:"abc"; dsize:>3; sid:9;)
+alert tcp any any -> any any (content:"abc"; stream_size:client,>,3; sid:10;)
 """), Settings())
     k = {cr.key[1]: cr for cr in det.crules}
     assert k[1].kind == "iponly" and k[6].kind == "pkt" and k[7].kind == "pkt" and k[2].kind == "mpm"
@@ -141,6 +143,8 @@ alert udp any any -> any any (content:"abc"; sid:8;)
     assert (k[4].req_stream, k[4].req_packet) == (False, True)
     assert (k[5].req_stream, k[5].stream_only) == (True, True)
     assert (k[8].req_stream, k[8].req_packet) == (False, True)
+    assert (k[9].req_stream, k[9].req_packet) == (False, True)  # dsize: packets only
+    assert (k[10].req_stream, k[10].req_packet) == (True, True)  # stream_size: both
     # header-only rules are pre-selected by the TCP flags byte (exact 'S' = SYN alone)
     assert det.flags_tbl[0x02] == (k[6].num,) and det.flags_tbl[0x12] == ()
 

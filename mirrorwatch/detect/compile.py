@@ -13,8 +13,8 @@ Classification follows Suricata's signature types:
 TCP payload rules get Suricata's stream/packet requirements
 (``SIG_FLAG_REQUIRE_STREAM``/``REQUIRE_PACKET``): plain ``tcp``/``ip`` content
 rules inspect reassembled stream data, and also single packets when a content
-has depth/offset or the rule uses dsize; ``tcp-pkt`` only packets;
-``tcp-stream`` only the stream.
+has depth/offset or the rule uses stream_size; ``tcp-pkt`` and dsize rules
+only packets; ``tcp-stream`` only the stream.
 """
 
 from __future__ import annotations
@@ -269,7 +269,8 @@ class CRule:
         no_stream = bool(fs and fs.no_stream) or scope == "packet"
         self.req_stream = self.req_packet = self.stream_only = False
         if self.matches:
-            if no_stream:
+            if no_stream or self.dsize is not None:
+                # dsize sets SIG_FLAG_REQUIRE_PACKET while parsing: such rules never see the stream
                 self.req_packet = True
             elif only_stream:
                 self.req_stream = self.stream_only = True
@@ -277,8 +278,7 @@ class CRule:
                 self.req_stream = True
                 anchored = any(isinstance(c, Content) and (c.depth is not None or c.offset is not None)
                                for c in contents)
-                sizes = self.dsize is not None or any(h.keyword == "stream_size" for h in self.hdr)
-                self.req_packet = anchored or sizes
+                self.req_packet = anchored or any(h.keyword == "stream_size" for h in self.hdr)
             else:
                 self.req_packet = True
         elif no_stream:
