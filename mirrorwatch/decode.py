@@ -2,10 +2,15 @@
 tunnels, fragments and TCP/UDP/ICMP headers.
 
 This is the per-packet hot path.  Plain Ethernet -> IPv4 -> TCP/UDP runs
-through ``decode`` -> ``_ipv4`` -> ``_l4`` with precompiled ``struct.Struct``
-readers straight on the frame bytes; everything unusual (other link types,
-VLAN stacks, MPLS, PPP/PPPoE, GRE, IP-in-IP, 6in4, IPv6 extension headers,
-fragments) leaves that path through a method call.
+through ``decode`` (Ethernet + IPv4 in one unpack) -> ``_l4`` with precompiled
+``struct.Struct`` readers straight on the frame bytes; everything unusual leaves
+that path through a method call: other link types (Linux SLL/SLL2, raw IPv4/IPv6,
+BSD null/loop, PPP, Cisco HDLC, PPPoE, SLIP, NFLOG, ipnet, PKTAP), VLAN/QinQ
+stacks, MPLS, IPv4 options, IPv6 extension headers, fragments, and tunnels
+(GRE incl. PPP/PPTP, Ethernet bridging and ERSPAN, IP-in-IP, 6in4/4in6,
+VXLAN and Geneve on their configured UDP ports).  A tunnelled packet is
+decoded to its innermost IP packet; the outer layers are listed in
+``pkt.tunnel`` and every layer counts against ``decoder.max-layers``.
 
 Robustness contract: ``decode`` never raises.  Every length is checked before
 it is used; a malformed or unsupported frame increments one per-reason counter
