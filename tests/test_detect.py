@@ -477,3 +477,15 @@ alert ip 10.0.0.0/8 any -> any any (sid:3;)
     by_sid = {s: sids(alerts).count(s) for s in (1, 2, 3)}
     # 10.0.0.1 is in $HOME_NET: sid 1 only sees the server's packet; sid 2 every packet
     assert by_sid == {1: 1, 2: 5, 3: 1}
+
+
+def test_flow_keywords_need_a_flow_except_stateless():
+    det = Detector(rules_of("""
+alert udp any any -> any any (flow:not_established; sid:1;)
+alert udp any any -> any any (flow:stateless; sid:2;)
+alert udp any any -> any any (flowbits:isnotset,x; sid:3;)
+alert udp any any -> any any (dsize:>0; sid:4;)
+"""), Settings())
+    p = Packet(1.0, 1)
+    p.ipv, p.src, p.dst, p.proto, p.sport, p.dport, p.payload = 4, bytes(4), bytes(4), 17, 1, 2, b"x"
+    assert sids(det.inspect(p, None, None)) == [2, 4]

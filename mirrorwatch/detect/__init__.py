@@ -536,16 +536,14 @@ class Detector:
             if not fwd and not (cr.bidir and (sp is None or sp(pkt.dport)) and (dp is None or dp(pkt.sport))
                                 and (src is None or src(pkt.dst)) and (dst is None or dst(pkt.src))):
                 return None
-        if cr.flowspec is not None:
-            if flow is None:
-                if cr.to_server or cr.to_client or cr.established:
-                    return None
-            else:
-                if cr.to_server and d != 0 or cr.to_client and d != 1:
-                    return None
-                est = flow.state == "established" or (fd is not None and fd.est)
-                if cr.established and not est or cr.not_established and est:
-                    return None
+        if cr.needs_flow and flow is None:
+            return None  # Suricata's SIG_MASK_REQUIRE_FLOW: flow (not stateless) and flowbits keywords
+        if cr.flowspec is not None and flow is not None:
+            if cr.to_server and d != 0 or cr.to_client and d != 1:
+                return None
+            est = flow.state == "established" or fd.est
+            if cr.established and not est or cr.not_established and est:
+                return None
         if cr.dsize is not None and (pseudo or not cr.dsize.test(len(payload))
                                      or cr.dsize_needs_payload and not payload):
             return None
@@ -555,7 +553,7 @@ class Detector:
             if not check(pkt, flow, d):
                 return None
         if cr.fb_read:
-            bits = fd.bits if fd is not None else None
+            bits = fd.bits
             for op, names in cr.fb_read:
                 if not _flowbits_test(op, names, bits):
                     return None

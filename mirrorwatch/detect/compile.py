@@ -203,7 +203,7 @@ class CRule:
     __slots__ = (
         "rule", "key", "num", "order", "kind", "action", "protos", "ipv",
         "src", "dst", "sport", "dport", "bidir",
-        "established", "not_established", "to_server", "to_client", "flowspec",
+        "established", "not_established", "to_server", "to_client", "flowspec", "needs_flow",
         "dsize", "dsize_needs_payload", "flags", "hdr", "fb_read", "fb_write", "noalert",
         "matches", "fp", "req_stream", "req_packet", "stream_only",
         "threshold", "dfilter",
@@ -253,6 +253,10 @@ class CRule:
         self.fb_read = [(op, names) for op, names in rule.flowbits if op in FB_READ]
         self.fb_write = [(op, names) for op, names in rule.flowbits if op in FB_WRITE]
         self.noalert = bool(rule.noalert or any(op == "noalert" for op, _ in rule.flowbits))
+        # flowbits, and flow: with anything but 'stateless', only match packets that have a flow
+        flow_opts = fs is not None and (self.established or self.not_established or direction is not None
+                                        or fs.only_stream or fs.no_stream)
+        self.needs_flow = bool(flow_opts or self.fb_read or self.fb_write)
         self.threshold = rule.threshold
         self.dfilter = rule.detection_filter
 
