@@ -6,6 +6,8 @@
 Prints packets/s (CPU time, robust on a busy machine) for:
   floor       pcapy ``loop(0, cb)`` with a no-op callback: the cost of reading alone
   source      ``capture.run`` delivering (ts, linktype, frame, wirelen) to a no-op
+              (libpcap's loop calling back into Python)
+  iterator    ``capture.PcapFiles`` (a Python-level ``next()`` loop), same tuples
   decode -k none / auto / all
               ``capture.run`` + ``Decoder.decode`` for every frame
 and the decoder's own cost per packet (decode minus source).
@@ -23,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 import pcapy  # noqa: E402
 
-from mirrorwatch.capture import run  # noqa: E402
+from mirrorwatch.capture import PcapFiles, run  # noqa: E402
 from mirrorwatch.decode import Decoder  # noqa: E402
 from mirrorwatch.settings import Settings  # noqa: E402
 
@@ -50,6 +52,11 @@ def source(path: str) -> None:
     run([path], cb)
 
 
+def iterator(path: str) -> None:
+    for _ in PcapFiles([path]):
+        pass
+
+
 def decode(path: str, mode: str) -> Decoder:
     d = Decoder(Settings(), checksum_mode=mode)
     dec = d.decode
@@ -72,7 +79,8 @@ def main() -> None:
     count = decode(path, "none").pkts
     print(f"{path}: {count:,} packets, best CPU time of {a.repeat}")
     best = {}
-    rows = [("floor (pcapy loop, no-op)", lambda: floor(path)), ("source (capture.run, no-op)", lambda: source(path))]
+    rows = [("floor (pcapy loop, no-op)", lambda: floor(path)), ("source (capture.run, no-op)", lambda: source(path)),
+            ("iterator (PcapFiles, next())", lambda: iterator(path))]
     rows += [(f"decode -k {m}", (lambda m=m: decode(path, m))) for m in ("none", "auto", "all")]
     for name, fn in rows:
         best[name] = min(cpu(fn) for _ in range(a.repeat))

@@ -60,8 +60,11 @@ class CaptureStats:
         self.warnings: list[str] = []
 
 
-def _one_line(msg) -> str:
-    return " ".join(str(msg).split()) or "unknown error"
+def _one_line(msg, path: str = "") -> str:
+    text = " ".join(str(msg).split()) or "unknown error"
+    if path and text.startswith(path + ": "):  # libpcap often names the file itself
+        text = text[len(path) + 2:]
+    return text
 
 
 def open_pcap(path, supported: Iterable[int] = SUPPORTED_LINKTYPES):
@@ -70,9 +73,9 @@ def open_pcap(path, supported: Iterable[int] = SUPPORTED_LINKTYPES):
     try:
         reader = pcapy.open_offline(p)
     except pcapy.PcapError as e:
-        raise CaptureError(f"{p}: cannot read: {_one_line(e)}") from None
+        raise CaptureError(f"{p}: cannot read: {_one_line(e, p)}") from None
     except (OSError, ValueError, TypeError) as e:
-        raise CaptureError(f"{p}: cannot read: {_one_line(e)}") from None
+        raise CaptureError(f"{p}: cannot read: {_one_line(e, p)}") from None
     lt = reader.datalink()
     if lt not in supported:
         reader.close()
