@@ -100,6 +100,11 @@ def select_fast_pattern(contents: list[Content]) -> tuple[bytes, bool] | None:
 
 # -- addresses and ports ------------------------------------------------------
 
+# addresses remembered per address set: a scan of random addresses must not
+# grow memory with (address sets x addresses seen)
+_ADDR_CACHE = 1024
+
+
 class AddrMatcher:
     """Membership test for one address set on packed (4 or 16 byte) addresses.
 
@@ -126,7 +131,7 @@ class AddrMatcher:
             else:
                 i = bisect_right(self.starts6, n) - 1
                 r = i >= 0 and n <= self.ends6[i]
-            if len(self.cache) > 65536:
+            if len(self.cache) >= _ADDR_CACHE:
                 self.cache.clear()
             self.cache[packed] = r
         return r
