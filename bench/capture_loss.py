@@ -68,12 +68,13 @@ cap.close()
 
 
 def bench_pcap(arg: str | None) -> Path:
+    """Real mixed traffic (the corpus merge) first; else the generated pcap (pcaps/gen_bench.py)."""
     if arg:
         return Path(arg)
-    generated = sorted(glob.glob(str(ROOT / "pcaps" / "generated" / "bench*.pcap")))
-    for cand in generated + [str(ROOT.parent / "shared" / "corpus" / "bench" / "ndpi-mixed-ethernet.pcap")]:
-        if Path(cand).is_file():
-            return Path(cand)
+    for cand in (ROOT.parent / "shared" / "corpus" / "bench" / "ndpi-mixed-ethernet.pcap",
+                 ROOT / "pcaps" / "bench-1m.pcap"):
+        if cand.is_file():
+            return cand
     sys.exit("capture_loss: no bench pcap found (run pcaps/gen_bench.py or pass --pcap)")
 
 
