@@ -78,21 +78,22 @@ class FlowDet:
         self.bits: set | None = None
         self.passed = False
         self.prog = [0, 0]  # stream offset up to which each direction was inspected
-        self.held: list = [[], []]  # (offset, bytes, gap length after) saved before a gap, not inspected
-        self.gaps: list = []  # gap lengths between the pieces of the current inspection
-        self.thr: dict = {}
-        self.hs: list = [None, None]  # inline mode: hyperscan stream per direction
+        # containers below stay None/empty until used: most sessions never need them
+        self.held: list | None = None  # per direction: (offset, bytes, gap after) kept from before a gap
+        self.gaps: tuple | list = ()  # gap lengths between the pieces of the current inspection
+        self.thr: dict | None = None  # by_flow threshold counters
+        self.hs: list | None = None  # inline mode: hyperscan stream per direction
         # (direction, rule) -> stream offset up to which a packet alert of a
         # stream+packet rule already covered the data (no second alert for it)
-        self.pkt_hi: dict = {}
-        self.piece_offs: list = []  # stream offset of each piece of the current inspection
+        self.pkt_hi: dict | None = None
+        self.piece_offs: tuple | list = ()  # stream offset of each piece of the current inspection
 
     def close(self) -> None:
-        for i in (0, 1):
-            s = self.hs[i]
-            if s is not None:
-                self.hs[i] = None
-                s.close()
+        hs_streams, self.hs = self.hs, None
+        if hs_streams is not None:
+            for s in hs_streams:
+                if s is not None:
+                    s.close()
 
 
 class _GapKeeper:
@@ -112,6 +113,8 @@ class _GapKeeper:
         fd, d = self.fd, self.d
         start = fd.prog[d] if fd.prog[d] > stream.buf_base else stream.buf_base
         if stream.end > start:
+            if fd.held is None:
+                fd.held = [[], []]
             fd.held[d].append((start, bytes(stream.buf[start - stream.buf_base:]), length))
         fd.prog[d] = offset + length
         if self.inner is not None:
@@ -373,7 +376,7 @@ class Detector:
         Pieces are separated by gaps; each is matched on its own, as Suricata
         inspects each contiguous block of raw stream data.
         """
-        held = fd.held[d]
+        held = fd.held[d] if fd.held is not None else None
         start = fd.prog[d]
         base = st.buf_base
         if start < base:
@@ -443,6 +446,8 @@ class Detector:
             return ids
         ids = set()
         for piece in fresh:
+            if fd.hs is None:
+                fd.hs = [None, None]
             hs_stream = fd.hs[d]
             if piece is None:
                 if hs_stream is not None:
@@ -499,14 +504,14 @@ class Detector:
             if cr.noalert or cr.key in seen:
                 continue
             ts = pkt.ts
-            if cr.threshold is not None and not self.thresholds.allow(
-                    cr.threshold, cr.key, pkt, fd.thr if fd is not None else None, ts):
+            if cr.threshold is not None and not self.thresholds.allow(cr.threshold, cr.key, pkt, fd, ts):
                 continue
-            if cr.dfilter is not None and not self.thresholds.allow(
-                    cr.dfilter, cr.key, pkt, fd.thr if fd is not None else None, ts):
+            if cr.dfilter is not None and not self.thresholds.allow(cr.dfilter, cr.key, pkt, fd, ts):
                 continue
             seen.add(cr.key)
             if not stream and added and cr.req_stream and fd is not None:
+                if fd.pkt_hi is None:
+                    fd.pkt_hi = {}
                 fd.pkt_hi[(d, cr.num)] = flow.streams[d].off
             if len(alerts) >= self.alert_max:
                 c["alerts_dropped_max"] += 1

@@ -27,24 +27,27 @@ class Thresholds:
         self.max_entries = max_entries
         self.suppressed = 0
 
-    def _key(self, th, rule_key, pkt, flow_table):
+    def _key(self, th, rule_key, pkt, fd):
         track = th.track
-        if track == "by_flow":
-            return flow_table, rule_key
+        if track == "by_flow" and fd is not None:
+            if fd.thr is None:
+                fd.thr = {}
+            return fd.thr, rule_key
         if track == "by_src":
             k = pkt.src
         elif track == "by_dst":
             k = pkt.dst
         elif track == "by_both":
             k = (pkt.src, pkt.dst)
+        elif track == "by_flow":  # a flowless packet: counted with the other flowless ones
+            k = "noflow"
         else:  # by_rule
             k = None
         return self.table, (rule_key, th.type, k)
 
-    def allow(self, th, rule_key, pkt, flow_table, ts: float) -> bool:
-        table, key = self._key(th, rule_key, pkt, flow_table)
-        if table is None:  # by_flow on a flowless packet: nothing to track against
-            table, key = self.table, (rule_key, th.type, "noflow")
+    def allow(self, th, rule_key, pkt, fd, ts: float) -> bool:
+        """``fd``: the flow's detect state (holds by_flow counters), None for a flowless packet."""
+        table, key = self._key(th, rule_key, pkt, fd)
         e = table.get(key)
         if e is None:
             if table is self.table and len(table) >= self.max_entries:
