@@ -6,7 +6,9 @@ Theory of operation
 the pcap-file source in replay and by the capture thread's consumer in live
 mode.  It runs the four rooms in order and returns the events they produced:
 
-    decode   frame bytes -> ``Packet`` (or None: counted by reason, skipped)
+    decode   frame bytes -> ``Packet`` (or None: counted by reason, skipped;
+             a valid IP packet with a malformed transport header comes back
+             flagged ``invalid``: no session, detect judges it flowless)
     flows    Packet -> (Flow, direction); TCP state and per-direction
              reassembly are updated; sessions that timed out by packet time
              come back as ``FlowEnded``
