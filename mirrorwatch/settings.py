@@ -117,6 +117,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("detect.packet-alert-max", 15, parse_int, "most alerts raised for one packet (Suricata's packet-alert-max)"),
     Setting("detect.threshold-entries", 100_000, parse_int, "threshold/detection_filter counters kept at once (by_src/by_dst/by_both/by_rule)"),
     Setting("detect.inspection-recursion-limit", 3000, parse_int, "payload keyword evaluations per rule and buffer before giving up (Suricata's inspection-recursion-limit)"),
+    Setting("detect.pcre-timeout", 0.1, parse_float, "seconds one pcre search may run before it counts as no match (Suricata's pcre match-limit; 0 = unbounded)"),
     Setting("stream.reassembly.toserver-chunk-size", 2560, parse_size, "settled client bytes gathered before stream inspection (IDS mode; closing sessions are inspected at once)"),
     Setting("stream.reassembly.toclient-chunk-size", 2560, parse_size, "settled server bytes gathered before stream inspection (IDS mode)"),
     Setting("detect.checksum-auto-sample", 1000, parse_int, "packets examined by -k auto before it decides whether checksums are offloaded"),

@@ -1,4 +1,12 @@
-"""PCRE (as written in rules) -> Python ``re`` on bytes.
+"""PCRE (as written in rules) -> a Python regex on bytes.
+
+Patterns are compiled with the ``regex`` package (``re``-compatible syntax)
+when it is installed, because it guards against the catastrophic backtracking
+some real rules have (ET 2022542 ``^(?:.[a-z0-9-]{2,}){2,}\x00\x00`` with /i
+runs for minutes under ``re`` on 4 KB of 'A') and because it takes a per-call
+``timeout`` — the analogue of Suricata's pcre match-limit (see
+``detect.payload``).  The translation below targets ``re`` syntax, which both
+accept.
 
 Rules carry Perl-compatible regexes.  Python 3.11's ``re`` covers most of it
 (atomic groups and possessive quantifiers included); this module rewrites the
@@ -24,6 +32,14 @@ from __future__ import annotations
 
 import re
 import warnings
+
+try:  # the `regex` engine: re-compatible syntax, guards against catastrophic
+    import regex as _engine  # backtracking, and takes a per-call timeout
+
+    ENGINE = "regex"
+except ImportError:  # pragma: no cover - fallback when the dependency is missing
+    _engine = re
+    ENGINE = "re"
 
 _POSIX = {
     "alpha": "a-zA-Z", "digit": "0-9", "alnum": "a-zA-Z0-9", "upper": "A-Z", "lower": "a-z",
@@ -496,10 +512,14 @@ def compile_pcre(pattern: str, flags: str):
         data = text.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:
         raise PcreError("pattern is not encodable as bytes") from None
+    eflags = ((_engine.I if reflags & re.I else 0) | (_engine.S if reflags & re.S else 0)
+              | (_engine.M if reflags & re.M else 0) | (_engine.X if reflags & re.X else 0))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            rx = re.compile(data, reflags)
-    except (re.error, OverflowError, RecursionError) as e:
+            # validate with the stdlib syntax first: the translation targets it
+            re.compile(data, reflags)
+            rx = _engine.compile(data, eflags) if _engine is not re else re.compile(data, reflags)
+    except (re.error, _engine.error, OverflowError, RecursionError) as e:
         raise PcreError(f"not translatable to Python re: {e}") from None
     return rx, relative, anchored, rawbytes
