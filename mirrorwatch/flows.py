@@ -125,19 +125,10 @@ FLOW_STATE = {
 _REUSABLE = frozenset(("last_ack", "time_wait", "closed"))
 
 _ICMP_REQUESTS = frozenset((8, 13, 15, 17, 128))  # echo/timestamp/info/mask requests, ICMPv6 echo
-_ID_MASK = (1 << 53) - 1
 
 
 def _port_rank(p: int) -> int:
     return 0 if p < 1024 else (1 if p < 32768 else 2)
-
-
-def _mix(x: int) -> int:
-    """splitmix64 finaliser: a counter+hash becomes a well-spread 53-bit flow id."""
-    x = (x + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-    return (x ^ (x >> 31)) & _ID_MASK or 1
 
 
 def _wscale(opts) -> int:
@@ -202,6 +193,7 @@ class FlowTable:
         self._timeouts = to
         self._default_timeouts = dflt
         self.reasm = ReassemblyContext(settings)
+        self.reasm.reclaim = self._reclaim
         # ``on_new_stream(flow, direction, stream)``: called when a direction starts being
         # reassembled, e.g. to attach an observer (streamdump); None costs nothing.
         self.on_new_stream = None
@@ -267,6 +259,20 @@ class FlowTable:
         f.ttl[d] = pkt.ttl
         f.l2[d] = (pkt.src_mac, pkt.dst_mac, pkt.vlans)
         return f, d == 0
+
+    def _reclaim(self) -> None:
+        """Over ``stream.reassembly.memcap``: the least recently active sessions give up their
+        buffered stream bytes (settled first, so observers still get them) until 10% is free."""
+        r = self.reasm
+        target = r.memcap - r.memcap // 10
+        freed = 0
+        for f in self.flows.values():  # least recently active first
+            for s in f.streams:
+                if s is not None and s.buf:
+                    freed += s.release()
+            if r.buf_bytes + r.ooo_bytes <= target:
+                break
+        r.stats["memcap_released_bytes"] += freed
 
     def _tcp(self, f: Flow, pkt, d: int, fl: int) -> int:
         """Per-direction TCP fields, the state machine, then the streams; returns the direction."""
@@ -490,7 +496,9 @@ class FlowTable:
         proto = pkt.proto
         f = Flow()
         self._seq += 1
-        f.flow_id = _mix((self._seq << 32) ^ zlib.crc32(b"%d" % proto + pkt.src + pkt.dst + b"%d:%d" % (sp, dp)))
+        # flow_id (EVE): positive, < 2**53, unique for 2**32 sessions: the counter in the high
+        # bits, 21 bits of a hash of the key below (so ids look unrelated, as Suricata's do)
+        f.flow_id = ((self._seq & 0xFFFFFFFF) << 21) | (zlib.crc32(pkt.src + pkt.dst, (sp << 16 | dp) ^ proto) & 0x1FFFFF)
         f.key = key
         f.proto = proto
         f.ipv = pkt.ipv

@@ -36,6 +36,7 @@ no observer the cost is one test per settle.
 
 from __future__ import annotations
 
+import copy
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 
@@ -86,7 +87,7 @@ class ReassemblyContext:
 
     __slots__ = (
         "policy", "depth", "max_ooo_bytes", "max_ooo_segs", "gap_wait_bytes", "gap_wait_segs",
-        "memcap", "unacked_max", "ooo_bytes", "ooo_streams", "stats",
+        "memcap", "unacked_max", "ooo_bytes", "buf_bytes", "buf_room", "ooo_streams", "stats", "reclaim",
     )
 
     def __init__(self, settings):
@@ -99,11 +100,16 @@ class ReassemblyContext:
         self.memcap = settings["stream.reassembly.memcap"]
         self.unacked_max = settings["stream.reassembly.unacked-max"]
         self.ooo_bytes = 0  # out-of-order bytes held by all streams
+        self.buf_bytes = 0  # in-order bytes retained in all streams' ``buf``
+        self.buf_room = self.memcap  # memcap - ooo_bytes: buf_bytes beyond it call ``reclaim``
+        # called when buf_bytes + ooo_bytes exceed the memcap (the flow table releases the
+        # least recently active sessions' buffers); None: nobody to ask
+        self.reclaim = None
         self.ooo_streams: OrderedDict = OrderedDict()  # streams holding ooo data, oldest first
         self.stats = dict.fromkeys(
             ("slow_segments", "ooo_segments", "retransmitted_bytes", "overlaps", "overlap_diff",
              "rewritten_bytes", "gaps", "missed_bytes", "gap_wait_skips", "ack_gap_skips",
-             "ooo_limit_skips", "memcap_skips", "depth_reached"), 0)
+             "ooo_limit_skips", "memcap_skips", "memcap_released_bytes", "depth_reached"), 0)
 
 
 class Stream:
@@ -165,8 +171,15 @@ class Stream:
             self.off = self.end = e
             self.nxt = (seq + n) & M32
             self.buf += data
+            ctx = self._ctx
+            ctx.buf_bytes += n
+            if ctx.buf_bytes > ctx.buf_room and ctx.reclaim is not None:
+                ctx.reclaim()
             if self.settle_now:
-                self._settle(e)
+                if self._obs_data is None and len(self._bounds) < 32:
+                    self.final = e
+                else:
+                    self._settle(e)
             else:
                 self._bounds.append((s, e))
                 if e - self.final > self._unacked_max:  # the receiver's ACKs are not seen
@@ -203,7 +216,16 @@ class Stream:
             keep = self.end
         if keep > self.buf_base:
             del self.buf[: keep - self.buf_base]
+            self._ctx.buf_bytes -= keep - self.buf_base
             self.buf_base = keep
+
+    def release(self) -> int:
+        """Memory pressure: settle everything and drop every buffered in-order byte; returns bytes freed."""
+        self._settle(self.end)
+        self._bounds.clear()
+        n = len(self.buf)
+        self.trim(self.end)
+        return n
 
     def flush(self) -> None:
         """The session ended: skip every hole, deliver every byte held, settle everything."""
@@ -222,12 +244,22 @@ class Stream:
             self._observer.end(self)
 
     def detach(self) -> None:
-        """Release buffered out-of-order data from the global accounting (flow gone)."""
+        """Take the stream out of the global accounting (its flow left the table)."""
+        self._ctx.buf_bytes -= len(self.buf)
         if self._ooo:
             self._ctx.ooo_bytes -= self._ooo_bytes
+            self._ctx.buf_room += self._ooo_bytes
             self._ooo_bytes = 0
             self._ooo.clear()
             self._ctx.ooo_streams.pop(self, None)
+        # whatever still touches the stream (detect trimming after the flow ended) counts elsewhere
+        own = copy.copy(self._ctx)
+        own.buf_bytes = own.ooo_bytes = 0
+        own.buf_room = own.memcap
+        own.reclaim = None
+        own.ooo_streams = OrderedDict()
+        own.stats = dict.fromkeys(own.stats, 0)
+        self._ctx = own
 
     @property
     def observer(self):
@@ -259,6 +291,10 @@ class Stream:
             if self.off <= self._depth:
                 self.buf += data
                 self.end = self.off
+                ctx = self._ctx
+                ctx.buf_bytes += n
+                if ctx.buf_bytes > ctx.buf_room and ctx.reclaim is not None:
+                    ctx.reclaim()
                 if self.settle_now:
                     self._settle(self.off)
                 elif self.off - self.final > self._unacked_max:  # the receiver's ACKs are not seen
@@ -268,6 +304,7 @@ class Stream:
             if k > 0:
                 self.buf += data[:k]
                 self.end = s + k
+                self._ctx.buf_bytes += k
             self.depth_reached = True
             self._ctx.stats["depth_reached"] += 1
             self._settle(self.end)
@@ -437,6 +474,7 @@ class Stream:
             ctx.stats["ooo_segments"] += 1
             self._ooo_bytes += added
             ctx.ooo_bytes += added
+            ctx.buf_room -= added
         if not chunks:
             ctx.ooo_streams.pop(self, None)
 
@@ -448,6 +486,7 @@ class Stream:
             cs, cd = chunks.pop(0)
             self._ooo_bytes -= len(cd)
             ctx.ooo_bytes -= len(cd)
+            ctx.buf_room += len(cd)
             ce = cs + len(cd)
             if ce > self.off:
                 self._deliver(memoryview(cd)[self.off - cs:] if cs < self.off else cd)
@@ -493,13 +532,13 @@ class Stream:
             self.final = to
             self._bounds.clear()
             if not self.depth_reached:
+                self._ctx.buf_bytes -= len(self.buf)
+                self.buf.clear()
                 if to > self._depth:
                     self.depth_reached = True
                     st["depth_reached"] += 1
-                    self.buf.clear()
                     self.buf_base = self.end = self._depth
                 else:
-                    self.buf.clear()
                     self.buf_base = self.end = to
         if self._ooo:
             self._drain()

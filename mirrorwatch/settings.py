@@ -100,7 +100,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("stream.inline", False, parse_bool, "inspect each packet's new in-order stream bytes on arrival instead of settled chunks (on for 'listen', so kills fire on the trigger packet)"),
     Setting("stream.reassembly.depth", 1024 * 1024, parse_size, "bytes per direction that are inspected (0 = unlimited); tracking goes on beyond"),
     Setting("stream.reassembly.policy", "bsd", _choice(*OVERLAP_POLICIES), "how overlapping TCP segments with different bytes are resolved"),
-    Setting("stream.reassembly.memcap", 256 * 1024 * 1024, parse_size, "bytes of out-of-order data buffered across all streams"),
+    Setting("stream.reassembly.memcap", 256 * 1024 * 1024, parse_size, "bytes of stream data buffered across all streams (kept for inspection and out of order); beyond it the least recently active sessions give theirs up first"),
     Setting("stream.reassembly.max-ooo-bytes", 1024 * 1024, parse_size, "bytes of out-of-order data buffered per direction"),
     Setting("stream.reassembly.max-ooo-segments", 2048, parse_int, "out-of-order segments buffered per direction"),
     Setting("stream.reassembly.unacked-max", 1024 * 1024, parse_size, "in-order bytes per direction kept open to overlap policies until the receiver ACKs them"),

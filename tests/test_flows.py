@@ -388,3 +388,23 @@ def test_flush_all_ends_everything_and_delivers_held_data():
     assert flows == [f] and f.end_reason == "shutdown" and bytes(f.streams[0].buf) == b"after a hole"
     assert f.streams[0].missed_bytes == 10 and not w.ft.flows
 
+
+
+def test_global_memcap_releases_least_recent_sessions_first():
+    w = Wire(**{"stream.reassembly.memcap": 10000, "flow-timeouts.tcp.established": 1e9})
+    flows = []
+    for i in range(6):  # six sessions with 3000 retained bytes each: 18000 > 10000
+        f, _ = w.frame(bytes(Ether() / IP(src="198.51.100.1", dst="198.51.100.2")
+                             / TCP(sport=41000 + i, dport=80, flags="S", seq=100)))
+        w.frame(bytes(Ether() / IP(src="198.51.100.2", dst="198.51.100.1")
+                      / TCP(sport=80, dport=41000 + i, flags="SA", seq=900, ack=101)))
+        w.frame(bytes(Ether() / IP(src="198.51.100.1", dst="198.51.100.2")
+                      / TCP(sport=41000 + i, dport=80, flags="PA", seq=101, ack=901) / Raw(b"z" * 3000)))
+        flows.append(f)
+        r = w.ft.reasm
+        assert r.buf_bytes + r.ooo_bytes <= 10000
+    assert len(flows[-1].streams[0].buf) == 3000  # the most recent keeps its bytes
+    assert len(flows[0].streams[0].buf) == 0 and flows[0].streams[0].end == 3000  # the oldest gave them up
+    assert w.ft.counters()["reassembly"]["memcap_released_bytes"] >= 8000
+    w.ft.flush_all()
+    assert w.ft.reasm.buf_bytes == 0 and w.ft.reasm.ooo_bytes == 0

@@ -246,10 +246,14 @@ def test_memory_stays_bounded_under_random_garbage():
         assert c.ooo_bytes <= 64 * 1024 + 1400
         assert all(len(x._ooo) <= 64 and x._ooo_bytes <= 16 * 1024 + 1400 for x in streams)
         assert all(len(x.buf) <= 32 * 1024 for x in streams)
+        assert c.buf_bytes == sum(len(x.buf) for x in streams)
+        if rng.random() < 0.05:
+            s.trim(rng.randint(0, s.end))
     for s in streams:
         s.flush()
         s.detach()
-    assert c.ooo_bytes == 0
+        s.trim(s.end)  # after detach the shared accounting is no longer touched
+    assert c.ooo_bytes == 0 and c.buf_bytes == 0
 
 
 # -- property tests ------------------------------------------------------------
