@@ -16,6 +16,10 @@ capture).
 
 Stopping: the handle is non-blocking and the thread waits on its fd with a
 short ``select`` timeout, so ``stop()`` returns promptly even on a silent link.
+
+Latency: this pcapy-ng build has no ``set_immediate_mode``, so libpcap uses
+TPACKET_V3 ring blocks, handed over when full or after the read timeout
+(``capture.read-timeout``); that timeout bounds how long a frame waits.
 """
 
 from __future__ import annotations
