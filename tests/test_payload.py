@@ -185,3 +185,19 @@ def test_match_wrapper_caches_and_accepts_bytearray_and_memoryview():
     with pytest.raises(ValueError):
         compile_matches([object()])
     assert compile_matches([Content(pattern=b"q")])(b"q")
+
+
+def test_pcre_search_is_bounded():
+    """Real ET pcres that backtrack for seconds on crafted input are cut off
+    (Suricata's match-limit analogue) and counted, not allowed to stall."""
+    from mirrorwatch.detect import payload
+
+    # ET 2022542: catastrophic under `re` with /i; the regex engine's guards handle it
+    assert not hit('pcre:"/^(?:.[a-z0-9-]{2,}){2,}\\x00\\x00(?:\\x01|\\x1c)/i";', b"A" * 4096)
+    # ET 2102599: polynomial blow-up on a long word; the timeout ends it
+    slow = ('pcre:"/(' + '(\\w+)[\\r\\n\\s]*\\x3a=[\\r\\n\\s]*(\\x27[^\\x27]{1024,}\\x27|\\x22[^\\x22]{1024,}\\x22)[\\r\\n\\s]*\\x3b.*sname[\\r\\n\\s]*=>[\\r\\n\\s]*\\2|sname\\s*=>\\s*(\\x27[^\\x27]{1024,}|\\x22[^\\x22]{1024,})|(\\w+)[\\r\\n\\s]*\\x3a=[\\r\\n\\s]*(\\x27[^\\x27]{1024,}\\x27|\\x22[^\\x22]{1024,}\\x22)[\\r\\n\\s]*\\x3b.*oname[\\r\\n\\s]*=>[\\r\\n\\s]*\\2|oname\\s*=>\\s*(\\x27[^\\x27]{1024,}|\\x22[^\\x22]{1024,})|\\(\\s*(\\x27[^\\x27]{1024,}|\\x22[^\\x22]{1024,})|\\(\\s*(\\x27[^\\x27]*\\x27|\\x22[^\\x22]+\\x22)\\s*,\\s*(\\x27[^\\x27]{1024,}|\\x22[^\\x22]{1024,})' + ')/si";')
+    before = payload.STATS["pcre_timeouts"]
+    assert not hit(slow, b"A" * 4096, pcre_timeout=0.02)
+    assert payload.STATS["pcre_timeouts"] == before + 1
+    # a normal search is unaffected by the bound
+    assert hit('pcre:"/sname\\s*:=/";', b"x" * 4096 + b"sname :=", pcre_timeout=0.02)

@@ -114,7 +114,9 @@ def load_rules(paths, settings, classification=None) -> RuleSet:
             table, cw = load_classification(classification)
             rs.warnings.extend(cw)
         except ClassificationError as e:
-            rs.errors.append(str(e))
+            # Suricata carries on without classification (default priority 3);
+            # a file the operator named explicitly is an error
+            (rs.warnings if classification is None else rs.errors).append(str(e))
             table = {}
     rs.classification = table
     ctx = RuleContext(settings, table)
