@@ -50,7 +50,7 @@ LINKTYPE_NAMES = {
     229: "IPV6", 239: "NFLOG", 258: "PKTAP", 276: "LINUX_SLL2",
 }
 SUPPORTED_LINKTYPES = frozenset(LINKTYPE_NAMES)
-DLT_RAW = 101
+DLT_RAW = 12  # libpcap's DLT_RAW on Linux: the link type of a rebuilt tunnelled datagram (as Suricata reports)
 
 _H = struct.Struct("!H").unpack_from
 _ETH = struct.Struct("!6s6sH").unpack_from
@@ -528,7 +528,10 @@ class Decoder:
 
     @staticmethod
     def _l2_of(pkt: Packet, f: bytes, off: int):
-        return (f[:off], pkt.src_mac, pkt.dst_mac, pkt.vlans, pkt.vlan_id, pkt.l2_proto, pkt.tunnel)
+        # the bytes before the IP header: from the frame's start, or inside a tunnel from
+        # the start of the carried payload (Suricata's tunnel packet), which is then DLT_RAW
+        return (f[pkt.tunnel_off:off], pkt.src_mac, pkt.dst_mac, pkt.vlans, pkt.vlan_id, pkt.l2_proto, pkt.tunnel,
+                DLT_RAW if pkt.tunnel else pkt.linktype)
 
     def _rebuilt(self, pkt: Packet, datagram: bytes, l2, ipv: int, depth: int):
         """Decode a reassembled datagram behind the first fragment's link-layer (and tunnel) headers.
@@ -536,12 +539,15 @@ class Decoder:
         As Suricata (since 7.0.5) the rebuilt frame keeps the original link type and
         the bytes before the IP header of the offset-0 fragment, so EVE's ``packet``
         shows the frame as it would have been on the wire (outer lengths unchanged).
+        Inside a tunnel, as Suricata's tunnel packets, the frame starts where the
+        carried payload starts (e.g. the PPP header in GRE) and is DLT_RAW; the
+        outer layers stay listed in ``tunnel``.
         """
         prefix = l2[0]
         frame = prefix + datagram
-        p = Packet(pkt.ts, pkt.pcap_cnt, pkt.linktype, frame)
+        p = Packet(pkt.ts, pkt.pcap_cnt, l2[7], frame)
         p.wirelen = len(frame)
-        _, p.src_mac, p.dst_mac, p.vlans, p.vlan_id, p.l2_proto, p.tunnel = l2
+        _, p.src_mac, p.dst_mac, p.vlans, p.vlan_id, p.l2_proto, p.tunnel, _ = l2
         p.frag = True
         self._note("frag_reassembled")
         # The layers counted for the fragments are counted again for the whole datagram.
@@ -660,7 +666,7 @@ class Decoder:
             if depth > self.max_layers:
                 return self._err("too_many_layers")
             self._note("ipip" if proto == 4 else "ipv6_in_ip")
-            self._enter_tunnel(pkt)
+            self._enter_tunnel(pkt, l4)
             if proto == 4:
                 return self._ipv4(pkt, f, l4, ip_end, depth)
             return self._ipv6(pkt, f, l4, ip_end, depth)
@@ -684,7 +690,7 @@ class Decoder:
             if end - off < 22 or not f[off] & 0x08:
                 return pkt
             self._note("vxlan")
-            self._enter_tunnel(pkt)
+            self._enter_tunnel(pkt, off + 8)
             return self._ethernet(pkt, f, off + 8, end, depth)
         if end - off < 8 or f[off] >> 6:  # Geneve version 0 only
             return pkt
@@ -693,14 +699,16 @@ class Decoder:
         if inner >= end or ptype not in (0x6558, 0x0800, 0x86DD):
             return pkt
         self._note("geneve")
-        self._enter_tunnel(pkt)
+        self._enter_tunnel(pkt, inner)
         if ptype == 0x6558:
             return self._ethernet(pkt, f, inner, end, depth)
         return self._ethertype(pkt, f, inner, end, ptype, depth)
 
     @staticmethod
-    def _enter_tunnel(pkt: Packet) -> None:
+    def _enter_tunnel(pkt: Packet, inner: int) -> None:
+        """Push the current IP layer onto ``pkt.tunnel``; the carried payload starts at ``inner``."""
         pkt.tunnel = pkt.tunnel + ((pkt.ipv, pkt.src, pkt.dst, pkt.proto),)
+        pkt.tunnel_off = inner
         pkt.ip_opts = b""
         pkt.sport = pkt.dport = 0
         pkt.payload = b""
@@ -738,28 +746,29 @@ class Decoder:
         if off == ip_end:
             return pkt  # keepalive / PPTP ack: a GRE packet with nothing inside
         if ptype == 0x0800 or ptype == 0x86DD:
-            self._enter_tunnel(pkt)
+            self._enter_tunnel(pkt, off)
             return self._ipv4(pkt, f, off, ip_end, depth) if ptype == 0x0800 else self._ipv6(pkt, f, off, ip_end, depth)
         if ptype == 0x880B:
-            saved = (pkt.ipv, pkt.src, pkt.dst, pkt.proto, pkt.ip_opts, pkt.tunnel)
-            self._enter_tunnel(pkt)
+            saved = (pkt.ipv, pkt.src, pkt.dst, pkt.proto, pkt.ip_opts, pkt.tunnel, pkt.tunnel_off, pkt.payload)
+            self._enter_tunnel(pkt, off)
             r = self._ppp(pkt, f, off, ip_end, depth, outer_ip=True)
             if r is not _NOT_IP:
                 return r
-            pkt.ipv, pkt.src, pkt.dst, pkt.proto, pkt.ip_opts, pkt.tunnel = saved
+            pkt.ipv, pkt.src, pkt.dst, pkt.proto, pkt.ip_opts, pkt.tunnel, pkt.tunnel_off, pkt.payload = saved
             return pkt  # PPP control traffic: keep the outer GRE packet
         if ptype == 0x6558:  # transparent Ethernet bridging
-            self._enter_tunnel(pkt)
+            self._enter_tunnel(pkt, off)
             return self._ethernet(pkt, f, off, ip_end, depth)
         if ptype == 0x88BE and flags & 0x1000:  # ERSPAN type II: 8-byte header
-            self._enter_tunnel(pkt)
+            self._enter_tunnel(pkt, off + 8)
             return self._ethernet(pkt, f, off + 8, ip_end, depth)
         if ptype == 0x88BE:  # ERSPAN type I: no header
-            self._enter_tunnel(pkt)
+            self._enter_tunnel(pkt, off)
             return self._ethernet(pkt, f, off, ip_end, depth)
         if ptype == 0x22EB:  # ERSPAN type III: 12-byte header, 8 more with the O flag
             if ip_end - off < 12:
                 return self._err("truncated_erspan")
-            self._enter_tunnel(pkt)
-            return self._ethernet(pkt, f, off + (20 if f[off + 11] & 1 else 12), ip_end, depth)
+            inner = off + (20 if f[off + 11] & 1 else 12)
+            self._enter_tunnel(pkt, inner)
+            return self._ethernet(pkt, f, inner, ip_end, depth)
         return pkt

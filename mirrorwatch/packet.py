@@ -35,7 +35,10 @@ class Packet:
     Suricata's rebuilt packets), ``ip_opts`` (raw IPv4 options,
     or the raw IPv6 extension headers), ``tos`` (IPv4 TOS / IPv6 traffic class),
     ``tunnel`` (tuple of outer (ipv, src, dst, proto) layers, outermost first,
-    when the packet was carried in GRE / IP-in-IP / 6in4).
+    when the packet was carried in GRE / IP-in-IP / 6in4 / VXLAN / Geneve) and
+    ``tunnel_off`` (offset in ``frame`` where the innermost tunnel's carried
+    payload starts, e.g. the PPP header in GRE: ``frame[tunnel_off:]`` is what
+    Suricata logs as the tunnel packet, link type DLT_RAW).
     Transport: ``sport``/``dport``; ``l4_off`` (offset of the L4 header in
     ``frame``); TCP ``seq``/``ack``/``flags``/``win``/``urp``/``tcp_hlen``/
     ``tcp_opts`` (raw option bytes); ICMP ``icmp_type``/``icmp_code``/
@@ -55,7 +58,7 @@ class Packet:
         "sport", "dport", "l4_off",
         "seq", "ack", "flags", "win", "urp", "tcp_hlen", "tcp_opts",
         "icmp_type", "icmp_code", "icmp_id", "icmp_seq",
-        "payload", "csum_ok", "tunnel", "invalid",
+        "payload", "csum_ok", "tunnel", "tunnel_off", "invalid",
     )
 
     def __init__(self, ts: float = 0.0, pcap_cnt: int = 0, linktype: int = 1, frame: bytes = b""):
@@ -98,6 +101,7 @@ class Packet:
         self.payload = b""
         self.csum_ok = None
         self.tunnel = ()
+        self.tunnel_off = 0
         self.invalid = ""
 
     def __repr__(self) -> str:  # debugging aid only

@@ -213,3 +213,20 @@ def test_corpus_fragment_captures_reassemble(corpus):
         assert c["decoder.pkts"] == c["decoder.decoded"] + c["decoder.errors"] + c["defrag.fragments_held"]
         reassembled += c["defrag.reassembled"]
     assert reassembled > 10
+
+
+def test_fragments_inside_a_tunnel_rebuild_as_the_tunnel_packet():
+    """As Suricata: the rebuilt datagram of a GRE/PPP-carried fragment starts at the PPP
+    header (the tunnel packet's own start) and is DLT_RAW; the outer layers stay in ``tunnel``."""
+    from scapy.all import GRE, PPP
+
+    inner = IP(src=A4, dst=B4, id=11) / UDP(sport=5000, dport=6000) / Raw(PAYLOAD)
+    outer = IP(src="192.0.2.1", dst="192.0.2.2") / GRE(proto=0x880B)
+    frames = [raw(eth() / outer / PPP(proto=0x21) / f) for f in fragment(inner, fragsize=512)]
+    d = Decoder(Settings(), "all")
+    *held, last = feed(d, frames)
+    assert all(p is None for p in held)
+    assert last.frag and bytes(last.payload) == PAYLOAD and last.csum_ok is True
+    assert last.linktype == 12 and last.frame[:2] == b"\x00\x21" and last.ip_off == 2
+    assert last.tunnel == ((4, bytes([192, 0, 2, 1]), bytes([192, 0, 2, 2]), 47),)
+    assert last.src_mac == bytes.fromhex("020000000001")
