@@ -172,7 +172,7 @@ def record_matches(rec: dict, match: dict) -> bool:
                 return False
             continue
         suffix = next((s for s in _SUFFIXES if key.endswith(s)), None)
-        path = key[: -len(suffix)] if suffix else key
+        path = key[: -len(suffix)].rstrip(".") if suffix else key  # "packet.__len" -> "packet"
         got = _get(rec, path)
         if got is _MISSING:
             return False
