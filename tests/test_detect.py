@@ -394,7 +394,7 @@ alert tcp-stream any any -> any any (content:"VERYGOODDATA"; sid:3;)
     assert {a.kind for a in alerts} == {"flow-timeout"}
 
 
-def test_rule_reload_mid_flow_keeps_flowbits_and_restarts_streams():
+def test_rule_reload_mid_flow_keeps_flowbits():
     s = Settings({"stream.inline": "yes"})
     eng = Engine(s, rules_of('alert tcp any any -> any any (content:"login"; flowbits:set,authed; sid:1;)', s),
                  checksum_mode="none")
@@ -489,3 +489,12 @@ alert udp any any -> any any (dsize:>0; sid:4;)
     p = Packet(1.0, 1)
     p.ipv, p.src, p.dst, p.proto, p.sport, p.dport, p.payload = 4, bytes(4), bytes(4), 17, 1, 2, b"x"
     assert sids(det.inspect(p, None, None)) == [2, 4]
+
+
+def test_inline_window_reaches_back_for_relative_matches():
+    eng = engine('alert tcp any any -> any any (content:"HEAD"; content:"TAIL"; distance:0; sid:1;)',
+                 **{"stream.inline": "yes"})
+    conv = Conv()
+    frames = conv.handshake() + [conv.client(b"HEAD" + b"." * 100), conv.client(b"..TAIL..")]
+    alerts = run(eng, frames)
+    assert [(a.pkt.pcap_cnt, a.stream) for a in alerts] == [(5, 1)]

@@ -28,14 +28,13 @@ chunks (``stream.reassembly.toserver-chunk-size``), at once when the session
 is closing or the depth is reached, and what is left when the flow ends (the
 alert then carries ``kind = 'flow-timeout'``).  Each chunk is block-scanned
 and verified on its own; bytes a gap would discard are kept by a reassembly
-observer and inspected as a separate piece.  With ``stream.inline`` every new
-in-order byte is inspected on the packet that brought it, through one
-hyperscan stream per direction (literals spanning segments) and a verify
-window reaching back.  Each byte is inspected once, so stream rules alert
-once per match; a rule that also inspects packets does not alert again on
-stream bytes its packet alert covered.  A packet whose data went into a
-stream is not inspected on its own by stream-only rules (Suricata's
-PKT_STREAM_ADD rule).
+observer and inspected as a separate piece.  With ``stream.inline`` new
+in-order bytes are inspected on the packet that brought them, in a window of
+one chunk reaching back (Suricata's inline window).  A stream match counts
+once: a rule alerts again only for a match ending past the bytes it already
+alerted on, whether that alert came from the stream or from the packet that
+carried them.  A packet whose data went into a stream is not inspected on its
+own by stream-only rules (Suricata's PKT_STREAM_ADD rule).
 
 A candidate is verified with header/flow checks first, flowbits, then
 ``payload``'s compiled matcher; flowbits writes happen at match time (later
@@ -54,7 +53,7 @@ from ..packet import Packet
 from .compile import CRule, Unsupported, negated_addresses, port_values
 from .groups import AddrIndex, choose_side, port_split, value_table
 from .headers import compile_check
-from .hsdb import BlockScanner, LiteralSet, Stream
+from .hsdb import BlockScanner, LiteralSet
 from .threshold import Thresholds
 
 from .payload import compile_matches
@@ -69,10 +68,9 @@ _CLOSING = frozenset(("last_ack", "close_wait", "closing", "closed"))
 class FlowDet:
     """Detect's per-flow scratch (``flow.det``)."""
 
-    __slots__ = ("ipo", "bits", "passed", "est", "prog", "held", "gaps", "thr", "hs", "owner", "pkt_hi", "piece_offs")
+    __slots__ = ("ipo", "bits", "passed", "est", "prog", "held", "gaps", "thr", "alerted_upto", "piece_offs")
 
-    def __init__(self, owner) -> None:
-        self.owner = owner  # the Detector whose databases ``hs`` streams belong to
+    def __init__(self) -> None:
         self.est = False  # the session has been seen established (stays so while it closes)
         self.ipo = [False, False]
         self.bits: set | None = None
@@ -82,18 +80,15 @@ class FlowDet:
         self.held: list | None = None  # per direction: (offset, bytes, gap after) kept from before a gap
         self.gaps: tuple | list = ()  # gap lengths between the pieces of the current inspection
         self.thr: dict | None = None  # by_flow threshold counters
-        self.hs: list | None = None  # inline mode: hyperscan stream per direction
         # (direction, rule) -> stream offset up to which a packet alert of a
         # stream+packet rule already covered the data (no second alert for it)
-        self.pkt_hi: dict | None = None
+        # (direction, rule) -> stream offset up to which the rule already alerted
+        # (a stream match, or a packet alert on bytes that went into the stream)
+        self.alerted_upto: dict | None = None
         self.piece_offs: tuple | list = ()  # stream offset of each piece of the current inspection
 
     def close(self) -> None:
-        hs_streams, self.hs = self.hs, None
-        if hs_streams is not None:
-            for s in hs_streams:
-                if s is not None:
-                    s.close()
+        self.held = None
 
 
 class _GapKeeper:
@@ -143,6 +138,7 @@ class Detector:
                                 "alerts_dropped_max", "suppressed", "passed_flows", "errors"), 0)
         self.last_error: str | None = None
         self.recursion_limit = settings.get("detect.inspection-recursion-limit", 3000)
+        self._match_end = 0  # stream offset where the last stream match ended (set by _judge)
         self._matchers: dict[int, object] = {}
         rules = ruleset.rules if hasattr(ruleset, "rules") else list(ruleset)
         self._build(rules)
@@ -268,9 +264,8 @@ class Detector:
         for k, ls in pkt_lits.items():
             db = ls.compile(hs.HS_MODE_BLOCK)
             self.block[k] = (BlockScanner(db), port_split(ls.rule_tuples(), port_keys)) if db is not None else None
-        db = stream_lits.compile(hs.HS_MODE_STREAM if self.inline else hs.HS_MODE_BLOCK)
-        self.stream_db = db
-        self.stream_scan = (True if self.inline else BlockScanner(db)) if db is not None else None
+        db = stream_lits.compile(hs.HS_MODE_BLOCK)
+        self.stream_scan = BlockScanner(db) if db is not None else None
         self.stream_rules = port_split(stream_lits.rule_tuples(), port_keys)
         self.has_stream = db is not None or bool(self.stream_nompm)
         self.lookback = max((len(lit) for lit, _ in stream_lits.ids), default=1) - 1
@@ -303,14 +298,11 @@ class Detector:
         if flow is not None:
             fd = flow.det
             if fd is None:
-                fd = flow.det = FlowDet(self)
+                fd = flow.det = FlowDet()
             elif fd.passed:
                 if pkt.proto == TCP:
                     _release(flow)
                 return []
-            elif fd.owner is not self:  # rules were reloaded: streams of the old databases go
-                fd.close()
-                fd.owner = self
             if flow.state == "established":
                 fd.est = True
         d = 0 if to_server or to_server is None else 1
@@ -366,7 +358,7 @@ class Detector:
         """FlowTable hook: keep the bytes a gap would discard before detect saw them."""
         fd = flow.det
         if fd is None:
-            fd = flow.det = FlowDet(self)
+            fd = flow.det = FlowDet()
         stream.observer = _GapKeeper(fd, d, stream.observer)
 
     def _stream_chunk(self, fd: FlowDet, st, d: int, flow, cands: set, at_end: bool):
@@ -395,25 +387,27 @@ class Detector:
             return None
         pieces = []
         offs = fd.piece_offs = []
-        fresh = []  # bytes never scanned before, in stream order (None marks a gap)
         if held:
             for off, p, _ in held:
                 pieces.append(p)
                 offs.append(off)
-                fresh.extend((p, None))
             fd.gaps = [g for _, _, g in held]
             held.clear()
         if n > 0:
             fd.prog[d] = end
             lo = start
+            back = 0
             if self.inline:
-                # verify over a window reaching back, so a match that started in
-                # earlier segments is seen; only new bytes are scanned (hs stream)
-                lo = start - self.lookback if start - self.lookback > base else base
+                # verify over a window reaching back (Suricata's inline window: a chunk
+                # ending with the new bytes), so a match that started in earlier
+                # segments is seen; only the new bytes are scanned (hs stream)
+                back = max(self.lookback, self.chunk[d])
+                lo = min(start - self.lookback, end - back)
+                if lo < base:
+                    lo = base
             pieces.append(bytes(st.buf[lo - base:end - base]))
             offs.append(lo)
-            fresh.append(pieces[-1][start - lo:])
-            keep = end - self.lookback if self.inline else end
+            keep = end - back
             if keep > st.buf_base:
                 st.trim(keep)
         c = self.c
@@ -425,40 +419,12 @@ class Detector:
                 dport, sport = flow.sport, flow.cport
             else:
                 dport, sport = flow.cport, flow.sport
-            _expand(self._scan_stream(fd, d, fresh), split, dport, sport, cands.update)
+            scan = self.stream_scan.scan
+            for piece in pieces:
+                c["stream_bytes"] += len(piece)
+                _expand(scan(piece), split, dport, sport, cands.update)
         cands.update(self.stream_nompm)
         return pieces
-
-    def _scan_stream(self, fd: FlowDet, d: int, fresh: list):
-        """Literal ids found in the new stream bytes.
-
-        IDS mode: each piece is verified on its own, so one block scan per piece.
-        Inline mode: the direction's hyperscan stream carries literal prefixes
-        across segments; a gap (None) restarts it.
-        """
-        c = self.c
-        if not self.inline:
-            ids: set = set()
-            for piece in fresh:
-                if piece:
-                    c["stream_bytes"] += len(piece)
-                    ids.update(self.stream_scan.scan(piece))
-            return ids
-        ids = set()
-        for piece in fresh:
-            if fd.hs is None:
-                fd.hs = [None, None]
-            hs_stream = fd.hs[d]
-            if piece is None:
-                if hs_stream is not None:
-                    fd.hs[d] = None
-                    hs_stream.close()
-                continue
-            if hs_stream is None:
-                hs_stream = fd.hs[d] = Stream(self.stream_db)
-            c["stream_bytes"] += len(piece)
-            ids.update(hs_stream.scan(piece))
-        return ids
 
     # -- judging ----------------------------------------------------------------
     def _judge_all(self, pc: set, sc, pkt, flow, fd, d: int, to_server, chunk, pseudo: bool) -> list:
@@ -509,10 +475,11 @@ class Detector:
             if cr.dfilter is not None and not self.thresholds.allow(cr.dfilter, cr.key, pkt, fd, ts):
                 continue
             seen.add(cr.key)
-            if not stream and added and cr.req_stream and fd is not None:
-                if fd.pkt_hi is None:
-                    fd.pkt_hi = {}
-                fd.pkt_hi[(d, cr.num)] = flow.streams[d].off
+            if cr.req_stream and fd is not None and (stream or added):
+                # stream bytes this alert covered: the rule does not alert on them again
+                if fd.alerted_upto is None:
+                    fd.alerted_upto = {}
+                fd.alerted_upto[(d, cr.num)] = self._match_end if stream else flow.streams[d].off
             if len(alerts) >= self.alert_max:
                 c["alerts_dropped_max"] += 1
                 continue
@@ -568,18 +535,23 @@ class Detector:
         if m is None:
             m = self._matcher(cr)
         if mode & 2 and chunk is not None:
-            seen_upto = fd.pkt_hi.get((d, cr.num), -1) if cr.req_packet and fd is not None and fd.pkt_hi else -1
-            if seen_upto < 0:
-                for piece in chunk:
-                    if m(piece):
-                        return 1
-            else:
-                # the rule already alerted on the packet that carried these bytes:
-                # a stream match ending inside them is the same data, not a new alert
-                ctx: dict = {}
-                for piece, off in zip(chunk, fd.piece_offs):
-                    if m(piece, ctx) and off + ctx["end"] > seen_upto:
-                        return 1
+            # a stream match counts once: its end must lie past the bytes this rule
+            # already alerted on (an earlier stream match, or the packet carrying them)
+            upto = fd.alerted_upto.get((d, cr.num), -1) if fd.alerted_upto else -1
+            ctx: dict = {}
+            for piece, off in zip(chunk, fd.piece_offs):
+                if not m(piece, ctx):
+                    continue
+                end = off + ctx["end"]
+                if end <= upto:  # the first match is old: look again just before the new bytes
+                    cut = upto - off - self.lookback
+                    if cut <= 0 or not m(piece[cut:], ctx):
+                        continue
+                    end = off + cut + ctx["end"]
+                    if end <= upto:
+                        continue
+                self._match_end = end
+                return 1
         if pseudo or not mode & 1 or cr.stream_only or not payload:
             return None
         if added and cr.req_stream and not cr.req_packet:

@@ -4,11 +4,12 @@ Each distinct (literal, nocase) pair becomes one hyperscan expression whose id
 indexes a tuple of rule numbers.  Literals are escaped byte by byte (the
 binding's literal mode stops at NUL bytes), so any byte string is safe.
 
-Block mode serves packet payloads (one scan, ``HS_FLAG_SINGLEMATCH``: we only
-need *which* literals occur).  Stream mode serves one TCP direction: a
-``Stream`` wraps a hyperscan stream opened the only safe way in hyperscan
-0.9.1 (``db.stream(match_event_handler=cb).__enter__()``, callback kept alive,
-always closed).
+Block mode serves packet payloads and stream pieces alike (one scan,
+``HS_FLAG_SINGLEMATCH``: detect only needs *which* literals occur, then
+verifies the rules on the same bytes).  Stream data is verified piece by
+piece (IDS chunks, inline windows), exactly as Suricata inspects raw stream
+data, so a hyperscan stream per direction would add per-session state without
+finding anything more.
 """
 
 from __future__ import annotations
@@ -81,36 +82,3 @@ class BlockScanner:
         hits.clear()
         self.db.scan(data, match_event_handler=self._cb)
         return hits
-
-
-class Stream:
-    """One direction's hyperscan stream: feed consecutive chunks, read the literal ids hit."""
-
-    __slots__ = ("_s", "_cb", "_db", "hits")
-
-    def __init__(self, db) -> None:
-        self._db = db  # the stream must not outlive its database (closing it would crash)
-        self.hits: set[int] = set()
-        add = self.hits.add
-
-        def cb(i, frm, to, flags, ctx):
-            add(i)
-
-        self._cb = cb  # hyperscan keeps only a borrowed reference
-        s = db.stream(match_event_handler=cb)
-        s.__enter__()
-        self._s = s
-
-    def scan(self, data) -> set[int]:
-        self.hits.clear()
-        if self._s is not None:
-            self._s.scan(bytes(data))
-        return self.hits
-
-    def close(self) -> None:
-        s, self._s = self._s, None
-        if s is not None:
-            try:
-                s.close()
-            except hs.error:
-                pass
