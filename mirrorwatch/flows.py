@@ -452,9 +452,12 @@ class FlowTable:
         elif rcv_nxt is None:
             ok = exact = True
         else:
-            exact = seq == rcv_nxt
+            # exactly at RCV.NXT; or at the sender's own FIN (or SYN) sequence number, which many
+            # stacks use for the RST that follows their FIN
+            exact = seq == rcv_nxt or ((rcv_nxt - seq) & M32 == 1 and (seq == f.fin_seq[d] or seq == f.isn[d]))
             w = f.win[1 - d]
-            win = (w << f.wscale[1 - d]) if w is not None else 0
+            ws = f.wscale[1 - d]  # unknown (no SYN seen): assume the largest scale, do not judge too fast
+            win = (w << (14 if ws is None else ws)) if w is not None else 0
             ok = exact or ((seq - rcv_nxt) & M32) < max(win, 1)
         if not ok:
             self.c["rst_out_of_window"] += 1
@@ -539,7 +542,7 @@ class FlowTable:
         f.last_ack = [None, None]
         f.win = [None, None]
         f.isn = [None, None]
-        f.wscale = [0, 0]
+        f.wscale = [None, None]
         f.fin_seq = [None, None]
         f.reasm = False
         f.synack_pending = None
