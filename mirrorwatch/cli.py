@@ -162,7 +162,7 @@ def replay(pcaps, rules, classification, eve, eve_types, eve_payload, fast, chec
            dump_streams, realtime, speed, live_table, **kill):
     """Analyse pcap/pcapng files (in order, as one capture) and report alerts and sessions."""
     from .capture import CaptureError, check_files
-    from .runner import Pipeline, PipelineError
+    from .runner import Pipeline, PipelineError, tune_gc
 
     settings = build_settings(sets)
     types = tuple(t.strip() for t in eve_types.split(",") if t.strip())
@@ -185,6 +185,7 @@ def replay(pcaps, rules, classification, eve, eve_types, eve_payload, fast, chec
         fail(str(e))
     report_ruleset(pipe.ruleset, quiet, rules)
     pipe.summary.top = top
+    tune_gc()
     code = _run_replay(pipe, pcaps, realtime, speed, live_table)
     if not quiet:
         pipe.print_summary(human_console(stderr=human_err), show_table=not no_table)
@@ -302,9 +303,17 @@ def rules_check(paths, classification, sets, verbose, strict):
 
 # -- settings -------------------------------------------------------------------------------
 @main.command("settings", context_settings=CONTEXT)
-def settings_cmd():
+@click.option("--markdown", is_flag=True, help="as a markdown table (the README's settings section)")
+def settings_cmd(markdown):
     """List every setting with its default (change one with --set KEY=VALUE)."""
-    click.echo(help_text())
+    if not markdown:
+        click.echo(help_text())
+        return
+    from .settings import SETTINGS
+
+    click.echo("| setting | default | what it bounds |\n| --- | ---: | --- |")
+    for s in SETTINGS:
+        click.echo(f"| `{s.key}` | {s.default} | {s.help} |")
 
 
 def _register_listen() -> None:

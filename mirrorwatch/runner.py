@@ -13,6 +13,7 @@ loop (``capture.run``), or at recorded pace when asked.  The live loop
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import sysconfig
@@ -253,6 +254,23 @@ def _stream_dumper(directory: str, engine: Engine):
         raise PipelineError(f"{directory}: cannot write streams: {e.strerror or e}") from None
     engine.stream_hooks.append(dumper.on_new_stream)  # runs before detect's own hook, which wraps it
     return dumper
+
+
+def tune_gc() -> None:
+    """Keep Python's cycle collector off the hot path of a long run (replay, listen).
+
+    The engine's objects are long-lived (rules, compiled matchers, sessions)
+    and the per-packet path makes no reference cycles: measured over 200k
+    packets the collector ran 900 times and freed nothing, while its full
+    passes over every live session cost 20-30% of the CPU on a 1M-packet
+    replay.  So: freeze what exists after start-up (rules, databases) out of
+    the collector's sight, and collect young objects every 50k allocations
+    instead of 700.  Cycles, if any appear, are still collected.  Call once,
+    after the pipeline is built, in a process that runs one pipeline.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def replay(pipeline: Pipeline, paths, *, realtime: bool = False, speed: float = 1.0, on_refresh=None,
