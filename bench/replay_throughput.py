@@ -64,7 +64,8 @@ ROOMS = r"""
 import sys, time
 from mirrorwatch.capture import PcapFiles
 from mirrorwatch.engine import Engine
-from mirrorwatch.runner import load_ruleset
+from mirrorwatch.kill import Killer
+from mirrorwatch.runner import load_ruleset, tune_gc
 from mirrorwatch.settings import Settings
 frames = []
 for fr in PcapFiles([sys.argv[1]]):
@@ -72,7 +73,8 @@ for fr in PcapFiles([sys.argv[1]]):
     if len(frames) >= int(sys.argv[3]):
         break
 s = Settings()
-eng = Engine(s, load_ruleset([sys.argv[2]], s))
+eng = Engine(s, load_ruleset([sys.argv[2]], s), killer=Killer(settings=s))  # as replay runs it
+tune_gc()
 pt = time.process_time
 acc = {}
 def wrap(obj, name, label):
@@ -99,6 +101,7 @@ over = acc.pop("_probe")[0] / N  # what a timed call adds to its own measured in
 wrap(eng.decoder, "decode", "decode")
 wrap(eng.flows, "process", "flows + reassembly")
 wrap(eng.detector, "inspect", "detect")
+wrap(eng.killer, "on_packet", "kill decisions")
 t = pt()
 for ts, lt, fr, wl in frames:
     eng.process(ts, lt, fr, wl)
