@@ -41,6 +41,7 @@ from __future__ import annotations
 import re
 
 from ..rules.model import Bsize, ByteExtract, ByteJump, ByteMath, ByteTest, Content, IsDataAt, Pcre
+from ..rules.pcre import guarded
 
 DEFAULT_RECURSION_LIMIT = 3000
 DEFAULT_PCRE_TIMEOUT = 0.1
@@ -221,7 +222,7 @@ def _c_content(c: Content, nxt, retry: bool, relnext: bool):
 
 
 def _c_pcre(p: Pcre, nxt, retry: bool, relnext: bool, timeout: float):
-    rx = p.regex
+    rx = guarded(p.regex)
     raw = rx.match if p.anchored else rx.search
     if timeout and type(rx).__module__ == "_regex":
         def do(subject, pos):

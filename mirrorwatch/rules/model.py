@@ -70,8 +70,9 @@ class Content:
 class Pcre:
     """pcre:"/re/flags"; ``regex`` is the Python-compiled pattern, ``relative`` is flag R.
 
-    ``regex`` is a compiled ``bytes`` pattern (PCRE syntax translated by
-    ``rules.pcre``).  ``anchored`` is PCRE flag A: match only at the start
+    ``regex`` is a compiled ``bytes`` ``re`` pattern (PCRE syntax translated
+    by ``rules.pcre``); ``detect.payload`` matches with
+    ``rules.pcre.guarded(regex)``, the same pattern under the ``regex`` engine.  ``anchored`` is PCRE flag A: match only at the start
     position (use ``regex.match``, not ``search``).  ``rawbytes`` is flag B.
     """
 

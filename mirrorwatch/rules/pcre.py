@@ -1,12 +1,13 @@
 """PCRE (as written in rules) -> a Python regex on bytes.
 
-Patterns are compiled with the ``regex`` package (``re``-compatible syntax)
+Patterns are translated to ``re`` syntax and validated with ``re`` at load
+(a rule that does not compile is skipped with the reason).  The matcher then
+runs them under the ``regex`` package (``guarded``; ``re``-compatible syntax)
 when it is installed, because it guards against the catastrophic backtracking
 some real rules have (ET 2022542 ``^(?:.[a-z0-9-]{2,}){2,}\x00\x00`` with /i
 runs for minutes under ``re`` on 4 KB of 'A') and because it takes a per-call
 ``timeout`` — the analogue of Suricata's pcre match-limit (see
-``detect.payload``).  The translation below targets ``re`` syntax, which both
-accept.
+``detect.payload``).
 
 Rules carry Perl-compatible regexes.  Python 3.11's ``re`` covers most of it
 (atomic groups and possessive quantifiers included); this module rewrites the
@@ -512,14 +513,29 @@ def compile_pcre(pattern: str, flags: str):
         data = text.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:
         raise PcreError("pattern is not encodable as bytes") from None
-    eflags = ((_engine.I if reflags & re.I else 0) | (_engine.S if reflags & re.S else 0)
-              | (_engine.M if reflags & re.M else 0) | (_engine.X if reflags & re.X else 0))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            # validate with the stdlib syntax first: the translation targets it
-            re.compile(data, reflags)
-            rx = _engine.compile(data, eflags) if _engine is not re else re.compile(data, reflags)
-    except (re.error, _engine.error, OverflowError, RecursionError) as e:
+            rx = re.compile(data, reflags)
+    except (re.error, OverflowError, RecursionError) as e:
         raise PcreError(f"not translatable to Python re: {e}") from None
     return rx, relative, anchored, rawbytes
+
+
+def guarded(rx):
+    """The same pattern compiled with the ``regex`` engine (see the module
+    docstring), or ``rx`` itself when that engine is missing or refuses it.
+
+    Done when detect compiles a rule's matcher, not at load: it costs about
+    1 ms per pattern and most loaded rules never reach their pcre.
+    """
+    if _engine is re:
+        return rx
+    flags = ((_engine.I if rx.flags & re.I else 0) | (_engine.S if rx.flags & re.S else 0)
+             | (_engine.M if rx.flags & re.M else 0) | (_engine.X if rx.flags & re.X else 0))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return _engine.compile(rx.pattern, flags)
+    except (_engine.error, OverflowError, RecursionError):
+        return rx
