@@ -498,3 +498,15 @@ def test_inline_window_reaches_back_for_relative_matches():
     frames = conv.handshake() + [conv.client(b"HEAD" + b"." * 100), conv.client(b"..TAIL..")]
     alerts = run(eng, frames)
     assert [(a.pkt.pcap_cnt, a.stream) for a in alerts] == [(5, 1)]
+
+
+def test_header_rules_are_grouped_by_port():
+    det = Detector(rules_of("""
+alert tcp any any -> any [22,2222] (dsize:>0; sid:1;)
+alert udp any 53 -> any any (dsize:>0; sid:2;)
+alert tcp any any -> any 1024: (dsize:>0; sid:3;)
+"""), Settings())
+    num = {cr.key[1]: cr.num for cr in det.crules}
+    assert det.port_idx[6][0] == {22: (num[1],), 2222: (num[1],)}
+    assert det.port_idx[17][1] == {53: (num[2],)}
+    assert det.pkt_always[6] == (num[3],)  # a port range too wide to list: checked per packet

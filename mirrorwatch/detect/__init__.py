@@ -80,8 +80,6 @@ class FlowDet:
         self.held: list | None = None  # per direction: (offset, bytes, gap after) kept from before a gap
         self.gaps: tuple | list = ()  # gap lengths between the pieces of the current inspection
         self.thr: dict | None = None  # by_flow threshold counters
-        # (direction, rule) -> stream offset up to which a packet alert of a
-        # stream+packet rule already covered the data (no second alert for it)
         # (direction, rule) -> stream offset up to which the rule already alerted
         # (a stream match, or a packet alert on bytes that went into the stream)
         self.alerted_upto: dict | None = None
@@ -125,6 +123,13 @@ def _transport_class(proto: int) -> int:
 
 
 class Detector:
+    """All rules of one rule set, compiled; ``inspect`` per packet, ``flow_end`` per session.
+
+    ``previous`` is the Detector this one replaces on a rule reload (its
+    threshold counters carry over).  Rules detect cannot judge faithfully are
+    listed in ``skipped`` as (rule, reason).
+    """
+
     def __init__(self, ruleset, settings, previous=None):
         self.settings = settings
         self.alert_max = settings["detect.packet-alert-max"]
@@ -166,15 +171,10 @@ class Detector:
         for i, cr in enumerate(crules):
             cr.num = i
         self.crules = crules
-        self.by_key = {}
-        for cr in crules:
-            self.by_key.setdefault(cr.key, cr)
 
-        # IP-only rules per transport; rules without literal per (proto, port)
-        self.iponly: dict[int, tuple] = {}
+        # IP-only rules per transport; rules without literal per protocol and port
         pkt_any: dict[int | None, list] = {}
-        pkt_dport: dict[tuple, list] = {}
-        pkt_sport: dict[tuple, list] = {}
+        port_idx: dict[int, tuple[dict, dict]] = {}  # proto -> ({dst port: rules}, {src port: rules})
         stream_nompm: list[int] = []
         # per transport class; ADDED: TCP packets whose data went into a stream, where
         # only rules that also inspect single packets (depth/offset, dsize...) apply
@@ -234,12 +234,10 @@ class Detector:
                 ipp = next((h for h in cr.rule.header_checks if h.keyword == "ip_proto" and h.op == "="), None)
                 protos = (ipp.value,) if ipp is not None and isinstance(ipp.value, int) else (None,)
             for p in protos:
-                if dports is not None and p is not None:
-                    for port in dports:
-                        pkt_dport.setdefault((p, port), []).append(cr.num)
-                elif sports is not None and p is not None:
-                    for port in sports:
-                        pkt_sport.setdefault((p, port), []).append(cr.num)
+                if (dports is not None or sports is not None) and p is not None:
+                    by_port = port_idx.setdefault(p, ({}, {}))[0 if dports is not None else 1]
+                    for port in dports if dports is not None else sports:
+                        by_port.setdefault(port, []).append(cr.num)
                 else:
                     pkt_any.setdefault(p, []).append(cr.num)
         self.iponly = {k: tuple(v) for k, v in iponly.items()}
@@ -249,16 +247,11 @@ class Detector:
         self.itype_tbl = value_table(itype_tests)
         self.pkt_any = {k: tuple(v) for k, v in pkt_any.items()}
         self.pkt_any_ip = self.pkt_any.get(None, ())
-        self.pkt_dport = {k: tuple(v) for k, v in pkt_dport.items()}
-        self.pkt_sport = {k: tuple(v) for k, v in pkt_sport.items()}
         # per packet: rules of its protocol plus 'ip' rules in one tuple; port dicts per protocol
         self.pkt_always = {p: tuple(sorted(set(v) | set(self.pkt_any_ip)))
                            for p, v in self.pkt_any.items() if p is not None}
-        self.port_idx: dict[int, tuple[dict, dict]] = {}
-        for (p, port), nums in self.pkt_dport.items():
-            self.port_idx.setdefault(p, ({}, {}))[0][port] = nums
-        for (p, port), nums in self.pkt_sport.items():
-            self.port_idx.setdefault(p, ({}, {}))[1][port] = nums
+        self.port_idx = {p: tuple({port: tuple(v) for port, v in m.items()} for m in maps)
+                         for p, maps in port_idx.items()}
         self.stream_nompm = tuple(stream_nompm)
         self.block: dict[int, tuple] = {}
         for k, ls in pkt_lits.items():
