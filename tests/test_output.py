@@ -244,16 +244,16 @@ def test_summary_counts_and_top_sessions():
     s.handle(Alert(make_pkt(), flows[1], True, rule_b))
     for f in flows:
         s.handle(FlowEnded(TS, f, "shutdown"))
-    s.handle(Stats(TS, {"capture": {"packets": 50, "bytes": 5000},
-                        "decoder": {"ipv4": 50, "truncated": 2, "invalid": {"ipv4_bad_len": 1, "x": 0}}}))
+    s.handle(Stats(TS, {"capture": {"packets": 50, "bytes": 5000}}))
+    s.decode_reasons = {"truncated_ipv4": 2, "ipv4_len_invalid": 1, "truncated_vlan": 0}
     assert s.alerts == 4 and s.sessions == 5
     assert s.alerts_by_sig[(1, 1, 3)] == ["A", 3] and s.alerts_by_sig[(1, 2, 3)] == ["B", 1]
     top = s.top_sessions()
     assert [r["flow_id"] for r in top] == [1, 2]  # most alerts first, bounded to 2
     assert top[0]["client"] == "10.0.0.1:1234" and top[0]["alerts"] == 3
-    assert s.decode_errors() == {"truncated": 2, "invalid.ipv4_bad_len": 1}
+    assert s.decode_errors() == {"truncated_ipv4": 2, "ipv4_len_invalid": 1}
     con = Console(record=True, width=140)
     s.render(con, elapsed=0.5)
     text = con.export_text()
     assert "50 packets" in text and "4 alerts" in text and "100 packets/s" in text
-    assert "1:1:3" in text and "10.0.0.1:1234 → 10.0.0.2:80" in text and "truncated" in text
+    assert "1:1:3" in text and "10.0.0.1:1234 → 10.0.0.2:80" in text and "truncated_ipv4" in text

@@ -14,17 +14,6 @@ import itertools
 from ..events import Alert, FlowEnded, Kill, Stats
 from .fmt import ICMP_PROTOS, addr, proto_name
 
-# Decoder counters that are not errors (totals and per-protocol tallies).
-_DECODER_NON_ERRORS = frozenset({
-    "pkts", "packets", "bytes", "decoded", "errors", "checked", "auto_disabled", "icmp", "ipv4", "ipv6", "ethernet", "raw", "null", "sll", "sll2", "tcp", "udp",
-    "icmpv4", "icmpv6", "vlan", "vlan_qinq", "ppp", "pppoe", "gre", "teredo", "mpls", "vxlan", "geneve",
-    "ipv4_in_ipv6", "ipv6_in_ipv6", "ipv6_in_ipv4", "frag", "frags", "reassembled", "defrag",
-    "non_ip", "arp", "avg_pkt_size", "max_pkt_size", "sctp", "erspan", "loopback", "nsh", "chdlc",
-    "linux_sll", "ieee8021ah", "igmp", "esp", "unknown_ethertype", "max_mac_addrs_src",
-    "max_mac_addrs_dst",
-})
-
-
 class Summary:
     """Collects what the end-of-run report shows."""
 
@@ -85,16 +74,8 @@ class Summary:
         return [row for _, row in sorted(self._heap, key=lambda kv: kv[0], reverse=True)]
 
     def decode_errors(self) -> dict[str, int]:
-        """Non-zero decoder counters that count a reason for skipping a frame.
-
-        The pipeline sets ``decode_reasons`` from the decoder itself; without it
-        the reasons are picked out of the stats counters by name.
-        """
-        if self.decode_reasons is not None:
-            return {k: v for k, v in self.decode_reasons.items() if v}
-        out: dict[str, int] = {}
-        _collect_errors(self.counters.get("decoder", {}), "", out)
-        return out
+        """Frames the decoder skipped, by reason (``decode_reasons``, set by the pipeline from the decoder)."""
+        return {k: v for k, v in (self.decode_reasons or {}).items() if v}
 
     def render(self, console, elapsed: float, show_table: bool = True, cpu: float | None = None) -> None:
         from rich.table import Table
@@ -130,15 +111,6 @@ class Summary:
             console.print(t)
         if show_table and self._heap:
             console.print(sessions_table(self.top_sessions(), title=f"Top {len(self._heap)} sessions"))
-
-
-def _collect_errors(d: dict, prefix: str, out: dict) -> None:
-    for k, v in d.items():
-        name = f"{prefix}{k}"
-        if isinstance(v, dict):
-            _collect_errors(v, name + ".", out)
-        elif isinstance(v, (int, float)) and v and k.rsplit(".", 1)[-1] not in _DECODER_NON_ERRORS:
-            out[name] = v
 
 
 def session_row(f, n_alerts: int, reason: str) -> dict:
