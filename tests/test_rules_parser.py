@@ -340,6 +340,8 @@ def test_pcre_translation_agrees_with_grep_pcre(tmp_path):
     import shutil
     import subprocess
 
+    from mirrorwatch.rules.pcre import guarded
+
     if not shutil.which("grep"):
         pytest.skip("grep not installed")
     probe = subprocess.run(["grep", "-P", "x"], input=b"x\n", capture_output=True, env={"LC_ALL": "C"})
@@ -349,9 +351,22 @@ def test_pcre_translation_agrees_with_grep_pcre(tmp_path):
     f.write_bytes(b"\n".join(_PCRE_SUBJECTS) + b"\n")
     for pat in _PCRE_PATTERNS:
         escaped = pat.replace(";", "\\;").replace('"', '\\"')
-        rx = rule(f'pcre:"/{escaped}/";').matches[0].regex
+        rx = guarded(rule(f'pcre:"/{escaped}/";').matches[0].regex)
         out = subprocess.run(["grep", "-P", "-n", "-a", "--", pat, str(f)], capture_output=True,
                              env={"LC_ALL": "C"}).stdout
         grep_lines = {int(x.split(b":", 1)[0]) - 1 for x in out.split(b"\n") if x}
         ours = {i for i, s in enumerate(_PCRE_SUBJECTS) if rx.search(s)}
         assert ours == grep_lines, (pat, sorted(ours), sorted(grep_lines))
+        ours_re = {i for i, s in enumerate(_PCRE_SUBJECTS) if rule(f'pcre:"/{escaped}/";').matches[0].regex.search(s)}
+        assert ours_re == grep_lines, (pat, "re", sorted(ours_re), sorted(grep_lines))
+
+
+def test_non_utf8_rule_text(tmp_path):
+    f = tmp_path / "latin.rules"
+    f.write_bytes(b'alert tcp any any -> any any (msg:"caf\xe9 \xc3\xa9"; content:"caf\xe9"; '
+                  b'metadata:note \xff; sid:1;)\n')
+    rs = load_rules([f], Settings())
+    r = rs.rules[0]
+    assert r.msg == "caf\ufffd \u00e9" and r.metadata == ["note \ufffd"]
+    assert r.matches[0].pattern == b"caf\xe9"  # content keeps the raw bytes
+    r.msg.encode("utf-8")

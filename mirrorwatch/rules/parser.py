@@ -143,9 +143,17 @@ def unquote(value: str | None, what: str) -> str:
 
 def unescape_text(v: str) -> str:
     """msg text: ``\\"`` ``\\;`` ``\\\\`` (and any ``\\x``) -> the character."""
-    if "\\" not in v:
+    if "\\" in v:
+        v = re.sub(r"\\(.)", r"\1", v)
+    return clean_text(v)
+
+
+def clean_text(v: str) -> str:
+    """Rule files are read with surrogateescape; text that ends up in alerts
+    (msg, metadata, references) must be valid Unicode: bad bytes become U+FFFD."""
+    if v.isascii():
         return v
-    return re.sub(r"\\(.)", r"\1", v)
+    return v.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def parse_int(text: str | None, what: str, lo: int | None = None, hi: int | None = None) -> int:
@@ -366,11 +374,11 @@ def kw_classtype(st, v):
 
 
 def kw_reference(st, v):
-    st.rule.references.append(unquote(v, "reference").strip())
+    st.rule.references.append(clean_text(unquote(v, "reference").strip()))
 
 
 def kw_metadata(st, v):
-    st.rule.metadata.extend(" ".join(p.split()) for p in split_args(v, "metadata") if p)
+    st.rule.metadata.extend(clean_text(" ".join(p.split())) for p in split_args(v, "metadata") if p)
 
 
 def kw_content(st, v):
