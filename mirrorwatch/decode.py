@@ -114,7 +114,7 @@ class Decoder:
         self.pkts = 0
         self.errors = 0
         self.n_invalid = 0
-        self.n_ipv4 = self.n_ipv6 = self.n_tcp = self.n_udp = self.n_icmp = 0
+        self.n_ipv4 = self.n_ipv6 = self.n_tcp = self.n_udp = self.n_icmp = self.n_vlan = 0
         self.csum_checked = self.csum_bad = 0
         self.auto_disabled = 0
         self.notes: dict[str, int] = {}  # protocol / encapsulation counts off the fast path
@@ -151,6 +151,7 @@ class Decoder:
             "decoder.tcp": self.n_tcp,
             "decoder.udp": self.n_udp,
             "decoder.icmp": self.n_icmp,
+            "decoder.vlan": self.n_vlan,
         }
         for k, v in self.notes.items():
             c["decoder." + k] = v
@@ -287,8 +288,9 @@ class Decoder:
 
     def _ethertype(self, pkt: Packet, f: bytes, off: int, end: int, etype: int, depth: int):
         """Dispatch on an EtherType; ``off`` is the first byte after the type field."""
-        if etype in _VLAN_TPIDS:
-            vlans = []
+        if etype in _VLAN_TPIDS:  # 802.1Q / 802.1ad / old QinQ tags, any depth up to max-layers
+            vlans = pkt.vlans
+            ids = pkt.vlan_id
             while etype in _VLAN_TPIDS:
                 depth += 1
                 if depth > self.max_layers:
@@ -296,13 +298,14 @@ class Decoder:
                 if end - off < 4:
                     return self._err("truncated_vlan")
                 tci, nxt = _HH(f, off)
-                vlans.append((etype, tci))
+                vlans += ((etype, tci),)
+                ids += (tci & 0xFFF,)
                 off += 4
                 etype = nxt
-            pkt.vlans = pkt.vlans + tuple(vlans)
-            pkt.vlan_id = pkt.vlan_id + tuple(t & 0xFFF for _, t in vlans)
-            self._note("vlan")
-            if len(vlans) > 1:
+            pkt.vlans = vlans
+            pkt.vlan_id = ids
+            self.n_vlan += 1
+            if len(ids) > 1:
                 self._note("vlan_qinq")
         pkt.l2_proto = etype
         if etype == 0x0800:
