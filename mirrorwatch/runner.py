@@ -266,11 +266,19 @@ def tune_gc() -> None:
     replay.  So: freeze what exists after start-up (rules, databases) out of
     the collector's sight, and collect young objects every 50k allocations
     instead of 700.  Cycles, if any appear, are still collected.  Call once,
-    after the pipeline is built, in a process that runs one pipeline.
+    after the pipeline is built, in a process that runs one pipeline (later
+    calls in the same process do nothing).
     """
+    global _gc_tuned
+    if _gc_tuned:
+        return
+    _gc_tuned = True
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+
+
+_gc_tuned = False
 
 
 def replay(pipeline: Pipeline, paths, *, realtime: bool = False, speed: float = 1.0, on_refresh=None,
