@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 
@@ -81,13 +82,45 @@ class Listener:
         self.settings = settings
         self.signals = _Signals()
         self.error: str | None = None
+        self._loader: threading.Thread | None = None  # SIGHUP rule parsing in progress
+        self._loader_result: dict = {}
+        self._reload_again = False
 
     # -- SIGHUP ---------------------------------------------------------------------
+    # Parsing a large rule set takes seconds; it runs in a thread so the engine keeps
+    # draining the capture queue meanwhile.  The swap itself happens here, in the main
+    # thread, between two batches: no packet ever sees half a rule set.
     def reload(self) -> None:
+        """Start a reload (reopen the outputs at once); ``_reload_done`` finishes it."""
         self.pipe.reopen_outputs()
-        if not self.rule_paths:
+        if self._loader is not None:  # one already running: run another when it ends
+            self._reload_again = True
             return
-        msg = self.pipe.reload_rules(self.rule_paths)
+        from .runner import PipelineError, load_ruleset
+
+        result: dict = {}
+
+        def load():
+            try:
+                result["rs"] = load_ruleset(self.rule_paths, self.settings, self.pipe.classification)
+            except PipelineError as e:
+                result["error"] = f"rules not reloaded: {e}"
+            except Exception as e:  # noqa: BLE001 - the old rules stay, with one line saying why
+                result["error"] = f"rules not reloaded: {internal_error(e)}"
+
+        self._loader = threading.Thread(target=load, name="rule-reload", daemon=True)
+        self._loader_result = result
+        self._loader.start()
+
+    def _reload_done(self) -> None:
+        self._loader.join()
+        result, self._loader = self._loader_result, None
+        msg = result.get("error")
+        if msg is None:
+            try:
+                msg = self.pipe.swap_rules(result["rs"], self.rule_paths)
+            except Exception as e:  # noqa: BLE001 - e.g. a pattern the matcher cannot compile
+                msg = f"rules not reloaded: {internal_error(e)}"
         if msg:
             line = f"mirrorwatch: error: {msg}"
         else:
@@ -97,6 +130,9 @@ class Listener:
         click.echo(line, err=True)
         if self.display:
             self.table.notice(f"{time.strftime('%H:%M:%S')} {line}", error=bool(msg))
+        if self._reload_again:
+            self._reload_again = False
+            self.reload()
 
     # -- the main loop -------------------------------------------------------------------
     def run(self) -> int:
@@ -130,6 +166,8 @@ class Listener:
                 if self.signals.reload:
                     self.signals.reload = False
                     self.reload()
+                if self._loader is not None and not self._loader.is_alive():
+                    self._reload_done()
                 if now >= next_stats:
                     next_stats = now + stats_iv
                     self._periodic_stats(now)

@@ -222,6 +222,10 @@ class Pipeline:
             rs = load_ruleset(paths, self.settings, self.classification)
         except PipelineError as e:
             return f"rules not reloaded: {e}"
+        return self.swap_rules(rs, paths)
+
+    def swap_rules(self, rs, paths) -> str | None:
+        """Swap in a rule set loaded elsewhere (listen parses in a thread); as ``reload_rules``."""
         if not rs.rules and self.rule_count:
             return f"rules not reloaded: no rule loaded from {', '.join(map(str, paths))} ({len(rs.skipped)} skipped)"
         self.engine.reload_rules(rs)
