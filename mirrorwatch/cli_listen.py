@@ -267,7 +267,7 @@ def _report_capture(c: dict, quiet: bool) -> None:
               help="override a setting (repeatable; stream.midstream and stream.inline default to true here)")
 @click.option("-k", "checksum", type=click.Choice(["auto", "all", "none"]), default="auto", show_default=True,
               help="checksum validation: all, none, or auto (off when the NIC offloads them)")
-@click.option("--bpf", "bpf", default=None, metavar="EXPR", help="capture filter (tcpdump syntax)")
+@click.option("--bpf", "bpf", default=None, metavar="EXPR", help="capture filter (tcpdump syntax; on an 802.1Q-tagged mirror write 'vlan and tcp', as with tcpdump)")
 @click.option("--snaplen", type=click.IntRange(64, 262144), default=65535, show_default=True, help="bytes kept per frame")
 @click.option("--no-promisc", is_flag=True, help="do not put the interface in promiscuous mode")
 @click.option("--buffer-size", default="64mb", show_default=True, help="kernel capture ring size (e.g. 256mb)")

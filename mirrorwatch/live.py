@@ -142,7 +142,7 @@ class LiveCapture:
     # -- set-up ---------------------------------------------------------------
     def open(self) -> None:
         iface = self.iface
-        if iface not in interfaces():
+        if iface != "any" and iface not in interfaces():  # "any": Linux's all-interfaces pseudo-device
             # libpcap would fail at activate() anyway; this gives the list of names
             why = privilege_problem()
             if why and not interfaces():
