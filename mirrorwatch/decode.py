@@ -8,7 +8,7 @@ that path through a method call: other link types (Linux SLL/SLL2, raw IPv4/IPv6
 BSD null/loop, PPP, Cisco HDLC, PPPoE, SLIP, NFLOG, ipnet, PKTAP), VLAN/QinQ
 stacks, MPLS, IPv4 options, IPv6 extension headers, fragments, and tunnels
 (GRE incl. PPP/PPTP, Ethernet bridging and ERSPAN, IP-in-IP, 6in4/4in6,
-VXLAN and Geneve on their configured UDP ports).  A tunnelled packet is
+VXLAN, Geneve and Teredo on their configured UDP ports).  A tunnelled packet is
 decoded to its innermost IP packet; the outer layers are listed in
 ``pkt.tunnel`` and every layer counts against ``decoder.max-layers``.
 
@@ -110,6 +110,7 @@ class Decoder:
         self.max_layers = settings["decoder.max-layers"]
         self.udp_tunnels = {p: _VXLAN for p in _ports(settings, "decoder.vxlan.ports")}
         self.udp_tunnels.update({p: _GENEVE for p in _ports(settings, "decoder.geneve.ports")})
+        self.teredo_ports = frozenset(_ports(settings, "decoder.teredo.ports"))
         self.defrag = Defragmenter(settings)
         self.pkts = 0
         self.errors = 0
@@ -603,6 +604,8 @@ class Decoder:
                 self._verify_l4(pkt, f, l4, l4 + ulen, 17)
             if dport in self.udp_tunnels:
                 return self._udp_tunnel(pkt, f, l4 + 8, l4 + ulen, self.udp_tunnels[dport], depth + 1)
+            if (sport in self.teredo_ports or dport in self.teredo_ports) and ulen >= 48:
+                return self._teredo(pkt, f, l4 + 8, l4 + ulen, depth + 1)
             return pkt
         if proto == 1 or proto == 58:
             if ip_end - l4 < 8:
@@ -706,6 +709,25 @@ class Decoder:
         if ptype == 0x6558:
             return self._ethernet(pkt, f, inner, end, depth)
         return self._ethertype(pkt, f, inner, end, ptype, depth)
+
+    def _teredo(self, pkt: Packet, f: bytes, off: int, end: int, depth: int):
+        """Teredo (RFC 4380) as Suricata recognises it: an optional origin indication,
+        then an IPv6 header whose payload length accounts for exactly the rest.
+        Anything else (authentication/bubbles, other UDP) stays a UDP packet."""
+        if depth > self.max_layers:
+            return self._err("too_many_layers")
+        if f[off] == 0:
+            if f[off + 1] != 0 or end - off < 8 + 40:
+                return pkt
+            off += 8  # origin indication
+        if f[off] >> 4 != 6 or end - off < 40:
+            return pkt
+        plen = _H(f, off + 4)[0]
+        if off + 40 + plen != end or f[off + 7] == 0 or (f[off + 6] == 0 and plen < 8):
+            return pkt
+        self._note("teredo")
+        self._enter_tunnel(pkt, off)
+        return self._ipv6(pkt, f, off, end, depth)
 
     @staticmethod
     def _enter_tunnel(pkt: Packet, inner: int) -> None:

@@ -113,6 +113,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("decoder.max-layers", 16, parse_int, "most encapsulation layers (VLAN tags, MPLS labels, tunnels, IPv6 extension headers) decoded in one frame"),
     Setting("decoder.vxlan.ports", "4789", str, "UDP destination ports decoded as VXLAN (comma-separated; empty = off), as Suricata's decoder.vxlan.ports"),
     Setting("decoder.geneve.ports", "6081", str, "UDP destination ports decoded as Geneve (comma-separated; empty = off), as Suricata's decoder.geneve.ports"),
+    Setting("decoder.teredo.ports", "3544", str, "UDP ports (either side) decoded as Teredo IPv6-in-UDP when the payload is an exact IPv6 packet (empty = off), as Suricata's decoder.teredo.ports"),
     # detection (detect room)
     Setting("detect.packet-alert-max", 15, parse_int, "most alerts raised for one packet (Suricata's packet-alert-max)"),
     Setting("detect.threshold-entries", 100_000, parse_int, "threshold/detection_filter counters kept at once (by_src/by_dst/by_both/by_rule)"),

@@ -382,6 +382,20 @@ def test_vxlan_and_geneve_decode_inner_frame():
         Decoder(Settings({"decoder.vxlan.ports": "47x9"}), "all")
 
 
+def test_teredo():
+    t6 = IPv6(src=A6, dst=B6) / TCP(sport=1234, dport=80, seq=1000, ack=2000, flags="PA", window=512) / Raw(b"hello")
+    outer = IP(src="192.0.2.1", dst="192.0.2.2")
+    _, p = dec(raw(eth() / outer / UDP(sport=3544, dport=50000) / t6))
+    check_tcp(p, ipv=6)
+    assert p.tunnel[0][3] == 17
+    origin = bytes.fromhex("0000") + bytes(6)
+    _, p = dec(raw(eth() / outer / UDP(sport=50000, dport=3544) / Raw(origin + raw(t6))))
+    check_tcp(p, ipv=6)
+    # a Teredo bubble / anything that is not an exact IPv6 packet stays UDP
+    _, p = dec(raw(eth() / outer / UDP(sport=50000, dport=3544) / Raw(raw(t6) + b"junk")))
+    assert p.proto == 17 and not p.tunnel and p.dport == 3544
+
+
 def test_non_ip_frame_is_a_packet_with_ipv0():
     d, p = dec(raw(eth(type=0x0806) / (b"\0" * 28)))
     assert p is not None and p.ipv == 0 and p.l2_proto == 0x0806
