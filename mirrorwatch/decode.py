@@ -31,9 +31,11 @@ never verifies (``csum_ok`` stays None); ``auto`` verifies like ``all`` until
 ``detect.checksum-auto-sample`` frames were seen, then, if more than one in
 ten checked packets was bad (checksum offloading on the capturing host), stops
 verifying for the rest of the capture (``checksum.auto_disabled`` = 1).
-A packet with a bad checksum is still returned, with ``csum_ok`` False; as in
-Suricata, the flows room does not feed it to stream reassembly and detect does
-not inspect it (it would not have been accepted by the receiving host).
+A packet with a bad checksum is still returned, with ``csum_ok`` False, and
+counted (``checksum.bad``, ``decoder.<proto>_csum_bad``); the rooms after
+decode leave it out of stream reassembly and detection, as Suricata does for
+TCP (the receiving host would have dropped it; here a bad UDP/ICMP or IPv4
+header checksum is treated the same, which denies decoy packets to evaders).
 """
 
 from __future__ import annotations
@@ -76,9 +78,7 @@ _ICMP_ECHO = frozenset((0, 8, 13, 14, 15, 16, 17, 18))
 _ICMP6_ECHO = frozenset((128, 129))
 _NOT_IP = object()  # _ppp inside a tunnel: "not IP, keep the outer packet"
 _PROTO_COUNTER = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6"}
-
-
-_VXLAN, _GENEVE = 1, 2
+_VXLAN, _GENEVE = 1, 2  # UDP tunnel kinds, by configured destination port
 
 
 def _ports(settings, key: str) -> list[int]:
