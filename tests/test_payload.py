@@ -201,3 +201,43 @@ def test_pcre_search_is_bounded():
     assert payload.STATS["pcre_timeouts"] == before + 1
     # a normal search is unaffected by the bound
     assert hit('pcre:"/sname\\s*:=/";', b"x" * 4096 + b"sname :=", pcre_timeout=0.02)
+
+
+# -- property: content chains against a brute-force search --------------------
+from hypothesis import given, settings as hsettings, strategies as st  # noqa: E402
+
+
+def _brute(first, rest, buf: bytes) -> bool:
+    """Exhaustive search over occurrences: the meaning of a chain whose relative
+    contents all carry ``within`` (Suricata retries every earlier occurrence)."""
+    pat, off, depth = first
+    end = len(buf) if depth is None else min(len(buf), off + depth)
+
+    def chain(i: int, cur: int) -> bool:
+        if i == len(rest):
+            return True
+        p, dist, within = rest[i]
+        lo = max(0, cur + dist)
+        hi = min(len(buf), cur + dist + within)
+        return any(buf.startswith(p, s) and chain(i + 1, s + len(p)) for s in range(lo, hi - len(p) + 1))
+
+    return any(buf.startswith(pat, s) and chain(0, s + len(pat)) for s in range(off, end - len(pat) + 1))
+
+
+_pat = st.binary(min_size=1, max_size=3).map(lambda b: bytes(0x61 + x % 2 for x in b))
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(first=st.tuples(_pat, st.integers(0, 4), st.one_of(st.none(), st.integers(3, 12))),
+       rest=st.lists(st.tuples(_pat, st.integers(-3, 3), st.integers(3, 8)), min_size=1, max_size=3),
+       buf=st.binary(max_size=40).map(lambda b: bytes(0x61 + x % 2 for x in b)))
+def test_content_chain_matches_brute_force(first, rest, buf):
+    pat, off, depth = first
+    if depth is not None and depth < len(pat):
+        depth = len(pat)
+    opts = f'content:"{pat.decode()}"; offset:{off};' + (f" depth:{depth};" if depth is not None else "")
+    for p, dist, within in rest:
+        within = max(within, len(p))
+        opts += f' content:"{p.decode()}"; distance:{dist}; within:{within};'
+    rest = [(p, d, max(w, len(p))) for p, d, w in rest]
+    assert hit(opts, buf) == _brute((pat, off, depth), rest, buf), opts
