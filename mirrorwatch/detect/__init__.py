@@ -336,7 +336,10 @@ class Detector:
         if proto == TCP and fd is not None:
             if self.has_stream:
                 st = flow.streams[d]
-                if st is not None:
+                # cheap pre-check (a superset of _stream_chunk's triggers) before the call
+                if st is not None and (self.inline or fd.held is not None or st.depth_reached
+                                       or st.final - fd.prog[d] >= self.chunk[d]
+                                       or flow.tcp_state in _CLOSING):
                     sc = set()
                     chunk = self._stream_chunk(fd, st, d, flow, sc, False)
             else:
