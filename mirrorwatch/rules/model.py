@@ -48,7 +48,12 @@ class PortSet:
 
 @dataclass
 class Content:
-    """content:"..."; with its modifiers.  ``pattern`` is the unescaped bytes."""
+    """content:"..."; with its modifiers.  ``pattern`` is the unescaped bytes.
+
+    ``depth`` counts from ``offset`` (the window is [offset, offset+depth)), as
+    in Suricata.  ``startswith`` = at offset 0 exactly; ``endswith`` = the match
+    must end at the end of the buffer.  See ``detect.payload`` for the rest.
+    """
 
     pattern: bytes
     negated: bool = False
@@ -317,9 +322,14 @@ class Rule:
     threshold: Threshold | None = None
     detection_filter: Threshold | None = None
     header_checks: list = field(default_factory=list)  # ttl, itype, icode, icmp_id, icmp_seq, ip_proto, id, seq, ack, window, sameip, fragbits, ...
-    tag: Any = None
-    target: str | None = None
-    # protocol details: proto is normalised to tcp|udp|icmp|icmpv6|ip;
+    tag: Any = None  # tag: arguments as a list of strings, e.g. ['session', '10', 'packets']
+    target: str | None = None  # 'src_ip' | 'dest_ip'
+    # metadata: one "key value" string per comma-separated item; references:
+    # "system,id" strings.  ``extra`` holds flags detect may honour:
+    # only_frag/no_frag (flow:), prefilter, ports_ignored (ports on a portless
+    # protocol).
+    # protocol details: proto is normalised to tcp|udp|icmp|icmpv6|ip ('icmp'
+    # covers ICMPv4 and ICMPv6, as in Suricata; 'icmpv4' gives icmp + ipv 4);
     # ``ipv`` 4/6 restricts the IP version (from ipv4/ipv6 or icmpv6: 6), 0 = any;
     # ``tcp_scope`` 'packet' (tcp-pkt: per-packet payload only) or 'stream'
     # (tcp-stream: reassembled stream only) or None (both, Suricata's default).
