@@ -26,6 +26,18 @@ after the gap) when the receiver ACKs past it (the data was sent, we lost it),
 when enough data waits behind it (``gap-wait-bytes``/``-segments``), when a
 per-stream or global buffer limit is hit, or when the session ends.
 
+What others read (the contract): ``buf`` (retained in-order bytes),
+``buf_base`` (stream offset of ``buf[0]``), ``end`` (= buf_base + len(buf)),
+``final`` (bytes before it are settled: ACKed, or final for another reason;
+Suricata inspects raw stream data only up to here), ``epoch`` (bumped when
+continuity breaks at a gap), ``missed_bytes``, ``depth_reached``,
+``rewrites`` (tentative bytes later replaced by the overlap policy),
+``trim(keep_from)`` (detect is done with older bytes; tentative ones stay),
+``observer``.  The flow table drives ``add``, ``ack``, ``flush`` (session end),
+``detach`` and ``release`` (memory pressure).  Memory: ``buf`` holds at most
+``stream.reassembly.depth`` bytes; out-of-order data is bounded per stream
+and, with the retained bytes, by the global ``stream.reassembly.memcap``.
+
 Observers (e.g. ``streamdump``) see every settled byte exactly once, in order,
 plus each gap, through ``observer.data(stream, offset, bytes)``,
 ``observer.gap(stream, offset, length)`` and ``observer.end(stream)`` (the

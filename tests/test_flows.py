@@ -408,3 +408,12 @@ def test_global_memcap_releases_least_recent_sessions_first():
     assert w.ft.counters()["reassembly"]["memcap_released_bytes"] >= 8000
     w.ft.flush_all()
     assert w.ft.reasm.buf_bytes == 0 and w.ft.reasm.ooo_bytes == 0
+
+
+def test_data_on_syn_tcp_fast_open():
+    w = Wire()
+    f, _ = w.send(True, "S", 1000, data=b"GET /tfo")
+    w.send(True, "S", 1000, data=b"GET /tfo")  # retransmitted SYN with the same data
+    w.send(False, "SA", 5000, 1009)
+    w.send(True, "PA", 1009, 5001, b" HTTP/1.1\r\n")
+    assert bytes(f.streams[0].buf) == b"GET /tfo HTTP/1.1\r\n" and f.next_seq[0] == 1009 + 11
