@@ -146,7 +146,8 @@ alert tcp any any -> any any (content:"abc"; stream_size:client,>,3; sid:10;)
     assert (k[9].req_stream, k[9].req_packet) == (False, True)  # dsize: packets only
     assert (k[10].req_stream, k[10].req_packet) == (True, True)  # stream_size: both
     # header-only rules are pre-selected by the TCP flags byte (exact 'S' = SYN alone)
-    assert det.flags_tbl[0x02] == (k[6].num,) and det.flags_tbl[0x12] == ()
+    # (then split by port like literal hits: sid 6 is bound to destination port 80)
+    assert det.flags_tbl[0x02] == ((), {80: (k[6].num,)}, None) and det.flags_tbl[0x12] == ((), None, None)
 
 
 def test_iponly_rules_indexed_by_their_narrow_side():

@@ -187,7 +187,7 @@ class Detector:
         port_keys: dict[int, tuple] = {}
         for cr in crules:
             classes = (0, TCP, UDP) if cr.protos is None else sorted({_transport_class(p) for p in cr.protos})
-            if cr.kind == "mpm" and not cr.bidir:
+            if cr.kind != "iponly" and not cr.bidir:
                 dports = port_values(cr.rule.dport)
                 sports = port_values(cr.rule.sport) if dports is None else None
                 if dports is not None:
@@ -243,7 +243,9 @@ class Detector:
         self.iponly = {k: tuple(v) for k, v in iponly.items()}
         self.ipo_src = ipo_src.build() or None
         self.ipo_dst = ipo_dst.build() or None
-        self.flags_tbl = value_table(flag_tests)
+        flags_tbl = value_table(flag_tests)
+        # per TCP flags value, the rules split by port like literal hits
+        self.flags_tbl = port_split(flags_tbl, port_keys) if flags_tbl is not None else None
         self.itype_tbl = value_table(itype_tests)
         self.pkt_any = {k: tuple(v) for k, v in pkt_any.items()}
         self.pkt_any_ip = self.pkt_any.get(None, ())
@@ -315,7 +317,7 @@ class Detector:
         add(self.pkt_always.get(proto, self.pkt_any_ip))
         if proto == TCP:
             if self.flags_tbl is not None:
-                add(self.flags_tbl[pkt.flags & 0xFF])
+                _expand((pkt.flags & 0xFF,), self.flags_tbl, pkt.dport, pkt.sport, add)
         elif (proto == 1 or proto == 58) and self.itype_tbl is not None and 0 <= pkt.icmp_type < 256:
             add(self.itype_tbl[pkt.icmp_type])
         ports = self.port_idx.get(proto)
