@@ -440,7 +440,7 @@ _PCRE_FLAG_HTTP = {
     "U": "http_uri", "I": "http_raw_uri", "P": "http_client_body", "Q": "http_server_body",
     "H": "http_header", "D": "http_raw_header", "M": "http_method", "C": "http_cookie",
     "S": "http_stat_code", "Y": "http_stat_msg", "V": "http_user_agent", "W": "http_host",
-    "Z": "http_raw_host",
+    "Z": "http_raw_host", "K": "http_raw_cookie",
 }
 
 
