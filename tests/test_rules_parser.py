@@ -370,3 +370,15 @@ def test_non_utf8_rule_text(tmp_path):
     assert r.msg == "caf\ufffd \u00e9" and r.metadata == ["note \ufffd"]
     assert r.matches[0].pattern == b"caf\xe9"  # content keeps the raw bytes
     r.msg.encode("utf-8")
+
+
+def test_classification_argument_forms(tmp_path):
+    f = tmp_path / "r.rules"
+    f.write_text('alert tcp any any -> any any (msg:"x"; classtype:my-class; sid:1;)\n')
+    conf = tmp_path / "classification.config"
+    conf.write_text("config classification: my-class,My Class,1\n")
+    assert load_rules([f], Settings(), classification=str(conf)).rules[0].category == "My Class"
+    assert load_rules([f], Settings(), classification={"my-class": ("Dict Class", 2)}).rules[0].priority == 2
+    rs = load_rules([f], Settings(), classification=str(tmp_path / "missing.config"))
+    assert rs.errors and "cannot read classification file" in rs.errors[0]
+    assert rs.rules[0].priority == 3  # the rule still loads, with the default priority
