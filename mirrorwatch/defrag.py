@@ -21,17 +21,24 @@ when a late fragment for it arrives.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
+
 IPV4_MAX = 65535
 
 
 class _Datagram:
     """Fragments of one datagram so far, in arrival order."""
 
-    __slots__ = ("first_ts", "frags", "nbytes", "total", "header", "l2")
+    __slots__ = ("first_ts", "frags", "nbytes", "total", "header", "l2", "cs", "ce")
 
     def __init__(self, ts: float, l2):
         self.first_ts = ts
         self.frags: list[tuple[int, bytes]] = []
+        # byte ranges received so far, merged: sorted disjoint starts / ends.  Kept
+        # incrementally so a datagram cut into thousands of fragments costs
+        # O(log n) per fragment, not a sort of all of them each time.
+        self.cs: list[int] = []
+        self.ce: list[int] = []
         self.nbytes = 0
         self.total = -1  # payload length, known once the last fragment arrived
         self.header = None  # unfragmentable part from the offset-0 fragment
@@ -101,15 +108,13 @@ class Defragmenter:
         if offset == 0 and d.header is None:
             d.header = header
             d.l2 = l2  # link-layer fields and headers of the offset-0 fragment, as Suricata keeps
-        for o, b in d.frags:
-            if o < end and offset < o + len(b):
-                c["defrag.overlaps"] += 1
-                break
+        if self._cover(d, offset, end):
+            c["defrag.overlaps"] += 1
         d.frags.append((offset, data))
         d.nbytes += n
         self.frags_held += 1
         self.bytes_held += n
-        if d.total >= 0 and d.header is not None and self._complete(d):
+        if d.total >= 0 and d.header is not None and d.cs[0] == 0 and d.ce[0] >= d.total:
             self._drop(key, d)
             c["defrag.reassembled"] += 1
             return d.header, self._assemble(d), d.l2
@@ -117,17 +122,22 @@ class Defragmenter:
         return None
 
     @staticmethod
-    def _complete(d: _Datagram) -> bool:
-        reach = 0
-        for o, b in sorted(d.frags):
-            if o > reach:
-                return False
-            e = o + len(b)
-            if e > reach:
-                reach = e
-            if reach >= d.total:
-                return True
-        return False
+    def _cover(d: _Datagram, start: int, end: int) -> bool:
+        """Merge [start, end) into the received ranges; True when it overlapped bytes already there."""
+        cs, ce = d.cs, d.ce
+        i = bisect_left(ce, start)  # first range ending at or after start (touching counts)
+        j = bisect_right(cs, end)  # ranges starting at or before end
+        overlap = False
+        for k in range(i, j):
+            if cs[k] < end and start < ce[k]:
+                overlap = True
+                break
+        if i < j:
+            start = min(start, cs[i])
+            end = max(end, ce[j - 1])
+        cs[i:j] = [start]
+        ce[i:j] = [end]
+        return overlap
 
     @staticmethod
     def _assemble(d: _Datagram) -> bytes:
