@@ -317,7 +317,7 @@ class FlowTable:
         if fl & ACK:
             o = streams[1 - d]
             if o is not None:
-                if o.settle_now:
+                if not o.peer_visible:
                     o.peer_seen()
                 o.ack(pkt.ack)
         return d

@@ -22,9 +22,10 @@ or beyond ``depth``, bytes settle at once.
 Out-of-order data waits in ``_ooo`` (sorted, non-overlapping chunks) and
 moves into ``buf`` when the hole before it fills.  A hole is declared a gap
 and skipped (``missed_bytes`` grows, ``epoch`` increments, ``buf`` restarts
-after the gap) when the receiver ACKs past it (the data was sent, we lost it),
-when enough data waits behind it (``gap-wait-bytes``/``-segments``), when a
-per-stream or global buffer limit is hit, or when the session ends.
+after the gap) when the receiver ACKs past it (the data was sent, we lost it);
+when the receiver is not visible (one-sided capture), after enough data
+waited behind it (``gap-wait-bytes``/``-segments``); when a per-stream or
+global buffer limit is hit; or when the session ends.
 
 What others read (the contract): ``buf`` (retained in-order bytes),
 ``buf_base`` (stream offset of ``buf[0]``), ``end`` (= buf_base + len(buf)),
@@ -129,7 +130,7 @@ class Stream:
 
     __slots__ = (
         "buf", "buf_base", "end", "epoch", "missed_bytes", "depth_reached", "_observer", "_obs_data",
-        "nxt", "off", "final", "acked_hi", "fin_off", "settle_now", "rewrites", "gaps",
+        "nxt", "off", "final", "acked_hi", "fin_off", "settle_now", "peer_visible", "rewrites", "gaps",
         "_bounds", "_ooo", "_ooo_bytes", "_ctx", "_depth", "_policy", "_unacked_max",
     )
 
@@ -149,6 +150,7 @@ class Stream:
         self.fin_off = None  # offset of the FIN, once seen
         self._policy = ctx.policy
         self.settle_now = settle_now or ctx.policy in (FIRST, VISTA)
+        self.peer_visible = not settle_now  # the receiver's packets (ACKs) are seen
         self.rewrites = 0
         self.gaps = 0
         self._bounds: list = []  # (start, end) of open segments, sorted
@@ -284,7 +286,9 @@ class Stream:
         self._obs_data = obs.data if obs is not None and getattr(obs, "wants_data", True) else None
 
     def peer_seen(self) -> None:
-        """The receiver is visible: bytes now stay open to overlap policies until it ACKs them."""
+        """The receiver is visible: bytes now stay open to overlap policies until it ACKs them,
+        and holes wait for its ACKs (or the out-of-order limits) instead of ``gap-wait``."""
+        self.peer_visible = True
         self.settle_now = self._policy == FIRST or self._policy == VISTA
 
     @property
@@ -516,8 +520,9 @@ class Stream:
         ctx = self._ctx
         if self.acked_hi > self.off:
             self._ack_gap()
-        while self._ooo and (self._ooo_bytes >= ctx.gap_wait_bytes or len(self._ooo) >= ctx.gap_wait_segs):
-            self._skip_gap(self._ooo[0][0], "gap_wait_skips")
+        if not self.peer_visible:  # no ACK will ever prove the loss: wait a bounded amount
+            while self._ooo and (self._ooo_bytes >= ctx.gap_wait_bytes or len(self._ooo) >= ctx.gap_wait_segs):
+                self._skip_gap(self._ooo[0][0], "gap_wait_skips")
         while self._ooo and (self._ooo_bytes > ctx.max_ooo_bytes or len(self._ooo) > ctx.max_ooo_segs):
             self._skip_gap(self._ooo[0][0], "ooo_limit_skips")
         while ctx.ooo_bytes > ctx.memcap and ctx.ooo_streams:

@@ -152,8 +152,19 @@ def test_policy_rewrites_only_unacked_bytes(policy):
     assert content(s) == want
 
 
-def test_gap_skipped_after_gap_wait_and_counted():
+def test_visible_receiver_hole_waits_for_retransmission_not_gap_wait():
     s = Stream(ctx(**{"stream.reassembly.gap-wait-segments": 3}), 0)
+    s.add(0, b"aaaa")
+    for i in range(10):  # far more than gap-wait behind the hole: the receiver's ACKs will tell
+        s.add(10 + 4 * i, b"bbbb")
+    s.ack(4)
+    assert s.missed_bytes == 0 and s.end == 4
+    s.add(4, b"retran")  # the retransmission fills the hole
+    assert content(s) == b"aaaaretran" + b"bbbb" * 10 and s.epoch == 0
+
+
+def test_gap_skipped_after_gap_wait_and_counted():
+    s = Stream(ctx(**{"stream.reassembly.gap-wait-segments": 3}), 0, settle_now=True)  # receiver not visible
     rec = Recorder()
     s.observer = rec
     s.add(0, b"aaaa")
