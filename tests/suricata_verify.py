@@ -114,9 +114,13 @@ def run_case(case: dict) -> tuple[list[dict], list[str], list[str]]:
                                   console_alerts=False, eve_types=("alert",), eve_payload=True)
         except PipelineError as e:
             raise CaseError(str(e)) from None
+        from mirrorwatch.capture import CaptureError
+
         try:
             replay(pipe, [str(SV / case["pcap"])])
             pipe.finish()
+        except CaptureError as e:  # an unreadable capture is the case's problem, not a crash
+            raise CaseError(f"capture: {e}") from None
         finally:
             pipe.close()
         records = []
