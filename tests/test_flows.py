@@ -417,3 +417,43 @@ def test_data_on_syn_tcp_fast_open():
     w.send(False, "SA", 5000, 1009)
     w.send(True, "PA", 1009, 5001, b" HTTP/1.1\r\n")
     assert bytes(f.streams[0].buf) == b"GET /tfo HTTP/1.1\r\n" and f.next_seq[0] == 1009 + 11
+
+
+def test_random_packets_never_raise_and_stay_bounded():
+    """Garbage TCP/UDP/ICMP/other packets between a few hosts: no exception, bounds hold."""
+    import random
+
+    from mirrorwatch.packet import Packet
+
+    rng = random.Random(1234)
+    st = Settings({"flow.max-sessions": 50, "stream.midstream": True, "stream.async-oneside": True,
+                   "stream.reassembly.memcap": 200_000, "stream.reassembly.depth": 20_000,
+                   "stream.reassembly.max-ooo-segments": 16})
+    ft = FlowTable(st)
+    hosts = [bytes([198, 51, 100, i]) for i in range(1, 6)] + [bytes(16)]
+    events: list = []
+    ts = 0.0
+    for n in range(20000):
+        p = Packet(ts, n, 1, b"\0" * 60)
+        ts += rng.choice((0.0, 0.001, 0.5, 50.0))
+        p.ipv = 4
+        p.proto = rng.choice((6, 6, 6, 17, 1, 47))
+        p.src, p.dst = rng.choice(hosts), rng.choice(hosts)
+        p.sport, p.dport = rng.choice((80, 1234, 40000)), rng.choice((80, 1234, 40000))
+        p.seq, p.ack = rng.choice((rng.getrandbits(32), 1000 + rng.randint(0, 5000))), rng.getrandbits(32)
+        p.flags = rng.getrandbits(8)
+        p.win = rng.getrandbits(16)
+        p.icmp_type, p.icmp_id = rng.choice((0, 8, 3)), rng.randint(-1, 3)
+        p.payload = rng.randbytes(rng.choice((0, 0, 10, 1400)))
+        p.csum_ok = rng.choice((None, True, False))
+        f, to_server = ft.process(p, events)
+        assert f is not None and len(ft.flows) <= 50
+        if n % 500 == 0:
+            ended = ft.expire(ts)
+            assert all(e.end_reason == "timeout" for e in ended)
+        r = ft.reasm
+        assert r.buf_bytes + r.ooo_bytes <= 200_000 + 1400
+        assert r.buf_bytes == sum(len(s.buf) for fl in ft.flows.values() for s in fl.streams if s is not None)
+    assert all(isinstance(e, FlowEnded) and e.reason in ("forced", "tcp_reuse") for e in events)
+    ft.flush_all()
+    assert ft.reasm.buf_bytes == 0 and ft.reasm.ooo_bytes == 0
