@@ -579,6 +579,8 @@ class FlowTable:
             v = getattr(f, name)
             v.reverse()
         f.tcp_flags_ts, f.tcp_flags_tc = f.tcp_flags_tc, f.tcp_flags_ts
+        if f.rst_by is not None:
+            f.rst_by = 1 - f.rst_by
 
     # -- time ---------------------------------------------------------------
     def _file(self, f: Flow) -> None:
