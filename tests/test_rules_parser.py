@@ -6,6 +6,7 @@ import ipaddress
 import re
 
 import pytest
+from hypothesis import given, settings as hsettings, strategies as st
 
 from mirrorwatch.rules import RuleContext, RuleError, RuleSet, check_report, load_rules, load_text, parse_rule
 from mirrorwatch.rules.classification import load_classification, parse_classification
@@ -382,3 +383,46 @@ def test_classification_argument_forms(tmp_path):
     rs = load_rules([f], Settings(), classification=str(tmp_path / "missing.config"))
     assert rs.errors and "cannot read classification file" in rs.errors[0]
     assert rs.rules[0].priority == 3  # the rule still loads, with the default priority
+
+
+def test_malformed_rules_give_reasons_not_exceptions():
+    # found by mutating real rules: a trailing lone backslash, a leading zero
+    with pytest.raises(RuleError, match="lone backslash"):
+        parse_rule('alert tcp any any -> any any (msg:"x"; sid:1; rev:8\\)', ctx())
+    assert rule("icode:01;", "alert icmp any any -> any any").header_checks[0].value == 1
+
+
+_SEED_RULES = [
+    'alert tcp $EXTERNAL_NET any -> $HOME_NET [80,8080:8090] (msg:"a \\"b\\""; flow:established,to_server; '
+    'content:"GET |20|/"; depth:5; content:"x"; distance:0; within:10; pcre:"/^[a-z]+\\d{2,}/Ri"; '
+    'byte_test:2,>,10,0,relative,little; byte_jump:1,0,relative,align; isdataat:!2,relative; '
+    'flowbits:set,foo; threshold:type limit, track by_src, count 1, seconds 60; classtype:misc-activity; '
+    'metadata:a b, c d; reference:url,x.y; sid:1; rev:2;)',
+    'alert udp any any -> any 53 (msg:"dns"; content:"|01 00 00 01|"; offset:2; depth:4; dsize:>20; '
+    'byte_extract:1,12,len; content:"|00|"; distance:len; within:1; sid:2;)',
+    'alert ip [10.0.0.0/8,!10.1.0.0/16] any <> any any (msg:"ip"; ttl:<5; fragbits:M+; ip_proto:!6; sid:3;)',
+]
+
+
+@hsettings(max_examples=400, deadline=None)
+@given(seed=st.sampled_from(_SEED_RULES), edits=st.lists(
+    st.tuples(st.floats(0, 1), st.integers(0, 400), st.sampled_from(list(' ;:,"\\|()[]!$<>-09azAZ/.?*+{}#'))),
+    min_size=1, max_size=5))
+def test_mutated_rules_never_raise_unexpected_errors(seed, edits):
+    s = list(seed)
+    for kind, pos, ch in edits:
+        pos = min(pos, len(s) - 1)
+        if kind < 0.4:
+            del s[pos]
+        elif kind < 0.8:
+            s.insert(pos, ch)
+        else:
+            s[pos] = ch
+    try:
+        r, _ = parse_rule("".join(s), ctx())
+    except RuleError as e:
+        assert str(e) and "\n" not in str(e)
+        return
+    from mirrorwatch.detect.payload import compile_matches
+
+    compile_matches(r.matches, pcre_timeout=0.05)(b"GET / x\x01\x00\x00\x01" * 3)

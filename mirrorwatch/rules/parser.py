@@ -88,6 +88,8 @@ def split_options(body: str) -> list[tuple[str, str | None]]:
     match = _OPT_RE.match
     while pos < n:
         m = match(body, pos)
+        if m is None:
+            raise RuleError(f"option ends in a lone backslash near {body[pos:pos + 30].strip()!r}")
         key = m.group(1)
         if not key:
             if not body[pos:].strip():
@@ -234,13 +236,13 @@ def parse_cmp(text: str | None, what: str, hi_limit: int) -> tuple[str, int, int
     if not m:
         raise RuleError(f"{what}: bad value {text.strip()!r}")
     neg, op, a, rng, b = m.groups()
-    av = int(a, 0)
+    av = _to_int(a)
     if av < 0 or av > hi_limit:
         raise RuleError(f"{what}: {av} out of range")
     if rng:
         if op:
             raise RuleError(f"{what}: bad value {text.strip()!r}")
-        bv = int(b, 0)
+        bv = _to_int(b)
         if bv > hi_limit or bv <= av:
             raise RuleError(f"{what}: bad range {text.strip()!r}")
         return ("!<>" if neg else "<>"), av, bv
@@ -250,6 +252,11 @@ def parse_cmp(text: str | None, what: str, hi_limit: int) -> tuple[str, int, int
             raise RuleError(f"{what}: bad value {text.strip()!r}")
         op = "!="
     return op, av, None
+
+
+def _to_int(t: str) -> int:
+    """Decimal (leading zeros allowed) or 0x-hex."""
+    return int(t, 16) if t.lower().startswith(("0x", "-0x")) else int(t, 10)
 
 
 def split_args(value: str | None, what: str) -> list[str]:
