@@ -426,3 +426,9 @@ def test_mutated_rules_never_raise_unexpected_errors(seed, edits):
     from mirrorwatch.detect.payload import compile_matches
 
     compile_matches(r.matches, pcre_timeout=0.05)(b"GET / x\x01\x00\x00\x01" * 3)
+
+
+def test_payload_keyword_cap():
+    many = " ".join('content:"a";' for _ in range(300))
+    assert "more than 256 payload keywords" in reason(many)
+    assert len(rule(" ".join('content:"a";' for _ in range(200))).matches) == 200

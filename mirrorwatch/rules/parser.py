@@ -67,6 +67,9 @@ APP_PROTOCOLS = frozenset((
     "template", "http-any", "doh2", "sctp", "pkthdr", "msn", "irc", "jabber", "nntp", "ppp", "arp",
 ))
 
+# the payload matcher recurses once per keyword: bound it far above real rules
+MAX_PAYLOAD_KEYWORDS = 256
+
 # classtype-less default priority (Suricata)
 DEFAULT_PRIORITY = 3
 
@@ -970,6 +973,8 @@ def _build(tokens, opts, ctx, text, file, line):
         handler(st, value)
     if rule.sid == 0:
         raise RuleError("rule has no sid")
+    if len(rule.matches) > MAX_PAYLOAD_KEYWORDS:
+        raise RuleError(f"more than {MAX_PAYLOAD_KEYWORDS} payload keywords")
     if rule.flags is not None and rule.proto not in ("tcp", "ip"):
         raise RuleError(f"flags on a {rule.proto} rule")
     return rule, warnings
