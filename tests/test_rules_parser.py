@@ -432,3 +432,11 @@ def test_payload_keyword_cap():
     many = " ".join('content:"a";' for _ in range(300))
     assert "more than 256 payload keywords" in reason(many)
     assert len(rule(" ".join('content:"a";' for _ in range(200))).matches) == 200
+
+
+def test_tag():
+    assert rule("tag:session,10,packets;").tag == ["session", "10", "packets"]
+    assert rule("tag:host,60,seconds,src;").tag == ["host", "60", "seconds", "src"]
+    assert rule("tag:session;").tag == ["session"]
+    assert "metric" in reason("tag:session,10,frames;")
+    assert "src or dst" in reason("tag:host,10,packets;")

@@ -803,7 +803,21 @@ def kw_noalert(st, v):
 
 
 def kw_tag(st, v):
-    st.rule.tag = split_args(v, "tag")
+    """tag:session[,count,metric] or tag:host,count,metric,src|dst (Suricata)."""
+    args = [a.lower() for a in split_args(v, "tag")]
+    if args[0] not in ("session", "host"):
+        raise RuleError("tag: type must be session or host")
+    if len(args) >= 3:
+        parse_int(args[1], "tag count", lo=0)
+        if args[2] not in ("packets", "seconds", "bytes"):
+            raise RuleError("tag: metric must be packets, seconds or bytes")
+    elif len(args) == 2:
+        raise RuleError("tag: count needs a metric")
+    if args[0] == "host" and (len(args) != 4 or args[3] not in ("src", "dst")):
+        raise RuleError("tag:host needs count, metric and src or dst")
+    if args[0] == "session" and len(args) > 3:
+        raise RuleError("tag:session takes at most count and metric")
+    st.rule.tag = args
 
 
 def kw_target(st, v):
