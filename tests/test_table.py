@@ -151,10 +151,10 @@ def test_replay_realtime_table_in_a_terminal(tmux_sessions, tmp_path):
     done = tmp_path / "done"
     tmux("new-session", "-d", "-s", name, "-x", "120", "-y", "40",
          f"env -u COLUMNS -u LINES {PYTHON} -m mirrorwatch replay --realtime --speed 20 --table -q {DEMO}; touch {done}; sleep 30")
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while not done.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert done.exists()
+    assert done.exists(), tmux("capture-pane", "-p", "-t", name, "-S", "-100")
     text = tmux("capture-pane", "-p", "-t", name, "-S", "-100")
     assert "sessions by bytes" in text and "latest alerts" in text
     assert "MW " in text.split("latest alerts")[1], "the demo's alerts are listed"
