@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Builds pcaps/demo.pcap: a few minutes of a small office's mirror port, with attacks.
+"""Builds pcaps/demo.pcap: a few seconds of a small office's mirror port, with attacks.
 
 Run from the checkout: ``.venv/bin/python pcaps/make_demo.py``.  The output is
 committed; this script is how it was made (scapy, complete TCP sessions with
