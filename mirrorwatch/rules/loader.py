@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .classification import ClassificationError, load_classification
-from .model import Rule
+from .model import Pcre, Rule
 from .parser import RuleContext, RuleError, parse_rule
+from .pcre import ENGINE as PCRE_ENGINE
 
 _DISABLED_RE = re.compile(r"^#+\s*(alert|drop|pass|reject|rejectsrc|rejectdst|rejectboth)\s+\S+\s")
 
@@ -193,6 +194,9 @@ def check_report(ruleset: RuleSet, top: int = 15) -> str:
     ]
     actions = Counter(r.action for r in rs.rules)
     protos = Counter(r.proto for r in rs.rules)
+    npcre = sum(1 for r in rs.rules for m in r.matches if isinstance(m, Pcre))
+    if npcre:
+        lines.append(f"{npcre} pcre keyword(s), matched with the '{PCRE_ENGINE}' engine")
     if rs.rules:
         lines.append("loaded by action: " + ", ".join(f"{k} {v}" for k, v in actions.most_common()))
         lines.append("loaded by protocol: " + ", ".join(f"{k} {v}" for k, v in protos.most_common()))

@@ -303,12 +303,11 @@ def parse_flagspec(value: str | None, what: str, table: dict[str, int]) -> TcpFl
 
 # -- the per-rule parse state -------------------------------------------------
 class _State:
-    __slots__ = ("rule", "last_content", "last_payload_kw", "vars", "has_priority", "classification", "warnings", "buffer")
+    __slots__ = ("rule", "last_content", "vars", "has_priority", "classification", "warnings", "buffer")
 
     def __init__(self, rule: Rule, classification, warnings):
         self.rule = rule
         self.last_content: Content | None = None
-        self.last_payload_kw = None
         self.vars: set[str] = set()
         self.has_priority = False
         self.classification = classification
@@ -396,7 +395,6 @@ def kw_content(st, v):
     c = Content(pattern=pattern, negated=neg, buffer=st.buffer)
     st.rule.matches.append(c)
     st.last_content = c
-    st.last_payload_kw = c
 
 
 def kw_nocase(st, v):
@@ -474,7 +472,6 @@ def kw_pcre(st, v):
     p = Pcre(source=pat, flags=flags, regex=rx, negated=neg, relative=relative, buffer=st.buffer,
              anchored=anchored, rawbytes=rawbytes)
     st.rule.matches.append(p)
-    st.last_payload_kw = p
 
 
 def kw_flow(st, v):
@@ -626,7 +623,6 @@ def kw_isdataat(st, v):
         else:
             raise RuleError(f"isdataat: unknown option {opt!r}")
     st.rule.matches.append(d)
-    st.last_payload_kw = d
 
 
 _STRING_BASES = ("hex", "dec", "oct")
@@ -713,7 +709,6 @@ def kw_byte_test(st, v):
     _byte_common(b, args[4:], "byte_test", {"string", "bitmask"})
     _check_nbytes(b, "byte_test")
     st.rule.matches.append(b)
-    st.last_payload_kw = b
 
 
 def kw_byte_jump(st, v):
@@ -731,7 +726,6 @@ def kw_byte_jump(st, v):
     if b.nbytes != 0:
         _check_nbytes(b, "byte_jump")
     st.rule.matches.append(b)
-    st.last_payload_kw = b
 
 
 def kw_byte_extract(st, v):
@@ -747,7 +741,6 @@ def kw_byte_extract(st, v):
     _check_nbytes(b, "byte_extract")
     st.vars.add(name)
     st.rule.matches.append(b)
-    st.last_payload_kw = b
 
 
 def kw_byte_math(st, v):
@@ -795,7 +788,6 @@ def kw_byte_math(st, v):
             raise RuleError(f"byte_math: unknown option {f!r}")
     st.vars.add(b.name)
     st.rule.matches.append(b)
-    st.last_payload_kw = b
 
 
 def kw_noalert(st, v):
