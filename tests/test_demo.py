@@ -94,3 +94,9 @@ def test_summary_names_the_sessions_and_signatures(demo):
     assert "19 alerts" in out and " kills" in out
     assert "MW ATTACK_RESPONSE id check returned root" in out
     assert "198.51.100.66:53003 → 192.168.10.80:80" in out and "killed" in out
+
+
+def test_committed_demo_is_what_make_demo_builds(tmp_path):
+    out = tmp_path / "demo.pcap"
+    assert load_make_demo().main(["make_demo.py", str(out)]) == 0
+    assert out.read_bytes() == DEMO.read_bytes()
