@@ -114,7 +114,7 @@ def dns(out, clk, client, server, name, qid, answer=None, qtype="A"):
         id=qid, rd=1, qd=DNSQR(qname=name, qtype=qtype))
     q.time = clk.tick(0.01)
     out.append(q)
-    an = DNSRR(rrname=name, type="A", ttl=300, rdata=answer) if answer else None
+    an = [DNSRR(rrname=name, type="A", ttl=300, rdata=answer)] if answer else []
     r = l2(server, client, None) / ip(server, client) / UDP(sport=53, dport=40000 + qid % 20000) / DNS(
         id=qid, qr=1, rd=1, ra=1, rcode=0 if answer else 3, qd=DNSQR(qname=name, qtype=qtype), an=an)
     r.time = clk.tick(0.012)
