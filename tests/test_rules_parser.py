@@ -440,3 +440,10 @@ def test_tag():
     assert rule("tag:session;").tag == ["session"]
     assert "metric" in reason("tag:session,10,frames;")
     assert "src or dst" in reason("tag:host,10,packets;")
+
+
+def test_bad_variable_value_names_the_variable():
+    s = Settings()
+    s.apply("vars.port-groups.HTTP_PORTS=[80,eighty]")
+    with pytest.raises(RuleError, match=r"\$HTTP_PORTS: bad port 'eighty'"):
+        rule("msg:\"x\";", "alert tcp any any -> any $HTTP_PORTS", settings=s)

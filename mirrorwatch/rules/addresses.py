@@ -145,7 +145,12 @@ class _Evaluator:
             value = self.groups.get(name)
             if value is None:
                 raise ExprError(f"unknown {self.kind} variable ${name} (set it with --set vars.{self.kind}-groups.{name}=...)")
-            result = self.eval(value, stack + (name,))
+            try:
+                result = self.eval(value, stack + (name,))
+            except ExprError as e:
+                if str(e).startswith("variable $") or str(e).startswith(f"${name}"):
+                    raise
+                raise ExprError(f"${name}: {e}") from None
             self.var_cache[name] = result
             return result
         if text.lower() == "any":
