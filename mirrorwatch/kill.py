@@ -38,25 +38,30 @@ The session is marked killed (``flow.killed``) and every later packet of it
 is examined:
 
 - a RST from an endpoint is never answered;
-- a pure ACK from a targeted endpoint carries that endpoint's exact RCV.NXT in
-  its ack field (RFC 5961 challenge ACK when our RST was in-window but not
-  exact): a new segment goes to it at once with seq = that ack number;
-- any other packet means the session still talks: both targeted endpoints get
-  a fresh burst computed from that packet.
+- a new SYN from the client is a new connection reusing the addresses and
+  ports: the kill is over, nothing is answered (``new_session_after_kill``);
+- data (or SYN/FIN) from an endpoint shows it is alive, and its ack field is
+  its exact RCV.NXT: it gets a new segment at once with seq = that number;
+- a pure ACK from an endpoint carries its RCV.NXT too (RFC 5961 challenge ACK
+  when our RST was in-window but not exact): it is answered in the same step
+  when the value is final -- the endpoint has every byte we saw its peer send,
+  or the value is stuck (the same ack again: challenge/duplicate ACK, e.g. a
+  segment lost after the mirror).  An ACK still behind the peer's data in
+  flight is skipped (``in_flight_acks``): each in-flight segment moves that
+  endpoint's RCV.NXT, and its ACK for the last one carries the final value.
+  So the receiver of a stream is answered from its own ACKs, not from each
+  segment it is sent (only when its side was never seen, on a one-sided
+  mirror, are the sender's segments answered toward it).
 
 Follow-ups are bounded per session by *responses*: a response is every
 burst sent within ``inject.response-window`` packet-time seconds of its first
-one.  Segments that were already in flight when an endpoint was reset keep
-arriving for a moment, each moving the other endpoint's RCV.NXT; every one of
-them is answered (only the last answer can be exact, and we cannot know which
-one is last), and together they count as one response.  Follow-ups never
-take the global token bucket below half its size, so a busy killed session
-cannot delay the first burst of another kill.  A session gets
-``inject.max-responses`` responses after the first burst; a data re-fire that
-opens a new response also waits ``inject.min-interval`` seconds after the
-last burst.  A segment identical to the last one sent to the same endpoint is
-not repeated, and all frames share a global token bucket
-(``inject.max-per-second``).
+one, so the answers to one train of in-flight segments count once.  A session
+gets ``inject.max-responses`` responses after the first burst; a data re-fire
+that opens a new response also waits ``inject.min-interval`` seconds after
+the last burst.  A segment identical to the last one sent to the same
+endpoint is not repeated.  All frames share a global token bucket
+(``inject.max-per-second``) and follow-ups never take it below half its
+size, so a busy killed session cannot delay the first burst of another kill.
 
 The injector's own frames come back on the mirror (the capture interface sees
 what is sent on it; a SPAN of the destination port's tx mirrors them too).
@@ -125,10 +130,11 @@ def rule_targets(action: str, to_server: bool) -> int:
 class KillState:
     """Per-flow scratch of the killer (``flow.kill``)."""
 
-    __slots__ = ("targets", "responses", "last_fire", "round_start", "last_seq", "reason")
+    __slots__ = ("targets", "responses", "last_fire", "round_start", "last_seq", "prev_ack", "reason")
 
-    def __init__(self, targets: int, reason: str):
+    def __init__(self, targets: int, reason: str, last_ack=(None, None)):
         self.targets = targets
+        self.prev_ack = list(last_ack)  # ack field of each direction's previous packet
         self.responses = 0
         self.last_fire = None
         self.round_start = None  # packet time of the current response's first burst
@@ -170,7 +176,7 @@ class Killer:
         self.c = dict.fromkeys(
             ("sessions_killed", "bursts", "frames", "challenge_ack_replies", "refires", "duplicate_suppressed",
              "cap_reached", "interval_suppressed", "rate_limited", "never_kill", "not_tcp", "rst_not_answered",
-             "unsupported_encap", "own_frames_seen"), 0)
+             "unsupported_encap", "in_flight_acks", "new_session_after_kill", "own_frames_seen"), 0)
 
     # -- recognising our own frames -------------------------------------------------
     def own_frame(self, pkt) -> bool:
@@ -210,6 +216,10 @@ class Killer:
                         killing = []
                     killing.append((a, t))
         st = flow.kill
+        if st is not None and pkt.flags & (SYN | ACK) == SYN and to_server:
+            # a new connection on the same addresses and ports (the killed one is over): not ours to answer
+            flow.kill = st = None
+            self.c["new_session_after_kill"] += 1
         if not targets and st is None:
             return
         if flow.proto != PROTO_TCP:
@@ -234,7 +244,7 @@ class Killer:
         st = flow.kill
         if st is None:
             a0 = killing[0][0]
-            st = flow.kill = KillState(targets, f"sid:{a0.rule.sid} {a0.rule.action}")
+            st = flow.kill = KillState(targets, f"sid:{a0.rule.sid} {a0.rule.action}", flow.last_ack)
             frames = self._segments_from_flow(flow, targets, st)
             sent = self._emit(pkt, flow, frames, f"sid:{a0.rule.sid}", st, events)
         else:  # another killing alert on a killed session: a follow-up under the same caps
@@ -248,11 +258,38 @@ class Killer:
                 a.action = "blocked"
 
     def _follow_up(self, pkt, flow, to_server, st, events) -> bool:
-        """A later packet of a killed session: answer challenge ACKs, re-fire while it talks."""
+        """A later packet of a killed session: answer what tells an endpoint's exact RCV.NXT.
+
+        The packet's sender E is alive.  If E sends data (or SYN/FIN), its ack
+        field is its RCV.NXT: E gets a segment at once.  Its peer P gets one
+        from P's own ACK, not from E's data: while E's segments are in flight
+        each moves P's RCV.NXT, and P's ACK for the last of them carries the
+        final value.  A pure ACK from P is answered when it is final: P has
+        everything we saw E send, or P's RCV.NXT is stuck (the same ack again:
+        a challenge or duplicate ACK after an inexact RST or a segment lost
+        after the mirror).  A pure ACK that progresses but is still behind is
+        mid-train: a later one follows.  When P was never seen (one-sided
+        mirror), E's data is answered toward P directly.
+        """
+        d = 0 if to_server else 1  # direction index of the packet
         sender = TO_CLIENT if to_server else TO_SERVER  # the bit that resets the packet's sender
-        plen = len(pkt.payload)
-        pure_ack = (pkt.flags & _PURE_ACK_MASK) == ACK and plen == 0
-        if pure_ack and not st.targets & sender:
+        prev_ack = st.prev_ack[d]
+        if pkt.flags & ACK:
+            st.prev_ack[d] = pkt.ack
+        ns = flow.next_seq
+        pure_ack = (pkt.flags & _PURE_ACK_MASK) == ACK and not len(pkt.payload)
+        to_sender = bool(st.targets & sender)
+        to_peer = False
+        if pure_ack:
+            if to_sender:
+                peer_next = ns[1 - d]
+                caught_up = peer_next is None or ((pkt.ack - peer_next) & 0xFFFFFFFF) < 0x80000000
+                if not caught_up and pkt.ack != prev_ack:
+                    self.c["in_flight_acks"] += 1
+                    return False
+        else:
+            to_peer = bool(st.targets & (BOTH ^ sender)) and (ns[1 - d] is None and flow.last_ack[1 - d] is None)
+        if not to_sender and not to_peer:
             return False
         new_round = st.round_start is None or pkt.ts - st.round_start > self.window
         if new_round:
@@ -268,9 +305,7 @@ class Killer:
             self.c["rate_limited"] += 1
             return False
         frames = []
-        d = 0 if to_server else 1  # direction index of the packet
-        ns = flow.next_seq
-        if st.targets & sender:
+        if to_sender:
             # the sender's exact RCV.NXT is the ack field of what it just sent
             seq = pkt.ack if pkt.flags & ACK else _first(ns[1 - d], flow.last_ack[d])
             if self.mode == "fin" and st.last_seq[1 - d] is not None and seq == (st.last_seq[1 - d] + 1) & 0xFFFFFFFF:
@@ -278,7 +313,7 @@ class Killer:
             else:
                 frames += self._make(flow, not to_server, seq, _first(ns[d], pkt.seq), pkt.dst_mac, pkt.src_mac,
                                      pkt.vlans, st)
-        if not pure_ack and st.targets & (BOTH ^ sender):
+        if to_peer:
             ack = pkt.ack if pkt.flags & ACK else ns[1 - d]
             frames += self._make(flow, to_server, _first(ns[d], pkt.seq), ack, *self._l2(flow, to_server), st)
         if not frames:

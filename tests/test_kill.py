@@ -207,7 +207,7 @@ def test_identical_segment_not_repeated():
     assert events == [] and k.counters()["duplicate_suppressed"] == 1
 
 
-def test_data_after_kill_refires_to_both_with_moved_sequence_numbers():
+def test_data_after_kill_answers_the_sender_and_the_receivers_final_ack():
     f = established()
     k = killer()
     trigger(f, k)
@@ -218,16 +218,21 @@ def test_data_after_kill_refires_to_both_with_moved_sequence_numbers():
     k.on_packet(p, f, False, [], events)
     (kill,) = events
     assert kill.trigger == "refire"
-    by_dir = {s.to_server: s for s in kill.frames}
-    assert by_dir[True].seq == CISN + 20  # the server's RCV.NXT is the ack field of its own segment
-    assert by_dir[False].seq == SISN + 1101  # the client will expect the byte after this segment
-    assert by_dir[False].ack == CISN + 20
-    # more data acknowledging the same client bytes: only the client side gets a new segment
+    (seg,) = kill.frames  # the server is alive: its RCV.NXT is the ack field of its own segment
+    assert (seg.to_server, seg.seq, seg.ack) == (True, CISN + 20, SISN + 1101)
+    # the client's ACK for it has every byte the server sent: final, answered exactly
+    p = pkt(True, CISN + 20, SISN + 1101, "A", ts=2.011)
+    f.see(p, True)
+    events = []
+    k.on_packet(p, f, True, [], events)
+    (seg,) = events[0].frames
+    assert (seg.to_server, seg.seq, seg.ack) == (False, SISN + 1101, CISN + 20)
+    # more data acknowledging the same client bytes: nothing new for the server, the client waits for its ACK
     p = pkt(False, SISN + 1101, CISN + 20, "PA", b"y" * 1000, ts=2.02)
     f.see(p, False)
     events = []
     k.on_packet(p, f, False, [], events)
-    assert [s.to_server for s in events[0].frames] == [False] and events[0].frames[0].seq == SISN + 2101
+    assert events == []
 
 
 def test_never_answers_a_reset():
@@ -254,7 +259,8 @@ def test_per_flow_response_cap_and_min_interval():
     trigger(f, k, ts=10.0)
     n = []
     for i, ts in enumerate((10.1, 10.6, 11.2, 11.8)):
-        p = pkt(False, SISN + 101 + 10 * i, CISN + 15, "PA", b"z" * 10, ts=ts)
+        # the server goes on talking, acknowledging client bytes the sensor never saw
+        p = pkt(False, SISN + 101 + 10 * i, CISN + 16 + i, "PA", b"z" * 10, ts=ts)
         f.see(p, False)
         events = []
         k.on_packet(p, f, False, [], events)
@@ -350,28 +356,34 @@ def test_own_frame_memory_is_bounded():
     assert len(k._sent) <= 4 and len(k._sent_order) == 4
 
 
-def test_in_flight_train_answered_within_one_response():
-    """Segments still in flight after the kill each move the receiver's RCV.NXT: all answered, one response."""
+def test_in_flight_train_answered_from_the_receivers_final_ack():
+    """Segments still in flight after the kill each move the client's RCV.NXT: only its final ACK is answered."""
     f = established()
     k = killer(inject_max_responses=1)
     trigger(f, k, ts=5.0)
-    seqs = []
-    for i in range(12):  # the rest of a 16 KB write, 1448 bytes per segment, within the response window
-        p = pkt(False, SISN + 101 + 1448 * i, CISN + 15, "A", b"d" * 1448, ts=5.0 + 0.0001 * (i + 1))
-        f.see(p, False)
+    answered = []
+    end = lambda i: SISN + 101 + 1448 * (i + 1)  # noqa: E731 - the client's RCV.NXT after segment i
+    packets = []
+    for i in range(12):  # the rest of a 16 KB write, 1448 bytes per segment
+        packets.append((False, pkt(False, end(i) - 1448, CISN + 15, "A", b"d" * 1448, ts=5.0 + 0.0001 * i)))
+        if i % 2:  # the client ACKs every second segment; the mirror already shows the server's next one
+            packets.append((True, pkt(True, CISN + 15, end(i - 1), "A", ts=5.0 + 0.0001 * i + 0.00005)))
+    packets.append((True, pkt(True, CISN + 15, end(11), "A", ts=5.002)))  # its ACK of the last segment
+    for to_server, p in packets:
+        f.see(p, to_server)
         events = []
-        k.on_packet(p, f, False, [], events)
-        seqs += [s.seq for e in events for s in e.frames]
-    assert seqs == [SISN + 101 + 1448 * (i + 1) for i in range(12)]  # the last one will be exact
-    assert k.counters()["cap_reached"] == 0 and f.kill.responses == 0
-    # later on, a new response is counted against the cap of 1, then the cap holds
-    for ts, expect in ((6.0, 1), (7.0, 0)):
-        p = pkt(False, SISN + 20000 + int(ts), CISN + 15, "PA", b"e", ts=ts)
-        f.see(p, False)
+        k.on_packet(p, f, to_server, [], events)
+        answered += [(s.to_server, s.seq) for e in events for s in e.frames]
+    assert answered == [(False, SISN + 101 + 1448 * 12)]  # exact: the end of the train
+    assert k.counters()["in_flight_acks"] == 6 and f.kill.responses == 0
+    # later on the same ACK again (stuck): it asks for the segment already sent, which is never repeated
+    for ts, expect in ((6.0, 0), (7.0, 0)):
+        p = pkt(True, CISN + 15, SISN + 101 + 1448 * 12, "A", ts=ts)
+        f.see(p, True)
         events = []
-        k.on_packet(p, f, False, [], events)
-        assert len(events) == expect
-    assert f.kill.responses == 1 and k.counters()["cap_reached"] == 1
+        k.on_packet(p, f, True, [], events)
+        assert len(events) == expect  # the same segment again is never repeated
+    assert k.counters()["duplicate_suppressed"] >= 2
 
 
 def test_busy_killed_session_cannot_starve_a_new_kill():
@@ -379,8 +391,8 @@ def test_busy_killed_session_cannot_starve_a_new_kill():
     busy = established()
     trigger(busy, k, ts=9.0)
     sent = 0
-    for i in range(40):  # a long in-flight train: answered only while the bucket is above half
-        p = pkt(False, SISN + 101 + 100 * i, CISN + 15, "A", b"t" * 100, ts=9.0 + 0.00001 * (i + 1))
+    for i in range(40):  # a server that goes on talking: answered only while the bucket is above half
+        p = pkt(False, SISN + 101 + 100 * i, CISN + 16 + i, "A", b"t" * 100, ts=9.0 + 0.00001 * (i + 1))
         busy.see(p, False)
         events = []
         k.on_packet(p, busy, False, [], events)
@@ -391,8 +403,9 @@ def test_busy_killed_session_cannot_starve_a_new_kill():
     assert len(kills) == 1 and len(kills[0].frames) == 2
 
 
-def test_kill_on_a_bare_syn_then_the_syn_ack_refire():
-    """A rule matching the SYN: the client (SYN-SENT) accepts a RST+ACK acking its ISN; the SYN-ACK re-fires exactly."""
+def test_kill_on_a_bare_syn_then_the_handshake_answered():
+    """A rule matching the SYN: the client (SYN-SENT) accepts a RST+ACK acking its ISN; if the handshake races
+    ahead, the client's ACK of the SYN-ACK is answered exactly."""
     f = SessionRecord()
     syn = pkt(True, CISN, 0, "S")
     f.see(syn, True)
@@ -406,10 +419,26 @@ def test_kill_on_a_bare_syn_then_the_syn_ack_refire():
     f.see(sa, False)
     events = []
     k.on_packet(sa, f, False, [], events)
-    (seg,) = events[0].frames  # the server side got exactly this already: only the client gets a new one
+    assert events == []  # the server side got exactly this already; the client answers for itself
+    ack = pkt(True, CISN + 1, SISN + 1, "A", ts=1.0002)
+    f.see(ack, True)
+    k.on_packet(ack, f, True, [], events)
+    (seg,) = events[0].frames
     assert (seg.to_server, seg.seq, seg.ack) == (False, SISN + 1, CISN + 1)
 
 
 def test_negative_bounds_rejected():
     with pytest.raises(KillConfigError, match="inject.max-per-second must be 0 or more"):
         killer(inject_max_per_second=-1)
+
+
+def test_new_connection_on_the_same_ports_is_not_answered():
+    f = established()
+    k = killer()
+    trigger(f, k)
+    events = []
+    for to_server, p in ((True, pkt(True, 77_000, 0, "S", ts=3.0)), (False, pkt(False, 88_000, 77_001, "SA", ts=3.001)),
+                         (True, pkt(True, 77_001, 88_001, "A", ts=3.002))):
+        f.see(p, to_server)
+        k.on_packet(p, f, to_server, [], events)
+    assert events == [] and f.kill is None and k.counters()["new_session_after_kill"] == 1
