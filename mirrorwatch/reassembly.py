@@ -100,7 +100,7 @@ class ReassemblyContext:
 
     __slots__ = (
         "policy", "depth", "max_ooo_bytes", "max_ooo_segs", "gap_wait_bytes", "gap_wait_segs",
-        "memcap", "unacked_max", "ooo_bytes", "buf_bytes", "buf_room", "ooo_streams", "stats", "reclaim",
+        "memcap", "unacked_max", "unacked_segs", "ooo_bytes", "buf_bytes", "buf_room", "ooo_streams", "stats", "reclaim",
     )
 
     def __init__(self, settings):
@@ -112,6 +112,7 @@ class ReassemblyContext:
         self.gap_wait_segs = settings["stream.reassembly.gap-wait-segments"]
         self.memcap = settings["stream.reassembly.memcap"]
         self.unacked_max = settings["stream.reassembly.unacked-max"]
+        self.unacked_segs = max(2, settings["stream.reassembly.unacked-max-segments"])
         self.ooo_bytes = 0  # out-of-order bytes held by all streams
         self.buf_bytes = 0  # in-order bytes retained in all streams' ``buf``
         self.buf_room = self.memcap  # memcap - ooo_bytes: buf_bytes beyond it call ``reclaim``
@@ -131,7 +132,7 @@ class Stream:
     __slots__ = (
         "buf", "buf_base", "end", "epoch", "missed_bytes", "depth_reached", "_observer", "_obs_data",
         "nxt", "off", "final", "acked_hi", "fin_off", "settle_now", "peer_visible", "rewrites", "gaps",
-        "_bounds", "_ooo", "_ooo_bytes", "_ctx", "_depth", "_policy", "_unacked_max",
+        "_bounds", "_ooo", "_ooo_bytes", "_ctx", "_depth", "_policy", "_unacked_max", "_unacked_segs",
     )
 
     def __init__(self, ctx: ReassemblyContext, seq: int, settle_now: bool = False):
@@ -159,6 +160,7 @@ class Stream:
         self._ctx = ctx
         self._depth = ctx.depth or (1 << 62)
         self._unacked_max = ctx.unacked_max
+        self._unacked_segs = ctx.unacked_segs
 
     def __repr__(self) -> str:
         return (f"<Stream nxt={self.nxt} off={self.off} buf=[{self.buf_base},{self.end}) final={self.final} "
@@ -195,9 +197,10 @@ class Stream:
                 else:
                     self._settle(e)
             else:
-                self._bounds.append((s, e))
-                if e - self.final > self._unacked_max:  # the receiver's ACKs are not seen
-                    self._settle(e - self._unacked_max)
+                bounds = self._bounds
+                bounds.append((s, e))
+                if e - self.final > self._unacked_max or len(bounds) > self._unacked_segs:
+                    self._settle_old()  # the receiver's ACKs are not seen (or tiny segments)
             return
         self._add_slow(seq, data, fin)
 
@@ -313,8 +316,8 @@ class Stream:
                     ctx.reclaim()
                 if self.settle_now:
                     self._settle(self.off)
-                elif self.off - self.final > self._unacked_max:  # the receiver's ACKs are not seen
-                    self._settle(self.off - self._unacked_max)
+                elif self.off - self.final > self._unacked_max or len(self._bounds) > self._unacked_segs:
+                    self._settle_old()
                 return
             k = self._depth - s
             if k > 0:
@@ -342,6 +345,22 @@ class Stream:
         self.final = upto
         if len(self._bounds) >= 32:  # closed bounds are harmless (ignored by _winning): drop them in batches
             self._prune_bounds()
+
+    def _settle_old(self) -> None:
+        """Too much is open to the policy (bytes or segments): settle the older half."""
+        upto = self.end - self._unacked_max // 2
+        bounds = self._bounds
+        if len(bounds) > self._unacked_segs:
+            b = bounds[len(bounds) - self._unacked_segs // 2][0]
+            if b > upto:
+                upto = b
+        self._settle(upto if upto < self.end else self.end)
+        f = self.final
+        self._bounds = [x for x in bounds if x[1] > f]
+        if len(self._bounds) > self._unacked_segs // 2:  # overlapping bounds reach past it: settle all
+            self._settle(self.end)
+            f = self.final
+            self._bounds = [x for x in self._bounds if x[1] > f]
 
     def _prune_bounds(self) -> None:
         bounds = self._bounds
@@ -387,6 +406,10 @@ class Stream:
             i = bisect_left(bounds, b)
             if i == len(bounds) or bounds[i] != b:
                 bounds.insert(i, b)
+            if len(bounds) > self._unacked_segs + ctx.max_ooo_segs:  # a flood of small overlaps
+                while self._ooo:
+                    self._skip_gap(self._ooo[0][0], "ooo_limit_skips")
+                self._settle_old()
         if self._ooo:
             self._drain()
         if self._ooo:

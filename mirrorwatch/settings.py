@@ -104,6 +104,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("stream.reassembly.max-ooo-bytes", 1024 * 1024, parse_size, "bytes of out-of-order data buffered per direction"),
     Setting("stream.reassembly.max-ooo-segments", 2048, parse_int, "out-of-order segments buffered per direction"),
     Setting("stream.reassembly.unacked-max", 1024 * 1024, parse_size, "in-order bytes per direction kept open to overlap policies until the receiver ACKs them"),
+    Setting("stream.reassembly.unacked-max-segments", 4096, parse_int, "in-order segments per direction kept open to overlap policies until the receiver ACKs them"),
     Setting("stream.reassembly.gap-wait-bytes", 64 * 1024, parse_size, "one-sided streams (receiver's ACKs not seen): out-of-order bytes past a hole before it is declared a gap and skipped"),
     Setting("stream.reassembly.gap-wait-segments", 64, parse_int, "one-sided streams (receiver's ACKs not seen): out-of-order segments past a hole before it is declared a gap and skipped"),
     # fragments (decode room)

@@ -411,3 +411,19 @@ def test_gap_only_observer_gets_no_data_copies():
     s.add(5, b"def")
     s.ack(8)
     assert g.gaps == [(3, 2)] and content(s) == b"def"
+
+
+def test_floods_of_tiny_or_overlapping_segments_stay_bounded():
+    c = ctx(**{"stream.reassembly.unacked-max-segments": 100, "stream.reassembly.max-ooo-segments": 50,
+               "stream.reassembly.depth": 0})
+    s = Stream(c, 0)
+    for i in range(5000):  # one byte at a time, never ACKed
+        s.add(i, b"a")
+    assert len(s._bounds) <= 101 and s.end == 5000
+    t = Stream(c, 0)
+    t.add(0, b"x" * 100)
+    rng = random.Random(3)
+    for _ in range(5000):  # distinct overlapping retransmissions inside the open bytes and beyond
+        a = rng.randint(0, 150)
+        t.add(a, b"x" * rng.randint(1, 50))
+        assert len(t._bounds) <= 100 + 50 + 1 and len(t._ooo) <= 50
