@@ -447,3 +447,9 @@ def test_bad_variable_value_names_the_variable():
     s.apply("vars.port-groups.HTTP_PORTS=[80,eighty]")
     with pytest.raises(RuleError, match=r"\$HTTP_PORTS: bad port 'eighty'"):
         rule("msg:\"x\";", "alert tcp any any -> any $HTTP_PORTS", settings=s)
+
+
+def test_unknown_keyword_is_told_apart_from_unsupported():
+    assert reason('conent:"x";') == "unknown keyword 'conent'"
+    assert reason('flowint:a,+,1;') == "unsupported keyword 'flowint'"
+    assert reason('tls.sni; content:"x";') == "unsupported keyword 'tls.sni'"

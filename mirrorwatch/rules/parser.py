@@ -906,6 +906,40 @@ KEYWORDS.update({k: _header_numeric(k) for k in _NUMERIC_HEADER})
 _SID_RE = re.compile(r"(?:^|;)\s*sid\s*:\s*(\d+)\s*(?:;|$)")
 
 
+# Keywords of Suricata / Snort 2 that mirrorwatch does not evaluate (app-layer
+# buffers and modifiers, transforms, datasets, lua...): reported as
+# "unsupported keyword"; anything else is a typo or foreign syntax: "unknown".
+_OTHER_KEYWORDS = frozenset((
+    "uricontent", "urilen", "file_data", "pkt_data_raw", "base64_decode", "base64_data", "asn1", "xbits",
+    "flowint", "flowvar", "pktvar", "hostbits", "ftpbounce", "ssl_state", "ssl_version", "app-layer-protocol",
+    "app-layer-event", "app-layer-state", "decode-event", "engine-event", "stream-event", "dataset", "datarep",
+    "iprep", "geoip", "lua", "luajit", "replace", "requires", "config", "bypass", "filestore", "filename",
+    "fileext", "filemagic", "filemd5", "filesha1", "filesha256", "filesize", "rpc", "l3_proto",
+    "ipv4-csum", "tcpv4-csum", "tcpv6-csum", "udpv4-csum", "udpv6-csum", "icmpv4-csum", "icmpv6-csum",
+    "dotprefix", "strip_whitespace", "compress_whitespace", "url_decode", "xor", "pcrexform", "header_lowercase",
+    "strip_pseudo_headers", "from_base64", "entropy", "absent", "frame", "template", "tls_store",
+    "dnp3_func", "dnp3_ind", "dnp3_obj", "dnp3_data", "modbus", "enip_command", "cip_service", "ja3_hash",
+    "ja3_string", "ja3s_hash", "ja3s_string", "dns_query", "tls_sni", "tls_cert_issuer", "tls_cert_subject",
+    "tls_cert_serial", "tls_cert_fingerprint", "tls_cert_notbefore", "tls_cert_notafter", "tls_cert_expired",
+    "tls_cert_valid", "ssh_proto", "ssh_software", "ssh_protoversion", "ssh_softwareversion", "dce_iface",
+    "dce_opnum", "dce_stub_data", "krb5_msg_type", "krb5_cname", "krb5_sname", "krb5_err_code",
+    "nfs_procedure", "nfs_version", "tcp.hdr", "udp.hdr", "ipv4.hdr", "ipv6.hdr", "icmpv4.hdr", "icmpv6.hdr",
+    # Snort 2
+    "resp", "react", "session", "logto", "activates", "activated_by", "count", "sd_pattern", "file_type",
+    "appid", "protected_content", "hash", "length", "cvs", "sip_method", "sip_stat_code", "sip_header",
+    "sip_body", "gtp_type", "gtp_info", "gtp_version", "modbus_func", "modbus_unit", "modbus_data",
+    "service",
+))
+_OTHER_PREFIXES = ("http", "tls", "ssl", "dns", "ssh", "smb", "dce", "krb5", "sip", "snmp", "mqtt", "rfb", "quic",
+                   "ja3", "ja4", "ike", "nfs", "ftp", "file", "dnp3", "modbus", "enip", "cip", "smtp", "pgsql",
+                   "rdp", "websocket", "ldap", "dhcp", "tftp", "gtp", "base64", "to_", "email", "sdp", "bittorrent")
+
+
+def is_known_keyword(key: str) -> bool:
+    """A real (Suricata or Snort) keyword that this engine does not evaluate."""
+    return key in _OTHER_KEYWORDS or "." in key or key.startswith(_OTHER_PREFIXES)
+
+
 def _find_sid(opts) -> int | None:
     for k, v in opts:
         if k == "sid" and v is not None and v.strip().isdigit():
@@ -975,7 +1009,7 @@ def _build(tokens, opts, ctx, text, file, line):
     for key, value in opts:
         handler = KEYWORDS.get(key)
         if handler is None:
-            raise unsupported(key)
+            raise unsupported(key) if is_known_keyword(key) else RuleError(f"unknown keyword '{key}'")
         handler(st, value)
     if rule.sid == 0:
         raise RuleError("rule has no sid")
