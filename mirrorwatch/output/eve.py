@@ -17,7 +17,8 @@ from .fmt import ICMP_PROTOS, addr, iso_time, metadata_dict, proto_name
 
 DEFAULT_TYPES = ("alert", "flow", "stats", "kill")
 _PORT_PROTOS = (6, 17, 132)  # TCP, UDP, SCTP
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
+# events are trees of fresh dicts and lists: no cycle check needed
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, check_circular=False).encode
 
 # TCP flag bits in Suricata's EVE order.
 _TCP_FLAG_NAMES = (

@@ -28,20 +28,26 @@ def proto_name(proto: int) -> str:
 
 
 class _SecondCache:
-    """Formats the whole-second part of a timestamp once per second of traffic."""
+    """Formats the whole-second part of timestamps once per distinct second.
 
-    __slots__ = ("fmt", "sec", "text")
+    Events interleave a few seconds (a flow's start, its end, the current
+    packet), so a small dict is kept, emptied when it grows past ``size``.
+    """
 
-    def __init__(self, fmt: str):
+    __slots__ = ("fmt", "cache", "size")
+
+    def __init__(self, fmt: str, size: int = 4096):
         self.fmt = fmt
-        self.sec = None
-        self.text = ""
+        self.cache: dict[int, str] = {}
+        self.size = size
 
     def __call__(self, sec: int) -> str:
-        if sec != self.sec:
-            self.sec = sec
-            self.text = time.strftime(self.fmt, time.gmtime(sec))
-        return self.text
+        text = self.cache.get(sec)
+        if text is None:
+            if len(self.cache) >= self.size:
+                self.cache.clear()
+            text = self.cache[sec] = time.strftime(self.fmt, time.gmtime(sec))
+        return text
 
 
 _iso_sec = _SecondCache("%Y-%m-%dT%H:%M:%S")
