@@ -257,3 +257,16 @@ def test_summary_counts_and_top_sessions():
     text = con.export_text()
     assert "50 packets" in text and "4 alerts" in text and "100 packets/s" in text
     assert "1:1:3" in text and "10.0.0.1:1234 → 10.0.0.2:80" in text and "truncated_ipv4" in text
+
+
+def test_eve_flow_reports_missed_bytes_per_direction(tmp_path):
+    class S:
+        def __init__(self, missed):
+            self.missed_bytes = missed
+
+    out = tmp_path / "eve.json"
+    w = EveWriter(str(out))
+    w.handle(FlowEnded(TS, FakeFlow(streams=[S(1200), S(0)]), "timeout"))
+    w.close()
+    (ev,) = eve_lines(out)
+    assert ev["tcp"]["missed_bytes_ts"] == 1200 and "missed_bytes_tc" not in ev["tcp"]
