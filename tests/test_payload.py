@@ -190,6 +190,7 @@ def test_match_wrapper_caches_and_accepts_bytearray_and_memoryview():
 def test_pcre_search_is_bounded():
     """Real ET pcres that backtrack for seconds on crafted input are cut off
     (Suricata's match-limit analogue) and counted, not allowed to stall."""
+    pytest.importorskip("regex", reason="the guarded pcre engine needs the 'regex' package (setup.cfg)")
     from mirrorwatch.detect import payload
 
     # ET 2022542: catastrophic under `re` with /i; the regex engine's guards handle it
