@@ -453,3 +453,10 @@ def test_unknown_keyword_is_told_apart_from_unsupported():
     assert reason('conent:"x";') == "unknown keyword 'conent'"
     assert reason('flowint:a,+,1;') == "unsupported keyword 'flowint'"
     assert reason('tls.sni; content:"x";') == "unsupported keyword 'tls.sni'"
+
+
+def test_unknown_classtype_warned_once():
+    rs = RuleSet()
+    load_text("".join(f'alert tcp any any -> any any (classtype:nope; sid:{i};)\n' for i in range(1, 4)),
+              "w.rules", ctx(), rs)
+    assert len(rs.rules) == 3 and len(rs.warnings) == 1 and "unknown classtype 'nope'" in rs.warnings[0]

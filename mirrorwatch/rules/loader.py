@@ -42,6 +42,7 @@ class RuleSet:
     disabled: int = 0
     seconds: float = 0.0
     classification: dict = field(default_factory=dict)
+    warned: set = field(default_factory=set)  # per-rule warning texts already reported
 
     def skip_lines(self) -> list[str]:
         """Each skip as ``file:line: sid N: reason``."""
@@ -154,7 +155,10 @@ def load_text(text: str, fname: str, ctx: RuleContext, rs: RuleSet, seen: dict |
             rs.skipped.append((fname, line, None, f"cannot parse: {type(e).__name__}: {e}"))
             continue
         for w in warnings:
-            rs.warnings.append(f"{fname}:{line}: sid {rule.sid}: {w}")
+            # like Suricata, say it once per distinct message (e.g. per unknown classtype)
+            if w not in rs.warned:
+                rs.warned.add(w)
+                rs.warnings.append(f"{fname}:{line}: sid {rule.sid}: {w} (first of its kind)")
         idx = seen.get(rule.key)
         if idx is not None:
             old = rs.rules[idx]
