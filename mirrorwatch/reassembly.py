@@ -570,7 +570,7 @@ class Stream:
             self.off = to
             self.nxt = (self.nxt + g) & M32
             self.final = to
-            self._bounds.clear()
+            self._bounds = [x for x in self._bounds if x[1] > to]  # segments still held stay open
             if not self.depth_reached:
                 self._ctx.buf_bytes -= len(self.buf)
                 self.buf.clear()

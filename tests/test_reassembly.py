@@ -427,3 +427,15 @@ def test_floods_of_tiny_or_overlapping_segments_stay_bounded():
         a = rng.randint(0, 150)
         t.add(a, b"x" * rng.randint(1, 50))
         assert len(t._bounds) <= 100 + 50 + 1 and len(t._ooo) <= 50
+
+
+def test_policy_still_applies_to_data_held_after_a_gap():
+    s = Stream(ctx(**{"stream.reassembly.policy": "bsd"}), 0, settle_now=True)
+    s.add(0, b"aa")
+    s.add(10, b"GOOD")  # behind a hole
+    s.add(20, b"zz")    # behind another hole
+    s._skip_gap(10, "")  # the first hole is declared lost; [20, 22) is still held
+    s.add(20, b"XX")     # same start and end: bsd keeps the old bytes
+    s.add(14, b"123456zz")
+    s.flush()
+    assert content(s).endswith(b"GOOD123456zz")
