@@ -66,14 +66,18 @@ def _rel(x, y):
     return "b" if x < y else ("s" if x == y else "a")
 
 
-def reference(policy: str, segments) -> bytes:
-    """Bytes a receiver with ``policy`` reads, all segments arriving before any ACK."""
+def reference(policy: str, segments, acks=None) -> bytes:
+    """Bytes a receiver with ``policy`` reads; ``acks[i]`` (optional) is the offset the
+    receiver acknowledges after segment i: bytes before it are final from then on."""
     val: dict[int, int] = {}
     seen: list[tuple[int, int]] = []
-    for s, data in segments:
+    frozen = 0
+    for k, (s, data) in enumerate(segments):
         e = s + len(data)
         for i, b in enumerate(data):
             p = s + i
+            if p < frozen:
+                continue
             if p not in val:
                 val[p] = b
                 continue
@@ -82,6 +86,8 @@ def reference(policy: str, segments) -> bytes:
                 val[p] = b
         if (s, e) not in seen:
             seen.append((s, e))
+        if acks is not None:
+            frozen = max(frozen, acks[k])
     out = bytearray()
     while len(out) in val:
         out.append(val[len(out)])
@@ -439,3 +445,25 @@ def test_policy_still_applies_to_data_held_after_a_gap():
     s.add(14, b"123456zz")
     s.flush()
     assert content(s).endswith(b"GOOD123456zz")
+
+
+@hsettings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cut_stream(with_conflicts=True), st.sampled_from(OVERLAP_POLICIES), st.randoms(use_true_random=False))
+def test_property_conflicting_overlaps_with_acks_follow_policy(case, policy, rnd):
+    """ACKs interleaved: what the receiver acknowledged is final, the rest follows the policy."""
+    data, segs, isn = case
+    s = Stream(ctx(**{"stream.reassembly.policy": policy}), isn)
+    have: set = set()
+    acks = []
+    for off, chunk in segs:
+        s.add((isn + off) & M32, chunk)
+        have.update(range(off, off + len(chunk)))
+        contiguous = 0
+        while contiguous in have:
+            contiguous += 1
+        a = rnd.randint(0, contiguous) if rnd.random() < 0.4 else 0
+        acks.append(max([a] + acks[-1:]))
+        if a:
+            s.ack((isn + a) & M32)
+    s.flush()
+    assert content(s) == reference(policy, segs, acks)
