@@ -147,6 +147,7 @@ def run_config(lab, tmp: Path, name: str, extra: tuple, args) -> dict:
     err = tmp / f"{tag}-mw.err"
     mw = lab.mirrorwatch("listen", lab.monitor, "-r", str(tmp / "kill.rules"), "--eve", str(eve), "--no-table",
                          "-q", "--set", "capture.stats-interval=0", *extra,
+                         *[a for kv in args.sets for a in ("--set", kv)],
                          stdout=subprocess.DEVNULL, stderr=open(err, "w"))
     deadline = time.monotonic() + 30
     while "listening on" not in err.read_text():
@@ -189,6 +190,8 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=200)
     ap.add_argument("--parallel", type=int, default=2)
     ap.add_argument("--before", type=int, default=500_000, help="bytes the client reads before the trigger")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="a setting for mirrorwatch in every configuration (repeatable)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("kill_latency: needs root (network namespaces); skipped", file=sys.stderr)

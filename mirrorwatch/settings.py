@@ -132,7 +132,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("inject.max-per-second", 1000, parse_int, "global cap on injected frames per second"),
     Setting("inject.max-responses", 5, parse_int, "responses (re-fire bursts, grouped by inject.response-window) per killed session while it keeps talking"),
     Setting("inject.min-interval", 0.0, parse_float, "seconds between re-fire bursts for one session"),
-    Setting("inject.response-window", 0.05, parse_float, "seconds after a kill response's first burst during which in-flight segments are answered as part of the same response"),
+    Setting("inject.response-window", 0.5, parse_float, "seconds after a kill response's first burst during which answers (to in-flight segments, or to a sensor's backlog) count as the same response"),
     Setting("inject.own-frame-memory", 4096, parse_int, "recently injected frames remembered to recognise them when the mirror shows them back"),
 )
 # fmt: on

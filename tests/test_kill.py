@@ -255,7 +255,7 @@ def test_never_answers_a_reset():
 
 def test_per_flow_response_cap_and_min_interval():
     f = established()
-    k = killer(inject_max_responses=2, inject_min_interval=0.5)
+    k = killer(inject_max_responses=2, inject_min_interval=0.5, inject_response_window=0.05)
     trigger(f, k, ts=10.0)
     n = []
     for i, ts in enumerate((10.1, 10.6, 11.2, 11.8)):
