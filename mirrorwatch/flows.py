@@ -570,9 +570,9 @@ class FlowTable:
         events.append(FlowEnded(pkt.ts, old, "tcp_reuse"))
         return self._new_flow(key, pkt, fwd, sp, dp, events)
 
-    @staticmethod
-    def _swap(f: Flow) -> None:
+    def _swap(self, f: Flow) -> None:
         """The other side turned out to be the client: swap every per-direction field."""
+        self.c["role_swaps"] += 1
         f.lo_client = not f.lo_client
         f.client, f.server, f.cport, f.sport = f.server, f.client, f.sport, f.cport
         for name in ("pkts", "bytes", "l2", "ttl", "next_seq", "last_ack", "win", "isn", "wscale", "fin_seq", "streams"):

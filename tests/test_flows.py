@@ -541,3 +541,15 @@ def test_property_whole_session_reassembles_both_directions(req, resp, isn_c, is
     ft.flush_all()
     assert bytes(rec.out[0]) == req and bytes(rec.out[1]) == resp
     assert f.streams[0].missed_bytes == 0 and f.streams[1].missed_bytes == 0
+
+
+def test_syn_after_handshakeless_packets_decides_the_roles():
+    w = Wire()
+    # data from the server's port first (midstream off: tracked, not reassembled), port classes say 80 is the server
+    f, to_server = w.send(False, "PA", 5001, 1001, b"late response")
+    assert not to_server and f.sport == 80 and f.streams == [None, None]
+    # then a real handshake starts from the other side of what the ports suggested: the SYN sender is the client
+    g, to_server = w.frame(bytes(Ether() / IP(src="198.51.100.2", dst="198.51.100.1")
+                                 / TCP(sport=80, dport=40000, flags="S", seq=777)))
+    assert g is f and to_server and f.cport == 80 and f.pkts == [2, 0]  # both came from port 80
+    assert w.ft.counters()["role_swaps"] == 1 and f.tcp_state == "syn_sent"
