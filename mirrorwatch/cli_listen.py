@@ -29,6 +29,7 @@ from .settings import SettingError, Settings, help_text, parse_size
 from .cli import kill_options
 from .ui.table import SORT_KEYS
 
+SORT_BY_KEY = {"b": "bytes", "r": "rate", "a": "age", "g": "alerts"}
 UI_INTERVAL = 0.25  # seconds between table redraws (stretched when a redraw is costly)
 SINK_FLUSH_INTERVAL = 1.0  # seconds between flushes of buffered outputs, so `tail -f` follows
 
@@ -85,6 +86,7 @@ class Listener:
         self._loader: threading.Thread | None = None  # SIGHUP rule parsing in progress
         self._loader_result: dict = {}
         self._reload_again = False
+        self.keys = None  # ui.keys.Keys while the table is shown on a terminal
 
     # -- SIGHUP ---------------------------------------------------------------------
     # Parsing a large rule set takes seconds; it runs in a thread so the engine keeps
@@ -186,6 +188,8 @@ class Listener:
             cap.stop()
             if live is not None:
                 live.stop()
+            if self.keys is not None:
+                self.keys.close()
             try:
                 # frames captured before the stop are analysed, not lost
                 for batch in cap.drain():
@@ -218,13 +222,32 @@ class Listener:
             return None
         from rich.live import Live
 
+        from .ui.keys import Keys
+
+        self.keys = Keys()
+        if self.keys.fd is not None:
+            self.table.hint = "s: sort  q: quit"
         live = Live(console=self.console, auto_refresh=False, screen=True, transient=False,
                     redirect_stdout=False, redirect_stderr=False)
         live.start()
         return live
 
+    def _on_keys(self, typed: str) -> None:
+        """q quits (as Ctrl-C); s cycles the sort order; b r a g pick bytes/rate/age/alerts."""
+        for ch in typed.lower():
+            if ch == "q":
+                self.signals.stop = True
+            elif ch == "s":
+                self.table.sort = SORT_KEYS[(SORT_KEYS.index(self.table.sort) + 1) % len(SORT_KEYS)]
+            elif ch in SORT_BY_KEY:
+                self.table.sort = SORT_BY_KEY[ch]
+
     def _redraw(self, live, now: float) -> float:
         t = time.monotonic()
+        if self.keys is not None:
+            typed = self.keys.read()
+            if typed:
+                self._on_keys(typed)
         w, h = self.console.size
         live.update(self.table.render(time.time(), width=w, height=h), refresh=True)
         return time.monotonic() - t

@@ -172,9 +172,11 @@ def test_listen_table_in_a_terminal_at_120_and_80_columns(privileged, tmux_sessi
         for width, height in ((120, 40), (80, 24)):
             name = f"mwlisten{width}x{lab.client.split('-')[0]}"
             tmux_sessions.append(name)
+            tty = tmp_path / f"stty{width}"
             tmux("new-session", "-d", "-s", name, "-x", str(width), "-y", str(height),
+                 f"stty -g > {tty}.before; "
                  f"env -u COLUMNS -u LINES ip netns exec {lab.sensor} {PYTHON} -m mirrorwatch listen {lab.monitor} --rules {rules} "
-                 f"--sort alerts --set flow-timeouts.tcp.closed=30; sleep 30")
+                 f"--sort alerts --set flow-timeouts.tcp.closed=30; stty -g > {tty}.after; sleep 30")
             panes[width] = name
         deadline = time.monotonic() + 20
         while not all("mirrorwatch mon0" in tmux("capture-pane", "-p", "-t", n) for n in panes.values()):
@@ -213,11 +215,24 @@ def test_listen_table_in_a_terminal_at_120_and_80_columns(privileged, tmux_sessi
         while "rules not reloaded" not in tmux("capture-pane", "-p", "-t", panes[120]):
             assert time.monotonic() < deadline, tmux("capture-pane", "-p", "-t", panes[120])
             time.sleep(0.2)
+        # keys: 'r' sorts by rate; 'q' quits the 120-column one, Ctrl-C the 80-column one
+        assert "sessions by alerts   (s: sort  q: quit)" in tmux("capture-pane", "-p", "-t", panes[120])
+        tmux("send-keys", "-t", panes[120], "r")
+        deadline = time.monotonic() + 10
+        while "sessions by rate" not in tmux("capture-pane", "-p", "-t", panes[120]):
+            assert time.monotonic() < deadline, tmux("capture-pane", "-p", "-t", panes[120])
+            time.sleep(0.2)
         held.kill()
-        for name in panes.values():
-            tmux("send-keys", "-t", name, "C-c")
+        tmux("send-keys", "-t", panes[120], "q")
+        tmux("send-keys", "-t", panes[80], "C-c")
         deadline = time.monotonic() + 15
         for name in panes.values():
             while "no drops" not in tmux("capture-pane", "-p", "-t", name, "-S", "-100"):
                 assert time.monotonic() < deadline, tmux("capture-pane", "-p", "-t", name, "-S", "-100")
                 time.sleep(0.2)
+        for width in panes:  # the terminal mode (cbreak while the table ran) is restored
+            tty = tmp_path / f"stty{width}"
+            while not Path(f"{tty}.after").exists():
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            assert Path(f"{tty}.after").read_text() == Path(f"{tty}.before").read_text()

@@ -116,6 +116,7 @@ class LiveTable:
         self._rates: dict[int, float] = {}
         self.started: float | None = None
         self._notice: tuple[float, Text] | None = None  # (monotonic expiry, line)
+        self.hint = ""  # key help shown in the table title when keys are read
 
     def notice(self, text: str, error: bool = False, seconds: float = 60.0) -> None:
         """A line shown under the header for a while (rule reloads: stderr is hidden under the display)."""
@@ -237,7 +238,8 @@ class LiveTable:
         # the box's column separator is a space; wider terminals get one more
         tbl = Table(box=box.SIMPLE_HEAD, show_edge=False, expand=True, pad_edge=False,
                     padding=(0, 1, 0, 0) if medium else 0,
-                    title=f"sessions by {self.sort}", title_justify="left", title_style="dim")
+                    title=f"sessions by {self.sort}" + (f"   ({self.hint})" if self.hint else ""),
+                    title_justify="left", title_style="dim")
         tbl.add_column("proto", no_wrap=True)
         tbl.add_column("client → server", no_wrap=True, overflow="ellipsis", ratio=1, max_width=2 * 47 + 3)
         tbl.add_column("state", no_wrap=True, overflow="ellipsis")
