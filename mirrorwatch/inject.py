@@ -26,6 +26,7 @@ from ipaddress import ip_address
 
 from .checksum import checksum, pseudo_sum
 from .events import Kill
+from .output.console import ConsoleAlerts
 from .packet import ACK, FIN, PSH, RST, SYN, URG
 
 ETH_P_IP, ETH_P_IPV6 = 0x0800, 0x86DD
@@ -161,31 +162,16 @@ class _Sink:
         pass
 
 
-class KillLog:
+class KillLog(ConsoleAlerts):
     """Console sink: one ``describe()`` line per kill (its first burst; what --dry-run shows the operator).
 
-    Follow-up bursts (challenge-ACK answers, re-fires) can be many per session
-    while in-flight segments arrive; they are in the EVE ``kill`` events.
+    Follow-up bursts (challenge-ACK answers, re-fires) can be several per
+    session; they are in the EVE ``kill`` events.
     """
-
-    def __init__(self, stream):
-        self.stream = stream
 
     def handle(self, event) -> None:
         if type(event) is Kill and event.trigger.startswith("sid:"):
             self.stream.write(describe(event) + "\n")
-
-    def flush(self) -> None:
-        try:
-            self.stream.flush()
-        except (OSError, ValueError):
-            pass
-
-    def close(self) -> None:
-        self.flush()
-
-    def reopen(self) -> None:
-        pass
 
 
 class RawInjector(_Sink):

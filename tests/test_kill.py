@@ -101,6 +101,14 @@ def trigger(f, killer, action="reject", to_server=True, payload=b"GET /forbidden
     return alert, [e for e in events if isinstance(e, Kill)]
 
 
+def follow(f, k, to_server, p):
+    """A later packet of the session: the flow record sees it, then the killer; the Kill events."""
+    f.see(p, to_server)
+    events = []
+    k.on_packet(p, f, to_server, [], events)
+    return events
+
+
 def killer(**kw):
     settings = Settings()
     for k in [k for k in kw if k.startswith("inject_")]:
@@ -185,9 +193,7 @@ def test_challenge_ack_answered_in_the_same_step_with_its_ack_number():
     trigger(f, k)
     # the client had not received 300 bytes we saw: our RST was in-window, it answers with its RCV.NXT
     p = pkt(True, CISN + 15, SISN + 401, "A", ts=2.001)
-    f.see(p, True)
-    events = []
-    k.on_packet(p, f, True, [], events)
+    events = follow(f, k, True, p)
     assert len(events) == 1 and events[0].trigger == "challenge-ack"
     (seg,) = events[0].frames
     assert seg.to_server is False and seg.seq == SISN + 401 and seg.ack == CISN + 15 and seg.flags == RST | ACK
@@ -201,9 +207,7 @@ def test_identical_segment_not_repeated():
     trigger(f, k)
     # an ACK sent before our RST arrived: it asks for exactly what we already sent
     p = pkt(True, CISN + 15, SISN + 101, "A", ts=2.001)
-    f.see(p, True)
-    events = []
-    k.on_packet(p, f, True, [], events)
+    events = follow(f, k, True, p)
     assert events == [] and k.counters()["duplicate_suppressed"] == 1
 
 
@@ -213,25 +217,19 @@ def test_data_after_kill_answers_the_sender_and_the_receivers_final_ack():
     trigger(f, k)
     # the server keeps streaming 1000 bytes more; it also got 5 client bytes the sensor missed
     p = pkt(False, SISN + 101, CISN + 20, "PA", b"y" * 1000, ts=2.01)
-    f.see(p, False)
-    events = []
-    k.on_packet(p, f, False, [], events)
+    events = follow(f, k, False, p)
     (kill,) = events
     assert kill.trigger == "refire"
     (seg,) = kill.frames  # the server is alive: its RCV.NXT is the ack field of its own segment
     assert (seg.to_server, seg.seq, seg.ack) == (True, CISN + 20, SISN + 1101)
     # the client's ACK for it has every byte the server sent: final, answered exactly
     p = pkt(True, CISN + 20, SISN + 1101, "A", ts=2.011)
-    f.see(p, True)
-    events = []
-    k.on_packet(p, f, True, [], events)
+    events = follow(f, k, True, p)
     (seg,) = events[0].frames
     assert (seg.to_server, seg.seq, seg.ack) == (False, SISN + 1101, CISN + 20)
     # more data acknowledging the same client bytes: nothing new for the server, the client waits for its ACK
     p = pkt(False, SISN + 1101, CISN + 20, "PA", b"y" * 1000, ts=2.02)
-    f.see(p, False)
-    events = []
-    k.on_packet(p, f, False, [], events)
+    events = follow(f, k, False, p)
     assert events == []
 
 
@@ -240,9 +238,7 @@ def test_never_answers_a_reset():
     k = killer()
     trigger(f, k)
     p = pkt(False, SISN + 101, 0, "R", ts=2.01)
-    f.see(p, False)
-    events = []
-    k.on_packet(p, f, False, [], events)
+    events = follow(f, k, False, p)
     assert events == [] and k.counters()["rst_not_answered"] == 1
     # a killing alert on a RST packet sends nothing either
     f2 = established()
@@ -261,9 +257,7 @@ def test_per_flow_response_cap_and_min_interval():
     for i, ts in enumerate((10.1, 10.6, 11.2, 11.8)):
         # the server goes on talking, acknowledging client bytes the sensor never saw
         p = pkt(False, SISN + 101 + 10 * i, CISN + 16 + i, "PA", b"z" * 10, ts=ts)
-        f.see(p, False)
-        events = []
-        k.on_packet(p, f, False, [], events)
+        events = follow(f, k, False, p)
         n.append(len(events))
     assert n == [0, 1, 1, 0]  # too soon, fired, fired, cap of 2 reached
     c = k.counters()
@@ -379,9 +373,7 @@ def test_in_flight_train_answered_from_the_receivers_final_ack():
     # later on the same ACK again (stuck): it asks for the segment already sent, which is never repeated
     for ts, expect in ((6.0, 0), (7.0, 0)):
         p = pkt(True, CISN + 15, SISN + 101 + 1448 * 12, "A", ts=ts)
-        f.see(p, True)
-        events = []
-        k.on_packet(p, f, True, [], events)
+        events = follow(f, k, True, p)
         assert len(events) == expect  # the same segment again is never repeated
     assert k.counters()["duplicate_suppressed"] >= 2
 
@@ -416,9 +408,7 @@ def test_kill_on_a_bare_syn_then_the_handshake_answered():
     to_srv, to_cli = events[1].frames
     assert (to_srv.seq, to_cli.ack) == (CISN + 1, CISN + 1)  # the server's RCV.NXT; the ack SYN-SENT checks
     sa = pkt(False, SISN, CISN + 1, "SA", ts=1.0001)
-    f.see(sa, False)
-    events = []
-    k.on_packet(sa, f, False, [], events)
+    events = follow(f, k, False, sa)
     assert events == []  # the server side got exactly this already; the client answers for itself
     ack = pkt(True, CISN + 1, SISN + 1, "A", ts=1.0002)
     f.see(ack, True)
