@@ -317,7 +317,7 @@ def lab(tmp_path_factory):
     from netlab import NetLab
 
     tmp = tmp_path_factory.mktemp("killlab")
-    with NetLab(inject=True) as lab:
+    with NetLab(mirror_inject=True) as lab:  # what enters the inject port is mirrored too
         injection_port(lab, "mon")
         injection_port(lab, "iport")
         lose_after_mirror(lab)
@@ -389,7 +389,8 @@ def test_kill_through_a_dedicated_inject_interface(privileged, lab):
     assert_killed(*case)
     stats = [e for e in eve if e["event_type"] == "stats"][-1]["stats"]["kill"]
     assert stats["iface"] == lab.inject_iface and stats["frames_sent"] >= 2 and stats["send_errors"] == 0
-    assert stats["own_frames_seen"] == 0  # nothing mirrors the inject port back here
+    # the switch mirrors the inject port's traffic back to the sensor: recognised, not tracked
+    assert stats["own_frames_seen"] >= stats["frames_sent"]
 
 
 def test_dry_run_resets_nothing(privileged, lab):
