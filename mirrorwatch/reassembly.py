@@ -147,7 +147,7 @@ class Stream:
         self.nxt = seq & M32  # sequence number of offset ``off``
         self.off = 0  # next in-order offset (== end unless depth was reached)
         self.final = 0  # bytes before this offset are settled
-        self.acked_hi = 0  # highest offset the receiver acknowledged
+        self.acked_hi = 0  # highest offset the receiver acknowledged beyond our in-order data
         self.fin_off = None  # offset of the FIN, once seen
         self._policy = ctx.policy
         self.settle_now = settle_now or ctx.policy in (FIRST, VISTA)
@@ -210,8 +210,6 @@ class Stream:
         a = off + ((ack_seq - self.nxt + HALF) & M32) - HALF
         if a <= self.final or a > off + ACK_AHEAD_MAX:
             return
-        if a > self.acked_hi:
-            self.acked_hi = a
         if a <= self.end and self._obs_data is None and len(self._bounds) < 32:
             self.final = a  # the common case: nobody to tell, nothing to prune
             return
@@ -220,6 +218,8 @@ class Stream:
             if self.depth_reached:
                 self.final = self.off
             return
+        if a > self.acked_hi:  # only an ACK beyond our data says something about losses
+            self.acked_hi = a
         self._settle(self.end)
         if self.depth_reached:
             self.final = self.off
