@@ -77,9 +77,9 @@ def kill_options(live: bool):
     if live:
         opts.append(click.option("--inject-iface", metavar="IFACE", default=None,
                                  help="send the RST/FIN frames on IFACE [default: the capture interface]"))
-    else:
-        opts.append(click.option("--kill-pcap", metavar="PATH", default=None,
-                                 help="write the frames the kills would send to PATH (pcap)"))
+    opts.append(click.option("--kill-pcap", metavar="PATH", default=None,
+                             help="also write every forged frame to PATH (pcap)" if live else
+                             "write the frames the kills would send to PATH (pcap)"))
 
     def deco(f):
         for o in reversed(opts):

@@ -381,7 +381,8 @@ def test_kill_on_the_capture_interface(privileged, lab):
 
 
 def test_kill_through_a_dedicated_inject_interface(privileged, lab):
-    sensor = Sensor(lab, lab.tmp, "inject-iface", "--inject-iface", lab.inject_iface)
+    kill_pcap = lab.tmp / "inject-iface-kills.pcap"
+    sensor = Sensor(lab, lab.tmp, "inject-iface", "--inject-iface", lab.inject_iface, "--kill-pcap", str(kill_pcap))
     try:
         case = run_case(lab.peers, lab.SERVER4, "idle")
     finally:
@@ -389,6 +390,8 @@ def test_kill_through_a_dedicated_inject_interface(privileged, lab):
     assert_killed(*case)
     stats = [e for e in eve if e["event_type"] == "stats"][-1]["stats"]["kill"]
     assert stats["iface"] == lab.inject_iface and stats["frames_sent"] >= 2 and stats["send_errors"] == 0
+    assert stats["frames_written"] == stats["frames_sent"]  # --kill-pcap records what went out
+    assert kill_pcap.stat().st_size == 24 + stats["frames_written"] * (16 + 54)
     # the switch mirrors the inject port's traffic back to the sensor: recognised, not tracked
     assert stats["own_frames_seen"] >= stats["frames_sent"]
 
