@@ -291,7 +291,8 @@ def _report_capture(c: dict, quiet: bool) -> None:
 @click.option("-k", "checksum", type=click.Choice(["auto", "all", "none"]), default="auto", show_default=True,
               help="checksum validation: all, none, or auto (off when the NIC offloads them)")
 @click.option("--bpf", "bpf", default=None, metavar="EXPR", help="capture filter (tcpdump syntax; on an 802.1Q-tagged mirror write 'vlan and tcp', as with tcpdump)")
-@click.option("--snaplen", type=click.IntRange(64, 262144), default=65535, show_default=True, help="bytes kept per frame")
+@click.option("--snaplen", type=click.IntRange(64, 262144), default=262144, show_default=True,
+              help="bytes kept per frame (GRO/TSO can hand libpcap frames larger than 64 KiB)")
 @click.option("--no-promisc", is_flag=True, help="do not put the interface in promiscuous mode")
 @click.option("--buffer-size", default="64mb", show_default=True, help="kernel capture ring size (e.g. 256mb)")
 @click.option("--sort", type=click.Choice(SORT_KEYS), default="bytes", show_default=True, help="live table order")
@@ -308,7 +309,7 @@ def listen(iface, rules, eve, fast, sets, checksum, bpf, snaplen, no_promisc, bu
     from rich.console import Console
 
     from .cli import build_killer, build_settings, fail, report_ruleset  # here: cli imports this module
-    from .runner import Pipeline, PipelineError, bundled_signatures
+    from .runner import Pipeline, PipelineError, bundled_signatures, tune_gc
     from .ui.table import LiveTable
 
     # stream.inline: each packet's new bytes are inspected on arrival, so a reject rule kills on the
@@ -321,6 +322,9 @@ def listen(iface, rules, eve, fast, sets, checksum, bpf, snaplen, no_promisc, bu
     why = privilege_problem()
     if why:
         fail(why)
+    if iface == "any" and not kill.get("inject_iface") and not kill.get("dry_run"):
+        fail("capturing on 'any' leaves no interface to send resets on: give --inject-iface IFACE "
+             "(or --dry-run to decide kills without sending)", 2)
     cap = LiveCapture(iface, settings, bpf=bpf, snaplen=snaplen, promisc=not no_promisc, buffer_size=ring)
     try:
         cap.open()
@@ -339,6 +343,7 @@ def listen(iface, rules, eve, fast, sets, checksum, bpf, snaplen, no_promisc, bu
         cap.close()
         fail(str(e))
     report_ruleset(pipe.ruleset, quiet)
+    tune_gc()
     table = LiveTable(pipe.engine, source=iface, sort=sort, capture_counters=cap.counters)
     pipe.add_sink(table)
     console = Console(highlight=False)

@@ -256,6 +256,10 @@ def test_bad_interface_bad_bpf_and_no_privilege_are_one_line_errors(lab):
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 1 and len(lines) == 1, r.stderr
     assert "CAP_NET_RAW" in lines[0] and "root" in lines[0]
+    # 'any' captures everywhere but gives no single interface to forge resets on
+    r = lab.run(lab.sensor, *mw_cmd("listen", "any", "--no-table"), check=False)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "--inject-iface" in lines[0], r.stderr
 
 
 def mw_cmd(*args: str) -> list[str]:
