@@ -173,7 +173,7 @@ class EveWriter(FileSink):
         end = max(f.last_ts, f.start)
         fo = _flow_counts(f)
         fo["end"] = iso_time(end)
-        fo["age"] = int(end - f.start)
+        fo["age"] = int(end) - int(f.start)  # Suricata: whole seconds of end minus whole seconds of start
         fo["state"] = f.state
         fo["reason"] = e.reason
         fo["alerted"] = bool(f.alerted)
