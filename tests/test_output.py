@@ -166,10 +166,11 @@ def test_eve_flow_event(tmp_path):
     tcp, udp = eve_lines(out)
     assert tcp["event_type"] == "flow" and tcp["flow_id"] == 123456789
     assert (tcp["src_ip"], tcp["src_port"], tcp["dest_ip"], tcp["dest_port"]) == ("10.0.0.1", 1234, "10.0.0.2", 80)
+    # age as Suricata: whole seconds of end (12:00:10) minus whole seconds of start (11:59:57)
     assert tcp["flow"] == {
         "pkts_toserver": 5, "pkts_toclient": 4, "bytes_toserver": 600, "bytes_toclient": 3000,
         "start": "2024-01-01T11:59:57.623456+0000", "end": "2024-01-01T12:00:10.123456+0000",
-        "age": 12, "state": "closed", "reason": "timeout", "alerted": True,
+        "age": 13, "state": "closed", "reason": "timeout", "alerted": True,
     }
     assert tcp["tcp"] == {"tcp_flags": "1b", "tcp_flags_ts": "1b", "tcp_flags_tc": "12",
                           "syn": True, "fin": True, "psh": True, "ack": True, "state": "closed"}
