@@ -87,6 +87,8 @@ class Listener:
         self._loader_result: dict = {}
         self._reload_again = False
         self.keys = None  # ui.keys.Keys while the table is shown on a terminal
+        # lines said while the full-screen table owns the terminal: shown in the table, printed after it
+        self._held_lines: list[str] = []
 
     # -- SIGHUP ---------------------------------------------------------------------
     # Parsing a large rule set takes seconds; it runs in a thread so the engine keeps
@@ -129,9 +131,13 @@ class Listener:
             skipped = len(self.pipe.ruleset.skipped)
             line = (f"mirrorwatch: reloaded {self.pipe.rule_count} rules from {', '.join(self.rule_paths)}"
                     + (f" ({skipped} skipped: mirrorwatch rules check)" if skipped else ""))
-        click.echo(line, err=True)
         if self.display:
+            # writing to the terminal under the alternate screen would scroll the table off it
             self.table.notice(f"{time.strftime('%H:%M:%S')} {line}", error=bool(msg))
+        if self.display and sys.stderr.isatty():
+            self._held_lines.append(line)
+        else:
+            click.echo(line, err=True)
         if self._reload_again:
             self._reload_again = False
             self.reload()
@@ -188,6 +194,8 @@ class Listener:
             cap.stop()
             if live is not None:
                 live.stop()
+                for line in self._held_lines:
+                    click.echo(line, err=True)
             if self.keys is not None:
                 self.keys.close()
             try:
