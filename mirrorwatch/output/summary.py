@@ -21,7 +21,8 @@ class Summary:
         self.top = top
         self.alerts_by_sig: dict[tuple, list] = {}  # (gid, sid, rev) -> [msg, count]
         self.alerts = 0
-        self.kills = 0
+        self.kills = 0  # injection bursts (a kill and its follow-ups)
+        self._killed_flows: set[int] = set()
         self.sessions = 0
         self._flow_alerts: dict[int, int] = {}
         self._heap: list = []
@@ -48,6 +49,8 @@ class Summary:
             self.counters = event.counters
         elif t is Kill:
             self.kills += 1
+            if event.flow is not None:
+                self._killed_flows.add(event.flow.flow_id)
 
     def _session_ended(self, e: FlowEnded) -> None:
         self.sessions += 1
@@ -87,7 +90,8 @@ class Summary:
         console.print(
             f"[bold]{pkts:,}[/] packets, {nbytes:,} bytes, {self.sessions:,} sessions, "
             f"[bold]{self.alerts:,}[/] alerts"
-            + (f", {self.kills:,} kills" if self.kills else "")
+            + (f", {len(self._killed_flows):,} session{'' if len(self._killed_flows) == 1 else 's'} killed"
+               f" ({self.kills:,} injection burst{'' if self.kills == 1 else 's'})" if self.kills else "")
             + f" in {elapsed:.3f}s"
             + (f", {cpu:.3f}s CPU" if cpu is not None else "")
             + f" ({rate:,.0f} packets/s, {mbps:,.1f} Mbit/s)"
