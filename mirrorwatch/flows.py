@@ -57,9 +57,11 @@ filed (refiled at once only when a state change makes them due sooner);
 since, so a packet costs no timer work and a sweep touches only flows that
 are due or were filed long ago.  The table is an OrderedDict in least-recently-used
 order: beyond ``flow.max-sessions`` the least recently active flow is
-evicted, ended with reason ``forced``.  A new SYN on a finished session
-(last_ack, time_wait, closed) with another ISN ends the old flow
-(reason ``tcp_reuse``, as Suricata) and starts a new one.
+evicted, ended with reason ``forced``.  A new SYN (no ACK) on a finished
+session (last_ack, time_wait, closed) or on one mirrorwatch killed, with
+another ISN, ends the old flow (reason ``tcp_reuse``, as Suricata's TCP port
+reuse) and starts a new one.  A killed session (``flow.killed``; not in
+dry-run, where it goes on) waits the ``flow-timeouts.tcp.closed`` timeout.
 """
 
 from __future__ import annotations
@@ -127,6 +129,11 @@ _REUSABLE = frozenset(("last_ack", "time_wait", "closed"))
 _ICMP_REQUESTS = frozenset((8, 13, 15, 17, 128))  # echo/timestamp/info/mask requests, ICMPv6 echo
 
 
+def _really_killed(reason) -> bool:
+    """The killer reset the session (in dry-run it goes on: it is only marked)."""
+    return reason is not None and not reason.endswith("(dry-run)")
+
+
 def _port_rank(p: int) -> int:
     return 0 if p < 1024 else (1 if p < 32768 else 2)
 
@@ -155,12 +162,23 @@ class Flow:
     __slots__ = (
         "flow_id", "key", "proto", "ipv", "client", "server", "cport", "sport", "vlan_id",
         "start", "last_ts", "pkts", "bytes", "state", "tcp_state", "tcp_flags", "tcp_flags_ts",
-        "tcp_flags_tc", "streams", "alerted", "killed", "end_reason", "det", "kill",
+        "tcp_flags_tc", "streams", "alerted", "_killed", "end_reason", "det", "kill",
         "l2", "ttl", "next_seq", "last_ack", "win",
         # internals
         "lo_client", "timeout", "bucket", "ended", "isn", "wscale", "fin_seq",
-        "reasm", "synack_pending", "split", "rst_prev", "rst_by", "rst_exact", "rst_talk", "midstream",
+        "reasm", "synack_pending", "split", "rst_prev", "rst_by", "rst_exact", "rst_talk", "midstream", "table",
     )
+
+    @property
+    def killed(self):
+        """None, or why mirrorwatch killed the session (set by the killer)."""
+        return self._killed
+
+    @killed.setter
+    def killed(self, reason) -> None:
+        self._killed = reason
+        if reason is not None and self.table is not None:
+            self.table._on_kill(self)
 
     def __repr__(self) -> str:
         from ipaddress import ip_address
@@ -232,7 +250,8 @@ class FlowTable:
             f = self._new_flow(key, pkt, fwd, sp, dp, events)
         else:
             flows.move_to_end(key)
-            if proto == PROTO_TCP and pkt.flags & (SYN | ACK | RST) == SYN and f.tcp_state in _REUSABLE \
+            if proto == PROTO_TCP and pkt.flags & (SYN | ACK | RST) == SYN \
+                    and (f.tcp_state in _REUSABLE or _really_killed(f._killed)) \
                     and pkt.seq != f.isn[0] and pkt.csum_ok is not False:
                 f = self._reuse(f, key, pkt, fwd, sp, dp, events)
         d = 0 if fwd == f.lo_client else 1
@@ -368,7 +387,14 @@ class FlowTable:
         if fs != f.state:
             f.state = fs
             to = self._timeouts[PROTO_TCP]
+            if fs == "established" and _really_killed(f._killed):
+                fs = "closed"  # a killed session stays on the closed timeout
             self._set_timeout(f, to[0] if fs == "new" else (to[1] if fs == "established" else to[2]))
+
+    def _on_kill(self, f: Flow) -> None:
+        """A killed TCP session is over for its endpoints: it waits the closed timeout."""
+        if f.proto == PROTO_TCP and not f.ended and _really_killed(f._killed):
+            self._set_timeout(f, self._timeouts[PROTO_TCP][2])
 
     def _set_timeout(self, f: Flow, timeout: float) -> None:
         """A state change brings another timeout; file the flow earlier if it is now due sooner."""
@@ -532,7 +558,8 @@ class FlowTable:
         f.tcp_flags = f.tcp_flags_ts = f.tcp_flags_tc = 0
         f.streams = [None, None]
         f.alerted = False
-        f.killed = None
+        f._killed = None
+        f.table = self
         f.end_reason = None
         f.det = None
         f.kill = None

@@ -380,6 +380,58 @@ def test_new_syn_on_finished_session_starts_a_new_flow():
     assert [(e.flow, e.reason) for e in w.events] == [(f, "tcp_reuse")]
 
 
+def test_new_syn_after_rst_close_starts_a_new_flow_but_a_retransmitted_syn_does_not():
+    w = Wire()
+    f, _ = w.handshake()
+    w.send(True, "R", 1001)
+    assert f.tcp_state == "closed"
+    same, _ = w.send(True, "S", 1000)  # the old SYN again (same ISN): a retransmission, not a new session
+    assert same is f and not w.events
+    g, _ = w.send(True, "S", 777)
+    assert g is not f and g.tcp_state == "syn_sent" and g.flow_id != f.flow_id
+    assert [(e.flow, e.reason) for e in w.events] == [(f, "tcp_reuse")]
+
+
+def test_new_syn_on_killed_session_starts_a_new_flow():
+    w = Wire()
+    f, _ = w.handshake()
+    w.send(True, "PA", 1001, 5001, b"GET / HTTP/1.1\r\n\r\n")
+    assert f.tcp_state == "established"
+    f.killed = "sid 1"  # the killer reset it; our own RSTs are not tracked, so the state stays
+    h, _ = w.send(True, "SA", 4242, 1)  # a SYN-ACK is no new session
+    assert h is f and not w.events
+    g, _ = w.send(True, "S", 31337)
+    assert g is not f and g.killed is None and g.tcp_state == "syn_sent" and f.end_reason == "tcp_reuse"
+    assert [(e.flow, e.reason) for e in w.events] == [(f, "tcp_reuse")]
+
+
+def test_killed_session_waits_the_closed_timeout_dry_run_does_not():
+    to = {"flow-timeouts.tcp.established": 3600, "flow-timeouts.tcp.closed": 20}
+    w = Wire(**to)
+    f, _ = w.handshake()
+    f.killed = "sid 1"
+    t = w.ts
+    assert w.ft.expire(t + 19) == []
+    assert w.ft.expire(t + 22) == [f] and f.end_reason == "timeout"
+    w = Wire(**to)
+    f, _ = w.handshake()
+    f.killed = "sid 1 (dry-run)"  # only marked: the session goes on
+    t = w.ts
+    assert w.ft.expire(t + 22) == [] and w.ft.flows
+    g, _ = w.send(True, "S", 31337)
+    assert g is f
+
+
+def test_killed_session_changing_state_keeps_the_closed_timeout():
+    w = Wire(**{"flow-timeouts.tcp.established": 3600, "flow-timeouts.tcp.closed": 20})
+    f, _ = w.send(True, "S", 1000)
+    f.killed = "sid 1"  # killed in the handshake
+    w.send(False, "SA", 5000, 1001)
+    w.send(True, "A", 1001, 5001)
+    assert f.state == "established" and f.timeout == 20
+    assert w.ft.expire(w.ts + 22) == [f]
+
+
 def test_flush_all_ends_everything_and_delivers_held_data():
     w = Wire()
     f, _ = w.handshake()

@@ -143,6 +143,7 @@ class Detector:
                                 "alerts_dropped_max", "suppressed", "passed_flows", "errors"), 0)
         self.last_error: str | None = None
         self.recursion_limit = settings.get("detect.inspection-recursion-limit", 3000)
+        self.pcre_timeout = settings.get("detect.pcre-timeout", 0.1)
         self._match_end = 0  # stream offset where the last stream match ended (set by _judge)
         self._matchers: dict[int, object] = {}
         rules = ruleset.rules if hasattr(ruleset, "rules") else list(ruleset)
@@ -561,7 +562,7 @@ class Detector:
     def _matcher(self, cr: CRule):
         """payload.compile_matches for a rule, built on its first candidate packet."""
         try:
-            m = compile_matches(cr.matches, self.recursion_limit)
+            m = compile_matches(cr.matches, self.recursion_limit, self.pcre_timeout)
         except ValueError as e:
             self.skipped.append((cr.rule, f"payload: {e}"))
             m = _never
