@@ -7,7 +7,7 @@ as the live table).  Every sink has ``handle(event)``, ``flush()``,
 the core returns no events, which is almost always.
 
 ``replay(pipeline, paths)`` drives it from pcap files through libpcap's own
-loop (``capture.run``), or at recorded pace when asked.  The live loop
+loop (``capture.run_headers``), or at recorded pace when asked.  The live loop
 (``cli_listen.Listener``) drives the same pipeline from the capture thread.
 """
 
@@ -177,6 +177,26 @@ class Pipeline:
 
         return cb
 
+    def header_callback(self, linktype: int):
+        """``cb(hdr, data)`` for ``capture.run_headers``: pcapy's loop calls it directly
+        (one Python frame per packet before the engine); the engine counts frames and bytes."""
+        process = self.engine.process
+        handlers = self._handlers
+
+        def cb(hdr, data):
+            s, us = hdr.getts()
+            events = process(s + us * 1e-6, linktype, data, hdr.getlen())
+            if events:
+                for e in events:
+                    for h in handlers:
+                        h(e)
+
+        return cb
+
+    def delivered(self) -> tuple[int, int]:
+        """(frames, bytes) the engine has taken so far: ``capture.run_headers``' counters."""
+        return self.engine.pcap_cnt, self.engine.bytes
+
     def finish(self, capture_counters: dict | None = None) -> Stats | None:
         """End of input: flush every session, write final stats, flush the outputs.
 
@@ -300,7 +320,7 @@ def replay(pipeline: Pipeline, paths, *, realtime: bool = False, speed: float = 
     pipeline.started = time.perf_counter()
     pipeline.started_cpu = time.process_time()
     if not realtime and on_refresh is None:
-        return capture.run(paths, pipeline.frame_callback())
+        return capture.run_headers(paths, pipeline.header_callback, pipeline.delivered)
     cb = pipeline.frame_callback()
     source = capture.PcapFiles(paths)
     mono = time.monotonic
