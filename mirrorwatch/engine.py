@@ -64,21 +64,24 @@ class Engine:
         self.first_ts: float | None = None
         self.last_ts = 0.0
         self._sweep_interval = settings["flow.timeout-check-interval"]
-        self._next_sweep = 0.0
+        self._next_sweep = float("-inf")  # the first frame sets it (see process)
 
     # -- the per-frame path -------------------------------------------------
     def process(self, ts: float, linktype: int, frame: bytes, wirelen: int | None = None) -> list:
-        self.pcap_cnt += 1
-        self.bytes += wirelen if wirelen is not None else len(frame)
-        if self.first_ts is None:
-            self.first_ts = ts
-            self._next_sweep = ts + self._sweep_interval
+        # Hot path: one compare decides the sweep (``_next_sweep`` starts at -inf, so
+        # the first frame takes that branch once to set the capture's start).
+        self.pcap_cnt = n = self.pcap_cnt + 1
+        self.bytes += len(frame) if wirelen is None else wirelen
         if ts > self.last_ts:
             self.last_ts = ts
         events: list = []
         if ts >= self._next_sweep:
-            self._sweep(ts, events)
-        pkt = self.decoder.decode(ts, linktype, frame, self.pcap_cnt)
+            if self.first_ts is None:
+                self.first_ts = ts
+                self._next_sweep = ts + self._sweep_interval
+            else:
+                self._sweep(ts, events)
+        pkt = self.decoder.decode(ts, linktype, frame, n)
         if pkt is None or not pkt.ipv:
             return events
         if pkt.invalid:  # valid IP, malformed transport header: no session (Suricata), IP-only rules still apply
@@ -86,7 +89,8 @@ class Engine:
             if alerts:
                 events.extend(alerts)
             return events
-        if self.killer is not None and self.killer.own_frame(pkt):
+        killer = self.killer
+        if killer is not None and killer.own_frame(pkt):
             return events  # our own RST/FIN seen back on the mirror: counted, not tracked
         flow, to_server = self.flows.process(pkt, events)
         if events:
@@ -94,8 +98,8 @@ class Engine:
         alerts = self.detector.inspect(pkt, flow, to_server)
         if alerts:
             events.extend(alerts)
-        if self.killer is not None and flow is not None:
-            self.killer.on_packet(pkt, flow, to_server, alerts, events)
+        if killer is not None and flow is not None:
+            killer.on_packet(pkt, flow, to_server, alerts, events)
         return events
 
     def _new_stream(self, flow, direction: int, stream) -> None:
