@@ -101,6 +101,7 @@ class ReassemblyContext:
     __slots__ = (
         "policy", "depth", "max_ooo_bytes", "max_ooo_segs", "gap_wait_bytes", "gap_wait_segs",
         "memcap", "unacked_max", "unacked_segs", "ooo_bytes", "buf_bytes", "buf_room", "ooo_streams", "stats", "reclaim",
+        "_orphans",
     )
 
     def __init__(self, settings):
@@ -120,10 +121,25 @@ class ReassemblyContext:
         # least recently active sessions' buffers); None: nobody to ask
         self.reclaim = None
         self.ooo_streams: OrderedDict = OrderedDict()  # streams holding ooo data, oldest first
+        self._orphans = None  # the context detached streams count in (``orphans``)
         self.stats = dict.fromkeys(
             ("slow_segments", "ooo_segments", "retransmitted_bytes", "overlaps", "overlap_diff",
              "rewritten_bytes", "gaps", "missed_bytes", "gap_wait_skips", "ack_gap_skips",
              "ooo_limit_skips", "memcap_skips", "memcap_released_bytes", "depth_reached"), 0)
+
+    def orphans(self) -> "ReassemblyContext":
+        """One context shared by every stream detached from this one: what still touches them
+        (detect trimming after the flow ended) counts there, outside the global accounting."""
+        o = self._orphans
+        if o is None:
+            o = self._orphans = copy.copy(self)
+            o.buf_bytes = o.ooo_bytes = 0
+            o.memcap = o.buf_room = 1 << 62
+            o.reclaim = None
+            o.ooo_streams = OrderedDict()
+            o.stats = dict.fromkeys(self.stats, 0)
+            o._orphans = o
+        return o
 
 
 class Stream:
@@ -155,7 +171,7 @@ class Stream:
         self.rewrites = 0
         self.gaps = 0
         self._bounds: list = []  # (start, end) of open segments, sorted
-        self._ooo: list = []  # [start, bytearray] chunks past ``off``, sorted, disjoint
+        self._ooo: list | tuple = ()  # [start, bytearray] chunks past ``off``, sorted, disjoint (a list once used)
         self._ooo_bytes = 0
         self._ctx = ctx
         self._depth = ctx.depth or (1 << 62)
@@ -212,6 +228,8 @@ class Stream:
             return
         if a <= self.end and self._obs_data is None and len(self._bounds) < 32:
             self.final = a  # the common case: nobody to tell, nothing to prune
+            if a == self.end and not self._ooo and self._bounds:
+                self._bounds.clear()  # everything is settled: no segment is open to the policy
             return
         if a <= off:
             self._settle(a if a < self.end else self.end)
@@ -270,13 +288,7 @@ class Stream:
             self._ooo.clear()
             self._ctx.ooo_streams.pop(self, None)
         # whatever still touches the stream (detect trimming after the flow ended) counts elsewhere
-        own = copy.copy(self._ctx)
-        own.buf_bytes = own.ooo_bytes = 0
-        own.buf_room = own.memcap
-        own.reclaim = None
-        own.ooo_streams = OrderedDict()
-        own.stats = dict.fromkeys(own.stats, 0)
-        self._ctx = own
+        self._ctx = self._ctx.orphans()
 
     @property
     def observer(self):
@@ -477,6 +489,8 @@ class Stream:
         chunks = self._ooo
         if not chunks:
             ctx.ooo_streams[self] = None
+            if type(chunks) is tuple:
+                chunks = self._ooo = []
         i = bisect_right(chunks, a, key=_chunk_start) - 1
         if i < 0 or chunks[i][0] + len(chunks[i][1]) <= a:
             i += 1

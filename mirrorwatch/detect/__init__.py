@@ -98,6 +98,12 @@ class _GapKeeper:
     def __init__(self, fd: FlowDet, d: int, inner) -> None:
         self.fd, self.d, self.inner = fd, d, inner
 
+    @property
+    def wants_data(self) -> bool:
+        """Settled bytes matter only to a wrapped observer: without one the stream makes no
+        ``data`` calls (and keeps its fast paths)."""
+        return self.inner is not None and getattr(self.inner, "wants_data", True)
+
     def data(self, stream, offset: int, data: bytes) -> None:
         if self.inner is not None:
             self.inner.data(stream, offset, data)
