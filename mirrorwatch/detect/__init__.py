@@ -152,6 +152,7 @@ class Detector:
         self.pcre_timeout = settings.get("detect.pcre-timeout", 0.1)
         self._match_end = 0  # stream offset where the last stream match ended (set by _judge)
         self._matchers: dict[int, object] = {}
+        self._static: dict[tuple, frozenset] = {}  # header key -> candidates (``_static_cands``)
         rules = ruleset.rules if hasattr(ruleset, "rules") else list(ruleset)
         self._build(rules)
         if previous is not None:
@@ -310,27 +311,27 @@ class Detector:
         d = 0 if to_server or to_server is None else 1
         proto = pkt.proto
         tc = proto if proto == TCP or proto == UDP else 0
-        pc: set = set()  # rules to judge on this packet
-        add = pc.update
-
+        # rules decided by header values alone (protocol, TCP flags / ICMP type, ports), cached
+        if proto == TCP:
+            v = pkt.flags & 0xFF
+        elif proto == 1 or proto == 58:
+            v = pkt.icmp_type
+        else:
+            v = 0
+        key = (proto, v, pkt.dport, pkt.sport)
+        static = self._static.get(key)
+        if static is None:
+            static = self._static_cands(key)
+        pc = None  # rules to judge on this packet: ``static``, or a set once more are added
         if fd is None or not fd.ipo[d]:
             if fd is not None:
                 fd.ipo[d] = True
-            add(self.iponly[tc])
+            pc = set(static)
+            pc.update(self.iponly[tc])
             if self.ipo_src is not None:
-                add(self.ipo_src.lookup(pkt.src))
+                pc.update(self.ipo_src.lookup(pkt.src))
             if self.ipo_dst is not None:
-                add(self.ipo_dst.lookup(pkt.dst))
-        add(self.pkt_always.get(proto, self.pkt_any_ip))
-        if proto == TCP:
-            if self.flags_tbl is not None:
-                _expand((pkt.flags & 0xFF,), self.flags_tbl, pkt.dport, pkt.sport, add)
-        elif (proto == 1 or proto == 58) and self.itype_tbl is not None and 0 <= pkt.icmp_type < 256:
-            add(self.itype_tbl[pkt.icmp_type])
-        ports = self.port_idx.get(proto)
-        if ports is not None:
-            add(ports[0].get(pkt.dport, ()))
-            add(ports[1].get(pkt.sport, ()))
+                pc.update(self.ipo_dst.lookup(pkt.dst))
         payload = pkt.payload
         if payload:
             if proto == TCP and fd is not None and _added(flow, d, pkt):
@@ -339,16 +340,26 @@ class Detector:
                 blk = self.block[tc]
             if blk is not None:
                 c["scans"] += 1
-                _expand(blk[0].scan(payload), blk[1], pkt.dport, pkt.sport, add)
+                hits = blk[0].scan(payload)
+                if hits:
+                    if pc is None:
+                        pc = set(static)
+                    _expand(hits, blk[1], pkt.dport, pkt.sport, pc.update)
+        if pc is None:
+            pc = static
         chunk = None
         sc: set | None = None  # rules to judge on the stream bytes inspected now
         if proto == TCP and fd is not None:
             if self.has_stream:
                 st = flow.streams[d]
                 # cheap pre-check (a superset of _stream_chunk's triggers) before the call
-                if st is not None and (self.inline or fd.held is not None or st.depth_reached
-                                       or st.final - fd.prog[d] >= self.chunk[d]
-                                       or flow.tcp_state in _CLOSING):
+                if st is not None:
+                    fin = st.final if st.final < st.end else st.end
+                    avail = fin - fd.prog[d]
+                    if not (self.inline or fd.held is not None or avail >= self.chunk[d]
+                            or avail > 0 and (st.depth_reached or flow.tcp_state in _CLOSING)):
+                        st = None
+                if st is not None:
                     sc = set()
                     chunk = self._stream_chunk(fd, st, d, flow, sc, False)
             else:
@@ -357,6 +368,26 @@ class Detector:
             return []
         c["inspected"] += 1
         return self._judge_all(pc, sc, pkt, flow, fd, d, to_server, chunk, False)
+
+    def _static_cands(self, key: tuple) -> frozenset:
+        """Rules a packet with these (protocol, TCP flags or ICMP type, dst port, src port)
+        is a candidate for whatever its payload; cached per key (bounded)."""
+        proto, v, dport, sport = key
+        out = set(self.pkt_always.get(proto, self.pkt_any_ip))
+        if proto == TCP:
+            if self.flags_tbl is not None:
+                _expand((v,), self.flags_tbl, dport, sport, out.update)
+        elif (proto == 1 or proto == 58) and self.itype_tbl is not None and 0 <= v < 256:
+            out.update(self.itype_tbl[v])
+        ports = self.port_idx.get(proto)
+        if ports is not None:
+            out.update(ports[0].get(dport, ()))
+            out.update(ports[1].get(sport, ()))
+        r = frozenset(out)
+        if len(self._static) >= 65536:
+            self._static.clear()
+        self._static[key] = r
+        return r
 
     # -- stream data ----------------------------------------------------------
     def on_new_stream(self, flow, d: int, stream) -> None:
