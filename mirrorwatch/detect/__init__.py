@@ -262,6 +262,11 @@ class Detector:
                            for p, v in self.pkt_any.items() if p is not None}
         self.port_idx = {p: tuple({port: tuple(v) for port, v in m.items()} for m in maps)
                          for p, maps in port_idx.items()}
+        # every port a header-decided candidate depends on (``_static_cands``)
+        self._dports = frozenset(pt for m in self.port_idx.values() for pt in m[0]) | frozenset(
+            pt for e in (self.flags_tbl or ()) if e[1] is not None for pt in e[1])
+        self._sports = frozenset(pt for m in self.port_idx.values() for pt in m[1]) | frozenset(
+            pt for e in (self.flags_tbl or ()) if e[2] is not None for pt in e[2])
         self.stream_nompm = tuple(stream_nompm)
         self.block: dict[int, tuple] = {}
         for k, ls in pkt_lits.items():
@@ -318,7 +323,10 @@ class Detector:
             v = pkt.icmp_type
         else:
             v = 0
-        key = (proto, v, pkt.dport, pkt.sport)
+        dp = pkt.dport
+        sp = pkt.sport
+        # ports no header-decided rule names share one entry (-1): ephemeral ports do not grow the cache
+        key = (proto, v, dp if dp in self._dports else -1, sp if sp in self._sports else -1)
         static = self._static.get(key)
         if static is None:
             static = self._static_cands(key)
