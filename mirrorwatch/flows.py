@@ -268,8 +268,32 @@ class FlowTable:
                 f.tcp_flags_ts |= fl
             if pkt.csum_ok is False:
                 self.c["csum_bad_pkts"] += 1
-            else:
+            elif fl & (SYN | FIN | RST) or f.tcp_state != "established" or f.rst_by is not None:
                 d = self._tcp(f, pkt, d, fl)
+            else:
+                # established, a plain ACK or data (most packets): no state change, inline
+                seq = pkt.seq
+                payload = pkt.payload
+                n = len(payload)
+                if fl & ACK:
+                    f.last_ack[d] = pkt.ack
+                f.win[d] = pkt.win
+                end = (seq + n) & M32
+                ns = f.next_seq[d]
+                if ns is None or ((end - ns) & M32) < HALF:
+                    f.next_seq[d] = end
+                streams = f.streams
+                if n:
+                    st = streams[d]
+                    if st is None:
+                        st = streams[d] = self._stream(f, d, seq)
+                    st.add(seq, payload)
+                if fl & ACK:
+                    st = streams[1 - d]
+                    if st is not None:
+                        if not st.peer_visible:
+                            st.peer_seen()
+                        st.ack(pkt.ack)
         elif pkt.csum_ok is False:
             self.c["csum_bad_pkts"] += 1
         elif f.state == "new" and f.pkts[1 - d]:
@@ -294,35 +318,32 @@ class FlowTable:
         r.stats["memcap_released_bytes"] += freed
 
     def _tcp(self, f: Flow, pkt, d: int, fl: int) -> int:
-        """Per-direction TCP fields, the state machine, then the streams; returns the direction."""
+        """Per-direction TCP fields, the state machine, then the streams; returns the direction.
+
+        For packets that may change the state (SYN, FIN, RST, or a session not
+        established); ``process`` does the rest inline."""
         seq = pkt.seq
         payload = pkt.payload
         n = len(payload)
         if fl & ACK:
             f.last_ack[d] = pkt.ack
         f.win[d] = pkt.win
-        if fl & (SYN | FIN | RST) or f.tcp_state != "established" or f.rst_by is not None:
-            if fl & RST:
-                if not self._rst(f, pkt, d):
-                    return d
-            else:
-                if f.rst_by is not None:
-                    self._after_rst(f, d, n, fl)
-                end = (seq + n + (1 if fl & SYN else 0) + (1 if fl & FIN else 0)) & M32
-                ns = f.next_seq[d]
-                if ns is None or ((end - ns) & M32) < HALF:
-                    f.next_seq[d] = end
-                if fl & SYN:
-                    d = self._syn(f, pkt, d, fl)  # may swap the roles
-                elif fl & (FIN | ACK):
-                    self._table(f, pkt, d, fl, seq + n)
-            if not f.reasm:
+        if fl & RST:
+            if not self._rst(f, pkt, d):
                 return d
-        else:  # established, a plain ACK or data: the state machine has nothing to do
-            end = (seq + n) & M32
+        else:
+            if f.rst_by is not None:
+                self._after_rst(f, d, n, fl)
+            end = (seq + n + (1 if fl & SYN else 0) + (1 if fl & FIN else 0)) & M32
             ns = f.next_seq[d]
             if ns is None or ((end - ns) & M32) < HALF:
                 f.next_seq[d] = end
+            if fl & SYN:
+                d = self._syn(f, pkt, d, fl)  # may swap the roles
+            elif fl & (FIN | ACK):
+                self._table(f, pkt, d, fl, seq + n)
+        if not f.reasm:
+            return d
         # streams: the packet's data (RST data too, as Suricata), then its ACK for the other direction
         streams = f.streams
         if n or fl & FIN:
