@@ -126,6 +126,7 @@ FLOW_STATE = {
 }
 _REUSABLE = frozenset(("last_ack", "time_wait", "closed"))
 
+_NONE2 = (None, None)
 _ICMP_REQUESTS = frozenset((8, 13, 15, 17, 128))  # echo/timestamp/info/mask requests, ICMPv6 echo
 
 
@@ -577,7 +578,16 @@ class FlowTable:
         f.state = "new"
         f.tcp_state = "none" if proto == PROTO_TCP else None
         f.tcp_flags = f.tcp_flags_ts = f.tcp_flags_tc = 0
-        f.streams = [None, None]
+        if proto == PROTO_TCP:
+            f.streams = [None, None]
+            f.next_seq = [None, None]
+            f.last_ack = [None, None]
+            f.win = [None, None]
+            f.isn = [None, None]
+            f.wscale = [None, None]
+            f.fin_seq = [None, None]
+        else:  # TCP-only fields: nothing writes them, one shared (None, None) saves ~500 bytes a flow
+            f.streams = f.next_seq = f.last_ack = f.win = f.isn = f.wscale = f.fin_seq = _NONE2
         f.alerted = False
         f._killed = None
         f.table = self
@@ -586,12 +596,6 @@ class FlowTable:
         f.kill = None
         f.l2 = [None, None]
         f.ttl = [None, None]
-        f.next_seq = [None, None]
-        f.last_ack = [None, None]
-        f.win = [None, None]
-        f.isn = [None, None]
-        f.wscale = [None, None]
-        f.fin_seq = [None, None]
         f.reasm = False
         f.synack_pending = None
         f.split = False

@@ -72,7 +72,7 @@ class FlowDet:
 
     def __init__(self) -> None:
         self.est = False  # the session has been seen established (stays so while it closes)
-        self.ipo = [False, False]
+        self.ipo = 0  # bit d: direction d had its ip-only inspection
         self.bits: set | None = None
         self.passed = False
         self.prog = [0, 0]  # stream offset up to which each direction was inspected
@@ -311,7 +311,7 @@ class Detector:
                 if pkt.proto == TCP:
                     _release(flow)
                 return []
-            if flow.state == "established":
+            if not fd.est and flow.state == "established":
                 fd.est = True
         d = 0 if to_server or to_server is None else 1
         proto = pkt.proto
@@ -331,9 +331,9 @@ class Detector:
         if static is None:
             static = self._static_cands(key)
         pc = None  # rules to judge on this packet: ``static``, or a set once more are added
-        if fd is None or not fd.ipo[d]:
+        if fd is None or not fd.ipo & (1 << d):
             if fd is not None:
-                fd.ipo[d] = True
+                fd.ipo |= 1 << d
             pc = set(static)
             pc.update(self.iponly[tc])
             if self.ipo_src is not None:
