@@ -14,8 +14,10 @@ answers with forged RST+ACK segments to both endpoints.
 - Success: each endpoint's socket reports what it saw; a kill succeeds when
   both sides get ECONNRESET within 1 s of the trigger.
 
-Two configurations: the default settings, and ``capture.read-timeout`` at
-1 ms (libpcap hands frames over sooner, at some throughput cost).
+Three configurations: libpcap immediate mode (``capture.immediate=true``:
+each frame handed over at once), and immediate mode off (the default) with
+``capture.read-timeout`` at its default 10 ms and at 1 ms (TPACKET_V3 blocks
+handed over when full or after that timeout).
 
     sudo .venv/bin/python bench/kill_latency.py [--connections 200] [--parallel 2] [--before 500000]
 """
@@ -130,19 +132,25 @@ def pct(values: list[float], q: float) -> float:
 
 
 CONFIGS = (
-    ("default settings", ()),
-    ("capture.read-timeout=0.001", ("--set", "capture.read-timeout=0.001")),
+    ("capture.immediate=true", ("--set", "capture.immediate=true")),
+    ("immediate off, read-timeout 10 ms", ("--set", "capture.immediate=false", "--set", "capture.read-timeout=0.01")),
+    ("immediate off, read-timeout 1 ms", ("--set", "capture.immediate=false", "--set", "capture.read-timeout=0.001")),
 )
 
 
 def run_config(lab, tmp: Path, name: str, extra: tuple, args) -> dict:
     """One ``mirrorwatch listen`` with ``extra`` options over ``args.connections`` kills; the measurements."""
-    tag = name.split("=")[0].replace(" ", "-").replace(".", "-")
+    tag = "".join(ch if ch.isalnum() else "-" for ch in name)
     pcap = tmp / f"{tag}.pcap"
     dump = lab.popen(lab.sensor, "tcpdump", "-i", lab.monitor, "-n", "-s", "200", "-B", "65536",
                      "--time-stamp-precision=nano", "-w", str(pcap),
                      "tcp and (tcp[tcpflags] & tcp-rst != 0 or (dst port 8080 and tcp[tcpflags] & tcp-push != 0))",
                      stdout=subprocess.DEVNULL, stderr=open(tmp / f"{tag}-tcpdump.err", "w"))
+    deadline = time.monotonic() + 10
+    while "listening on" not in (tmp / f"{tag}-tcpdump.err").read_text():  # else the first kills go unseen
+        if dump.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"tcpdump did not start: {(tmp / f'{tag}-tcpdump.err').read_text()[-300:]}")
+        time.sleep(0.05)
     eve = tmp / f"{tag}-eve.json"
     err = tmp / f"{tag}-mw.err"
     mw = lab.mirrorwatch("listen", lab.monitor, "-r", str(tmp / "kill.rules"), "--eve", str(eve), "--no-table",
@@ -169,7 +177,9 @@ def run_config(lab, tmp: Path, name: str, extra: tuple, args) -> dict:
             rec = json.loads(line)
             servers[rec["peer"]] = rec
     events = [json.loads(line) for line in eve.read_text().splitlines()]
-    out = {"name": name, "wall": wall, "n": len(clients), "client": 0, "server": 0, "both": 0, "fast": 0,
+    started = err.read_text()
+    out = {"name": name, "wall": wall, "capture": "immediate mode" if "immediate mode" in started else "read-timeout",
+           "warning": next((ln for ln in started.splitlines() if "warning" in ln), None), "n": len(clients), "client": 0, "server": 0, "both": 0, "fast": 0,
            "ms": [v * 1000 for v in latencies(read_pcap(pcap)).values()],
            "stats": [e for e in events if e["event_type"] == "stats"][-1]["stats"]}
     for c in clients:
@@ -237,7 +247,9 @@ def main() -> int:
         print(f"{r['name']}: {k.get('frames_sent', 0)} frames sent in {k.get('bursts', 0)} bursts "
               f"({k.get('refires', 0)} re-fires, {k.get('challenge_ack_replies', 0)} challenge-ACK answers), "
               f"{k.get('send_errors', 0)} send errors, {k.get('own_frames_seen', 0)} own frames recognised, "
-              f"{cap.get('drops', 0)} capture drops, {r['wall']:.1f}s")
+              f"{cap.get('drops', 0)} capture drops, {r['wall']:.1f}s, capture in {r['capture']}")
+        if r["warning"]:
+            print(f"  {r['warning']}")
         for fail in r.get("failures", [])[:5]:
             print(f"  not reset: client {fail['client'].get('port')} saw {fail['client'].get('result')}, "
                   f"server saw {fail['server'].get('result')}")

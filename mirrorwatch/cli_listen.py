@@ -338,6 +338,9 @@ def listen(iface, rules, eve, fast, sets, checksum, bpf, snaplen, no_promisc, bu
         cap.open()
     except CaptureError as e:
         fail(str(e))
+    if cap.immediate_problem:
+        click.echo(f"mirrorwatch: warning: capture.immediate not enabled, frames wait up to capture.read-timeout "
+                   f"({cap.timeout_ms} ms): {cap.immediate_problem}", err=True)
     # the table needs the terminal to itself: not when EVE goes to stdout
     want_table = not no_table and eve != "-" and sys.stdout.isatty()
     # the injection socket opens now, so a missing privilege or interface stops us before capture
@@ -359,7 +362,8 @@ def listen(iface, rules, eve, fast, sets, checksum, bpf, snaplen, no_promisc, bu
     listener = Listener(cap, pipe, table=table, display=want_table, console=console,
                         stats_out=stats_out, rule_paths=rule_paths, settings=settings)
     click.echo(f"mirrorwatch: listening on {iface} (link type {cap.linktype}, snaplen {snaplen}, "
-               f"{'promiscuous' if not no_promisc else 'not promiscuous'}"
+               f"{'promiscuous' if not no_promisc else 'not promiscuous'}, "
+               f"{'immediate mode' if cap.immediate_active else f'read-timeout {cap.timeout_ms} ms'}"
                f"{', filter ' + repr(bpf) if bpf else ''}); Ctrl-C to stop, SIGHUP to reload rules", err=True)
     code = listener.run()
     _report_capture(cap.counters(refresh=False), quiet)

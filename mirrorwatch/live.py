@@ -17,17 +17,24 @@ capture).
 Stopping: the handle is non-blocking and the thread waits on its fd with a
 short ``select`` timeout, so ``stop()`` returns promptly even on a silent link.
 
-Latency: this pcapy-ng build has no ``set_immediate_mode``, so libpcap uses
-TPACKET_V3 ring blocks, handed over when full or after the read timeout
-(``capture.read-timeout``); that timeout bounds how long a frame waits.
+Latency: by default libpcap uses TPACKET_V3 ring blocks, handed over when
+full or after the read timeout (``capture.read-timeout``), which bounds how
+long a frame waits -- and so how late a kill can be.  ``capture.immediate``
+asks libpcap for immediate mode (each frame handed over at once).  pcapy-ng
+has no ``set_immediate_mode``, so ``_Immediate`` calls libpcap's own
+``pcap_set_immediate_mode`` through ctypes on the handle's ``pcap_t*``, after
+checking that the pointer and the library are the ones pcapy uses; anything
+that does not check out falls back to the read-timeout path, with a reason.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import select
 import struct
+import tempfile
 import threading
 import time
 from collections import deque
@@ -99,6 +106,117 @@ def _explain_runtime(iface: str, msg: str) -> str:
     return f"capture on {iface!r} failed: {msg}"
 
 
+PCAP_ERROR_NOT_ACTIVATED = -3
+_PTR_OFFSET = object.__basicsize__  # pcapy's Reader is {PyObject_HEAD; pcap_t *pcap; ...}
+_OFFLINE_LINKTYPE, _OFFLINE_SNAPLEN = 147, 4321  # DLT_USER0 and an odd snaplen: no default can match
+
+
+class _Immediate:
+    """libpcap immediate mode on a pcapy handle, through the libpcap pcapy itself loaded.
+
+    Every step is checked, and ``problem`` says which one failed:
+    the library is the file mapped into this process next to pcapy's extension;
+    the pointer offset is proven on a throwaway offline handle (``pcap_datalink``
+    and ``pcap_snapshot`` through the pointer equal what pcapy reports);
+    before activation the pointer must be a not-yet-activated ``pcap_t``;
+    after activation its link type and fd must equal pcapy's.
+    """
+
+    _shared: "_Immediate | None" = None
+
+    def __init__(self):
+        self.lib = None
+        self.problem: str | None = None
+        try:
+            self.lib = self._load()
+            if self.lib is not None and not self._layout_ok():
+                self.problem = "pcapy's handle layout did not check out on an offline handle"
+                self.lib = None
+        except (OSError, AttributeError, ValueError, pcapy.PcapError) as e:
+            self.problem = f"cannot reach libpcap's immediate mode ({type(e).__name__}: {e})"
+            self.lib = None
+
+    @classmethod
+    def shared(cls) -> "_Immediate":
+        """One per process: the library and layout checks do not change."""
+        if cls._shared is None:
+            cls._shared = cls()
+        return cls._shared
+
+    def _load(self):
+        """ctypes handle on the libpcap mapped into this process by pcapy's extension, or None."""
+        mapped: dict[str, list[tuple[int, int]]] = {}
+        with open("/proc/self/maps") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 6 and os.path.basename(parts[5]).startswith("libpcap"):
+                    lo, hi = (int(x, 16) for x in parts[0].split("-"))
+                    mapped.setdefault(parts[5], []).append((lo, hi))
+        ext_dir = os.path.dirname(os.path.realpath(pcapy.__file__))
+        bundled = [p for p in mapped if os.path.dirname(p) in (ext_dir, os.path.join(ext_dir, "pcapy_ng.libs"))]
+        candidates = bundled or list(mapped)
+        if len(candidates) != 1:
+            self.problem = (f"cannot tell which libpcap pcapy uses ({len(candidates)} mapped: "
+                            f"{', '.join(candidates) or 'none'})")
+            return None
+        path = candidates[0]
+        lib = ctypes.CDLL(path)  # already loaded: dlopen returns that same instance
+        if not hasattr(lib, "pcap_set_immediate_mode"):
+            self.problem = f"{os.path.basename(path)} has no pcap_set_immediate_mode"
+            return None
+        addr = ctypes.cast(lib.pcap_set_immediate_mode, ctypes.c_void_p).value or 0
+        if not any(lo <= addr < hi for lo, hi in mapped[path]):
+            self.problem = f"pcap_set_immediate_mode does not resolve inside {path}"
+            return None
+        vp, i = ctypes.c_void_p, ctypes.c_int
+        for name, args in (("pcap_set_immediate_mode", [vp, i]), ("pcap_snapshot", [vp]),
+                           ("pcap_datalink", [vp]), ("pcap_get_selectable_fd", [vp])):
+            fn = getattr(lib, name)
+            fn.argtypes, fn.restype = args, i
+        return lib
+
+    @staticmethod
+    def pointer(handle) -> int:
+        """The ``pcap_t*`` stored right after the handle's object header (0 if implausible)."""
+        if type(handle).__name__ != "Reader" or type(handle).__basicsize__ < _PTR_OFFSET + ctypes.sizeof(ctypes.c_void_p):
+            return 0
+        return ctypes.c_void_p.from_address(id(handle) + _PTR_OFFSET).value or 0
+
+    def _layout_ok(self) -> bool:
+        """Read through the pointer of an offline handle whose link type and snaplen we chose."""
+        with tempfile.NamedTemporaryFile(suffix=".pcap") as f:
+            f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, _OFFLINE_SNAPLEN, _OFFLINE_LINKTYPE))
+            f.flush()
+            h = pcapy.open_offline(f.name)
+            try:
+                ptr = self.pointer(h)
+                return bool(ptr) and h.datalink() == _OFFLINE_LINKTYPE \
+                    and self.lib.pcap_datalink(ptr) == _OFFLINE_LINKTYPE \
+                    and self.lib.pcap_snapshot(ptr) == _OFFLINE_SNAPLEN
+            finally:
+                h.close()
+
+    def enable(self, handle) -> str | None:
+        """Turn immediate mode on for a created, not yet activated handle; None or why not."""
+        if self.lib is None:
+            return self.problem or "libpcap's immediate mode is unavailable"
+        ptr = self.pointer(handle)
+        if not ptr:
+            return "pcapy's handle does not hold a pcap_t pointer where expected"
+        if self.lib.pcap_snapshot(ptr) != PCAP_ERROR_NOT_ACTIVATED:
+            return "the handle's pointer is not a pcap_t awaiting activation"
+        rc = self.lib.pcap_set_immediate_mode(ptr, 1)
+        return None if rc == 0 else f"pcap_set_immediate_mode returned {rc}"
+
+    def confirm(self, handle) -> str | None:
+        """After activation: the pointer still designates pcapy's handle (link type and fd agree)."""
+        ptr = self.pointer(handle)
+        if not ptr or self.lib.pcap_datalink(ptr) != handle.datalink() \
+                or self.lib.pcap_get_selectable_fd(ptr) != handle.getfd():
+            return "the activated handle did not match pcapy's (link type / fd)"
+        return None
+
+
 class LiveCapture:
     """One libpcap handle and its capture thread.
 
@@ -109,7 +227,8 @@ class LiveCapture:
     """
 
     def __init__(self, iface: str, settings: Settings, *, bpf: str | None = None, snaplen: int = DEFAULT_SNAPLEN,
-                 promisc: bool = True, buffer_size: int | None = DEFAULT_BUFFER, timeout_ms: int | None = None):
+                 promisc: bool = True, buffer_size: int | None = DEFAULT_BUFFER, timeout_ms: int | None = None,
+                 immediate: bool | None = None):
         self.iface = iface
         self.bpf = bpf
         self.snaplen = snaplen
@@ -122,6 +241,11 @@ class LiveCapture:
         # 50 ms).  An idle link costs nothing either way; under load short timeouts hand over
         # many small blocks (GIL hand-offs) and cost ~20% of throughput at 2 ms, none at 10 ms
         self.timeout_ms = timeout_ms
+        # immediate mode: no hand-over delay at all (see the module docstring); ``immediate_active``
+        # says whether it really is on, ``immediate_problem`` why not when it was asked for
+        self.immediate = bool(settings["capture.immediate"]) if immediate is None else bool(immediate)
+        self.immediate_active = False
+        self.immediate_problem: str | None = None
         self.queue_size = max(1, int(settings["capture.queue-size"]))
         self.handle = None
         self.linktype = 1
@@ -149,13 +273,11 @@ class LiveCapture:
                 raise CaptureError(why)
             raise CaptureError(_explain(iface, "No such device"))
         try:
-            h = pcapy.create(iface)
-            h.set_snaplen(int(self.snaplen))
-            h.set_promisc(1 if self.promisc else 0)
-            h.set_timeout(int(self.timeout_ms))
-            if self.buffer_size:
-                h.set_buffer_size(int(self.buffer_size))
-            h.activate()
+            h = self._activate(self.immediate)
+            if self.immediate_problem and self.immediate_active:  # set, but the active handle is not ours
+                h.close()
+                self.immediate_active = False
+                h = self._activate(False)
         except pcapy.PcapError as e:
             raise CaptureError(_explain(iface, str(e))) from None
         if self.bpf:
@@ -167,6 +289,23 @@ class LiveCapture:
         h.setnonblock(1)
         self.handle = h
         self.linktype = h.datalink()
+
+    def _activate(self, immediate: bool):
+        """A new activated handle; with ``immediate``, immediate mode set and checked when possible."""
+        h = pcapy.create(self.iface)
+        h.set_snaplen(int(self.snaplen))
+        h.set_promisc(1 if self.promisc else 0)
+        h.set_timeout(int(self.timeout_ms))
+        if self.buffer_size:
+            h.set_buffer_size(int(self.buffer_size))
+        imm = _Immediate.shared() if immediate else None
+        if imm is not None:
+            self.immediate_problem = imm.enable(h)
+            self.immediate_active = self.immediate_problem is None
+        h.activate()
+        if imm is not None and self.immediate_active:
+            self.immediate_problem = imm.confirm(h)
+        return h
 
     def start(self) -> None:
         if self.handle is None:
@@ -190,8 +329,10 @@ class LiveCapture:
                     raise
                 self._read_ring(h, qmax)
             # stopping: what the kernel already holds (incl. the block it retires after
-            # the read timeout) is taken too, beyond the queue bound: it is bounded by the ring
-            time.sleep(self.timeout_ms / 1000.0)
+            # the read timeout; immediate mode holds nothing back) is taken too, beyond the
+            # queue bound: it is bounded by the ring
+            if not self.immediate_active:
+                time.sleep(self.timeout_ms / 1000.0)
             self._read_ring(h, None)
         except pcapy.PcapError as e:
             self.error = _explain_runtime(self.iface, str(e))

@@ -1,0 +1,146 @@
+"""libpcap immediate mode (``capture.immediate``) through ctypes, and its fallback.
+
+The privileged tests capture on the lab's mirror port from a process in the
+sensor namespace, with ``capture.read-timeout`` at 10 s: without immediate
+mode a frame would wait for the TPACKET_V3 block timer, up to 10 s (about 5 s
+on average), so a frame handed over within 2 s of its kernel timestamp shows
+immediate mode is really in force, without depending on tight timings.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+
+import pcapy
+import pytest
+
+from mirrorwatch import live
+from netlab import NetLab
+
+MARKER = b"mw-immediate-probe"
+
+# argv: iface, mode (ok | layout-fails | confirm-fails), read-timeout seconds.
+# Prints the capture's immediate-mode state, then how long the first marker frame waited.
+PROBE = r"""
+import json, sys, time
+from mirrorwatch import live
+from mirrorwatch.settings import Settings
+iface, mode, rto = sys.argv[1:4]
+if mode == "layout-fails":
+    live._Immediate._layout_ok = lambda self: False
+elif mode == "confirm-fails":
+    live._Immediate.confirm = lambda self, handle: "forced mismatch"
+s = Settings()
+s.apply("capture.immediate=true")
+s.apply("capture.read-timeout=" + rto)
+cap = live.LiveCapture(iface, s)
+cap.start()
+print(json.dumps({"active": cap.immediate_active, "problem": cap.immediate_problem}), flush=True)
+delay, deadline = None, time.monotonic() + 30
+while delay is None and time.monotonic() < deadline:
+    b = cap.get(0.05)
+    now = time.time()
+    for ts, frame in live.iter_batch(b) if b else ():
+        if b"MARKER" in frame:
+            delay = now - ts
+            break
+c = cap.counters()
+cap.close()
+print(json.dumps({"delay": delay, "received": c["received"], "drops": c["drops"]}), flush=True)
+""".replace("MARKER", MARKER.decode())
+
+
+@pytest.fixture
+def lab(privileged):
+    with NetLab() as lab:
+        yield lab
+
+
+def probe(lab: NetLab, mode: str, read_timeout: float) -> tuple[dict, dict]:
+    """Run PROBE in the sensor namespace, send marker datagrams until it reports; (state, result)."""
+    p = lab.python(lab.sensor, PROBE, lab.monitor, mode, str(read_timeout), text=True)
+    line = p.stdout.readline()
+    if not line.startswith("{"):
+        pytest.fail(f"probe did not start: {line} {p.stderr.read()[-800:]}")
+    state = json.loads(line)
+    for _ in range(5):
+        lab.udp_send(lab.SERVER4, 9, MARKER)
+        time.sleep(0.1)
+    try:
+        out, err = p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        lab.stop(p)
+        pytest.fail("probe never finished")
+    assert p.returncode == 0, err[-800:]
+    return state, json.loads(out.strip().splitlines()[-1])
+
+
+def test_layout_checks_out_on_an_offline_handle():
+    """No privilege needed: the library pcapy loaded is found and the pointer layout proven."""
+    imm = live._Immediate()
+    assert imm.problem is None and imm.lib is not None
+    assert imm._layout_ok()
+
+
+def test_pointer_refuses_what_is_not_a_pcapy_handle():
+    assert live._Immediate.pointer(object()) == 0
+    assert live._Immediate.pointer(b"x" * 64) == 0
+
+
+def test_enable_refuses_an_activated_handle(tmp_path):
+    """An offline handle is already activated: the pre-activation check must say no, not write."""
+    imm = live._Immediate()
+    f = tmp_path / "empty.pcap"
+    f.write_bytes(bytes.fromhex("d4c3b2a1020004000000000000000000ffff000001000000"))
+    h = pcapy.open_offline(str(f))
+    try:
+        assert imm.enable(h) == "the handle's pointer is not a pcap_t awaiting activation"
+    finally:
+        h.close()
+
+
+def test_unavailable_library_is_reported_not_used(monkeypatch):
+    monkeypatch.setattr(live._Immediate, "_layout_ok", lambda self: False)
+    imm = live._Immediate()
+    assert imm.lib is None and "layout" in imm.problem
+    assert imm.enable(object()) == imm.problem
+
+
+def test_immediate_mode_hands_frames_over_at_once(lab):
+    state, res = probe(lab, "ok", 10.0)
+    assert state == {"active": True, "problem": None}
+    assert res["delay"] is not None, res
+    assert res["delay"] < 2.0, f"frame waited {res['delay']:.3f}s: immediate mode not in force"
+    assert res["received"] >= 1 and res["drops"] == 0
+
+
+@pytest.mark.parametrize("mode,reason", [("layout-fails", "layout"), ("confirm-fails", "forced mismatch")])
+def test_failed_validation_falls_back_to_the_read_timeout(lab, mode, reason):
+    """Validation failing before activation, or after it (the handle is reopened), still captures."""
+    state, res = probe(lab, mode, 0.05)
+    assert state["active"] is False and reason in state["problem"]
+    assert res["delay"] is not None and res["received"] >= 1, res
+
+
+def test_listen_warns_once_and_says_which_mode(lab, tmp_path):
+    err_path = tmp_path / "listen.err"
+    code = ("import sys; from mirrorwatch import live; from mirrorwatch.cli import main; "
+            "live._Immediate.confirm = lambda self, handle: 'forced mismatch'; "
+            "main(sys.argv[1:], prog_name='mirrorwatch')")
+    p = lab.python(lab.sensor, code, "listen", lab.monitor, "--no-table", "-q", "--eve", str(tmp_path / "eve.json"),
+                   "--set", "capture.immediate=true",
+                   stdout=subprocess.DEVNULL, stderr=open(err_path, "w"))
+    deadline = time.monotonic() + 30
+    while "listening on" not in err_path.read_text():
+        if p.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"listen did not start: {err_path.read_text()[-800:]}")
+        time.sleep(0.05)
+    assert lab.stop(p, signal.SIGTERM) == 0
+    lines = err_path.read_text().splitlines()
+    warnings = [ln for ln in lines if "warning" in ln]
+    assert len(warnings) == 1 and "capture.immediate not enabled" in warnings[0] and "forced mismatch" in warnings[0]
+    listening = next(ln for ln in lines if "listening on" in ln)
+    assert "read-timeout 10 ms" in listening and "immediate mode" not in listening
