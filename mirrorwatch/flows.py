@@ -118,6 +118,10 @@ TCP_TRANSITIONS: dict[tuple[str, int, str], tuple[str, str | None]] = {
     ("time_wait", C, "ack+finacked"): ("closed", None),
 }
 
+# the "+finacked" rows keyed by the plain event (no string built per packet)
+_FINACKED = {(st, d, ev[:-len("+finacked")]): t for (st, d, ev), t in TCP_TRANSITIONS.items()
+             if ev.endswith("+finacked")}
+
 FLOW_STATE = {
     "none": "new", "syn_sent": "new", "syn_recv": "new",
     "established": "established", "fin_wait1": "established", "fin_wait2": "established",
@@ -370,10 +374,10 @@ class FlowTable:
         pf = f.fin_seq[1 - d]
         t = None
         if pf is not None and fl & ACK and ((pkt.ack - pf - 1) & M32) < HALF:
-            t = TCP_TRANSITIONS.get((st, d, ev + "+finacked"))
+            t = _FINACKED.get((st, d, ev))
         if t is None:
             t = TCP_TRANSITIONS.get((st, d, ev))
-        if t is not None and not self._guard(f, t[1]):
+        if t is not None and t[1] is not None and not self._guard(f, t[1]):
             t = None
         if fl & FIN and (t is not None or FLOW_STATE[st] == "established"):
             fs = f.fin_seq[d]  # remember where this side's FIN is (only a FIN the session took)

@@ -449,7 +449,8 @@ class Detector:
                 lo = min(start - self.lookback, end - back)
                 if lo < base:
                     lo = base
-            pieces.append(bytes(st.buf[lo - base:end - base]))
+            with memoryview(st.buf) as mv:  # one copy, not a bytearray slice and then bytes
+                pieces.append(bytes(mv[lo - base:end - base]))
             offs.append(lo)
             keep = end - back
             if keep > st.buf_base:
