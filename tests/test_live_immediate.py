@@ -125,6 +125,16 @@ def test_failed_validation_falls_back_to_the_read_timeout(lab, mode, reason):
     assert res["delay"] is not None and res["received"] >= 1, res
 
 
+def run_until_listening(lab: NetLab, p: subprocess.Popen, err_path) -> None:
+    """Wait for listen's "listening on" line, then stop it cleanly."""
+    deadline = time.monotonic() + 30
+    while "listening on" not in err_path.read_text():
+        if p.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"listen did not start: {err_path.read_text()[-800:]}")
+        time.sleep(0.05)
+    assert lab.stop(p, signal.SIGTERM) == 0
+
+
 def test_listen_warns_once_and_says_which_mode(lab, tmp_path):
     err_path = tmp_path / "listen.err"
     code = ("import sys; from mirrorwatch import live; from mirrorwatch.cli import main; "
@@ -133,14 +143,19 @@ def test_listen_warns_once_and_says_which_mode(lab, tmp_path):
     p = lab.python(lab.sensor, code, "listen", lab.monitor, "--no-table", "-q", "--eve", str(tmp_path / "eve.json"),
                    "--set", "capture.immediate=true",
                    stdout=subprocess.DEVNULL, stderr=open(err_path, "w"))
-    deadline = time.monotonic() + 30
-    while "listening on" not in err_path.read_text():
-        if p.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"listen did not start: {err_path.read_text()[-800:]}")
-        time.sleep(0.05)
-    assert lab.stop(p, signal.SIGTERM) == 0
+    run_until_listening(lab, p, err_path)
     lines = err_path.read_text().splitlines()
     warnings = [ln for ln in lines if "warning" in ln]
     assert len(warnings) == 1 and "capture.immediate not enabled" in warnings[0] and "forced mismatch" in warnings[0]
     listening = next(ln for ln in lines if "listening on" in ln)
     assert "read-timeout 10 ms" in listening and "immediate mode" not in listening
+
+
+def test_listen_says_immediate_mode_when_it_is_on(lab, tmp_path):
+    err_path = tmp_path / "listen.err"
+    p = lab.mirrorwatch("listen", lab.monitor, "--no-table", "-q", "--eve", str(tmp_path / "eve.json"),
+                        "--set", "capture.immediate=true", stdout=subprocess.DEVNULL, stderr=open(err_path, "w"))
+    run_until_listening(lab, p, err_path)
+    text = err_path.read_text()
+    assert "warning" not in text
+    assert "immediate mode" in next(ln for ln in text.splitlines() if "listening on" in ln)
