@@ -292,7 +292,8 @@ class FlowTable:
                     st = streams[d]
                     if st is None:
                         st = streams[d] = self._stream(f, d, seq)
-                    st.add(seq, payload)
+                    if st is not None:
+                        st.add(seq, payload)
                 if fl & ACK:
                     st = streams[1 - d]
                     if st is not None:
