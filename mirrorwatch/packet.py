@@ -104,9 +104,73 @@ class Packet:
         self.tunnel_off = 0
         self.invalid = ""
 
+    @classmethod
+    def ipv4_tcp(cls, ts, pcap_cnt, frame, dst_mac, src_mac, vlans, vlan_id, src, dst, ttl, tos, ip_id, ip_off,
+                 ip_len, sport, dport, seq, ack, flags, win, urp, tcp_hlen, tcp_opts, payload):
+        """The decoder's fast path (Ethernet, option-less unfragmented IPv4, valid TCP header):
+        every slot stored exactly once, instead of a default that is then overwritten.
+        Must set every slot (checked when this module is imported)."""
+        p = _new(cls)
+        p.ts = ts
+        p.pcap_cnt = pcap_cnt
+        p.linktype = 1
+        p.frame = frame
+        p.wirelen = len(frame)
+        p.src_mac = src_mac
+        p.dst_mac = dst_mac
+        p.vlans = vlans
+        p.vlan_id = vlan_id
+        p.l2_proto = 0x0800
+        p.ipv = 4
+        p.src = src
+        p.dst = dst
+        p.proto = 6
+        p.ttl = ttl
+        p.ip_id = ip_id
+        p.ip_off = ip_off
+        p.ip_hlen = 20
+        p.ip_len = ip_len
+        p.frag = False
+        p.ip_opts = b""
+        p.tos = tos
+        p.sport = sport
+        p.dport = dport
+        p.l4_off = ip_off + 20
+        p.seq = seq
+        p.ack = ack
+        p.flags = flags
+        p.win = win
+        p.urp = urp
+        p.tcp_hlen = tcp_hlen
+        p.tcp_opts = tcp_opts
+        p.icmp_type = -1
+        p.icmp_code = -1
+        p.icmp_id = -1
+        p.icmp_seq = -1
+        p.payload = payload
+        p.csum_ok = None
+        p.tunnel = ()
+        p.tunnel_off = 0
+        p.invalid = ""
+        return p
+
     def __repr__(self) -> str:  # debugging aid only
         from ipaddress import ip_address
 
         s = ip_address(self.src) if self.src else "?"
         d = ip_address(self.dst) if self.dst else "?"
         return f"<Packet #{self.pcap_cnt} {self.proto} {s}:{self.sport} -> {d}:{self.dport} len={len(self.payload)}>"
+
+
+_new = object.__new__
+
+
+def _check_fast_constructor() -> None:
+    """A slot added to Packet but not to ``ipv4_tcp`` would be unset on the fast path: fail at import."""
+    p = Packet.ipv4_tcp(0.0, 0, b"", *([0] * 21))
+    missing = [name for name in Packet.__slots__ if not hasattr(p, name)]
+    if missing:
+        raise AssertionError(f"Packet.ipv4_tcp does not set {missing}")
+
+
+_check_fast_constructor()
