@@ -27,6 +27,7 @@ from ipaddress import ip_address
 from .checksum import checksum, pseudo_sum
 from .events import Kill
 from .output.console import ConsoleAlerts
+from .output.sink import Sink
 from .packet import ACK, FIN, PSH, RST, SYN, URG
 
 ETH_P_IP, ETH_P_IPV6 = 0x0800, 0x86DD
@@ -139,8 +140,8 @@ def describe(kill: Kill) -> str:
     return f"kill ({kill.trigger}) {verb}: " + "; ".join(parts)
 
 
-class _Sink:
-    """Common counters and the sink protocol (``handle``/``flush``/``close``/``reopen``)."""
+class _Sink(Sink):
+    """Common counters of the injection sinks; ``write`` sends or records one Kill."""
 
     def __init__(self):
         self.frames = 0
@@ -154,12 +155,6 @@ class _Sink:
 
     def write(self, kill: Kill) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
-
-    def flush(self) -> None:
-        pass
-
-    def reopen(self) -> None:
-        pass
 
 
 class KillLog(ConsoleAlerts):

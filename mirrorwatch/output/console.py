@@ -6,12 +6,13 @@ import sys
 
 from ..events import Alert
 from .fastlog import format_alert
+from .sink import Sink
 
 _COLOURS = {1: "\x1b[1;31m", 2: "\x1b[33m", 3: "\x1b[36m"}
 _RESET = "\x1b[0m"
 
 
-class ConsoleAlerts:
+class ConsoleAlerts(Sink):
     """Prints each alert as its fast.log line on ``stream`` (stdout by default)."""
 
     def __init__(self, stream=None, colour: bool | None = None):
@@ -37,6 +38,3 @@ class ConsoleAlerts:
 
     def close(self) -> None:
         self.flush()
-
-    def reopen(self) -> None:
-        pass

@@ -13,8 +13,9 @@ import itertools
 
 from ..events import Alert, FlowEnded, Kill, Stats
 from .fmt import ICMP_PROTOS, addr, proto_name
+from .sink import Sink
 
-class Summary:
+class Summary(Sink):
     """Collects what the end-of-run report shows."""
 
     def __init__(self, top: int = 20):
@@ -62,15 +63,6 @@ class Summary:
             heapq.heappush(self._heap, (key, session_row(f, n_alerts, e.reason)))
         elif key > self._heap[0][0]:
             heapq.heapreplace(self._heap, (key, session_row(f, n_alerts, e.reason)))
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def reopen(self) -> None:
-        pass
 
     # -- report -------------------------------------------------------------
     def top_sessions(self) -> list[dict]:

@@ -26,6 +26,7 @@ from rich.text import Text
 
 from ..events import Alert, FlowEnded, Kill
 from ..output.fmt import addr, fast_time, packet_ports, proto_name
+from ..output.sink import Sink
 
 SORT_KEYS = ("bytes", "rate", "age", "alerts")
 ALERT_LINES = 5
@@ -85,7 +86,7 @@ def endpoint(packed: bytes, port: int, proto: int) -> str:
     return a
 
 
-class LiveTable:
+class LiveTable(Sink):
     """Samples an engine's flow table into a rich renderable; fed events for alerts and kills.
 
     ``source``: what the header calls the capture (interface or file name).
@@ -141,15 +142,6 @@ class LiveTable:
             fid = event.flow.flow_id
             self.flow_alerts.pop(fid, None)
             self._killed.discard(fid)
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def reopen(self) -> None:
-        pass
 
     # -- sampling -------------------------------------------------------------
     def sample(self, now: float) -> list:
