@@ -101,12 +101,15 @@ class ReassemblyContext:
     __slots__ = (
         "policy", "depth", "max_ooo_bytes", "max_ooo_segs", "gap_wait_bytes", "gap_wait_segs",
         "memcap", "unacked_max", "unacked_segs", "ooo_bytes", "buf_bytes", "buf_room", "ooo_streams", "stats", "reclaim",
-        "_orphans",
+        "_orphans", "settles", "depth_limit",
     )
 
     def __init__(self, settings):
         self.policy = POLICY_CODES[settings["stream.reassembly.policy"]]
         self.depth = settings["stream.reassembly.depth"]
+        # per-stream defaults computed once here, not at every stream's creation
+        self.settles = self.policy in (FIRST, VISTA)  # the policy never keeps bytes open to overlaps
+        self.depth_limit = self.depth or (1 << 62)
         self.max_ooo_bytes = settings["stream.reassembly.max-ooo-bytes"]
         self.max_ooo_segs = settings["stream.reassembly.max-ooo-segments"]
         self.gap_wait_bytes = settings["stream.reassembly.gap-wait-bytes"]
@@ -166,7 +169,7 @@ class Stream:
         self.acked_hi = 0  # highest offset the receiver acknowledged beyond our in-order data
         self.fin_off = None  # offset of the FIN, once seen
         self._policy = ctx.policy
-        self.settle_now = settle_now or ctx.policy in (FIRST, VISTA)
+        self.settle_now = settle_now or ctx.settles
         self.peer_visible = not settle_now  # the receiver's packets (ACKs) are seen
         self.rewrites = 0
         self.gaps = 0
@@ -174,7 +177,7 @@ class Stream:
         self._ooo: list | tuple = ()  # [start, bytearray] chunks past ``off``, sorted, disjoint (a list once used)
         self._ooo_bytes = 0
         self._ctx = ctx
-        self._depth = ctx.depth or (1 << 62)
+        self._depth = ctx.depth_limit
         self._unacked_max = ctx.unacked_max
         self._unacked_segs = ctx.unacked_segs
 

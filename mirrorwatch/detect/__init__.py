@@ -93,16 +93,13 @@ class _GapKeeper:
     """Reassembly observer: when a gap is declared, saves the not yet inspected
     bytes before it (the stream is about to drop them) for the next inspection."""
 
-    __slots__ = ("fd", "d", "inner")
+    __slots__ = ("fd", "d", "inner", "wants_data")
 
     def __init__(self, fd: FlowDet, d: int, inner) -> None:
         self.fd, self.d, self.inner = fd, d, inner
-
-    @property
-    def wants_data(self) -> bool:
-        """Settled bytes matter only to a wrapped observer: without one the stream makes no
-        ``data`` calls (and keeps its fast paths)."""
-        return self.inner is not None and getattr(self.inner, "wants_data", True)
+        # settled bytes matter only to a wrapped observer: without one the stream makes no
+        # ``data`` calls (and keeps its fast paths)
+        self.wants_data = inner is not None and getattr(inner, "wants_data", True)
 
     def data(self, stream, offset: int, data: bytes) -> None:
         if self.inner is not None:
