@@ -125,6 +125,18 @@ def test_byte_test():
     assert not hit("byte_test:4,=,0,2;", b"\x00\x00\x00")  # not enough data
 
 
+def test_bitmask_applies_to_every_byte_keyword():
+    # the mask ANDs the value, then shifts it right past the mask's trailing zero bits
+    assert hit('byte_jump:1,0,bitmask 0x0f; content:"X"; within:1;', b"\xf2abX")  # jumps 2, not 242
+    assert not hit('byte_jump:1,0; content:"X"; within:1;', b"\xf2abX")
+    assert hit("byte_extract:1,0,n,bitmask 0xf0; byte_test:1,=,n,1;", b"\x30\x03")  # 0x30 -> 3
+    assert not hit("byte_extract:1,0,n,bitmask 0xf0; byte_test:1,=,n,1;", b"\x30\x30")
+    assert hit("byte_math:bytes 1,offset 0,oper +,rvalue 1,result r,bitmask 0xf0; byte_test:1,=,r,1;",
+               b"\x20\x03")  # (0x20 masked and shifted = 2) + 1
+    assert not hit("byte_math:bytes 1,offset 0,oper +,rvalue 1,result r,bitmask 0xf0; byte_test:1,=,r,1;",
+                   b"\x20\x21")
+
+
 def test_byte_jump():
     # jump over a length field and find a marker right there
     assert hit('byte_jump:1,0; content:"X"; within:1;', b"\x02abX")

@@ -78,20 +78,27 @@ def _done(buf, blen, cur, run):
     return MATCH
 
 
-def _read(buf, pos: int, nbytes: int, endian: str, string: str | None):
-    """(value, bytes consumed) or None: Suricata's ByteExtractUint64 / ByteExtractStringUint64."""
+def _read(buf, pos: int, nbytes: int, endian: str, string: str | None, mask: int | None = None, shift: int = 0):
+    """(value, bytes consumed) or None: Suricata's ByteExtractUint64 / ByteExtractStringUint64,
+    then the keyword's ``bitmask`` (value ANDed, shifted right past the mask's trailing zeros)."""
     if string is None:
-        return int.from_bytes(buf[pos:pos + nbytes], "little" if endian == "little" else "big"), nbytes
-    chunk = bytes(buf[pos:pos + nbytes]).split(b"\0", 1)[0]
-    m = _STR_RE[string].match(chunk)
-    if not m:
-        return None
-    val = int(m.group(2), _BASE[string])
-    if val > _U64:
-        return None  # strtoull ERANGE
-    if m.group(1) == b"-":
-        val = (-val) & _U64
-    return val, m.end()
+        val, used = int.from_bytes(buf[pos:pos + nbytes], "little" if endian == "little" else "big"), nbytes
+    else:
+        chunk = bytes(buf[pos:pos + nbytes]).split(b"\0", 1)[0]
+        m = _STR_RE[string].match(chunk)
+        if not m:
+            return None
+        val = int(m.group(2), _BASE[string])
+        if val > _U64:
+            return None  # strtoull ERANGE
+        if m.group(1) == b"-":
+            val = (-val) & _U64
+        used = m.end()
+    if mask:
+        val &= mask
+        if val and shift:
+            val >>= shift
+    return val, used
 
 
 def _shift_of(mask: int | None) -> int:
@@ -308,14 +315,10 @@ def _c_byte_test(b: ByteTest, nxt):
         nbytes = _value(b.nbytes, run)
         if pos < 0 or blen - pos <= 0 or nbytes > blen - pos or not 0 < nbytes <= maxbytes:
             return NO_MATCH
-        got = _read(buf, pos, nbytes, b.endian, b.string)
+        got = _read(buf, pos, nbytes, b.endian, b.string, mask, shift)
         if got is None:
             return NO_MATCH
         val = got[0]
-        if mask:
-            val &= mask
-            if val and shift:
-                val >>= shift
         value = _value(b.value, run)
         if op == "=":
             ok = val == value
@@ -354,16 +357,12 @@ def _c_byte_jump(b: ByteJump, nxt):
         if pos < 0 or nbytes > avail or not 0 <= nbytes <= maxbytes:
             return NO_MATCH
         if nbytes:
-            got = _read(buf, pos, nbytes, b.endian, b.string)
+            got = _read(buf, pos, nbytes, b.endian, b.string, mask, shift)
             if got is None:
                 return NO_MATCH
             val, used = got
         else:
             val, used = 0, 0
-        if mask:
-            val &= mask
-            if val and shift:
-                val >>= shift
         val *= b.multiplier
         if b.align and val % 4:
             val += 4 - val % 4
@@ -393,14 +392,10 @@ def _c_byte_extract(b: ByteExtract, nxt):
         pos = _start(b.relative, b.offset, cur)
         if (b.relative and blen - pos <= 0) or pos < 0 or b.nbytes > blen - pos:
             return NO_MATCH
-        got = _read(buf, pos, b.nbytes, b.endian, b.string)
+        got = _read(buf, pos, b.nbytes, b.endian, b.string, mask, shift)
         if got is None:
             return NO_MATCH
         val, used = got
-        if mask:
-            val &= mask
-            if val and shift:
-                val >>= shift
         val *= b.multiplier
         if b.align and val % b.align:
             val += b.align - val % b.align
@@ -420,14 +415,10 @@ def _c_byte_math(b: ByteMath, nxt):
         pos = _start(b.relative, _value(b.offset, run), cur)
         if (b.relative and blen - pos <= 0) or pos < 0 or b.nbytes > blen - pos:
             return NO_MATCH
-        got = _read(buf, pos, b.nbytes, b.endian, b.string)
+        got = _read(buf, pos, b.nbytes, b.endian, b.string, mask, shift)
         if got is None:
             return NO_MATCH
         val, used = got
-        if mask:
-            val &= mask
-            if val and shift:
-                val >>= shift
         rv = _value(b.rvalue, run)
         op = b.oper
         if op == "+":
