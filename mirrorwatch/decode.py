@@ -70,7 +70,7 @@ _LE32 = struct.Struct("<I").unpack_from
 _LE32x2 = struct.Struct("<II").unpack_from
 _NATIVE_HH = struct.Struct("=HH").unpack_from  # NFLOG TLV headers are in the capturing host's order
 _from = int.from_bytes
-_IPV4_TCP = Packet.ipv4_tcp
+_IP_TCP = Packet.ip_tcp
 
 _VLAN_TPIDS = frozenset((0x8100, 0x88A8, 0x9100, 0x9200))
 # IPv6 extension headers walked to reach the upper layer (44 = fragment, 51 = AH).
@@ -179,16 +179,25 @@ class Decoder:
                 end = len(frame)
                 if end >= 34:
                     # Fast path: Ethernet, untagged or with one 802.1Q tag, + option-less,
-                    # unfragmented IPv4 in one unpack; anything else takes the general path.
+                    # unfragmented IPv4 in one unpack (or IPv6 without extension headers
+                    # carrying TCP: ``_eth_ipv6_tcp``); anything else takes the general path.
+                    o = 0
                     if frame[12] == 8 and frame[13] == 0:
                         dmac, smac, _, vhl, tos, tlen, ipid, foff, ttl, proto, _, src, dst = _ETH_IP4(frame, 0)
                         o = 14
-                    elif (frame[12] == 0x81 and frame[13] == 0 and end >= 38 and frame[16] == 8 and frame[17] == 0
-                          and self.max_layers):
-                        dmac, smac, _, tci, _, vhl, tos, tlen, ipid, foff, ttl, proto, _, src, dst = _ETH_VLAN_IP4(frame, 0)
-                        o = 18
-                    else:
-                        o = 0
+                    elif frame[12] == 0x81 and frame[13] == 0 and end >= 38 and self.max_layers:
+                        if frame[16] == 8 and frame[17] == 0:
+                            dmac, smac, _, tci, _, vhl, tos, tlen, ipid, foff, ttl, proto, _, src, dst = _ETH_VLAN_IP4(
+                                frame, 0)
+                            o = 18
+                        elif frame[16] == 0x86 and frame[17] == 0xDD:
+                            pkt = self._eth_ipv6_tcp(ts, pcap_cnt, frame, 18, end)
+                            if pkt is not None:
+                                return pkt
+                    elif frame[12] == 0x86 and frame[13] == 0xDD:
+                        pkt = self._eth_ipv6_tcp(ts, pcap_cnt, frame, 14, end)
+                        if pkt is not None:
+                            return pkt
                     if o and vhl == 0x45 and 20 <= tlen <= end - o and not foff & 0x3FFF:
                         l4 = o + 20
                         ip_end = o + tlen
@@ -204,9 +213,9 @@ class Decoder:
                             thl = (offfl >> 12) << 2
                             if thl >= 20 and l4 + thl <= ip_end:  # a valid TCP header: built in one go (as _l4)
                                 self.n_tcp += 1
-                                pkt = _IPV4_TCP(ts, pcap_cnt, frame, dmac, smac, vlans, vlan_id, src, dst, ttl, tos,
-                                                ipid, o, tlen, sport, dport, seq, ack, offfl & 0xFF, win, urp, thl,
-                                                frame[l4 + 20:l4 + thl] if thl > 20 else b"", frame[l4 + thl:ip_end])
+                                pkt = _IP_TCP(ts, pcap_cnt, frame, dmac, smac, vlans, vlan_id, 4, 0x0800, src, dst, ttl,
+                                              tos, ipid, o, 20, tlen, sport, dport, seq, ack, offfl & 0xFF, win, urp,
+                                              thl, frame[l4 + 20:l4 + thl] if thl > 20 else b"", frame[l4 + thl:ip_end])
                                 if self.verify:  # _ipv4_csum inlined
                                     if _from(frame[o:l4], "little") % 0xFFFF:
                                         pkt.csum_ok = False
@@ -233,6 +242,37 @@ class Decoder:
             return self._link(Packet(ts, pcap_cnt, linktype, frame), linktype, frame)
         except Exception as e:  # a decoder bug must not take the engine down
             return self._err("internal_error_" + type(e).__name__)
+
+    def _eth_ipv6_tcp(self, ts: float, pcap_cnt: int, frame: bytes, o: int, end: int) -> Packet | None:
+        """Fast path for IPv6 at ``o`` (after Ethernet and at most one 802.1Q tag) with no
+        extension header, carrying a valid TCP header; None sends the frame down the general
+        path, which decodes it to the same Packet (and handles, counts or rejects the rest)."""
+        if end - o < 60:
+            return None
+        vtf, plen, nh, hlim, src, dst = _IP6(frame, o)
+        l4 = o + 40
+        ip_end = l4 + plen
+        if nh != 6 or vtf >> 28 != 6 or plen < 20 or ip_end > end:
+            return None
+        sport, dport, seq, ack, offfl, win, _, urp = _TCP(frame, l4)
+        thl = (offfl >> 12) << 2
+        if thl < 20 or l4 + thl > ip_end:
+            return None
+        if o == 18:  # as _ethertype: one tag is one layer
+            tci = _H(frame, 14)[0]
+            self.n_vlan += 1
+            vlans = ((0x8100, tci),)
+            vlan_id = (tci & 0xFFF,)
+        else:
+            vlans = vlan_id = ()
+        self.n_ipv6 += 1
+        self.n_tcp += 1
+        pkt = _IP_TCP(ts, pcap_cnt, frame, frame[0:6], frame[6:12], vlans, vlan_id, 6, 0x86DD, src, dst, hlim,
+                      (vtf >> 20) & 0xFF, 0, o, 40, 40 + plen, sport, dport, seq, ack, offfl & 0xFF, win, urp, thl,
+                      frame[l4 + 20:l4 + thl] if thl > 20 else b"", frame[l4 + thl:ip_end])
+        if self.verify:
+            self._verify_l4(pkt, frame, l4, ip_end, 6)
+        return pkt
 
     # -- link layers ----------------------------------------------------------
     def _link(self, pkt: Packet, lt: int, f: bytes):

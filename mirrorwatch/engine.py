@@ -90,7 +90,7 @@ class Engine:
                 events.extend(alerts)
             return events
         killer = self.killer
-        if killer is not None and killer.own_frame(pkt):
+        if killer is not None and pkt.flags & 0x05 and killer.own_frame(pkt):
             return events  # our own RST/FIN seen back on the mirror: counted, not tracked
         flow, to_server = self.flows.process(pkt, events)
         if events:
@@ -98,7 +98,8 @@ class Engine:
         alerts = self.detector.inspect(pkt, flow, to_server)
         if alerts:
             events.extend(alerts)
-        if killer is not None and flow is not None:
+        # the killer acts on killing alerts and on later packets of sessions it is killing
+        if killer is not None and (alerts or flow.kill is not None):
             killer.on_packet(pkt, flow, to_server, alerts, events)
         return events
 

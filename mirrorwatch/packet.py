@@ -105,10 +105,11 @@ class Packet:
         self.invalid = ""
 
     @classmethod
-    def ipv4_tcp(cls, ts, pcap_cnt, frame, dst_mac, src_mac, vlans, vlan_id, src, dst, ttl, tos, ip_id, ip_off,
-                 ip_len, sport, dport, seq, ack, flags, win, urp, tcp_hlen, tcp_opts, payload):
-        """The decoder's fast path (Ethernet, option-less unfragmented IPv4, valid TCP header):
-        every slot stored exactly once, instead of a default that is then overwritten.
+    def ip_tcp(cls, ts, pcap_cnt, frame, dst_mac, src_mac, vlans, vlan_id, ipv, l2_proto, src, dst, ttl, tos, ip_id,
+               ip_off, ip_hlen, ip_len, sport, dport, seq, ack, flags, win, urp, tcp_hlen, tcp_opts, payload):
+        """The decoder's fast path (Ethernet, at most one VLAN tag, option-less unfragmented
+        IPv4 or extension-less IPv6, valid TCP header): every slot stored exactly once,
+        instead of a default that is then overwritten.
         Must set every slot (checked when this module is imported)."""
         p = _new(cls)
         p.ts = ts
@@ -120,22 +121,22 @@ class Packet:
         p.dst_mac = dst_mac
         p.vlans = vlans
         p.vlan_id = vlan_id
-        p.l2_proto = 0x0800
-        p.ipv = 4
+        p.l2_proto = l2_proto
+        p.ipv = ipv
         p.src = src
         p.dst = dst
         p.proto = 6
         p.ttl = ttl
         p.ip_id = ip_id
         p.ip_off = ip_off
-        p.ip_hlen = 20
+        p.ip_hlen = ip_hlen
         p.ip_len = ip_len
         p.frag = False
         p.ip_opts = b""
         p.tos = tos
         p.sport = sport
         p.dport = dport
-        p.l4_off = ip_off + 20
+        p.l4_off = ip_off + ip_hlen
         p.seq = seq
         p.ack = ack
         p.flags = flags
@@ -166,11 +167,11 @@ _new = object.__new__
 
 
 def _check_fast_constructor() -> None:
-    """A slot added to Packet but not to ``ipv4_tcp`` would be unset on the fast path: fail at import."""
-    p = Packet.ipv4_tcp(0.0, 0, b"", *([0] * 21))
+    """A slot added to Packet but not to ``ip_tcp`` would be unset on the fast path: fail at import."""
+    p = Packet.ip_tcp(0.0, 0, b"", *([0] * 24))
     missing = [name for name in Packet.__slots__ if not hasattr(p, name)]
     if missing:
-        raise AssertionError(f"Packet.ipv4_tcp does not set {missing}")
+        raise AssertionError(f"Packet.ip_tcp does not set {missing}")
 
 
 _check_fast_constructor()

@@ -445,3 +445,40 @@ def test_decode_never_raises_on_random_prefixes():
         c = d.counters()
         assert not [k for k in c if "internal_error" in k]
         assert c["decoder.pkts"] == c["decoder.decoded"] + c["decoder.errors"] + c["defrag.fragments_held"]
+
+
+def _general_path(frame: bytes, mode: str = "all") -> tuple[Decoder, Packet | None]:
+    """What the decoder's general Ethernet path makes of ``frame`` (no fast path)."""
+    d = Decoder(Settings(), checksum_mode=mode)
+    d.pkts += 1
+    p = Packet(1.0, 1, 1, frame)
+    p.dst_mac, p.src_mac = frame[0:6], frame[6:12]
+    return d, d._ethertype(p, frame, 14, len(frame), int.from_bytes(frame[12:14], "big"), 0)
+
+
+def _tcp6(payload=b"hello", tc=0, hlim=64, options=(), **kw):
+    return (IPv6(src=A6, dst=B6, tc=tc, hlim=hlim, **kw)
+            / TCP(sport=1234, dport=80, seq=1000, ack=2000, flags="PA", window=512, options=list(options)) / Raw(payload))
+
+
+@pytest.mark.parametrize("name,frame", [
+    ("plain", raw(eth() / _tcp6())),
+    ("vlan", raw(eth() / Dot1Q(vlan=42, prio=5) / _tcp6(tc=0xB8, hlim=7))),
+    ("options+padding", raw(eth() / _tcp6(payload=b"", options=[("MSS", 1440), ("NOP", None), ("WScale", 7)]))
+     + b"\0" * 8),
+    ("bad checksum", raw(eth() / IPv6(src=A6, dst=B6) / TCP(sport=1, dport=2, chksum=0x1234) / Raw(b"x" * 99))),
+    ("extension header", raw(eth() / IPv6(src=A6, dst=B6) / IPv6ExtHdrDestOpt() / TCP() / Raw(b"y"))),
+    ("udp", raw(eth() / IPv6(src=A6, dst=B6) / UDP(sport=53, dport=5353) / Raw(b"z" * 30))),
+    ("truncated", raw(eth() / _tcp6(payload=b"q" * 40))[:-10]),
+    ("bad tcp header length", raw(eth() / _tcp6())[:14 + 40 + 12] + b"\x30" + raw(eth() / _tcp6())[14 + 40 + 13:]),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_ipv6_fast_path_equals_general_path(name, frame):
+    """The IPv6 fast path builds exactly the Packet (and counters) of the general path, or leaves it the frame."""
+    fast_dec, fast = dec(frame)
+    slow_dec, slow = _general_path(frame)
+    if slow is None:
+        assert fast is None
+    else:
+        for slot in Packet.__slots__:
+            assert getattr(fast, slot) == getattr(slow, slot), slot
+    assert fast_dec.counters() == slow_dec.counters()

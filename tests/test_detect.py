@@ -511,3 +511,24 @@ alert tcp any any -> any 1024: (dsize:>0; sid:3;)
     assert det.port_idx[6][0] == {22: (num[1],), 2222: (num[1],)}
     assert det.port_idx[17][1] == {53: (num[2],)}
     assert det.pkt_always[6] == (num[3],)  # a port range too wide to list: checked per packet
+
+
+def test_port_bound_literals_are_not_scanned_on_other_ports():
+    """A database whose every rule is bound to port 21 is not scanned for port-80 packets
+    (Suricata's per-port signature groups); on port 21 it is, and the rule still fires."""
+    text = ('alert tcp any any -> any 21 (msg:"ftp root"; flow:established,to_server; content:"USER root"; '
+            'depth:9; sid:1;)\n'
+            'alert udp any any -> any 53 (msg:"dns"; content:"evil"; sid:2;)')
+    out = {}
+    for port in (80, 21):
+        eng = engine(text)
+        c = Conv(dport=port)
+        alerts = run(eng, c.handshake() + [c.client(b"USER root\r\n"), c.ack_from_server()] + c.close())
+        out[port] = (sids(alerts), eng.detector.c["scans"])
+    assert out[80] == ([], 0)
+    assert out[21][0] == [1] and out[21][1] >= 1
+    # a rule for any port in the same database: every packet with data is scanned again
+    eng = engine(text + '\nalert tcp any any -> any any (msg:"x"; content:"zzz"; depth:3; sid:3;)')
+    c = Conv(dport=80)
+    run(eng, c.handshake() + [c.client(b"USER root\r\n")])
+    assert eng.detector.c["scans"] == 1

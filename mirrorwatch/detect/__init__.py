@@ -51,7 +51,7 @@ import hyperscan as hs
 from ..events import Alert
 from ..packet import Packet
 from .compile import CRule, Unsupported, negated_addresses, port_values
-from .groups import AddrIndex, choose_side, port_split, value_table
+from .groups import AddrIndex, choose_side, port_gate, port_split, value_table
 from .headers import compile_check
 from .hsdb import BlockScanner, LiteralSet
 from .threshold import Thresholds
@@ -268,10 +268,15 @@ class Detector:
         self.block: dict[int, tuple] = {}
         for k, ls in pkt_lits.items():
             db = ls.compile(hs.HS_MODE_BLOCK)
-            self.block[k] = (BlockScanner(db), port_split(ls.rule_tuples(), port_keys)) if db is not None else None
+            if db is not None:
+                split = port_split(ls.rule_tuples(), port_keys)
+                self.block[k] = (BlockScanner(db), split, port_gate(split))
+            else:
+                self.block[k] = None
         db = stream_lits.compile(hs.HS_MODE_BLOCK)
         self.stream_scan = BlockScanner(db) if db is not None else None
         self.stream_rules = port_split(stream_lits.rule_tuples(), port_keys)
+        self.stream_gate = port_gate(self.stream_rules)
         self.has_stream = db is not None or bool(self.stream_nompm)
         self.lookback = max((len(lit) for lit, _ in stream_lits.ids), default=1) - 1
         self.patterns = sum(len(ls) for k, ls in pkt_lits.items() if k != ADDED) + len(stream_lits)
@@ -343,7 +348,7 @@ class Detector:
                 blk = self.block[ADDED]  # the stream rules see these bytes in the stream
             else:
                 blk = self.block[tc]
-            if blk is not None:
+            if blk is not None and (blk[2] is None or dp in blk[2][0] or sp in blk[2][1]):
                 c["scans"] += 1
                 hits = blk[0].scan(payload)
                 if hits:
@@ -461,10 +466,12 @@ class Detector:
                 dport, sport = flow.sport, flow.cport
             else:
                 dport, sport = flow.cport, flow.sport
-            scan = self.stream_scan.scan
-            for piece in pieces:
-                c["stream_bytes"] += len(piece)
-                _expand(scan(piece), split, dport, sport, cands.update)
+            gate = self.stream_gate
+            if gate is None or dport in gate[0] or sport in gate[1]:
+                scan = self.stream_scan.scan
+                for piece in pieces:
+                    c["stream_bytes"] += len(piece)
+                    _expand(scan(piece), split, dport, sport, cands.update)
         cands.update(self.stream_nompm)
         return pieces
 

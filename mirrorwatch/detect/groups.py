@@ -135,3 +135,23 @@ def port_split(rule_lists, port_keys: dict) -> tuple:
                     {p: tuple(v) for p, v in dmap.items()} or None,
                     {p: tuple(v) for p, v in smap.items()} or None))
     return tuple(out)
+
+
+def port_gate(split: tuple):
+    """(dst ports, src ports) outside which no literal of ``split`` wakes any rule, or None.
+
+    When every rule behind a literal database is bound to a few ports (the
+    FTP rules of port 21, say), a packet between other ports cannot get a
+    candidate from it: the scan is skipped, as Suricata's per-port signature
+    groups never run that group's matcher.  None: some rule applies to any port.
+    """
+    dports: set = set()
+    sports: set = set()
+    for anys, dmap, smap in split:
+        if anys:
+            return None
+        if dmap is not None:
+            dports.update(dmap)
+        if smap is not None:
+            sports.update(smap)
+    return frozenset(dports), frozenset(sports)
