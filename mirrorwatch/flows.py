@@ -261,7 +261,7 @@ class FlowTable:
                 f = self._reuse(f, key, pkt, fwd, sp, dp, events)
         d = 0 if fwd == f.lo_client else 1
         f.pkts[d] += 1
-        f.bytes[d] += len(pkt.frame)
+        f.bytes[d] += pkt.wirelen  # the frame's captured length
         if ts > f.last_ts:
             f.last_ts = ts
         if proto == PROTO_TCP:
@@ -280,8 +280,6 @@ class FlowTable:
                 seq = pkt.seq
                 payload = pkt.payload
                 n = len(payload)
-                if fl & ACK:
-                    f.last_ack[d] = pkt.ack
                 f.win[d] = pkt.win
                 end = (seq + n) & M32
                 ns = f.next_seq[d]
@@ -295,11 +293,12 @@ class FlowTable:
                     if st is not None:
                         st.add(seq, payload)
                 if fl & ACK:
+                    ack = f.last_ack[d] = pkt.ack
                     st = streams[1 - d]
                     if st is not None:
                         if not st.peer_visible:
                             st.peer_seen()
-                        st.ack(pkt.ack)
+                        st.ack(ack)
         elif pkt.csum_ok is False:
             self.c["csum_bad_pkts"] += 1
         elif f.state == "new" and f.pkts[1 - d]:
