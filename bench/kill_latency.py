@@ -14,10 +14,14 @@ answers with forged RST+ACK segments to both endpoints.
 - Success: each endpoint's socket reports what it saw; a kill succeeds when
   both sides get ECONNRESET within 1 s of the trigger.
 
-Three configurations: libpcap immediate mode (``capture.immediate=true``:
-each frame handed over at once), and immediate mode off (the default) with
-``capture.read-timeout`` at its default 10 ms and at 1 ms (TPACKET_V3 blocks
-handed over when full or after that timeout).
+Configurations: the default settings with the mirror port's offloads off
+(TSO/GSO/GRO, as ``ethtool -K IFACE tso off gso off gro off`` does: then
+``capture.immediate=auto`` turns libpcap's immediate mode on, each frame
+handed over at once), the default settings with offloads on (the veth
+default: auto keeps TPACKET_V3 blocks, handed over when full or after
+``capture.read-timeout``, 10 ms), and offloads on with a 1 ms read-timeout.
+The sensor runs at the default scheduling priority, the traffic on the same
+2 cores.
 
     sudo .venv/bin/python bench/kill_latency.py [--connections 200] [--parallel 2] [--before 500000]
 """
@@ -27,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import statistics
 import struct
@@ -41,6 +46,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from netlab import PYTHON, NetLab, NetLabError  # noqa: E402
 from test_kill_live import PEER_SERVER, RULES, injection_port  # noqa: E402
+from test_live_immediate import set_offloads  # noqa: E402
 
 # N connections, P at a time: each reads `before` bytes of the server's stream, sends the trigger, waits.
 CLIENTS = r"""
@@ -131,15 +137,17 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, int(round(q * (len(s) - 1)))))]
 
 
+# (name, mirror port offloads on, listen options)
 CONFIGS = (
-    ("capture.immediate=true", ("--set", "capture.immediate=true")),
-    ("immediate off, read-timeout 10 ms", ("--set", "capture.immediate=false", "--set", "capture.read-timeout=0.01")),
-    ("immediate off, read-timeout 1 ms", ("--set", "capture.immediate=false", "--set", "capture.read-timeout=0.001")),
+    ("default, offloads off", False, ()),
+    ("default, offloads on", True, ()),
+    ("offloads on, read-timeout 1 ms", True, ("--set", "capture.read-timeout=0.001")),
 )
 
 
-def run_config(lab, tmp: Path, name: str, extra: tuple, args) -> dict:
+def run_config(lab, tmp: Path, name: str, offloads: bool, extra: tuple, args) -> dict:
     """One ``mirrorwatch listen`` with ``extra`` options over ``args.connections`` kills; the measurements."""
+    set_offloads(lab, offloads)
     tag = "".join(ch if ch.isalnum() else "-" for ch in name)
     pcap = tmp / f"{tag}.pcap"
     dump = lab.popen(lab.sensor, "tcpdump", "-i", lab.monitor, "-n", "-s", "200", "-B", "65536",
@@ -178,7 +186,10 @@ def run_config(lab, tmp: Path, name: str, extra: tuple, args) -> dict:
             servers[rec["peer"]] = rec
     events = [json.loads(line) for line in eve.read_text().splitlines()]
     started = err.read_text()
-    out = {"name": name, "wall": wall, "capture": "immediate mode" if "immediate mode" in started else "read-timeout",
+    listening = next((ln for ln in started.splitlines() if "listening on" in ln), "")
+    rto = re.search(r"read-timeout \d+ ms", listening)
+    mode = rto[0] if rto else "immediate mode" if "immediate mode" in listening else "?"
+    out = {"name": name, "wall": wall, "capture": mode,
            "warning": next((ln for ln in started.splitlines() if "warning" in ln), None), "n": len(clients), "client": 0, "server": 0, "both": 0, "fast": 0,
            "ms": [v * 1000 for v in latencies(read_pcap(pcap)).values()],
            "stats": [e for e in events if e["event_type"] == "stats"][-1]["stats"]}
@@ -202,6 +213,8 @@ def main() -> int:
     ap.add_argument("--before", type=int, default=500_000, help="bytes the client reads before the trigger")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="a setting for mirrorwatch in every configuration (repeatable)")
+    ap.add_argument("--configs", default="", metavar="1,2,3",
+                    help="which configurations to run (numbers, in the order above; default: all)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("kill_latency: needs root (network namespaces); skipped", file=sys.stderr)
@@ -218,7 +231,9 @@ def main() -> int:
         server_out = open(tmp / "server.jsonl", "w")
         lab.python(lab.server, PEER_SERVER, stdout=server_out, stderr=subprocess.STDOUT)
         lab.wait_port(lab.server, 8080)
-        results = [run_config(lab, tmp, name, extra, args) for name, extra in CONFIGS]
+        names = [c for c in args.configs.split(",") if c] if args.configs else None
+        results = [run_config(lab, tmp, name, off, extra, args) for i, (name, off, extra) in enumerate(CONFIGS)
+                   if names is None or str(i + 1) in names]
     except (RuntimeError, NetLabError) as e:
         print(f"kill_latency: {e}", file=sys.stderr)
         return 1

@@ -148,7 +148,7 @@ class Listener:
         tick_iv = max(0.01, float(self.settings["capture.tick-interval"]))
         stats_iv = float(self.settings["capture.stats-interval"])
         linktype = cap.linktype
-        process, dispatch = eng.process, pipe.dispatch
+        process, dispatch = eng.process, self._dispatcher()
         mono, wall = time.monotonic, time.time
         self.signals.install()
         cap.start()
@@ -213,6 +213,29 @@ class Listener:
             return 1
         return 0
 
+    def _dispatcher(self):
+        """``dispatch(events)`` with the urgent sinks (the injector) served first over every event.
+
+        The core returns a kill after the alert that caused it; sink by sink
+        the order stays, but the forged frames leave before the EVE writer,
+        fast.log or the console spend time formatting that alert.
+        """
+        sinks = self.pipe.sinks
+        first = tuple(s.handle for s in sinks if getattr(s, "urgent", False))
+        rest = tuple(s.handle for s in sinks if not getattr(s, "urgent", False))
+        if not first:
+            return self.pipe.dispatch
+
+        def dispatch(events) -> None:
+            for h in first:
+                for e in events:
+                    h(e)
+            for e in events:
+                for h in rest:
+                    h(e)
+
+        return dispatch
+
     @staticmethod
     def _feed(batch, process, dispatch, linktype: int) -> None:
         """Every frame of one hand-over batch through the engine (the per-packet path)."""
@@ -273,6 +296,13 @@ class Listener:
         c.setdefault("capture", {}).update(self.capture.counters())
         return c
 
+
+
+def _why_not_immediate(cap: LiveCapture) -> str:
+    """For capture.immediate=auto left off: why, so the operator knows how to get faster kills."""
+    if cap.immediate_mode != "auto" or cap.immediate_active:
+        return ""
+    return f" (capture.immediate=auto: {cap.immediate_skipped or cap.immediate_problem})"
 
 
 def _report_capture(c: dict, quiet: bool) -> None:
@@ -338,7 +368,7 @@ def listen(iface, rules, eve, fast, sets, checksum, bpf, snaplen, no_promisc, bu
         cap.open()
     except CaptureError as e:
         fail(str(e))
-    if cap.immediate_problem:
+    if cap.immediate_problem and cap.immediate_mode == "true":
         click.echo(f"mirrorwatch: warning: capture.immediate not enabled, frames wait up to capture.read-timeout "
                    f"({cap.timeout_ms} ms): {cap.immediate_problem}", err=True)
     # the table needs the terminal to itself: not when EVE goes to stdout
@@ -364,6 +394,7 @@ def listen(iface, rules, eve, fast, sets, checksum, bpf, snaplen, no_promisc, bu
     click.echo(f"mirrorwatch: listening on {iface} (link type {cap.linktype}, snaplen {snaplen}, "
                f"{'promiscuous' if not no_promisc else 'not promiscuous'}, "
                f"{'immediate mode' if cap.immediate_active else f'read-timeout {cap.timeout_ms} ms'}"
+               f"{_why_not_immediate(cap)}"
                f"{', filter ' + repr(bpf) if bpf else ''}); Ctrl-C to stop, SIGHUP to reload rules", err=True)
     code = listener.run()
     _report_capture(cap.counters(refresh=False), quiet)

@@ -177,6 +177,8 @@ class RawInjector(_Sink):
     the capture loop.  Dry-run kills are counted and not sent.
     """
 
+    urgent = True  # served before every other sink (cli_listen): frames leave before alerts are formatted
+
     def __init__(self, iface: str, warn=None):
         super().__init__()
         self.iface = iface

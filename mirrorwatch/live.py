@@ -29,10 +29,13 @@ that does not check out falls back to the read-timeout path, with a reason.
 
 from __future__ import annotations
 
+import array
 import ctypes
 import errno
+import fcntl
 import os
 import select
+import socket
 import struct
 import tempfile
 import threading
@@ -104,6 +107,67 @@ def _explain_runtime(iface: str, msg: str) -> str:
     if "disappeared" in low or "no such device" in low:
         return f"interface {iface!r} disappeared during capture ({msg})"
     return f"capture on {iface!r} failed: {msg}"
+
+
+# -- is immediate mode affordable on this interface? ------------------------------------
+# In immediate mode libpcap uses TPACKET_V2: fixed ring slots sized for the largest frame
+# the interface may deliver -- MTU + 18 on Ethernet, but 64 KiB as soon as any segmentation
+# or receive offload is on (GRO/LRO merge wire frames) -- where TPACKET_V3 packs frames into
+# blocks.  With 64 KiB slots a 64 MiB ring holds ~1,000 frames: the capture thread, waiting
+# for the GIL while the engine runs, let it overflow from 60-100k pkt/s in bench/capture_loss.py.
+# With wire-sized slots it holds ~40,000 (MTU 1500) or ~7,300 (the lab's MTU 9000), and listen
+# then captured 140k pkt/s without a drop, as with the packed ring.
+SIOCETHTOOL = 0x8946
+_ETHTOOL_OFFLOADS = ((0x1E, "tso"), (0x23, "gso"), (0x2B, "gro"))  # ETHTOOL_GTSO, GGSO, GGRO
+_ETHTOOL_GFLAGS, _ETH_FLAG_LRO = 0x25, 1 << 15
+_V2_SLOT_OVERHEAD = 96  # libpcap's slot = TPACKET_ALIGN(header + MAX_LINKHEADER_SIZE room + VLAN reserve + frame)
+AUTO_MIN_RING_FRAMES = 4096  # ~30 ms of 140k pkt/s: several GIL switch intervals (5 ms) of the capture thread
+
+
+def offloads(iface: str) -> list[str] | None:
+    """Names of the offloads on for ``iface`` that make libpcap size V2 slots for 64 KiB
+    (as libpcap checks them: TSO, GSO, GRO, LRO); None when they cannot be read."""
+    on: list[str] = []
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for cmd, name in (*_ETHTOOL_OFFLOADS, (_ETHTOOL_GFLAGS, "lro")):
+                val = array.array("I", [cmd, 0])
+                ifr = struct.pack("16sP16x", iface.encode()[:15], val.buffer_info()[0])
+                try:
+                    fcntl.ioctl(s, SIOCETHTOOL, ifr)
+                except OSError as e:
+                    if e.errno in (errno.EOPNOTSUPP, errno.EINVAL):  # not supported: off (as libpcap)
+                        continue
+                    return None
+                if (val[1] & _ETH_FLAG_LRO) if name == "lro" else val[1]:
+                    on.append(name)
+    except OSError:
+        return None
+    return on
+
+
+def ring_problem(iface: str, snaplen: int, buffer_size: int) -> str | None:
+    """None when an immediate-mode ring on ``iface`` holds at least AUTO_MIN_RING_FRAMES frames, else why not."""
+    try:
+        with open(f"/sys/class/net/{iface}/type") as f:
+            ethernet = f.read().strip() == "1"
+        with open(f"/sys/class/net/{iface}/mtu") as f:
+            mtu = int(f.read())
+    except (OSError, ValueError):
+        return f"cannot read {iface}'s link type and MTU"
+    if not ethernet:
+        return f"{iface} is not Ethernet (ring slots would be snaplen-sized)"
+    on = offloads(iface)
+    if on is None:
+        return f"cannot read {iface}'s offload settings"
+    if on:
+        return (f"offloads on {iface} ({', '.join(on)}) make ring slots 64 KiB; "
+                f"turn them off for immediate mode: ethtool -K {iface} tso off gso off gro off lro off")
+    slot = min(snaplen, mtu + 18) + _V2_SLOT_OVERHEAD
+    if buffer_size // slot < AUTO_MIN_RING_FRAMES:
+        return (f"the ring would hold only {buffer_size // slot:,} frames of {mtu + 18} bytes "
+                f"(raise --buffer-size for immediate mode)")
+    return None
 
 
 PCAP_ERROR_NOT_ACTIVATED = -3
@@ -241,11 +305,18 @@ class LiveCapture:
         # 50 ms).  An idle link costs nothing either way; under load short timeouts hand over
         # many small blocks (GIL hand-offs) and cost ~20% of throughput at 2 ms, none at 10 ms
         self.timeout_ms = timeout_ms
-        # immediate mode: no hand-over delay at all (see the module docstring); ``immediate_active``
-        # says whether it really is on, ``immediate_problem`` why not when it was asked for
-        self.immediate = bool(settings["capture.immediate"]) if immediate is None else bool(immediate)
+        # immediate mode: no hand-over delay at all (see the module docstring).  "auto" turns it
+        # on only where the ring stays large (``ring_problem``); ``immediate_active`` says whether
+        # it really is on, ``immediate_problem`` why not when it was asked for, ``immediate_skipped``
+        # why "auto" left it off
+        if immediate is None:
+            self.immediate_mode = str(settings["capture.immediate"])
+        else:
+            self.immediate_mode = "true" if immediate else "false"
+        self.immediate = self.immediate_mode == "true"
         self.immediate_active = False
         self.immediate_problem: str | None = None
+        self.immediate_skipped: str | None = None
         self.queue_size = max(1, int(settings["capture.queue-size"]))
         self.handle = None
         self.linktype = 1
@@ -272,6 +343,9 @@ class LiveCapture:
             if why and not interfaces():
                 raise CaptureError(why)
             raise CaptureError(_explain(iface, "No such device"))
+        if self.immediate_mode == "auto":
+            self.immediate_skipped = ring_problem(iface, self.snaplen, self.buffer_size or DEFAULT_BUFFER)
+            self.immediate = self.immediate_skipped is None
         try:
             h = self._activate(self.immediate)
             if self.immediate_problem and self.immediate_active:  # set, but the active handle is not ours

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import time
 
 import pcapy
@@ -28,13 +29,13 @@ PROBE = r"""
 import json, sys, time
 from mirrorwatch import live
 from mirrorwatch.settings import Settings
-iface, mode, rto = sys.argv[1:4]
+iface, mode, rto, imm = sys.argv[1:5]
 if mode == "layout-fails":
     live._Immediate._layout_ok = lambda self: False
 elif mode == "confirm-fails":
     live._Immediate.confirm = lambda self, handle: "forced mismatch"
 s = Settings()
-s.apply("capture.immediate=true")
+s.apply("capture.immediate=" + imm)
 s.apply("capture.read-timeout=" + rto)
 cap = live.LiveCapture(iface, s)
 cap.start()
@@ -59,9 +60,25 @@ def lab(privileged):
         yield lab
 
 
-def probe(lab: NetLab, mode: str, read_timeout: float) -> tuple[dict, dict]:
+# argv: iface, on|off.  Segmentation and receive offloads (TSO, GSO, GRO) through the legacy
+# ethtool ioctls (no ethtool binary here), as an operator would with `ethtool -K IFACE ...`.
+OFFLOADS = r"""
+import array, fcntl, socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for cmd in (0x1f, 0x24, 0x2c):  # ETHTOOL_STSO, SGSO, SGRO
+    val = array.array("I", [cmd, 1 if sys.argv[2] == "on" else 0])
+    fcntl.ioctl(s, 0x8946, struct.pack("16sP16x", sys.argv[1].encode(), val.buffer_info()[0]))
+"""
+
+
+def set_offloads(lab: NetLab, on: bool) -> None:
+    """Turn TSO/GSO/GRO on or off on the lab's mirror port (in the sensor namespace)."""
+    lab.run(lab.sensor, sys.executable, "-c", OFFLOADS, lab.monitor, "on" if on else "off")
+
+
+def probe(lab: NetLab, mode: str, read_timeout: float, immediate: str = "true") -> tuple[dict, dict]:
     """Run PROBE in the sensor namespace, send marker datagrams until it reports; (state, result)."""
-    p = lab.python(lab.sensor, PROBE, lab.monitor, mode, str(read_timeout), text=True)
+    p = lab.python(lab.sensor, PROBE, lab.monitor, mode, str(read_timeout), immediate, text=True)
     line = p.stdout.readline()
     if not line.startswith("{"):
         pytest.fail(f"probe did not start: {line} {p.stderr.read()[-800:]}")
@@ -159,3 +176,48 @@ def test_listen_says_immediate_mode_when_it_is_on(lab, tmp_path):
     text = err_path.read_text()
     assert "warning" not in text
     assert "immediate mode" in next(ln for ln in text.splitlines() if "listening on" in ln)
+
+
+def test_ring_problem_names_what_rules_immediate_mode_out():
+    assert "not Ethernet" in live.ring_problem("lo", 262144, 64 << 20)
+    assert "cannot read" in live.ring_problem("nosuch0", 262144, 64 << 20)
+    assert live.offloads("nosuch0") is None
+
+
+LISTENING = r"""
+import json, sys
+from mirrorwatch import live
+print(json.dumps({"offloads": live.offloads(sys.argv[1]),
+                  "big": live.ring_problem(sys.argv[1], 262144, 64 << 20),
+                  "small": live.ring_problem(sys.argv[1], 262144, 1 << 20)}))
+"""
+
+
+def test_auto_mode_follows_the_offloads(lab, tmp_path):
+    """Offloads on (the veth default): auto keeps the packed ring and says why; off: immediate mode,
+    frames handed over at once (read-timeout 10 s would hold them for seconds otherwise)."""
+    set_offloads(lab, True)
+    state = json.loads(lab.run(lab.sensor, sys.executable, "-c", LISTENING, lab.monitor).stdout)
+    assert "tso" in state["offloads"] and "gro" in state["offloads"]
+    assert "offloads on mon0" in state["big"] and "ethtool -K mon0" in state["big"]
+    err_path = tmp_path / "on.err"
+    p = lab.mirrorwatch("listen", lab.monitor, "--no-table", "-q", "--eve", str(tmp_path / "on.json"),
+                        stdout=subprocess.DEVNULL, stderr=open(err_path, "w"))
+    run_until_listening(lab, p, err_path)
+    listening = next(ln for ln in err_path.read_text().splitlines() if "listening on" in ln)
+    assert "read-timeout 10 ms (capture.immediate=auto: offloads on mon0" in listening, listening
+    assert "warning" not in err_path.read_text()
+
+    set_offloads(lab, False)
+    state = json.loads(lab.run(lab.sensor, sys.executable, "-c", LISTENING, lab.monitor).stdout)
+    assert state["offloads"] == [] and state["big"] is None
+    assert "raise --buffer-size" in state["small"]  # 1 MiB of 9018-byte (MTU 9000) slots
+    state, res = probe(lab, "ok", 10.0, immediate="auto")
+    assert state == {"active": True, "problem": None}
+    assert res["delay"] is not None and res["delay"] < 2.0, res
+    err_path = tmp_path / "off.err"
+    p = lab.mirrorwatch("listen", lab.monitor, "--no-table", "-q", "--eve", str(tmp_path / "off.json"),
+                        stdout=subprocess.DEVNULL, stderr=open(err_path, "w"))
+    run_until_listening(lab, p, err_path)
+    listening = next(ln for ln in err_path.read_text().splitlines() if "listening on" in ln)
+    assert "immediate mode" in listening and "capture.immediate=auto" not in listening, listening
