@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from netlab import PYTHON, NetLab, NetLabError  # noqa: E402
+from test_live_immediate import set_offloads  # noqa: E402
 
 DEFAULT_RATES = (20_000, 30_000, 40_000, 50_000, 60_000, 80_000, 100_000, 150_000, 200_000, 300_000)
 
@@ -249,6 +250,9 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=5.0, help="seconds of traffic per rate")
     ap.add_argument("--rates", default=",".join(map(str, DEFAULT_RATES)), help="comma-separated packets/s")
     ap.add_argument("--stage", choices=("capture", "listen", "both"), default="both")
+    ap.add_argument("--offloads", choices=("on", "off"), default="on",
+                    help="TSO/GSO/GRO on the sensor's mirror port (on: the veth default; off: as `ethtool -K IFACE tso off "
+                         "gso off gro off`, which lets capture.immediate=auto use immediate mode)")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="a mirrorwatch setting for the sensor (repeatable), e.g. capture.read-timeout=0.01")
@@ -258,13 +262,18 @@ def main() -> int:
         return 0
     pcap = bench_pcap(a.pcap)
     rates = [int(x) for x in a.rates.split(",") if x.strip()]
-    print(f"capture_loss: {pcap.name}, {a.seconds:g} s per rate, one sensor process, {os.cpu_count()} cpus")
+    print(f"capture_loss: {pcap.name}, {a.seconds:g} s per rate, one sensor process, {os.cpu_count()} cpus, "
+          f"offloads {a.offloads} on the mirror port")
     results = []
     try:
         with NetLab() as lab, tempfile.TemporaryDirectory(prefix="mwbench") as tmp:
+            set_offloads(lab, a.offloads == "on")
             stages = ("capture", "listen") if a.stage == "both" else (a.stage,)
             for stage in stages:
                 w = CaptureOnly(lab, a.sets) if stage == "capture" else Listen(lab, tmp, a.sets)
+                if stage == "listen":
+                    w.err.seek(0)
+                    print(next((ln.strip() for ln in w.err if "listening on" in ln), ""))
                 try:
                     results.append(run_stage(stage, w, lab, pcap, rates, a.seconds))
                 finally:

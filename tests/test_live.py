@@ -279,3 +279,33 @@ def mw_cmd(*args: str) -> list[str]:
     from netlab import PYTHON
 
     return [PYTHON, "-m", "mirrorwatch", *args]
+
+
+def test_injector_is_served_before_the_other_sinks():
+    """Listen's dispatch: the urgent sink (the injector) gets every event of a frame first, so the
+    forged frames leave before the alert that caused them is formatted; each sink still sees the
+    events in the core's order."""
+    from types import SimpleNamespace
+
+    from mirrorwatch.cli_listen import Listener
+    from mirrorwatch.inject import RawInjector
+    from mirrorwatch.settings import Settings
+
+    calls = []
+
+    class Recorder:
+        def __init__(self, name, urgent=False):
+            self.name, self.urgent = name, urgent
+
+        def handle(self, event):
+            calls.append((self.name, event))
+
+    sinks = [Recorder("eve"), Recorder("inject", urgent=True), Recorder("table")]
+    listener = Listener(None, SimpleNamespace(sinks=sinks, engine=None, dispatch=None), table=None,
+                        display=False, settings=Settings())
+    listener._dispatcher()(["alert", "kill"])
+    assert calls == [("inject", "alert"), ("inject", "kill"), ("eve", "alert"), ("table", "alert"),
+                     ("eve", "kill"), ("table", "kill")]
+    assert RawInjector.urgent
+    plain = SimpleNamespace(sinks=[Recorder("eve")], engine=None, dispatch=lambda events: None)
+    assert Listener(None, plain, table=None, display=False, settings=Settings())._dispatcher() is plain.dispatch
