@@ -301,9 +301,11 @@ class LiveCapture:
         if timeout_ms is None:
             timeout_ms = max(1, round(float(settings["capture.read-timeout"]) * 1000))
         # TPACKET_V3 hands a ring block over when full or after this many ms: the latency
-        # before the engine sees a frame (median 0.8 ms at 1 ms, 2.8 ms at 5 ms, 26 ms at
-        # 50 ms).  An idle link costs nothing either way; under load short timeouts hand over
-        # many small blocks (GIL hand-offs) and cost ~20% of throughput at 2 ms, none at 10 ms
+        # before the engine sees a frame (median 0.5 ms at 1 ms, 2.8 ms at 5 ms, 26 ms at
+        # 50 ms; the kernel's block timer is precise to well under a millisecond on 6.18).
+        # Measured with bench/capture_loss.py (2026-11-25): 1 ms costs ~12% more CPU per
+        # frame than 10 ms at 20-60k pkt/s (more, smaller hand-overs) and no capacity at all
+        # (160k pkt/s without a drop either way: under load blocks fill before the timer)
         self.timeout_ms = timeout_ms
         # immediate mode: no hand-over delay at all (see the module docstring).  "auto" turns it
         # on only where the ring stays large (``ring_problem``); ``immediate_active`` says whether

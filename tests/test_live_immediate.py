@@ -165,7 +165,7 @@ def test_listen_warns_once_and_says_which_mode(lab, tmp_path):
     warnings = [ln for ln in lines if "warning" in ln]
     assert len(warnings) == 1 and "capture.immediate not enabled" in warnings[0] and "forced mismatch" in warnings[0]
     listening = next(ln for ln in lines if "listening on" in ln)
-    assert "read-timeout 10 ms" in listening and "immediate mode" not in listening
+    assert "read-timeout 1 ms" in listening and "immediate mode" not in listening
 
 
 def test_listen_says_immediate_mode_when_it_is_on(lab, tmp_path):
@@ -205,7 +205,7 @@ def test_auto_mode_follows_the_offloads(lab, tmp_path):
                         stdout=subprocess.DEVNULL, stderr=open(err_path, "w"))
     run_until_listening(lab, p, err_path)
     listening = next(ln for ln in err_path.read_text().splitlines() if "listening on" in ln)
-    assert "read-timeout 10 ms (capture.immediate=auto: offloads on mon0" in listening, listening
+    assert "read-timeout 1 ms (capture.immediate=auto: offloads on mon0" in listening, listening
     assert "warning" not in err_path.read_text()
 
     set_offloads(lab, False)
