@@ -162,10 +162,13 @@ def run_config(lab, tmp: Path, name: str, offloads: bool, extra: tuple, args) ->
         time.sleep(0.05)
     eve = tmp / f"{tag}-eve.json"
     err = tmp / f"{tag}-mw.err"
-    mw = lab.mirrorwatch("listen", lab.monitor, "-r", str(tmp / "kill.rules"), "--eve", str(eve), "--no-table",
-                         "-q", "--set", "capture.stats-interval=0", *extra,
-                         *[a for kv in args.sets for a in ("--set", kv)],
-                         stdout=subprocess.DEVNULL, stderr=open(err, "w"))
+    listen = ("listen", lab.monitor, "-r", str(tmp / "kill.rules"), "--eve", str(eve), "--no-table",
+              "-q", "--set", "capture.stats-interval=0", *extra, *[a for kv in args.sets for a in ("--set", kv)])
+    if args.nice:  # the operator's `nice -n N mirrorwatch listen ...`: every thread inherits it
+        mw = lab.popen(lab.sensor, "nice", "-n", str(args.nice), PYTHON, "-m", "mirrorwatch", *listen,
+                       env=dict(os.environ, PYTHONUNBUFFERED="1"), stdout=subprocess.DEVNULL, stderr=open(err, "w"))
+    else:
+        mw = lab.mirrorwatch(*listen, stdout=subprocess.DEVNULL, stderr=open(err, "w"))
     deadline = time.monotonic() + 30
     while "listening on" not in err.read_text():
         if mw.poll() is not None or time.monotonic() > deadline:
@@ -214,6 +217,10 @@ def main() -> int:
     ap.add_argument("--before", type=int, default=500_000, help="bytes the client reads before the trigger")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="a setting for mirrorwatch in every configuration (repeatable)")
+    ap.add_argument("--nice", type=int, default=0, metavar="N",
+                    help="run the sensor under `nice -n N` (e.g. -10: ahead of other jobs on a busy machine)")
+    ap.add_argument("--busy", type=int, default=0, metavar="K",
+                    help="K busy-looping processes (outside the lab) compete for the CPUs during the run")
     ap.add_argument("--configs", default="", metavar="1,2,3",
                     help="which configurations to run (numbers, in the order above; default: all)")
     args = ap.parse_args()
@@ -221,6 +228,7 @@ def main() -> int:
         print("kill_latency: needs root (network namespaces); skipped", file=sys.stderr)
         return 0
     tmp = Path(tempfile.mkdtemp(prefix="mwkillbench"))
+    hogs: list[subprocess.Popen] = []
     (tmp / "kill.rules").write_text(RULES)
     try:
         lab = NetLab(inject=True).__enter__()
@@ -233,15 +241,22 @@ def main() -> int:
         lab.python(lab.server, PEER_SERVER, stdout=server_out, stderr=subprocess.STDOUT)
         lab.wait_port(lab.server, 8080)
         names = [c for c in args.configs.split(",") if c] if args.configs else None
+        for _ in range(args.busy):  # killed in the finally below
+            hogs.append(subprocess.Popen([sys.executable, "-c", "while True: pass"]))
         results = [run_config(lab, tmp, name, off, extra, args) for i, (name, off, extra) in enumerate(CONFIGS)
                    if names is None or str(i + 1) in names]
     except (RuntimeError, NetLabError) as e:
         print(f"kill_latency: {e}", file=sys.stderr)
         return 1
     finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
         lab.close()
     print(f"kill latency and success: {args.connections} connections per configuration under bulk transfer "
-          f"({args.parallel} at a time, server streaming ~8 MB/s each, trigger after {args.before:,} bytes)")
+          f"({args.parallel} at a time, server streaming ~8 MB/s each, trigger after {args.before:,} bytes)"
+          + (f"; sensor under nice -n {args.nice}" if args.nice else "")
+          + (f"; {args.busy} busy-looping processes competing for the CPUs" if args.busy else ""))
     print()
     print("| trigger arrival -> first RST leaving the mirror port (ms) | " + " | ".join(r["name"] for r in results) + " |")
     print("| --- |" + " ---: |" * len(results))
