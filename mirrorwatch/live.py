@@ -17,10 +17,12 @@ capture).
 Stopping: the handle is non-blocking and the thread waits on its fd with a
 short ``select`` timeout, so ``stop()`` returns promptly even on a silent link.
 
-Latency: by default libpcap uses TPACKET_V3 ring blocks, handed over when
-full or after the read timeout (``capture.read-timeout``), which bounds how
-long a frame waits -- and so how late a kill can be.  ``capture.immediate``
-asks libpcap for immediate mode (each frame handed over at once).  pcapy-ng
+Latency: libpcap's TPACKET_V3 ring blocks are handed over when full or after
+the read timeout (``capture.read-timeout``, 1 ms), which bounds how long a
+frame waits -- and so how late a kill can be.  Immediate mode hands each frame
+over at once, on a TPACKET_V2 ring of one slot per frame; ``capture.immediate``
+"auto" uses it only where those slots are wire-sized (offloads off, see
+``ring_problem``), "true" always, "false" never.  pcapy-ng
 has no ``set_immediate_mode``, so ``_Immediate`` calls libpcap's own
 ``pcap_set_immediate_mode`` through ctypes on the handle's ``pcap_t*``, after
 checking that the pointer and the library are the ones pcapy uses; anything

@@ -451,3 +451,28 @@ def test_kill_with_fin_closes_both_sides(privileged, lab):
     assert {seg["tcp_flags"] for seg in kill["kill"]["segments"]} == {"FA"}
     alert = [a for a in eve if a["event_type"] == "alert" and a["src_port"] == c["port"]][0]
     assert alert["verdict"]["reject"] == ["tcp-fin"]
+
+
+def test_kill_in_immediate_mode_when_the_mirror_offloads_are_off(privileged, lab):
+    """Offloads off on the mirror port: capture.immediate=auto hands every frame over at once;
+    kills on an idle session, under bulk transfer and after a loss behind the mirror all land."""
+    from test_live_immediate import set_offloads
+
+    set_offloads(lab, False)
+    try:
+        sensor = Sensor(lab, lab.tmp, "immediate")
+        try:
+            idle = run_case(lab.peers, lab.SERVER4, "idle")
+            bulk = run_case(lab.peers, lab.SERVER4, "bulk")
+            lossy = run_case(lab.peers, lab.SERVER4, "lossy")
+        finally:
+            eve = sensor.stop()
+    finally:
+        set_offloads(lab, True)
+    listening = next(ln for ln in sensor.err_path.read_text().splitlines() if "listening on" in ln)
+    assert "immediate mode" in listening and "read-timeout" not in listening, listening
+    for case in (idle, bulk, lossy):
+        assert_killed(*case)
+    assert [k["kill"]["trigger"] for k in kills_for(eve, lossy[0]["port"])][:2] == ["sid:4000001", "challenge-ack"]
+    stats = [e for e in eve if e["event_type"] == "stats"][-1]["stats"]
+    assert stats["kill"]["send_errors"] == 0 and stats["capture"]["drops"] == 0
