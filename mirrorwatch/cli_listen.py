@@ -32,6 +32,7 @@ from .ui.table import SORT_KEYS
 SORT_BY_KEY = {"b": "bytes", "r": "rate", "a": "age", "g": "alerts"}
 UI_INTERVAL = 0.25  # seconds between table redraws (stretched when a redraw is costly)
 SINK_FLUSH_INTERVAL = 1.0  # seconds between flushes of buffered outputs, so `tail -f` follows
+GIL_SWITCH_INTERVAL = 0.0005  # seconds the table painter may hold the GIL before the engine gets it (Python: 5 ms)
 
 
 def internal_error(e: BaseException) -> str:
@@ -153,6 +154,7 @@ class Listener:
         self.signals.install()
         cap.start()
         live = self._start_display()
+        painter = _Painter(live) if live is not None else None
         ui_iv = UI_INTERVAL
         t0 = mono()
         next_tick, next_ui, next_flush = t0 + tick_iv, t0, t0 + SINK_FLUSH_INTERVAL
@@ -183,7 +185,7 @@ class Listener:
                     next_flush = now + SINK_FLUSH_INTERVAL
                     pipe.flush()
                 if live is not None and now >= next_ui:
-                    cost = self._redraw(live, now)
+                    cost = self._redraw(painter, now)
                     # keep the display under ~10% of the loop, whatever the table size
                     ui_iv = max(UI_INTERVAL, cost * 10)
                     next_ui = now + ui_iv
@@ -193,6 +195,7 @@ class Listener:
             self.signals.restore()
             cap.stop()
             if live is not None:
+                painter.close()
                 live.stop()
                 for line in self._held_lines:
                     click.echo(line, err=True)
@@ -273,15 +276,16 @@ class Listener:
             elif ch in SORT_BY_KEY:
                 self.table.sort = SORT_BY_KEY[ch]
 
-    def _redraw(self, live, now: float) -> float:
+    def _redraw(self, painter: "_Painter", now: float) -> float:
+        """Build the next frame here (it reads the engine); the painter thread draws it."""
         t = time.monotonic()
         if self.keys is not None:
             typed = self.keys.read()
             if typed:
                 self._on_keys(typed)
         w, h = self.console.size
-        live.update(self.table.render(time.time(), width=w, height=h), refresh=True)
-        return time.monotonic() - t
+        painter.show(self.table.render(time.time(), width=w, height=h))
+        return time.monotonic() - t + painter.cost
 
     def _periodic_stats(self, now: float) -> None:
         from .events import Stats
@@ -296,6 +300,59 @@ class Listener:
         c.setdefault("capture", {}).update(self.capture.counters())
         return c
 
+
+
+class _Painter:
+    """Draws the live table's frames in its own thread.
+
+    Laying a full-screen rich table out and writing it takes tens of
+    milliseconds; done in the engine's thread, every frame (and every kill)
+    arriving meanwhile waited for it: with the table on a terminal the kill
+    p99 was ~30 ms instead of ~1 ms (bench/kill_latency.py on a pty).  The
+    frame is built in the engine's thread (it reads sessions the engine
+    changes) and only drawn here; a frame not yet drawn is replaced by the
+    newer one.  ``listen`` lowers the interpreter's switch interval while the
+    table is shown, so this thread yields the GIL to the engine within
+    ``GIL_SWITCH_INTERVAL`` instead of Python's default 5 ms.
+    """
+
+    def __init__(self, live):
+        self.live = live
+        self.cost = 0.0  # seconds the last frame took to draw
+        self._frame = None
+        self._stop = False
+        self._cv = threading.Condition()
+        self._old_switch = sys.getswitchinterval()
+        sys.setswitchinterval(min(self._old_switch, GIL_SWITCH_INTERVAL))
+        self._thread = threading.Thread(target=self._run, name="table-painter", daemon=True)
+        self._thread.start()
+
+    def show(self, frame) -> None:
+        with self._cv:
+            self._frame = frame
+            self._cv.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while self._frame is None and not self._stop:
+                    self._cv.wait()
+                if self._stop:
+                    return
+                frame, self._frame = self._frame, None
+            t = time.monotonic()
+            try:
+                self.live.update(frame, refresh=True)
+            except Exception:  # noqa: BLE001 - a terminal gone away must not stop the capture
+                pass
+            self.cost = time.monotonic() - t
+
+    def close(self) -> None:
+        with self._cv:
+            self._stop = True
+            self._cv.notify()
+        self._thread.join(2.0)
+        sys.setswitchinterval(self._old_switch)
 
 
 def _why_not_immediate(cap: LiveCapture) -> str:

@@ -309,3 +309,45 @@ def test_injector_is_served_before_the_other_sinks():
     assert RawInjector.urgent
     plain = SimpleNamespace(sinks=[Recorder("eve")], engine=None, dispatch=lambda events: None)
     assert Listener(None, plain, table=None, display=False, settings=Settings())._dispatcher() is plain.dispatch
+
+
+def test_live_table_on_a_terminal_draws_and_stops_cleanly(lab, tmp_path):
+    """The table is drawn by its painter thread on a real pseudo-terminal: the session and the
+    alert show up on screen, and SIGTERM still flushes the outputs and exits 0."""
+    import pty
+
+    (tmp_path / "t.rules").write_text(RULES)
+    lab.serve_tcp(8080, reply=REPLY)
+    master, slave = pty.openpty()
+    os.set_blocking(master, False)
+    err = tmp_path / "listen.err"
+    p = lab.mirrorwatch("listen", lab.monitor, "--rules", str(tmp_path / "t.rules"), "--eve", str(tmp_path / "eve.json"),
+                        stdin=slave, stdout=slave, stderr=open(err, "w"), env={"TERM": "xterm", "COLUMNS": "160",
+                                                                              "LINES": "40"})
+    os.close(slave)
+    screen = b""
+
+    def read_until(text: bytes, timeout: float = 20.0) -> None:
+        nonlocal screen
+        deadline = time.monotonic() + timeout
+        while text not in screen:
+            try:
+                screen += os.read(master, 65536)
+            except BlockingIOError:
+                time.sleep(0.05)
+            except OSError:
+                break
+            if time.monotonic() > deadline or p.poll() is not None:
+                break
+        assert text in screen, f"{text!r} never drawn; stderr: {err.read_text()[-600:]}"
+
+    try:
+        read_until(b"mirrorwatch")
+        lab.tcp_request(lab.SERVER4, 8080, b"GET /evil HTTP/1.0\r\n\r\n")
+        read_until(b"MW live request")
+        assert lab.stop(p, signal.SIGTERM) == 0, err.read_text()[-800:]
+    finally:
+        os.close(master)
+    assert "Traceback" not in err.read_text()
+    evs = [json.loads(line) for line in (tmp_path / "eve.json").read_text().splitlines()]
+    assert 1000001 in sids(evs) and evs[-1]["event_type"] == "stats"
