@@ -207,6 +207,8 @@ def run_config(lab, tmp: Path, name: str, offloads: bool, extra: tuple, args) ->
         out["fast"] += cr and sr and c["t"] - c["t_trigger"] <= 1.0 and s["t"] - c["t_trigger"] <= 1.0
         if not (cr and sr):
             out.setdefault("failures", []).append({"client": c, "server": s})
+        elif c["t"] - c["t_trigger"] > 1.0 or s["t"] - c["t_trigger"] > 1.0:
+            out.setdefault("slow", []).append((c["port"], c["t"] - c["t_trigger"], s["t"] - c["t_trigger"]))
     return out
 
 
@@ -284,6 +286,8 @@ def main() -> int:
         for fail in r.get("failures", [])[:5]:
             print(f"  not reset: client {fail['client'].get('port')} saw {fail['client'].get('result')}, "
                   f"server saw {fail['server'].get('result')}")
+        for port, tc, ts in r.get("slow", [])[:5]:
+            print(f"  reset late: client {port} reset after {tc:.3f} s, server after {ts:.3f} s")
         met = r["ms"] and pct(r["ms"], 0.99) <= 2.0 and r["fast"] == r["n"]
         print(f"  targets (p99 <= 2 ms, 100% of sessions reset on both sides within 1 s): {'met' if met else 'NOT met'}")
     return 0
