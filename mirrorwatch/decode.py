@@ -58,6 +58,8 @@ _H = struct.Struct("!H").unpack_from
 _ETH = struct.Struct("!6s6sH").unpack_from
 _ETH_IP4 = struct.Struct("!6s6sHBBHHHBBH4s4s").unpack_from
 _ETH_VLAN_IP4 = struct.Struct("!6s6sHHHBBHHHBBH4s4s").unpack_from
+_ETH_IP4_TCP = struct.Struct("!6s6sHBBHHHBBH4s4sHHIIHHHH").unpack_from
+_ETH_VLAN_IP4_TCP = struct.Struct("!6s6sHHHBBHHHBBH4s4sHHIIHHHH").unpack_from
 _HH = struct.Struct("!HH").unpack_from
 _I = struct.Struct("!I").unpack_from
 _IP4 = struct.Struct("!BBHHHBBH4s4s").unpack_from
@@ -97,6 +99,24 @@ def _ports(settings, key: str) -> list[int]:
             raise SettingError(f"{key}: {part!r} is not a port number")
         out.append(int(part))
     return out
+
+
+def _sum_le(f: bytes, a: int, end: int) -> int:
+    """Sum of ``f[a:end]`` as one little-endian number, for a ones'-complement checksum
+    (only its remainder modulo 0xFFFF matters; see ``Decoder._verify_l4``), taken in 2 or 4
+    pieces at even offsets: the pieces' sums add, and the one remainder (CPython divides digit
+    by digit) is then taken of a number half or a quarter as long, which costs less in all.
+    For 400 bytes and more; below that one ``int.from_bytes`` is cheaper."""
+    m = end - a
+    if m < 1000:
+        h = a + ((m >> 2) << 1)
+        return _from(f[a:h], "little") + _from(f[h:end], "little")
+    q = (m >> 3) << 1
+    h1 = a + q
+    h2 = h1 + q
+    h3 = h2 + q
+    return _from(f[a:h1], "little") + _from(f[h1:h2], "little") + _from(f[h2:h3], "little") + _from(
+        f[h3:end], "little")
 
 
 class Decoder:
@@ -178,18 +198,36 @@ class Decoder:
             if linktype == 1:
                 end = len(frame)
                 if end >= 34:
-                    # Fast path: Ethernet, untagged or with one 802.1Q tag, + option-less,
-                    # unfragmented IPv4 in one unpack (or IPv6 without extension headers
-                    # carrying TCP: ``_eth_ipv6_tcp``); anything else takes the general path.
+                    # Fast paths: Ethernet, untagged or with one 802.1Q tag, then TCP in
+                    # option-less unfragmented IPv4 (one unpack from the MAC addresses to the
+                    # urgent pointer) or in IPv6 without extension headers (``_eth_ipv6_tcp``);
+                    # other IPv4 in one unpack up to the addresses, then ``_l4``.  Whatever
+                    # does not fit takes the general path, which decodes it to the same Packet.
                     o = 0
                     if frame[12] == 8 and frame[13] == 0:
-                        dmac, smac, _, vhl, tos, tlen, ipid, foff, ttl, proto, _, src, dst = _ETH_IP4(frame, 0)
-                        o = 14
+                        if frame[23] == 6 and frame[14] == 0x45 and end >= 54:
+                            (dmac, smac, _, _, tos, tlen, ipid, foff, ttl, _, _, src, dst,
+                             sport, dport, seq, ack, offfl, win, _, urp) = _ETH_IP4_TCP(frame, 0)
+                            o = 14
+                            vlans = vlan_id = ()
+                        else:
+                            dmac, smac, _, vhl, tos, tlen, ipid, foff, ttl, proto, _, src, dst = _ETH_IP4(frame, 0)
+                            if vhl == 0x45 and 20 <= tlen <= end - 14 and not foff & 0x3FFF:
+                                return self._eth_ip4(ts, pcap_cnt, frame, dmac, smac, (), (), 14, tos, tlen, ipid,
+                                                     ttl, proto, src, dst)
                     elif frame[12] == 0x81 and frame[13] == 0 and end >= 38 and self.max_layers:
                         if frame[16] == 8 and frame[17] == 0:
-                            dmac, smac, _, tci, _, vhl, tos, tlen, ipid, foff, ttl, proto, _, src, dst = _ETH_VLAN_IP4(
-                                frame, 0)
-                            o = 18
+                            if frame[27] == 6 and frame[18] == 0x45 and end >= 58:
+                                (dmac, smac, _, tci, _, _, tos, tlen, ipid, foff, ttl, _, _, src, dst,
+                                 sport, dport, seq, ack, offfl, win, _, urp) = _ETH_VLAN_IP4_TCP(frame, 0)
+                                o = 18
+                            else:
+                                (dmac, smac, _, tci, _, vhl, tos, tlen, ipid, foff, ttl, proto, _, src,
+                                 dst) = _ETH_VLAN_IP4(frame, 0)
+                                if vhl == 0x45 and 20 <= tlen <= end - 18 and not foff & 0x3FFF:
+                                    self.n_vlan += 1  # as _ethertype: one tag is one layer
+                                    return self._eth_ip4(ts, pcap_cnt, frame, dmac, smac, ((0x8100, tci),),
+                                                         (tci & 0xFFF,), 18, tos, tlen, ipid, ttl, proto, src, dst)
                         elif frame[16] == 0x86 and frame[17] == 0xDD:
                             pkt = self._eth_ipv6_tcp(ts, pcap_cnt, frame, 18, end)
                             if pkt is not None:
@@ -198,39 +236,37 @@ class Decoder:
                         pkt = self._eth_ipv6_tcp(ts, pcap_cnt, frame, 14, end)
                         if pkt is not None:
                             return pkt
-                    if o and vhl == 0x45 and 20 <= tlen <= end - o and not foff & 0x3FFF:
+                    if o:
                         l4 = o + 20
                         ip_end = o + tlen
-                        if o == 18:  # as _ethertype: one tag is one layer
-                            self.n_vlan += 1
-                            vlans = ((0x8100, tci),)
-                            vlan_id = (tci & 0xFFF,)
-                        else:
-                            vlans = vlan_id = ()
-                        self.n_ipv4 += 1
-                        if proto == 6 and ip_end - l4 >= 20:
-                            sport, dport, seq, ack, offfl, win, _, urp = _TCP(frame, l4)
-                            thl = (offfl >> 12) << 2
-                            if thl >= 20 and l4 + thl <= ip_end:  # a valid TCP header: built in one go (as _l4)
-                                self.n_tcp += 1
-                                pkt = _IP_TCP(ts, pcap_cnt, frame, dmac, smac, vlans, vlan_id, 4, 0x0800, src, dst, ttl,
-                                              tos, ipid, o, 20, tlen, sport, dport, seq, ack, offfl & 0xFF, win, urp,
-                                              thl, frame[l4 + 20:l4 + thl] if thl > 20 else b"", frame[l4 + thl:ip_end])
-                                if self.verify:  # _ipv4_csum inlined
-                                    if _from(frame[o:l4], "little") % 0xFFFF:
-                                        pkt.csum_ok = False
-                                        self._note("ipv4_csum_bad")
-                                    else:
-                                        pkt.csum_ok = True
-                                    self._verify_l4(pkt, frame, l4, ip_end, 6)
-                                return pkt
-                        pkt = Packet(ts, pcap_cnt, linktype, frame)
-                        pkt.dst_mac, pkt.src_mac, pkt.l2_proto, pkt.vlans, pkt.vlan_id = dmac, smac, 0x0800, vlans, vlan_id
-                        (pkt.ipv, pkt.src, pkt.dst, pkt.proto, pkt.ttl, pkt.tos, pkt.ip_id, pkt.ip_off, pkt.ip_hlen,
-                         pkt.ip_len) = 4, src, dst, proto, ttl, tos, ipid, o, 20, tlen
-                        if self.verify:
-                            pkt.csum_ok = self._ipv4_csum(frame, o, l4)
-                        return self._l4(pkt, frame, l4, ip_end, proto, (o - 14) >> 2)
+                        thl = (offfl >> 12) << 2
+                        if 20 <= thl <= tlen - 20 and ip_end <= end and not foff & 0x3FFF:
+                            if o == 18:  # as _ethertype: one tag is one layer
+                                self.n_vlan += 1
+                                vlans = ((0x8100, tci),)
+                                vlan_id = (tci & 0xFFF,)
+                            self.n_ipv4 += 1
+                            self.n_tcp += 1
+                            pkt = _IP_TCP(ts, pcap_cnt, frame, dmac, smac, vlans, vlan_id, 4, 0x0800, src, dst, ttl,
+                                          tos, ipid, o, 20, tlen, sport, dport, seq, ack, offfl & 0xFF, win, urp,
+                                          thl, frame[l4 + 20:l4 + thl] if thl > 20 else b"", frame[l4 + thl:ip_end])
+                            if self.verify:  # _ipv4_csum and _verify_l4, inlined
+                                self.csum_checked += 1
+                                ok = True
+                                if _from(frame[o:l4], "little") % 0xFFFF:
+                                    ok = False
+                                    self._note("ipv4_csum_bad")
+                                a = o + 12  # the addresses, then the segment: one sum
+                                v = (_from(frame[a:ip_end], "little") if ip_end - a < 400
+                                     else _sum_le(frame, a, ip_end)) + ((tlen - 14) << 8)  # proto 6 + length
+                                if v % 0xFFFF:
+                                    ok = False
+                                    self.csum_bad += 1
+                                    self._note("tcp_csum_bad")
+                                pkt.csum_ok = ok
+                                if self._auto and self.pkts >= self._sample:
+                                    self._auto_decide()
+                            return pkt
                 pkt = Packet(ts, pcap_cnt, linktype, frame)
                 if end < 14:
                     return self._err("truncated_ethernet")
@@ -242,6 +278,19 @@ class Decoder:
             return self._link(Packet(ts, pcap_cnt, linktype, frame), linktype, frame)
         except Exception as e:  # a decoder bug must not take the engine down
             return self._err("internal_error_" + type(e).__name__)
+
+    def _eth_ip4(self, ts, pcap_cnt, frame, dmac, smac, vlans, vlan_id, o, tos, tlen, ipid, ttl, proto, src, dst):
+        """The fast path's option-less unfragmented IPv4 that is not a plain TCP segment
+        (UDP, ICMP, a bad TCP header...): the IP fields as read, then ``_l4``."""
+        pkt = Packet(ts, pcap_cnt, 1, frame)
+        pkt.dst_mac, pkt.src_mac, pkt.l2_proto, pkt.vlans, pkt.vlan_id = dmac, smac, 0x0800, vlans, vlan_id
+        (pkt.ipv, pkt.src, pkt.dst, pkt.proto, pkt.ttl, pkt.tos, pkt.ip_id, pkt.ip_off, pkt.ip_hlen,
+         pkt.ip_len) = 4, src, dst, proto, ttl, tos, ipid, o, 20, tlen
+        self.n_ipv4 += 1
+        l4 = o + 20
+        if self.verify:
+            pkt.csum_ok = self._ipv4_csum(frame, o, l4)
+        return self._l4(pkt, frame, l4, o + tlen, proto, (o - 14) >> 2)
 
     def _eth_ipv6_tcp(self, ts: float, pcap_cnt: int, frame: bytes, o: int, end: int) -> Packet | None:
         """Fast path for IPv6 at ``o`` (after Ethernet and at most one 802.1Q tag) with no
@@ -256,7 +305,7 @@ class Decoder:
             return None
         sport, dport, seq, ack, offfl, win, _, urp = _TCP(frame, l4)
         thl = (offfl >> 12) << 2
-        if thl < 20 or l4 + thl > ip_end:
+        if thl < 20 or thl > plen:
             return None
         if o == 18:  # as _ethertype: one tag is one layer
             tci = _H(frame, 14)[0]
@@ -270,8 +319,19 @@ class Decoder:
         pkt = _IP_TCP(ts, pcap_cnt, frame, frame[0:6], frame[6:12], vlans, vlan_id, 6, 0x86DD, src, dst, hlim,
                       (vtf >> 20) & 0xFF, 0, o, 40, 40 + plen, sport, dport, seq, ack, offfl & 0xFF, win, urp, thl,
                       frame[l4 + 20:l4 + thl] if thl > 20 else b"", frame[l4 + thl:ip_end])
-        if self.verify:
-            self._verify_l4(pkt, frame, l4, ip_end, 6)
+        if self.verify:  # _verify_l4, inlined: the addresses, then the segment, in one sum
+            self.csum_checked += 1
+            a = o + 8
+            v = (_from(frame[a:ip_end], "little") if ip_end - a < 400
+                 else _sum_le(frame, a, ip_end)) + ((plen + 6) << 8)  # proto 6 + length
+            if v % 0xFFFF:
+                self.csum_bad += 1
+                pkt.csum_ok = False
+                self._note("tcp_csum_bad")
+            else:
+                pkt.csum_ok = True
+            if self._auto and self.pkts >= self._sample:
+                self._auto_decide()
         return pkt
 
     # -- link layers ----------------------------------------------------------
@@ -727,22 +787,7 @@ class Decoder:
             if a_end != l4:
                 v += _from(f[a:a_end], "little")
                 a = l4
-        # f[a:end] in one piece, or in 2 or 4 pieces at even offsets on big segments: the
-        # pieces' sums add, and the one remainder (CPython divides digit by digit) is
-        # then taken of a number half or a quarter as long, which costs less in all.
-        m = end - a
-        if m < 400:
-            v += _from(f[a:end], "little")
-        elif m < 1000:
-            h = a + ((m >> 2) << 1)
-            v += _from(f[a:h], "little") + _from(f[h:end], "little")
-        else:
-            q = (m >> 3) << 1
-            h1 = a + q
-            h2 = h1 + q
-            h3 = h2 + q
-            v += _from(f[a:h1], "little") + _from(f[h1:h2], "little") + _from(f[h2:h3], "little") + _from(
-                f[h3:end], "little")
+        v += _from(f[a:end], "little") if end - a < 400 else _sum_le(f, a, end)
         self.csum_checked += 1
         if v % 0xFFFF:
             self.csum_bad += 1
@@ -751,10 +796,14 @@ class Decoder:
         elif pkt.csum_ok is None:
             pkt.csum_ok = True
         if self._auto and self.pkts >= self._sample:
-            self._auto = False
-            if self.csum_bad * 10 > self.csum_checked:
-                self.verify = False
-                self.auto_disabled = 1
+            self._auto_decide()
+
+    def _auto_decide(self) -> None:
+        """``-k auto``: the sample is in; more than one bad checksum in ten means offloading."""
+        self._auto = False
+        if self.csum_bad * 10 > self.csum_checked:
+            self.verify = False
+            self.auto_disabled = 1
 
     def _other_proto(self, pkt: Packet, f: bytes, l4: int, ip_end: int, proto: int, depth: int):
         """Tunnels (IP-in-IP, 6in4, GRE) are decoded to the inner packet; others keep their payload."""

@@ -456,6 +456,17 @@ def _general_path(frame: bytes, mode: str = "all") -> tuple[Decoder, Packet | No
     return d, d._ethertype(p, frame, 14, len(frame), int.from_bytes(frame[12:14], "big"), 0)
 
 
+def _assert_fast_equals_general(frame: bytes, mode: str) -> None:
+    fast_dec, fast = dec(frame, mode=mode)
+    slow_dec, slow = _general_path(frame, mode)
+    if slow is None:
+        assert fast is None
+    else:
+        for slot in Packet.__slots__:
+            assert getattr(fast, slot) == getattr(slow, slot), slot
+    assert fast_dec.counters() == slow_dec.counters()
+
+
 def _tcp6(payload=b"hello", tc=0, hlim=64, options=(), **kw):
     return (IPv6(src=A6, dst=B6, tc=tc, hlim=hlim, **kw)
             / TCP(sport=1234, dport=80, seq=1000, ack=2000, flags="PA", window=512, options=list(options)) / Raw(payload))
@@ -474,11 +485,33 @@ def _tcp6(payload=b"hello", tc=0, hlim=64, options=(), **kw):
 ], ids=lambda v: v if isinstance(v, str) else "")
 def test_ipv6_fast_path_equals_general_path(name, frame):
     """The IPv6 fast path builds exactly the Packet (and counters) of the general path, or leaves it the frame."""
-    fast_dec, fast = dec(frame)
-    slow_dec, slow = _general_path(frame)
-    if slow is None:
-        assert fast is None
-    else:
-        for slot in Packet.__slots__:
-            assert getattr(fast, slot) == getattr(slow, slot), slot
-    assert fast_dec.counters() == slow_dec.counters()
+    _assert_fast_equals_general(frame, "all")
+
+
+def _tcp4(payload=b"hello", **kw):
+    return (IP(src="192.0.2.1", dst="192.0.2.2", **kw)
+            / TCP(sport=1234, dport=80, seq=1000, ack=2000, flags="PA", window=512) / Raw(payload))
+
+
+@pytest.mark.parametrize("name,frame", [
+    ("plain", raw(eth() / _tcp4())),
+    ("big segment", raw(eth() / _tcp4(payload=bytes(range(256)) * 5 + b"odd"))),
+    ("medium segment", raw(eth() / _tcp4(payload=b"m" * 601))),
+    ("vlan", raw(eth() / Dot1Q(vlan=42, prio=5) / _tcp4(tos=0xB8, ttl=7, id=77))),
+    ("tcp options", raw(eth() / IP(src="192.0.2.1", dst="192.0.2.2")
+                        / TCP(options=[("MSS", 1440), ("NOP", None), ("WScale", 7)]) / Raw(b"o"))),
+    ("ethernet padding", raw(eth() / IP(src="192.0.2.1", dst="192.0.2.2") / TCP(flags="A")) + b"\0" * 6),
+    ("bad tcp checksum", raw(eth() / IP(src="192.0.2.1", dst="192.0.2.2") / TCP(chksum=0x1234) / Raw(b"x" * 99))),
+    ("bad ip checksum", raw(eth() / IP(src="192.0.2.1", dst="192.0.2.2", chksum=0x4321) / TCP() / Raw(b"y"))),
+    ("ip options", raw(eth() / IP(src="192.0.2.1", dst="192.0.2.2", options=b"\x01\x01\x01\x00") / TCP())),
+    ("fragment", raw(eth() / IP(src="192.0.2.1", dst="192.0.2.2", flags="MF", id=9) / TCP() / Raw(b"f" * 16))),
+    ("udp", raw(eth() / IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=53, dport=5353) / Raw(b"z" * 30))),
+    ("vlan udp", raw(eth() / Dot1Q(vlan=7) / IP(src="192.0.2.1", dst="192.0.2.2") / UDP() / Raw(b"u"))),
+    ("truncated", raw(eth() / _tcp4(payload=b"q" * 40))[:-10]),
+    ("bad tcp header length", raw(eth() / _tcp4())[:14 + 20 + 12] + b"\x30" + raw(eth() / _tcp4())[14 + 20 + 13:]),
+    ("tcp header beyond ip length", raw(eth() / IP(src="192.0.2.1", dst="192.0.2.2", len=45) / TCP() / Raw(b"p" * 9))),
+], ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize("mode", ["all", "none"])
+def test_ipv4_fast_path_equals_general_path(name, frame, mode):
+    """The IPv4 fast paths build exactly the Packet (and counters) of the general path."""
+    _assert_fast_equals_general(frame, mode)
