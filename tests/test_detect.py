@@ -532,3 +532,37 @@ def test_port_bound_literals_are_not_scanned_on_other_ports():
     c = Conv(dport=80)
     run(eng, c.handshake() + [c.client(b"USER root\r\n")])
     assert eng.detector.c["scans"] == 1
+
+
+def test_inline_window_remembers_literals_scanned_in_earlier_segments():
+    """Stream mode scans each byte once: a fast pattern that arrived in an earlier segment still
+    makes its rule a candidate while it lies in the inline window reaching back."""
+    eng = engine('alert tcp any any -> any any (content:"LONG-FAST-PATTERN"; content:"end"; distance:0; sid:1;)',
+                 **{"stream.inline": "yes"})
+    conv = Conv()
+    frames = conv.handshake() + [conv.client(b"..LONG-FAST-PATTERN.."), conv.client(b"...end")]
+    alerts = run(eng, frames)
+    assert [(a.pkt.pcap_cnt, a.stream) for a in alerts] == [(5, 1)]
+    # each stream byte went through hyperscan once (no re-scan of the window's old bytes)
+    assert eng.detector.counters()["stream_bytes"] == len(b"..LONG-FAST-PATTERN..") + len(b"...end")
+
+
+def test_literal_out_of_the_inline_window_is_forgotten():
+    eng = engine('alert tcp any any -> any any (content:"LONG-FAST-PATTERN"; content:"end"; distance:0; sid:1;)',
+                 **{"stream.inline": "yes", "stream.reassembly.toserver-chunk-size": 64})
+    conv = Conv()
+    frames = conv.handshake() + [conv.client(b"LONG-FAST-PATTERN"), conv.client(b"." * 200), conv.client(b"end")]
+    assert run(eng, frames) == []  # the window (64 bytes back) no longer holds the pattern
+
+
+def test_hyperscan_streams_are_closed_when_flows_end():
+    eng = engine('alert tcp any any -> any any (content:"needle"; sid:1;)', **{"stream.inline": "yes"})
+    convs = [Conv(sport=40000 + i) for i in range(3)]
+    frames = []
+    for conv in convs:
+        frames += conv.handshake() + [conv.client(b"hay hay"), conv.server(b"more hay")]
+    run(eng, frames, finish=False)
+    streams = [ls for f in eng.flows.flows.values() for ls in f.det.lits if ls is not None]
+    assert len(streams) == 6 and all(ls.hs is not None for ls in streams)
+    eng.finish()
+    assert all(ls.hs is None for ls in streams)

@@ -20,15 +20,20 @@ Per packet, candidates are gathered cheaply, then judged in rule order:
   (for a TCP packet whose data went into a stream, only the rules that also
   inspect single packets); each literal wakes only the rules of the
   packet's ports;
-- for TCP, rules whose literal occurs in newly inspectable stream data.
+- for TCP, rules whose literal occurs in newly inspectable stream data: one
+  hyperscan stream per direction (``hsdb.LiteralStream``) scans each stream
+  byte once, when it becomes inspectable, and remembers where each literal
+  last ended, so a literal split across segments is found and a window
+  reaching back knows the literals in its old bytes.
 
 Stream data is inspected the way Suricata does in IDS mode: bytes become
 inspectable once settled (ACKed, see ``reassembly``) and are inspected in
 chunks (``stream.reassembly.toserver-chunk-size``), at once when the session
 is closing or the depth is reached, and what is left when the flow ends (the
-alert then carries ``kind = 'flow-timeout'``).  Each chunk is block-scanned
-and verified on its own; bytes a gap would discard are kept by a reassembly
-observer and inspected as a separate piece.  With ``stream.inline`` new
+alert then carries ``kind = 'flow-timeout'``).  Each chunk is verified on its
+own (copied out of the stream buffer only when a rule is to be verified on
+it); bytes a gap would discard are kept by a reassembly observer and inspected
+as a separate piece (the hyperscan stream starts over after a gap).  With ``stream.inline`` new
 in-order bytes are inspected on the packet that brought them, in a window of
 one chunk reaching back (Suricata's inline window).  A stream match counts
 once: a rule alerts again only for a match ending past the bytes it already
@@ -53,7 +58,7 @@ from ..packet import Packet
 from .compile import CRule, Unsupported, negated_addresses, port_values
 from .groups import AddrIndex, choose_side, port_gate, port_split, value_table
 from .headers import compile_check
-from .hsdb import BlockScanner, LiteralSet
+from .hsdb import BlockScanner, LiteralSet, LiteralStream, StreamScanner
 from .threshold import Thresholds
 
 from .payload import compile_matches
@@ -68,7 +73,7 @@ _CLOSING = frozenset(("last_ack", "close_wait", "closing", "closed"))
 class FlowDet:
     """Detect's per-flow scratch (``flow.det``)."""
 
-    __slots__ = ("ipo", "bits", "passed", "est", "prog", "held", "gaps", "thr", "alerted_upto", "piece_offs")
+    __slots__ = ("ipo", "bits", "passed", "est", "prog", "held", "gaps", "thr", "alerted_upto", "piece_offs", "lits")
 
     def __init__(self) -> None:
         self.est = False  # the session has been seen established (stays so while it closes)
@@ -84,9 +89,16 @@ class FlowDet:
         # (a stream match, or a packet alert on bytes that went into the stream)
         self.alerted_upto: dict | None = None
         self.piece_offs: tuple | list = ()  # stream offset of each piece of the current inspection
+        self.lits: list | None = None  # per direction: its hsdb.LiteralStream (stream-mode prefilter)
 
     def close(self) -> None:
+        """The flow ends: buffers go, hyperscan streams are closed (they hold native state)."""
         self.held = None
+        if self.lits is not None:
+            for ls in self.lits:
+                if ls is not None:
+                    ls.close()
+            self.lits = None
 
 
 class _GapKeeper:
@@ -273,8 +285,8 @@ class Detector:
                 self.block[k] = (BlockScanner(db), split, port_gate(split))
             else:
                 self.block[k] = None
-        db = stream_lits.compile(hs.HS_MODE_BLOCK)
-        self.stream_scan = BlockScanner(db) if db is not None else None
+        db = stream_lits.compile(hs.HS_MODE_STREAM)
+        self.stream_scan = StreamScanner(db) if db is not None else None
         self.stream_rules = port_split(stream_lits.rule_tuples(), port_keys)
         self.stream_gate = port_gate(self.stream_rules)
         self.has_stream = db is not None or bool(self.stream_nompm)
@@ -412,7 +424,10 @@ class Detector:
 
         Adds the rules whose literal occurs in them to the set ``cands``.
         Pieces are separated by gaps; each is matched on its own, as Suricata
-        inspects each contiguous block of raw stream data.
+        inspects each contiguous block of raw stream data.  The new bytes go
+        through the direction's hyperscan stream (``hsdb.LiteralStream``) once;
+        a piece is copied out of the stream buffer only when some rule will be
+        verified on it.
         """
         held = fd.held[d] if fd.held is not None else None
         start = fd.prog[d]
@@ -431,48 +446,73 @@ class Detector:
         if not (at_end or self.inline or held or n >= self.chunk[d] or st.depth_reached
                 or flow.tcp_state in _CLOSING):
             return None
-        pieces = []
-        offs = fd.piece_offs = []
-        if held:
-            for off, p, _ in held:
-                pieces.append(p)
-                offs.append(off)
-            fd.gaps = [g for _, _, g in held]
-            held.clear()
-        if n > 0:
-            fd.prog[d] = end
-            lo = start
-            back = 0
-            if self.inline:
-                # verify over a window reaching back (Suricata's inline window: a chunk
-                # ending with the new bytes), so a match that started in earlier
-                # segments is seen; only the new bytes are scanned (hs stream)
-                back = max(self.lookback, self.chunk[d])
-                lo = min(start - self.lookback, end - back)
-                if lo < base:
-                    lo = base
-            with memoryview(st.buf) as mv:  # one copy, not a bytearray slice and then bytes
-                pieces.append(bytes(mv[lo - base:end - base]))
-            offs.append(lo)
-            keep = end - back
-            if keep > st.buf_base:
-                st.trim(keep)
         c = self.c
         c["stream_scans"] += 1
-        if self.stream_scan is not None:
-            split = self.stream_rules
+        scanner = self.stream_scan
+        if scanner is not None:
             # the stream of direction d flows between the same ports as its packets
             if d == 0:
                 dport, sport = flow.sport, flow.cport
             else:
                 dport, sport = flow.cport, flow.sport
             gate = self.stream_gate
-            if gate is None or dport in gate[0] or sport in gate[1]:
-                scan = self.stream_scan.scan
-                for piece in pieces:
-                    c["stream_bytes"] += len(piece)
-                    _expand(scan(piece), split, dport, sport, cands.update)
+            if gate is not None and dport not in gate[0] and sport not in gate[1]:
+                scanner = None
+        if scanner is not None:
+            lits = fd.lits
+            if lits is None:
+                lits = fd.lits = [None, None]
+            ls = lits[d]
+            if ls is None:
+                ls = lits[d] = LiteralStream()
+        pieces = []
+        offs = fd.piece_offs = []
+        lo = start  # where the inspected bytes begin (held pieces aside)
+        if held:
+            for off, p, _ in held:
+                pieces.append(p)
+                offs.append(off)
+                if scanner is not None:
+                    c["stream_bytes"] += len(p)
+                    ls.feed(scanner, off, p)
+                    if off < lo:
+                        lo = off
+            fd.gaps = [g for _, _, g in held]
+            held.clear()
+        back = 0
+        if n > 0:
+            fd.prog[d] = end
+            if self.inline:
+                # verify over a window reaching back (Suricata's inline window: a chunk
+                # ending with the new bytes), so a match that started in earlier
+                # segments is seen; only the new bytes are scanned
+                back = max(self.lookback, self.chunk[d])
+                w = min(start - self.lookback, end - back)
+                lo = w if w > base else base
+        hit = ()
+        if scanner is not None:
+            if n > 0:
+                c["stream_bytes"] += n
+                with memoryview(st.buf) as mv:
+                    recent = ls.feed(scanner, start, mv[start - base:end - base])
+            else:
+                recent = ls.recent
+            if recent:
+                # literals whose last occurrence ends in what is inspected now; older ones
+                # can lie in no later window either
+                hit = [i for i, e in recent.items() if e > lo]
+                if len(hit) < len(recent):
+                    ls.recent = {i: recent[i] for i in hit}
+                _expand(hit, self.stream_rules, dport, sport, cands.update)
         cands.update(self.stream_nompm)
+        if n > 0:
+            if cands:
+                with memoryview(st.buf) as mv:  # one copy, not a bytearray slice and then bytes
+                    pieces.append(bytes(mv[lo - base:end - base]))
+                offs.append(lo)
+            keep = end - back
+            if keep > st.buf_base:
+                st.trim(keep)
         return pieces
 
     # -- judging ----------------------------------------------------------------

@@ -4,12 +4,23 @@ Each distinct (literal, nocase) pair becomes one hyperscan expression whose id
 indexes a tuple of rule numbers.  Literals are escaped byte by byte (the
 binding's literal mode stops at NUL bytes), so any byte string is safe.
 
-Block mode serves packet payloads and stream pieces alike (one scan,
-``HS_FLAG_SINGLEMATCH``: detect only needs *which* literals occur, then
-verifies the rules on the same bytes).  Stream data is verified piece by
-piece (IDS chunks, inline windows), exactly as Suricata inspects raw stream
-data, so a hyperscan stream per direction would add per-session state without
-finding anything more.
+Packets are scanned in block mode (one scan, ``HS_FLAG_SINGLEMATCH``: detect
+only needs *which* literals occur, then verifies the rules on the same bytes).
+
+TCP stream data is scanned in stream mode, one hyperscan stream per direction
+(``LiteralStream``): each byte is scanned once, when it becomes inspectable,
+and a literal split across segments or inspections is still found.  Every
+occurrence is reported with its end offset; what detect keeps is, per literal,
+where its last occurrence ended, so an inspection window that reaches back
+(Suricata's inline window) knows the literals that lie in it without scanning
+its old bytes again.  The verification itself stays on the bytes of each
+inspection, as Suricata inspects raw stream data.
+
+hyperscan 0.9.1's binding crashes when a stream is built with ``hs.Stream(...)``
+and entered, or outlives its callback: streams are made by ``db.stream(
+match_event_handler=cb)`` then ``__enter__()``, the callback is kept by the
+``StreamScanner`` that owns the database, and every stream is closed
+(``LiteralStream.close``, called when the flow ends).
 """
 
 from __future__ import annotations
@@ -82,3 +93,73 @@ class BlockScanner:
         hits.clear()
         self.db.scan(data, match_event_handler=self._cb)
         return hits
+
+
+class StreamScanner:
+    """A stream-mode database and the one callback all its streams report to.
+
+    Scans run one at a time (the engine is single-threaded), so the callback can
+    write into one shared dict: literal id -> end of its last occurrence, in the
+    scanned stream's own offsets."""
+
+    __slots__ = ("db", "last", "_cb")
+
+    def __init__(self, db) -> None:
+        self.db = db
+        self.last: dict[int, int] = {}
+        last = self.last
+
+        def cb(i, frm, to, flags, ctx):
+            last[i] = to
+
+        self._cb = cb
+
+    def open(self):
+        s = self.db.stream(match_event_handler=self._cb)
+        s.__enter__()
+        return s
+
+
+class LiteralStream:
+    """One TCP direction's hyperscan stream, positioned in that direction's stream offsets.
+
+    ``feed(off, data)`` scans bytes that start at stream offset ``off``; if they
+    do not follow what was fed before (a gap, bytes dropped under memory pressure,
+    a rule reload), the hyperscan stream starts over at ``off``.  ``recent`` maps
+    each literal seen to the stream offset where its last occurrence ended."""
+
+    __slots__ = ("scanner", "hs", "base", "pos", "recent")
+
+    def __init__(self) -> None:
+        self.scanner: StreamScanner | None = None
+        self.hs = None
+        self.base = 0  # stream offset of the hyperscan stream's offset 0
+        self.pos = -1  # stream offset of the next byte the hyperscan stream expects
+        self.recent: dict[int, int] = {}
+
+    def feed(self, scanner: StreamScanner, off: int, data) -> dict[int, int]:
+        """Scan ``data`` (stream offset ``off``); returns ``recent``, updated."""
+        if off != self.pos or scanner is not self.scanner:
+            if self.hs is not None:
+                self.hs.close()
+            if scanner is not self.scanner:
+                self.recent = {}  # another database (a rule reload): other literal ids
+            self.hs = scanner.open()
+            self.scanner = scanner
+            self.base = off
+        last = scanner.last
+        last.clear()
+        self.hs.scan(data)
+        self.pos = off + len(data)
+        if last:
+            base = self.base
+            recent = self.recent
+            for i, to in last.items():
+                recent[i] = base + to
+        return self.recent
+
+    def close(self) -> None:
+        if self.hs is not None:
+            self.hs.close()
+            self.hs = None
+        self.scanner = None
