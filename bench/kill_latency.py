@@ -112,10 +112,14 @@ def read_pcap(path: Path) -> list[tuple[float, bytes]]:
     return out
 
 
-def latencies(frames) -> dict[int, float]:
-    """Client port -> seconds from the trigger arriving to the first forged RST leaving."""
-    trig: dict[int, float] = {}
-    lat: dict[int, float] = {}
+def latencies(frames) -> list[float]:
+    """Seconds from each trigger arriving to the first forged RST of its session leaving.
+
+    Sessions are told apart by client port *and* time: a port the kernel reuses
+    for a later connection (its earlier one was reset, so no TIME_WAIT holds it)
+    starts a new session at its next trigger."""
+    trig: dict[int, float] = {}  # client port -> trigger time of its current session
+    lat: list[float] = []
     for ts, f in frames:
         if len(f) < 54 or f[12:14] != b"\x08\x00" or f[23] != 6:
             continue
@@ -124,13 +128,28 @@ def latencies(frames) -> dict[int, float]:
         sport, dport = struct.unpack_from("!HH", f, t)
         flags = f[t + 13]
         payload = f[t + ((f[t + 12] >> 4) * 4):]
-        if dport == 8080 and b"FORBIDDEN" in payload and sport not in trig:
-            trig[sport] = ts
+        if dport == 8080 and b"FORBIDDEN" in payload:
+            if sport not in trig:
+                trig[sport] = ts
         elif flags & 0x04:
             cport = sport if dport == 8080 else dport
-            if cport in trig and cport not in lat:
-                lat[cport] = ts - trig[cport]
+            if cport in trig:
+                lat.append(ts - trig.pop(cport))
     return lat
+
+
+def pair_by_port(clients: list[dict], servers: list[dict]) -> list[tuple[dict, dict]]:
+    """Each client record with the server record of the same connection: same port, and the
+    i-th use of a port on one side is its i-th use on the other (a reused port's
+    connections follow each other: the earlier was reset before the kernel reused it)."""
+    by_port: dict[int, list[dict]] = {}
+    for rec in sorted(servers, key=lambda r: r.get("t") or 0):
+        by_port.setdefault(rec.get("peer"), []).append(rec)
+    out = []
+    for c in sorted(clients, key=lambda r: r.get("t_trigger") or 0):
+        recs = by_port.get(c.get("port"))
+        out.append((c, recs.pop(0) if recs else {}))
+    return out
 
 
 def pct(values: list[float], q: float) -> float:
@@ -176,6 +195,7 @@ def run_config(lab, tmp: Path, name: str, offloads: bool, extra: tuple, args) ->
         time.sleep(0.05)
     time.sleep(0.5)
     t_start = time.monotonic()
+    t_wall = time.time()  # the server's records of earlier configurations are older
     r = lab.run(lab.client, PYTHON, "-c", CLIENTS, lab.SERVER4, str(args.connections), str(args.parallel),
                 str(args.before), timeout=60 + args.connections * 2)
     wall = time.monotonic() - t_start
@@ -183,11 +203,8 @@ def run_config(lab, tmp: Path, name: str, offloads: bool, extra: tuple, args) ->
     lab.stop(mw)
     lab.stop(dump, signal.SIGINT)
     clients = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
-    servers = {}
-    for line in (tmp / "server.jsonl").read_text().splitlines():
-        if line.startswith("{"):
-            rec = json.loads(line)
-            servers[rec["peer"]] = rec
+    servers = [rec for rec in (json.loads(line) for line in (tmp / "server.jsonl").read_text().splitlines()
+                               if line.startswith("{")) if (rec.get("t") or 0) >= t_wall]
     events = [json.loads(line) for line in eve.read_text().splitlines()]
     started = err.read_text()
     listening = next((ln for ln in started.splitlines() if "listening on" in ln), "")
@@ -195,10 +212,9 @@ def run_config(lab, tmp: Path, name: str, offloads: bool, extra: tuple, args) ->
     mode = rto[0] if rto else "immediate mode" if "immediate mode" in listening else "?"
     out = {"name": name, "wall": wall, "capture": mode,
            "warning": next((ln for ln in started.splitlines() if "warning" in ln), None), "n": len(clients), "client": 0, "server": 0, "both": 0, "fast": 0,
-           "ms": [v * 1000 for v in latencies(read_pcap(pcap)).values()],
+           "ms": [v * 1000 for v in latencies(read_pcap(pcap))],
            "stats": [e for e in events if e["event_type"] == "stats"][-1]["stats"]}
-    for c in clients:
-        s = servers.get(c.get("port"), {})
+    for c, s in pair_by_port(clients, servers):
         cr = c.get("result") == "ECONNRESET"
         sr = s.get("result") == "ECONNRESET"
         out["client"] += cr
