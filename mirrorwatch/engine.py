@@ -95,7 +95,12 @@ class Engine:
         flow, to_server = self.flows.process(pkt, events)
         if events:
             events = self._ended(events)
-        alerts = self.detector.inspect(pkt, flow, to_server)
+        det = self.detector
+        try:  # Detector.inspect's contract (never raises), without its extra call per packet
+            alerts = det._inspect(pkt, flow, to_server)
+        except Exception as e:  # noqa: BLE001 - the core goes on with the next packet
+            det._error(e, pkt)
+            alerts = None
         if alerts:
             events.extend(alerts)
         # the killer acts on killing alerts and on later packets of sessions it is killing

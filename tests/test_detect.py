@@ -566,3 +566,16 @@ def test_hyperscan_streams_are_closed_when_flows_end():
     assert len(streams) == 6 and all(ls.hs is not None for ls in streams)
     eng.finish()
     assert all(ls.hs is None for ls in streams)
+
+
+def test_header_rules_follow_a_role_swap():
+    """Detect keeps the header-decided candidates per flow direction; when a later SYN shows the
+    other side is the client (the flows room swaps the roles), the directions swap with them."""
+    eng = engine('alert tcp any any -> any 50000 (flags:S; sid:1;)')
+    a = ETH() / IP(src=SRV, dst=CLI)
+    b = ETH() / IP(src=CLI, dst=SRV)
+    frames = [a / TCP(sport=50000, dport=50001, flags="A", seq=10, ack=20),  # guessed: SRV is the client
+              b / TCP(sport=50001, dport=50000, flags="S", seq=100)]  # CLI opens: the roles swap
+    alerts = run(eng, frames)
+    assert [(a.rule.sid, a.pkt.pcap_cnt) for a in alerts] == [(1, 2)]
+    assert eng.flows.counters()["role_swaps"] == 1

@@ -73,11 +73,16 @@ _CLOSING = frozenset(("last_ack", "close_wait", "closing", "closed"))
 class FlowDet:
     """Detect's per-flow scratch (``flow.det``)."""
 
-    __slots__ = ("ipo", "bits", "passed", "est", "prog", "held", "gaps", "thr", "alerted_upto", "piece_offs", "lits")
+    __slots__ = ("hdr0", "hdr1", "lo", "bits", "passed", "est", "prog", "held", "gaps", "thr", "alerted_upto", "piece_offs",
+                 "lits")
 
     def __init__(self) -> None:
         self.est = False  # the session has been seen established (stays so while it closes)
-        self.ipo = 0  # bit d: direction d had its ip-only inspection
+        # per direction: Detector's header-value table for the direction's protocol and ports
+        # (None until the direction's first packet, which also gets the ip-only inspection)
+        self.hdr0: dict | None = None
+        self.hdr1: dict | None = None
+        self.lo = None  # flow.lo_client when hdr0/hdr1 were filed (it flips when the roles swap)
         self.bits: set | None = None
         self.passed = False
         self.prog = [0, 0]  # stream offset up to which each direction was inspected
@@ -133,6 +138,12 @@ class _GapKeeper:
             self.inner.end(stream)
 
 
+class _HeaderTable(dict):
+    """Header value (TCP flags / ICMP type) -> candidate rules, for one (protocol, ports) ``key``."""
+
+    __slots__ = ("key",)
+
+
 def _transport_class(proto: int) -> int:
     return proto if proto in (TCP, UDP) else 0
 
@@ -161,7 +172,7 @@ class Detector:
         self.pcre_timeout = settings.get("detect.pcre-timeout", 0.1)
         self._match_end = 0  # stream offset where the last stream match ended (set by _judge)
         self._matchers: dict[int, object] = {}
-        self._static: dict[tuple, frozenset] = {}  # header key -> candidates (``_static_cands``)
+        self._static: dict[tuple, dict] = {}  # (proto, ports) -> header value -> candidates (``_header_table``)
         rules = ruleset.rules if hasattr(ruleset, "rules") else list(ruleset)
         self._build(rules)
         if previous is not None:
@@ -316,38 +327,49 @@ class Detector:
         if pkt.csum_ok is False:
             c["csum_skipped"] += 1
             return []
-        fd = None
+        proto = pkt.proto
+        # rules decided by header values alone (protocol, TCP flags / ICMP type, ports): per
+        # (protocol, ports) a shared table of header value -> candidates, which a flow keeps per
+        # direction (its ports do not change); the direction's first packet also gets the
+        # ip-only rules
+        v = pkt.flags if proto == TCP else (pkt.icmp_type if proto == 1 or proto == 58 else 0)
+        first = False
         if flow is not None:
             fd = flow.det
             if fd is None:
                 fd = flow.det = FlowDet()
             elif fd.passed:
-                if pkt.proto == TCP:
+                if proto == TCP:
                     _release(flow)
                 return []
             if not fd.est and flow.state == "established":
                 fd.est = True
-        d = 0 if to_server or to_server is None else 1
-        proto = pkt.proto
-        tc = proto if proto == TCP or proto == UDP else 0
-        # rules decided by header values alone (protocol, TCP flags / ICMP type, ports), cached
-        if proto == TCP:
-            v = pkt.flags & 0xFF
-        elif proto == 1 or proto == 58:
-            v = pkt.icmp_type
+            if fd.lo is not flow.lo_client:  # the flows room swapped client and server: so do the tables
+                fd.hdr0, fd.hdr1 = fd.hdr1, fd.hdr0
+                fd.lo = flow.lo_client
+            if to_server:
+                d = 0
+                table = fd.hdr0
+                if table is None:
+                    table = fd.hdr0 = self._header_table(proto, pkt.dport, pkt.sport)
+                    first = True
+            else:
+                d = 1
+                table = fd.hdr1
+                if table is None:
+                    table = fd.hdr1 = self._header_table(proto, pkt.dport, pkt.sport)
+                    first = True
         else:
-            v = 0
-        dp = pkt.dport
-        sp = pkt.sport
-        # ports no header-decided rule names share one entry (-1): ephemeral ports do not grow the cache
-        key = (proto, v, dp if dp in self._dports else -1, sp if sp in self._sports else -1)
-        static = self._static.get(key)
+            fd = None
+            d = 0
+            table = self._header_table(proto, pkt.dport, pkt.sport)
+            first = True
+        static = table.get(v)
         if static is None:
-            static = self._static_cands(key)
+            static = self._static_cands(table, v)
+        tc = proto if proto == TCP or proto == UDP else 0
         pc = None  # rules to judge on this packet: ``static``, or a set once more are added
-        if fd is None or not fd.ipo & (1 << d):
-            if fd is not None:
-                fd.ipo |= 1 << d
+        if first:
             pc = set(static)
             pc.update(self.iponly[tc])
             if self.ipo_src is not None:
@@ -360,13 +382,16 @@ class Detector:
                 blk = self.block[ADDED]  # the stream rules see these bytes in the stream
             else:
                 blk = self.block[tc]
-            if blk is not None and (blk[2] is None or dp in blk[2][0] or sp in blk[2][1]):
-                c["scans"] += 1
-                hits = blk[0].scan(payload)
-                if hits:
-                    if pc is None:
-                        pc = set(static)
-                    _expand(hits, blk[1], pkt.dport, pkt.sport, pc.update)
+            if blk is not None:
+                dp = pkt.dport
+                sp = pkt.sport
+                if blk[2] is None or dp in blk[2][0] or sp in blk[2][1]:
+                    c["scans"] += 1
+                    hits = blk[0].scan(payload)
+                    if hits:
+                        if pc is None:
+                            pc = set(static)
+                        _expand(hits, blk[1], dp, sp, pc.update)
         if pc is None:
             pc = static
         chunk = None
@@ -391,10 +416,22 @@ class Detector:
         c["inspected"] += 1
         return self._judge_all(pc, sc, pkt, flow, fd, d, to_server, chunk, False)
 
-    def _static_cands(self, key: tuple) -> frozenset:
-        """Rules a packet with these (protocol, TCP flags or ICMP type, dst port, src port)
-        is a candidate for whatever its payload; cached per key (bounded)."""
-        proto, v, dport, sport = key
+    def _header_table(self, proto: int, dport: int, sport: int) -> dict:
+        """The shared header value -> candidates table of packets with this protocol and ports
+        (ports no header-decided rule names share one: ephemeral ports do not grow the tables)."""
+        key = (proto, dport if dport in self._dports else -1, sport if sport in self._sports else -1)
+        table = self._static.get(key)
+        if table is None:
+            if len(self._static) >= 4096:
+                self._static.clear()
+            table = self._static[key] = _HeaderTable()
+            table.key = key
+        return table
+
+    def _static_cands(self, table: dict, v: int) -> frozenset:
+        """Rules a packet is a candidate for whatever its payload, by its header value ``v``
+        (TCP flags or ICMP type) and the protocol and ports ``table`` is for; kept in ``table``."""
+        proto, dport, sport = table.key
         out = set(self.pkt_always.get(proto, self.pkt_any_ip))
         if proto == TCP:
             if self.flags_tbl is not None:
@@ -405,10 +442,7 @@ class Detector:
         if ports is not None:
             out.update(ports[0].get(dport, ()))
             out.update(ports[1].get(sport, ()))
-        r = frozenset(out)
-        if len(self._static) >= 65536:
-            self._static.clear()
-        self._static[key] = r
+        r = table[v] = frozenset(out)
         return r
 
     # -- stream data ----------------------------------------------------------
