@@ -347,18 +347,15 @@ class Detector:
             if fd.lo is not flow.lo_client:  # the flows room swapped client and server: so do the tables
                 fd.hdr0, fd.hdr1 = fd.hdr1, fd.hdr0
                 fd.lo = flow.lo_client
-            if to_server:
-                d = 0
-                table = fd.hdr0
-                if table is None:
-                    table = fd.hdr0 = self._header_table(proto, pkt.dport, pkt.sport)
-                    first = True
-            else:
-                d = 1
-                table = fd.hdr1
-                if table is None:
-                    table = fd.hdr1 = self._header_table(proto, pkt.dport, pkt.sport)
-                    first = True
+            d = 0 if to_server else 1
+            table = fd.hdr1 if d else fd.hdr0
+            if table is None:
+                table = self._header_table(proto, pkt.dport, pkt.sport)
+                if d:
+                    fd.hdr1 = table
+                else:
+                    fd.hdr0 = table
+                first = True
         else:
             fd = None
             d = 0
