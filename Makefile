@@ -6,12 +6,23 @@
 # Set-up is idempotent: system packages are installed only when missing, the
 # virtualenv is rebuilt only when setup.cfg/pyproject.toml change (stamp file).
 
-PYTHON  ?= python3.11
+# Debian's own python3.11 when it is there: it is built with PGO and LTO, and the engine runs
+# ~10% faster on it than on a default pyenv build (--enable-shared, no --enable-optimizations).
+PYTHON  ?= $(firstword $(wildcard /usr/bin/python3.11) python3.11)
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.mirrorwatch-installed
 SYSSTAMP := $(VENV)/.mirrorwatch-system
+BASE    := $(VENV)/.mirrorwatch-python
 export DEBIAN_FRONTEND := noninteractive
+
+# a virtualenv made from another interpreter is made again
+ifneq ($(wildcard $(PY)),)
+ifneq ($(shell cat $(BASE) 2>/dev/null),$(PYTHON))
+$(info $(VENV) was made from another Python than $(PYTHON): making it again)
+$(shell rm -rf $(VENV))
+endif
+endif
 
 # command-or-file to test for -> Debian package that provides it
 SYSTEM_DEPS := \
@@ -55,6 +66,7 @@ system:
 $(PY):
 	@$(MAKE) --no-print-directory system
 	$(PYTHON) -m venv $(VENV)
+	@echo '$(PYTHON)' > $(BASE)
 
 $(STAMP): setup.cfg pyproject.toml | $(PY)
 	@$(MAKE) --no-print-directory system

@@ -100,7 +100,7 @@ over_total = max(pt() - t - bare, 0.0) / N  # what one timed call adds to the wh
 over = acc.pop("_probe")[0] / N  # what a timed call adds to its own measured interval
 wrap(eng.decoder, "decode", "decode")
 wrap(eng.flows, "process", "flows + reassembly")
-wrap(eng.detector, "inspect", "detect")
+wrap(eng.detector, "_inspect", "detect")  # what Engine.process calls
 wrap(eng.killer, "on_packet", "kill decisions")
 t = pt()
 for ts, lt, fr, wl in frames:
@@ -143,6 +143,29 @@ def warm_cache(pcap: Path) -> None:
     with open(pcap, "rb") as f:
         while f.read(1 << 24):
             pass
+
+
+# The interpreter's own speed on this machine: the engine is bound by it, the floor by libpcap.
+# Printed beside the figures so runs on different machines can be compared.
+PY_REFERENCE = r"""
+import time
+t = time.process_time()
+s = 0
+for i in range(5_000_000):
+    s += i
+print(f"REF {(time.process_time() - t) / 5_000_000 * 1e9:.1f}")
+"""
+
+
+def measure_reference() -> float:
+    """Nanoseconds per iteration of a pure-Python loop (best of 3) under the interpreter measured."""
+    best_ns = float("inf")
+    for _ in range(3):
+        out, _, code, _ = popen_rss([PY, "-c", PY_REFERENCE])
+        m = re.search(r"REF ([\d.]+)", out)
+        if code == 0 and m:
+            best_ns = min(best_ns, float(m.group(1)))
+    return best_ns
 
 
 def measure_floor(pcap: Path) -> dict:
@@ -202,13 +225,17 @@ def print_table(table: list[dict]) -> None:
               f"{r['rss'] / 2**20:>7,.0f}MB {r['startup']:>8.1f}s {alerts:>8}")
 
 
-def markdown(table: list[dict], pcap: Path, repeat: int) -> str:
+def machine(ref_ns: float) -> str:
+    return (f"{os.cpu_count()} cores, Python {platform.python_version()} ({PY}), "
+            f"a pure-Python loop iteration {ref_ns:.0f} ns")
+
+
+def markdown(table: list[dict], pcap: Path, repeat: int, ref_ns: float) -> str:
     pk = table[0]["packets"]
     by = table[0]["bytes"]
     lines = [
         f"Bench capture: `{pcap.name}` ({pk:,} packets, {by / 1e6:,.0f} MB; mixed TCP/UDP, IPv4/IPv6, VLAN, "
-        f"HTTP-like payloads). Machine: {os.cpu_count()} cores, Python {platform.python_version()}; "
-        f"best of {repeat} run(s).",
+        f"HTTP-like payloads). Machine: {machine(ref_ns)}; best of {repeat} run(s).",
         "",
         "Rates are packets over the CPU seconds of the processing (one core; the machine is shared, so wall-clock "
         "rates, also shown, vary with its load). Start-up is rule loading and compilation.",
@@ -248,6 +275,8 @@ def main(argv=None) -> int:
         print(f"generating {a.pcap} ...", flush=True)
         subprocess.run([PY, str(ROOT / "pcaps" / "gen_bench.py"), str(a.pcap)], check=True)
     warm_cache(a.pcap)
+    ref_ns = measure_reference()
+    print(f"machine: {machine(ref_ns)}", flush=True)
     results = [best([measure_floor(a.pcap) for _ in range(a.repeat)])]
     results.append(best([measure_replay("mirrorwatch, bundled signatures", a.pcap, ROOT / "signatures")
                          for _ in range(a.repeat)]))
@@ -263,7 +292,7 @@ def main(argv=None) -> int:
     for label, us in rooms:
         print(f"  {label:<36} {us:6.2f}")
     print("\n<!-- replay_throughput.py markdown -->")
-    print(markdown(table, a.pcap, a.repeat))
+    print(markdown(table, a.pcap, a.repeat, ref_ns))
     print()
     print(f"Where the time goes (bundled signatures, first {a.room_packets:,} packets, CPU µs per packet):")
     print()
