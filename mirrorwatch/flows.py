@@ -131,6 +131,8 @@ FLOW_STATE = {
 _REUSABLE = frozenset(("last_ack", "time_wait", "closed"))
 
 _NONE2 = (None, None)
+_SYN_ACK_RST = SYN | ACK | RST  # flag masks named once: the compiler does not fold names
+_SYN_FIN_RST = SYN | FIN | RST
 _ICMP_REQUESTS = frozenset((8, 13, 15, 17, 128))  # echo/timestamp/info/mask requests, ICMPv6 echo
 
 
@@ -166,13 +168,18 @@ class Flow:
 
     __slots__ = (
         "flow_id", "key", "proto", "ipv", "client", "server", "cport", "sport", "vlan_id",
-        "start", "last_ts", "pkts", "bytes", "state", "tcp_state", "tcp_flags", "tcp_flags_ts",
-        "tcp_flags_tc", "streams", "alerted", "_killed", "end_reason", "det", "kill",
+        "start", "last_ts", "pkts", "bytes", "state", "tcp_state", "tcp_flags_ts", "tcp_flags_tc", "streams",
+        "alerted", "_killed", "end_reason", "det", "kill",
         "l2", "ttl", "next_seq", "last_ack", "win",
         # internals
         "lo_client", "timeout", "bucket", "ended", "isn", "wscale", "fin_seq",
         "reasm", "synack_pending", "split", "rst_prev", "rst_by", "rst_exact", "rst_talk", "midstream", "table",
     )
+
+    @property
+    def tcp_flags(self) -> int:
+        """TCP flags seen in either direction (EVE tcp.tcp_flags)."""
+        return self.tcp_flags_ts | self.tcp_flags_tc
 
     @property
     def killed(self):
@@ -255,7 +262,7 @@ class FlowTable:
             f = self._new_flow(key, pkt, fwd, sp, dp, events)
         else:
             flows.move_to_end(key)
-            if proto == PROTO_TCP and pkt.flags & (SYN | ACK | RST) == SYN \
+            if proto == PROTO_TCP and pkt.flags & _SYN_ACK_RST == SYN \
                     and (f.tcp_state in _REUSABLE or _really_killed(f._killed)) \
                     and pkt.seq != f.isn[0] and pkt.csum_ok is not False:
                 f = self._reuse(f, key, pkt, fwd, sp, dp, events)
@@ -266,14 +273,13 @@ class FlowTable:
             f.last_ts = ts
         if proto == PROTO_TCP:
             fl = pkt.flags
-            f.tcp_flags |= fl
             if d:
                 f.tcp_flags_tc |= fl
             else:
                 f.tcp_flags_ts |= fl
             if pkt.csum_ok is False:
                 self.c["csum_bad_pkts"] += 1
-            elif fl & (SYN | FIN | RST) or f.tcp_state != "established" or f.rst_by is not None:
+            elif fl & _SYN_FIN_RST or f.tcp_state != "established" or f.rst_by is not None:
                 d = self._tcp(f, pkt, d, fl)
             else:
                 # established, a plain ACK or data (most packets): no state change, inline
@@ -581,7 +587,7 @@ class FlowTable:
         f.bytes = [0, 0]
         f.state = "new"
         f.tcp_state = "none" if proto == PROTO_TCP else None
-        f.tcp_flags = f.tcp_flags_ts = f.tcp_flags_tc = 0
+        f.tcp_flags_ts = f.tcp_flags_tc = 0
         if proto == PROTO_TCP:
             f.streams = [None, None]
             f.next_seq = [None, None]
