@@ -296,6 +296,8 @@ class Detector:
                 self.block[k] = (BlockScanner(db), split, port_gate(split))
             else:
                 self.block[k] = None
+        # whether a TCP packet whose data went into a stream is scanned with other literals
+        self._added_differs = self.block[ADDED] is not self.block[TCP]
         db = stream_lits.compile(hs.HS_MODE_STREAM)
         self.stream_scan = StreamScanner(db) if db is not None else None
         self.stream_rules = port_split(stream_lits.rule_tuples(), port_keys)
@@ -364,21 +366,22 @@ class Detector:
         static = table.get(v)
         if static is None:
             static = self._static_cands(table, v)
-        tc = proto if proto == TCP or proto == UDP else 0
         pc = None  # rules to judge on this packet: ``static``, or a set once more are added
         if first:
             pc = set(static)
-            pc.update(self.iponly[tc])
+            pc.update(self.iponly[proto if proto == TCP or proto == UDP else 0])
             if self.ipo_src is not None:
                 pc.update(self.ipo_src.lookup(pkt.src))
             if self.ipo_dst is not None:
                 pc.update(self.ipo_dst.lookup(pkt.dst))
         payload = pkt.payload
         if payload:
-            if proto == TCP and fd is not None and _added(flow, d, pkt):
-                blk = self.block[ADDED]  # the stream rules see these bytes in the stream
+            if proto == TCP:
+                blk = self.block[TCP]
+                if self._added_differs and fd is not None and _added(flow, d, pkt):
+                    blk = self.block[ADDED]  # the stream rules see these bytes in the stream
             else:
-                blk = self.block[tc]
+                blk = self.block[proto if proto == UDP else 0]
             if blk is not None:
                 dp = pkt.dport
                 sp = pkt.sport
