@@ -7,8 +7,13 @@ Measures, each in its own child process (peak RSS from ``os.wait4``):
 
 1. ``floor``: pcapy-ng reading the file with a no-op callback -- the most
    any Python consumer of libpcap can do on this machine;
-2. ``bundled``: ``mirrorwatch replay --quiet`` with the bundled signatures;
-3. ``et-open``: the same with the ET Open rule set from the corpus.
+2. ``minimal``: the least a Python IDS loop must do per frame, for scale --
+   unpack Ethernet/IPv4/TCP in one ``struct`` call, verify both checksums,
+   find the session in a dict, append the payload to its direction's buffer
+   and block-scan it with hyperscan (frames of other kinds are only counted);
+   no TCP state, reordering, stream inspection, rule verification or output;
+3. ``bundled``: ``mirrorwatch replay --quiet`` with the bundled signatures;
+4. ``et-open``: the same with the ET Open rule set from the corpus.
 
 For each: packets/s and Mbit/s over the CPU time of the processing (the
 replay's own timers, which exclude start-up and rule compilation; start-up
@@ -56,6 +61,48 @@ def count(h, d, n=n):
     n[1] += h.getlen()
 r.loop(0, count)
 print(f"FLOOR packets={n[0]} bytes={n[1]} elapsed={el:.6f} cpu={cpu:.6f}")
+"""
+
+MINIMAL = r"""
+import struct, sys, time, hyperscan, pcapy
+ETH_IP4_TCP = struct.Struct("!6s6sHBBHHHBBH4s4sHHIIHHHH").unpack_from
+frm = int.from_bytes
+db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+lits = [b"uid=0\\(root\\)", b"EICAR-STANDARD-ANTIVIRUS", b"\\/dev\\/tcp\\/", b"union", b"\\$\\{jndi:", b"etc\\/passwd"]
+db.compile(expressions=lits, ids=list(range(len(lits))), elements=len(lits),
+           flags=[hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_CASELESS] * len(lits))
+hits = []
+def on_hit(i, a, b, c, d):
+    hits.append(i)
+sessions = {}
+n = [0, 0]
+def cb(hdr, f):
+    n[0] += 1
+    n[1] += hdr.getlen()
+    sec, usec = hdr.getts()
+    ts = sec + usec * 1e-6
+    if f[12] != 8 or f[13] != 0 or f[14] != 0x45 or f[23] != 6 or len(f) < 54:
+        return
+    (_, _, _, _, _, tlen, _, _, _, _, _, src, dst, sp, dp, seq, ack, offfl, win, _, _) = ETH_IP4_TCP(f, 0)
+    end = 14 + tlen
+    if frm(f[14:34], "little") % 0xFFFF or (frm(f[26:end], "little") + ((tlen - 14) << 8)) % 0xFFFF:
+        return
+    key = (src, sp, dst, dp) if src < dst else (dst, dp, src, sp)
+    s = sessions.get(key)
+    if s is None:
+        s = sessions[key] = [ts, 0, 0, bytearray(), bytearray()]
+    d = 1 if src < dst else 2
+    s[d] += 1
+    payload = f[34 + ((offfl >> 12) << 2):end]
+    if payload:
+        s[d + 2] += payload
+        hits.clear()
+        db.scan(payload, match_event_handler=on_hit)
+r = pcapy.open_offline(sys.argv[1])
+t = time.perf_counter()
+c = time.process_time()
+r.loop(0, cb)
+print(f"MINIMAL packets={n[0]} bytes={n[1]} elapsed={time.perf_counter() - t:.6f} cpu={time.process_time() - c:.6f}")
 """
 
 # CPU time per packet spent in each room's entry point (engine.process on frames already in memory);
@@ -178,6 +225,15 @@ def measure_floor(pcap: Path) -> dict:
             "wall": wall, "rss": rss, "alerts": None}
 
 
+def measure_minimal(pcap: Path) -> dict:
+    out, wall, code, rss = popen_rss([PY, "-c", MINIMAL, str(pcap)])
+    m = re.search(r"MINIMAL packets=(\d+) bytes=(\d+) elapsed=([\d.]+) cpu=([\d.]+)", out)
+    if code != 0 or not m:
+        raise SystemExit(f"minimal loop measurement failed:\n{out}")
+    return {"name": "minimal Python loop (for scale)", "packets": int(m.group(1)), "bytes": int(m.group(2)),
+            "elapsed": float(m.group(3)), "cpu": float(m.group(4)), "wall": wall, "rss": rss, "alerts": None}
+
+
 def measure_replay(name: str, pcap: Path, rules: Path) -> dict:
     argv = [PY, "-m", "mirrorwatch", "replay", "--no-alerts", "--no-table", "--rules", str(rules), str(pcap)]
     out, wall, code, rss = popen_rss(argv)
@@ -278,6 +334,7 @@ def main(argv=None) -> int:
     ref_ns = measure_reference()
     print(f"machine: {machine(ref_ns)}", flush=True)
     results = [best([measure_floor(a.pcap) for _ in range(a.repeat)])]
+    results.append(best([measure_minimal(a.pcap) for _ in range(a.repeat)]))
     results.append(best([measure_replay("mirrorwatch, bundled signatures", a.pcap, ROOT / "signatures")
                          for _ in range(a.repeat)]))
     if not a.skip_et:
