@@ -579,3 +579,20 @@ def test_header_rules_follow_a_role_swap():
     alerts = run(eng, frames)
     assert [(a.rule.sid, a.pkt.pcap_cnt) for a in alerts] == [(1, 2)]
     assert eng.flows.counters()["role_swaps"] == 1
+
+
+def test_stream_bytes_dropped_under_memory_pressure_restart_the_literal_stream():
+    """When the reassembly memcap takes a session's buffered bytes before detect saw them, the
+    direction's hyperscan stream starts over where the bytes resume: later literals still match,
+    and nothing is matched across the hole."""
+    eng = engine('alert tcp any any -> any any (content:"needle-after"; sid:1;)\n'
+                 'alert tcp any any -> any any (content:"lost-across"; sid:2;)',
+                 **{"stream.reassembly.memcap": 4000, "stream.reassembly.toserver-chunk-size": 100000})
+    a, b = Conv(sport=40001), Conv(sport=40002)
+    frames = a.handshake() + b.handshake()
+    frames += [a.client(b"x" * 3000 + b"lost-"), a.ack_from_server()]  # buffered, not inspected yet
+    frames += [b.client(b"y" * 3000), b.ack_from_server()]  # over the memcap: a's bytes are released
+    frames += [a.client(b"across " + b"needle-after"), a.ack_from_server()] + a.close() + b.close()
+    alerts = run(eng, frames)
+    assert sids(alerts) == [1]
+    assert eng.detector.counters()["stream_lost_bytes"] > 0
