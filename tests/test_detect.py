@@ -596,3 +596,14 @@ def test_stream_bytes_dropped_under_memory_pressure_restart_the_literal_stream()
     alerts = run(eng, frames)
     assert sids(alerts) == [1]
     assert eng.detector.counters()["stream_lost_bytes"] > 0
+
+
+def test_a_direction_ended_by_its_fin_gives_its_hyperscan_stream_back_at_once():
+    """Closed sessions linger (flow-timeouts.tcp.closed): their hyperscan states need not."""
+    eng = engine('alert tcp any any -> any any (content:"needle"; sid:1;)')
+    conv = Conv()
+    frames = conv.handshake() + [conv.client(b"GET / hay"), conv.server(b"200 hay")] + conv.close()
+    run(eng, frames, finish=False)
+    (flow,) = eng.flows.flows.values()
+    assert flow.tcp_state == "closed"
+    assert [ls.hs for ls in flow.det.lits] == [None, None]

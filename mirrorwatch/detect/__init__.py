@@ -538,6 +538,8 @@ class Detector:
                 if len(hit) < len(recent):
                     ls.recent = {i: recent[i] for i in hit}
                 _expand(hit, self.stream_rules, dport, sport, cands.update)
+            if st.fin_off is not None and end >= st.fin_off:
+                ls.close()  # the direction ended with its FIN: its hyperscan state can go now
         cands.update(self.stream_nompm)
         if n > 0:
             if cands:
