@@ -33,8 +33,8 @@ is closing or the depth is reached, and what is left when the flow ends (the
 alert then carries ``kind = 'flow-timeout'``).  Each chunk is verified on its
 own (copied out of the stream buffer only when a rule is to be verified on
 it); bytes a gap would discard are kept by a reassembly observer and inspected
-as a separate piece (the hyperscan stream starts over after a gap).  With ``stream.inline`` new
-in-order bytes are inspected on the packet that brought them, in a window of
+as a separate piece (the hyperscan stream starts over after a gap).  With
+``stream.inline`` new in-order bytes are inspected on the packet that brought them, in a window of
 one chunk reaching back (Suricata's inline window).  A stream match counts
 once: a rule alerts again only for a match ending past the bytes it already
 alerted on, whether that alert came from the stream or from the packet that
@@ -73,8 +73,8 @@ _CLOSING = frozenset(("last_ack", "close_wait", "closing", "closed"))
 class FlowDet:
     """Detect's per-flow scratch (``flow.det``)."""
 
-    __slots__ = ("hdr0", "hdr1", "lo", "bits", "passed", "est", "prog", "held", "gaps", "thr", "alerted_upto", "piece_offs",
-                 "lits")
+    __slots__ = ("hdr0", "hdr1", "lo", "bits", "passed", "est", "prog", "held", "gaps", "thr", "alerted_upto",
+                 "piece_offs", "lits")
 
     def __init__(self) -> None:
         self.est = False  # the session has been seen established (stays so while it closes)
