@@ -4,8 +4,8 @@
     .venv/bin/python bench/flows_reassembly.py [--pcap FILE] [--repeat N]
 
 Decodes the capture once (decode cost excluded), then times
-``FlowTable.process`` over the decoded packets in three set-ups, each the best
-of N runs, with ``stream.midstream`` on (as ``listen``):
+``FlowTable.process`` over the decoded packets in three set-ups, run back to
+back N times, with ``stream.midstream`` on (as ``listen``):
 
 1. ``flows``: the session table and TCP state machine, no reassembly;
 2. ``in-order``: plus a minimal reassembler that appends in-order data and
@@ -13,7 +13,10 @@ of N runs, with ``stream.midstream`` on (as ``listen``):
 3. ``full``: the real one (overlap policies, ACK settling, out-of-order
    queue, gaps, limits).
 
-Times are CPU time of this process (the machine may be shared).
+Times are CPU time of this process (the machine may be shared): each set-up's
+best run is printed, and the drop is the median over the rounds of the drop
+between the two set-ups' runs of that round (a best-of-N per set-up swung from
+2% to 19% between invocations on a noisy machine).
 Target (issue 3): ``full`` loses less than 15% of ``in-order``'s throughput.
 """
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -79,7 +83,7 @@ def run(cls, settings, pkts) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pcap", default=str(CORPUS / "bench" / "ndpi-mixed-ethernet.pcap"))
-    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=9)
     a = ap.parse_args()
     if not Path(a.pcap).is_file():
         print(f"bench capture not found: {a.pcap} (set MIRRORWATCH_CORPUS or --pcap)", file=sys.stderr)
@@ -92,16 +96,20 @@ def main() -> int:
         if p is not None and p.ipv:
             pkts.append(p)
     tcp = sum(1 for p in pkts if p.proto == 6)
-    print(f"{a.pcap}: {len(pkts)} IP packets ({tcp} TCP), best of {a.repeat}")
+    print(f"{a.pcap}: {len(pkts)} IP packets ({tcp} TCP), {a.repeat} rounds")
     best = {}
+    drops = []  # per round: the two set-ups ran back to back, so a shared machine's drift cancels
     for _ in range(a.repeat):
+        times = {}
         for name, cls in (("flows", NoStreams), ("in-order", InOrderTable), ("full", FlowTable)):
-            el = run(cls, settings, pkts)
+            el = times[name] = run(cls, settings, pkts)
             best[name] = min(best.get(name, el), el)
+        drops.append(1 - times["in-order"] / times["full"])
     for name, el in best.items():
         print(f"  {name:<9} {el / len(pkts) * 1e6:6.2f} us/pkt  {len(pkts) / el:>10,.0f} pkt/s")
-    drop = 1 - best["in-order"] / best["full"]
-    print(f"  throughput drop, full vs in-order: {drop:.1%} (target < 15%)")
+    drop = statistics.median(drops)
+    print(f"  throughput drop, full vs in-order: {drop:.1%}, median of {len(drops)} back-to-back pairs "
+          f"(range {min(drops):.1%} to {max(drops):.1%}; target < 15%)")
     return 0 if drop < 0.15 else 1
 
 
