@@ -607,3 +607,22 @@ def test_a_direction_ended_by_its_fin_gives_its_hyperscan_stream_back_at_once():
     (flow,) = eng.flows.flows.values()
     assert flow.tcp_state == "closed"
     assert [ls.hs for ls in flow.det.lits] == [None, None]
+
+
+def test_bytes_kept_from_before_a_gap_and_new_bytes_after_it_in_one_inspection():
+    """A gap declared by the receiver's ACK: the bytes before it (held) and the bytes after it
+    (new) are inspected together, as two pieces, each through the literal stream."""
+    eng = engine('alert tcp-stream any any -> any any (content:"VERY"; sid:1;)\n'
+                 'alert tcp-stream any any -> any any (content:"DATA-after"; sid:2;)',
+                 **{"stream.reassembly.toserver-chunk-size": 16})
+    conv = Conv()
+    frames = conv.handshake() + [conv.client(b"VERY")]
+    conv.cseq += 4  # "GOOD" never reaches the mirror
+    frames += [conv.client(b"DATA-after-the-gap"),
+               conv.ack_from_server(),  # acknowledges past the hole: the gap is declared, "VERY" kept
+               conv.ack_from_server(),  # settles the bytes after the gap
+               conv.client(b"+tail")]  # the client's direction is inspected: kept piece and new piece
+    alerts = run(eng, frames, finish=False)
+    assert sorted(sids(alerts)) == [1, 2]
+    assert {bytes(a.payload) for a in alerts} == {b"VERY[4 bytes missing]DATA-after-the-gap"}
+    assert {a.kind for a in alerts} == {"packet"}

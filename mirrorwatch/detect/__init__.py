@@ -501,16 +501,17 @@ class Detector:
                 ls = lits[d] = LiteralStream()
         pieces = []
         offs = fd.piece_offs = []
-        lo = start  # where the inspected bytes begin (held pieces aside)
+        lo = start  # where the new piece begins (the inline window reaches further back)
+        first = start  # where everything inspected now begins, held pieces included
         if held:
             for off, p, _ in held:
                 pieces.append(p)
                 offs.append(off)
+                if off < first:
+                    first = off
                 if scanner is not None:
                     c["stream_bytes"] += len(p)
                     ls.feed(scanner, off, p)
-                    if off < lo:
-                        lo = off
             fd.gaps = [g for _, _, g in held]
             held.clear()
         back = 0
@@ -523,6 +524,8 @@ class Detector:
                 back = max(self.lookback, self.chunk[d])
                 w = min(start - self.lookback, end - back)
                 lo = w if w > base else base
+                if lo < first:
+                    first = lo
         hit = ()
         if scanner is not None:
             if n > 0:
@@ -534,7 +537,7 @@ class Detector:
             if recent:
                 # literals whose last occurrence ends in what is inspected now; older ones
                 # can lie in no later window either
-                hit = [i for i, e in recent.items() if e > lo]
+                hit = [i for i, e in recent.items() if e > first]
                 if len(hit) < len(recent):
                     ls.recent = {i: recent[i] for i in hit}
                 _expand(hit, self.stream_rules, dport, sport, cands.update)
