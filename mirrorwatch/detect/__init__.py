@@ -526,7 +526,6 @@ class Detector:
                 lo = w if w > base else base
                 if lo < first:
                     first = lo
-        hit = ()
         if scanner is not None:
             if n > 0:
                 c["stream_bytes"] += n
