@@ -18,7 +18,7 @@ export DEBIAN_FRONTEND := noninteractive
 
 # a virtualenv made from another interpreter is made again
 ifneq ($(wildcard $(PY)),)
-ifneq ($(shell cat $(BASE) 2>/dev/null),$(PYTHON))
+ifneq ($(shell cat $(BASE) 2>/dev/null),$(shell command -v $(PYTHON) 2>/dev/null))
 $(info $(VENV) was made from another Python than $(PYTHON): making it again)
 $(shell rm -rf $(VENV))
 endif
@@ -66,7 +66,7 @@ system:
 $(PY):
 	@$(MAKE) --no-print-directory system
 	$(PYTHON) -m venv $(VENV)
-	@echo '$(PYTHON)' > $(BASE)
+	@command -v $(PYTHON) > $(BASE)
 
 $(STAMP): setup.cfg pyproject.toml | $(PY)
 	@$(MAKE) --no-print-directory system
