@@ -26,7 +26,9 @@ flushes every session (reason ``shutdown``) and returns the final ``Stats``.
 When a TCP direction starts being reassembled, the functions in
 ``stream_hooks`` run (e.g. the stream dumper attaching its observer), then
 detect's own hook, which wraps whatever observer is there so the bytes a gap
-would drop still get inspected.  ``reload_rules`` swaps the Detector;
+would drop still get inspected.  When a later SYN shows the flows room it had
+the roles the wrong way round, it swaps its per-direction fields and detect
+swaps its own (``Detector.on_swap``).  ``reload_rules`` swaps the Detector;
 sessions keep their flowbits, threshold counters carry over.
 
 The engine owns no clock, socket or file: the same code runs live and in
@@ -58,6 +60,7 @@ class Engine:
         # wrap whatever observer is already there.
         self.stream_hooks: list = []
         self.flows.on_new_stream = self._new_stream
+        self.flows.on_swap = self._swapped
         self.killer = killer
         self.pcap_cnt = 0
         self.bytes = 0
@@ -112,6 +115,9 @@ class Engine:
         for hook in self.stream_hooks:
             hook(flow, direction, stream)
         self.detector.on_new_stream(flow, direction, stream)
+
+    def _swapped(self, flow) -> None:
+        self.detector.on_swap(flow)
 
     def _ended(self, events: list) -> list:
         """Sessions the flow table evicted while placing this packet: detect inspects

@@ -227,6 +227,9 @@ class FlowTable:
         # ``on_new_stream(flow, direction, stream)``: called when a direction starts being
         # reassembled, e.g. to attach an observer (streamdump); None costs nothing.
         self.on_new_stream = None
+        # ``on_swap(flow)``: called after the roles swapped (a later SYN showed the other side is
+        # the client), so rooms keeping per-direction state of their own swap it too
+        self.on_swap = None
         self._wheel: dict[int, list] = {}
         self._wheel_keys: list[int] = []
         self._seq = 0
@@ -643,6 +646,8 @@ class FlowTable:
         f.tcp_flags_ts, f.tcp_flags_tc = f.tcp_flags_tc, f.tcp_flags_ts
         if f.rst_by is not None:
             f.rst_by = 1 - f.rst_by
+        if self.on_swap is not None:
+            self.on_swap(f)
 
     # -- time ---------------------------------------------------------------
     def _file(self, f: Flow) -> None:

@@ -73,7 +73,7 @@ _CLOSING = frozenset(("last_ack", "close_wait", "closing", "closed"))
 class FlowDet:
     """Detect's per-flow scratch (``flow.det``)."""
 
-    __slots__ = ("hdr0", "hdr1", "lo", "bits", "passed", "est", "prog", "held", "gaps", "thr", "alerted_upto",
+    __slots__ = ("hdr0", "hdr1", "bits", "passed", "est", "prog", "held", "gaps", "thr", "alerted_upto",
                  "piece_offs", "lits")
 
     def __init__(self) -> None:
@@ -82,7 +82,6 @@ class FlowDet:
         # (None until the direction's first packet, which also gets the ip-only inspection)
         self.hdr0: dict | None = None
         self.hdr1: dict | None = None
-        self.lo = None  # flow.lo_client when hdr0/hdr1 were filed (it flips when the roles swap)
         self.bits: set | None = None
         self.passed = False
         self.prog = [0, 0]  # stream offset up to which each direction was inspected
@@ -95,6 +94,16 @@ class FlowDet:
         self.alerted_upto: dict | None = None
         self.piece_offs: tuple | list = ()  # stream offset of each piece of the current inspection
         self.lits: list | None = None  # per direction: its hsdb.LiteralStream (stream-mode prefilter)
+
+    def swap(self) -> None:
+        """The flows room swapped client and server: every per-direction field follows."""
+        self.hdr0, self.hdr1 = self.hdr1, self.hdr0
+        self.prog.reverse()
+        for per_dir in (self.held, self.lits):
+            if per_dir is not None:
+                per_dir.reverse()
+        if self.alerted_upto:
+            self.alerted_upto = {(1 - d, num): upto for (d, num), upto in self.alerted_upto.items()}
 
     def close(self) -> None:
         """The flow ends: buffers go, hyperscan streams are closed (they hold native state)."""
@@ -346,9 +355,6 @@ class Detector:
                 return []
             if not fd.est and flow.state == "established":
                 fd.est = True
-            if fd.lo is not flow.lo_client:  # the flows room swapped client and server: so do the tables
-                fd.hdr0, fd.hdr1 = fd.hdr1, fd.hdr0
-                fd.lo = flow.lo_client
             d = 0 if to_server else 1
             table = fd.hdr1 if d else fd.hdr0
             if table is None:
@@ -446,6 +452,17 @@ class Detector:
         return r
 
     # -- stream data ----------------------------------------------------------
+    def on_swap(self, flow) -> None:
+        """FlowTable hook: the session's roles swapped; detect's per-direction state follows."""
+        fd = flow.det
+        if fd is None:
+            return
+        fd.swap()
+        for d, st in enumerate(flow.streams):  # the streams moved too: their gap keepers follow
+            obs = st.observer if st is not None else None
+            if type(obs) is _GapKeeper and obs.fd is fd:
+                obs.d = d
+
     def on_new_stream(self, flow, d: int, stream) -> None:
         """FlowTable hook: keep the bytes a gap would discard before detect saw them."""
         fd = flow.det
