@@ -250,22 +250,12 @@ class Decoder:
                             pkt = _IP_TCP(ts, pcap_cnt, frame, dmac, smac, vlans, vlan_id, 4, 0x0800, src, dst, ttl,
                                           tos, ipid, o, 20, tlen, sport, dport, seq, ack, offfl & 0xFF, win, urp,
                                           thl, frame[l4 + 20:l4 + thl] if thl > 20 else b"", frame[l4 + thl:ip_end])
-                            if self.verify:  # _ipv4_csum and _verify_l4, inlined
-                                self.csum_checked += 1
+                            if self.verify:  # _ipv4_csum inlined, then the TCP checksum
                                 ok = True
                                 if _from(frame[o:l4], "little") % 0xFFFF:
                                     ok = False
                                     self._note("ipv4_csum_bad")
-                                a = o + 12  # the addresses, then the segment: one sum
-                                v = (_from(frame[a:ip_end], "little") if ip_end - a < 400
-                                     else _sum_le(frame, a, ip_end)) + ((tlen - 14) << 8)  # proto 6 + length
-                                if v % 0xFFFF:
-                                    ok = False
-                                    self.csum_bad += 1
-                                    self._note("tcp_csum_bad")
-                                pkt.csum_ok = ok
-                                if self._auto and self.pkts >= self._sample:
-                                    self._auto_decide()
+                                self._tcp_csum(pkt, frame, o + 12, ip_end, (tlen - 14) << 8, ok)
                             return pkt
                 pkt = Packet(ts, pcap_cnt, linktype, frame)
                 if end < 14:
@@ -319,20 +309,22 @@ class Decoder:
         pkt = _IP_TCP(ts, pcap_cnt, frame, frame[0:6], frame[6:12], vlans, vlan_id, 6, 0x86DD, src, dst, hlim,
                       (vtf >> 20) & 0xFF, 0, o, 40, 40 + plen, sport, dport, seq, ack, offfl & 0xFF, win, urp, thl,
                       frame[l4 + 20:l4 + thl] if thl > 20 else b"", frame[l4 + thl:ip_end])
-        if self.verify:  # _verify_l4, inlined: the addresses, then the segment, in one sum
-            self.csum_checked += 1
-            a = o + 8
-            v = (_from(frame[a:ip_end], "little") if ip_end - a < 400
-                 else _sum_le(frame, a, ip_end)) + ((plen + 6) << 8)  # proto 6 + length
-            if v % 0xFFFF:
-                self.csum_bad += 1
-                pkt.csum_ok = False
-                self._note("tcp_csum_bad")
-            else:
-                pkt.csum_ok = True
-            if self._auto and self.pkts >= self._sample:
-                self._auto_decide()
+        if self.verify:
+            self._tcp_csum(pkt, frame, o + 8, ip_end, (plen + 6) << 8, True)
         return pkt
+
+    def _tcp_csum(self, pkt: Packet, f: bytes, a: int, end: int, pseudo: int, ok: bool) -> None:
+        """The fast paths' TCP checksum (``_verify_l4`` for the case where the pseudo-header's
+        addresses at ``f[a:]`` are directly followed by the segment: one sum); ``pseudo`` is
+        protocol + length, already byte-swapped; ``ok`` is the IP header's verdict."""
+        self.csum_checked += 1
+        if ((_from(f[a:end], "little") if end - a < 400 else _sum_le(f, a, end)) + pseudo) % 0xFFFF:
+            ok = False
+            self.csum_bad += 1
+            self._note("tcp_csum_bad")
+        pkt.csum_ok = ok
+        if self._auto and self.pkts >= self._sample:
+            self._auto_decide()
 
     # -- link layers ----------------------------------------------------------
     def _link(self, pkt: Packet, lt: int, f: bytes):
