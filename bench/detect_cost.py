@@ -6,7 +6,7 @@
 Loads the capture into memory first (so file reading is not measured), builds
 an Engine (the same decode -> flows -> detect path as ``mirrorwatch replay``),
 then times (CPU time) the whole loop and, separately, every
-``Detector._inspect`` call (what ``Engine.process`` calls per packet).
+``Detector.inspect_unguarded`` call (what ``Engine.process`` calls per packet).
 Prints compile time, packets/s for the loop, microseconds per packet spent in
 detect, alert count and peak RSS.  Without RULES it measures the bare
 pipeline (detect with no rules) as the baseline.
@@ -49,7 +49,7 @@ def main() -> int:
 
     det = engine.detector
     spent = [0.0]
-    inspect = det._inspect  # what Engine.process calls
+    inspect = det.inspect_unguarded  # what Engine.process calls
     clock = time.thread_time  # CPU time: steadier than wall time on a busy machine
 
     def timed(pkt, flow, to_server):
@@ -58,7 +58,7 @@ def main() -> int:
         spent[0] += clock() - a
         return r
 
-    det._inspect = timed
+    det.inspect_unguarded = timed
     alerts = 0
     t3 = time.process_time()
     for f in frames:

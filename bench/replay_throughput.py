@@ -147,7 +147,7 @@ over_total = max(pt() - t - bare, 0.0) / N  # what one timed call adds to the wh
 over = acc.pop("_probe")[0] / N  # what a timed call adds to its own measured interval
 wrap(eng.decoder, "decode", "decode")
 wrap(eng.flows, "process", "flows + reassembly")
-wrap(eng.detector, "_inspect", "detect")  # what Engine.process calls
+wrap(eng.detector, "inspect_unguarded", "detect")  # what Engine.process calls
 wrap(eng.killer, "on_packet", "kill decisions")
 t = pt()
 for ts, lt, fr, wl in frames:

@@ -100,9 +100,9 @@ class Engine:
             events = self._ended(events)
         det = self.detector
         try:  # Detector.inspect's contract (never raises), without its extra call per packet
-            alerts = det._inspect(pkt, flow, to_server)
+            alerts = det.inspect_unguarded(pkt, flow, to_server)
         except Exception as e:  # noqa: BLE001 - the core goes on with the next packet
-            det._error(e, pkt)
+            det.count_error(e, pkt)
             alerts = None
         if alerts:
             events.extend(alerts)

@@ -626,3 +626,24 @@ def test_bytes_kept_from_before_a_gap_and_new_bytes_after_it_in_one_inspection()
     assert sorted(sids(alerts)) == [1, 2]
     assert {bytes(a.payload) for a in alerts} == {b"VERY[4 bytes missing]DATA-after-the-gap"}
     assert {a.kind for a in alerts} == {"packet"}
+
+
+def test_the_engine_counts_an_inspection_error_and_goes_on():
+    """Engine.process guards the inspection itself (it calls ``inspect_unguarded``): a detect
+    bug on one packet is counted and the next packets are inspected as usual."""
+    eng = engine('alert tcp any any -> any any (content:"needle"; sid:1;)', **{"stream.inline": "yes"})
+    real = eng.detector.inspect_unguarded
+    calls = []
+
+    def flaky(pkt, flow, to_server):
+        calls.append(pkt.pcap_cnt)
+        if len(calls) == 2:
+            raise RuntimeError("boom")
+        return real(pkt, flow, to_server)
+
+    eng.detector.inspect_unguarded = flaky
+    conv = Conv()
+    alerts = run(eng, conv.handshake() + [conv.client(b"the needle")])
+    assert sids(alerts) == [1]
+    c = eng.detector.counters()
+    assert c["errors"] == 1 and c["last_error"] == "packet 2: RuntimeError: boom"

@@ -323,16 +323,19 @@ class Detector:
         (``errors``, ``last_error``) and that packet yields no alert.
         """
         try:
-            return self._inspect(pkt, flow, to_server)
+            return self.inspect_unguarded(pkt, flow, to_server)
         except Exception as e:  # noqa: BLE001 - the core must go on with the next packet
-            self._error(e, pkt)
+            self.count_error(e, pkt)
             return []
 
-    def _error(self, e: Exception, pkt) -> None:
+    def count_error(self, e: Exception, pkt) -> None:
+        """An internal error while inspecting ``pkt``: counted, the last one kept as text."""
         self.c["errors"] += 1
         self.last_error = f"packet {getattr(pkt, 'pcap_cnt', '?')}: {type(e).__name__}: {e}"
 
-    def _inspect(self, pkt, flow, to_server) -> list:
+    def inspect_unguarded(self, pkt, flow, to_server) -> list:
+        """``inspect`` without its guard: may raise.  For a caller that guards every packet
+        itself (``Engine.process``: one Python call less per packet)."""
         c = self.c
         c["packets"] += 1
         if pkt.csum_ok is False:
@@ -733,7 +736,7 @@ class Detector:
                     pkt = _pseudo_packet(flow, d)
                     events.extend(self._judge_all(_NONE, cands, pkt, flow, fd, d, d == 0, chunk, True))
         except Exception as e:  # noqa: BLE001 - never let one session stop the engine
-            self._error(e, flow)
+            self.count_error(e, flow)
         finally:
             fd.close()
 
