@@ -43,8 +43,8 @@ DEFAULT_RATES = (20_000, 30_000, 40_000, 50_000, 60_000, 80_000, 100_000, 150_00
 CAPTURE_ONLY = r"""
 import json, signal, sys
 sys.path.insert(0, sys.argv[2])
-from mirrorwatch.live import LiveCapture, iter_batch
-from mirrorwatch.settings import Settings
+from mirrorwatch.sources.live import LiveCapture, iter_batch
+from mirrorwatch.core.settings import Settings
 s = Settings()
 for line in sys.argv[3:]:
     s.apply(line)

@@ -25,9 +25,9 @@ sys.path.insert(0, str(ROOT))
 
 import pcapy  # noqa: E402
 
-from mirrorwatch.capture import PcapFiles, run  # noqa: E402
-from mirrorwatch.decode import Decoder  # noqa: E402
-from mirrorwatch.settings import Settings  # noqa: E402
+from mirrorwatch.sources.pcapfile import PcapFiles, run  # noqa: E402
+from mirrorwatch.core.decode.decoder import Decoder  # noqa: E402
+from mirrorwatch.core.settings import Settings  # noqa: E402
 
 DEFAULT = ROOT.parent / "shared" / "corpus" / "bench" / "ndpi-mixed-ethernet.pcap"
 

@@ -32,11 +32,11 @@ def main() -> int:
     ap.add_argument("rules", nargs="*", help="rule files or directories (none: bare pipeline)")
     args = ap.parse_args()
 
-    from mirrorwatch import capture
-    from mirrorwatch.engine import Engine
-    from mirrorwatch.events import Alert
+    from mirrorwatch.sources import pcapfile as capture
+    from mirrorwatch.core.engine import Engine
+    from mirrorwatch.core.events import Alert
     from mirrorwatch.rules import load_rules
-    from mirrorwatch.settings import Settings
+    from mirrorwatch.core.settings import Settings
 
     settings = Settings()
     t0 = time.perf_counter()

@@ -33,11 +33,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 CORPUS = Path(os.environ.get("MIRRORWATCH_CORPUS", ROOT.parent / "shared" / "corpus"))
 
-from mirrorwatch.capture import PcapFiles  # noqa: E402
-from mirrorwatch.decode import Decoder  # noqa: E402
-from mirrorwatch.flows import FlowTable  # noqa: E402
-from mirrorwatch.reassembly import M32, Stream  # noqa: E402
-from mirrorwatch.settings import Settings  # noqa: E402
+from mirrorwatch.sources.pcapfile import PcapFiles  # noqa: E402
+from mirrorwatch.core.decode.decoder import Decoder  # noqa: E402
+from mirrorwatch.core.flows.table import FlowTable  # noqa: E402
+from mirrorwatch.core.reassembly.stream import M32, Stream  # noqa: E402
+from mirrorwatch.core.settings import Settings  # noqa: E402
 
 
 class InOrderStream(Stream):

@@ -109,11 +109,11 @@ print(f"MINIMAL packets={n[0]} bytes={n[1]} elapsed={time.perf_counter() - t:.6f
 # the cost of the timing wrapper itself is measured on a no-op and subtracted.
 ROOMS = r"""
 import sys, time
-from mirrorwatch.capture import PcapFiles
-from mirrorwatch.engine import Engine
-from mirrorwatch.kill import Killer
-from mirrorwatch.runner import load_ruleset, tune_gc
-from mirrorwatch.settings import Settings
+from mirrorwatch.sources.pcapfile import PcapFiles
+from mirrorwatch.core.engine import Engine
+from mirrorwatch.core.kill import Killer
+from mirrorwatch.cli.pipeline import load_ruleset, tune_gc
+from mirrorwatch.core.settings import Settings
 frames = []
 for fr in PcapFiles([sys.argv[1]]):
     frames.append(fr)

@@ -1,6 +1,6 @@
 """``python -m mirrorwatch`` is the ``mirrorwatch`` command."""
 
-from .cli import main
+from mirrorwatch.cli import main
 
 if __name__ == "__main__":
     main(prog_name="mirrorwatch")

@@ -2,7 +2,7 @@
 """Run the suricata-verify subset through mirrorwatch and compare with Suricata's expectations.
 
 Each case of ``corpus/suricata-verify/index.json`` is replayed exactly as
-``mirrorwatch replay`` would (``runner.Pipeline`` + ``runner.replay``, EVE
+``mirrorwatch replay`` would (``cli.pipeline.Pipeline`` + ``cli.pipeline.replay``, EVE
 written to a temporary file with payloads), with the case's Suricata options
 translated: ``-k none`` -> checksum mode none, ``--set K=V`` -> settings,
 ``config_overrides`` (packet-alert-max, host-os-policy) -> settings.  The EVE
@@ -58,7 +58,7 @@ def load_index() -> list[dict]:
 
 def translate_options(case: dict):
     """(Settings, checksum_mode, notes) for a case's suricata_args and config_overrides."""
-    from mirrorwatch.settings import SettingError, Settings
+    from mirrorwatch.core.settings import SettingError, Settings
 
     settings = Settings()
     mode = "auto"
@@ -104,7 +104,7 @@ def translate_options(case: dict):
 
 def run_case(case: dict) -> tuple[list[dict], list[str], list[str]]:
     """Replay one case; returns (EVE alert records, rules not judged with why, notes)."""
-    from mirrorwatch.runner import Pipeline, PipelineError, replay
+    from mirrorwatch.cli.pipeline import Pipeline, PipelineError, replay
 
     settings, mode, notes = translate_options(case)
     with tempfile.TemporaryDirectory(prefix="mw-sv-") as tmp:
@@ -114,7 +114,7 @@ def run_case(case: dict) -> tuple[list[dict], list[str], list[str]]:
                                   console_alerts=False, eve_types=("alert",), eve_payload=True)
         except PipelineError as e:
             raise CaseError(str(e)) from None
-        from mirrorwatch.capture import CaptureError
+        from mirrorwatch.sources.pcapfile import CaptureError
 
         try:
             replay(pipe, [str(SV / case["pcap"])])

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from mirrorwatch.capture import CaptureError, PcapFiles, PcapWriter, check_files, open_pcap, run
+from mirrorwatch.sources.pcapfile import CaptureError, PcapFiles, PcapWriter, check_files, open_pcap, run
 
 HTTP = "bench/http-tests-merged.pcap"
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from mirrorwatch import runner
+from mirrorwatch.cli import pipeline as runner
 from mirrorwatch.cli import main
-from mirrorwatch.settings import SETTINGS
+from mirrorwatch.core.settings import SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "pcaps" / "demo.pcap"
@@ -230,7 +230,7 @@ def test_settings_listing_and_help_epilog():
 
 def test_bundled_signatures_found_when_installed(tmp_path, monkeypatch):
     """Without a checkout next to the package, the data dir pip installs into is used."""
-    fake_pkg = tmp_path / "site" / "mirrorwatch" / "runner.py"
+    fake_pkg = tmp_path / "site" / "mirrorwatch" / "cli" / "pipeline.py"
     share = tmp_path / "prefix" / "share" / "mirrorwatch" / "signatures"
     share.mkdir(parents=True)
     (share / "a.rules").write_text("")

@@ -14,10 +14,10 @@ import subprocess
 
 import pytest
 
-from mirrorwatch.capture import run
-from mirrorwatch.decode import Decoder
-from mirrorwatch.packet import Packet
-from mirrorwatch.settings import Settings
+from mirrorwatch.sources.pcapfile import run
+from mirrorwatch.core.decode.decoder import Decoder
+from mirrorwatch.core.decode.packet import Packet
+from mirrorwatch.core.settings import Settings
 
 FIELDS = (
     "frame.number", "frame.protocols", "ip.src", "ip.dst", "ip.proto", "ipv6.src", "ipv6.dst",
@@ -376,7 +376,7 @@ def test_vxlan_and_geneve_decode_inner_frame():
     d = Decoder(Settings({"decoder.vxlan.ports": "[4789, 8472]"}), "all")
     p = d.decode(1.0, 1, raw(eth() / outer / UDP(sport=1, dport=8472) / VXLAN() / Ether() / tcp4()), 1)
     check_tcp(p)
-    from mirrorwatch.settings import SettingError
+    from mirrorwatch.core.settings import SettingError
 
     with pytest.raises(SettingError, match="decoder.vxlan.ports"):
         Decoder(Settings({"decoder.vxlan.ports": "47x9"}), "all")

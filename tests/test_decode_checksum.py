@@ -10,9 +10,9 @@ scapy = pytest.importorskip("scapy.all")
 from scapy.all import ICMP, IP, TCP, UDP, Ether, ICMPv6EchoRequest, IPv6, Raw, raw  # noqa: E402
 from scapy.utils import checksum as scapy_checksum  # noqa: E402
 
-from mirrorwatch import checksum  # noqa: E402
-from mirrorwatch.decode import Decoder  # noqa: E402
-from mirrorwatch.settings import Settings  # noqa: E402
+from mirrorwatch.core.decode import checksum  # noqa: E402
+from mirrorwatch.core.decode.decoder import Decoder  # noqa: E402
+from mirrorwatch.core.settings import Settings  # noqa: E402
 
 A4, B4 = "198.51.100.1", "198.51.100.2"
 A6, B6 = "2001:db8::1", "2001:db8::2"
@@ -120,7 +120,7 @@ def test_auto_keeps_verifying_when_checksums_are_good():
 
 
 def _run(path, mode, sample=1000, limit=None):
-    from mirrorwatch.capture import run
+    from mirrorwatch.sources.pcapfile import run
 
     d = Decoder(Settings({"detect.checksum-auto-sample": sample}), mode)
     n = [0]

@@ -13,8 +13,8 @@ from scapy.all import (  # noqa: E402
     IP, TCP, UDP, Ether, IPv6, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, Raw, Dot1Q, fragment, raw,
 )
 
-from mirrorwatch.decode import Decoder  # noqa: E402
-from mirrorwatch.settings import Settings  # noqa: E402
+from mirrorwatch.core.decode.decoder import Decoder  # noqa: E402
+from mirrorwatch.core.settings import Settings  # noqa: E402
 
 A4, B4 = "198.51.100.1", "198.51.100.2"
 A6, B6 = "2001:db8::1", "2001:db8::2"
@@ -192,7 +192,7 @@ def test_reassembled_tcp_segment():
 
 def test_corpus_fragment_captures_reassemble(corpus):
     """Real fragment captures (robustness set): rebuilt datagrams come out, counters add up."""
-    from mirrorwatch.capture import CaptureError, run
+    from mirrorwatch.sources.pcapfile import CaptureError, run
 
     files = [p for p in (corpus / "robustness").rglob("*frag*") if p.suffix in (".pcap", ".pcapng")]
     assert files
@@ -238,7 +238,7 @@ def test_thousands_of_tiny_fragments_shuffled():
     import random
     import struct
 
-    from mirrorwatch.checksum import ipv4_header_checksum
+    from mirrorwatch.core.decode.checksum import ipv4_header_checksum
 
     payload = bytes(raw(UDP(sport=5000, dport=6000, len=8 + 60000, chksum=0))) + bytes(i % 251 for i in range(60000))
     hdr = bytes(raw(eth(type=0x0800)))[:14]

@@ -66,10 +66,10 @@ def test_reject_rule_kills_the_reverse_shell_session(demo):
     flow = next(e for e in events if e["event_type"] == "flow" and e["flow_id"] == fid)
     assert flow["flow"]["killed"]
     # the kill pcap holds exactly the frames the kill events announce, as RSTs
-    from mirrorwatch.capture import PcapFiles
-    from mirrorwatch.decode import Decoder
-    from mirrorwatch.packet import RST
-    from mirrorwatch.settings import Settings
+    from mirrorwatch.sources.pcapfile import PcapFiles
+    from mirrorwatch.core.decode.decoder import Decoder
+    from mirrorwatch.core.decode.packet import RST
+    from mirrorwatch.core.settings import Settings
 
     frames = list(PcapFiles([d / "kills.pcap"]))
     assert len(frames) == sum(k["kill"]["frames"] for k in kills)

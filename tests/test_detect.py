@@ -11,15 +11,15 @@ import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
-from mirrorwatch.detect import Detector
-from mirrorwatch.detect.compile import pattern_strength, select_fast_pattern
-from mirrorwatch.detect.hsdb import BlockScanner, LiteralSet
-from mirrorwatch.engine import Engine
-from mirrorwatch.events import Alert
-from mirrorwatch.packet import Packet
+from mirrorwatch.core.detect import Detector
+from mirrorwatch.core.detect.compile import pattern_strength, select_fast_pattern
+from mirrorwatch.core.detect.hsdb import BlockScanner, LiteralSet
+from mirrorwatch.core.engine import Engine
+from mirrorwatch.core.events import Alert
+from mirrorwatch.core.decode.packet import Packet
 from mirrorwatch.rules import RuleContext, parse_rule
 from mirrorwatch.rules.model import Content
-from mirrorwatch.settings import Settings
+from mirrorwatch.core.settings import Settings
 
 CLI, SRV = "10.0.0.1", "192.0.2.80"
 

@@ -12,12 +12,12 @@ import pytest
 from hypothesis import given, settings as hsettings, strategies as hst
 from scapy.all import ICMP, IP, TCP, UDP, Dot1Q, Ether, Raw
 
-from mirrorwatch.capture import PcapFiles
-from mirrorwatch.decode import Decoder
-from mirrorwatch.events import FlowEnded
-from mirrorwatch.flows import FLOW_STATE, TCP_TRANSITIONS, FlowTable
-from mirrorwatch.packet import ACK, FIN, PSH, SYN
-from mirrorwatch.settings import Settings
+from mirrorwatch.sources.pcapfile import PcapFiles
+from mirrorwatch.core.decode.decoder import Decoder
+from mirrorwatch.core.events import FlowEnded
+from mirrorwatch.core.flows.table import FLOW_STATE, TCP_TRANSITIONS, FlowTable
+from mirrorwatch.core.decode.packet import ACK, FIN, PSH, SYN
+from mirrorwatch.core.settings import Settings
 
 
 def run_pcap(path, checksum_mode="none", on_packet=None, on_new_stream=None, **overrides):
@@ -476,7 +476,7 @@ def test_random_packets_never_raise_and_stay_bounded():
     """Garbage TCP/UDP/ICMP/other packets between a few hosts: no exception, bounds hold."""
     import random
 
-    from mirrorwatch.packet import Packet
+    from mirrorwatch.core.decode.packet import Packet
 
     rng = random.Random(1234)
     st = Settings({"flow.max-sessions": 50, "stream.midstream": True, "stream.async-oneside": True,
@@ -513,7 +513,7 @@ def test_random_packets_never_raise_and_stay_bounded():
 
 
 def _tcp_pkt(ts, to_server, flags, seq, ack, data=b""):
-    from mirrorwatch.packet import Packet
+    from mirrorwatch.core.decode.packet import Packet
 
     p = Packet(ts, 0, 1, b"\0" * (54 + len(data)))
     p.ipv, p.proto = 4, 6

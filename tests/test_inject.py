@@ -11,11 +11,19 @@ import subprocess
 import pytest
 from scapy.all import IP, TCP, Dot1Q, Ether, IPv6
 
-from mirrorwatch.decode import Decoder
-from mirrorwatch.events import Kill
-from mirrorwatch.inject import ForgedSegment, InjectError, KillLog, PcapKillWriter, RawInjector, build_frame, describe
-from mirrorwatch.packet import ACK, FIN, RST
-from mirrorwatch.settings import Settings
+from mirrorwatch.core.decode.decoder import Decoder
+from mirrorwatch.core.decode.packet import ACK, FIN, RST
+from mirrorwatch.core.events import ForgedSegment, Kill
+from mirrorwatch.core.settings import Settings
+from mirrorwatch.sinks.fmt import segment_dict
+from mirrorwatch.sinks.injector import (
+    InjectError,
+    KillLog,
+    PcapKillWriter,
+    RawInjector,
+    build_frame,
+    describe,
+)
 
 A4, B4 = ipaddress.ip_address("198.51.100.1").packed, ipaddress.ip_address("198.51.100.2").packed
 A6, B6 = ipaddress.ip_address("2001:db8::1").packed, ipaddress.ip_address("2001:db8::2").packed
@@ -72,7 +80,7 @@ def test_segment_values_are_wrapped_and_defaulted():
     assert (s.seq, s.ack, s.ttl, s.ip_id) == (5, 2**32 - 1, 64, 0x2345)
     f = build_frame(s)
     assert f[:12] == b"\0" * 12  # unknown MACs (raw-IP capture): zeros, the frame is still well formed
-    d = s.as_dict()
+    d = segment_dict(s)
     assert d["tcp_flags"] == "RA" and d["src_ip"] == "198.51.100.1" and d["direction"] == "to_server"
 
 
@@ -129,8 +137,9 @@ def test_raw_socket_frames_reach_the_wire(privileged, tmp_path):
         code = (
             "import socket,sys,json\n"
             "sys.path.insert(0, sys.argv[1])\n"
-            "from mirrorwatch.inject import RawInjector, ForgedSegment, build_frame\n"
-            "from mirrorwatch.events import Kill\n"
+            "from mirrorwatch.sinks.injector import RawInjector, build_frame\n"
+            "from mirrorwatch.core.events import ForgedSegment\n"
+            "from mirrorwatch.core.events import Kill\n"
             "import tests.test_inject as t\n"
             "r = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3)); r.bind(('b0', 0)); r.settimeout(2)\n"
             "inj = RawInjector('a0'); segs = [t.seg4(), t.seg6(vlans=())]\n"

@@ -12,12 +12,13 @@ import ipaddress
 import pytest
 from scapy.all import IP, TCP, UDP, Dot1Q, Ether, IPv6
 
-from mirrorwatch.decode import Decoder
-from mirrorwatch.events import Alert, Kill
-from mirrorwatch.inject import ForgedSegment, build_frame
-from mirrorwatch.kill import BOTH, TO_CLIENT, TO_SERVER, KillConfig, KillConfigError, Killer, rule_targets
-from mirrorwatch.packet import ACK, FIN, PSH, RST
-from mirrorwatch.settings import Settings
+from mirrorwatch.core.decode.decoder import Decoder
+from mirrorwatch.core.events import Alert, Kill
+from mirrorwatch.core.events import ForgedSegment
+from mirrorwatch.sinks.injector import build_frame
+from mirrorwatch.core.kill import BOTH, TO_CLIENT, TO_SERVER, KillConfig, KillConfigError, Killer, rule_targets
+from mirrorwatch.core.decode.packet import ACK, FIN, PSH, RST
+from mirrorwatch.core.settings import Settings
 
 C4, S4 = "198.51.100.1", "198.51.100.2"
 C6, S6 = "2001:db8::1", "2001:db8::2"

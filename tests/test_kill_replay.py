@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from scapy.all import IP, TCP, Dot1Q, Ether, IPv6, wrpcap
 
-from mirrorwatch.engine import Engine
-from mirrorwatch.events import Kill
-from mirrorwatch.inject import build_frame
-from mirrorwatch.kill import KillConfig, Killer
-from mirrorwatch.runner import load_ruleset
-from mirrorwatch.settings import Settings
+from mirrorwatch.core.engine import Engine
+from mirrorwatch.core.events import Kill
+from mirrorwatch.sinks.injector import build_frame
+from mirrorwatch.core.kill import KillConfig, Killer
+from mirrorwatch.cli.pipeline import load_ruleset
+from mirrorwatch.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 MW = [sys.executable, "-m", "mirrorwatch"]

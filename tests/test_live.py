@@ -287,9 +287,9 @@ def test_injector_is_served_before_the_other_sinks():
     events in the core's order."""
     from types import SimpleNamespace
 
-    from mirrorwatch.cli_listen import Listener
-    from mirrorwatch.inject import RawInjector
-    from mirrorwatch.settings import Settings
+    from mirrorwatch.cli.listen import Listener
+    from mirrorwatch.sinks.injector import RawInjector
+    from mirrorwatch.core.settings import Settings
 
     calls = []
 

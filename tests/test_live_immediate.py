@@ -18,7 +18,7 @@ import time
 import pcapy
 import pytest
 
-from mirrorwatch import live
+from mirrorwatch.sources import live
 from netlab import NetLab
 
 MARKER = b"mw-immediate-probe"
@@ -27,8 +27,8 @@ MARKER = b"mw-immediate-probe"
 # Prints the capture's immediate-mode state, then how long the first marker frame waited.
 PROBE = r"""
 import json, sys, time
-from mirrorwatch import live
-from mirrorwatch.settings import Settings
+from mirrorwatch.sources import live
+from mirrorwatch.core.settings import Settings
 iface, mode, rto, imm = sys.argv[1:5]
 if mode == "layout-fails":
     live._Immediate._layout_ok = lambda self: False
@@ -154,7 +154,7 @@ def run_until_listening(lab: NetLab, p: subprocess.Popen, err_path) -> None:
 
 def test_listen_warns_once_and_says_which_mode(lab, tmp_path):
     err_path = tmp_path / "listen.err"
-    code = ("import sys; from mirrorwatch import live; from mirrorwatch.cli import main; "
+    code = ("import sys; from mirrorwatch.sources import live; from mirrorwatch.cli import main; "
             "live._Immediate.confirm = lambda self, handle: 'forced mismatch'; "
             "main(sys.argv[1:], prog_name='mirrorwatch')")
     p = lab.python(lab.sensor, code, "listen", lab.monitor, "--no-table", "-q", "--eve", str(tmp_path / "eve.json"),
@@ -186,7 +186,7 @@ def test_ring_problem_names_what_rules_immediate_mode_out():
 
 LISTENING = r"""
 import json, sys
-from mirrorwatch import live
+from mirrorwatch.sources import live
 print(json.dumps({"offloads": live.offloads(sys.argv[1]),
                   "big": live.ring_problem(sys.argv[1], 262144, 64 << 20),
                   "small": live.ring_problem(sys.argv[1], 262144, 1 << 20)}))

@@ -7,13 +7,13 @@ import socket
 
 import pytest
 
-from mirrorwatch.events import Alert, FlowEnded, Kill, Stats
-from mirrorwatch.output.console import ConsoleAlerts
-from mirrorwatch.output.eve import EveWriter, OutputError
-from mirrorwatch.output.fastlog import FastLogWriter, format_alert
-from mirrorwatch.output.fmt import fast_time, iso_time, metadata_dict, proto_name
-from mirrorwatch.output.summary import Summary
-from mirrorwatch.packet import ACK, FIN, PSH, SYN, Packet
+from mirrorwatch.core.events import Alert, FlowEnded, ForgedSegment, Kill, Stats
+from mirrorwatch.sinks.console import ConsoleAlerts
+from mirrorwatch.sinks.eve import EveWriter, OutputError
+from mirrorwatch.sinks.fastlog import FastLogWriter, format_alert
+from mirrorwatch.sinks.fmt import fast_time, iso_time, metadata_dict, proto_name
+from mirrorwatch.sinks.summary import Summary
+from mirrorwatch.core.decode.packet import ACK, FIN, PSH, SYN, Packet
 from mirrorwatch.rules.model import AddrSet, PortSet, Rule
 
 TS = 1704110400.123456  # 2024-01-01T12:00:00.123456Z
@@ -182,13 +182,18 @@ def test_eve_stats_kill_and_type_filter(tmp_path):
     out = tmp_path / "eve.json"
     w = EveWriter(str(out), types=("stats", "kill"))
     w.handle(Alert(make_pkt(), FakeFlow(), True, make_rule()))  # filtered out
-    w.handle(Kill(TS, FakeFlow(), frames=[object(), object()], trigger="2000001", pcap_cnt=9))
+    segs = [ForgedSegment(to_server, 4, bytes([10, 0, 0, 1 + to_server]), bytes([10, 0, 0, 2 - to_server]),
+                          1234, 80, 1000, 2000, 0x14, 64, 7) for to_server in (True, False)]
+    w.handle(Kill(TS, FakeFlow(), frames=segs, trigger="2000001", pcap_cnt=9))
     w.handle(Stats(TS, {"capture": {"packets": 10, "bytes": 1000}, "decoder": {"decoder.pkts": 10, "truncated": 1,
                                                                              "defrag.fragments": 2}}))
     w.close()
     kill, stats = eve_lines(out)
     assert kill["event_type"] == "kill"
-    assert kill["kill"] == {"trigger": "2000001", "frames": 2, "dry_run": False, "segments": []}
+    segments = kill["kill"].pop("segments")
+    assert kill["kill"] == {"trigger": "2000001", "frames": 2, "dry_run": False}
+    assert [(g["direction"], g["src_ip"], g["dest_ip"], g["tcp_flags"], g["seq"]) for g in segments] == [
+        ("to_server", "10.0.0.2", "10.0.0.1", "RA", 1000), ("to_client", "10.0.0.1", "10.0.0.2", "RA", 1000)]
     assert stats["event_type"] == "stats"
     assert stats["stats"]["capture"] == {"packets": 10, "bytes": 1000}
     assert stats["stats"]["decoder"] == {"pkts": 10, "truncated": 1, "defrag": {"fragments": 2}}
@@ -196,7 +201,7 @@ def test_eve_stats_kill_and_type_filter(tmp_path):
 
 
 def test_nest_counters_keeps_clashing_names_flat():
-    from mirrorwatch.output.eve import nest_counters
+    from mirrorwatch.sinks.eve import nest_counters
 
     assert nest_counters("flow", {"flow.tcp": 3, "tcp": 1, "tcp.reuse": 2, "reassembly": {"gaps": 0}}) == {
         "tcp": 1, "tcp.reuse": 2, "reassembly": {"gaps": 0}}

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from mirrorwatch.detect.payload import compile_matches, match
+from mirrorwatch.core.detect.payload import compile_matches, match
 from mirrorwatch.rules import RuleContext, parse_rule
 from mirrorwatch.rules.model import Content
-from mirrorwatch.settings import Settings
+from mirrorwatch.core.settings import Settings
 
 CTX = RuleContext(Settings(), {})
 
@@ -203,7 +203,7 @@ def test_pcre_search_is_bounded():
     """Real ET pcres that backtrack for seconds on crafted input are cut off
     (Suricata's match-limit analogue) and counted, not allowed to stall."""
     pytest.importorskip("regex", reason="the guarded pcre engine needs the 'regex' package (setup.cfg)")
-    from mirrorwatch.detect import payload
+    from mirrorwatch.core.detect import payload
 
     # ET 2022542: catastrophic under `re` with /i; the regex engine's guards handle it
     assert not hit('pcre:"/^(?:.[a-z0-9-]{2,}){2,}\\x00\\x00(?:\\x01|\\x1c)/i";', b"A" * 4096)

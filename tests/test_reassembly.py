@@ -12,8 +12,8 @@ import random
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from mirrorwatch.reassembly import M32, ReassemblyContext, Stream
-from mirrorwatch.settings import OVERLAP_POLICIES, Settings
+from mirrorwatch.core.reassembly.stream import M32, ReassemblyContext, Stream
+from mirrorwatch.core.settings import OVERLAP_POLICIES, Settings
 
 
 def ctx(**over):

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import pytest
 
-from mirrorwatch.capture import CaptureError, run
-from mirrorwatch.decode import Decoder
-from mirrorwatch.settings import Settings
+from mirrorwatch.sources.pcapfile import CaptureError, run
+from mirrorwatch.core.decode.decoder import Decoder
+from mirrorwatch.core.settings import Settings
 
 SKIP_SUFFIXES = {".json", ".md", ".txt", ".tsv"}
 
@@ -101,7 +101,7 @@ def test_mutated_real_frames_never_break_the_decoder(corpus):
     internal error, and the counters still add up."""
     import random
 
-    from mirrorwatch.decode import SUPPORTED_LINKTYPES
+    from mirrorwatch.core.decode.decoder import SUPPORTED_LINKTYPES
 
     frames = []
 
@@ -130,17 +130,17 @@ def test_mutated_real_frames_never_break_the_decoder(corpus):
 
 
 def test_the_engine_makes_no_reference_cycles(corpus):
-    """``runner.tune_gc`` freezes what survives each young collection, which is sound only if
+    """``cli.pipeline.tune_gc`` freezes what survives each young collection, which is sound only if
     sessions, streams and their detection and kill state never form reference cycles (they
     must be freed by reference counting alone).  Replays real and crafted captures (alerts,
     kills, gaps, evictions, a rule reload) with the collector off: no cyclic garbage."""
     import gc
     from pathlib import Path
 
-    from mirrorwatch.capture import PcapFiles
-    from mirrorwatch.engine import Engine
-    from mirrorwatch.kill import Killer
-    from mirrorwatch.runner import bundled_signatures, load_ruleset
+    from mirrorwatch.sources.pcapfile import PcapFiles
+    from mirrorwatch.core.engine import Engine
+    from mirrorwatch.core.kill import Killer
+    from mirrorwatch.cli.pipeline import bundled_signatures, load_ruleset
 
     root = Path(__file__).resolve().parent.parent
     pcaps = [root / "pcaps" / "demo.pcap", corpus / "bench" / "http-tests-merged.pcap",

@@ -10,7 +10,7 @@ import pytest
 
 from mirrorwatch.rules import RuleContext, RuleSet, check_report, load_rules, load_text
 from mirrorwatch.rules.classification import load_classification
-from mirrorwatch.settings import Settings
+from mirrorwatch.core.settings import Settings
 
 SKIP_LINE = re.compile(r"^.+:\d+: sid (\d+|\?): .+$")
 L4 = ("tcp", "udp", "icmp", "ip", "tcp-pkt", "tcp-stream", "icmpv6", "ipv4", "ipv6")

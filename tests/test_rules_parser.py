@@ -20,7 +20,7 @@ from mirrorwatch.rules.model import (
     Pcre,
     TcpFlags,
 )
-from mirrorwatch.settings import Settings
+from mirrorwatch.core.settings import Settings
 
 SKIP_LINE = re.compile(r"^.+:\d+: sid (\d+|\?): .+$")
 
@@ -423,7 +423,7 @@ def test_mutated_rules_never_raise_unexpected_errors(seed, edits):
     except RuleError as e:
         assert str(e) and "\n" not in str(e)
         return
-    from mirrorwatch.detect.payload import compile_matches
+    from mirrorwatch.core.detect.payload import compile_matches
 
     compile_matches(r.matches, pcre_timeout=0.05)(b"GET / x\x01\x00\x00\x01" * 3)
 

@@ -23,7 +23,7 @@ from scapy.all import IP, TCP, Dot1Q, Ether, IPv6, Raw, wrpcap
 from test_flows import run_pcap
 from test_reassembly_corpus import _cases
 
-from mirrorwatch.streamdump import StreamDumper, addr_text, flow_file_name
+from mirrorwatch.sinks.streamdump import StreamDumper, addr_text, flow_file_name
 
 pytestmark = pytest.mark.skipif(shutil.which("tcpflow") is None, reason="tcpflow not installed")
 

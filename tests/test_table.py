@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from mirrorwatch.capture import PcapFiles
-from mirrorwatch.events import Kill
-from mirrorwatch.runner import Pipeline, replay
-from mirrorwatch.settings import Settings
-from mirrorwatch.ui.table import LiveTable
+from mirrorwatch.sources.pcapfile import PcapFiles
+from mirrorwatch.core.events import Kill
+from mirrorwatch.cli.pipeline import Pipeline, replay
+from mirrorwatch.core.settings import Settings
+from mirrorwatch.sinks.table import LiveTable
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "pcaps" / "demo.pcap"

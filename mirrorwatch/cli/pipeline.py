@@ -8,7 +8,7 @@ the core returns no events, which is almost always.
 
 ``replay(pipeline, paths)`` drives it from pcap files through libpcap's own
 loop (``capture.run_headers``), or at recorded pace when asked.  The live loop
-(``cli_listen.Listener``) drives the same pipeline from the capture thread.
+(``cli.listen.Listener``) drives the same pipeline from the capture thread.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import sysconfig
 import time
 from pathlib import Path
 
-from .engine import Engine
-from .events import Stats
-from .settings import Settings
+from mirrorwatch.core.engine import Engine
+from mirrorwatch.core.events import Stats
+from mirrorwatch.core.settings import Settings
 
 
 class PipelineError(Exception):
@@ -40,7 +40,7 @@ def bundled_signatures() -> Path:
     env = os.environ.get("MIRRORWATCH_SIGNATURES")
     if env:
         candidates.append(Path(env))
-    candidates.append(Path(__file__).resolve().parent.parent / "signatures")
+    candidates.append(Path(__file__).resolve().parents[2] / "signatures")  # mirrorwatch/cli/pipeline.py
     for base in {sys.prefix, sysconfig.get_path("data")}:
         candidates.append(Path(base) / "share" / "mirrorwatch" / "signatures")
     for c in candidates:
@@ -55,7 +55,7 @@ def load_ruleset(paths, settings: Settings, classification=None):
     Rules that fail to parse are skipped (see ``RuleSet.skipped``); the good
     rules of the same file still load.
     """
-    from .rules import load_rules
+    from mirrorwatch.rules import load_rules
 
     paths = [str(p) for p in paths]
     for p in paths:
@@ -83,7 +83,7 @@ class Pipeline:
 
     def __init__(self, engine: Engine, sinks=(), *, ruleset=None, settings: Settings | None = None,
                  classification=None):
-        from .output.summary import Summary
+        from mirrorwatch.sinks.summary import Summary
 
         self.engine = engine
         self.settings = settings if settings is not None else engine.settings
@@ -107,9 +107,9 @@ class Pipeline:
               classification=None, killer=None, kill_sinks=(), dump_streams: str | None = None,
               line_buffered: bool = False) -> "Pipeline":
         """Load rules, make the engine and the standard sinks; PipelineError on anything unusable."""
-        from .output.console import ConsoleAlerts
-        from .output.eve import DEFAULT_TYPES, EveWriter, OutputError
-        from .output.fastlog import FastLogWriter
+        from mirrorwatch.sinks.console import ConsoleAlerts
+        from mirrorwatch.sinks.eve import DEFAULT_TYPES, EveWriter, OutputError
+        from mirrorwatch.sinks.fastlog import FastLogWriter
 
         paths = list(rule_paths) or [str(bundled_signatures())]
         ruleset = load_ruleset(paths, settings, classification)
@@ -270,7 +270,7 @@ class Pipeline:
 
 def _stream_dumper(directory: str, engine: Engine):
     """The flows room's stream dumper, attached as the reassembly observer of every new stream."""
-    from .streamdump import StreamDumper
+    from mirrorwatch.sinks.streamdump import StreamDumper
 
     try:
         dumper = StreamDumper(directory)
@@ -335,7 +335,7 @@ def replay(pipeline: Pipeline, paths, *, realtime: bool = False, speed: float = 
     wall seconds (live table).  Raises ``capture.CaptureError`` for unusable
     files before any frame is processed.
     """
-    from . import capture
+    from mirrorwatch.sources import pcapfile as capture
 
     pipeline.started = time.perf_counter()
     pipeline.started_cpu = time.process_time()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from ..events import Alert
-from .fastlog import format_alert
-from .sink import Sink
+from mirrorwatch.core.events import Alert
+from mirrorwatch.sinks.base import Sink
+from mirrorwatch.sinks.fastlog import format_alert
 
 _COLOURS = {1: "\x1b[1;31m", 2: "\x1b[33m", 3: "\x1b[36m"}
 _RESET = "\x1b[0m"

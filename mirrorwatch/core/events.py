@@ -7,7 +7,10 @@ EVE writer, the live table and the injector can all consume the same list.
 
 from __future__ import annotations
 
+from ipaddress import ip_address
 from typing import Any
+
+DEFAULT_TTL = 64  # TTL / hop limit of a forged segment when the flow gave none
 
 
 class Alert:
@@ -48,7 +51,7 @@ class FlowEnded:
 class Kill:
     """A decision to end a session: the frames the injector must write, as plain values.
 
-    ``frames`` is a list of ``inject.ForgedSegment`` values (one per target
+    ``frames`` is a list of ``ForgedSegment`` values (one per target
     direction); ``trigger`` names why (the alert's sid, or 'challenge-ack',
     'refire'); ``dry_run`` tells sinks to log without sending.
     """
@@ -72,3 +75,41 @@ class Stats:
     def __init__(self, ts: float, counters: dict[str, Any]):
         self.ts = ts
         self.counters = counters
+
+
+class ForgedSegment:
+    """One forged TCP segment, decided by the core: every header value is fixed here.
+
+    ``to_server`` is the direction it travels (True: impersonates the client and
+    resets the server).  ``vlans`` is the raw (tpid, tci) stack, outermost first.
+    """
+
+    __slots__ = ("to_server", "ipv", "src", "dst", "sport", "dport", "seq", "ack", "flags", "win",
+                 "ttl", "ip_id", "src_mac", "dst_mac", "vlans")
+
+    def __init__(self, to_server, ipv, src, dst, sport, dport, seq, ack, flags, ttl, ip_id,
+                 src_mac=b"", dst_mac=b"", vlans=(), win=0):
+        self.to_server = to_server
+        self.ipv = ipv
+        self.src = src
+        self.dst = dst
+        self.sport = sport
+        self.dport = dport
+        self.seq = seq & 0xFFFFFFFF
+        self.ack = ack & 0xFFFFFFFF
+        self.flags = flags
+        self.win = win
+        self.ttl = ttl or DEFAULT_TTL
+        self.ip_id = ip_id & 0xFFFF
+        self.src_mac = src_mac or b""
+        self.dst_mac = dst_mac or b""
+        self.vlans = tuple(vlans or ())
+
+    def key(self) -> tuple:
+        """What identifies this frame when it comes back on the mirror (see Killer.own_frame)."""
+        return (self.src, self.dst, self.sport, self.dport, self.seq, self.ack, self.flags,
+                self.ip_id if self.ipv == 4 else 0)
+
+    def __repr__(self) -> str:
+        return (f"<ForgedSegment {ip_address(self.src)}:{self.sport} -> {ip_address(self.dst)}:{self.dport} "
+                f"flags=0x{self.flags:02x} seq={self.seq} ack={self.ack}>")

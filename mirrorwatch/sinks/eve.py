@@ -12,8 +12,15 @@ import json
 import sys
 import time
 
-from ..events import Alert, FlowEnded, Kill, Stats
-from .fmt import ICMP_PROTOS, addr, iso_time, metadata_dict, proto_name
+from mirrorwatch.core.events import Alert, FlowEnded, Kill, Stats
+from mirrorwatch.sinks.fmt import (
+    ICMP_PROTOS,
+    addr,
+    iso_time,
+    metadata_dict,
+    proto_name,
+    segment_dict,
+)
 
 DEFAULT_TYPES = ("alert", "flow", "stats", "kill")
 _PORT_PROTOS = (6, 17, 132)  # TCP, UDP, SCTP
@@ -203,7 +210,7 @@ class EveWriter(FileSink):
             "trigger": str(k.trigger),
             "frames": len(k.frames),
             "dry_run": bool(k.dry_run),
-            "segments": [seg.as_dict() for seg in k.frames if hasattr(seg, "as_dict")],
+            "segments": [segment_dict(seg) for seg in k.frames],
         }
         self.write(_dumps(ev) + "\n")
 

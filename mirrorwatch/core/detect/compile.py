@@ -19,12 +19,11 @@ only packets; ``tcp-stream`` only the stream.
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_right
 
-import re
-
-from ..rules.model import Content, Rule
-from ..rules.parser import RuleError, split_rule
+from mirrorwatch.rules.model import Content, Rule
+from mirrorwatch.rules.parser import RuleError, split_rule
 
 PROTO_NUMS: dict[str, tuple[int, ...] | None] = {
     "tcp": (6,),

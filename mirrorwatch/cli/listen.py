@@ -24,10 +24,16 @@ import traceback
 
 import click
 
-from .live import META, CaptureError, LiveCapture, privilege_problem
-from .settings import SettingError, Settings, help_text, parse_size
-from .cli import kill_options
-from .ui.table import SORT_KEYS
+from mirrorwatch.cli.common import (
+    build_killer,
+    build_settings,
+    fail,
+    kill_options,
+    report_ruleset,
+)
+from mirrorwatch.core.settings import SettingError, Settings, help_text, parse_size
+from mirrorwatch.sinks.table import SORT_KEYS
+from mirrorwatch.sources.live import META, CaptureError, LiveCapture, privilege_problem
 
 SORT_BY_KEY = {"b": "bytes", "r": "rate", "a": "age", "g": "alerts"}
 UI_INTERVAL = 0.25  # seconds between table redraws (stretched when a redraw is costly)
@@ -101,7 +107,7 @@ class Listener:
         if self._loader is not None:  # one already running: run another when it ends
             self._reload_again = True
             return
-        from .runner import PipelineError, load_ruleset
+        from mirrorwatch.cli.pipeline import PipelineError, load_ruleset
 
         result: dict = {}
 
@@ -256,7 +262,7 @@ class Listener:
             return None
         from rich.live import Live
 
-        from .ui.keys import Keys
+        from mirrorwatch.cli.keys import Keys
 
         self.keys = Keys()
         if self.keys.fd is not None:
@@ -288,7 +294,7 @@ class Listener:
         return time.monotonic() - t + painter.cost
 
     def _periodic_stats(self, now: float) -> None:
-        from .events import Stats
+        from mirrorwatch.core.events import Stats
 
         self.pipe.dispatch([Stats(time.time(), self.counters())])
         if self.stats_out is not None:
@@ -403,9 +409,13 @@ def listen(iface, rules, eve, fast, sets, checksum, bpf, snaplen, no_promisc, bu
     """
     from rich.console import Console
 
-    from .cli import build_killer, build_settings, fail, report_ruleset  # here: cli imports this module
-    from .runner import Pipeline, PipelineError, bundled_signatures, tune_gc
-    from .ui.table import LiveTable
+    from mirrorwatch.cli.pipeline import (
+        Pipeline,
+        PipelineError,
+        bundled_signatures,
+        tune_gc,
+    )
+    from mirrorwatch.sinks.table import LiveTable
 
     # stream.inline: each packet's new bytes are inspected on arrival, so a reject rule kills on the
     # trigger packet; IDS chunking would hold a short request until 2560 bytes or the session's end

@@ -9,9 +9,9 @@ Suricata's ``[wDrop] `` marker (a passive sensor cannot drop, it resets).
 
 from __future__ import annotations
 
-from ..events import Alert
-from .eve import FileSink
-from .fmt import addr, fast_time, packet_ports, proto_name
+from mirrorwatch.core.events import Alert
+from mirrorwatch.sinks.eve import FileSink
+from mirrorwatch.sinks.fmt import addr, fast_time, packet_ports, proto_name
 
 
 def format_alert(a: Alert) -> str:

@@ -42,8 +42,8 @@ from __future__ import annotations
 
 import struct
 
-from .defrag import IPV4_MAX, Defragmenter
-from .packet import Packet
+from mirrorwatch.core.decode.defrag import IPV4_MAX, Defragmenter
+from mirrorwatch.core.decode.packet import Packet
 
 # Link types (pcap LINKTYPE_* values) the decoder understands.
 LINKTYPE_NAMES = {
@@ -87,7 +87,7 @@ _VXLAN, _GENEVE = 1, 2  # UDP tunnel kinds, by configured destination port
 
 def _ports(settings, key: str) -> list[int]:
     """'4789' / '4789,8472' / '[4789, 8472]' / '' -> list of ports (SettingError when malformed)."""
-    from .settings import SettingError
+    from mirrorwatch.core.settings import SettingError
 
     text = str(settings[key]).strip().strip("[]")
     out = []

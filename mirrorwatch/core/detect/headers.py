@@ -6,7 +6,7 @@ once, at rule-compile time; unknown keywords raise ``Unsupported``.
 
 from __future__ import annotations
 
-from .compile import Unsupported
+from mirrorwatch.core.detect.compile import Unsupported
 
 # IPv4 option type -> Suricata ipopts name
 _IPOPTS = {0x07: "rr", 0x00: "eol", 0x01: "nop", 0x83: "lsrr", 0x89: "ssrr", 0x44: "ts",

@@ -53,15 +53,30 @@ from __future__ import annotations
 
 import hyperscan as hs
 
-from ..events import Alert
-from ..packet import Packet
-from .compile import CRule, Unsupported, negated_addresses, port_values
-from .groups import AddrIndex, choose_side, port_gate, port_split, value_table
-from .headers import compile_check
-from .hsdb import BlockScanner, LiteralSet, LiteralStream, StreamScanner
-from .threshold import Thresholds
-
-from .payload import compile_matches
+from mirrorwatch.core.decode.packet import Packet
+from mirrorwatch.core.detect.compile import (
+    CRule,
+    Unsupported,
+    negated_addresses,
+    port_values,
+)
+from mirrorwatch.core.detect.groups import (
+    AddrIndex,
+    choose_side,
+    port_gate,
+    port_split,
+    value_table,
+)
+from mirrorwatch.core.detect.headers import compile_check
+from mirrorwatch.core.detect.hsdb import (
+    BlockScanner,
+    LiteralSet,
+    LiteralStream,
+    StreamScanner,
+)
+from mirrorwatch.core.detect.payload import compile_matches
+from mirrorwatch.core.detect.threshold import Thresholds
+from mirrorwatch.core.events import Alert
 
 TCP, UDP = 6, 17
 ADDED = -1  # literal set for TCP packets whose data went into a stream

@@ -24,9 +24,9 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from ..events import Alert, FlowEnded, Kill
-from ..output.fmt import addr, fast_time, packet_ports, proto_name
-from ..output.sink import Sink
+from mirrorwatch.core.events import Alert, FlowEnded, Kill
+from mirrorwatch.sinks.base import Sink
+from mirrorwatch.sinks.fmt import addr, fast_time, packet_ports, proto_name
 
 SORT_KEYS = ("bytes", "rate", "age", "alerts")
 ALERT_LINES = 5

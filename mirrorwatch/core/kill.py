@@ -77,9 +77,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from ipaddress import ip_network
 
-from .events import Kill
-from .inject import ForgedSegment
-from .packet import ACK, FIN, PROTO_TCP, RST, SYN
+from mirrorwatch.core.decode.packet import ACK, FIN, PROTO_TCP, RST, SYN
+from mirrorwatch.core.events import ForgedSegment, Kill
 
 # bit set of endpoints to reset
 TO_SERVER, TO_CLIENT = 1, 2  # the server is reset by a segment travelling to it, and so on
@@ -146,7 +145,7 @@ class Killer:
     """Turns killing alerts and later packets of killed flows into ``Kill`` events."""
 
     def __init__(self, config: KillConfig | None = None, settings=None):
-        from .settings import Settings
+        from mirrorwatch.core.settings import Settings
 
         config = config or KillConfig()
         settings = settings if settings is not None else Settings()

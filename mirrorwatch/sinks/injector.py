@@ -24,11 +24,11 @@ import struct
 import sys
 from ipaddress import ip_address
 
-from .checksum import checksum, pseudo_sum
-from .events import Kill
-from .output.console import ConsoleAlerts
-from .output.sink import Sink
-from .packet import ACK, FIN, PSH, RST, SYN, URG
+from mirrorwatch.core.decode.checksum import checksum, pseudo_sum
+from mirrorwatch.core.events import ForgedSegment, Kill
+from mirrorwatch.sinks.base import Sink
+from mirrorwatch.sinks.console import ConsoleAlerts
+from mirrorwatch.sinks.fmt import ZERO_MAC, flag_letters
 
 ETH_P_IP, ETH_P_IPV6 = 0x0800, 0x86DD
 _ETH = struct.Struct("!6s6s")
@@ -39,78 +39,11 @@ _IP6 = struct.Struct("!IHBB16s16s")
 _TCP = struct.Struct("!HHIIBBHHH")
 _TCP_HLEN = 20
 _IP4_DF = 0x4000
-_DEFAULT_TTL = 64
-_ZERO_MAC = b"\0" * 6
 
-_FLAG_LETTERS = ((FIN, "F"), (SYN, "S"), (RST, "R"), (PSH, "P"), (ACK, "A"), (URG, "U"))
 
 
 class InjectError(OSError):
     """The injection socket or kill pcap cannot be opened (one line for the user)."""
-
-
-class ForgedSegment:
-    """One forged TCP segment, decided by the core: every header value is fixed here.
-
-    ``to_server`` is the direction it travels (True: impersonates the client and
-    resets the server).  ``vlans`` is the raw (tpid, tci) stack, outermost first.
-    """
-
-    __slots__ = ("to_server", "ipv", "src", "dst", "sport", "dport", "seq", "ack", "flags", "win",
-                 "ttl", "ip_id", "src_mac", "dst_mac", "vlans")
-
-    def __init__(self, to_server, ipv, src, dst, sport, dport, seq, ack, flags, ttl, ip_id,
-                 src_mac=b"", dst_mac=b"", vlans=(), win=0):
-        self.to_server = to_server
-        self.ipv = ipv
-        self.src = src
-        self.dst = dst
-        self.sport = sport
-        self.dport = dport
-        self.seq = seq & 0xFFFFFFFF
-        self.ack = ack & 0xFFFFFFFF
-        self.flags = flags
-        self.win = win
-        self.ttl = ttl or _DEFAULT_TTL
-        self.ip_id = ip_id & 0xFFFF
-        self.src_mac = src_mac or b""
-        self.dst_mac = dst_mac or b""
-        self.vlans = tuple(vlans or ())
-
-    def key(self) -> tuple:
-        """What identifies this frame when it comes back on the mirror (see Killer.own_frame)."""
-        return (self.src, self.dst, self.sport, self.dport, self.seq, self.ack, self.flags,
-                self.ip_id if self.ipv == 4 else 0)
-
-    def as_dict(self) -> dict:
-        """The EVE rendering (``kill.segments[]``): exactly the values put on the wire."""
-        return {
-            "direction": "to_server" if self.to_server else "to_client",
-            "src_ip": str(ip_address(self.src)),
-            "src_port": self.sport,
-            "dest_ip": str(ip_address(self.dst)),
-            "dest_port": self.dport,
-            "seq": self.seq,
-            "ack": self.ack,
-            "tcp_flags": flag_letters(self.flags),
-            "ttl": self.ttl,
-            "ip_id": self.ip_id if self.ipv == 4 else None,
-            "src_mac": mac_text(self.src_mac),
-            "dest_mac": mac_text(self.dst_mac),
-            "vlan": [tci & 0x0FFF for _tpid, tci in self.vlans],
-        }
-
-    def __repr__(self) -> str:
-        return (f"<ForgedSegment {ip_address(self.src)}:{self.sport} -> {ip_address(self.dst)}:{self.dport} "
-                f"{flag_letters(self.flags)} seq={self.seq} ack={self.ack}>")
-
-
-def flag_letters(flags: int) -> str:
-    return "".join(ch for bit, ch in _FLAG_LETTERS if flags & bit)
-
-
-def mac_text(mac: bytes) -> str:
-    return ":".join(f"{b:02x}" for b in (mac or _ZERO_MAC))
 
 
 def build_frame(seg: ForgedSegment) -> bytes:
@@ -126,7 +59,7 @@ def build_frame(seg: ForgedSegment) -> bytes:
     else:
         hdr = _IP6.pack(0x60000000, _TCP_HLEN, 6, seg.ttl, seg.src, seg.dst)
         ethertype = ETH_P_IPV6
-    l2 = [_ETH.pack(seg.dst_mac or _ZERO_MAC, seg.src_mac or _ZERO_MAC)]
+    l2 = [_ETH.pack(seg.dst_mac or ZERO_MAC, seg.src_mac or ZERO_MAC)]
     l2.extend(_VLAN.pack(tpid, tci) for tpid, tci in seg.vlans)
     l2.append(_TYPE.pack(ethertype))
     return b"".join(l2) + bytes(hdr) + bytes(tcp)
@@ -177,7 +110,7 @@ class RawInjector(_Sink):
     the capture loop.  Dry-run kills are counted and not sent.
     """
 
-    urgent = True  # served before every other sink (cli_listen): frames leave before alerts are formatted
+    urgent = True  # served before every other sink (cli.listen): frames leave before alerts are formatted
 
     def __init__(self, iface: str, warn=None):
         super().__init__()

@@ -28,7 +28,8 @@ from typing import Callable, Iterable, Iterator
 
 import pcapy
 
-from .decode import SUPPORTED_LINKTYPES
+from mirrorwatch.core.decode.decoder import SUPPORTED_LINKTYPES
+
 
 def _dlt_name(dlt: int) -> str:
     """libpcap's own name for a link type (pcap_datalink_val_to_name), else 'unknown'."""

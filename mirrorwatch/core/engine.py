@@ -37,8 +37,8 @@ replay, and tests drive it frame by frame.
 
 from __future__ import annotations
 
-from .events import FlowEnded, Stats
-from .settings import Settings
+from mirrorwatch.core.events import FlowEnded, Stats
+from mirrorwatch.core.settings import Settings
 
 _EMPTY: tuple = ()
 
@@ -47,9 +47,9 @@ class Engine:
     """Wires decode -> flows -> detect -> kill for one capture."""
 
     def __init__(self, settings: Settings, ruleset, *, checksum_mode: str = "auto", killer=None):
-        from .decode import Decoder
-        from .detect import Detector
-        from .flows import FlowTable
+        from mirrorwatch.core.decode.decoder import Decoder
+        from mirrorwatch.core.detect import Detector
+        from mirrorwatch.core.flows.table import FlowTable
 
         self.settings = settings
         self.decoder = Decoder(settings, checksum_mode=checksum_mode)
@@ -160,7 +160,7 @@ class Engine:
 
     def reload_rules(self, ruleset) -> None:
         """Swap in a new rule set (SIGHUP); built by the caller, swapped atomically here."""
-        from .detect import Detector
+        from mirrorwatch.core.detect import Detector
 
         self.detector = Detector(ruleset, self.settings, previous=self.detector)
 

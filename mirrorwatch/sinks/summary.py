@@ -11,9 +11,10 @@ from __future__ import annotations
 import heapq
 import itertools
 
-from ..events import Alert, FlowEnded, Kill, Stats
-from .fmt import ICMP_PROTOS, addr, proto_name
-from .sink import Sink
+from mirrorwatch.core.events import Alert, FlowEnded, Kill, Stats
+from mirrorwatch.sinks.base import Sink
+from mirrorwatch.sinks.fmt import ICMP_PROTOS, addr, proto_name
+
 
 class Summary(Sink):
     """Collects what the end-of-run report shows."""

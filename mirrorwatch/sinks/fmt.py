@@ -9,8 +9,20 @@ from __future__ import annotations
 
 import socket
 import time
+from ipaddress import ip_address
 
-from ..packet import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
+from mirrorwatch.core.decode.packet import (
+    ACK,
+    FIN,
+    PROTO_ICMP,
+    PROTO_ICMPV6,
+    PROTO_TCP,
+    PROTO_UDP,
+    PSH,
+    RST,
+    SYN,
+    URG,
+)
 
 # Suricata's util-proto-name table for the protocols a mirror port commonly carries.
 PROTO_NAMES = {
@@ -104,3 +116,34 @@ def metadata_dict(entries) -> dict[str, list[str]]:
         if key:
             out.setdefault(key, []).append(str(value).strip())
     return out
+
+
+_FLAG_LETTERS = ((FIN, "F"), (SYN, "S"), (RST, "R"), (PSH, "P"), (ACK, "A"), (URG, "U"))
+ZERO_MAC = b"\0" * 6
+
+
+def flag_letters(flags: int) -> str:
+    return "".join(ch for bit, ch in _FLAG_LETTERS if flags & bit)
+
+
+def mac_text(mac: bytes) -> str:
+    return ":".join(f"{b:02x}" for b in (mac or ZERO_MAC))
+
+
+def segment_dict(seg) -> dict:
+    """A forged segment as EVE renders it (``kill.segments[]``): exactly the values put on the wire."""
+    return {
+        "direction": "to_server" if seg.to_server else "to_client",
+        "src_ip": str(ip_address(seg.src)),
+        "src_port": seg.sport,
+        "dest_ip": str(ip_address(seg.dst)),
+        "dest_port": seg.dport,
+        "seq": seg.seq,
+        "ack": seg.ack,
+        "tcp_flags": flag_letters(seg.flags),
+        "ttl": seg.ttl,
+        "ip_id": seg.ip_id if seg.ipv == 4 else None,
+        "src_mac": mac_text(seg.src_mac),
+        "dest_mac": mac_text(seg.dst_mac),
+        "vlan": [tci & 0x0FFF for _tpid, tci in seg.vlans],
+    }

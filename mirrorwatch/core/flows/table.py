@@ -71,9 +71,18 @@ import math
 import zlib
 from collections import OrderedDict
 
-from .events import FlowEnded
-from .packet import ACK, FIN, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, RST, SYN
-from .reassembly import HALF, M32, ReassemblyContext, Stream
+from mirrorwatch.core.decode.packet import (
+    ACK,
+    FIN,
+    PROTO_ICMP,
+    PROTO_ICMPV6,
+    PROTO_TCP,
+    PROTO_UDP,
+    RST,
+    SYN,
+)
+from mirrorwatch.core.events import FlowEnded
+from mirrorwatch.core.reassembly.stream import HALF, M32, ReassemblyContext, Stream
 
 C, S = 0, 1  # sender: client (packet goes to the server) or server
 

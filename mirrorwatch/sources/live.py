@@ -46,7 +46,7 @@ from collections import deque
 
 import pcapy
 
-from .settings import Settings
+from mirrorwatch.core.settings import Settings
 
 META = struct.Struct("=IIII")  # sec, usec, offset, caplen (native endian, per pcapy-ng next_batch)
 BATCH_MAX = 4096  # frames per next_batch call

@@ -40,8 +40,17 @@ from __future__ import annotations
 
 import re
 
-from ..rules.model import Bsize, ByteExtract, ByteJump, ByteMath, ByteTest, Content, IsDataAt, Pcre
-from ..rules.pcre import guarded
+from mirrorwatch.rules.model import (
+    Bsize,
+    ByteExtract,
+    ByteJump,
+    ByteMath,
+    ByteTest,
+    Content,
+    IsDataAt,
+    Pcre,
+)
+from mirrorwatch.rules.pcre import guarded
 
 DEFAULT_RECURSION_LIMIT = 3000
 DEFAULT_PCRE_TIMEOUT = 0.1
