@@ -151,7 +151,6 @@ class Engine:
         """End of capture: every session ends with reason 'shutdown', then the final stats."""
         events: list = []
         detector = self.detector
-        detector.flush(events)
         for flow in self.flows.flush_all():
             detector.flow_end(flow, events)
             events.append(FlowEnded(self.last_ts, flow, "shutdown"))
