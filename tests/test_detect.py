@@ -170,9 +170,18 @@ alert ip 198.51.100.0/24 any <> 10.9.9.9 any (sid:4;)
 
 def test_unsupported_buffer_rule_is_skipped_with_reason():
     rules = rules_of('alert tcp any any -> any any (content:"a"; sid:1;)')
+    rules[0].matches[0].buffer = "smb.named_pipe"
+    det = Detector(rules, Settings())
+    assert det.crules == [] and det.skipped[0][1] == "sticky buffer smb.named_pipe"
+
+
+def test_a_buffer_rule_becomes_a_transaction_rule_of_its_protocol():
+    rules = rules_of('alert tcp any any -> any any (content:"/x"; sid:1;)')
     rules[0].matches[0].buffer = "http.uri"
     det = Detector(rules, Settings())
-    assert det.crules == [] and "http.uri" in det.skipped[0][1]
+    (cr,) = det.crules
+    assert (cr.kind, cr.app_proto, cr.protos, cr.tx.side) == ("tx", "http", (6,), 0)
+    assert det.tx_patterns == 1 and det.tx_pref[("http", 0)][0][0].name == "http.uri"
 
 
 # -- packet semantics ---------------------------------------------------------------

@@ -40,6 +40,7 @@ class FakeFlow:
         self.start, self.last_ts = TS - 2.5, TS + 10.0
         self.pkts, self.bytes = [5, 4], [600, 3000]
         self.state, self.tcp_state = "closed", "closed"
+        self.app = None  # no application-layer state
         self.tcp_flags = SYN | FIN | PSH | ACK
         self.tcp_flags_ts = SYN | FIN | PSH | ACK
         self.tcp_flags_tc = SYN | ACK

@@ -49,6 +49,16 @@ def bundled_signatures() -> Path:
     raise PipelineError("bundled signatures not found (reinstall mirrorwatch, or pass --rules PATH)")
 
 
+def fold_detect_skips(ruleset, detector) -> None:
+    """Rules the detect room could not compile count as skipped, with its reason, like parse
+    errors: what the operator is told loaded is what runs."""
+    if not detector.skipped:
+        return
+    dropped = {id(rule) for rule, _ in detector.skipped}
+    ruleset.rules = [r for r in ruleset.rules if id(r) not in dropped]
+    ruleset.skipped.extend((r.file, r.line, r.sid, reason) for r, reason in detector.skipped)
+
+
 def load_ruleset(paths, settings: Settings, classification=None):
     """Load rule files/dirs; a path that does not exist or cannot be read is a PipelineError.
 
@@ -116,6 +126,7 @@ class Pipeline:
         if checksum_mode not in ("auto", "all", "none"):
             raise PipelineError(f"checksum mode must be auto, all or none, got {checksum_mode!r}")
         engine = Engine(settings, ruleset, checksum_mode=checksum_mode, killer=killer)
+        fold_detect_skips(ruleset, engine.detector)
         sinks: list = list(kill_sinks)  # the injector first: least latency for kills
         try:
             dumper = _stream_dumper(dump_streams, engine) if dump_streams else None
@@ -249,6 +260,7 @@ class Pipeline:
         if not rs.rules and self.rule_count:
             return f"rules not reloaded: no rule loaded from {', '.join(map(str, paths))} ({len(rs.skipped)} skipped)"
         self.engine.reload_rules(rs)
+        fold_detect_skips(rs, self.engine.detector)
         self.ruleset = rs
         return None
 

@@ -18,6 +18,7 @@ from mirrorwatch.cli.common import (
     settings_epilog,
     warn,
 )
+from mirrorwatch.sinks.eve import DEFAULT_TYPES
 
 
 @click.command(epilog=settings_epilog(), context_settings=CONTEXT)
@@ -27,8 +28,8 @@ from mirrorwatch.cli.common import (
 @click.option("--classification", metavar="FILE", default=None,
               help="classification.config for classtypes [default: the bundled one]")
 @click.option("--eve", metavar="PATH", default=None, help="write EVE JSON lines to PATH ('-' = stdout)")
-@click.option("--eve-types", default="alert,flow,stats,kill", show_default=True, metavar="LIST",
-              help="EVE event types to write (comma-separated: alert, flow, stats, kill)")
+@click.option("--eve-types", default=",".join(DEFAULT_TYPES), show_default=True, metavar="LIST",
+              help="EVE event types to write (comma-separated: " + ", ".join(DEFAULT_TYPES) + ")")
 @click.option("--eve-payload", is_flag=True, help="add the matching payload (base64 and printable) to EVE alerts")
 @click.option("--fast", metavar="PATH", default=None, help="write Suricata fast.log lines to PATH")
 @click.option("-k", "--checksum-checks", "checksum", type=click.Choice(["auto", "all", "none"]), default="auto",
@@ -53,9 +54,9 @@ def replay(pcaps, rules, classification, eve, eve_types, eve_payload, fast, chec
 
     settings = build_settings(sets)
     types = tuple(t.strip() for t in eve_types.split(",") if t.strip())
-    bad = [t for t in types if t not in ("alert", "flow", "stats", "kill")]
+    bad = [t for t in types if t not in DEFAULT_TYPES]
     if bad:
-        fail(f"--eve-types: unknown event type {bad[0]!r} (use alert, flow, stats, kill)", 2)
+        fail(f"--eve-types: unknown event type {bad[0]!r} (use {', '.join(DEFAULT_TYPES)})", 2)
     try:
         check_files(pcaps)  # every file readable and of a known link type, before any work
     except CaptureError as e:

@@ -26,7 +26,8 @@ def rules_check(paths, classification, sets, verbose, strict):
     Exit 0 when rules load, 1 when a path is unusable, nothing loads, or
     (with --strict) anything is skipped.
     """
-    from mirrorwatch.cli.pipeline import PipelineError, load_ruleset
+    from mirrorwatch.cli.pipeline import PipelineError, fold_detect_skips, load_ruleset
+    from mirrorwatch.core.detect import Detector
     from mirrorwatch.rules import check_report
 
     settings = build_settings(sets)
@@ -34,6 +35,7 @@ def rules_check(paths, classification, sets, verbose, strict):
         rs = load_ruleset(paths, settings, classification)
     except PipelineError as e:
         fail(str(e))
+    fold_detect_skips(rs, Detector(rs, settings))  # compiled as a replay would: what loads is what runs
     click.echo(check_report(rs))
     if verbose:
         for line in rs.skip_lines():

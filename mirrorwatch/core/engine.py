@@ -37,7 +37,7 @@ replay, and tests drive it frame by frame.
 
 from __future__ import annotations
 
-from mirrorwatch.core.events import FlowEnded, Stats
+from mirrorwatch.core.events import AppTx, FlowEnded, Stats
 from mirrorwatch.core.settings import Settings
 
 _EMPTY: tuple = ()
@@ -47,6 +47,7 @@ class Engine:
     """Wires decode -> flows -> detect -> kill for one capture."""
 
     def __init__(self, settings: Settings, ruleset, *, checksum_mode: str = "auto", killer=None):
+        from mirrorwatch.core.applayer.session import AppLayer
         from mirrorwatch.core.decode.decoder import Decoder
         from mirrorwatch.core.detect import Detector
         from mirrorwatch.core.flows.table import FlowTable
@@ -55,6 +56,7 @@ class Engine:
         self.decoder = Decoder(settings, checksum_mode=checksum_mode)
         self.flows = FlowTable(settings)
         self.detector = Detector(ruleset, settings)
+        self.applayer = AppLayer(settings)
         # Hooks run when a TCP direction starts being reassembled (e.g. the stream
         # dumper attaching its observer); detect's own hook runs last, so it can
         # wrap whatever observer is already there.
@@ -98,6 +100,8 @@ class Engine:
         flow, to_server = self.flows.process(pkt, events)
         if events:
             events = self._ended(events)
+        if pkt.proto == 17 and pkt.payload and flow is not None:
+            self.applayer.udp(flow, pkt.payload, 0 if to_server else 1, pkt.sport, pkt.dport)
         det = self.detector
         try:  # Detector.inspect's contract (never raises), without its extra call per packet
             alerts = det.inspect_unguarded(pkt, flow, to_server)
@@ -106,6 +110,8 @@ class Engine:
             alerts = None
         if alerts:
             events.extend(alerts)
+        if flow.app is not None and flow.app.parser is not None:
+            self._log_txs(flow, pkt.ts, events)
         # the killer acts on killing alerts and on later packets of sessions it is killing
         if killer is not None and (alerts or flow.kill is not None):
             killer.on_packet(pkt, flow, to_server, alerts, events)
@@ -114,7 +120,26 @@ class Engine:
     def _new_stream(self, flow, direction: int, stream) -> None:
         for hook in self.stream_hooks:
             hook(flow, direction, stream)
+        self.applayer.on_new_stream(flow, direction, stream)
         self.detector.on_new_stream(flow, direction, stream)
+
+    def _log_txs(self, flow, ts: float, events: list) -> None:
+        """Transactions complete and inspected become EVE http/dns/tls records (AppTx events)."""
+        if not self.detector.has_tx:
+            flow.app.parser.updated()  # nothing inspects them: they are done once complete
+        else:
+            fd = flow.det
+            if fd is not None and fd.txp is not None and (fd.txp[0] or fd.txp[1]):
+                return  # logged once detect has inspected them in both directions, as Suricata
+        for tx in self.applayer.logged(flow):
+            events.append(AppTx(ts, flow, flow.app.proto, tx))
+
+    def _flow_end(self, flow, ts: float, events: list) -> None:
+        """A session leaves: detect inspects what is left, then its remaining transactions are logged."""
+        self.detector.flow_end(flow, events)
+        if flow.app is not None:
+            for tx in self.applayer.flow_end(flow):
+                events.append(AppTx(ts, flow, flow.app.proto, tx))
 
     def _swapped(self, flow) -> None:
         self.detector.on_swap(flow)
@@ -125,16 +150,15 @@ class Engine:
         out: list = []
         for ev in events:
             if type(ev) is FlowEnded:
-                self.detector.flow_end(ev.flow, out)
+                self._flow_end(ev.flow, ev.ts, out)
             out.append(ev)
         return out
 
     # -- time and end of capture ----------------------------------------------
     def _sweep(self, now: float, events: list) -> None:
         self._next_sweep = now + self._sweep_interval
-        detector = self.detector
         for flow in self.flows.expire(now):
-            detector.flow_end(flow, events)
+            self._flow_end(flow, now, events)
             events.append(FlowEnded(now, flow, "timeout"))
         self.decoder.expire(now)
 
@@ -150,9 +174,8 @@ class Engine:
     def finish(self) -> list:
         """End of capture: every session ends with reason 'shutdown', then the final stats."""
         events: list = []
-        detector = self.detector
         for flow in self.flows.flush_all():
-            detector.flow_end(flow, events)
+            self._flow_end(flow, self.last_ts, events)
             events.append(FlowEnded(self.last_ts, flow, "shutdown"))
         events.append(Stats(self.last_ts, self.counters()))
         return events
@@ -169,6 +192,7 @@ class Engine:
             "decoder": self.decoder.counters(),
             "flow": self.flows.counters(),
             "detect": self.detector.counters(),
+            "app_layer": self.applayer.counters(),
         }
         if self.killer is not None:
             c["kill"] = self.killer.counters()

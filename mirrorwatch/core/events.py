@@ -20,11 +20,13 @@ class Alert:
     ``to_server`` tells the direction of that packet within ``flow`` (None for
     flowless packets).  ``action`` is the EVE ``alert.action`` ("allowed" or
     "blocked"); ``verdict`` is the EVE ``verdict`` object for killing rules.
+    ``tx`` is the application-layer transaction an app-layer rule matched (its
+    protocol is ``flow.app.proto``), else None.
     """
 
-    __slots__ = ("ts", "pkt", "flow", "to_server", "rule", "stream", "action", "verdict", "payload", "kind")
+    __slots__ = ("ts", "pkt", "flow", "to_server", "rule", "stream", "action", "verdict", "payload", "kind", "tx")
 
-    def __init__(self, pkt, flow, to_server, rule, stream=0, payload=b"", kind="packet"):
+    def __init__(self, pkt, flow, to_server, rule, stream=0, payload=b"", kind="packet", tx=None):
         self.ts = pkt.ts
         self.pkt = pkt
         self.flow = flow
@@ -35,6 +37,22 @@ class Alert:
         self.verdict = None
         self.payload = payload
         self.kind = kind
+        self.tx = tx
+
+
+class AppTx:
+    """An application-layer transaction is complete (or its flow ended): the EVE http/dns/tls
+    record.  ``proto`` is Suricata's name; ``direction`` is the side a DNS record logs
+    (TO_SERVER: the query, TO_CLIENT: the answer), None for the others."""
+
+    __slots__ = ("ts", "flow", "proto", "tx", "direction")
+
+    def __init__(self, ts: float, flow, proto: str, tx, direction=None):
+        self.ts = ts
+        self.flow = flow
+        self.proto = proto
+        self.tx = tx
+        self.direction = direction
 
 
 class FlowEnded:
@@ -46,6 +64,21 @@ class FlowEnded:
         self.ts = ts
         self.flow = flow
         self.reason = reason
+
+
+class FlowEmergency:
+    """The flow table entered (``entered`` True) or left emergency mode, as Suricata's
+    FLOW_EMERGENCY: ``cap`` is the setting whose limit was hit (entering), ``active``
+    the sessions and ``memuse`` the flow table's estimated bytes at that moment."""
+
+    __slots__ = ("ts", "entered", "cap", "active", "memuse")
+
+    def __init__(self, ts: float, entered: bool, cap: str, active: int, memuse: int):
+        self.ts = ts
+        self.entered = entered
+        self.cap = cap
+        self.active = active
+        self.memuse = memuse
 
 
 class Kill:

@@ -11,6 +11,7 @@ attributes copied out of it by each room, never this module.
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -18,6 +19,18 @@ from typing import Any, Callable
 
 class SettingError(ValueError):
     """A ``--set`` line that names no setting or carries a bad value."""
+
+
+class UnknownSetting(SettingError):
+    """A key that names no setting; the message suggests the closest name."""
+
+    def __init__(self, key: str):
+        name = key.rsplit(".", 1)[-1]  # a rule variable keeps its name: vars.adress-groups.X -> vars.address-groups.X
+        candidates = [*SETTINGS_BY_KEY, *(prefix + name for prefix in VAR_PREFIXES)]
+        close = difflib.get_close_matches(key, candidates, n=1, cutoff=SUGGEST_CUTOFF)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        super().__init__(f"unknown setting {key!r}{hint} (see 'mirrorwatch settings' for the list)")
+        self.key = key
 
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([kmg]?)(i?b)?\s*$", re.I)
@@ -116,10 +129,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("decoder.geneve.ports", "6081", str, "UDP destination ports decoded as Geneve (comma-separated; empty = off), as Suricata's decoder.geneve.ports"),
     Setting("decoder.teredo.ports", "3544", str, "UDP ports (either side) decoded as Teredo IPv6-in-UDP when the payload is an exact IPv6 packet (empty = off), as Suricata's decoder.teredo.ports"),
     # detection (detect room)
+    Setting("app-layer.protocols.http.libhtp.default-config.request-body-limit", 100 * 1024, parse_size, "bytes of each HTTP request body kept for inspection (0 = unlimited)"),
+    Setting("app-layer.protocols.http.libhtp.default-config.response-body-limit", 100 * 1024, parse_size, "bytes of each HTTP response body kept for inspection (0 = unlimited)"),
+    Setting("app-layer.protocols.http.libhtp.default-config.compression-bomb-limit", 1024 * 1024, parse_size, "bytes one gzip/deflate HTTP body may decompress to; beyond it decompression stops and a bomb is counted"),
+    Setting("app-layer.protocols.http.libhtp.default-config.response-body-decompress-layer-limit", 2, parse_int, "Content-Encoding layers of an HTTP body that are decompressed"),
+    Setting("app-layer.protocols.http.libhtp.default-config.max-tx", 512, parse_int, "HTTP transactions held per flow (0 = unlimited); beyond it the flow's requests are no longer parsed (counted)"),
+    Setting("app-layer.protocols.http.libhtp.default-config.headers-limit", 1024, parse_int, "header fields kept per HTTP message (0 = unlimited)"),
+    Setting("app-layer.protocols.http.flow-memcap", 256 * 1024, parse_size, "bytes one HTTP flow may buffer (unfinished header blocks, kept bodies); beyond it data is truncated and counted"),
     Setting("detect.packet-alert-max", 15, parse_int, "most alerts raised for one packet (Suricata's packet-alert-max)"),
     Setting("detect.threshold-entries", 100_000, parse_int, "threshold/detection_filter counters kept at once (by_src/by_dst/by_both/by_rule)"),
     Setting("detect.inspection-recursion-limit", 3000, parse_int, "payload keyword evaluations per rule and buffer before giving up (Suricata's inspection-recursion-limit)"),
-    Setting("detect.pcre-timeout", 0.1, parse_float, "seconds one pcre search may run before it counts as no match (Suricata's pcre match-limit; 0 = unbounded)"),
+    Setting("pcre.match-limit", 3500, parse_int, "backtracking steps one pcre search may take (rules with the O flag; others keep Suricata's built-in 3500); reaching it is a no-match, counted"),
+    Setting("pcre.match-limit-recursion", 1500, parse_int, "backtracking depth of one pcre search (rules with the O flag; others keep Suricata's built-in 1500)"),
     Setting("stream.reassembly.toserver-chunk-size", 2560, parse_size, "settled client bytes gathered before stream inspection (IDS mode; closing sessions are inspected at once)"),
     Setting("stream.reassembly.toclient-chunk-size", 2560, parse_size, "settled server bytes gathered before stream inspection (IDS mode)"),
     Setting("detect.checksum-auto-sample", 1000, parse_int, "packets examined by -k auto before it decides whether checksums are offloaded"),
@@ -135,10 +156,20 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("inject.min-interval", 0.0, parse_float, "seconds between re-fire bursts for one session"),
     Setting("inject.response-window", 0.5, parse_float, "seconds after a kill response's first burst during which answers (to in-flight segments, or to a sensor's backlog) count as the same response"),
     Setting("inject.own-frame-memory", 4096, parse_int, "recently injected frames remembered to recognise them when the mirror shows them back"),
+    # EVE into Redis (sinks/redis.py); a redis:// URL's own stream-maxlen/stream-trim-exact/batch-size win
+    Setting("eve-log.redis.stream-maxlen", 100_000, parse_int, "stream mode: entries the stream keeps (XADD MAXLEN; 0 = unbounded), as Suricata's redis.stream-maxlen"),
+    Setting("eve-log.redis.stream-trim-exact", False, parse_bool, "stream mode: trim to exactly stream-maxlen (MAXLEN =) instead of Redis' cheaper approximate trim (MAXLEN ~)"),
+    Setting("eve-log.redis.pipelining.batch-size", 256, parse_int, "records sent to Redis per round trip (one multi-value push in list mode, a pipeline otherwise)"),
+    Setting("eve-log.redis.buffer-size", 65_536, parse_int, "records held in memory while Redis is slow or unreachable; beyond it the oldest are dropped (counted and reported)"),
+    Setting("eve-log.redis.reconnect-interval", 1.0, parse_float, "seconds between attempts to reach Redis again (Suricata: once per second)"),
+    Setting("eve-log.redis.timeout", 2.0, parse_float, "seconds a connection attempt or a round trip to Redis may take before the server counts as unreachable"),
+    Setting("eve-log.redis.drain-timeout", 5.0, parse_float, "seconds the end of a run keeps trying to deliver buffered records before counting them as lost"),
 )
 # fmt: on
 
 SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
+VAR_PREFIXES = ("vars.address-groups.", "vars.port-groups.")
+SUGGEST_CUTOFF = 0.75  # difflib similarity from which a misspelt key gets a "did you mean"
 
 # Suricata's default address and port groups (suricata.yaml "vars").
 DEFAULT_ADDRESS_GROUPS = {
@@ -177,17 +208,15 @@ DEFAULT_PORT_GROUPS = {
 class Settings:
     """Parsed settings: ``settings['stream.midstream']``; variables in ``address_groups``/``port_groups``.
 
-    Unknown keys are an error, except ``vars.*`` (rule variables) and keys listed
-    in ``IGNORED_SURICATA_KEYS`` (accepted so Suricata command lines replay unchanged).
+    An unknown key is an ``UnknownSetting`` error (the command line tells a
+    Suricata key mirrorwatch does not implement from a misspelling:
+    ``cli.suricata_keys``).
     """
-
-    IGNORED_PREFIXES = ("app-layer.", "stats.", "detect.guess-applayer-tx", "runmode", "outputs.", "logging.")
 
     def __init__(self, overrides: dict[str, Any] | None = None):
         self.values: dict[str, Any] = {s.key: s.default for s in SETTINGS}
         self.address_groups: dict[str, str] = dict(DEFAULT_ADDRESS_GROUPS)
         self.port_groups: dict[str, str] = dict(DEFAULT_PORT_GROUPS)
-        self.ignored: list[str] = []
         for k, v in (overrides or {}).items():
             self.set(k, v)
 
@@ -207,10 +236,7 @@ class Settings:
             return
         s = SETTINGS_BY_KEY.get(key)
         if s is None:
-            if key.startswith(self.IGNORED_PREFIXES):
-                self.ignored.append(key)
-                return
-            raise SettingError(f"unknown setting {key!r} (see 'mirrorwatch settings' for the list)")
+            raise UnknownSetting(key)
         try:
             self.values[key] = s.parse(value)
         except SettingError as e:

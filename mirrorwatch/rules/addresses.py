@@ -13,6 +13,7 @@ recursively; a cycle is an error.
 from __future__ import annotations
 
 import ipaddress
+import re
 
 from .model import AddrSet, PortSet
 
@@ -253,6 +254,16 @@ class PortEvaluator(_Evaluator):
         return int(t)
 
 
+_VAR_RE = re.compile(r"\$([A-Za-z0-9_]+)")
+
+
+def _uses_negation(text: str, groups: dict[str, str], seen: frozenset) -> bool:
+    if "!" in text:
+        return True
+    return any(name not in seen and name in groups and _uses_negation(groups[name], groups, seen | {name})
+               for name in _VAR_RE.findall(text))
+
+
 def _networks(ranges: list[tuple[int, int]], version: int) -> list:
     cls = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
     out = []
@@ -269,6 +280,7 @@ class HeaderVars:
         self.port = PortEvaluator(port_groups)
         self._addr_cache: dict[str, AddrSet] = {}
         self._port_cache: dict[str, PortSet] = {}
+        self._neg_cache: dict[str, bool] = {}
 
     def address(self, text: str) -> AddrSet:
         hit = self._addr_cache.get(text)
@@ -283,6 +295,13 @@ class HeaderVars:
             res = AddrSet(include=_networks(v4, 4) + _networks(v6, 6), v4=v4, v6=v6)
         self._addr_cache[text] = res
         return res
+
+    def address_negated(self, text: str) -> bool:
+        """Does the expression use '!' itself or through a variable (at any depth)?"""
+        hit = self._neg_cache.get(text)
+        if hit is None:
+            hit = self._neg_cache[text] = _uses_negation(text, self.addr.groups, frozenset())
+        return hit
 
     def ports(self, text: str) -> PortSet:
         hit = self._port_cache.get(text)

@@ -19,8 +19,9 @@ from pathlib import Path
 from .classification import ClassificationError, load_classification
 from .model import Pcre, Rule
 from .parser import RuleContext, RuleError, parse_rule
-from .pcre import ENGINE as PCRE_ENGINE
+from .pcre import library_version
 
+PROGRESS_EVERY = 1024  # rule lines parsed between two calls of load_rules' progress callback
 _DISABLED_RE = re.compile(r"^#+\s*(alert|drop|pass|reject|rejectsrc|rejectdst|rejectboth)\s+\S+\s")
 
 
@@ -47,10 +48,6 @@ class RuleSet:
     def skip_lines(self) -> list[str]:
         """Each skip as ``file:line: sid N: reason``."""
         return [format_skip(*s) for s in self.skipped]
-
-    @property
-    def by_key(self) -> dict[tuple[int, int], Rule]:
-        return {r.key: r for r in self.rules}
 
 
 def format_skip(file: str, line: int, sid: int | None, reason: str) -> str:
@@ -82,6 +79,22 @@ def iter_rule_lines(text: str):
         yield start, "".join(pending).strip()
 
 
+def _line_progress(progress, base: int, size: int, lines: int, total: int):
+    """``on_line`` for one file: its line number as bytes of the whole set."""
+
+    def on_line(no: int) -> None:
+        progress(base + size * min(no, lines) // max(1, lines), total)
+
+    return on_line
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
 def _expand(paths) -> tuple[list[Path], list[str]]:
     files: list[Path] = []
     errors: list[str] = []
@@ -101,11 +114,13 @@ def _expand(paths) -> tuple[list[Path], list[str]]:
     return files, errors
 
 
-def load_rules(paths, settings, classification=None) -> RuleSet:
+def load_rules(paths, settings, classification=None, progress=None) -> RuleSet:
     """Parse rule files and directories (``*.rules``) into a RuleSet.
 
     ``classification``: path to a classification.config, an already parsed
     {name: (description, priority)} dict, or None for the bundled standard file.
+    ``progress(done, total)``: called as the rule files are parsed, in bytes of
+    their text (every ``PROGRESS_EVERY`` lines and after each file).
     """
     t0 = time.perf_counter()
     rs = RuleSet()
@@ -125,7 +140,9 @@ def load_rules(paths, settings, classification=None) -> RuleSet:
     files, path_errors = _expand(paths)
     rs.errors.extend(path_errors)
     seen: dict[tuple[int, int], int] = {}
-    for f in files:
+    sizes = [_size(f) for f in files]
+    total, done = sum(sizes), 0
+    for f, size in zip(files, sizes):
         fname = str(f)
         try:
             text = f.read_text(encoding="utf-8", errors="surrogateescape")
@@ -133,16 +150,26 @@ def load_rules(paths, settings, classification=None) -> RuleSet:
             rs.errors.append(f"{fname}: cannot read: {e.strerror or e}")
             continue
         rs.files.append(fname)
-        load_text(text, fname, ctx, rs, seen)
+        on_line = None if progress is None else _line_progress(progress, done, size, text.count("\n"), total)
+        load_text(text, fname, ctx, rs, seen, on_line)
+        done += size
+        if progress is not None:
+            progress(done, total)
     rs.seconds = time.perf_counter() - t0
     return rs
 
 
-def load_text(text: str, fname: str, ctx: RuleContext, rs: RuleSet, seen: dict | None = None) -> None:
-    """Parse the rules of one file's text into ``rs`` (used by load_rules and tests)."""
+def load_text(text: str, fname: str, ctx: RuleContext, rs: RuleSet, seen: dict | None = None,
+              on_line=None) -> None:
+    """Parse the rules of one file's text into ``rs`` (used by load_rules and tests).
+
+    ``on_line(line_number)``: called every ``PROGRESS_EVERY`` rule lines.
+    """
     if seen is None:
         seen = {r.key: i for i, r in enumerate(rs.rules)}
-    for line, rule_text in iter_rule_lines(text):
+    for n, (line, rule_text) in enumerate(iter_rule_lines(text), 1):
+        if on_line is not None and not n % PROGRESS_EVERY:
+            on_line(line)
         if rule_text is None:
             rs.disabled += 1
             continue
@@ -176,19 +203,14 @@ def load_text(text: str, fname: str, ctx: RuleContext, rs: RuleSet, seen: dict |
 
 
 def _reason_kind(reason: str) -> str:
-    """Group skip reasons for the summary: keyword/protocol names kept, details dropped."""
-    if reason.startswith(("unsupported keyword", "unsupported protocol", "unknown protocol")):
-        return reason
-    if reason.startswith("duplicate sid"):
-        return "duplicate sid"
-    if reason.startswith("pcre"):
-        m = re.search(r": (not translatable to Python re: )?(.*)$", reason)
-        return "pcre: " + re.sub(r" at position \d+", "", m.group(2)) if m else "pcre"
-    return re.sub(r"\d+", "N", reason)[:80]
+    """Skip reasons as ``check_report`` counts them: duplicate sids share one line, every
+    other reason is shown as it is (keyword, protocol and value names included)."""
+    return "duplicate sid" if reason.startswith("duplicate sid") else reason
 
 
-def check_report(ruleset: RuleSet, top: int = 15) -> str:
-    """Text summary for ``mirrorwatch rules check``: counts, top skip reasons, errors."""
+def check_report(ruleset: RuleSet) -> str:
+    """Text summary for ``mirrorwatch rules check``: counts, every distinct skip reason
+    with its count (most frequent first), errors."""
     rs = ruleset
     total = len(rs.rules) + len(rs.skipped)
     pct = 100.0 * len(rs.rules) / total if total else 0.0
@@ -198,16 +220,19 @@ def check_report(ruleset: RuleSet, top: int = 15) -> str:
     ]
     actions = Counter(r.action for r in rs.rules)
     protos = Counter(r.proto for r in rs.rules)
+    apps = Counter(r.app_proto for r in rs.rules if r.app_proto is not None)
     npcre = sum(1 for r in rs.rules for m in r.matches if isinstance(m, Pcre))
     if npcre:
-        lines.append(f"{npcre} pcre keyword(s), matched with the '{PCRE_ENGINE}' engine")
+        lines.append(f"{npcre} pcre keyword(s), matched with PCRE2 {library_version()}")
     if rs.rules:
         lines.append("loaded by action: " + ", ".join(f"{k} {v}" for k, v in actions.most_common()))
         lines.append("loaded by protocol: " + ", ".join(f"{k} {v}" for k, v in protos.most_common()))
+    if apps:
+        lines.append("loaded by application protocol: " + ", ".join(f"{k} {v}" for k, v in apps.most_common()))
     if rs.skipped:
         kinds = Counter(_reason_kind(s[3]) for s in rs.skipped)
-        lines.append(f"top skip reasons ({len(kinds)} distinct):")
-        for reason, n in kinds.most_common(top):
+        lines.append(f"skip reasons ({len(kinds)} distinct):")
+        for reason, n in kinds.most_common():
             lines.append(f"  {n:>7}  {reason}")
     for e in rs.errors:
         lines.append(f"error: {e}")

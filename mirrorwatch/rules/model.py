@@ -1,16 +1,45 @@
 """Plain rule objects: what the parser produces and the detect room compiles.
 
 Nothing here knows about packets.  The parser (``rules.parser``) fills these;
-``detect`` reads them.  Payload keywords are kept in rule order as a list of
-``Match`` records, each bound to the buffer it inspects (``buffer``: 'payload'
-for classic content; sticky buffers such as 'http.uri' are recorded so an
-unsupported one can be reported cleanly).
+``detect`` reads them.  Payload keywords (Content, Pcre, ByteTest, ByteJump,
+ByteExtract, ByteMath, IsDataAt, Bsize) are kept in rule order in
+``Rule.matches``; each names the buffer it inspects:
+
+- ``buffer``: 'payload' (packet payload / reassembled stream, Suricata's
+  pkt_data) or a Suricata sticky buffer by its canonical keyword name
+  ('http.uri', 'file.data', 'dns.query'...; table: ``rules.buffers``);
+- ``transforms``: the transforms applied to that buffer, in order
+  ('dotprefix', 'to_lowercase', 'xor:0d0ac8ff'...).
+
+``(buffer, transforms)`` identifies one inspected buffer.  Its keywords are
+the subsequence of ``Rule.matches`` with that key, in order, and relative
+keywords (distance/within, pcre R, relative byte_*/isdataat) refer to the
+previous keyword of that subsequence: a legacy modifier (``content:"x";
+http_uri;``) moves its content to the tail of the http.uri subsequence, as
+Suricata moves it to that list.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+_COMPARE = {
+    "=": lambda n, a, b: n == a,
+    "!=": lambda n, a, b: n != a,
+    "<": lambda n, a, b: n < a,
+    ">": lambda n, a, b: n > a,
+    "<=": lambda n, a, b: n <= a,
+    ">=": lambda n, a, b: n >= a,
+    "<>": lambda n, a, b: a < n < b,
+    "!<>": lambda n, a, b: not a < n < b,
+}
+
+
+def compare(op: str, a: int, b: int | None, n: int) -> bool:
+    """Suricata's unsigned-integer comparison modes; ranges are exclusive."""
+    fn = _COMPARE.get(op)
+    return fn is not None and fn(n, a, b)
 
 
 @dataclass
@@ -69,16 +98,17 @@ class Content:
     endswith: bool = False
     rawbytes: bool = False
     buffer: str = "payload"
+    transforms: tuple[str, ...] = ()
 
 
 @dataclass
 class Pcre:
-    """pcre:"/re/flags"; ``regex`` is the Python-compiled pattern, ``relative`` is flag R.
+    """pcre:"/re/flags"; ``relative`` is flag R, ``anchored`` flag A, ``rawbytes`` flag B.
 
-    ``regex`` is a compiled ``bytes`` ``re`` pattern (PCRE syntax translated
-    by ``rules.pcre``); ``detect.payload`` matches with
-    ``rules.pcre.guarded(regex)``, the same pattern under the ``regex`` engine.  ``anchored`` is PCRE flag A: match only at the start
-    position (use ``regex.match``, not ``search``).  ``rawbytes`` is flag B.
+    ``regex`` is a ``rules.pcre.CompiledPcre`` (PCRE2, Suricata's options and
+    match limits); detect matches with ``rules.pcre.guarded(regex)`` (the JIT
+    form): ``match(subject, pos)`` when ``anchored``, else ``search``.  The
+    HTTP buffer flags (U, H, ...) are resolved into ``buffer``.
     """
 
     source: str
@@ -89,6 +119,7 @@ class Pcre:
     buffer: str = "payload"
     anchored: bool = False
     rawbytes: bool = False
+    transforms: tuple[str, ...] = ()
 
 
 @dataclass
@@ -109,6 +140,8 @@ class ByteTest:
     bitmask: int | None = None
     negate: bool = False
     dce: bool = False
+    buffer: str = "payload"
+    transforms: tuple[str, ...] = ()
 
 
 @dataclass
@@ -129,6 +162,8 @@ class ByteJump:
     from_beginning: bool = False
     from_end: bool = False
     bitmask: int | None = None
+    buffer: str = "payload"
+    transforms: tuple[str, ...] = ()
 
 
 @dataclass
@@ -145,6 +180,8 @@ class ByteExtract:
     multiplier: int = 1
     align: int = 0
     bitmask: int | None = None
+    buffer: str = "payload"
+    transforms: tuple[str, ...] = ()
 
 
 @dataclass
@@ -153,6 +190,8 @@ class IsDataAt:
     relative: bool = False
     negated: bool = False
     rawbytes: bool = False
+    buffer: str = "payload"
+    transforms: tuple[str, ...] = ()
 
 
 @dataclass
@@ -171,31 +210,28 @@ class ByteMath:
     endian: str = "big"
     string: str | None = None
     bitmask: int | None = None
+    buffer: str = "payload"
+    transforms: tuple[str, ...] = ()
 
 
 @dataclass
 class Bsize:
-    """bsize / dsize: ``op`` '=', '!=', '<', '>', '<=', '>=', '<>' (exclusive range lo < n < hi, as Suricata)."""
+    """bsize / urilen / dsize: ``op`` '=', '!=', '<', '>', '<=', '>=', '<>'
+    (exclusive range lo < n < hi, as Suricata).
+
+    In ``Rule.matches`` it tests the length of its buffer: ``bsize`` of the
+    sticky buffer (after its transforms), ``urilen`` of 'http.uri' or
+    'http.uri.raw' (never transformed).  ``Rule.dsize`` is the payload size.
+    """
 
     op: str  # '=', '<', '>', '<=', '>=', '<>'
     lo: int
     hi: int | None = None
+    buffer: str = "payload"
+    transforms: tuple[str, ...] = ()
 
     def test(self, n: int) -> bool:
-        op = self.op
-        if op == "=":
-            return n == self.lo
-        if op == "<":
-            return n < self.lo
-        if op == ">":
-            return n > self.lo
-        if op == "<=":
-            return n <= self.lo
-        if op == ">=":
-            return n >= self.lo
-        if op == "!=":
-            return n != self.lo
-        return self.lo < n < self.hi  # '<>'
+        return compare(self.op, self.lo, self.hi, n)
 
 
 @dataclass
@@ -244,24 +280,7 @@ class HeaderCheck:
 
     def test(self, n: int) -> bool:
         """Numeric comparison for the numeric keywords."""
-        op, a = self.op, self.value
-        if op == "=":
-            return n == a
-        if op == "!=":
-            return n != a
-        if op == "<":
-            return n < a
-        if op == ">":
-            return n > a
-        if op == "<=":
-            return n <= a
-        if op == ">=":
-            return n >= a
-        if op == "<>":
-            return a < n < self.value2
-        if op == "!<>":
-            return not a < n < self.value2
-        return False
+        return compare(self.op, self.value, self.value2, n)
 
 
 @dataclass
@@ -288,6 +307,38 @@ class Threshold:
     # type 'backoff' (Suricata 8): alert on the 1st match, then on the
     # count-th, count*multiplier-th, count*multiplier**2-th ...
     multiplier: int | None = None
+
+
+@dataclass
+class AppCheck:
+    """An application-layer keyword that tests a parsed value, not a buffer.
+
+    - 'app-layer-protocol': ``value`` protocol name (Suricata's, or 'unknown' /
+      'failed'), ``negated``, ``mode`` 'direction' | 'to_server' | 'to_client' |
+      'either' | 'final' | 'original';
+    - 'tls.version': ``value`` the version number (0x0301 TLS 1.0 ... 0x0304 TLS 1.3);
+    - 'ssl_version': ``value`` frozenset of 'sslv2' 'sslv3' 'tls1.0' 'tls1.1'
+      'tls1.2' 'tls1.3'; ``negated``: none of them;
+    - 'ssl_state': ``value`` frozenset of the states named ('client_hello'
+      'server_hello' 'client_keyx' 'server_keyx' 'unknown'), ``value2`` those
+      written with '!'; Suricata matches when (value & seen) ^ value2 is not empty;
+    - 'tls_cert_expired', 'tls_cert_valid': no value;
+    - 'tls.subject', 'tls.issuerdn', 'tls.fingerprint' (Suricata's value
+      keywords): ``value`` the text the field must contain (``negated``: must not);
+    - 'dns.opcode' (0..15), 'dns.rrtype' (0..65535): ``op``/``value``/``value2``
+      as ``HeaderCheck``.
+    """
+
+    keyword: str
+    value: Any = None
+    op: str = "="
+    value2: Any = None
+    negated: bool = False
+    mode: str = ""
+
+    def test(self, n: int) -> bool:
+        """Numeric comparison for dns.opcode / dns.rrtype."""
+        return compare(self.op, self.value, self.value2, n)
 
 
 @dataclass
@@ -335,6 +386,20 @@ class Rule:
     # (tcp-stream: reassembled stream only) or None (both, Suricata's default).
     ipv: int = 0
     tcp_scope: str | None = None
+    # application layer: ``app_proto`` is Suricata's protocol name ('http',
+    # 'dns', 'tls', 'ssh', 'smtp', 'ftp', 'smb', 'dcerpc') from the header
+    # (``alert http ...``; http1 -> http, ssl -> tls) or implied by a buffer or
+    # keyword (http.uri -> http), None for plain rules; ``transport`` the
+    # transports it runs on (('tcp',), or ('tcp', 'udp') for dns and dcerpc
+    # headers; then ``proto`` is 'ip'), () for plain rules.  ``app_checks``:
+    # AppCheck records (tls.version, ssl_state, app-layer-protocol...).
+    app_proto: str | None = None
+    transport: tuple[str, ...] = ()
+    app_checks: list = field(default_factory=list)
+    # the source / destination address expression uses negation ('!'), directly
+    # or through a variable: Suricata keeps such rules out of its IP-only engine
+    src_negated: bool = False
+    dst_negated: bool = False
     file: str = ""
     line: int = 0
     raw: str = ""

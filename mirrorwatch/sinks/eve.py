@@ -3,6 +3,10 @@
 Alerts carry the packet's own addresses (Suricata's orientation for alerts)
 plus a ``flow`` object oriented client -> server; flow events are oriented
 client -> server.  The final ``stats`` event carries every engine counter.
+As Suricata's, every record ends with ``host`` (the sensor name) and, from a
+live capture, every record but stats carries ``in_iface``.  The lines go to a
+file (``FileSink``) or to any transport with the same four methods
+(``sinks.redis.RedisOutput``).
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ import json
 import sys
 import time
 
-from mirrorwatch.core.events import Alert, FlowEnded, Kill, Stats
+from mirrorwatch.core.events import Alert, AppTx, FlowEnded, Kill, Stats
+from mirrorwatch.sinks.base import Sink
+from mirrorwatch.sinks.eve_app import APP_TYPES, alert_record, tx_records
 from mirrorwatch.sinks.fmt import (
     ICMP_PROTOS,
     addr,
@@ -22,7 +28,7 @@ from mirrorwatch.sinks.fmt import (
     segment_dict,
 )
 
-DEFAULT_TYPES = ("alert", "flow", "stats", "kill")
+DEFAULT_TYPES = ("alert", "flow", "stats", "kill", "http", "dns", "tls")
 _PORT_PROTOS = (6, 17, 132)  # TCP, UDP, SCTP
 # events are trees of fresh dicts and lists: no cycle check needed
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, check_circular=False).encode
@@ -89,28 +95,51 @@ def _mac(b: bytes) -> str:
     return ":".join(f"{x:02x}" for x in b)
 
 
-class EveWriter(FileSink):
+class EveWriter(Sink):
     """Writes alert, flow, stats (and kill) events as EVE JSON lines.
 
     ``types`` selects the event types written; ``payload`` adds the base64
     ``payload`` and ``payload_printable`` of the packet (or stream chunk) that
-    matched.
+    matched.  The lines go to ``output`` (write/flush/close/reopen), by default
+    a ``FileSink`` at ``path``.  ``host`` (the sensor name) and ``in_iface``
+    (the capture interface) are added to every record when given.
     """
 
-    def __init__(self, path: str = "-", types=DEFAULT_TYPES, payload: bool = False, line_buffered: bool = False):
-        super().__init__(path, line_buffered)
+    def __init__(self, path: str = "-", types=DEFAULT_TYPES, payload: bool = False, line_buffered: bool = False,
+                 *, output=None, host: str | None = None, in_iface: str | None = None):
+        self.out = output if output is not None else FileSink(path, line_buffered)
+        self.write = self.out.write
+        self.host = host
+        self.in_iface = in_iface
         self.types = frozenset(types)
         self.payload = payload
         self.started = time.monotonic()
         self._alert_objs: dict = {}  # (id(rule), action) -> rendered "alert" object
-        handlers = {Alert: self.alert, FlowEnded: self.flow, Stats: self.stats, Kill: self.kill}
-        names = {Alert: "alert", FlowEnded: "flow", Stats: "stats", Kill: "kill"}
-        self._dispatch = {cls: fn for cls, fn in handlers.items() if names[cls] in self.types}
+        handlers = {Alert: self.alert, FlowEnded: self.flow, Stats: self.stats, Kill: self.kill, AppTx: self.app}
+        names = {Alert: ("alert",), FlowEnded: ("flow",), Stats: ("stats",), Kill: ("kill",), AppTx: APP_TYPES}
+        self._dispatch = {cls: fn for cls, fn in handlers.items() if self.types.intersection(names[cls])}
 
     def handle(self, event) -> None:
         fn = self._dispatch.get(type(event))
         if fn is not None:
             fn(event)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def close(self) -> None:
+        self.out.close()
+
+    def reopen(self) -> None:
+        self.out.reopen()
+
+    def _emit(self, ev: dict) -> None:
+        """One record out; Suricata adds the capture interface to packet/flow records and the sensor name last."""
+        if self.in_iface is not None and ev["event_type"] != "stats":
+            ev["in_iface"] = self.in_iface
+        if self.host is not None:
+            ev["host"] = self.host
+        self.write(_dumps(ev) + "\n")
 
     # -- alert --------------------------------------------------------------
     def _alert_obj(self, rule, action: str) -> dict:
@@ -160,6 +189,14 @@ class EveWriter(FileSink):
                 fo["src_port"] = flow.cport
                 fo["dest_port"] = flow.sport
             ev["flow"] = fo
+        app = flow.app.proto if flow is not None and flow.app is not None else None
+        if app is not None:
+            ev["app_proto"] = app
+            if a.tx is not None:
+                ev["tx_id"] = a.tx.tx_id
+                obj = alert_record(app, a.tx, a.to_server)
+                if obj:
+                    ev[app] = obj
         ev["stream"] = 1 if a.stream else 0
         if self.payload and a.payload:
             data = bytes(a.payload)
@@ -168,7 +205,7 @@ class EveWriter(FileSink):
         if self.payload and pkt.frame:
             ev["packet"] = base64.b64encode(bytes(pkt.frame)).decode("ascii")
             ev["packet_info"] = {"linktype": pkt.linktype}
-        self.write(_dumps(ev) + "\n")
+        self._emit(ev)
 
     # -- flow ---------------------------------------------------------------
     def flow(self, e: FlowEnded) -> None:
@@ -177,6 +214,8 @@ class EveWriter(FileSink):
         if f.vlan_id:
             ev["vlan"] = list(f.vlan_id)
         _endpoints(ev, f.proto, f.client, f.cport, f.server, f.sport)
+        if f.app is not None and f.app.proto is not None:
+            ev["app_proto"] = f.app.proto
         end = max(f.last_ts, f.start)
         fo = _flow_counts(f)
         fo["end"] = iso_time(end)
@@ -189,7 +228,23 @@ class EveWriter(FileSink):
         ev["flow"] = fo
         if f.proto == 6:
             ev["tcp"] = _tcp_obj(f)
-        self.write(_dumps(ev) + "\n")
+        self._emit(ev)
+
+    # -- application layer -----------------------------------------------------
+    def app(self, e: AppTx) -> None:
+        """One finished transaction: its http / dns / tls records (Suricata's event per record)."""
+        if e.proto not in self.types:
+            return
+        f = e.flow
+        for obj in tx_records(e.proto, e.tx):
+            ev: dict = {"timestamp": iso_time(e.ts), "flow_id": f.flow_id, "event_type": e.proto}
+            if f.vlan_id:
+                ev["vlan"] = list(f.vlan_id)
+            _endpoints(ev, f.proto, f.client, f.cport, f.server, f.sport)
+            if e.proto == "http":
+                ev["tx_id"] = e.tx.tx_id
+            ev[e.proto] = obj
+            self._emit(ev)
 
     # -- stats / kill -------------------------------------------------------
     def stats(self, s: Stats) -> None:
@@ -197,7 +252,7 @@ class EveWriter(FileSink):
         for section, value in s.counters.items():
             body[section] = nest_counters(section, value) if isinstance(value, dict) else value
         ev = {"timestamp": iso_time(s.ts), "event_type": "stats", "stats": body}
-        self.write(_dumps(ev) + "\n")
+        self._emit(ev)
 
     def kill(self, k: Kill) -> None:
         f = k.flow
@@ -212,7 +267,7 @@ class EveWriter(FileSink):
             "dry_run": bool(k.dry_run),
             "segments": [segment_dict(seg) for seg in k.frames],
         }
-        self.write(_dumps(ev) + "\n")
+        self._emit(ev)
 
 
 def nest_counters(section: str, counters: dict) -> dict:

@@ -63,11 +63,12 @@ from mirrorwatch.core.detect.stream import (
     release,
 )
 from mirrorwatch.core.detect.threshold import Thresholds
+from mirrorwatch.core.detect.tx import TxMixin
 
 EMPTY: frozenset = frozenset()  # no packet candidates (a flow-end inspection)
 
 
-class Detector(BuildMixin, StreamMixin, JudgeMixin):
+class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin):
     """All rules of one rule set, compiled; ``inspect`` per packet, ``flow_end`` per session.
 
     ``previous`` is the Detector this one replaces on a rule reload (its
@@ -85,10 +86,10 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin):
         self.skipped: list[tuple[object, str]] = []
         self.c = dict.fromkeys(("packets", "inspected", "csum_skipped", "scans", "stream_scans",
                                 "stream_bytes", "stream_lost_bytes", "candidates", "alerts",
-                                "alerts_dropped_max", "suppressed", "passed_flows", "errors"), 0)
+                                "alerts_dropped_max", "suppressed", "passed_flows", "errors",
+                                "tx_scans", "tx_inspected"), 0)
         self.last_error: str | None = None
         self.recursion_limit = settings.get("detect.inspection-recursion-limit", 3000)
-        self.pcre_timeout = settings.get("detect.pcre-timeout", 0.1)
         self._match_end = 0  # stream offset where the last stream match ended (set by _judge)
         self._matchers: dict[int, object] = {}
         self._static: dict[tuple, dict] = {}  # (proto, ports) -> header value -> candidates (``_header_table``)
@@ -205,10 +206,11 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin):
                     chunk = self._stream_chunk(fd, st, d, flow, sc, False)
             else:
                 release(flow)
-        if not pc and not sc:
+        tc = self._tx_cands(flow, fd, d) if self.has_tx and fd is not None and flow.app is not None else None
+        if not pc and not sc and not tc:
             return []
         c["inspected"] += 1
-        return self._judge_all(pc, sc, pkt, flow, fd, d, to_server, chunk, False)
+        return self._judge_all(pc, sc, pkt, flow, fd, d, to_server, chunk, False, tc)
 
     def _header_table(self, proto: int, dport: int, sport: int) -> dict:
         """The shared header value -> candidates table of packets with this protocol and ports
@@ -265,18 +267,23 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin):
                         continue
                     pkt = _pseudo_packet(flow, d)
                     events.extend(self._judge_all(EMPTY, cands, pkt, flow, fd, d, d == 0, chunk, True))
+            if not fd.passed and self.has_tx and flow.app is not None:
+                for d in (0, 1):  # transactions still pending a direction's inspection
+                    tc = self._tx_cands(flow, fd, d)
+                    if tc:
+                        pkt = _pseudo_packet(flow, d)
+                        events.extend(self._judge_all(EMPTY, None, pkt, flow, fd, d, d == 0, None, True, tc))
         except Exception as e:  # noqa: BLE001 - never let one session stop the engine
             self.count_error(e, flow)
         finally:
             fd.close()
-
 
     def counters(self) -> dict:
         out = dict(self.c)
         out["suppressed"] = self.thresholds.suppressed
         out["rules"] = len(self.crules)
         out["rules_skipped"] = len(self.skipped)
-        out["patterns"] = self.patterns
+        out["patterns"] = self.patterns + self.tx_patterns
         if self.last_error:
             out["last_error"] = self.last_error
         return out

@@ -14,7 +14,6 @@ import hyperscan as hs
 from mirrorwatch.core.detect.compile import (
     CRule,
     Unsupported,
-    negated_addresses,
     port_values,
 )
 from mirrorwatch.core.detect.groups import (
@@ -26,6 +25,7 @@ from mirrorwatch.core.detect.groups import (
 )
 from mirrorwatch.core.detect.headers import compile_check
 from mirrorwatch.core.detect.hsdb import BlockScanner, LiteralSet, StreamScanner
+from mirrorwatch.core.detect.txrule import compile_cr
 
 TCP, UDP = 6, 17
 ADDED = -1  # literal set for TCP packets whose data went into a stream
@@ -44,8 +44,10 @@ class BuildMixin:
         for idx, rule in enumerate(rules):
             try:
                 cr = CRule(rule, addr_cache)
+                if cr.tx is not None:
+                    compile_cr(cr)
                 cr.hdr = [compile_check(h) for h in cr.hdr]
-                if cr.kind == "iponly" and negated_addresses(rule, self.settings.address_groups):
+                if cr.kind == "iponly" and (rule.src_negated or rule.dst_negated):
                     # Suricata's SIG_TYPE_LIKE_IPONLY: judged on every packet, not once per direction
                     cr.kind = "pkt"
             except Unsupported as e:
@@ -71,7 +73,11 @@ class BuildMixin:
         flag_tests: list = []
         itype_tests: list = []
         port_keys: dict[int, tuple] = {}
+        tx_rules = []
         for cr in crules:
+            if cr.kind == "tx":
+                tx_rules.append(cr)
+                continue
             classes = (0, TCP, UDP) if cr.protos is None else sorted({_transport_class(p) for p in cr.protos})
             if cr.kind != "iponly" and not cr.bidir:
                 dports = port_values(cr.rule.dport)
@@ -163,3 +169,4 @@ class BuildMixin:
         self.has_stream = db is not None or bool(self.stream_nompm)
         self.lookback = max((len(lit) for lit, _ in stream_lits.ids), default=1) - 1
         self.patterns = sum(len(ls) for k, ls in pkt_lits.items() if k != ADDED) + len(stream_lits)
+        self._build_tx(tx_rules)

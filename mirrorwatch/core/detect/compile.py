@@ -19,11 +19,9 @@ only packets; ``tcp-stream`` only the stream.
 
 from __future__ import annotations
 
-import re
 from bisect import bisect_right
 
 from mirrorwatch.rules.model import Content, Rule
-from mirrorwatch.rules.parser import RuleError, split_rule
 
 PROTO_NUMS: dict[str, tuple[int, ...] | None] = {
     "tcp": (6,),
@@ -39,9 +37,14 @@ PROTO_NUMS: dict[str, tuple[int, ...] | None] = {
     "tcp-stream": (6,),
     "pkthdr": None,
 }
-# Application-layer protocols without an app-layer parser here: their rules are
-# judged on the transport they ride on (no protocol detection, so any port).
-APP_PROTO_TRANSPORT = {"dns": (6, 17), "ntp": (17,), "dhcp": (17,), "snmp": (17,), "tftp": (17,),
+# Application-layer protocols the applayer room detects by content: their rules
+# apply only to flows detected as that protocol (Suricata's names).
+APP_PROTOS = {"http": (6,), "tls": (6,), "dns": (17, 6), "ssh": (6,), "smtp": (6,), "ftp": (6,), "smb": (6,),
+              "dcerpc": (6, 17)}
+PROTO_ALIASES = {"http1": "http", "ssl": "tls"}
+# Application-layer protocols without detection here: their rules are judged on
+# the transport they ride on (any port).
+APP_PROTO_TRANSPORT = {"ntp": (17,), "dhcp": (17,), "snmp": (17,), "tftp": (17,),
                        "krb5": (6, 17), "sip": (6, 17), "ike": (17,), "quic": (17,), "mdns": (17,)}
 
 ACTION_RANK = {"pass": 0, "drop": 1, "reject": 2, "rejectsrc": 2, "rejectdst": 2, "rejectboth": 2, "alert": 3}
@@ -73,7 +76,7 @@ def pattern_strength(pat: bytes) -> int:
     return s
 
 
-def select_fast_pattern(contents: list[Content]) -> tuple[bytes, bool] | None:
+def fast_pattern_content(contents: list[Content]) -> Content | None:
     """Suricata's fast_pattern choice: explicit one, else the longest positive
     content (ties: strongest, then first).  None when only negated contents exist."""
     chosen = next((c for c in contents if c.fast_pattern), None)
@@ -90,11 +93,22 @@ def select_fast_pattern(contents: list[Content]) -> tuple[bytes, bool] | None:
                     best, chosen = st, c
     if chosen is None or chosen.negated or not chosen.pattern:
         return None
-    lit = chosen.pattern
-    if chosen.fast_pattern_chop:
-        off, ln = chosen.fast_pattern_chop
+    return chosen
+
+
+def fast_literal(c: Content) -> tuple[bytes, bool]:
+    """The literal a fast-pattern content puts into hyperscan (after fast_pattern:chop)."""
+    lit = c.pattern
+    if c.fast_pattern_chop:
+        off, ln = c.fast_pattern_chop
         lit = lit[off:off + ln] or lit
-    return bytes(lit), bool(chosen.nocase)
+    return bytes(lit), bool(c.nocase)
+
+
+def select_fast_pattern(contents: list[Content]) -> tuple[bytes, bool] | None:
+    """The fast-pattern literal of a list of contents, or None (see ``fast_pattern_content``)."""
+    chosen = fast_pattern_content(contents)
+    return fast_literal(chosen) if chosen is not None else None
 
 
 # -- addresses and ports ------------------------------------------------------
@@ -170,33 +184,6 @@ def port_matcher(pset):
     return match
 
 
-_VAR = re.compile(r"\$([A-Za-z0-9_]+)")
-
-
-def _has_negation(text: str, groups: dict, seen: frozenset = frozenset()) -> bool:
-    if "!" in text:
-        return True
-    for name in _VAR.findall(text):
-        if name not in seen and name in groups and _has_negation(groups[name], groups, seen | {name}):
-            return True
-    return False
-
-
-def negated_addresses(rule: Rule, groups: dict) -> bool:
-    """Does the rule's source or destination address use negation (directly or via a variable)?
-
-    Suricata keeps such address-only rules out of its IP-only engine
-    (SIG_TYPE_LIKE_IPONLY) and judges them on every packet.
-    """
-    if not rule.raw:
-        return False
-    try:
-        tokens, _ = split_rule(rule.raw)
-    except RuleError:
-        return False
-    if len(tokens) < 7:
-        return False
-    return _has_negation(tokens[2], groups) or _has_negation(tokens[5], groups)
 
 
 # -- the compiled rule --------------------------------------------------------
@@ -210,7 +197,7 @@ class CRule:
         "established", "not_established", "to_server", "to_client", "flowspec", "needs_flow",
         "dsize", "dsize_needs_payload", "flags", "hdr", "fb_read", "fb_write", "noalert",
         "matches", "fp", "req_stream", "req_packet", "stream_only",
-        "threshold", "dfilter",
+        "threshold", "dfilter", "app_proto", "tx", "app_checks",
     )
 
     def __init__(self, rule: Rule, addr_cache: dict):
@@ -223,10 +210,12 @@ class CRule:
         proto = (rule.proto or "ip").lower()
         if proto in PROTO_NUMS:
             self.protos = PROTO_NUMS[proto]
+        elif PROTO_ALIASES.get(proto, proto) in APP_PROTOS:
+            self.protos = APP_PROTOS[PROTO_ALIASES.get(proto, proto)]
         elif proto in APP_PROTO_TRANSPORT:
             self.protos = APP_PROTO_TRANSPORT[proto]
         else:
-            self.protos = (6,)  # http, tls, smb, ...: TCP application protocols
+            raise Unsupported(f"protocol {proto}")
         self.ipv = rule.ipv or (4 if proto == "ipv4" else 6 if proto in ("ipv6", "icmpv6") else 0)
         scope = rule.tcp_scope or ("packet" if proto == "tcp-pkt" else "stream" if proto == "tcp-stream" else None)
 
@@ -264,12 +253,21 @@ class CRule:
         self.threshold = rule.threshold
         self.dfilter = rule.detection_filter
 
-        buffers = {getattr(m, "buffer", "payload") for m in rule.matches}
-        buffers.discard("payload")
-        if buffers:
-            raise Unsupported("sticky buffer " + ", ".join(sorted(buffers)))
-        self.matches = list(rule.matches) or None
-        contents = [m for m in rule.matches if isinstance(m, Content)]
+        app = [m for m in rule.matches if getattr(m, "buffer", "payload") != "payload"]
+        payload = [m for m in rule.matches if getattr(m, "buffer", "payload") == "payload"]
+        self.tx = None
+        self.app_proto = rule_proto(rule)
+        self.app_checks = [_app_check(a) for a in getattr(rule, "app_checks", ())] or None
+        if app:
+            if payload:
+                raise Unsupported("payload keywords beside application-layer buffers")
+            self.tx = app  # the buffer keywords: ``txrule.compile_tx`` makes them a TxSpec at build
+        elif self.app_proto is not None and self.app_proto not in APP_PROTOS:
+            raise Unsupported(f"application protocol {self.app_proto}")
+        if self.app_proto is not None:
+            self.protos = APP_PROTOS[self.app_proto] if self.protos is None else self.protos
+        self.matches = payload or None
+        contents = [m for m in payload if isinstance(m, Content)]
         self.fp = select_fast_pattern(contents) if contents else None
 
         tcp_possible = self.protos is None or 6 in self.protos
@@ -292,9 +290,11 @@ class CRule:
         elif no_stream:
             self.req_packet = True
 
-        if self.matches:
+        if self.tx is not None:
+            self.kind = "tx"
+        elif self.matches:
             self.kind = "mpm" if self.fp is not None else "pkt"
-        elif (direction is None and not self.established and not self.not_established
+        elif (direction is None and self.app_proto is None and not self.established and not self.not_established
               and self.dsize is None and self.flags is None and not self.hdr and not self.fb_read
               and all(op in ("set", "noalert") for op, _ in rule.flowbits) and not only_stream):
             self.kind = "iponly"
@@ -312,3 +312,23 @@ class CRule:
 
     def __repr__(self) -> str:
         return f"<CRule {self.key[0]}:{self.key[1]} {self.kind} #{self.num}>"
+
+
+def rule_proto(rule) -> str | None:
+    """The application protocol a rule is gated on (Suricata's name), or None."""
+    p = getattr(rule, "app_proto", None) or (rule.proto or "").lower()
+    p = PROTO_ALIASES.get(p, p)
+    return p if p in APP_PROTOS else None
+
+
+def _app_check(a):
+    """An application-layer value keyword as ``check(flow) -> bool`` (app-layer-protocol only)."""
+    if a.keyword != "app-layer-protocol":
+        raise Unsupported(f"keyword {a.keyword}")
+    want = None if a.value == "unknown" else PROTO_ALIASES.get(a.value, a.value)
+
+    def check(flow) -> bool:
+        proto = flow.app.proto if flow is not None and flow.app is not None else None
+        return (proto == want) != a.negated
+
+    return check

@@ -14,8 +14,9 @@ TCP = 6
 class JudgeMixin:
     """The Detector's verification step (see ``core.detect.Detector``)."""
 
-    def _judge_all(self, pc: set, sc, pkt, flow, fd, d: int, to_server, chunk, pseudo: bool) -> list:
-        """Judge the packet candidates ``pc`` and stream candidates ``sc`` in rule order."""
+    def _judge_all(self, pc: set, sc, pkt, flow, fd, d: int, to_server, chunk, pseudo: bool, tc=None) -> list:
+        """Judge the packet candidates ``pc``, stream candidates ``sc`` and transaction
+        candidates ``tc`` ({rule number: [transactions]}) in rule order."""
         crules = self.crules
         payload = pkt.payload
         # Suricata's PKT_STREAM_ADD: the packet's data went into its direction's stream,
@@ -26,27 +27,22 @@ class JudgeMixin:
         spayload = None
         c = self.c
         nums = pc | sc if sc else pc
+        if tc:
+            nums = nums | tc.keys()
         c["candidates"] += len(nums)
         for num in sorted(nums):
             cr = crules[num]
+            if cr.tx is not None:
+                for tx in tc.get(num, ()) if tc else ():
+                    if self._judge_tx(cr, pkt, flow, fd, d, tx, pseudo):
+                        self._alert_tx(cr, pkt, flow, fd, to_server, tx, alerts)
+                continue
             mode = (1 if num in pc else 0) | (2 if sc and num in sc else 0)
             stream = self._judge(cr, mode, pkt, flow, fd, d, chunk, payload, added, pseudo)
             if stream is None:
                 continue
             if cr.fb_write and fd is not None:
-                bits = fd.bits
-                if bits is None:
-                    bits = fd.bits = set()
-                for op, names in cr.fb_write:
-                    for nm in names:
-                        if op == "set":
-                            bits.add(nm)
-                        elif op == "unset":
-                            bits.discard(nm)
-                        elif nm in bits:
-                            bits.discard(nm)
-                        else:
-                            bits.add(nm)
+                write_flowbits(cr, fd)
             if cr.action == "pass":
                 # Suricata: ip-only rules and stream matches pass the whole flow,
                 # packet rules only this packet
@@ -83,10 +79,19 @@ class JudgeMixin:
 
     def _judge(self, cr: CRule, mode: int, pkt, flow, fd, d: int, chunk, payload, added: bool, pseudo: bool):
         """None when the rule does not match, else the alert's stream flag (0/1)."""
+        if not self._pre(cr, pkt, flow, fd, d, payload, pseudo):
+            return None
+        if cr.matches is None:
+            return 0
+        return self._judge_payload(cr, mode, fd, d, chunk, payload, added, pseudo)
+
+    def _pre(self, cr: CRule, pkt, flow, fd, d: int, payload, pseudo: bool) -> bool:
+        """Everything but the payload keywords: protocol, addresses, ports, flow, dsize, flags,
+        header keywords, the application protocol, flowbits."""
         if cr.protos is not None and pkt.proto not in cr.protos:
-            return None
+            return False
         if cr.ipv and pkt.ipv != cr.ipv:
-            return None
+            return False
         src, dst, sp, dp = cr.src, cr.dst, cr.sport, cr.dport
         if src is not None or dst is not None or sp is not None or dp is not None:
             # ports first: a set lookup, cheaper than an address range search
@@ -94,30 +99,37 @@ class JudgeMixin:
                    and (src is None or src(pkt.src)) and (dst is None or dst(pkt.dst)))
             if not fwd and not (cr.bidir and (sp is None or sp(pkt.dport)) and (dp is None or dp(pkt.sport))
                                 and (src is None or src(pkt.dst)) and (dst is None or dst(pkt.src))):
-                return None
+                return False
         if cr.needs_flow and flow is None:
-            return None  # Suricata's SIG_MASK_REQUIRE_FLOW: flow (not stateless) and flowbits keywords
+            return False  # Suricata's SIG_MASK_REQUIRE_FLOW: flow (not stateless) and flowbits keywords
         if cr.flowspec is not None and flow is not None:
             if cr.to_server and d != 0 or cr.to_client and d != 1:
-                return None
+                return False
             est = flow.state == "established" or fd.est
             if cr.established and not est or cr.not_established and est:
-                return None
+                return False
         if cr.dsize is not None and (pseudo or not cr.dsize.test(len(payload))
                                      or cr.dsize_needs_payload and not payload):
-            return None
+            return False
         if cr.flags is not None and (pseudo or pkt.proto != TCP or not cr.flags.test(pkt.flags)):
-            return None
+            return False
         for check in cr.hdr:
             if not check(pkt, flow, d):
-                return None
+                return False
+        if cr.app_proto is not None and (flow is None or flow.app is None or flow.app.proto != cr.app_proto):
+            return False
+        if cr.app_checks is not None:
+            for check in cr.app_checks:
+                if not check(flow):
+                    return False
         if cr.fb_read:
             bits = fd.bits
             for op, names in cr.fb_read:
                 if not _flowbits_test(op, names, bits):
-                    return None
-        if cr.matches is None:
-            return 0
+                    return False
+        return True
+
+    def _judge_payload(self, cr: CRule, mode: int, fd, d: int, chunk, payload, added: bool, pseudo: bool):
         m = self._matchers.get(cr.num)
         if m is None:
             m = self._matcher(cr)
@@ -150,7 +162,7 @@ class JudgeMixin:
     def _matcher(self, cr: CRule):
         """payload.compile_matches for a rule, built on its first candidate packet."""
         try:
-            m = compile_matches(cr.matches, self.recursion_limit, self.pcre_timeout)
+            m = compile_matches(cr.matches, self.recursion_limit)
         except ValueError as e:
             self.skipped.append((cr.rule, f"payload: {e}"))
             m = _never
@@ -160,6 +172,23 @@ class JudgeMixin:
 
 def _never(buf, ctx=None) -> bool:
     return False
+
+
+def write_flowbits(cr: CRule, fd) -> None:
+    """A matching rule's flowbits set/unset/toggle, applied at match time (later rules see them)."""
+    bits = fd.bits
+    if bits is None:
+        bits = fd.bits = set()
+    for op, names in cr.fb_write:
+        for nm in names:
+            if op == "set":
+                bits.add(nm)
+            elif op == "unset":
+                bits.discard(nm)
+            elif nm in bits:
+                bits.discard(nm)
+            else:
+                bits.add(nm)
 
 
 def _flowbits_test(op: str, names, bits) -> bool:

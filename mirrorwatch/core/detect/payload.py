@@ -25,10 +25,9 @@ The semantics follow Suricata's DetectEngineContentInspection:
 - every keyword evaluation counts against ``recursion_limit`` (Suricata's
   ``inspection_recursion_limit``, setting ``detect.inspection-recursion-limit``);
   reaching it is a no-match;
-- one pcre search may run ``pcre_timeout`` seconds (setting
-  ``detect.pcre-timeout``), then it is a no-match, as a PCRE search that hits
-  Suricata's match-limit: some real rules backtrack for minutes on crafted
-  input, and a passive sensor must not stall on one packet.
+- one pcre search is bounded by PCRE2's match and depth limits (Suricata's,
+  see ``rules.pcre``): reaching them is a no-match, counted in
+  ``rules.pcre.STATS``; the result is the same on any machine.
 
 ``buf`` is bytes or bytearray, inspected as a whole from offset 0.  When a
 dict is passed as ``ctx``, a successful match stores ``ctx['end']`` (the cursor
@@ -53,10 +52,6 @@ from mirrorwatch.rules.model import (
 from mirrorwatch.rules.pcre import guarded
 
 DEFAULT_RECURSION_LIMIT = 3000
-DEFAULT_PCRE_TIMEOUT = 0.1
-
-# process-wide counters for the stats event (the matcher itself keeps no state)
-STATS = {"pcre_timeouts": 0}
 
 MATCH, NO_MATCH, DISCONTINUE = 1, 0, -1
 
@@ -237,18 +232,9 @@ def _c_content(c: Content, nxt, retry: bool, relnext: bool):
     return fn
 
 
-def _c_pcre(p: Pcre, nxt, retry: bool, relnext: bool, timeout: float):
+def _c_pcre(p: Pcre, nxt, retry: bool, relnext: bool):
     rx = guarded(p.regex)
-    raw = rx.match if p.anchored else rx.search
-    if timeout and type(rx).__module__ == "_regex":
-        def do(subject, pos):
-            try:
-                return raw(subject, pos, timeout=timeout)
-            except TimeoutError:
-                STATS["pcre_timeouts"] += 1
-                return None
-    else:
-        do = raw
+    do = rx.match if p.anchored else rx.search
     relative = p.relative
     negated = p.negated
 
@@ -464,12 +450,8 @@ def _c_bsize(b: Bsize, nxt):
     return fn
 
 
-def compile_matches(matches, recursion_limit: int = DEFAULT_RECURSION_LIMIT,
-                    pcre_timeout: float = DEFAULT_PCRE_TIMEOUT):
+def compile_matches(matches, recursion_limit: int = DEFAULT_RECURSION_LIMIT):
     """Compile a rule's payload keywords into ``fn(buf, ctx=None) -> bool``.
-
-    ``pcre_timeout`` (setting ``detect.pcre-timeout``) bounds each pcre search;
-    a search that runs out counts as no match and in ``STATS['pcre_timeouts']``.
 
     Keywords that are not payload keywords are ignored; an empty list matches
     any buffer.  Raises ValueError for a keyword object it does not know.
@@ -481,7 +463,7 @@ def compile_matches(matches, recursion_limit: int = DEFAULT_RECURSION_LIMIT,
         if isinstance(m, Content):
             nxt = _c_content(m, nxt, retry[i], relnext[i])
         elif isinstance(m, Pcre):
-            nxt = _c_pcre(m, nxt, retry[i], relnext[i], pcre_timeout)
+            nxt = _c_pcre(m, nxt, retry[i], relnext[i])
         elif isinstance(m, IsDataAt):
             nxt = _c_isdataat(m, nxt)
         elif isinstance(m, ByteTest):

@@ -13,7 +13,7 @@ class FlowDet:
     """Detect's per-flow scratch (``flow.det``)."""
 
     __slots__ = ("hdr0", "hdr1", "bits", "passed", "est", "prog", "held", "gaps", "thr", "alerted_upto",
-                 "piece_offs", "lits")
+                 "piece_offs", "lits", "txp", "txa")
 
     def __init__(self) -> None:
         self.est = False  # the session has been seen established (stays so while it closes)
@@ -33,6 +33,8 @@ class FlowDet:
         self.alerted_upto: dict | None = None
         self.piece_offs: tuple | list = ()  # stream offset of each piece of the current inspection
         self.lits: list | None = None  # per direction: its hsdb.LiteralStream (stream-mode prefilter)
+        self.txp: tuple | None = None  # per direction: {tx_id: transaction} changed since inspected
+        self.txa: dict | None = None  # tx_id -> rule numbers that already alerted on that transaction
 
     def swap(self) -> None:
         """The flows room swapped client and server: every per-direction field follows."""

@@ -178,7 +178,7 @@ class Flow:
     __slots__ = (
         "flow_id", "key", "proto", "ipv", "client", "server", "cport", "sport", "vlan_id",
         "start", "last_ts", "pkts", "bytes", "state", "tcp_state", "tcp_flags_ts", "tcp_flags_tc", "streams",
-        "alerted", "_killed", "end_reason", "det", "kill",
+        "alerted", "_killed", "end_reason", "det", "app", "kill",
         "l2", "ttl", "next_seq", "last_ack", "win",
         # internals
         "lo_client", "timeout", "bucket", "ended", "isn", "wscale", "fin_seq",
@@ -615,6 +615,7 @@ class FlowTable:
         f.table = self
         f.end_reason = None
         f.det = None
+        f.app = None  # the application layer's per-flow state (core.applayer), once it has data
         f.kill = None
         f.l2 = [None, None]
         f.ttl = [None, None]

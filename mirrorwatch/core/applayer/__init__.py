@@ -1,0 +1,1 @@
+"""Application-layer parsers: per-flow protocol state fed with reassembled stream bytes."""

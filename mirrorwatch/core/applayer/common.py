@@ -1,0 +1,89 @@
+"""Definitions every application-layer parser shares.
+
+Directions, the transaction progress scale, the per-parser counters, and the
+byte-to-text conversion Suricata's EVE writer applies to protocol strings.
+"""
+
+from __future__ import annotations
+
+TO_SERVER = 0
+TO_CLIENT = 1
+DIRECTIONS = (TO_SERVER, TO_CLIENT)
+
+# Transaction progress, per direction (progress_ts / progress_tc).
+PROGRESS_NONE = 0
+PROGRESS_LINE = 1
+PROGRESS_HEADERS = 2
+PROGRESS_BODY = 3
+PROGRESS_COMPLETE = 4
+
+_ASCII_LIMIT = 0x80
+
+
+class ParserStats:
+    """Counters of one parser object (one flow)."""
+
+    __slots__ = ("parse_errors", "gaps", "txs", "memcap_hits")
+
+    def __init__(self) -> None:
+        self.parse_errors = 0
+        self.gaps = 0
+        self.txs = 0
+        self.memcap_hits = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class TxTracker:
+    """The transactions a parser holds for one flow, in creation order.
+
+    ``touch`` marks a transaction changed; ``updated`` hands the changed ones
+    out once each and forgets them; ``pop_done`` removes those complete in both
+    directions that were handed out since their last change.
+    """
+
+    __slots__ = ("txs", "_next_id", "_updated")
+
+    def __init__(self) -> None:
+        self.txs: list = []
+        self._next_id = 0
+        self._updated: dict[int, object] = {}
+
+    def next_id(self) -> int:
+        tx_id = self._next_id
+        self._next_id += 1
+        return tx_id
+
+    def add(self, tx) -> None:
+        self.txs.append(tx)
+        self._updated[tx.tx_id] = tx
+
+    def touch(self, tx) -> None:
+        self._updated[tx.tx_id] = tx
+
+    def updated(self) -> list:
+        out = list(self._updated.values())
+        self._updated.clear()
+        return out
+
+    def pop_done(self) -> list:
+        done = [tx for tx in self.txs
+                if tx.progress_ts == PROGRESS_COMPLETE and tx.progress_tc == PROGRESS_COMPLETE
+                and tx.tx_id not in self._updated]
+        if done:
+            done_ids = {tx.tx_id for tx in done}
+            self.txs = [tx for tx in self.txs if tx.tx_id not in done_ids]
+        return done
+
+
+def string_from_bytes(data: bytes) -> str:
+    """Bytes as Suricata's JsonBuilder writes them (set_string_from_bytes).
+
+    Valid UTF-8 is kept; otherwise ASCII bytes pass through and every other
+    byte becomes the four characters ``\\xNN`` (lowercase hex).
+    """
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "".join(chr(b) if b < _ASCII_LIMIT else f"\\x{b:02x}" for b in data)

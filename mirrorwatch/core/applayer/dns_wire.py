@@ -1,0 +1,372 @@
+"""DNS wire format: header, names with defensive decompression, records.
+
+The parsing rules follow Suricata (rust/src/dns/parser.rs): a name is at most
+``MAX_NAME_LEN`` characters (longer names are truncated and flagged), at most
+``MAX_NAME_SEGMENTS`` labels/pointers are followed (then the name is cut, or
+the message rejected when no pointer was followed yet), a pointer to itself
+is a loop. TXT rdata becomes one record per character-string, empty rdata
+gives no record, and the additional section is walked only to tell whether
+the message is well formed (``DnsMessage.complete``).
+
+Every function here is pure; malformed input raises ``DnsMalformed``, which
+the message-level ``parse_message`` turns into ``None``.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import NamedTuple
+
+from mirrorwatch.core.applayer.common import string_from_bytes as _text
+
+HEADER_LEN = 12
+MAX_NAME_LEN = 1025
+MAX_NAME_SEGMENTS = 255
+
+FLAG_QR = 0x8000
+FLAG_AA = 0x0400
+FLAG_TC = 0x0200
+FLAG_RD = 0x0100
+FLAG_RA = 0x0080
+FLAG_Z = 0x0040
+OPCODE_SHIFT = 11
+OPCODE_MASK = 0xF
+RCODE_MASK = 0x000F
+
+# DNSName flags (Suricata's DNSNameFlags).
+NAME_INFINITE_LOOP = 0x01
+NAME_TRUNCATED = 0x02
+NAME_LABEL_LIMIT = 0x04
+
+_LABEL_KIND_MASK = 0xC0
+_POINTER = 0xC0
+_POINTER_OFFSET_MASK = 0x3FFF
+
+RR_A = 1
+RR_NS = 2
+RR_CNAME = 5
+RR_SOA = 6
+RR_NULL = 10
+RR_PTR = 12
+RR_MX = 15
+RR_TXT = 16
+RR_AAAA = 28
+RR_SRV = 33
+RR_SSHFP = 44
+
+_U16 = struct.Struct("!H")
+_HEADER = struct.Struct("!6H")
+_QUERY_TAIL = struct.Struct("!HH")
+_RR_TAIL = struct.Struct("!HHIH")
+_SOA_TAIL = struct.Struct("!5I")
+_SRV_HEAD = struct.Struct("!3H")
+
+
+class DnsMalformed(Exception):
+    """The message does not parse; caught by ``parse_message``."""
+
+
+class DnsName(NamedTuple):
+    value: bytes
+    flags: int
+
+
+class DnsQuery(NamedTuple):
+    """One question. ``rrname`` and ``rrtype`` first, as the rules use them."""
+
+    rrname: bytes
+    rrtype: int
+    rrclass: int = 1
+    truncated: bool = False
+
+
+class DnsRecord(NamedTuple):
+    """One answer/authority record.
+
+    ``rdata`` is the text Suricata logs for A/AAAA/CNAME/MX/NS/PTR/TXT/NULL
+    and a dig-style line for SOA/SRV/SSHFP; ``detail`` is the EVE object for
+    those three (("soa", {...})), None otherwise.
+    """
+
+    rrname: bytes
+    rrtype: int
+    ttl: int
+    rdata: str | None
+    detail: tuple[str, dict] | None = None
+    rrname_truncated: bool = False
+    rdata_truncated: bool = False
+    rdata_name: bytes | None = None
+
+
+class DnsMessage(NamedTuple):
+    dns_id: int
+    flags: int
+    counts: tuple[int, int, int, int]
+    queries: tuple[DnsQuery, ...]
+    answers: tuple[DnsRecord, ...]
+    authorities: tuple[DnsRecord, ...]
+    name_flags: int
+    complete: bool
+
+    @property
+    def is_response(self) -> bool:
+        return bool(self.flags & FLAG_QR)
+
+    @property
+    def opcode(self) -> int:
+        return (self.flags >> OPCODE_SHIFT) & OPCODE_MASK
+
+    @property
+    def rcode(self) -> int:
+        return self.flags & RCODE_MASK
+
+
+def header_valid(counts: tuple[int, ...], flags: int, length: int) -> bool:
+    """Suricata's probe_header_validity: the record counts fit ``length``."""
+    records = sum(counts)
+    if HEADER_LEN + 2 * records > length:
+        return False
+    if records == 0 and length > HEADER_LEN:
+        return False
+    return not (not flags & FLAG_QR and counts[0] == 0)
+
+
+def parse_header(msg: bytes) -> tuple[int, int, tuple[int, int, int, int]] | None:
+    if len(msg) < HEADER_LEN:
+        return None
+    dns_id, flags, qd, an, ns, ar = _HEADER.unpack_from(msg)
+    return dns_id, flags, (qd, an, ns, ar)
+
+
+def parse_name(msg: bytes, pos: int, end: int) -> tuple[DnsName, int]:
+    """Decode the name at ``pos``; labels before the first pointer end by ``end``.
+
+    Returns the name and the offset just past it in the original data.
+    """
+    name = bytearray()
+    flags = 0
+    after_pointer = -1
+    limit = end
+    count = 0
+    while pos < limit:
+        length = msg[pos]
+        kind = length & _LABEL_KIND_MASK
+        if length == 0:
+            pos += 1
+            break
+        if kind == 0:
+            if pos + 1 + length > limit:
+                raise DnsMalformed("label runs past its data")
+            if not flags & NAME_TRUNCATED:
+                if name:
+                    name.append(0x2E)
+                name += msg[pos + 1:pos + 1 + length]
+            pos += 1 + length
+        elif kind == _POINTER:
+            if pos + 2 > limit:
+                raise DnsMalformed("pointer runs past its data")
+            offset = _U16.unpack_from(msg, pos)[0] & _POINTER_OFFSET_MASK
+            if offset > len(msg):
+                raise DnsMalformed("pointer past the message")
+            if offset == pos and limit == len(msg):
+                flags |= NAME_INFINITE_LOOP
+                if after_pointer < 0:
+                    raise DnsMalformed("name points to itself")
+                break
+            if after_pointer < 0:
+                after_pointer = pos + 2
+            pos = offset
+            limit = len(msg)
+        else:
+            raise DnsMalformed("reserved label type")
+        count += 1
+        if count > MAX_NAME_SEGMENTS:
+            flags |= NAME_LABEL_LIMIT
+            if after_pointer < 0:
+                raise DnsMalformed("too many labels")
+            flags |= NAME_TRUNCATED
+            break
+        if len(name) > MAX_NAME_LEN:
+            del name[MAX_NAME_LEN:]
+            flags |= NAME_TRUNCATED
+            if after_pointer >= 0:
+                break
+    return DnsName(bytes(name), flags), (after_pointer if after_pointer >= 0 else pos)
+
+
+def format_address(addr: bytes) -> str:
+    """Suricata's dns_print_addr: dotted quad, or 8 uncompressed hex groups."""
+    if len(addr) == 4:
+        return ".".join(str(b) for b in addr)
+    if len(addr) == 16:
+        return ":".join(addr[i:i + 2].hex() for i in range(0, 16, 2))
+    return ""
+
+
+# Each rdata decoder: (msg, start, end) -> list of (rdata text, detail, name, name flags).
+def _rdata_address(msg, start, end):
+    return [(format_address(msg[start:end]), None, None, 0)]
+
+
+def _rdata_name(msg, start, end):
+    name, _ = parse_name(msg, start, end)
+    return [(_text(name.value), None, name.value, name.flags)]
+
+
+def _rdata_mx(msg, start, end):
+    if start + 2 > end:
+        raise DnsMalformed("short MX")
+    return _rdata_name(msg, start + 2, end)
+
+
+def _rdata_txt(msg, start, end):
+    out = []
+    pos = start
+    while pos < end:
+        length = msg[pos]
+        if pos + 1 + length > end:
+            if not out:
+                raise DnsMalformed("TXT string runs past its data")
+            break
+        out.append((_text(msg[pos + 1:pos + 1 + length]), None, None, 0))
+        pos += 1 + length
+    return out
+
+
+def _rdata_null(msg, start, end):
+    return [(_text(msg[start:end]), None, None, 0)]
+
+
+def _rdata_soa(msg, start, end):
+    mname, pos = parse_name(msg, start, end)
+    rname, pos = parse_name(msg, pos, end)
+    if pos + _SOA_TAIL.size > end:
+        raise DnsMalformed("short SOA")
+    serial, refresh, retry, expire, minimum = _SOA_TAIL.unpack_from(msg, pos)
+    soa: dict = {"mname": _text(mname.value)}
+    if mname.flags & NAME_TRUNCATED:
+        soa["mname_truncated"] = True
+    soa["rname"] = _text(rname.value)
+    if rname.flags & NAME_TRUNCATED:
+        soa["rname_truncated"] = True
+    soa.update(serial=serial, refresh=refresh, retry=retry, expire=expire, minimum=minimum)
+    text = f"{soa['mname']} {soa['rname']} {serial} {refresh} {retry} {expire} {minimum}"
+    return [(text, ("soa", soa), None, mname.flags | rname.flags)]
+
+
+def _rdata_srv(msg, start, end):
+    if start + _SRV_HEAD.size > end:
+        raise DnsMalformed("short SRV")
+    priority, weight, port = _SRV_HEAD.unpack_from(msg, start)
+    target, _ = parse_name(msg, start + _SRV_HEAD.size, end)
+    srv = {"priority": priority, "weight": weight, "port": port, "name": _text(target.value)}
+    return [(f"{priority} {weight} {port} {srv['name']}", ("srv", srv), target.value, target.flags)]
+
+
+def _rdata_sshfp(msg, start, end):
+    if start + 2 > end:
+        raise DnsMalformed("short SSHFP")
+    fingerprint = ":".join(f"{b:02x}" for b in msg[start + 2:end])
+    sshfp = {"fingerprint": fingerprint, "algo": msg[start], "type": msg[start + 1]}
+    return [(f"{msg[start]} {msg[start + 1]} {fingerprint}", ("sshfp", sshfp), None, 0)]
+
+
+def _rdata_unknown(msg, start, end):
+    return [(None, None, None, 0)]
+
+
+_RDATA_DECODERS = {
+    RR_A: _rdata_address, RR_AAAA: _rdata_address,
+    RR_CNAME: _rdata_name, RR_NS: _rdata_name, RR_PTR: _rdata_name, RR_MX: _rdata_mx,
+    RR_TXT: _rdata_txt, RR_NULL: _rdata_null,
+    RR_SOA: _rdata_soa, RR_SRV: _rdata_srv, RR_SSHFP: _rdata_sshfp,
+}
+
+
+def _parse_query(msg: bytes, pos: int) -> tuple[DnsQuery, int, int]:
+    name, pos = parse_name(msg, pos, len(msg))
+    if pos + _QUERY_TAIL.size > len(msg):
+        raise DnsMalformed("short question")
+    rrtype, rrclass = _QUERY_TAIL.unpack_from(msg, pos)
+    query = DnsQuery(name.value, rrtype, rrclass, bool(name.flags & NAME_TRUNCATED))
+    return query, pos + _QUERY_TAIL.size, name.flags
+
+
+def _parse_record(msg: bytes, pos: int, out: list[DnsRecord]) -> tuple[int, int]:
+    """Append the record(s) at ``pos`` to ``out``; return (next offset, name flags)."""
+    name, pos = parse_name(msg, pos, len(msg))
+    if pos + _RR_TAIL.size > len(msg):
+        raise DnsMalformed("short record header")
+    rrtype, _rrclass, ttl, rdlength = _RR_TAIL.unpack_from(msg, pos)
+    start = pos + _RR_TAIL.size
+    end = start + rdlength
+    if end > len(msg):
+        raise DnsMalformed("rdata runs past the message")
+    flags = name.flags
+    if rdlength:
+        decoder = _RDATA_DECODERS.get(rrtype, _rdata_unknown)
+        for text, detail, rdata_name, rdata_flags in decoder(msg, start, end):
+            flags |= rdata_flags
+            out.append(DnsRecord(name.value, rrtype, ttl, text, detail,
+                                 bool(name.flags & NAME_TRUNCATED),
+                                 bool(rdata_flags & NAME_TRUNCATED), rdata_name))
+    return end, flags
+
+
+def _parse_section(msg: bytes, pos: int, count: int) -> tuple[list[DnsRecord], int, int]:
+    records: list[DnsRecord] = []
+    flags = 0
+    for _ in range(count):
+        pos, name_flags = _parse_record(msg, pos, records)
+        flags |= name_flags
+    return records, pos, flags
+
+
+def _walk_additionals(msg: bytes, pos: int, count: int) -> bool:
+    """True when the additional section parses and ends the message exactly."""
+    scratch: list[DnsRecord] = []
+    try:
+        for _ in range(count):
+            pos, _flags = _parse_record(msg, pos, scratch)
+            scratch.clear()
+    except (DnsMalformed, IndexError, struct.error):
+        return False
+    return pos == len(msg)
+
+
+def parse_message(msg: bytes) -> DnsMessage | None:
+    """Parse one DNS message; None when the header or a section is malformed.
+
+    As Suricata (DNS parser of 7.0/main): the header must pass
+    ``header_valid``, the questions and answers must parse, a malformed
+    authority section is kept up to the failure point.
+    """
+    header = parse_header(msg)
+    if header is None:
+        return None
+    dns_id, flags, counts = header
+    if not header_valid(counts, flags, len(msg)):
+        return None
+    try:
+        pos = HEADER_LEN
+        queries = []
+        name_flags = 0
+        for _ in range(counts[0]):
+            query, pos, qflags = _parse_query(msg, pos)
+            queries.append(query)
+            name_flags |= qflags
+        answers, pos, aflags = _parse_section(msg, pos, counts[1])
+        name_flags |= aflags
+    except (DnsMalformed, IndexError, struct.error):
+        return None
+    authorities: list[DnsRecord] = []
+    complete = True
+    try:
+        for _ in range(counts[2]):
+            pos, rflags = _parse_record(msg, pos, authorities)
+            name_flags |= rflags
+        complete = _walk_additionals(msg, pos, counts[3])
+    except (DnsMalformed, IndexError, struct.error):
+        complete = False
+    return DnsMessage(dns_id, flags, counts, tuple(queries), tuple(answers),
+                      tuple(authorities), name_flags, complete)

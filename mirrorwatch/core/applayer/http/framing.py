@@ -1,0 +1,62 @@
+"""How a message body is delimited, decided from its headers (RFC 7230 3.3.3
+as libhtp applies it, made tolerant where libhtp stops parsing)."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from mirrorwatch.core.applayer.http.headers import has_token
+
+TRANSFER_ENCODING = b"transfer-encoding"
+CONTENT_LENGTH = b"content-length"
+CHUNKED = b"chunked"
+_DIGITS = b"0123456789"
+MAX_CONTENT_LENGTH = (1 << 63) - 1
+
+
+class Framing(IntEnum):
+    NONE = 0        # no body: the message ends with its headers
+    LENGTH = 1      # Content-Length bytes follow
+    CHUNKED = 2     # chunked transfer coding
+    CLOSE = 3       # the body runs until the direction closes
+    TUNNEL = 4      # the connection stops being HTTP (CONNECT 2xx, 101)
+    INTERIM = 5     # a 1xx interim response: the real one follows
+
+
+def parse_content_length(value: bytes) -> int | None:
+    """libhtp's reading of Content-Length: leading junk and trailing junk are
+    skipped (libhtp warns), the first run of digits counts; None if none."""
+    start = 0
+    while start < len(value) and value[start] not in _DIGITS:
+        start += 1
+    end = start
+    while end < len(value) and value[end] in _DIGITS:
+        end += 1
+    if start == end:
+        return None
+    length = int(value[start:end])
+    return length if length <= MAX_CONTENT_LENGTH else None
+
+
+def body_framing(headers_te: bytes | None, headers_cl: bytes | None,
+                 *, chunked_substring: bool) -> tuple[Framing, int, bool]:
+    """(framing, length, malformed) from Transfer-Encoding / Content-Length.
+
+    Requests look for the ``chunked`` token, responses (like libhtp) for the
+    substring. A Transfer-Encoding without chunked falls back to
+    Content-Length; an unreadable Content-Length means no body, flagged.
+    """
+    if headers_te is not None:
+        if chunked_substring:
+            if CHUNKED in headers_te.lower():
+                return Framing.CHUNKED, 0, False
+        elif has_token(headers_te, CHUNKED):
+            return Framing.CHUNKED, 0, False
+        if headers_cl is None:
+            return Framing.NONE, 0, True
+    if headers_cl is None:
+        return Framing.NONE, 0, False
+    length = parse_content_length(headers_cl)
+    if length is None:
+        return Framing.NONE, 0, True
+    return (Framing.LENGTH if length else Framing.NONE), length, headers_te is not None

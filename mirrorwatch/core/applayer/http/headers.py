@@ -1,0 +1,103 @@
+"""Header blocks: folding, fields without a colon, repeated fields.
+
+Follows libhtp's generic header processing: a line starting with SP, HT or
+NUL continues the previous field; a line without a colon becomes a field with
+an empty name and the whole line as value; a repeated name is folded into the
+first one's value with ", " (Content-Length keeps its first value), up to a
+number of repetitions; names keep the case they were first sent in and are
+looked up case-insensitively.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+LWS = b" \t"
+FOLDING_BYTES = frozenset(b" \t\x00")
+_COMMA = b","
+_JOIN = b", "
+CONTENT_LENGTH = b"content-length"
+
+
+class HeaderResult:
+    """What parsing one block added: counts the caller turns into stats."""
+
+    __slots__ = ("invalid", "dropped")
+
+    def __init__(self) -> None:
+        self.invalid = 0
+        self.dropped = 0
+
+
+def unfold(lines: Iterable[bytes], result: HeaderResult) -> list[bytes]:
+    """Join continuation lines (already without line ends) onto their field."""
+    fields: list[bytearray] = []
+    for line in lines:
+        if line and line[0] in FOLDING_BYTES:
+            if fields:
+                fields[-1] += line
+                continue
+            result.invalid += 1
+        fields.append(bytearray(line.lstrip(b" \t\x00")))
+    return [bytes(field) for field in fields]
+
+
+def split_field(field: bytes, result: HeaderResult) -> tuple[bytes, bytes]:
+    """(name, value) of one unfolded field line."""
+    end = len(field)
+    nul = field.find(b"\x00")
+    if nul >= 0:
+        end = nul
+    colon = field.find(b":", 0, end)
+    if colon < 0:
+        result.invalid += 1
+        return b"", field.strip(LWS)
+    name = field[:colon]
+    if not name or name[-1:] in (b" ", b"\t"):
+        result.invalid += 1
+    return name.rstrip(LWS), field[colon + 1:].strip(LWS)
+
+
+def add_fields(headers: list[tuple[bytes, bytes]], fields: Iterable[bytes], *,
+               max_headers: int, max_repetitions: int, result: HeaderResult) -> None:
+    """Add unfolded fields to ``headers`` in place, merging repeated names."""
+    index = {name.lower(): i for i, (name, _value) in enumerate(headers)}
+    repetitions = 0
+    for field in fields:
+        name, value = split_field(field, result)
+        key = name.lower()
+        at = index.get(key)
+        if at is None:
+            if max_headers and len(headers) >= max_headers:
+                result.dropped += 1
+                continue
+            index[key] = len(headers)
+            headers.append((name, value))
+            continue
+        repetitions += 1
+        if repetitions > max_repetitions or key == CONTENT_LENGTH:
+            result.dropped += key != CONTENT_LENGTH
+            continue
+        first_name, first_value = headers[at]
+        headers[at] = (first_name, first_value + _JOIN + value)
+
+
+def header_value(headers: list[tuple[bytes, bytes]], name: bytes | str) -> bytes | None:
+    """Value for ``name`` (case-insensitive), or None."""
+    key = name.encode("latin-1") if isinstance(name, str) else name
+    key = key.lower()
+    for field_name, value in headers:
+        if field_name.lower() == key:
+            return value
+    return None
+
+
+def has_token(value: bytes, token: bytes) -> bool:
+    """Whether a comma-separated header value lists ``token`` (case-insensitive)."""
+    return any(part.strip(b" \t\r\n\x0b\x0c").lower() == token for part in value.split(_COMMA))
+
+
+def list_tokens(value: bytes) -> list[bytes]:
+    """The comma-separated items of a header value, lowercased, empty ones dropped."""
+    parts = (part.strip(b" \t\r\n\x0b\x0c").lower() for part in value.split(_COMMA))
+    return [part for part in parts if part]

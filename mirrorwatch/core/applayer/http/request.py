@@ -1,0 +1,146 @@
+"""Request lines and what the request headers decide (body framing, host)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from mirrorwatch.core.applayer.http.framing import (
+    CONTENT_LENGTH, TRANSFER_ENCODING, Framing, body_framing,
+)
+from mirrorwatch.core.applayer.http.transaction import HttpTx
+from mirrorwatch.core.applayer.http.uri import (
+    UriParts, normalize_hostname, normalized_uri, parse_port, split_hostport, split_uri,
+)
+
+# htp_is_space: the bytes libhtp treats as white space on a request line.
+SPACE_BYTES = b" \t\r\n\x0b\x0c"
+# RFC 7230 token characters (libhtp htp_is_token): visible ASCII minus separators.
+_SEPARATORS = frozenset(b'()<>@,;:\\"/[]?={} \t')
+TOKEN_BYTES = frozenset(b for b in range(0x21, 0x7F) if b not in _SEPARATORS)
+HTTP_PREFIX = b"HTTP/"
+# libhtp htp_convert_method_to_number's list.
+KNOWN_METHODS = frozenset((
+    b"GET", b"PUT", b"POST", b"DELETE", b"CONNECT", b"OPTIONS", b"TRACE", b"PATCH",
+    b"PROPFIND", b"PROPPATCH", b"MKCOL", b"COPY", b"MOVE", b"LOCK", b"UNLOCK",
+    b"VERSION-CONTROL", b"CHECKOUT", b"UNCHECKOUT", b"CHECKIN", b"UPDATE", b"LABEL",
+    b"REPORT", b"MKWORKSPACE", b"MKACTIVITY", b"BASELINE-CONTROL", b"MERGE", b"INVALID",
+    b"HEAD",
+))
+CONNECT = b"CONNECT"
+HEAD = b"HEAD"
+HOST = b"host"
+
+
+class RequestLine(NamedTuple):
+    method: bytes
+    uri: bytes | None
+    protocol: bytes | None
+
+
+def _first_space(data: bytes, start: int) -> int:
+    for pos in range(start, len(data)):
+        if data[pos] in SPACE_BYTES:
+            return pos
+    return len(data)
+
+
+def looks_like_request_line(line: bytes) -> bool:
+    """Whether a (chomped) line can start a request.
+
+    The method must be a token. A method libhtp knows (in any case) may stand
+    alone (``OPTIONS``: HTTP/0.9 style); any other needs a target and either an
+    origin-form target (``/...``) or an HTTP/ version at the end: so
+    ``BITS_POST /x HTTP/1.1``, ``head /x`` and ``CCM_POST /HTTP/1.1`` start
+    requests, while header lines, most body text and binary garbage between
+    messages do not.
+    """
+    data = line.strip(SPACE_BYTES)
+    end = _first_space(data, 0)
+    method = data[:end]
+    if not method or not all(b in TOKEN_BYTES for b in method):
+        return False
+    if method.upper() in KNOWN_METHODS:
+        return True
+    target = data[end:].lstrip(SPACE_BYTES)
+    if not target:
+        return False
+    last = data[_last_space(data) + 1:]
+    return target[:1] == b"/" or last[:len(HTTP_PREFIX)].upper() == HTTP_PREFIX
+
+
+def _last_space(data: bytes) -> int:
+    for pos in range(len(data) - 1, -1, -1):
+        if data[pos] in SPACE_BYTES:
+            return pos
+    return -1
+
+
+def parse_request_line(line: bytes) -> RequestLine:
+    """Method, request-target and protocol of a chomped request line, as
+    libhtp's generic parser splits it: leading white space is skipped, the
+    method ends at white space, the target at the first SP (at other white
+    space only if there is no SP), the protocol is the rest; no target or no
+    protocol means HTTP/0.9. So ``GET /a b HTTP/1.1`` asks for ``/a`` with the
+    protocol ``b HTTP/1.1``, as Suricata sees it."""
+    data = line.lstrip(SPACE_BYTES)
+    end = _first_space(data, 0)
+    method, rest = data[:end], data[end:].lstrip(SPACE_BYTES)
+    if not rest:
+        return RequestLine(method, None, None)
+    uri_end = rest.find(b" ")
+    if uri_end < 0:
+        uri_end = _first_space(rest, 0)
+    uri, protocol = rest[:uri_end], rest[uri_end:].strip(SPACE_BYTES)
+    return RequestLine(method, uri, protocol or None)
+
+
+def apply_request_line(tx: HttpTx, line: bytes) -> None:
+    """Fill the request-line fields and the URI buffers of ``tx``."""
+    parsed = parse_request_line(line)
+    tx.request_line = line
+    tx.method = parsed.method
+    tx.uri_raw = parsed.uri
+    tx.protocol = parsed.protocol
+    if parsed.uri is None:
+        return
+    if is_method(tx, CONNECT):
+        host, port, _invalid = split_hostport(parsed.uri)
+        tx.host, tx.port, tx.host_raw = host, port, (parsed.uri if host else None)
+        tx.uri_normalized = b""
+        return
+    parts = split_uri(parsed.uri)
+    tx.uri_normalized = normalized_uri(parts)
+    _host_from_uri(tx, parts)
+
+
+def _host_from_uri(tx: HttpTx, parts: UriParts) -> None:
+    if parts.hostname is None:
+        return
+    tx.host = normalize_hostname(parts.hostname)
+    tx.host_raw = parts.hostname
+    tx.port = parse_port(parts.port)
+
+
+def apply_host_header(tx: HttpTx) -> None:
+    """The Host header names the host when the URI did not (libhtp's rule)."""
+    if tx.host is not None:
+        return
+    value = tx.request_header(HOST)
+    if value is None:
+        return
+    host, port, _invalid = split_hostport(value)
+    if host:
+        tx.host, tx.port, tx.host_raw = host, port, value
+
+
+def is_method(tx: HttpTx, method: bytes) -> bool:
+    """Case-insensitive method test (a lowercase ``head`` gets HEAD's framing)."""
+    return tx.method is not None and tx.method.upper() == method
+
+
+def request_framing(tx: HttpTx) -> tuple[Framing, int, bool]:
+    """(framing, content length, malformed) of a request body."""
+    if is_method(tx, CONNECT):
+        return Framing.TUNNEL, 0, False
+    return body_framing(tx.request_header(TRANSFER_ENCODING), tx.request_header(CONTENT_LENGTH),
+                        chunked_substring=False)

@@ -1,0 +1,118 @@
+"""The response direction's states (see the table in state.py)."""
+
+from __future__ import annotations
+
+from mirrorwatch.core.applayer.common import PROGRESS_HEADERS, PROGRESS_LINE
+from mirrorwatch.core.applayer.http.framing import Framing
+from mirrorwatch.core.applayer.http.headers import has_token
+from mirrorwatch.core.applayer.http.request import SPACE_BYTES
+from mirrorwatch.core.applayer.http.response import (
+    CLIENT_ERROR, apply_status_line, looks_like_status_line, response_framing,
+)
+from mirrorwatch.core.applayer.http.stream import Phase, Side, StreamMachine, chomp
+from mirrorwatch.core.applayer.http.transaction import HttpTx
+
+EXPECT = b"expect"
+CONTINUE_TOKEN = b"100-continue"
+
+
+class ResponseMachine(StreamMachine):
+    """Handlers for the to-client side; each returns True to run again.
+
+    HttpState supplies ``_peek_response_tx``, ``_response_tx`` and
+    ``_enter_tunnel``; RequestMachine ``_settle_http09`` and ``_resume_requests``.
+    """
+
+    _ts: Side
+    _connect_tx: HttpTx | None
+
+    # -- states ------------------------------------------------------------
+    def _tc_idle(self, side: Side) -> bool:
+        if not side.available:
+            return False
+        pending = self._peek_response_tx()
+        if pending is not None and pending is self._ts.tx and self._ts.phase == Phase.PROTOCOL:
+            self._settle_http09(self._ts)
+        if pending is not None and pending.is_http09:
+            side.tx = self._response_tx()
+            side.tx.progress_tc = PROGRESS_LINE
+            self._start_body(side, Framing.CLOSE, 0)
+            return True
+        consumed, line = self._status_line(side)
+        if line is None:
+            return consumed
+        side.tx = self._response_tx()
+        return self._begin_response(side, line)
+
+    def _tc_status(self, side: Side) -> bool:
+        """After an interim (1xx) response: the final status line, same tx."""
+        consumed, line = self._status_line(side)
+        if line is not None:
+            return self._begin_response(side, line)
+        if side.closed and not side.available:
+            self._message_done(side)
+            return True
+        return consumed
+
+    def _status_line(self, side: Side) -> tuple[bool, bytes | None]:
+        """(a line was consumed, the status line or None). Blank lines and
+        lines that are not status lines are skipped (counted)."""
+        line = self._next_line(side)
+        if line is None:
+            return False, None
+        content = chomp(line)
+        if looks_like_status_line(content):
+            return True, content
+        self.stats.ignored_lines += bool(content.strip(SPACE_BYTES))
+        return True, None
+
+    def _begin_response(self, side: Side, line: bytes) -> bool:
+        tx = side.tx
+        apply_status_line(tx, line)
+        tx.progress_tc = PROGRESS_LINE
+        self._touch(tx)
+        side.phase = Phase.HEADERS
+        return True
+
+    def _tc_headers(self, side: Side) -> bool:
+        if not self._read_block(side):
+            return False
+        tx = side.tx
+        tx.response_headers_raw = self._take_block(side, tx.response_headers)
+        tx.progress_tc = PROGRESS_HEADERS
+        self._touch(tx)
+        framing, length, malformed = response_framing(tx)
+        self.stats.parse_errors += malformed
+        if framing == Framing.INTERIM:
+            self._interim(side, tx)
+            return True
+        if tx is self._connect_tx and framing != Framing.TUNNEL:
+            self._resume_requests(self._ts)
+        if framing == Framing.TUNNEL:
+            self._message_done(side)
+            self._enter_tunnel()
+            return False
+        if tx.status_code in CLIENT_ERROR:
+            self._drop_expected_body(tx)
+        self._start_body(side, framing, length)
+        return True
+
+    def _interim(self, side: Side, tx: HttpTx) -> None:
+        """A 1xx other than 101: forget it; the final response follows for the
+        same request (libhtp does this for 100 only)."""
+        self.stats.interim_responses += 1
+        self._held -= len(tx.response_headers_raw)
+        tx.response_headers = []
+        tx.response_headers_raw = b""
+        tx.progress_tc = PROGRESS_LINE
+        side.phase = Phase.STATUS
+
+    def _drop_expected_body(self, tx: HttpTx) -> None:
+        """A 4xx to a request that waits on "Expect: 100-continue" before its
+        body: the body will not come (libhtp: REQ_FINALIZE)."""
+        ts = self._ts
+        if ts.tx is not tx or ts.phase != Phase.BODY_LENGTH or ts.wire:
+            return
+        expect = tx.request_header(EXPECT)
+        if expect is not None and has_token(expect, CONTINUE_TOKEN):
+            self._message_done(ts)

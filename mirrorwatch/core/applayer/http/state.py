@@ -1,0 +1,284 @@
+"""HttpState: one TCP connection's HTTP/1.x parser (sans-I/O).
+
+Theory of operation
+-------------------
+Each direction (request bytes to the server, response bytes to the client)
+is a small state machine over its own byte buffer; the table below is the
+whole of it. Line-oriented states act only on complete lines (LF-terminated;
+a CR before it is dropped; at close the unterminated rest counts as a line),
+so any segmentation of the same bytes gives the same transactions. Body
+states consume bytes as they come. Every state tolerates what real traffic
+sends rather than giving up: lines that cannot start a message are skipped
+and counted, malformed framing falls back to "no body" and the next start
+line, and a gap inside a body is stepped over. Only a gap in the middle of a
+header block (the message's framing is unknown) or the max-tx limit gives up
+a direction; a CONNECT answered 2xx or a 101 without body stops parsing the
+connection, which is still tracked and counted.
+
+Request i pairs with response i. A response with no request (requests lost
+to a gap, or parsed nowhere) gets a transaction of its own.
+
+Request side (to server)
+  state          on                               next
+  IDLE           blank / non-request line         IDLE (skipped, counted)
+                 request line with protocol       HEADERS (new tx, progress LINE)
+                 request line without protocol    PROTOCOL
+  PROTOCOL       a non-blank byte follows         HEADERS (protocol missing)
+                 a response byte, or close        DISCARD (HTTP/0.9, tx complete)
+  HEADERS        empty line                       by framing: CONNECT -> CONNECT_WAIT,
+                                                  chunked -> CHUNK_SIZE, length -> BODY_LENGTH,
+                                                  else IDLE (tx request complete)
+  BODY_LENGTH    Content-Length bytes consumed    IDLE
+  CHUNK_SIZE     size > 0 / size 0 / bad size     CHUNK_DATA / TRAILERS / IDLE (counted)
+  CHUNK_DATA     chunk consumed                   CHUNK_END
+  CHUNK_END      LF                               CHUNK_SIZE
+  TRAILERS       empty line                       IDLE
+  CONNECT_WAIT   answer is not 2xx                IDLE (waiting bytes parsed)
+                 answer is 2xx                    TUNNEL
+  DISCARD, TUNNEL, FAILED: bytes are counted and dropped.
+
+Response side (to client)
+  IDLE           pending request is HTTP/0.9      BODY_CLOSE (no status line, no headers)
+                 blank / non-status line          IDLE (skipped, counted)
+                 status line                      HEADERS (paired tx, progress LINE)
+  STATUS         status line (after a 1xx)        HEADERS (same tx)
+  HEADERS        empty line                       1xx but 101 -> STATUS; CONNECT 2xx or
+                                                  101 -> TUNNEL; HEAD, 1xx, 204, 304 -> IDLE;
+                                                  chunked -> CHUNK_SIZE; length -> BODY_LENGTH;
+                                                  neither -> BODY_CLOSE
+  BODY_CLOSE     close                            IDLE
+  BODY_LENGTH, CHUNK_*, TRAILERS as on the request side.
+
+Gaps: in IDLE the partial line is dropped and parsing resumes at the next
+start line; inside a delimited body the missing bytes are counted against it
+(if the gap runs past the body, the message ends and parsing resumes at the
+next start line); in a header block the direction gives up (FAILED).
+"""
+
+from __future__ import annotations
+
+from mirrorwatch.core.applayer.common import PROGRESS_COMPLETE, TO_CLIENT, TO_SERVER
+from mirrorwatch.core.applayer.http.config import DEFAULT_CONFIG, HttpConfig, HttpStats
+from mirrorwatch.core.applayer.http.request_side import RequestMachine
+from mirrorwatch.core.applayer.http.response_side import ResponseMachine
+from mirrorwatch.core.applayer.http.stream import STOPPED, Phase, Side, complete_progress
+from mirrorwatch.core.applayer.http.transaction import HttpTx
+
+_BODY_GAP_PHASES = frozenset((Phase.BODY_LENGTH, Phase.CHUNK_DATA, Phase.BODY_CLOSE))
+_RESYNC_GAP_PHASES = frozenset((Phase.IDLE, Phase.CHUNK_SIZE, Phase.CHUNK_END, Phase.TRAILERS,
+                                Phase.CONNECT_WAIT))
+
+
+class HttpState(RequestMachine, ResponseMachine):
+    """Per-flow HTTP/1.x parser: feed/gap/close in, transactions out."""
+
+    def __init__(self, config: HttpConfig = DEFAULT_CONFIG) -> None:
+        self.config = config
+        self.stats = HttpStats()
+        self.txs: list[HttpTx] = []
+        self.failed = False
+        self.tunnel = False
+        self._ts = Side(TO_SERVER)
+        self._tc = Side(TO_CLIENT)
+        self._next_id = 0
+        self._tc_next_id = 0
+        self._held = 0
+        self._dirty: list[HttpTx] = []
+        self._connect_tx: HttpTx | None = None
+
+    # -- the interface every application-layer parser has -------------------
+    def feed(self, direction: int, data: bytes | memoryview) -> None:
+        """In-order bytes of one direction."""
+        side = self._side(direction)
+        if side is None or not data:
+            return
+        if side.closed or side.phase in STOPPED:
+            self._count_dropped(side, len(data))
+            return
+        side.buf += data
+        self._run(side)
+
+    def gap(self, direction: int, size: int) -> None:
+        """``size`` bytes of ``direction`` are missing."""
+        side = self._side(direction)
+        if side is None or size <= 0:
+            return
+        self.stats.gaps += 1
+        if side.closed or side.phase in STOPPED:
+            self._count_dropped(side, size)
+            return
+        if side.phase in _BODY_GAP_PHASES and self._gap_in_body(side, size):
+            self._run(side)
+            return
+        if side.phase in _BODY_GAP_PHASES or side.phase in _RESYNC_GAP_PHASES:
+            self._resync(side)
+            return
+        self._fail(side)
+
+    def close(self, direction: int) -> None:
+        """The direction ended: close-delimited bodies complete here."""
+        side = self._side(direction)
+        if side is None or side.closed:
+            return
+        side.closed = True
+        if side.phase not in STOPPED:
+            self._run(side)
+        if direction == TO_CLIENT:
+            for tx in self.txs:
+                if tx.progress_tc != PROGRESS_COMPLETE:
+                    tx.progress_tc = PROGRESS_COMPLETE
+                    self._touch(tx)
+
+    def updated(self) -> list[HttpTx]:
+        """Transactions whose progress or buffers changed since the last call."""
+        changed, self._dirty = self._dirty, []
+        for tx in changed:
+            tx.dirty = False
+            tx.reported = True
+        changed.sort(key=_tx_id)
+        return changed
+
+    def pop_done(self) -> list[HttpTx]:
+        """Remove and return the transactions complete both ways and handed out."""
+        done = [tx for tx in self.txs if tx.done and tx.reported and not tx.dirty]
+        if done:
+            self.txs = [tx for tx in self.txs if not (tx.done and tx.reported and not tx.dirty)]
+            for tx in done:
+                self._held -= (len(tx.request_headers_raw) + len(tx.response_headers_raw)
+                               + len(tx.request_body) + len(tx.response_body))
+            self._held = max(self._held, 0)
+        return done
+
+    # -- machinery ------------------------------------------------------------
+    def _side(self, direction: int) -> Side | None:
+        if direction == TO_SERVER:
+            return self._ts
+        if direction == TO_CLIENT:
+            return self._tc
+        return None
+
+    def _run(self, side: Side) -> None:
+        handlers = _HANDLERS[side.direction]
+        while side.phase not in STOPPED and handlers[side.phase](self, side):
+            pass
+        side.compact()
+
+    def _count_dropped(self, side: Side, size: int) -> None:
+        if side.phase == Phase.TUNNEL:
+            self.stats.tunnel_bytes += size
+        else:
+            self.stats.ignored_bytes += size
+
+    def _touch(self, tx: HttpTx) -> None:
+        if not tx.dirty:
+            tx.dirty = True
+            self._dirty.append(tx)
+
+    def _new_tx(self) -> HttpTx | None:
+        """A transaction for a new request, or None at the max-tx limit."""
+        if self.config.max_tx and len(self.txs) >= self.config.max_tx:
+            self.stats.max_tx_hits += 1
+            return None
+        tx = HttpTx(self._next_id)
+        self._next_id += 1
+        self.stats.txs += 1
+        if self._tc.phase in STOPPED:
+            tx.progress_tc = PROGRESS_COMPLETE
+        self.txs.append(tx)
+        return tx
+
+    def _peek_response_tx(self) -> HttpTx | None:
+        for tx in self.txs:
+            if tx.tx_id == self._tc_next_id:
+                return tx
+        return None
+
+    def _response_tx(self) -> HttpTx:
+        """The transaction the next response answers (a new one if none)."""
+        tx = self._peek_response_tx()
+        if tx is None:
+            self.stats.unmatched_responses += 1
+            tx = HttpTx(self._next_id)
+            self._next_id += 1
+            self.stats.txs += 1
+            tx.progress_ts = PROGRESS_COMPLETE
+            self.txs.append(tx)
+        self._tc_next_id = tx.tx_id + 1
+        return tx
+
+    def _message_done(self, side: Side) -> None:
+        tx = side.tx
+        if tx is not None:
+            self._finish_body(side)
+            complete_progress(tx, side.direction)
+            self._touch(tx)
+        side.tx = None
+        side.remaining = 0
+        side.phase = Phase.IDLE
+
+    def _resync(self, side: Side) -> None:
+        """Lost sync between messages: end the current one, skip to the next
+        start line."""
+        self.stats.gap_resyncs += 1
+        if side.tx is not None:
+            if side.collector is not None:
+                side.collector.stop()
+            self._message_done(side)
+        side.lines = []
+        side.raw = bytearray()
+        side.skip_to_lf = False
+        if side.phase != Phase.CONNECT_WAIT:
+            side.phase = Phase.IDLE
+        self.stats.ignored_bytes += side.drop_buffer()
+
+    def _fail(self, side: Side) -> None:
+        """Give up this direction for good (counted; the flow keeps its protocol)."""
+        if side.tx is not None:
+            self._message_done(side)
+        side.phase = Phase.FAILED
+        self.stats.directions_failed += 1
+        self.stats.ignored_bytes += side.drop_buffer()
+        self.failed = True
+        if side.direction == TO_CLIENT:
+            for tx in self.txs:
+                if tx.progress_tc != PROGRESS_COMPLETE:
+                    tx.progress_tc = PROGRESS_COMPLETE
+                    self._touch(tx)
+
+    def _enter_tunnel(self) -> None:
+        """CONNECT 2xx or 101: the rest of the connection is not HTTP."""
+        self.tunnel = True
+        self.stats.tunnels += 1
+        for side in (self._ts, self._tc):
+            if side.tx is not None:
+                self._message_done(side)
+            self.stats.tunnel_bytes += side.drop_buffer()
+            side.phase = Phase.TUNNEL
+        for tx in self.txs:
+            if not tx.done:
+                tx.progress_ts = tx.progress_tc = PROGRESS_COMPLETE
+                self._touch(tx)
+
+
+def _tx_id(tx: HttpTx) -> int:
+    return tx.tx_id
+
+
+# The state table's actions, as plain functions (a per-instance table of bound methods
+# would make every parser a reference cycle, left to the cycle collector).
+_BODY_HANDLERS = {
+    Phase.BODY_LENGTH: HttpState._body_length, Phase.BODY_CLOSE: HttpState._body_close,
+    Phase.CHUNK_SIZE: HttpState._chunk_size, Phase.CHUNK_DATA: HttpState._chunk_data,
+    Phase.CHUNK_END: HttpState._chunk_end, Phase.TRAILERS: HttpState._trailers,
+}
+_HANDLERS = {
+    TO_SERVER: {
+        Phase.IDLE: HttpState._ts_idle, Phase.PROTOCOL: HttpState._ts_protocol,
+        Phase.HEADERS: HttpState._ts_headers, Phase.CONNECT_WAIT: HttpState._ts_connect_wait,
+        Phase.DISCARD: HttpState._ts_discard, **_BODY_HANDLERS,
+    },
+    TO_CLIENT: {
+        Phase.IDLE: HttpState._tc_idle, Phase.STATUS: HttpState._tc_status,
+        Phase.HEADERS: HttpState._tc_headers, **_BODY_HANDLERS,
+    },
+}

@@ -1,0 +1,79 @@
+"""One HTTP transaction: request i paired with response i of a flow."""
+
+from __future__ import annotations
+
+from mirrorwatch.core.applayer.common import PROGRESS_COMPLETE, PROGRESS_NONE
+from mirrorwatch.core.applayer.http.headers import header_value
+
+Headers = list[tuple[bytes, bytes]]
+
+
+class HttpTx:
+    """Buffers and fields of one request/response pair (bytes unless noted).
+
+    Header lists hold one entry per distinct name, in first-seen order, with
+    repeated fields joined by ", " as libhtp's header table does; a repeated
+    Content-Length keeps its first value.
+    """
+
+    __slots__ = (
+        "tx_id", "progress_ts", "progress_tc",
+        # request
+        "method", "uri_raw", "protocol", "request_line", "request_headers",
+        "request_headers_raw", "request_body", "request_body_len", "request_body_truncated",
+        "uri_normalized", "host", "host_raw", "port", "is_http09",
+        # response
+        "response_protocol", "status", "status_code", "status_msg", "response_line",
+        "response_headers", "response_headers_raw", "response_body", "response_body_len",
+        "response_body_truncated",
+        # bookkeeping for updated() / pop_done()
+        "dirty", "reported",
+    )
+
+    def __init__(self, tx_id: int) -> None:
+        self.tx_id = tx_id
+        self.progress_ts = PROGRESS_NONE
+        self.progress_tc = PROGRESS_NONE
+        self.method: bytes | None = None
+        self.uri_raw: bytes | None = None
+        self.protocol: bytes | None = None
+        self.request_line: bytes | None = None
+        self.request_headers: Headers = []
+        self.request_headers_raw = b""
+        self.request_body = b""
+        self.request_body_len = 0
+        self.request_body_truncated = False
+        self.uri_normalized: bytes | None = None
+        self.host: bytes | None = None
+        self.host_raw: bytes | None = None
+        self.port: int | None = None
+        self.is_http09 = False
+        self.response_protocol: bytes | None = None
+        self.status: bytes | None = None
+        self.status_code: int | None = None
+        self.status_msg: bytes | None = None
+        self.response_line: bytes | None = None
+        self.response_headers: Headers = []
+        self.response_headers_raw = b""
+        self.response_body = b""
+        self.response_body_len = 0
+        self.response_body_truncated = False
+        self.dirty = False
+        self.reported = False
+
+    def request_header(self, name: bytes | str) -> bytes | None:
+        """Value of a request header (case-insensitive name), or None."""
+        return header_value(self.request_headers, name)
+
+    def response_header(self, name: bytes | str) -> bytes | None:
+        """Value of a response header (case-insensitive name), or None."""
+        return header_value(self.response_headers, name)
+
+    @property
+    def done(self) -> bool:
+        """Both directions complete."""
+        return self.progress_ts == PROGRESS_COMPLETE and self.progress_tc == PROGRESS_COMPLETE
+
+    def __repr__(self) -> str:
+        return (f"HttpTx({self.tx_id}, {self.method!r} {self.uri_raw!r} -> {self.status_code}, "
+                f"ts={self.progress_ts} tc={self.progress_tc})")

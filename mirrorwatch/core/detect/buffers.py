@@ -1,0 +1,165 @@
+"""The inspection buffers of application-layer transactions: one table, one row per buffer.
+
+Each row says which protocol and which side of a transaction a sticky buffer reads,
+how far that side must have progressed before the buffer is complete, and how to
+get its bytes.  A getter returns bytes, None (the transaction has no such buffer,
+so a rule that needs it cannot match), or a tuple of bytes for Suricata's
+multi-buffers (``dns.query``: each query name is inspected on its own; a rule
+matches when one of them matches).
+
+Buffers whose side depends on the rule (``http.header``, ``http.cookie``,
+``http.content_type``, ``file.data``, ...) have a getter per side: the rule's
+direction (``flow:to_client`` or a response-only buffer elsewhere in the rule)
+picks it, as Suricata registers such buffers for both directions.
+
+Adding a buffer is adding a row; the detect room has no per-buffer branch.
+"""
+
+from __future__ import annotations
+
+from mirrorwatch.core.applayer.common import (
+    PROGRESS_COMPLETE,
+    PROGRESS_HEADERS,
+    PROGRESS_LINE,
+    TO_CLIENT,
+    TO_SERVER,
+)
+
+BOTH = -1  # a buffer with a getter for each side
+
+
+class Buffer:
+    """One row of the table: ``get[side](tx)`` once ``tx``'s progress on that side reaches ``ready``."""
+
+    __slots__ = ("name", "proto", "side", "ready", "get")
+
+    def __init__(self, name: str, proto: str, side: int, ready: int, ts=None, tc=None):
+        self.name = name
+        self.proto = proto
+        self.side = side
+        self.ready = ready
+        self.get = (ts, tc)
+
+    def getter(self, side: int):
+        return self.get[side]
+
+
+def _hdr(name: bytes):
+    def ts(tx):
+        return tx.request_header(name)
+
+    def tc(tx):
+        return tx.response_header(name)
+
+    return ts, tc
+
+
+def _header_block(headers, skip: bytes | None) -> bytes | None:
+    """Suricata's normalised http.header: 'Name: value\\r\\n' per header (Cookie left out)."""
+    if not headers:
+        return None
+    return b"".join(n + b": " + v + b"\r\n" for n, v in headers if skip is None or n.lower() != skip)
+
+
+def _header_names(headers) -> bytes | None:
+    if not headers:
+        return None
+    return b"\r\n" + b"".join(n + b"\r\n" for n, _ in headers) + b"\r\n"
+
+
+def _start(line, raw) -> bytes | None:
+    if line is None:
+        return None
+    return line + b"\r\n" + (raw or b"") + b"\r\n"
+
+
+def _content_len(headers) -> bytes | None:
+    for n, v in headers:
+        if n.lower() == b"content-length":
+            return v
+    return None
+
+
+def _http() -> list[Buffer]:
+    H, L, C = PROGRESS_HEADERS, PROGRESS_LINE, PROGRESS_COMPLETE
+    rows = [
+        Buffer("http.uri", "http", TO_SERVER, L, lambda tx: tx.uri_normalized),
+        Buffer("http.uri.raw", "http", TO_SERVER, L, lambda tx: tx.uri_raw),
+        Buffer("http.method", "http", TO_SERVER, L, lambda tx: tx.method),
+        Buffer("http.request_line", "http", TO_SERVER, L, lambda tx: tx.request_line),
+        Buffer("http.host", "http", TO_SERVER, H, lambda tx: tx.host),
+        Buffer("http.host.raw", "http", TO_SERVER, H, lambda tx: tx.host_raw),
+        Buffer("http.user_agent", "http", TO_SERVER, H, _hdr(b"user-agent")[0]),
+        Buffer("http.referer", "http", TO_SERVER, H, _hdr(b"referer")[0]),
+        Buffer("http.accept", "http", TO_SERVER, H, _hdr(b"accept")[0]),
+        Buffer("http.accept_enc", "http", TO_SERVER, H, _hdr(b"accept-encoding")[0]),
+        Buffer("http.accept_lang", "http", TO_SERVER, H, _hdr(b"accept-language")[0]),
+        Buffer("http.request_body", "http", TO_SERVER, C, lambda tx: tx.request_body),
+        Buffer("http.stat_code", "http", TO_CLIENT, L, None, lambda tx: tx.status),
+        Buffer("http.stat_msg", "http", TO_CLIENT, L, None, lambda tx: tx.status_msg),
+        Buffer("http.response_line", "http", TO_CLIENT, L, None, lambda tx: tx.response_line),
+        Buffer("http.server", "http", TO_CLIENT, H, None, _hdr(b"server")[1]),
+        Buffer("http.location", "http", TO_CLIENT, H, None, _hdr(b"location")[1]),
+        Buffer("http.response_body", "http", TO_CLIENT, C, None, lambda tx: tx.response_body),
+        Buffer("http.protocol", "http", BOTH, L, lambda tx: tx.protocol, lambda tx: tx.response_protocol),
+        Buffer("http.header", "http", BOTH, H, lambda tx: _header_block(tx.request_headers, b"cookie"),
+               lambda tx: _header_block(tx.response_headers, b"set-cookie")),
+        Buffer("http.header.raw", "http", BOTH, H, lambda tx: tx.request_headers_raw or None,
+               lambda tx: tx.response_headers_raw or None),
+        Buffer("http.header_names", "http", BOTH, H, lambda tx: _header_names(tx.request_headers),
+               lambda tx: _header_names(tx.response_headers)),
+        Buffer("http.cookie", "http", BOTH, H, _hdr(b"cookie")[0], _hdr(b"set-cookie")[1]),
+        Buffer("http.content_type", "http", BOTH, H, *_hdr(b"content-type")),
+        Buffer("http.content_len", "http", BOTH, H, lambda tx: _content_len(tx.request_headers),
+               lambda tx: _content_len(tx.response_headers)),
+        Buffer("http.connection", "http", BOTH, H, *_hdr(b"connection")),
+        Buffer("http.start", "http", BOTH, H, lambda tx: _start(tx.request_line, tx.request_headers_raw),
+               lambda tx: _start(tx.response_line, tx.response_headers_raw)),
+        Buffer("file.data", "http", BOTH, C, lambda tx: tx.request_body, lambda tx: tx.response_body),
+    ]
+    return rows
+
+
+def _attr(name: str):
+    def get(tx):
+        v = getattr(tx, name, None)
+        if not v:
+            return None
+        return v.encode("utf-8", "surrogateescape") if isinstance(v, str) else v
+
+    return get
+
+
+def _dns_queries(tx):
+    qs = tx.queries
+    return tuple(q[0] for q in qs) if qs else None
+
+
+def _others() -> list[Buffer]:
+    C = PROGRESS_COMPLETE
+    H = PROGRESS_HEADERS
+    return [
+        Buffer("dns.query", "dns", TO_SERVER, PROGRESS_LINE, _dns_queries),
+        Buffer("tls.sni", "tls", TO_SERVER, H, _attr("sni")),
+        Buffer("ja3.hash", "tls", TO_SERVER, H, _attr("ja3_hash")),
+        Buffer("ja3.string", "tls", TO_SERVER, H, _attr("ja3_string")),
+        Buffer("ja4.hash", "tls", TO_SERVER, H, _attr("ja4")),
+        Buffer("ja3s.hash", "tls", TO_CLIENT, H, None, _attr("ja3s_hash")),
+        Buffer("ja3s.string", "tls", TO_CLIENT, H, None, _attr("ja3s_string")),
+        Buffer("tls.cert_subject", "tls", TO_CLIENT, C, None, _attr("subject")),
+        Buffer("tls.cert_issuer", "tls", TO_CLIENT, C, None, _attr("issuer")),
+        Buffer("tls.cert_serial", "tls", TO_CLIENT, C, None, _attr("serial")),
+        Buffer("tls.cert_fingerprint", "tls", TO_CLIENT, C, None, _attr("fingerprint")),
+        Buffer("tls.certs", "tls", TO_CLIENT, C, None, lambda tx: tuple(tx.certs) if tx.certs else None),
+        Buffer("ssh.proto", "ssh", BOTH, PROGRESS_LINE, _attr("client_proto"), _attr("server_proto")),
+        Buffer("ssh.software", "ssh", BOTH, PROGRESS_LINE, _attr("client_software"), _attr("server_software")),
+    ]
+
+
+BUFFERS: dict[str, Buffer] = {b.name: b for b in _http() + _others()}
+ALIASES = {"file_data": "file.data",
+           "tls.subject": "tls.cert_subject", "tls.issuerdn": "tls.cert_issuer"}
+
+
+def lookup(name: str) -> Buffer | None:
+    return BUFFERS.get(ALIASES.get(name, name))

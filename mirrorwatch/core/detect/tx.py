@@ -1,0 +1,142 @@
+"""Transaction inspection: application-layer rules judged per transaction, as Suricata's DetectRunTx.
+
+Theory of operation
+-------------------
+The applayer room's parsers report which transactions changed (``updated()``).
+Detect files each changed transaction as pending for both packet directions
+(``FlowDet.txp``), and inspects a direction's pending transactions on the next
+packet of that direction (a request rule on a to-server packet, a response rule
+on a to-client one, as Suricata inspects transactions in the direction of the
+packet), or with a flow-end pseudo packet when the flow goes.
+
+Candidates come from one prefilter per buffer: each (protocol, inspection side)
+has, per buffer (name, side, transforms) that holds some rule's fast pattern, a
+hyperscan block database of those literals; a transaction's buffer is scanned
+once it is complete enough (``buffers.Buffer.ready``).  Rules without a fast
+pattern are candidates for every transaction of their protocol and side.  A rule
+is judged when the transaction has progressed far enough for all its buffers,
+and alerts at most once per transaction (``FlowDet.txa``).
+"""
+
+from __future__ import annotations
+
+import hyperscan as hs
+
+from mirrorwatch.core.applayer.common import TO_SERVER
+from mirrorwatch.core.detect.hsdb import BlockScanner, LiteralSet
+from mirrorwatch.core.detect.judge import write_flowbits
+from mirrorwatch.core.events import Alert
+
+TXA_PRUNE = 64  # transactions remembered per flow before the ones the parser let go are forgotten
+
+
+class TxMixin:
+    """The Detector's transaction step (see ``core.detect.Detector``)."""
+
+    def _build_tx(self, crules) -> None:
+        prefilter: dict = {}  # (proto, side) -> {group key: (group, LiteralSet)}
+        always: dict = {}
+        for cr in crules:
+            spec = cr.tx
+            k = (spec.proto, spec.side)
+            if spec.fp is None:
+                always.setdefault(k, []).append(cr.num)
+                continue
+            g = next(g for g in spec.groups if g.key == spec.fp_key)
+            per = prefilter.setdefault(k, {})
+            if g.key not in per:
+                per[g.key] = (g, LiteralSet())
+            per[g.key][1].add(spec.fp[0], spec.fp[1], cr.num)
+        self.tx_pref = {}
+        for k, per in prefilter.items():
+            scanners = []
+            for g, ls in per.values():
+                db = ls.compile(hs.HS_MODE_BLOCK)
+                if db is not None:
+                    scanners.append((g, BlockScanner(db), ls.rule_tuples()))
+            self.tx_pref[k] = tuple(scanners)
+        self.tx_always = {k: tuple(v) for k, v in always.items()}
+        self.has_tx = bool(crules)
+        self.tx_patterns = sum(len(ls) for per in prefilter.values() for _, ls in per.values())
+
+    def _tx_cands(self, flow, fd, d: int) -> dict | None:
+        """{rule number: [transactions]} to judge on a packet of direction ``d``."""
+        app = flow.app
+        parser = app.parser
+        if parser is None:
+            return None
+        new = parser.updated()
+        if new:
+            if fd.txp is None:
+                fd.txp = ({}, {})
+            for tx in new:
+                fd.txp[0][tx.tx_id] = tx
+                fd.txp[1][tx.tx_id] = tx
+        if fd.txp is None or not fd.txp[d]:
+            return None
+        todo = list(fd.txp[d].values())
+        fd.txp[d].clear()
+        key = (app.proto, d)
+        scanners = self.tx_pref.get(key, ())
+        always = self.tx_always.get(key, ())
+        if not scanners and not always:
+            return None
+        out: dict = {}
+        done = fd.txa
+        c = self.c
+        for tx in todo:
+            cands = set(always)
+            for g, scanner, rules in scanners:
+                if (tx.progress_ts if g.side == TO_SERVER else tx.progress_tc) < g.ready:
+                    continue
+                data = g.data(tx)
+                if not data:
+                    continue
+                c["tx_scans"] += 1
+                for item in data if isinstance(data, tuple) else (data,):
+                    for i in scanner.scan(item):
+                        cands.update(rules[i])
+            if not cands:
+                continue
+            seen = done.get(tx.tx_id) if done else None
+            for num in cands:
+                if seen is None or num not in seen:
+                    out.setdefault(num, []).append(tx)
+        return out or None
+
+    def _judge_tx(self, cr, pkt, flow, fd, d: int, tx, pseudo: bool) -> bool:
+        if fd is None or not cr.tx.ready(tx):
+            return False
+        if not self._pre(cr, pkt, flow, fd, d, pkt.payload, pseudo):
+            return False
+        self.c["tx_inspected"] += 1
+        return cr.tx.match(tx, self.recursion_limit)
+
+    def _alert_tx(self, cr, pkt, flow, fd, to_server, tx, alerts: list) -> None:
+        """A rule matched a transaction: flowbits, pass, noalert, thresholds, then one alert."""
+        if cr.fb_write:
+            write_flowbits(cr, fd)
+        done = fd.txa
+        if done is None:
+            done = fd.txa = {}
+        elif len(done) > TXA_PRUNE:
+            held = {t.tx_id for t in flow.app.parser.txs}
+            for tx_id in [t for t in done if t not in held and t != tx.tx_id]:
+                del done[tx_id]
+        done.setdefault(tx.tx_id, set()).add(cr.num)
+        c = self.c
+        if cr.action == "pass":
+            fd.passed = True
+            c["passed_flows"] += 1
+            return
+        if cr.noalert:
+            return
+        ts = pkt.ts
+        if cr.threshold is not None and not self.thresholds.allow(cr.threshold, cr.key, pkt, fd, ts):
+            return
+        if cr.dfilter is not None and not self.thresholds.allow(cr.dfilter, cr.key, pkt, fd, ts):
+            return
+        if len(alerts) >= self.alert_max:
+            c["alerts_dropped_max"] += 1
+            return
+        alerts.append(Alert(pkt, flow, to_server, cr.rule, 0, pkt.payload, "packet", tx))

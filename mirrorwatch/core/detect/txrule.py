@@ -1,0 +1,134 @@
+"""Application-layer rules: a rule's sticky-buffer keywords compiled into per-buffer matchers.
+
+A rule's keywords are grouped by the buffer they inspect (buffer name plus its
+transforms: Suricata's buffer list id), as Suricata keeps one keyword list per
+buffer.  ``TxSpec`` holds, per group, the getter from ``buffers.BUFFERS``, the
+side of the transaction it reads, the progress that side must reach, the
+transform functions and the keyword list; ``match(tx)`` is true when every group
+matches its buffer (a multi-buffer matches when one of its items does).
+
+The rule's direction decides the side of buffers that exist on both sides
+(``http.header``...): ``flow:to_client`` or a response-only buffer in the rule
+makes it the response; a rule with neither inspects requests.
+"""
+
+from __future__ import annotations
+
+from mirrorwatch.core.applayer.common import TO_CLIENT, TO_SERVER
+from mirrorwatch.core.detect import compile as _c
+from mirrorwatch.core.detect.buffers import BOTH, lookup
+from mirrorwatch.core.detect.payload import compile_matches
+from mirrorwatch.core.detect.transforms import apply, compile_transforms
+from mirrorwatch.rules.model import Content
+
+# buffers Suricata inspects as one keyword list (relative keywords chain across them)
+SAME_LIST = {"http.response_body": "file.data"}
+
+
+class Group:
+    """The keywords of one rule on one buffer."""
+
+    __slots__ = ("name", "key", "side", "ready", "get", "transforms", "matches", "match")
+
+    def __init__(self, name, key, side, ready, get, transforms, matches):
+        self.name, self.key, self.side, self.ready, self.get = name, key, side, ready, get
+        self.transforms, self.matches = transforms, matches
+        self.match = None  # compiled on first use (payload.compile_matches)
+
+    def data(self, tx):
+        """The buffer's bytes for ``tx`` (a tuple for a multi-buffer), transformed; None if absent."""
+        v = self.get(tx)
+        if v is None or not self.transforms:
+            return v
+        if isinstance(v, tuple):
+            return tuple(apply(self.transforms, x) for x in v)
+        return apply(self.transforms, v)
+
+
+class TxSpec:
+    """What detect needs to judge one application-layer rule on a transaction."""
+
+    __slots__ = ("proto", "side", "groups", "fp_key", "fp")
+
+    def __init__(self, proto: str, side: int, groups: list[Group], fp_key, fp):
+        self.proto = proto
+        self.side = side  # the packet direction the rule is inspected on (TO_SERVER / TO_CLIENT)
+        self.groups = groups
+        self.fp_key = fp_key  # the group key whose buffer holds the fast pattern, or None
+        self.fp = fp  # (literal, nocase) or None
+
+    def ready(self, tx) -> bool:
+        for g in self.groups:
+            if (tx.progress_ts if g.side == TO_SERVER else tx.progress_tc) < g.ready:
+                return False
+        return True
+
+    def match(self, tx, recursion_limit: int) -> bool:
+        for g in self.groups:
+            data = g.data(tx)
+            if data is None:
+                return False
+            m = g.match
+            if m is None:
+                m = g.match = compile_matches(g.matches, recursion_limit)
+            if isinstance(data, tuple):
+                if not any(m(x) for x in data):
+                    return False
+            elif not m(data):
+                return False
+        return True
+
+
+def compile_cr(cr) -> None:
+    """A compiled rule with buffer keywords (``cr.tx``) gets its TxSpec, protocol and transports."""
+    cr.tx = compile_tx(cr.rule, cr.tx, "to_client" if cr.to_client else "to_server" if cr.to_server else None)
+    cr.app_proto = cr.tx.proto
+    cr.protos = _c.APP_PROTOS[cr.app_proto]
+
+
+def compile_tx(rule, matches: list, direction: str | None) -> TxSpec:
+    """The rule's buffer keywords as a TxSpec; Unsupported names what detect cannot judge."""
+    by_key: dict = {}
+    rows = {}
+    response = False  # a response-only buffer names the rule's side
+    for m in matches:
+        name = m.buffer
+        row = lookup(name)
+        if row is None:
+            raise _c.Unsupported(f"sticky buffer {name}")
+        response = response or row.side == TO_CLIENT
+        row = lookup(SAME_LIST.get(row.name, row.name))
+        tf = tuple(getattr(m, "transforms", ()) or ())
+        key = (row.name, tf)
+        rows[key] = row
+        by_key.setdefault(key, []).append(m)
+    protos = {row.proto for row in rows.values()}
+    proto = _c.rule_proto(rule)
+    if proto is not None:
+        protos.add(proto)
+    if len(protos) != 1:
+        raise _c.Unsupported("buffers of different application protocols: " + ", ".join(sorted(protos)))
+    proto = protos.pop()
+    if direction in ("to_client", "from_server") or response:
+        side = TO_CLIENT
+    else:
+        side = TO_SERVER
+    groups = []
+    for key, ms in by_key.items():
+        row = rows[key]
+        gside = side if row.side == BOTH else row.side
+        get = row.getter(gside)
+        if get is None:
+            raise _c.Unsupported(f"sticky buffer {row.name} on the {'response' if gside else 'request'} side")
+        try:
+            tfs = compile_transforms(key[1])
+        except ValueError as e:
+            raise _c.Unsupported(str(e)) from None
+        groups.append(Group(row.name, (row.name, gside, key[1]), gside, row.ready, get, tfs, ms))
+    fp_key = fp = None
+    contents = [(g, m) for g in groups for m in g.matches if isinstance(m, Content)]
+    chosen = _c.fast_pattern_content([m for _, m in contents])
+    if chosen is not None:
+        g = next(g for g, m in contents if m is chosen)
+        fp_key, fp = g.key, _c.fast_literal(chosen)  # scanned in the transformed buffer, as Suricata's MPM
+    return TxSpec(proto, side, groups, fp_key, fp)
