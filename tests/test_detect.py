@@ -180,7 +180,7 @@ def test_a_buffer_rule_becomes_a_transaction_rule_of_its_protocol():
     rules[0].matches[0].buffer = "http.uri"
     det = Detector(rules, Settings())
     (cr,) = det.crules
-    assert (cr.kind, cr.app_proto, cr.protos, cr.tx.side) == ("tx", "http", (6,), 0)
+    assert (cr.kind, cr.app_proto, cr.protos, cr.tx.sides) == ("tx", "http", (6,), (0,))
     assert det.tx_patterns == 1 and det.tx_pref[("http", 0)][0][0].name == "http.uri"
 
 

@@ -38,15 +38,17 @@ class TxMixin:
         always: dict = {}
         for cr in crules:
             spec = cr.tx
-            k = (spec.proto, spec.side)
-            if spec.fp is None:
-                always.setdefault(k, []).append(cr.num)
-                continue
-            g = next(g for g in spec.groups if g.key == spec.fp_key)
-            per = prefilter.setdefault(k, {})
-            if g.key not in per:
-                per[g.key] = (g, LiteralSet())
-            per[g.key][1].add(spec.fp[0], spec.fp[1], cr.num)
+            for side in spec.sides:
+                k = (spec.proto, side)
+                fp = spec.fps[side]
+                if fp is None:
+                    always.setdefault(k, []).append(cr.num)
+                    continue
+                g = next(g for g in spec.groups[side] if g.key == fp[0])
+                per = prefilter.setdefault(k, {})
+                if g.key not in per:
+                    per[g.key] = (g, LiteralSet())
+                per[g.key][1].add(fp[1][0], fp[1][1], cr.num)
         self.tx_pref = {}
         for k, per in prefilter.items():
             scanners = []
@@ -105,12 +107,13 @@ class TxMixin:
         return out or None
 
     def _judge_tx(self, cr, pkt, flow, fd, d: int, tx, pseudo: bool) -> bool:
-        if fd is None or not cr.tx.ready(tx):
+        spec = cr.tx
+        if fd is None or d not in spec.sides or not spec.ready(tx, d):
             return False
         if not self._pre(cr, pkt, flow, fd, d, pkt.payload, pseudo):
             return False
         self.c["tx_inspected"] += 1
-        return cr.tx.match(tx, self.recursion_limit)
+        return spec.match(tx, d, self.recursion_limit)
 
     def _alert_tx(self, cr, pkt, flow, fd, to_server, tx, alerts: list) -> None:
         """A rule matched a transaction: flowbits, pass, noalert, thresholds, then one alert."""

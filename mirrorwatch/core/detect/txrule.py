@@ -46,25 +46,30 @@ class Group:
 
 
 class TxSpec:
-    """What detect needs to judge one application-layer rule on a transaction."""
+    """What detect needs to judge one application-layer rule on a transaction.
 
-    __slots__ = ("proto", "side", "groups", "fp_key", "fp")
+    ``sides`` are the packet directions the rule is inspected on: one, or both for a rule
+    whose buffers all exist on both sides and that names no direction (``file.data;
+    content:...``), as Suricata registers such a rule for both; per side, the groups with
+    that side's getters and the fast pattern (group key, (literal, nocase)) or None.
+    """
 
-    def __init__(self, proto: str, side: int, groups: list[Group], fp_key, fp):
+    __slots__ = ("proto", "sides", "groups", "fps")
+
+    def __init__(self, proto: str, sides: tuple, groups: dict, fps: dict):
         self.proto = proto
-        self.side = side  # the packet direction the rule is inspected on (TO_SERVER / TO_CLIENT)
+        self.sides = sides
         self.groups = groups
-        self.fp_key = fp_key  # the group key whose buffer holds the fast pattern, or None
-        self.fp = fp  # (literal, nocase) or None
+        self.fps = fps
 
-    def ready(self, tx) -> bool:
-        for g in self.groups:
+    def ready(self, tx, d: int) -> bool:
+        for g in self.groups[d]:
             if (tx.progress_ts if g.side == TO_SERVER else tx.progress_tc) < g.ready:
                 return False
         return True
 
-    def match(self, tx, recursion_limit: int) -> bool:
-        for g in self.groups:
+    def match(self, tx, d: int, recursion_limit: int) -> bool:
+        for g in self.groups[d]:
             data = g.data(tx)
             if data is None:
                 return False
@@ -110,9 +115,19 @@ def compile_tx(rule, matches: list, direction: str | None) -> TxSpec:
         raise _c.Unsupported("buffers of different application protocols: " + ", ".join(sorted(protos)))
     proto = protos.pop()
     if direction in ("to_client", "from_server") or response:
-        side = TO_CLIENT
+        sides: tuple = (TO_CLIENT,)
+    elif direction in ("to_server", "from_client") or any(r.side == TO_SERVER for r in rows.values()):
+        sides = (TO_SERVER,)
     else:
-        side = TO_SERVER
+        sides = (TO_SERVER, TO_CLIENT)
+    groups, fps = {}, {}
+    for side in sides:
+        groups[side] = _groups(by_key, rows, side)
+        fps[side] = _fast_pattern(groups[side])
+    return TxSpec(proto, sides, groups, fps)
+
+
+def _groups(by_key: dict, rows: dict, side: int) -> list[Group]:
     groups = []
     for key, ms in by_key.items():
         row = rows[key]
@@ -125,10 +140,14 @@ def compile_tx(rule, matches: list, direction: str | None) -> TxSpec:
         except ValueError as e:
             raise _c.Unsupported(str(e)) from None
         groups.append(Group(row.name, (row.name, gside, key[1]), gside, row.ready, get, tfs, ms))
-    fp_key = fp = None
+    return groups
+
+
+def _fast_pattern(groups: list[Group]):
+    """(group key, (literal, nocase)) of the rule's fast pattern, or None (no positive content)."""
     contents = [(g, m) for g in groups for m in g.matches if isinstance(m, Content)]
     chosen = _c.fast_pattern_content([m for _, m in contents])
-    if chosen is not None:
-        g = next(g for g, m in contents if m is chosen)
-        fp_key, fp = g.key, _c.fast_literal(chosen)  # scanned in the transformed buffer, as Suricata's MPM
-    return TxSpec(proto, side, groups, fp_key, fp)
+    if chosen is None:
+        return None
+    g = next(g for g, m in contents if m is chosen)
+    return g.key, _c.fast_literal(chosen)  # scanned in the transformed buffer, as Suricata's MPM
