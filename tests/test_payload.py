@@ -250,3 +250,10 @@ def test_content_chain_matches_brute_force(first, rest, buf):
         opts += f' content:"{p.decode()}"; distance:{dist}; within:{within};'
     rest = [(p, d, max(w, len(p))) for p, d, w in rest]
     assert hit(opts, buf) == _brute((pat, off, depth), rest, buf), opts
+
+
+def test_byte_test_string_of_zero_bytes_reads_the_rest_of_the_buffer():
+    """ET's http.content_len rules: byte_test:0,>,N,0,string,dec reads every digit (Suricata 7)."""
+    assert hit("http.content_len; byte_test:0,>,100000,0,string,dec;", b"1048576")
+    assert not hit("http.content_len; byte_test:0,>,100000,0,string,dec;", b"512")
+    assert not hit("http.content_len; byte_test:0,>,1,0,string,dec;", b"abc")

@@ -308,7 +308,9 @@ def _c_byte_test(b: ByteTest, nxt):
             return DISCONTINUE
         pos = _start(b.relative, _value(b.offset, run), cur)
         nbytes = _value(b.nbytes, run)
-        if pos < 0 or blen - pos <= 0 or nbytes > blen - pos or not 0 < nbytes <= maxbytes:
+        if nbytes == 0 and b.string is not None and 0 <= pos < blen:
+            nbytes = blen - pos  # Suricata 7: a string read of 0 bytes takes the rest of the buffer
+        elif pos < 0 or blen - pos <= 0 or nbytes > blen - pos or not 0 < nbytes <= maxbytes:
             return NO_MATCH
         got = _read(buf, pos, nbytes, b.endian, b.string, mask, shift)
         if got is None:
