@@ -57,6 +57,10 @@ def alerted(events) -> list:
     ('http.uri; content:"/ADMIN"; nocase; http.method; content:"GET";', True),
     ('http.uri; content:"/admin"; http.method; content:"POST";', False),  # every buffer must match
     ('http.uri; to_uppercase; content:"/ADMIN/PANEL";', True),
+    ('http.start; content:"GET /a/../admin/%70anel?x=1 HTTP/1.1|0d 0a|Host"; startswith;', True),
+    # payload keywords in an HTTP rule: the whole message (ET's "content before a sticky buffer")
+    ('flow:to_server; content:"curl/8.0|0d 0a|Cookie"; http.method; content:"GET";', True),
+    ('flow:to_server; content:"nginx"; http.method; content:"GET";', False),
 ])
 def test_http_buffers(rule, fires):
     events = replay(f'alert http any any -> any any (msg:"t"; {rule} sid:1;)', http_frames(Conv()))

@@ -26,6 +26,9 @@ from mirrorwatch.core.applayer.common import (
 )
 
 BOTH = -1  # a buffer with a getter for each side
+# payload keywords (no sticky buffer) in an HTTP rule: Suricata inspects them against the raw
+# stream beside the transaction; here against the transaction's whole message
+MESSAGE = "http.message"
 
 
 class Buffer:
@@ -68,9 +71,17 @@ def _header_names(headers) -> bytes | None:
 
 
 def _start(line, raw) -> bytes | None:
+    """The start line and the header block as sent (the block ends with its empty line)."""
     if line is None:
         return None
-    return line + b"\r\n" + (raw or b"") + b"\r\n"
+    return line + b"\r\n" + (raw or b"\r\n")
+
+
+def _message(line, raw, body) -> bytes | None:
+    """A whole message, start line, headers and (dechunked, decompressed) body: what payload
+    keywords of an HTTP rule inspect in place of Suricata's raw stream."""
+    start = _start(line, raw)
+    return start + body if start is not None else None
 
 
 def _content_len(headers) -> bytes | None:
@@ -116,6 +127,8 @@ def _http() -> list[Buffer]:
         Buffer("http.start", "http", BOTH, H, lambda tx: _start(tx.request_line, tx.request_headers_raw),
                lambda tx: _start(tx.response_line, tx.response_headers_raw)),
         Buffer("file.data", "http", BOTH, C, lambda tx: tx.request_body, lambda tx: tx.response_body),
+        Buffer(MESSAGE, "http", BOTH, C, lambda tx: _message(tx.request_line, tx.request_headers_raw, tx.request_body),
+               lambda tx: _message(tx.response_line, tx.response_headers_raw, tx.response_body)),
     ]
     return rows
 

@@ -259,9 +259,9 @@ class CRule:
         self.app_proto = rule_proto(rule)
         self.app_checks = [_app_check(a) for a in getattr(rule, "app_checks", ())] or None
         if app:
-            if payload:
-                raise Unsupported("payload keywords beside application-layer buffers")
-            self.tx = app  # the buffer keywords: ``txrule.compile_tx`` makes them a TxSpec at build
+            # the buffer keywords (payload ones included): ``txrule.compile_tx`` makes them a TxSpec at build
+            self.tx = list(rule.matches)
+            payload = []
         elif self.app_proto is not None and self.app_proto not in APP_PROTOS:
             raise Unsupported(f"application protocol {self.app_proto}")
         if self.app_proto is not None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from mirrorwatch.core.applayer.common import TO_CLIENT, TO_SERVER
 from mirrorwatch.core.detect import compile as _c
-from mirrorwatch.core.detect.buffers import BOTH, lookup
+from mirrorwatch.core.detect.buffers import BOTH, MESSAGE, lookup
 from mirrorwatch.core.detect.payload import compile_matches
 from mirrorwatch.core.detect.transforms import apply, compile_transforms
 from mirrorwatch.rules.model import Content
@@ -98,6 +98,10 @@ def compile_tx(rule, matches: list, direction: str | None) -> TxSpec:
     response = False  # a response-only buffer names the rule's side
     for m in matches:
         name = m.buffer
+        if name == "payload":
+            if _c.rule_proto(rule) != "http":
+                raise _c.Unsupported("payload keywords beside application-layer buffers")
+            name = MESSAGE
         row = lookup(name)
         if row is None:
             raise _c.Unsupported(f"sticky buffer {name}")
