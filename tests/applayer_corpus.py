@@ -13,10 +13,10 @@ from __future__ import annotations
 import shutil
 import subprocess
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import pytest
-
 from conftest import CORPUS
 
 TO_SERVER = 0
@@ -124,14 +124,19 @@ def udp_payloads(pcap: Path, display_filter: str = "udp") -> list[tuple[int, int
             if payload and "," not in sport + payload]
 
 
-def pcaps_with(display_filter: str) -> list[Path]:
-    """The corpus captures (bench and suricata-verify) holding frames that match."""
-    found = []
+@cache
+def protocols_in(pcap: Path) -> frozenset[str]:
+    """Every protocol tshark dissects somewhere in ``pcap`` (one pass, cached)."""
+    seen: set[str] = set()
+    for (stack,) in tshark_fields(pcap, "tcp.len > 0 || udp", ["frame.protocols"]):
+        seen.update(stack.split(":"))
+    return frozenset(seen)
+
+
+def pcaps_with(protocol: str) -> list[Path]:
+    """The corpus captures (bench and suricata-verify) where tshark dissects ``protocol``."""
     candidates = sorted(BENCH.glob("*.pcap")) + sorted(SV_TESTS.glob("*/*.pcap"))
-    for pcap in candidates:
-        if tshark_fields(pcap, display_filter, ["frame.number"], ("-c", "200000")):
-            found.append(pcap)
-    return found
+    return [pcap for pcap in candidates if protocol in protocols_in(pcap)]
 
 
 # --- suricata-verify EVE expectations ------------------------------------------------

@@ -23,7 +23,7 @@ _ASCII_LIMIT = 0x80
 class ParserStats:
     """Counters of one parser object (one flow)."""
 
-    __slots__ = ("parse_errors", "gaps", "txs", "memcap_hits")
+    __slots__ = ("gaps", "memcap_hits", "parse_errors", "txs")
 
     def __init__(self) -> None:
         self.parse_errors = 0
@@ -32,7 +32,9 @@ class ParserStats:
         self.memcap_hits = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.__slots__}
+        """Every counter, those of subclasses included."""
+        names = [n for cls in reversed(type(self).__mro__) for n in getattr(cls, "__slots__", ())]
+        return {name: getattr(self, name) for name in names}
 
 
 class TxTracker:
@@ -43,7 +45,7 @@ class TxTracker:
     directions that were handed out since their last change.
     """
 
-    __slots__ = ("txs", "_next_id", "_updated")
+    __slots__ = ("_next_id", "_updated", "txs")
 
     def __init__(self) -> None:
         self.txs: list = []

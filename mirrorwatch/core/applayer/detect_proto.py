@@ -14,7 +14,9 @@ Where Suricata relies on ports (its probing parsers for DNS, the FTP and SMTP
 banners, SMB session setup), detection here is by content: a DNS message must
 parse completely, have a question and the direction's QR bit; a "220" banner
 names FTP or SMTP; a request line with an unknown upper-case method and an
-HTTP/x.y version is HTTP; "AUTH TLS"/"AUTH SSL" as the first command is FTP.
+HTTP/1.x version is HTTP; "AUTH TLS"/"AUTH SSL" as the first command is FTP;
+the DCERPC header also needs a connection-oriented PDU type and a fragment
+length that holds it (SOCKS5 replies start 05 00 too).
 
 The first direction to decide sets the flow's protocol (Suricata's
 app-layer.c keeps the protocol whose parser already ran); a later, different
@@ -32,7 +34,11 @@ from collections.abc import Callable
 
 from mirrorwatch.core.applayer.common import TO_CLIENT, TO_SERVER
 from mirrorwatch.core.applayer.dns_wire import (
-    FLAG_QR, HEADER_LEN, header_valid, parse_header, parse_message,
+    FLAG_QR,
+    HEADER_LEN,
+    header_valid,
+    parse_header,
+    parse_message,
 )
 
 HTTP = "http"
@@ -67,7 +73,7 @@ HTTP_METHODS = frozenset({
 })
 HTTP_METHOD_SEPARATORS = b" \t"
 MAX_METHOD_LEN = 32
-HTTP_VERSION_LEN = len(b"HTTP/1.1")
+HTTP1_VERSIONS = (b"HTTP/0.9", b"HTTP/1.0", b"HTTP/1.1")
 TCP_DNS_PREFIX = 2
 NBSS_SESSION_MESSAGE = 0x00
 NBSS_TYPES = frozenset({0x00, 0x81, 0x82, 0x83, 0x84, 0x85})
@@ -77,6 +83,8 @@ SMB_MAGICS = (b"\xffSMB", b"\xfeSMB", b"\xfdSMB")
 SMB_MAGIC_LEN = 4
 DCERPC_HEADER_LEN = 16
 DCERPC_VERSION = b"\x05\x00"
+DCERPC_DREP_LITTLE_ENDIAN = 0x10
+DCERPC_CO_PDU_TYPES = frozenset({0, 2, 3, 11, 12, 13, 14, 15, 16, 17, 18, 19})
 BANNER_220 = (b"220 ", b"220-")
 _UPPER = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _METHOD_CHARS = _UPPER | frozenset(b"0123456789_-")
@@ -129,11 +137,13 @@ def _method_token_ok(token: bytes, terminated: bool) -> bool:
 
 
 def _version_ok(text: bytes, complete: bool) -> bool:
-    text = text[:-1] if complete and text.endswith(b"\r") else text
-    shape = b"HTTP/9.9"
-    if len(text) > len(shape) or (complete and len(text) != len(shape)):
-        return False
-    return all((s == 0x39 and chr(c).isdigit()) or s == c for s, c in zip(shape, text))
+    """An HTTP/1 version, or its start while the line is still arriving ("PRI * HTTP/2.0"
+    is the HTTP/2 preface, not HTTP/1). A CR can only end the version."""
+    if text.endswith(b"\r"):
+        return text[:-1] in HTTP1_VERSIONS
+    if complete:
+        return text in HTTP1_VERSIONS
+    return any(version.startswith(text) for version in HTTP1_VERSIONS)
 
 
 def _http_request_line(buf: bytes) -> Verdict:
@@ -197,22 +207,29 @@ def _smb(buf: bytes) -> Verdict:
     if buf[0] == NBSS_SESSION_MESSAGE:
         return SMB if buf[NBSS_HEADER_LEN:NBSS_HEADER_LEN + SMB_MAGIC_LEN] in SMB_MAGICS else None
     first_len = int.from_bytes(buf[1:NBSS_HEADER_LEN], "big")
+    if first_len >= NBSS_SMALL_FIRST_MESSAGE:
+        return None
     second = NBSS_HEADER_LEN + first_len
     if len(buf) < second + NBSS_HEADER_LEN + SMB_MAGIC_LEN:
-        return WAIT if first_len < NBSS_SMALL_FIRST_MESSAGE else None
+        return WAIT
     magic = buf[second + NBSS_HEADER_LEN:second + NBSS_HEADER_LEN + SMB_MAGIC_LEN]
     return SMB if buf[second] == NBSS_SESSION_MESSAGE and magic in SMB_MAGICS else None
 
 
 def _dcerpc(buf: bytes) -> Verdict:
-    """DCERPC v5.0 connection-oriented header with a sane data representation."""
+    """DCERPC v5.0 connection-oriented header: Suricata's drep check, plus a known PDU
+    type and a fragment length that holds the header (SOCKS5 also starts 05 00)."""
     verdict = _prefix(DCERPC, DCERPC_VERSION)(buf)
     if verdict is not DCERPC:
         return verdict
     if len(buf) < DCERPC_HEADER_LEN:
         return WAIT
-    drep_ok = buf[4] & 0xEE == 0 and buf[5] <= 3
-    return DCERPC if drep_ok else None
+    order = "little" if buf[4] & DCERPC_DREP_LITTLE_ENDIAN else "big"
+    frag_len = int.from_bytes(buf[8:10], order)
+    auth_len = int.from_bytes(buf[10:12], order)
+    sane = (buf[2] in DCERPC_CO_PDU_TYPES and buf[4] & 0xEE == 0 and buf[5] <= 3
+            and frag_len >= DCERPC_HEADER_LEN + auth_len)
+    return DCERPC if sane else None
 
 
 def _tls_records(types: bytes) -> Matcher:
@@ -242,7 +259,7 @@ _TO_SERVER_MATCHERS: tuple[Matcher, ...] = (
 )
 
 _TO_CLIENT_MATCHERS: tuple[Matcher, ...] = (
-    _any_of(*(_prefix(HTTP, v, nocase=True) for v in (b"HTTP/0.9", b"HTTP/1.0", b"HTTP/1.1"))),
+    _any_of(*(_prefix(HTTP, v, nocase=True) for v in HTTP1_VERSIONS)),
     _tls_records(b"\x15\x16\x17"),
     _any_of(_prefix(FTP, b"220 (", nocase=True), _banner_220),
     _prefix(SSH, b"SSH-"),
@@ -266,7 +283,7 @@ def classify(buf: bytes, matchers: tuple[Matcher, ...], window_full: bool) -> Ve
 
 
 class _Direction:
-    __slots__ = ("buf", "seen", "done", "proto")
+    __slots__ = ("buf", "done", "proto", "seen")
 
     def __init__(self) -> None:
         self.buf = bytearray()

@@ -16,12 +16,30 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from mirrorwatch.core.applayer.common import (
-    PROGRESS_COMPLETE, PROGRESS_NONE, TO_CLIENT, TO_SERVER, ParserStats, TxTracker,
+    PROGRESS_COMPLETE,
+    PROGRESS_NONE,
+    TO_CLIENT,
+    TO_SERVER,
+    ParserStats,
+    TxTracker,
     string_from_bytes,
 )
 from mirrorwatch.core.applayer.dns_wire import (
-    FLAG_AA, FLAG_QR, FLAG_RA, FLAG_RD, FLAG_TC, FLAG_Z, HEADER_LEN, OPCODE_MASK, OPCODE_SHIFT,
-    RCODE_MASK, DnsMessage, DnsRecord, header_valid, parse_header, parse_message,
+    FLAG_AA,
+    FLAG_QR,
+    FLAG_RA,
+    FLAG_RD,
+    FLAG_TC,
+    FLAG_Z,
+    HEADER_LEN,
+    OPCODE_MASK,
+    OPCODE_SHIFT,
+    RCODE_MASK,
+    DnsMessage,
+    DnsRecord,
+    header_valid,
+    parse_header,
+    parse_message,
 )
 
 DEFAULT_MAX_PENDING = 256
@@ -41,7 +59,7 @@ RRTYPE_NAMES = {
     249: "TKEY", 250: "TSIG", 254: "MAILA", 255: "ANY", 256: "URI",
 }
 
-# Suricata dns_rcode_string (16 is BADVERS/BADSIG).
+# Suricata's dns_rcode_string; it reads the header's 4 rcode bits, so 16+ never show.
 RCODE_NAMES = {
     0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED",
     6: "YXDOMAIN", 7: "YXRRSET", 8: "NXRRSET", 9: "NOTAUTH", 10: "NOTZONE",
@@ -59,7 +77,7 @@ def rcode_name(flags: int) -> str:
 
 
 class DnsStats(ParserStats):
-    __slots__ = ("unanswered", "not_request", "skipped_bytes")
+    __slots__ = ("not_request", "skipped_bytes", "unanswered")
 
     def __init__(self) -> None:
         super().__init__()
@@ -71,7 +89,7 @@ class DnsStats(ParserStats):
 class DnsTransaction:
     """A query and its response (either may be missing)."""
 
-    __slots__ = ("tx_id", "request", "response", "progress_ts", "progress_tc")
+    __slots__ = ("progress_tc", "progress_ts", "request", "response", "tx_id")
 
     def __init__(self, tx_id: int) -> None:
         self.tx_id = tx_id
@@ -200,13 +218,14 @@ class DnsUdpState(_DnsFlow):
         """Parse one datagram; the transaction it created or completed, or None."""
         return self._on_message(direction, bytes(payload))
 
-    def close(self) -> None:
-        """The flow ended: queries still waiting are closed unanswered."""
-        self._flush_pending()
+    def close(self, direction: int = TO_CLIENT) -> None:
+        """No more responses (the flow ended): queries still waiting are closed unanswered."""
+        if direction == TO_CLIENT:
+            self._flush_pending()
 
 
 class _TcpDirection:
-    __slots__ = ("buf", "skip", "resync")
+    __slots__ = ("buf", "resync", "skip")
 
     def __init__(self) -> None:
         self.buf = bytearray()

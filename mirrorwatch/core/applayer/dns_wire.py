@@ -9,7 +9,8 @@ gives no record, and the additional section is walked only to tell whether
 the message is well formed (``DnsMessage.complete``).
 
 Every function here is pure; malformed input raises ``DnsMalformed``, which
-the message-level ``parse_message`` turns into ``None``.
+the message-level ``parse_message`` turns into ``None``. The name steps of a
+whole message are bounded too (``_Message``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from mirrorwatch.core.applayer.common import string_from_bytes as _text
 HEADER_LEN = 12
 MAX_NAME_LEN = 1025
 MAX_NAME_SEGMENTS = 255
+MIN_NAME_STEPS = 4096
 
 FLAG_QR = 0x8000
 FLAG_AA = 0x0400
@@ -122,7 +124,9 @@ class DnsMessage(NamedTuple):
 
 
 def header_valid(counts: tuple[int, ...], flags: int, length: int) -> bool:
-    """Suricata's probe_header_validity: the record counts fit ``length``."""
+    """Suricata's probe_header_validity: the record counts fit ``length`` (7.0's
+    size test), a message without records is a bare header and a query has a
+    question (main's additions)."""
     records = sum(counts)
     if HEADER_LEN + 2 * records > length:
         return False
@@ -138,60 +142,77 @@ def parse_header(msg: bytes) -> tuple[int, int, tuple[int, int, int, int]] | Non
     return dns_id, flags, (qd, an, ns, ar)
 
 
-def parse_name(msg: bytes, pos: int, end: int) -> tuple[DnsName, int]:
-    """Decode the name at ``pos``; labels before the first pointer end by ``end``.
+class _Message:
+    """One message being parsed, with its budget of name steps (labels and pointers).
 
-    Returns the name and the offset just past it in the original data.
+    Suricata bounds each name (``MAX_NAME_SEGMENTS``); the budget also bounds the
+    whole message, so thousands of records pointing into long pointer chains
+    cannot make one datagram cost seconds: ``max(MIN_NAME_STEPS, len(message))``.
     """
-    name = bytearray()
-    flags = 0
-    after_pointer = -1
-    limit = end
-    count = 0
-    while pos < limit:
-        length = msg[pos]
-        kind = length & _LABEL_KIND_MASK
-        if length == 0:
-            pos += 1
-            break
-        if kind == 0:
-            if pos + 1 + length > limit:
-                raise DnsMalformed("label runs past its data")
-            if not flags & NAME_TRUNCATED:
-                if name:
-                    name.append(0x2E)
-                name += msg[pos + 1:pos + 1 + length]
-            pos += 1 + length
-        elif kind == _POINTER:
-            if pos + 2 > limit:
-                raise DnsMalformed("pointer runs past its data")
-            offset = _U16.unpack_from(msg, pos)[0] & _POINTER_OFFSET_MASK
-            if offset > len(msg):
-                raise DnsMalformed("pointer past the message")
-            if offset == pos and limit == len(msg):
-                flags |= NAME_INFINITE_LOOP
+
+    __slots__ = ("data", "steps")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.steps = max(MIN_NAME_STEPS, len(data))
+
+    def name(self, pos: int, end: int) -> tuple[DnsName, int]:
+        """The name at ``pos`` (labels before the first pointer end by ``end``), and
+        the offset just past it in the original data."""
+        msg = self.data
+        name = bytearray()
+        flags = 0
+        after_pointer = -1
+        limit = end
+        count = 0
+        while pos < limit:
+            length = msg[pos]
+            if length == 0:
+                pos += 1
+                break
+            if length & _LABEL_KIND_MASK == 0:
+                if pos + 1 + length > limit:
+                    raise DnsMalformed("label runs past its data")
+                if not flags & NAME_TRUNCATED:
+                    name += (b"." if name else b"") + msg[pos + 1:pos + 1 + length]
+                pos += 1 + length
+            elif length & _LABEL_KIND_MASK == _POINTER:
+                if pos + 2 > limit:
+                    raise DnsMalformed("pointer runs past its data")
+                offset = _U16.unpack_from(msg, pos)[0] & _POINTER_OFFSET_MASK
+                if offset > len(msg):
+                    raise DnsMalformed("pointer past the message")
+                if offset == pos and limit == len(msg):  # Suricata's self-reference test
+                    flags |= NAME_INFINITE_LOOP
+                    if after_pointer < 0:
+                        raise DnsMalformed("name points to itself")
+                    break
                 if after_pointer < 0:
-                    raise DnsMalformed("name points to itself")
+                    after_pointer = pos + 2
+                pos, limit = offset, len(msg)
+            else:
+                raise DnsMalformed("reserved label type")
+            count += 1
+            self.steps -= 1
+            if self.steps < 0:
+                raise DnsMalformed("name steps of the message exhausted")
+            if count > MAX_NAME_SEGMENTS:
+                flags |= NAME_LABEL_LIMIT
+                if after_pointer < 0:
+                    raise DnsMalformed("too many labels")
+                flags |= NAME_TRUNCATED
                 break
-            if after_pointer < 0:
-                after_pointer = pos + 2
-            pos = offset
-            limit = len(msg)
-        else:
-            raise DnsMalformed("reserved label type")
-        count += 1
-        if count > MAX_NAME_SEGMENTS:
-            flags |= NAME_LABEL_LIMIT
-            if after_pointer < 0:
-                raise DnsMalformed("too many labels")
-            flags |= NAME_TRUNCATED
-            break
-        if len(name) > MAX_NAME_LEN:
-            del name[MAX_NAME_LEN:]
-            flags |= NAME_TRUNCATED
-            if after_pointer >= 0:
-                break
-    return DnsName(bytes(name), flags), (after_pointer if after_pointer >= 0 else pos)
+            if len(name) > MAX_NAME_LEN:
+                del name[MAX_NAME_LEN:]
+                flags |= NAME_TRUNCATED
+                if after_pointer >= 0:
+                    break
+        return DnsName(bytes(name), flags), (after_pointer if after_pointer >= 0 else pos)
+
+
+def parse_name(msg: bytes, pos: int, end: int) -> tuple[DnsName, int]:
+    """The name at ``pos`` of ``msg`` (labels before the first pointer end by ``end``)."""
+    return _Message(msg).name(pos, end)
 
 
 def format_address(addr: bytes) -> str:
@@ -203,23 +224,24 @@ def format_address(addr: bytes) -> str:
     return ""
 
 
-# Each rdata decoder: (msg, start, end) -> list of (rdata text, detail, name, name flags).
-def _rdata_address(msg, start, end):
-    return [(format_address(msg[start:end]), None, None, 0)]
+# Each rdata decoder: (message, start, end) -> [(rdata text, detail, name, name flags)].
+def _rdata_address(m: _Message, start: int, end: int) -> list:
+    return [(format_address(m.data[start:end]), None, None, 0)]
 
 
-def _rdata_name(msg, start, end):
-    name, _ = parse_name(msg, start, end)
+def _rdata_name(m: _Message, start: int, end: int) -> list:
+    name, _ = m.name(start, end)
     return [(_text(name.value), None, name.value, name.flags)]
 
 
-def _rdata_mx(msg, start, end):
+def _rdata_mx(m: _Message, start: int, end: int) -> list:
     if start + 2 > end:
         raise DnsMalformed("short MX")
-    return _rdata_name(msg, start + 2, end)
+    return _rdata_name(m, start + 2, end)
 
 
-def _rdata_txt(msg, start, end):
+def _rdata_txt(m: _Message, start: int, end: int) -> list:
+    msg = m.data
     out = []
     pos = start
     while pos < end:
@@ -233,16 +255,16 @@ def _rdata_txt(msg, start, end):
     return out
 
 
-def _rdata_null(msg, start, end):
-    return [(_text(msg[start:end]), None, None, 0)]
+def _rdata_null(m: _Message, start: int, end: int) -> list:
+    return [(_text(m.data[start:end]), None, None, 0)]
 
 
-def _rdata_soa(msg, start, end):
-    mname, pos = parse_name(msg, start, end)
-    rname, pos = parse_name(msg, pos, end)
+def _rdata_soa(m: _Message, start: int, end: int) -> list:
+    mname, pos = m.name(start, end)
+    rname, pos = m.name(pos, end)
     if pos + _SOA_TAIL.size > end:
         raise DnsMalformed("short SOA")
-    serial, refresh, retry, expire, minimum = _SOA_TAIL.unpack_from(msg, pos)
+    serial, refresh, retry, expire, minimum = _SOA_TAIL.unpack_from(m.data, pos)
     soa: dict = {"mname": _text(mname.value)}
     if mname.flags & NAME_TRUNCATED:
         soa["mname_truncated"] = True
@@ -254,16 +276,17 @@ def _rdata_soa(msg, start, end):
     return [(text, ("soa", soa), None, mname.flags | rname.flags)]
 
 
-def _rdata_srv(msg, start, end):
+def _rdata_srv(m: _Message, start: int, end: int) -> list:
     if start + _SRV_HEAD.size > end:
         raise DnsMalformed("short SRV")
-    priority, weight, port = _SRV_HEAD.unpack_from(msg, start)
-    target, _ = parse_name(msg, start + _SRV_HEAD.size, end)
+    priority, weight, port = _SRV_HEAD.unpack_from(m.data, start)
+    target, _ = m.name(start + _SRV_HEAD.size, end)
     srv = {"priority": priority, "weight": weight, "port": port, "name": _text(target.value)}
     return [(f"{priority} {weight} {port} {srv['name']}", ("srv", srv), target.value, target.flags)]
 
 
-def _rdata_sshfp(msg, start, end):
+def _rdata_sshfp(m: _Message, start: int, end: int) -> list:
+    msg = m.data
     if start + 2 > end:
         raise DnsMalformed("short SSHFP")
     fingerprint = ":".join(f"{b:02x}" for b in msg[start + 2:end])
@@ -271,7 +294,7 @@ def _rdata_sshfp(msg, start, end):
     return [(f"{msg[start]} {msg[start + 1]} {fingerprint}", ("sshfp", sshfp), None, 0)]
 
 
-def _rdata_unknown(msg, start, end):
+def _rdata_unknown(_m: _Message, _start: int, _end: int) -> list:
     return [(None, None, None, 0)]
 
 
@@ -283,29 +306,29 @@ _RDATA_DECODERS = {
 }
 
 
-def _parse_query(msg: bytes, pos: int) -> tuple[DnsQuery, int, int]:
-    name, pos = parse_name(msg, pos, len(msg))
-    if pos + _QUERY_TAIL.size > len(msg):
+def _parse_query(m: _Message, pos: int) -> tuple[DnsQuery, int, int]:
+    name, pos = m.name(pos, len(m.data))
+    if pos + _QUERY_TAIL.size > len(m.data):
         raise DnsMalformed("short question")
-    rrtype, rrclass = _QUERY_TAIL.unpack_from(msg, pos)
+    rrtype, rrclass = _QUERY_TAIL.unpack_from(m.data, pos)
     query = DnsQuery(name.value, rrtype, rrclass, bool(name.flags & NAME_TRUNCATED))
     return query, pos + _QUERY_TAIL.size, name.flags
 
 
-def _parse_record(msg: bytes, pos: int, out: list[DnsRecord]) -> tuple[int, int]:
+def _parse_record(m: _Message, pos: int, out: list[DnsRecord]) -> tuple[int, int]:
     """Append the record(s) at ``pos`` to ``out``; return (next offset, name flags)."""
-    name, pos = parse_name(msg, pos, len(msg))
-    if pos + _RR_TAIL.size > len(msg):
+    name, pos = m.name(pos, len(m.data))
+    if pos + _RR_TAIL.size > len(m.data):
         raise DnsMalformed("short record header")
-    rrtype, _rrclass, ttl, rdlength = _RR_TAIL.unpack_from(msg, pos)
+    rrtype, _rrclass, ttl, rdlength = _RR_TAIL.unpack_from(m.data, pos)
     start = pos + _RR_TAIL.size
     end = start + rdlength
-    if end > len(msg):
+    if end > len(m.data):
         raise DnsMalformed("rdata runs past the message")
     flags = name.flags
     if rdlength:
         decoder = _RDATA_DECODERS.get(rrtype, _rdata_unknown)
-        for text, detail, rdata_name, rdata_flags in decoder(msg, start, end):
+        for text, detail, rdata_name, rdata_flags in decoder(m, start, end):
             flags |= rdata_flags
             out.append(DnsRecord(name.value, rrtype, ttl, text, detail,
                                  bool(name.flags & NAME_TRUNCATED),
@@ -313,25 +336,25 @@ def _parse_record(msg: bytes, pos: int, out: list[DnsRecord]) -> tuple[int, int]
     return end, flags
 
 
-def _parse_section(msg: bytes, pos: int, count: int) -> tuple[list[DnsRecord], int, int]:
+def _parse_section(m: _Message, pos: int, count: int) -> tuple[list[DnsRecord], int, int]:
     records: list[DnsRecord] = []
     flags = 0
     for _ in range(count):
-        pos, name_flags = _parse_record(msg, pos, records)
+        pos, name_flags = _parse_record(m, pos, records)
         flags |= name_flags
     return records, pos, flags
 
 
-def _walk_additionals(msg: bytes, pos: int, count: int) -> bool:
+def _walk_additionals(m: _Message, pos: int, count: int) -> bool:
     """True when the additional section parses and ends the message exactly."""
     scratch: list[DnsRecord] = []
     try:
         for _ in range(count):
-            pos, _flags = _parse_record(msg, pos, scratch)
+            pos, _flags = _parse_record(m, pos, scratch)
             scratch.clear()
     except (DnsMalformed, IndexError, struct.error):
         return False
-    return pos == len(msg)
+    return pos == len(m.data)
 
 
 def parse_message(msg: bytes) -> DnsMessage | None:
@@ -347,15 +370,16 @@ def parse_message(msg: bytes) -> DnsMessage | None:
     dns_id, flags, counts = header
     if not header_valid(counts, flags, len(msg)):
         return None
+    m = _Message(msg)
     try:
         pos = HEADER_LEN
         queries = []
         name_flags = 0
         for _ in range(counts[0]):
-            query, pos, qflags = _parse_query(msg, pos)
+            query, pos, qflags = _parse_query(m, pos)
             queries.append(query)
             name_flags |= qflags
-        answers, pos, aflags = _parse_section(msg, pos, counts[1])
+        answers, pos, aflags = _parse_section(m, pos, counts[1])
         name_flags |= aflags
     except (DnsMalformed, IndexError, struct.error):
         return None
@@ -363,9 +387,9 @@ def parse_message(msg: bytes) -> DnsMessage | None:
     complete = True
     try:
         for _ in range(counts[2]):
-            pos, rflags = _parse_record(msg, pos, authorities)
+            pos, rflags = _parse_record(m, pos, authorities)
             name_flags |= rflags
-        complete = _walk_additionals(msg, pos, counts[3])
+        complete = _walk_additionals(m, pos, counts[3])
     except (DnsMalformed, IndexError, struct.error):
         complete = False
     return DnsMessage(dns_id, flags, counts, tuple(queries), tuple(answers),

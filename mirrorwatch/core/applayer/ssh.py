@@ -6,14 +6,21 @@ tolerated). A line longer than ``max_banner_len`` is read from what arrived
 and the rest of it is skipped. A first line that is not a banner makes the
 parser give up. After the banner the binary packets are followed by their
 length up to SSH_MSG_NEWKEYS, after which the direction is encrypted.
-``ssh.proto`` / ``ssh.software`` are the ``proto`` / ``software`` buffers of
-each side.
+``ssh.proto`` / ``ssh.software`` are ``client_proto`` / ``client_software``
+(to server) and ``server_proto`` / ``server_software`` (to client).
 """
 
 from __future__ import annotations
 
 from mirrorwatch.core.applayer.common import (
-    PROGRESS_COMPLETE, PROGRESS_NONE, TO_SERVER, ParserStats, TxTracker, string_from_bytes,
+    PROGRESS_COMPLETE,
+    PROGRESS_LINE,
+    PROGRESS_NONE,
+    TO_CLIENT,
+    TO_SERVER,
+    ParserStats,
+    TxTracker,
+    string_from_bytes,
 )
 
 BANNER_PREFIX = b"SSH-"
@@ -22,9 +29,9 @@ DEFAULT_MAX_PACKET_LEN = 65535
 PACKET_HEADER_LEN = 6
 MSG_NEWKEYS = 21
 
-# Progress of each side: banner read, keys exchanged; PROGRESS_COMPLETE on close.
-SSH_PROGRESS_BANNER = 1
-SSH_PROGRESS_ENCRYPTED = 3
+# Progress of each side on the common scale: the banner is read (PROGRESS_LINE);
+# complete once nothing more is in cleartext (SSH_MSG_NEWKEYS), or closed, or given up.
+SSH_PROGRESS_BANNER = PROGRESS_LINE
 
 
 def parse_banner(line: bytes) -> tuple[bytes, bytes] | None:
@@ -38,8 +45,15 @@ def parse_banner(line: bytes) -> tuple[bytes, bytes] | None:
 
 
 class SshTransaction:
-    __slots__ = ("tx_id", "progress_ts", "progress_tc", "client_proto", "client_software",
-                 "server_proto", "server_software")
+    __slots__ = (
+        "client_proto",
+        "client_software",
+        "progress_tc",
+        "progress_ts",
+        "server_proto",
+        "server_software",
+        "tx_id",
+    )
 
     def __init__(self) -> None:
         self.tx_id = 0
@@ -52,7 +66,7 @@ class SshTransaction:
 
 
 class _Side:
-    __slots__ = ("line", "skip_line", "banner_done", "header", "skip", "encrypted", "stopped")
+    __slots__ = ("banner_done", "encrypted", "header", "line", "skip", "skip_line", "stopped")
 
     def __init__(self) -> None:
         self.line = bytearray()
@@ -101,7 +115,6 @@ class SshState:
                 pos = self._packet_bytes(direction, side, data, pos)
             else:
                 pos = self._banner_bytes(direction, side, data, pos)
-        self._tracker.touch(self.tx)
 
     def gap(self, direction: int, size: int) -> None:
         side = self._sides[direction]
@@ -110,13 +123,21 @@ class SshState:
             side.skip -= size
         elif not side.encrypted:
             side.stopped = True
+            self._advance(direction, PROGRESS_COMPLETE)
 
     def close(self, direction: int) -> None:
+        self._advance(direction, PROGRESS_COMPLETE)
+
+    def _advance(self, direction: int, progress: int) -> None:
+        """Raise one side's progress; a change is reported by ``updated``."""
+        tx = self.tx
+        if progress <= (tx.progress_ts if direction == TO_SERVER else tx.progress_tc):
+            return
         if direction == TO_SERVER:
-            self.tx.progress_ts = PROGRESS_COMPLETE
+            tx.progress_ts = progress
         else:
-            self.tx.progress_tc = PROGRESS_COMPLETE
-        self._tracker.touch(self.tx)
+            tx.progress_tc = progress
+        self._tracker.touch(tx)
 
     def _banner_bytes(self, direction: int, side: _Side, data: bytes, pos: int) -> int:
         end = data.find(b"\n", pos)
@@ -142,14 +163,14 @@ class SshState:
         if parsed is None:
             self.failed = True
             self.stats.parse_errors += 1
+            self._advance(TO_SERVER, PROGRESS_COMPLETE)
+            self._advance(TO_CLIENT, PROGRESS_COMPLETE)
             return
-        tx = self.tx
         if direction == TO_SERVER:
-            tx.client_proto, tx.client_software = parsed
-            tx.progress_ts = max(tx.progress_ts, SSH_PROGRESS_BANNER)
+            self.tx.client_proto, self.tx.client_software = parsed
         else:
-            tx.server_proto, tx.server_software = parsed
-            tx.progress_tc = max(tx.progress_tc, SSH_PROGRESS_BANNER)
+            self.tx.server_proto, self.tx.server_software = parsed
+        self._advance(direction, SSH_PROGRESS_BANNER)
 
     def _packet_bytes(self, direction: int, side: _Side, data: bytes, pos: int) -> int:
         if side.skip:
@@ -165,18 +186,13 @@ class SshState:
             if length < PACKET_HEADER_LEN - 4 or length > self.max_packet_len:
                 side.stopped = True
                 self.stats.parse_errors += 1
+                self._advance(direction, PROGRESS_COMPLETE)
             elif msg_code == MSG_NEWKEYS:
                 side.encrypted = True
-                self._encrypted(direction)
+                self._advance(direction, PROGRESS_COMPLETE)
             else:
                 side.skip = length - (PACKET_HEADER_LEN - 4)
         return pos + take
-
-    def _encrypted(self, direction: int) -> None:
-        if direction == TO_SERVER:
-            self.tx.progress_ts = max(self.tx.progress_ts, SSH_PROGRESS_ENCRYPTED)
-        else:
-            self.tx.progress_tc = max(self.tx.progress_tc, SSH_PROGRESS_ENCRYPTED)
 
 
 def eve_record(tx: SshTransaction) -> dict | None:

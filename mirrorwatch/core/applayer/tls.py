@@ -11,17 +11,31 @@ anyway is absorbed, any other gap stops that direction.
 
 from __future__ import annotations
 
-from functools import partial
 
 from mirrorwatch.core.applayer import ja
 from mirrorwatch.core.applayer.common import (
-    PROGRESS_COMPLETE, PROGRESS_NONE, TO_CLIENT, TO_SERVER, TxTracker, string_from_bytes,
+    PROGRESS_BODY,
+    PROGRESS_COMPLETE,
+    PROGRESS_HEADERS,
+    PROGRESS_NONE,
+    TO_CLIENT,
+    TO_SERVER,
+    TxTracker,
+    string_from_bytes,
 )
 from mirrorwatch.core.applayer.tls_messages import (
-    SSL_VERSION_2, TLS_VERSION_12, TLS_VERSION_13, Hello, parse_certificate_message, parse_hello,
+    SSL_VERSION_2,
+    TLS_VERSION_12,
+    TLS_VERSION_13,
+    Hello,
+    parse_certificate_message,
+    parse_hello,
 )
 from mirrorwatch.core.applayer.tls_record import (
-    DEFAULT_MAX_HANDSHAKE_LEN, DirectionReader, RecordError, TlsStats,
+    DEFAULT_MAX_HANDSHAKE_LEN,
+    DirectionReader,
+    RecordError,
+    TlsStats,
 )
 from mirrorwatch.core.applayer.x509 import CertInfo
 
@@ -29,11 +43,12 @@ HS_CLIENT_HELLO = 1
 HS_SERVER_HELLO = 2
 HS_CERTIFICATE = 11
 
-# Progress of each side: hello seen, certificate seen, encryption started;
-# PROGRESS_COMPLETE when the direction is closed.
-TLS_PROGRESS_HELLO = 1
-TLS_PROGRESS_CERT = 2
-TLS_PROGRESS_ENCRYPTED = 3
+# Progress of each side on the common scale: its hello is read (SNI, JA3, JA4 / JA3S),
+# its certificate is read, and complete once nothing more is in cleartext (the side
+# encrypts: ChangeCipherSpec or application data; or it closed, or was given up).
+# Both sides complete is Suricata's "handshake done", when it logs the session.
+TLS_PROGRESS_HELLO = PROGRESS_HEADERS
+TLS_PROGRESS_CERT = PROGRESS_BODY
 
 # SSLVersionToString (app-layer-ssl.c).
 VERSION_NAMES = {
@@ -52,10 +67,27 @@ def version_name(version: int) -> str:
 class TlsTransaction:
     """The TLS session of one flow as the rules and EVE see it."""
 
-    __slots__ = ("tx_id", "progress_ts", "progress_tc", "client_version", "version_num",
-                 "client_hello", "server_hello", "sni", "ja3_string", "ja3_hash", "ja3s_string",
-                 "ja3s_hash", "ja4", "certs", "server_cert", "client_certs", "client_cert",
-                 "session_resumed", "log_without_cert")
+    __slots__ = (
+        "certs",
+        "client_cert",
+        "client_certs",
+        "client_hello",
+        "client_version",
+        "ja3_hash",
+        "ja3_string",
+        "ja3s_hash",
+        "ja3s_string",
+        "ja4",
+        "log_without_cert",
+        "progress_tc",
+        "progress_ts",
+        "server_cert",
+        "server_hello",
+        "session_resumed",
+        "sni",
+        "tx_id",
+        "version_num",
+    )
 
     def __init__(self) -> None:
         self.tx_id = 0
@@ -125,8 +157,7 @@ class TlsState:
         self._readers = tuple(
             DirectionReader(self.stats, max_handshake_len,
                             frozenset({HS_CLIENT_HELLO, HS_CERTIFICATE}) if d == TO_SERVER
-                            else frozenset({HS_SERVER_HELLO, HS_CERTIFICATE}),
-                            partial(self._message, d), partial(self._encrypted, d))
+                            else frozenset({HS_SERVER_HELLO, HS_CERTIFICATE}))
             for d in (TO_SERVER, TO_CLIENT))
         self._stopped = [False, False]
 
@@ -145,38 +176,51 @@ class TlsState:
             return
         reader = self._readers[direction]
         try:
-            reader.feed(bytes(data))
+            reader.feed(memoryview(data))
         except RecordError:
             self.failed = True
             self.stats.parse_errors += 1
-        if direction == TO_SERVER:
-            self.tx.client_version = reader.version
-        else:
-            self.tx.version_num = reader.version
-        self._tracker.touch(self.tx)
+            self._advance(TO_SERVER, PROGRESS_COMPLETE)
+            self._advance(TO_CLIENT, PROGRESS_COMPLETE)
+        if reader.messages:
+            messages, reader.messages = reader.messages, []
+            for msg_type, body in messages:
+                self._message(direction, msg_type, body)
+        if reader.encrypted:
+            # nothing past the first encrypted record is parsed (its handshake is over)
+            self._stopped[direction] = True
+            self._encrypted(direction)
+        version = reader.version
+        if version != (self.tx.client_version if direction == TO_SERVER else self.tx.version_num):
+            if direction == TO_SERVER:
+                self.tx.client_version = version
+            else:
+                self.tx.version_num = version
+            self._tracker.touch(self.tx)
 
     def gap(self, direction: int, size: int) -> None:
         self.stats.gaps += 1
         if not self._readers[direction].skip_gap(size):
             self._stopped[direction] = True
-        self._tracker.touch(self.tx)
+            self._advance(direction, PROGRESS_COMPLETE)
 
     def close(self, direction: int) -> None:
-        if direction == TO_SERVER:
-            self.tx.progress_ts = PROGRESS_COMPLETE
-        else:
-            self.tx.progress_tc = PROGRESS_COMPLETE
-        self._tracker.touch(self.tx)
+        self._advance(direction, PROGRESS_COMPLETE)
 
     def _advance(self, direction: int, progress: int) -> None:
+        """Raise one side's progress; a change is reported by ``updated``."""
         tx = self.tx
+        current = tx.progress_ts if direction == TO_SERVER else tx.progress_tc
+        if progress <= current:
+            return
         if direction == TO_SERVER:
-            tx.progress_ts = max(tx.progress_ts, progress)
+            tx.progress_ts = progress
         else:
-            tx.progress_tc = max(tx.progress_tc, progress)
+            tx.progress_tc = progress
+        self._tracker.touch(tx)
 
     def _encrypted(self, direction: int) -> None:
-        self._advance(direction, TLS_PROGRESS_ENCRYPTED)
+        self._advance(direction, PROGRESS_COMPLETE)
 
     def _message(self, direction: int, msg_type: int, body: bytes) -> None:
         if msg_type == HS_CERTIFICATE:
@@ -186,11 +230,12 @@ class TlsState:
         reader = self._readers[direction]
         reader.hello_seen = True
         reader.version = hello.version or reader.version
-        self._advance(direction, TLS_PROGRESS_HELLO)
         if direction == TO_SERVER:
             self._client_hello(hello)
         else:
             self._server_hello(hello)
+        self._tracker.touch(self.tx)
+        self._advance(direction, TLS_PROGRESS_HELLO)
 
     def _client_hello(self, hello: Hello) -> None:
         tx = self.tx
@@ -228,6 +273,7 @@ class TlsState:
             tx.client_certs, tx.client_cert = parse_certificate_message(body)
         else:
             return
+        self._tracker.touch(tx)
         self._advance(direction, TLS_PROGRESS_CERT)
 
 

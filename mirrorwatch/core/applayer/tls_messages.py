@@ -49,7 +49,7 @@ class MessageError(Exception):
 
 
 class _Reader:
-    __slots__ = ("data", "pos", "end")
+    __slots__ = ("data", "end", "pos")
 
     def __init__(self, data: bytes, pos: int = 0, end: int | None = None) -> None:
         self.data = data
@@ -77,7 +77,7 @@ class _Reader:
         return self.end - self.pos
 
 
-@dataclass
+@dataclass(slots=True)
 class Hello:
     """What one ClientHello or ServerHello carried."""
 
@@ -270,7 +270,8 @@ def parse_certificate_message(body: bytes) -> tuple[list[bytes], CertInfo | None
     r = _Reader(body)
     certs: list[bytes] = []
     try:
-        r.end = r.pos + int.from_bytes(r.take(CERT_LENGTH_LEN), "big")
+        chain_len = int.from_bytes(r.take(CERT_LENGTH_LEN), "big")
+        r.end = r.pos + chain_len
         if r.end > len(body):
             return [], None
         while r.remaining():

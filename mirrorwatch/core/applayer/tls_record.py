@@ -15,7 +15,6 @@ oversized length or an unknown version is fatal (``RecordError``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 
 from mirrorwatch.core.applayer.common import ParserStats
 from mirrorwatch.core.applayer.tls_messages import SSL_VERSION_2, VALID_VERSIONS
@@ -45,7 +44,7 @@ class RecordError(Exception):
 
 
 class TlsStats(ParserStats):
-    __slots__ = ("records", "encrypted_records", "encrypted_bytes", "skipped_handshakes")
+    __slots__ = ("encrypted_bytes", "encrypted_records", "records", "skipped_handshakes")
 
     def __init__(self) -> None:
         super().__init__()
@@ -62,18 +61,34 @@ def _header_len(first: int) -> int:
 
 
 class DirectionReader:
-    """Record layer of one direction; hands complete wanted messages to ``on_message``."""
+    """Record layer of one direction: complete wanted handshake messages collect in
+    ``messages`` ((type, body) in order) and ``encrypted`` turns true at the first
+    encrypted record; the owner drains them after each feed (no callbacks into the
+    owner, so a parser is never a reference cycle)."""
 
-    __slots__ = ("stats", "max_handshake_len", "wanted", "on_message", "on_encrypted",
-                 "header", "ctype", "remaining", "hs", "hs_skip", "ccs", "version", "hello_seen")
+    __slots__ = (
+        "ccs",
+        "ctype",
+        "header",
+        "hello_seen",
+        "hs",
+        "hs_skip",
+        "max_handshake_len",
+        "encrypted",
+        "messages",
+        "remaining",
+        "stats",
+        "version",
+        "wanted",
+    )
 
     def __init__(self, stats: TlsStats, max_handshake_len: int, wanted: frozenset[int],
-                 on_message: Callable[[int, bytes], None], on_encrypted: Callable[[], None]) -> None:
+                 ) -> None:
         self.stats = stats
         self.max_handshake_len = max_handshake_len
         self.wanted = wanted
-        self.on_message = on_message
-        self.on_encrypted = on_encrypted
+        self.messages: list[tuple[int, bytes]] = []
+        self.encrypted = False
         self.header = bytearray()
         self.ctype = 0
         self.remaining = 0
@@ -83,12 +98,12 @@ class DirectionReader:
         self.version = 0
         self.hello_seen = False
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | memoryview) -> None:
         pos = 0
         while pos < len(data):
             if self.remaining:
                 step = min(self.remaining, len(data) - pos)
-                self._body(data[pos:pos + step])
+                self._body(data, pos, step)
                 self.remaining -= step
                 pos += step
             else:
@@ -101,7 +116,7 @@ class DirectionReader:
         self.remaining -= size
         return True
 
-    def _header_bytes(self, data: bytes, pos: int) -> int:
+    def _header_bytes(self, data: bytes | memoryview, pos: int) -> int:
         first = self.header[0] if self.header else data[pos]
         if not self.header and first & SSLV2_MASK:
             self.version = SSL_VERSION_2
@@ -138,17 +153,19 @@ class DirectionReader:
         if ctype == CT_CHANGE_CIPHER_SPEC:
             self.ccs = True
         if ctype in (CT_APPLICATION_DATA, CT_CHANGE_CIPHER_SPEC):
-            self.on_encrypted()
+            self.encrypted = True
 
-    def _body(self, chunk: bytes) -> None:
+    def _body(self, data: bytes | memoryview, pos: int, size: int) -> None:
+        """``size`` bytes of the current record's body, at ``pos``: only cleartext
+        handshake bytes are looked at, the rest is counted."""
         if self.ctype == CT_APPLICATION_DATA or (self.ctype == CT_HANDSHAKE and self.ccs):
-            self.stats.encrypted_bytes += len(chunk)
-            if self.remaining == len(chunk):
+            self.stats.encrypted_bytes += size
+            if self.remaining == size:
                 self.stats.encrypted_records += 1
         elif self.ctype == CT_HANDSHAKE:
-            self._handshake_bytes(chunk)
+            self._handshake_bytes(data[pos:pos + size])
 
-    def _handshake_bytes(self, chunk: bytes) -> None:
+    def _handshake_bytes(self, chunk: bytes | memoryview) -> None:
         pos = 0
         while pos < len(chunk):
             if self.hs_skip:
@@ -181,4 +198,4 @@ class DirectionReader:
                 return
         body = bytes(self.hs[HANDSHAKE_HEADER_LEN:])
         self.hs.clear()
-        self.on_message(msg_type, body)
+        self.messages.append((msg_type, body))

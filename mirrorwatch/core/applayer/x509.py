@@ -15,7 +15,7 @@ Validity: ``YYYY-MM-DDTHH:MM:SS`` in UTC.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 TAG_INTEGER = 0x02
@@ -177,7 +177,7 @@ def _parse_time(tag: int, raw: bytes) -> datetime:
         whole += "00"
     if len(whole) != len("YYYYMMDDHHMMSS") or not whole.isdigit():
         raise DerError("bad time")
-    moment = datetime.strptime(whole, "%Y%m%d%H%M%S").replace(tzinfo=timezone.utc)
+    moment = datetime.strptime(whole, "%Y%m%d%H%M%S").replace(tzinfo=UTC)
     if zone:
         offset = timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5]))
         moment = moment - offset if zone[0] == "+" else moment + offset
@@ -208,10 +208,10 @@ def parse_certificate(der: bytes) -> CertInfo | None:
             fields = fields[1:]
         if len(fields) < 6:
             raise DerError("short TBSCertificate")
-        (stag, sstart, send), _alg, issuer, validity, subject = fields[:5]
+        (stag, sstart, send), algorithm, issuer, validity, subject = fields[:5]
         if stag != TAG_INTEGER or send == sstart:
             raise DerError("serial is not an INTEGER")
-        if any(part[0] != TAG_SEQUENCE for part in (_alg, issuer, validity, subject)):
+        if any(part[0] != TAG_SEQUENCE for part in (algorithm, issuer, validity, subject)):
             raise DerError("TBSCertificate field is not a SEQUENCE")
         notbefore, notafter = _validity(der, validity[1], validity[2])
         return CertInfo(
