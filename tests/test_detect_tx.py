@@ -120,3 +120,15 @@ def test_http_eve_record_and_alert_object(tmp_path):
     alert = next(r for r in recs if r["event_type"] == "alert")
     assert alert["app_proto"] == "http" and alert["tx_id"] == 0 and alert["http"]["url"] == REQ.split()[1].decode()
     assert next(r for r in recs if r["event_type"] == "flow")["app_proto"] == "http"
+
+
+def test_ssh_banners_are_buffers_and_an_eve_record():
+    conv = Conv(dport=2222)
+    frames = conv.handshake() + [conv.server(b"SSH-2.0-OpenSSH_8.9p1 Ubuntu-3\r\n"), conv.client(b"SSH-2.0-OpenSSH_9.0\r\n"),
+                                 conv.server(b"", flags="A"), conv.client(b"", flags="FA"), conv.server(b"", flags="FA")]
+    events = replay('alert ssh any any -> any any (msg:"t"; ssh.software; content:"OpenSSH_9"; sid:1;)', frames)
+    assert alerted(events) == [1]
+    (tx,) = [e for e in events if isinstance(e, AppTx)]
+    from mirrorwatch.sinks.eve_app import tx_records
+    assert tx_records("ssh", tx.tx) == [{"client": {"proto_version": "2.0", "software_version": "OpenSSH_9.0"},
+                                         "server": {"proto_version": "2.0", "software_version": "OpenSSH_8.9p1"}}]

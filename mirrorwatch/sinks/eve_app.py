@@ -9,11 +9,11 @@ per response (Suricata's version 2 format).
 
 from __future__ import annotations
 
-from mirrorwatch.core.applayer import dns, tls
+from mirrorwatch.core.applayer import dns, ssh, tls
 from mirrorwatch.core.applayer.common import TO_CLIENT, TO_SERVER
 from mirrorwatch.core.applayer.http import logger as http_log
 
-APP_TYPES = ("http", "dns", "tls")
+APP_TYPES = ("http", "dns", "tls", "ssh")
 
 
 def _http(tx, extended: bool) -> list[dict]:
@@ -36,7 +36,12 @@ def _dns(tx, extended: bool) -> list[dict]:
     return out
 
 
-RECORDS = {"http": _http, "tls": _tls, "dns": _dns}
+def _ssh(tx, extended: bool) -> list[dict]:
+    rec = ssh.eve_record(tx)
+    return [rec] if rec else []
+
+
+RECORDS = {"http": _http, "tls": _tls, "dns": _dns, "ssh": _ssh}
 
 
 def tx_records(proto: str, tx, extended: bool = True) -> list[dict]:
@@ -54,5 +59,7 @@ def alert_record(proto: str, tx, to_server) -> dict | None:
         return None
     if proto == "tls":
         return tls.eve_record(tx)
+    if proto == "ssh":
+        return ssh.eve_record(tx)
     recs = fn(tx, True)
     return recs[0] if recs else None

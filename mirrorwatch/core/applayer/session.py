@@ -25,7 +25,7 @@ carried data.
 
 from __future__ import annotations
 
-from mirrorwatch.core.applayer import dns, tls
+from mirrorwatch.core.applayer import dns, ssh, tls
 from mirrorwatch.core.applayer.common import TO_CLIENT, TO_SERVER
 from mirrorwatch.core.applayer.detect_proto import ProtoDetect, probe_udp
 from mirrorwatch.core.applayer.http.config import HttpConfig
@@ -34,7 +34,7 @@ from mirrorwatch.core.applayer.http.state import HttpState
 FAILED = "failed"
 
 # protocol -> parser of a TCP flow (detected protocols without one are only named: smtp, ftp, ...)
-PARSERS = {"http": HttpState, "tls": tls.TlsState, "dns": dns.DnsTcpState}
+PARSERS = {"http": HttpState, "tls": tls.TlsState, "dns": dns.DnsTcpState, "ssh": ssh.SshState}
 UDP_PARSERS = {"dns": dns.DnsUdpState}
 _HTP = "app-layer.protocols.http.libhtp.default-config."
 
