@@ -3,6 +3,7 @@
 #   make test    run the test suite
 #   make verify  run the suricata-verify cases of the corpus
 #   make bench   run every benchmark in bench/
+#   make fuzz    run every fuzz target (fuzz/) for FUZZ_SECONDS each, corpora kept in .fuzz/
 # Set-up is idempotent: system packages are installed only when missing, the
 # virtualenv is rebuilt only when setup.cfg/pyproject.toml change (stamp file).
 
@@ -31,12 +32,20 @@ SYSTEM_DEPS := \
 	tcpflow:tcpflow \
 	tcpreplay:tcpreplay \
 	tcpdump:tcpdump \
+	curl:curl \
+	openssl:openssl \
+	dig:bind9-dnsutils \
+	/usr/sbin/dnsmasq:dnsmasq-base \
 	ip:iproute2 \
 	tc:iproute2 \
 	tmux:tmux \
+	redis-server:redis-server \
+	iptables:iptables \
+	nft:nftables \
+	iperf3:iperf3 \
 	c++:build-essential
 
-.PHONY: all setup system demo test verify bench clean distclean
+.PHONY: all setup system demo test verify bench fuzz clean distclean
 
 all: test
 
@@ -68,6 +77,7 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	@command -v $(PYTHON) > $(BASE)
 
+
 $(STAMP): setup.cfg pyproject.toml | $(PY)
 	@$(MAKE) --no-print-directory system
 	$(PY) -m pip install -q -e '.[test]'
@@ -87,9 +97,19 @@ verify: $(STAMP)
 bench: $(STAMP)
 	PY=$(PY) bash bench/run_all.sh
 
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS := decoder reassembly rules
+fuzz: $(STAMP)
+	@for t in $(FUZZ_TARGETS); do \
+	  echo "fuzzing $$t for $(FUZZ_SECONDS)s (corpus .fuzz/$$t)"; \
+	  $(PY) fuzz/run.py $$t --seconds $(FUZZ_SECONDS) || exit 1; \
+	done
+
 clean:
 	rm -rf out .pytest_cache .hypothesis build dist pcaps/generated .bench
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
+	find mirrorwatch \( -name '*.so' -o -name '*.c' \) -delete
+	rm -f $(STAMP)
 
 distclean: clean
 	rm -rf $(VENV) *.egg-info

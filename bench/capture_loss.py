@@ -118,12 +118,13 @@ class CaptureOnly(Watched):
 class Listen(Watched):
     """``mirrorwatch listen`` with EVE stats every half second; counters read from the EVE file."""
 
-    def __init__(self, lab: NetLab, workdir: str, sets=()):
+    def __init__(self, lab: NetLab, workdir: str, sets=(), workers: int = 1):
         self.lab = lab
         self.eve = os.path.join(workdir, "eve.json")
         self.err = open(os.path.join(workdir, "listen.err"), "w+")
         rules = sorted(glob.glob(str(ROOT / "signatures" / "*.rules")))
-        args = ["listen", lab.monitor, "--no-table", "--eve", self.eve, "--set", "capture.stats-interval=0.5"]
+        args = ["listen", lab.monitor, "--no-table", "--eve", self.eve, "--set", "capture.stats-interval=0.5",
+                "--workers", str(workers)]
         for r in rules:
             args += ["--rules", r]
         for line in sets:
@@ -254,6 +255,7 @@ def main() -> int:
                     help="TSO/GSO/GRO on the sensor's mirror port (on: the veth default; off: as `ethtool -K IFACE tso off "
                          "gso off gro off`, which lets capture.immediate=auto use immediate mode)")
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--workers", type=int, default=1, help="listen --workers N (one engine per process)")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="a mirrorwatch setting for the sensor (repeatable), e.g. capture.read-timeout=0.01")
     a = ap.parse_args()
@@ -262,7 +264,7 @@ def main() -> int:
         return 0
     pcap = bench_pcap(a.pcap)
     rates = [int(x) for x in a.rates.split(",") if x.strip()]
-    print(f"capture_loss: {pcap.name}, {a.seconds:g} s per rate, one sensor process, {os.cpu_count()} cpus, "
+    print(f"capture_loss: {pcap.name}, {a.seconds:g} s per rate, {a.workers} sensor worker(s), {os.cpu_count()} cpus, "
           f"offloads {a.offloads} on the mirror port")
     results = []
     try:
@@ -270,7 +272,7 @@ def main() -> int:
             set_offloads(lab, a.offloads == "on")
             stages = ("capture", "listen") if a.stage == "both" else (a.stage,)
             for stage in stages:
-                w = CaptureOnly(lab, a.sets) if stage == "capture" else Listen(lab, tmp, a.sets)
+                w = CaptureOnly(lab, a.sets) if stage == "capture" else Listen(lab, tmp, a.sets, a.workers)
                 if stage == "listen":
                     w.err.seek(0)
                     print(next((ln.strip() for ln in w.err if "listening on" in ln), ""))

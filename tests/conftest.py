@@ -48,8 +48,33 @@ def privileged():
         needs_privilege(why)
 
 
+@pytest.fixture
+def routed_lab(privileged):
+    """A ``netlab.RoutedLab`` (client -- router -- server) for the inline tests; needs iptables."""
+    import netlab
+
+    if not shutil.which("iptables"):
+        needs_privilege("needs iptables (apt-get install iptables)")
+    with netlab.RoutedLab() as lab:
+        yield lab
+
+
 @pytest.fixture(scope="session")
 def corpus() -> Path:
     if not CORPUS.is_dir():
         pytest.skip(f"corpus not found at {CORPUS} (set MIRRORWATCH_CORPUS)")
     return CORPUS
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A real redis-server on loopback, on a free port, in the test's folder (tests/redislab.py)."""
+    from redislab import RedisServer
+
+    if not shutil.which("redis-server"):
+        pytest.fail("redis-server is not installed: `make test` installs it (Debian package redis-server)",
+                    pytrace=False)
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()

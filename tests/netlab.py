@@ -28,6 +28,9 @@ Topology (namespace names are unique per run: ``mw<pid>x<n>-client`` ...)::
 - Client and server have TSO/GSO and tx checksum offload switched off, so the
   mirror carries wire-sized frames with correct checksums, as a real switch
   port would; IPv6 addresses use ``nodad`` and are usable at once.
+  ``csum_offload=True`` leaves tx checksum offload on: what they send reaches
+  the mirror with partial (pseudo-header only) TCP/UDP checksums, as a host
+  capturing its own or bridged traffic sees it.
 
 API::
 
@@ -71,7 +74,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
+PYTHON = sys.executable  # the interpreter running the tests (the project's virtualenv under make test)
 
 _seq = itertools.count(1)
 _NS_RE = re.compile(r"^mw(\d+)x\d+-(client|server|switch|sensor)$")
@@ -88,12 +91,12 @@ def _sh(*cmd: str, check: bool = True, timeout: float = 20) -> subprocess.Comple
     return r
 
 
-def cleanup_stale() -> None:
-    """Delete lab namespaces whose creating process is gone."""
+def cleanup_stale(pattern: re.Pattern = _NS_RE) -> None:
+    """Delete lab namespaces (named as ``pattern`` matches) whose creating process is gone."""
     r = _sh("ip", "netns", "list", check=False)
     for line in r.stdout.splitlines():
         name = line.split()[0] if line.split() else ""
-        m = _NS_RE.match(name)
+        m = pattern.match(name)
         if m and not Path(f"/proc/{m.group(1)}").exists():
             _sh("ip", "netns", "del", name, check=False)
 
@@ -156,6 +159,8 @@ import fcntl, socket, struct, array, sys
 SIOCETHTOOL = 0x8946
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 for cmd in (0x17, 0x1f, 0x24, 0x2c):   # STXCSUM, STSO, SGSO, SGRO
+    if cmd == 0x17 and "keep-csum" in sys.argv[2:]:
+        continue
     val = array.array("I", [cmd, 0])
     ifr = struct.pack("16sP", sys.argv[1].encode(), val.buffer_info()[0])
     try:
@@ -250,8 +255,10 @@ class NetLab:
     CLIENT6, SERVER6 = "2001:db8::1", "2001:db8::2"
     CLIENT_MAC, SERVER_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"
 
-    def __init__(self, *, vlan: int | None = None, inject: bool = False, mirror_inject: bool = False):
+    def __init__(self, *, vlan: int | None = None, inject: bool = False, mirror_inject: bool = False,
+                 csum_offload: bool = False):
         self.vlan = vlan
+        self.csum_offload = csum_offload  # client/server keep tx checksum offload: the mirror sees partial checksums
         self.inject = inject or mirror_inject
         self.mirror_inject = mirror_inject
         base = f"mw{os.getpid()}x{next(_seq)}"
@@ -297,7 +304,7 @@ class NetLab:
             _sh("ip", "-n", ns, "link", "set", "eth0", "address", mac, "up")
             _sh("ip", "-n", ns, "addr", "add", f"{addr4}/24", "dev", "eth0")
             _sh("ip", "-n", ns, "addr", "add", f"{addr6}/64", "dev", "eth0", "nodad")
-            self.run(ns, PYTHON, "-c", _OFFLOAD_OFF, "eth0")
+            self.run(ns, PYTHON, "-c", _OFFLOAD_OFF, "eth0", *(["keep-csum"] if self.csum_offload else []))
             _sh("ip", "-n", ns, "link", "set", "eth0", "gso_max_segs", "1", check=False)
         # the mirror (SPAN) link: mtu headroom for the 802.1Q tag
         _sh("ip", "-n", sw, "link", "add", "mon", "mtu", "9000", "type", "veth", "peer", "name", self.monitor,
@@ -457,3 +464,341 @@ class NetLab:
             except subprocess.TimeoutExpired:
                 self._kill(p)
         return p.returncode
+
+
+# -- a routed lab for inline (NFQUEUE) tests ----------------------------------------
+
+_ROUTED_NS_RE = re.compile(r"^mw(\d+)r\d+-(client|router|server)$")
+
+# a dual-stack sink: per connection, read to EOF; append JSON lines to argv[2]:
+# {"event": "data", ..., "at" (epoch s)} while the connection is small (what arrived so far), then
+# {"event": "close", "bytes", "sha256", "max_gap" (longest pause between reads, s), "at" (epoch s), ...}
+_BULK_SERVER = r"""
+import hashlib, itertools, json, socket, sys, threading, time
+port, report = int(sys.argv[1]), sys.argv[2]
+LIVE_LIMIT = 65536
+srv = socket.create_server(("::", port), family=socket.AF_INET6, dualstack_ipv6=True, backlog=64)
+lock, ids = threading.Lock(), itertools.count(1)
+def log(**kw):
+    with lock, open(report, "a") as f:
+        f.write(json.dumps(kw) + "\n")
+def serve(c, peer, conn):
+    h, n, head, gap, first, last, error = hashlib.sha256(), 0, b"", 0.0, None, None, None
+    c.settimeout(60)
+    try:
+        while True:
+            chunk = c.recv(262144)
+            now = time.monotonic()
+            if not chunk:
+                break
+            if last is not None:
+                gap = max(gap, now - last)
+            first, last = first or now, now
+            n += len(chunk)
+            h.update(chunk)
+            if n <= LIVE_LIMIT:
+                head += chunk
+                log(event="data", conn=conn, peer=peer, bytes=n, head=head.decode("latin-1"), at=time.time())
+        c.sendall(b"done")
+    except OSError as e:
+        error = str(e)
+    c.close()
+    log(event="close", conn=conn, peer=peer, bytes=n, sha256=h.hexdigest(), max_gap=round(gap, 4),
+        duration=round((last or 0) - (first or 0), 4), error=error, at=time.time())
+while True:
+    c, addr = srv.accept()
+    peer = addr[0][7:] if addr[0].startswith("::ffff:") else addr[0]
+    threading.Thread(target=serve, args=(c, peer, next(ids)), daemon=True).start()
+"""
+
+# a client: argv[3] is JSON {"nbytes", "rate" (bytes/s, 0: as fast as possible), "seed"}
+# or {"chunks": [[delay_s, "latin-1 text"], ...]}; then half-close and wait argv[4] s
+# for the server's "done"; prints JSON {"sent", "sha256", "elapsed", "reply", "error"}
+_BULK_CLIENT = r"""
+import hashlib, json, random, socket, sys, time
+host, port, spec, wait = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), float(sys.argv[4])
+CHUNK = 65536
+h, sent, reply, error = hashlib.sha256(), 0, b"", None
+t0 = time.monotonic()
+def chunks():
+    if "chunks" in spec:
+        for delay, text in spec["chunks"]:
+            time.sleep(delay)
+            yield text.encode("latin-1")
+        return
+    block = random.Random(spec.get("seed", 1)).randbytes(1 << 20)
+    rate, left, offset = spec.get("rate", 0), spec["nbytes"], 0
+    while left > 0:
+        piece = block[offset % len(block):][:min(CHUNK, left)]
+        if rate:
+            lag = t0 + (sent + len(piece)) / rate - time.monotonic()
+            if lag > 0:
+                time.sleep(lag)
+        yield piece
+        offset, left = offset + len(piece), left - len(piece)
+try:
+    c = socket.create_connection((host, port), timeout=wait)
+    for piece in chunks():
+        c.sendall(piece)
+        h.update(piece)
+        sent += len(piece)
+    c.shutdown(socket.SHUT_WR)
+    while True:
+        got = c.recv(65536)
+        if not got:
+            break
+        reply += got
+except OSError as e:
+    error = str(e)
+print(json.dumps(dict(sent=sent, sha256=h.hexdigest(), elapsed=round(time.monotonic() - t0, 4),
+                      reply=reply.decode("latin-1"), error=error)))
+"""
+
+
+# a toy inline engine for the router namespace: argv[1] is JSON {"queue", "run_dir", "log",
+# "watchdog" (bool), "drop" (a byte pattern: its packets get an NF_REPEAT verdict with the
+# flow-drop mark), "remove_on_exit", "timeout", "recovery"}.  It installs the firewall, binds
+# the queue, accepts runs of packets with batch verdicts, beats the watchdog's heartbeat each
+# iteration; JSON lines to "log": ready, state changes, drops, and at exit its counters.
+_INLINE_ENGINE = r"""
+import json, signal, sys, time
+from mirrorwatch.sources.nfqueue import NfQueue
+from mirrorwatch.inline.firewall import Firewall, flow_drop_mark
+from mirrorwatch.inline.watchdog import Watchdog
+cfg = json.loads(sys.argv[1])
+log = open(cfg["log"], "a", buffering=1)
+def emit(**kw):
+    log.write(json.dumps(kw) + "\n")
+fw = Firewall(cfg.get("queue", 0), run_dir=cfg["run_dir"])
+fw.install()
+q = NfQueue(cfg.get("queue", 0))
+wd = None
+if cfg.get("watchdog"):
+    wd = Watchdog(fw, [q], timeout=cfg.get("timeout", 0.2), recovery=cfg.get("recovery", 1.0))
+    emit(event="state", **wd.start()._asdict())
+stop = []
+signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+pattern = cfg["drop"].encode("latin-1") if cfg.get("drop") else None
+first = last = None
+flags = dict(gso=0, csum_not_ready=0, truncated=0)
+emit(event="ready", backend=fw.backend, pid=__import__("os").getpid())
+while not stop:
+    packets = q.recv_batch()
+    if wd:
+        wd.beat()
+        for change in wd.events():
+            emit(event="state", **change._asdict())
+    if not packets:
+        continue
+    now = time.monotonic()
+    first, last = first or now, now
+    run_end = None
+    for p in packets:
+        flags["gso"] += p.gso
+        flags["csum_not_ready"] += p.csum_not_ready
+        flags["truncated"] += p.cap_len > len(p.payload)
+        if pattern is not None and pattern in p.payload:
+            if run_end is not None:
+                q.verdict_batch(run_end, True)
+                run_end = None
+            q.verdict(p.packet_id, True, mark=flow_drop_mark(p.mark), repeat=True)
+            emit(event="drop", packet_id=p.packet_id, hook=p.hook, hw_protocol=p.hw_protocol)
+        else:
+            run_end = p.packet_id
+    if run_end is not None:
+        q.verdict_batch(run_end, True)
+if wd:
+    wd.stop()
+stats = q.stats()
+stats.update(flags, outstanding=q.outstanding(), active_s=(last - first) if first else 0.0)
+q.close()
+if cfg.get("remove_on_exit", True):
+    fw.remove()
+emit(event="exit", **stats)
+"""
+
+
+
+class RoutedLab(NetLab):
+    """Client and server in two subnets, joined by a router namespace that forwards IPv4 and IPv6.
+
+    Topology (names ``mw<pid>r<n>-client`` ...)::
+
+        client ns                    router ns                         server ns
+        eth0 198.51.100.1/24 ─── c0 198.51.100.254   s0 203.0.113.254 ─── eth0 203.0.113.2/24
+             2001:db8:1::1/64       2001:db8:1::fe      2001:db8:2::fe         2001:db8:2::2/64
+
+    The router forwards (net.ipv4.ip_forward, net.ipv6.conf.all.forwarding):
+    what it filters in its FORWARD chains is what an inline sensor sees.
+    ``offload=False`` (default) switches TSO/GSO and tx checksum offload off on
+    client and server, so the router handles wire-sized packets; ``True``
+    leaves the veth defaults (GSO super-packets reach the router).
+
+    Besides NetLab's helpers (run, popen, python, wait_port, stop, ...)::
+
+        lab.router                                   # the router namespace
+        lab.bulk_server(port, report_path)           # JSON lines per connection
+        lab.bulk_send(lab.SERVER4, port, nbytes=..., rate=...)   # -> dict (or Popen)
+        lab.send_chunks(lab.SERVER6, port, [(delay, b"..."), ...], wait=...)
+        lab.inline_engine(log, run_dir, watchdog=True, drop="EVIL")   # toy engine in the router
+        RoutedLab.reports(report_path)               # parsed JSON lines
+    """
+
+    CLIENT4, ROUTER4_CLIENT, ROUTER4_SERVER, SERVER4 = "198.51.100.1", "198.51.100.254", "203.0.113.254", "203.0.113.2"
+    CLIENT6, ROUTER6_CLIENT, ROUTER6_SERVER, SERVER6 = "2001:db8:1::1", "2001:db8:1::fe", "2001:db8:2::fe", "2001:db8:2::2"
+
+    def __init__(self, *, offload: bool = False):  # not NetLab.__init__: its names are a bridge lab's
+        self.offload = offload
+        base = f"mw{os.getpid()}r{next(_seq)}"
+        self.client, self.router, self.server = f"{base}-client", f"{base}-router", f"{base}-server"
+        self.namespaces = (self.client, self.router, self.server)
+        self.switch = self.sensor = self.router
+        self.vlan, self.inject, self.mirror_inject, self.inject_iface, self.monitor = None, False, False, None, None
+        self._procs: list[subprocess.Popen] = []
+        self._bpffs: str | None = None
+        self._up = False
+
+    def _build(self) -> None:
+        cleanup_stale(_ROUTED_NS_RE)
+        self._up = True
+        for ns in self.namespaces:
+            _sh("ip", "netns", "add", ns)
+            _sh("ip", "-n", ns, "link", "set", "lo", "up")
+        rt = self.router
+        self.run(rt, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
+        for port, ns, mine4, gw4, mine6, gw6, net4, net6 in (
+                ("c0", self.client, self.CLIENT4, self.ROUTER4_CLIENT, self.CLIENT6, self.ROUTER6_CLIENT, 24, 64),
+                ("s0", self.server, self.SERVER4, self.ROUTER4_SERVER, self.SERVER6, self.ROUTER6_SERVER, 24, 64)):
+            _sh("ip", "-n", rt, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns)
+            _sh("ip", "-n", rt, "addr", "add", f"{gw4}/{net4}", "dev", port)
+            _sh("ip", "-n", rt, "addr", "add", f"{gw6}/{net6}", "dev", port, "nodad")
+            _sh("ip", "-n", rt, "link", "set", port, "up")
+            _sh("ip", "-n", ns, "addr", "add", f"{mine4}/{net4}", "dev", "eth0")
+            _sh("ip", "-n", ns, "addr", "add", f"{mine6}/{net6}", "dev", "eth0", "nodad")
+            _sh("ip", "-n", ns, "link", "set", "eth0", "up")
+            _sh("ip", "-n", ns, "route", "add", "default", "via", gw4)
+            _sh("ip", "-n", ns, "-6", "route", "add", "default", "via", gw6)
+            if not self.offload:
+                self.run(ns, PYTHON, "-c", _OFFLOAD_OFF, "eth0")
+                self.run(rt, PYTHON, "-c", _OFFLOAD_OFF, port)
+        self._wait_forwarding()
+
+    # -- traffic ----------------------------------------------------------------
+    def bulk_server(self, port: int, report: str | Path) -> subprocess.Popen:
+        """A dual-stack sink in the server namespace, reporting each connection to ``report``."""
+        p = self.python(self.server, _BULK_SERVER, str(port), str(report))
+        self.wait_port(self.server, port)
+        return p
+
+    def bulk_send(self, host: str, port: int, *, nbytes: int, rate: float = 0, seed: int = 1,
+                  wait: float = 30.0, background: bool = False):
+        """Send ``nbytes`` (deterministic bytes) from the client, at ``rate`` bytes/s (0: at once)."""
+        spec = json.dumps({"nbytes": nbytes, "rate": rate, "seed": seed})
+        return self._client(host, port, spec, wait, background)
+
+    def send_chunks(self, host: str, port: int, chunks: list[tuple[float, bytes]], *, wait: float = 10.0,
+                    background: bool = False):
+        """Send each chunk after its delay (s) on one connection from the client."""
+        spec = json.dumps({"chunks": [[d, c.decode("latin-1")] for d, c in chunks]})
+        return self._client(host, port, spec, wait, background)
+
+    def _client(self, host: str, port: int, spec: str, wait: float, background: bool):
+        args = (_BULK_CLIENT, host, str(port), spec, str(wait))
+        if background:
+            return self.python(self.client, *args)
+        r = self.run(self.client, PYTHON, "-c", *args, timeout=wait + 120)
+        return json.loads(r.stdout)
+
+    def inline_engine(self, log: str | Path, run_dir: str | Path, **cfg) -> subprocess.Popen:
+        """Start the toy inline engine in the router; returns once it logged "ready"."""
+        cfg.update(log=str(log), run_dir=str(run_dir))
+        p = self.python(self.router, _INLINE_ENGINE, json.dumps(cfg))
+        deadline = time.monotonic() + 20
+        while not any(e["event"] == "ready" for e in self.reports(log)):
+            if p.poll() is not None or time.monotonic() > deadline:
+                raise NetLabError(f"inline engine did not start: {p.stderr.read().decode(errors='replace')[-800:]}")
+            time.sleep(0.02)
+        return p
+
+    @staticmethod
+    def reports(path: str | Path) -> list[dict]:
+        """The JSON lines a bulk server wrote so far."""
+        try:
+            text = Path(path).read_text()
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+
+# -- real servers, clients and captures for application-layer tests ------------------
+#
+#     p = capture(lab, lab.sensor, lab.monitor, path, "tcp port 443")  # tcpdump, once it listens
+#     self_signed_cert(folder, "/C=XX/CN=name", serial=0x9C...)        # -> (cert.pem, key.pem)
+#     tls_server(lab, 4433, cert, key)                                 # openssl s_server -www
+#     tls_client(lab, lab.SERVER4, 4433, "name", "-tls1_2")            # openssl s_client's output
+#     dns_server(lab, {"name.test": "192.0.2.1"})                      # dnsmasq, UDP and TCP 53
+
+TOOL_WAIT = 10.0  # seconds a server or capture started here may take to be ready
+
+
+def _wait_for_text(p: subprocess.Popen, path: Path, text: str, what: str, timeout: float = TOOL_WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in (path.read_text(errors="replace") if path.exists() else ""):
+        if p.poll() is not None or time.monotonic() > deadline:
+            raise NetLabError(f"{what} not ready: {path.read_text(errors='replace')[-400:] if path.exists() else ''}")
+        time.sleep(0.05)
+
+
+def capture(lab: NetLab, ns: str, iface: str, path: str | Path, *bpf: str) -> subprocess.Popen:
+    """tcpdump on ``iface`` in ``ns``, every frame written to ``path`` as it arrives (-U).
+
+    Returns once tcpdump listens; ``lab.stop(p)`` (SIGTERM) makes it flush and close the file.
+    """
+    log = Path(f"{path}.log")
+    with open(log, "w") as err:
+        p = lab.popen(ns, "tcpdump", "-i", iface, "--immediate-mode", "-U", "-n", "-s", "0", "-w", str(path), *bpf,
+                      stdout=subprocess.DEVNULL, stderr=err)
+    _wait_for_text(p, log, "listening on", f"tcpdump on {iface} in {ns}")
+    return p
+
+
+def self_signed_cert(folder: str | Path, subject: str, serial: int, days: int = 30) -> tuple[Path, Path]:
+    """A self-signed P-256 certificate made by ``openssl req``; returns (cert.pem, key.pem)."""
+    cert, key = Path(folder) / "cert.pem", Path(folder) / "key.pem"
+    _sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", str(key), "-out", str(cert), "-days", str(days), "-subj", subject, "-set_serial", hex(serial))
+    return cert, key
+
+
+def tls_server(lab: NetLab, port: int, cert: str | Path, key: str | Path) -> subprocess.Popen:
+    """``openssl s_server`` in the server namespace (TLS 1.2 and 1.3; -www answers a GET with a status page)."""
+    p = lab.popen(lab.server, "openssl", "s_server", "-accept", str(port), "-cert", str(cert), "-key", str(key),
+                  "-www", "-quiet", stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    lab.wait_port(lab.server, port, timeout=TOOL_WAIT)
+    return p
+
+
+def tls_client(lab: NetLab, host: str, port: int, servername: str, *options: str) -> str:
+    """One ``openssl s_client`` handshake from the client namespace with SNI ``servername``; its output.
+
+    Its stdin is empty, so it closes (close_notify, FIN) once the handshake is done.
+    """
+    return lab.run(lab.client, "openssl", "s_client", "-connect", f"{host}:{port}", "-servername", servername,
+                   *options, stdin=subprocess.DEVNULL).stdout
+
+
+def dns_server(lab: NetLab, answers: dict[str, str], port: int = 53) -> subprocess.Popen:
+    """dnsmasq in the server namespace on ``lab.SERVER4``, UDP and TCP: each name of ``answers`` gets its
+    IPv4 address (TTL 0); nothing is read from the host's files and nothing is forwarded."""
+    local = [f"--address=/{name}/{addr}" for name, addr in answers.items()]
+    p = lab.popen(lab.server, "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
+                  f"--listen-address={lab.SERVER4}", "--bind-interfaces", f"--port={port}", "--pid-file=", *local,
+                  stdout=subprocess.DEVNULL)
+    try:
+        lab.wait_port(lab.server, port, timeout=TOOL_WAIT, proto="udp")
+        lab.wait_port(lab.server, port, timeout=TOOL_WAIT)
+    except NetLabError:
+        lab.stop(p)
+        raise NetLabError(f"dnsmasq did not start: {p.stderr.read().decode(errors='replace')[-400:]}") from None
+    return p

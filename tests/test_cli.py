@@ -292,6 +292,7 @@ def test_readme_lists_every_setting_and_the_two_command_quick_start():
     assert quick.split() == ["make", "demo", "make", "test"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not SCRIPT.exists(), reason="console script not installed next to this Python")
 def test_sigterm_during_realtime_replay_flushes_and_exits_130(tmp_path):
     import signal

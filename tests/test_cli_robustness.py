@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from mirrorwatch.cli import main
 
 
+@pytest.mark.slow
 def test_every_robustness_capture_replays_or_is_refused_in_one_line(corpus, tmp_path):
     files = sorted(p for p in (corpus / "robustness").rglob("*") if p.is_file() and p.suffix not in (".json", ".md"))
     assert len(files) > 100

@@ -98,7 +98,7 @@ def test_dns_query_rule_and_eve_records(tmp_path):
     w.close()
     recs = [json.loads(line) for line in out.read_text().splitlines()]
     alert = next(r for r in recs if r["event_type"] == "alert")
-    assert alert["app_proto"] == "dns" and alert["dns"]["rrname"] == "evil.example.org"
+    assert alert["app_proto"] == "dns" and alert["dns"]["query"][0]["rrname"] == "evil.example.org"
     dns_recs = [r["dns"] for r in recs if r["event_type"] == "dns"]
     assert [d["type"] for d in dns_recs] == ["query", "answer"]
     assert dns_recs[1]["answers"][0]["rdata"] == "192.0.2.9"

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 from scapy.all import IP, TCP, Dot1Q, Ether, IPv6
@@ -116,6 +117,13 @@ def test_describe_says_would_send_in_dry_run():
     assert line.startswith("kill (sid:9) would send: RA 198.51.100.1:40000->198.51.100.2:80 seq=4294967280")
 
 
+def test_describe_tells_a_predicted_run_once():
+    burst = [seg4(), *(seg4(seq=(0xFFFFFFF0 + 1448 * i) & 0xFFFFFFFF) for i in range(1, 6)), seg6()]
+    assert describe(Kill(1.0, None, burst, "sid:9")) == (
+        "kill (sid:9) sent: RA 198.51.100.1:40000->198.51.100.2:80 seq=4294967280 ack=12345 (+5 at every 1448); "
+        "RA [2001:db8::2]:80->[2001:db8::1]:40000 seq=7 ack=4294967295")
+
+
 def test_unopenable_outputs_are_one_line_errors(tmp_path):
     with pytest.raises(InjectError, match="cannot write kill pcap"):
         PcapKillWriter(str(tmp_path / "missing-dir" / "k.pcap"))
@@ -124,6 +132,7 @@ def test_unopenable_outputs_are_one_line_errors(tmp_path):
             RawInjector("nosuchif0")
 
 
+@pytest.mark.slow
 @pytest.mark.privileged
 def test_raw_socket_frames_reach_the_wire(privileged, tmp_path):
     """Frames written on one end of a veth pair arrive byte-exact on the other end."""
@@ -156,7 +165,7 @@ def test_raw_socket_frames_reach_the_wire(privileged, tmp_path):
         )
         from conftest import ROOT
 
-        r = subprocess.run(["ip", "netns", "exec", ns, str(ROOT / ".venv" / "bin" / "python"), "-c", code, str(ROOT)],
+        r = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", code, str(ROOT)],
                            capture_output=True, text=True, timeout=30, cwd=str(ROOT))
         assert r.returncode == 0, r.stderr
         same, counters, warned = json.loads(r.stdout)

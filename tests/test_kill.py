@@ -1,30 +1,31 @@
 """The kill decision (sans-I/O): which endpoints, which exact segments, follow-ups and caps.
 
-Packets are real frames (scapy) through the real decoder; the session record
-is built here with the fields the flows room fills (per-direction next_seq,
-last_ack, ttl, l2), so each case pins the values the forged segments must carry.
+Packets are real frames (scapy) through the real decoder and the real flow
+table, so each case pins the values the forged segments must carry from what
+the flows room recorded (per-direction next_seq, last_ack, window, segment
+size, ttl, l2).
 """
 
 from __future__ import annotations
 
-import ipaddress
-
 import pytest
-from scapy.all import IP, TCP, UDP, Dot1Q, Ether, IPv6
+from scapy.all import GRE, IP, TCP, UDP, Dot1Q, Ether, IPv6
+from scapy.contrib.mpls import MPLS
 
 from mirrorwatch.core.decode.decoder import Decoder
+from mirrorwatch.core.decode.packet import ACK, FIN, RST
 from mirrorwatch.core.events import Alert, Kill
-from mirrorwatch.core.events import ForgedSegment
-from mirrorwatch.sinks.injector import build_frame
+from mirrorwatch.core.flows.table import FlowTable
 from mirrorwatch.core.kill import BOTH, TO_CLIENT, TO_SERVER, KillConfig, KillConfigError, Killer, rule_targets
-from mirrorwatch.core.decode.packet import ACK, FIN, PSH, RST
 from mirrorwatch.core.settings import Settings
+from mirrorwatch.sinks.injector import build_frame
 
 C4, S4 = "198.51.100.1", "198.51.100.2"
 C6, S6 = "2001:db8::1", "2001:db8::2"
 CMAC, SMAC = "02:00:00:00:00:01", "02:00:00:00:00:02"
 CPORT, SPORT = 40000, 80
 CISN, SISN = 1000, 5000_000
+MSS = 1448
 
 
 class FakeRule:
@@ -32,39 +33,11 @@ class FakeRule:
         self.action, self.sid, self.gid = action, sid, 1
 
 
-class SessionRecord:
-    """The Flow fields the killer reads, as the flows room fills them."""
-
-    def __init__(self, ipv=4, proto=6):
-        self.flow_id = 7
-        self.proto, self.ipv = proto, ipv
-        c, s = (C4, S4) if ipv == 4 else (C6, S6)
-        self.client, self.server = ipaddress.ip_address(c).packed, ipaddress.ip_address(s).packed
-        self.cport, self.sport = CPORT, SPORT
-        self.next_seq = [None, None]
-        self.last_ack = [None, None]
-        self.win = [0, 0]
-        self.ttl = [0, 0]
-        self.l2 = [None, None]
-        self.killed = None
-        self.kill = None
-
-    def see(self, pkt, to_server):
-        """What FlowTable.process records per direction (the contract in the brief)."""
-        d = 0 if to_server else 1
-        end = (pkt.seq + len(pkt.payload) + (1 if pkt.flags & 0x02 else 0) + (1 if pkt.flags & FIN else 0)) % 2**32
-        if self.next_seq[d] is None or ((end - self.next_seq[d]) % 2**32) < 2**31:
-            self.next_seq[d] = end
-        if pkt.flags & ACK:
-            self.last_ack[d] = pkt.ack
-        self.win[d], self.ttl[d] = pkt.win, pkt.ttl
-        self.l2[d] = (pkt.src_mac, pkt.dst_mac, pkt.vlans)
-
-
 _dec = Decoder(Settings(), checksum_mode="all")
 
 
-def pkt(to_server=True, seq=0, ack=0, flags="A", payload=b"", ipv=4, ttl=None, vlan=None, ts=1.0, proto="tcp"):
+def pkt(to_server=True, seq=0, ack=0, flags="A", payload=b"", ipv=4, ttl=None, vlan=None, ts=1.0, win=8192,
+        wscale=None):
     if to_server:
         eth = Ether(src=CMAC, dst=SMAC)
         ip = IP(src=C4, dst=S4, ttl=ttl or 64) if ipv == 4 else IPv6(src=C6, dst=S6, hlim=ttl or 64)
@@ -73,29 +46,53 @@ def pkt(to_server=True, seq=0, ack=0, flags="A", payload=b"", ipv=4, ttl=None, v
         eth = Ether(src=SMAC, dst=CMAC)
         ip = IP(src=S4, dst=C4, ttl=ttl or 60) if ipv == 4 else IPv6(src=S6, dst=C6, hlim=ttl or 60)
         sp, dp = SPORT, CPORT
-    l4 = TCP(sport=sp, dport=dp, seq=seq, ack=ack, flags=flags) if proto == "tcp" else UDP(sport=sp, dport=dp)
+    opts = [("WScale", wscale)] if wscale is not None else []
+    l4 = TCP(sport=sp, dport=dp, seq=seq, ack=ack, flags=flags, window=win, options=opts)
     frame = eth / Dot1Q(vlan=vlan) / ip / l4 / payload if vlan else eth / ip / l4 / payload
     p = _dec.decode(ts, 1, bytes(frame), 1)
     assert p is not None and p.csum_ok
     return p
 
 
-def established(ipv=4, vlan=None, proto="tcp"):
-    """A session after the handshake and one request/response exchange."""
-    f = SessionRecord(ipv, 6 if proto == "tcp" else 17)
-    f.see(pkt(True, CISN, 0, "S", ipv=ipv, vlan=vlan), True)
-    f.see(pkt(False, SISN, CISN + 1, "SA", ipv=ipv, vlan=vlan), False)
-    f.see(pkt(True, CISN + 1, SISN + 1, "A", ipv=ipv, vlan=vlan), True)
-    f.see(pkt(False, SISN + 1, CISN + 1, "PA", b"x" * 100, ipv=ipv, vlan=vlan), False)
+def see(f, p):
+    """The flow table records ``p`` (as the engine runs it before the killer); returns the packet's flow."""
+    flow, _ = f.table.process(p, [])
+    return flow
+
+
+def first(p):
+    """A new flow table and the session ``p`` starts."""
+    flow, _ = FlowTable(Settings()).process(p, [])
+    return flow
+
+
+def established(ipv=4, vlan=None, wscale=None):
+    """A session after the handshake and one request/response exchange (the server's reply: 100 bytes)."""
+    f = first(pkt(True, CISN, 0, "S", ipv=ipv, vlan=vlan, wscale=wscale))
+    see(f, pkt(False, SISN, CISN + 1, "SA", ipv=ipv, vlan=vlan, wscale=wscale))
+    see(f, pkt(True, CISN + 1, SISN + 1, "A", ipv=ipv, vlan=vlan))
+    see(f, pkt(False, SISN + 1, CISN + 1, "PA", b"x" * 100, ipv=ipv, vlan=vlan))
+    assert (f.state, f.tcp_state) == ("established", "established")
+    assert f.next_seq == [CISN + 1, SISN + 101] and f.last_ack == [SISN + 1, CISN + 1]
     return f
 
 
-def trigger(f, killer, action="reject", to_server=True, payload=b"GET /forbidden", ipv=4, vlan=None, ts=2.0):
+def streaming(n=10, win=0xFFFF, wscale=7):
+    """A session whose server is streaming MSS-sized segments to the client (window ``win << wscale``)."""
+    f = established(wscale=wscale)
+    for i in range(n):
+        see(f, pkt(False, SISN + 101 + MSS * i, CISN + 1, "A", b"d" * MSS, ts=1.5 + 1e-4 * i))
+        see(f, pkt(True, CISN + 1, SISN + 101 + MSS * (i + 1), "A", win=win, ts=1.5 + 1e-4 * i + 5e-5))
+    return f, SISN + 101 + MSS * n
+
+
+def trigger(f, killer, action="reject", to_server=True, payload=b"GET /forbidden", ipv=4, vlan=None, ts=2.0,
+            server_next=SISN + 101):
     if to_server:
-        p = pkt(True, CISN + 1, SISN + 101, "PA", payload, ipv=ipv, vlan=vlan, ts=ts)
+        p = pkt(True, CISN + 1, server_next, "PA", payload, ipv=ipv, vlan=vlan, ts=ts)
     else:
-        p = pkt(False, SISN + 101, CISN + 1, "PA", payload, ipv=ipv, vlan=vlan, ts=ts)
-    f.see(p, to_server)
+        p = pkt(False, server_next, CISN + 1, "PA", payload, ipv=ipv, vlan=vlan, ts=ts)
+    see(f, p)
     alert = Alert(p, f, to_server, FakeRule(action))
     events = [alert]
     killer.on_packet(p, f, to_server, [alert], events)
@@ -103,10 +100,10 @@ def trigger(f, killer, action="reject", to_server=True, payload=b"GET /forbidden
 
 
 def follow(f, k, to_server, p):
-    """A later packet of the session: the flow record sees it, then the killer; the Kill events."""
-    f.see(p, to_server)
+    """A later packet of the session: the flow table sees it, then the killer; the Kill events."""
+    flow = see(f, p)
     events = []
-    k.on_packet(p, f, to_server, [], events)
+    k.on_packet(p, flow, to_server, [], events)
     return events
 
 
@@ -141,7 +138,8 @@ def test_first_burst_carries_exact_sequence_numbers_macs_and_ttls():
     # to the server, as the client: seq = client's next byte (trigger included), ack = server's next byte
     assert (to_srv.seq, to_srv.ack, to_srv.flags) == (req_end, SISN + 101, RST | ACK)
     assert (to_srv.src, to_srv.dst, to_srv.sport, to_srv.dport) == (f.client, f.server, CPORT, SPORT)
-    assert to_srv.src_mac == bytes.fromhex(CMAC.replace(":", "")) and to_srv.dst_mac == bytes.fromhex(SMAC.replace(":", ""))
+    cmac, smac = (bytes.fromhex(m.replace(":", "")) for m in (CMAC, SMAC))
+    assert (to_srv.src_mac, to_srv.dst_mac) == (cmac, smac)
     assert to_srv.ttl == 64
     # to the client, as the server
     assert (to_cli.seq, to_cli.ack, to_cli.flags) == (SISN + 101, req_end, RST | ACK)
@@ -156,10 +154,9 @@ def test_first_burst_carries_exact_sequence_numbers_macs_and_ttls():
 
 
 def test_vlan_stack_copied_and_reverse_direction_swapped_when_unseen():
-    f = SessionRecord()
     # only the client's side was seen (one-sided capture): the server-bound L2 is swapped for the client
-    f.see(pkt(True, CISN, 0, "S", vlan=42), True)
-    f.see(pkt(True, CISN + 1, SISN + 1, "A", vlan=42), True)
+    f = first(pkt(True, CISN, 0, "S", vlan=42))
+    see(f, pkt(True, CISN + 1, SISN + 1, "A", vlan=42))
     _, kills = trigger(f, killer(), vlan=42)
     to_srv, to_cli = kills[0].frames
     assert to_srv.vlans == to_cli.vlans == ((0x8100, 42),)
@@ -212,26 +209,28 @@ def test_identical_segment_not_repeated():
     assert events == [] and k.counters()["duplicate_suppressed"] == 1
 
 
-def test_data_after_kill_answers_the_sender_and_the_receivers_final_ack():
+def test_data_after_kill_answers_the_sender_and_bursts_toward_its_receiver():
     f = established()
     k = killer()
     trigger(f, k)
     # the server keeps streaming 1000 bytes more; it also got 5 client bytes the sensor missed
     p = pkt(False, SISN + 101, CISN + 20, "PA", b"y" * 1000, ts=2.01)
-    events = follow(f, k, False, p)
-    (kill,) = events
+    (kill,) = follow(f, k, False, p)
     assert kill.trigger == "refire"
-    (seg,) = kill.frames  # the server is alive: its RCV.NXT is the ack field of its own segment
-    assert (seg.to_server, seg.seq, seg.ack) == (True, CISN + 20, SISN + 1101)
-    # the client's ACK for it has every byte the server sent: final, answered exactly
-    p = pkt(True, CISN + 20, SISN + 1101, "A", ts=2.011)
-    events = follow(f, k, True, p)
-    (seg,) = events[0].frames
-    assert (seg.to_server, seg.seq, seg.ack) == (False, SISN + 1101, CISN + 20)
-    # more data acknowledging the same client bytes: nothing new for the server, the client waits for its ACK
-    p = pkt(False, SISN + 1101, CISN + 20, "PA", b"y" * 1000, ts=2.02)
-    events = follow(f, k, False, p)
-    assert events == []
+    to_srv, to_cli, *predicted = kill.frames
+    # the server is alive: its RCV.NXT is the ack field of its own segment
+    assert (to_srv.to_server, to_srv.seq, to_srv.ack) == (True, CISN + 20, SISN + 1101)
+    # its data outran the first burst toward the client: the client gets one from the new end of the stream,
+    # then RSTs at the next 1000-byte boundaries, up to the client's window (8192 past its last ack)
+    assert (to_cli.to_server, to_cli.seq, to_cli.ack, to_cli.flags) == (False, SISN + 1101, CISN + 20, RST | ACK)
+    assert [s.seq for s in predicted] == [SISN + 1101 + 1000 * i for i in range(1, 8)]
+    assert all(not s.to_server and s.flags == RST | ACK and s.ack == CISN + 20 for s in predicted)
+    assert k.counters()["predicted_frames"] == 7
+    # the client's ACK for it asks for what the client was just sent: not repeated
+    assert follow(f, k, True, pkt(True, CISN + 20, SISN + 1101, "A", ts=2.011)) == []
+    assert k.counters()["duplicate_suppressed"] == 1
+    # more data within the reach of that burst, acknowledging the same client bytes: nothing new to send
+    assert follow(f, k, False, pkt(False, SISN + 1101, CISN + 20, "PA", b"y" * 1000, ts=2.02)) == []
 
 
 def test_never_answers_a_reset():
@@ -283,7 +282,7 @@ def test_dry_run_decides_the_same_frames_but_blocks_nothing():
     alert, kills = trigger(f, killer(dry_run=True))
     assert len(kills) == 1 and kills[0].dry_run and len(kills[0].frames) == 2
     assert alert.action == "allowed" and alert.verdict["reject"] == []
-    assert f.killed.endswith("(dry-run)")
+    assert f.killed == "sid:1000001 reject (dry-run)"
 
 
 def test_never_kill_networks():
@@ -318,14 +317,30 @@ def test_ipv6_session():
     assert to_srv.ipv == 6 and to_srv.ip_id == 0 and to_srv.seq == CISN + 15 and to_cli.ttl == 60
 
 
-def test_udp_and_tunnels_are_not_killed():
-    f = established(proto="udp")
-    p = pkt(True, proto="udp", payload=b"bad")
+def _alert_on(p, k):
+    """The killer's answer to a killing alert on ``p``, the first packet of its session: (events, alert)."""
+    f = first(p)
     a = Alert(p, f, True, FakeRule())
     events = [a]
-    k = killer()
     k.on_packet(p, f, True, [a], events)
-    assert events == [a] and k.counters()["not_tcp"] == 1 and a.action == "allowed"
+    return events, a
+
+
+@pytest.mark.parametrize("outer,counter", [
+    (lambda inner: Ether(src=CMAC, dst=SMAC) / inner[IP], "not_tcp"),  # UDP: nothing to reset
+    (lambda inner: Ether(src=CMAC, dst=SMAC) / IP(src="10.9.0.1", dst="10.9.0.2") / GRE() / inner[IP],
+     "unsupported_encap"),  # a plain frame to the inner addresses would not reach the endpoints
+    (lambda inner: Ether(src=CMAC, dst=SMAC, type=0x8847) / MPLS(label=16, s=1) / inner[IP], "unsupported_encap"),
+])
+def test_udp_tunnelled_and_mpls_sessions_are_not_killed(outer, counter):
+    inner = Ether() / IP(src=C4, dst=S4) / (UDP(sport=CPORT, dport=53) if counter == "not_tcp" else
+                                            TCP(sport=CPORT, dport=SPORT, flags="PA", seq=CISN, ack=SISN)) / b"bad"
+    p = _dec.decode(1.0, 1, bytes(outer(inner)), 1)
+    assert p is not None and (counter != "unsupported_encap" or p.tunnel or p.l2_proto == 0x8847)
+    k = killer()
+    events, a = _alert_on(p, k)
+    assert events == [a] and a.action == "allowed" and a.verdict is None
+    assert k.counters()[counter] == 1 and k.counters()["frames"] == 0
 
 
 def test_own_frames_recognised_when_they_come_back():
@@ -343,40 +358,123 @@ def test_own_frames_recognised_when_they_come_back():
 def test_own_frame_memory_is_bounded():
     settings = Settings({"inject.own-frame-memory": 4})
     k = Killer(KillConfig(seed=2), settings)
-    f = established()
-    for i in range(5):  # 5 kills x 2 frames through the bucket
-        f.kill = None
-        f.killed = None
-        trigger(f, k, ts=2.0 + i)
-    assert len(k._sent) <= 4 and len(k._sent_order) == 4
+    kills = [trigger(established(), k, ts=2.0 + i)[1] for i in range(5)]  # 5 kills x 2 frames
+    kills, last = kills[0], kills[-1]
+    assert len(k.sent) <= 4
+    assert sum(k.own_frame(_dec.decode(9.0, 1, build_frame(seg), 9)) for seg in kills[0].frames) == 0  # forgotten
+    assert all(k.own_frame(_dec.decode(9.0, 1, build_frame(seg), 9)) for seg in last[0].frames)
 
 
-def test_in_flight_train_answered_from_the_receivers_final_ack():
-    """Segments still in flight after the kill each move the client's RCV.NXT: only its final ACK is answered."""
+def test_in_flight_acks_wait_for_the_final_one():
+    """The client's ACKs behind the server's data in flight are not answered: those bytes arrive before any RST."""
     f = established()
     k = killer(inject_max_responses=1)
     trigger(f, k, ts=5.0)
+    end = lambda i: SISN + 101 + 100 * (i + 1)  # noqa: E731 - the client's RCV.NXT after segment i
     answered = []
-    end = lambda i: SISN + 101 + 1448 * (i + 1)  # noqa: E731 - the client's RCV.NXT after segment i
-    packets = []
-    for i in range(12):  # the rest of a 16 KB write, 1448 bytes per segment
-        packets.append((False, pkt(False, end(i) - 1448, CISN + 15, "A", b"d" * 1448, ts=5.0 + 0.0001 * i)))
+    for i in range(6):  # small segments (no predictions): each one outruns the last burst toward the client
+        answered += [s.seq for e in follow(f, k, False, pkt(False, end(i) - 100, CISN + 15, "A", b"d" * 100,
+                                                            ts=5.0 + 1e-4 * i)) for s in e.frames]
         if i % 2:  # the client ACKs every second segment; the mirror already shows the server's next one
-            packets.append((True, pkt(True, CISN + 15, end(i - 1), "A", ts=5.0 + 0.0001 * i + 0.00005)))
-    packets.append((True, pkt(True, CISN + 15, end(11), "A", ts=5.002)))  # its ACK of the last segment
-    for to_server, p in packets:
-        f.see(p, to_server)
-        events = []
-        k.on_packet(p, f, to_server, [], events)
-        answered += [(s.to_server, s.seq) for e in events for s in e.frames]
-    assert answered == [(False, SISN + 101 + 1448 * 12)]  # exact: the end of the train
-    assert k.counters()["in_flight_acks"] == 6 and f.kill.responses == 0
-    # later on the same ACK again (stuck): it asks for the segment already sent, which is never repeated
-    for ts, expect in ((6.0, 0), (7.0, 0)):
-        p = pkt(True, CISN + 15, SISN + 101 + 1448 * 12, "A", ts=ts)
-        events = follow(f, k, True, p)
-        assert len(events) == expect  # the same segment again is never repeated
-    assert k.counters()["duplicate_suppressed"] >= 2
+            assert follow(f, k, True, pkt(True, CISN + 15, end(i - 1), "A", ts=5.0 + 1e-4 * i + 5e-5)) == []
+    assert answered == [end(i) for i in range(6)]
+    assert k.counters()["in_flight_acks"] == 3 and k.counters()["peer_data_bursts"] == 6
+    # the server's own RCV.NXT never moved (6 duplicates); the client's ACK of the last segment asks for what
+    # it was just sent: never repeated, nor when it comes again (stuck)
+    for ts in (5.002, 6.0):
+        assert follow(f, k, True, pkt(True, CISN + 15, end(5), "A", ts=ts)) == []
+    assert k.counters()["duplicate_suppressed"] == 6 + 2
+
+
+def test_streaming_peer_gets_a_burst_at_the_predicted_boundaries():
+    """rejectsrc of a client receiving a stream: its RCV.NXT when the RST lands is the server's next byte or one of
+    the next segment boundaries; the burst carries all of them, within the client's window."""
+    f, nxt = streaming()
+    alert, kills = trigger(f, killer(), action="rejectsrc", server_next=nxt)
+    (kill,) = kills
+    assert [s.seq for s in kill.frames] == [nxt + MSS * i for i in range(16)]
+    assert all(not s.to_server and s.flags == RST | ACK and s.ack == CISN + 15 for s in kill.frames)
+    assert alert.verdict["reject-target"] == "to_client"
+    # bounded by the receiver's window: without scaling, the trigger's 8192 bytes past its ack hold 5 more segments
+    f, nxt = streaming(wscale=None)
+    _, kills = trigger(f, killer(), action="rejectsrc", server_next=nxt)
+    assert [s.seq for s in kills[0].frames] == [nxt + MSS * i for i in range(6)]
+    # picked up midstream (no SYN seen): the client's window scale is unknown, only the burst size bounds it
+    f = first(pkt(False, SISN + 101, CISN + 1, "A", b"d" * MSS))
+    see(f, pkt(True, CISN + 1, SISN + 101 + MSS, "A", win=100))
+    _, kills = trigger(f, killer(), action="rejectsrc", server_next=SISN + 101 + MSS)
+    assert len(kills[0].frames) == 16
+    # the burst size is a setting of the killer; FIN segments are never predicted
+    f, nxt = streaming()
+    _, kills = trigger(f, Killer(KillConfig(seed=1), Settings(), rst_burst=3), action="rejectsrc", server_next=nxt)
+    assert [s.seq for s in kills[0].frames] == [nxt, nxt + MSS, nxt + 2 * MSS]
+    f, nxt = streaming()
+    _, kills = trigger(f, killer(mode="fin"), action="rejectsrc", server_next=nxt)
+    assert [(s.seq, s.flags) for s in kills[0].frames] == [(nxt, FIN | ACK)]
+    with pytest.raises(KillConfigError, match="RST burst"):
+        Killer(KillConfig(), Settings(), rst_burst=0)
+
+
+def test_stream_that_outruns_the_burst_gets_a_new_one_and_a_reset_target_gets_nothing_more():
+    f, nxt = streaming()
+    k = killer()
+    trigger(f, k, action="rejectsrc", server_next=nxt, ts=3.0)
+    reach = nxt + 15 * MSS
+    # segments the first burst covers: nothing new
+    for i in range(15):
+        assert follow(f, k, False, pkt(False, nxt + MSS * i, CISN + 15, "A", b"d" * MSS, ts=3.0 + 1e-4 * i)) == []
+    # the next one ends past the burst's last RST (the sensor is further behind than 16 segments): a new burst
+    # from its end, reaching twice as far
+    (kill,) = follow(f, k, False, pkt(False, reach, CISN + 15, "A", b"d" * MSS, ts=3.002))
+    assert kill.trigger == "peer-data" and [s.seq for s in kill.frames] == [reach + MSS * i for i in range(1, 32)]
+    reach += 31 * MSS  # the segment after the second burst's last RST
+    (kill,) = follow(f, k, False, pkt(False, reach, CISN + 15, "A", b"d" * MSS, ts=3.0025))
+    assert len(kill.frames) == 1 + 60
+    # the client's kernel answers the next segment with its own RST: it is gone, nothing more goes to it
+    follow(f, k, True, pkt(True, CISN + 15, 0, "R", ts=3.003))
+    far = reach + 40 * MSS
+    assert follow(f, k, False, pkt(False, far, CISN + 15, "A", b"d" * MSS, ts=3.004)) == []
+    assert k.counters()["peer_data_bursts"] == 2 and k.counters()["rst_not_answered"] == 1
+
+
+def test_acks_the_burst_covered_get_the_exact_segment_alone():
+    f, nxt = streaming()
+    k = Killer(KillConfig(seed=1), Settings(), bursts_per_response=1)
+    trigger(f, k, action="rejectsrc", server_next=nxt, ts=3.0)
+    see(f, pkt(False, nxt, CISN + 15, "A", b"d" * 3 * MSS, ts=3.0001))  # the mirror shows 3 more segments
+    # the client's ACK of them asks for a position the burst carried, early maybe: the server may have stopped
+    # there, so that one segment again (the response's one burst with predictions is spent: this is not one)
+    (kill,) = follow(f, k, True, pkt(True, CISN + 15, nxt + 3 * MSS, "A", ts=3.0002))
+    assert kill.trigger == "challenge-ack" and [s.seq for s in kill.frames] == [nxt + 3 * MSS]
+    assert k.counters()["covered_acks"] == 1
+    # the same ACK again asks for the segment just sent: never repeated
+    assert follow(f, k, True, pkt(True, CISN + 15, nxt + 3 * MSS, "A", ts=3.2)) == []
+
+
+def test_one_response_sends_a_bounded_number_of_bursts():
+    """A sensor too far behind a stream loses every race: for the rest of the response it sends the exact
+    segments alone, no more guesses."""
+    f = established()
+    k = Killer(KillConfig(seed=1), Settings(), bursts_per_response=3)
+    trigger(f, k, ts=7.0)
+    sent = [len(follow(f, k, False, pkt(False, SISN + 101 + 100 * i, CISN + 15, "A", b"d" * 100, ts=7.0 + 1e-4 * i)))
+            for i in range(6)]
+    # small segments: no predictions, exact segments alone, which the cap does not hold back
+    assert sent == [1] * 6 and k.counters()["response_full"] == 4  # the first burst was one of 3
+    # the next response (after inject.response-window) may guess again
+    assert len(follow(f, k, False, pkt(False, SISN + 701, CISN + 15, "A", b"d" * 100, ts=8.0))) == 1
+    assert k.counters()["response_full"] == 4
+    with pytest.raises(KillConfigError, match="bursts per response"):
+        Killer(KillConfig(), Settings(), bursts_per_response=0)
+
+
+def test_predicted_segments_take_only_the_tokens_left():
+    """Predictions take tokens above half the bucket only: the rest stays for exact segments."""
+    f, nxt = streaming()
+    k = killer(inject_max_per_second=20)
+    _, kills = trigger(f, k, action="rejectsrc", server_next=nxt, ts=4.0)
+    assert [s.seq for s in kills[0].frames] == [nxt + MSS * i for i in range(10)]  # 1 exact + (20 / 2 - 1)
+    assert k.counters()["predicted_frames"] == 9
 
 
 def test_busy_killed_session_cannot_starve_a_new_kill():
@@ -384,13 +482,10 @@ def test_busy_killed_session_cannot_starve_a_new_kill():
     busy = established()
     trigger(busy, k, ts=9.0)
     sent = 0
-    for i in range(40):  # a server that goes on talking: answered only while the bucket is above half
+    for i in range(40):  # a server that goes on talking: answered only while the bucket is above a quarter
         p = pkt(False, SISN + 101 + 100 * i, CISN + 16 + i, "A", b"t" * 100, ts=9.0 + 0.00001 * (i + 1))
-        busy.see(p, False)
-        events = []
-        k.on_packet(p, busy, False, [], events)
-        sent += sum(len(e.frames) for e in events)
-    assert sent == 8  # 20 - 2 (first burst) - 10 (reserve)
+        sent += sum(len(e.frames) for e in follow(busy, k, False, p))
+    assert sent == 12  # 20 - 2 (first burst) - 5 (a quarter, kept for other first bursts), in bursts of 2
     f = established()
     _, kills = trigger(f, k, ts=9.001)
     assert len(kills) == 1 and len(kills[0].frames) == 2
@@ -399,9 +494,8 @@ def test_busy_killed_session_cannot_starve_a_new_kill():
 def test_kill_on_a_bare_syn_then_the_handshake_answered():
     """A rule matching the SYN: the client (SYN-SENT) accepts a RST+ACK acking its ISN; if the handshake races
     ahead, the client's ACK of the SYN-ACK is answered exactly."""
-    f = SessionRecord()
     syn = pkt(True, CISN, 0, "S")
-    f.see(syn, True)
+    f = first(syn)
     a = Alert(syn, f, True, FakeRule())
     events = [a]
     k = killer()
@@ -411,10 +505,8 @@ def test_kill_on_a_bare_syn_then_the_handshake_answered():
     sa = pkt(False, SISN, CISN + 1, "SA", ts=1.0001)
     events = follow(f, k, False, sa)
     assert events == []  # the server side got exactly this already; the client answers for itself
-    ack = pkt(True, CISN + 1, SISN + 1, "A", ts=1.0002)
-    f.see(ack, True)
-    k.on_packet(ack, f, True, [], events)
-    (seg,) = events[0].frames
+    (kill,) = follow(f, k, True, pkt(True, CISN + 1, SISN + 1, "A", ts=1.0002))
+    (seg,) = kill.frames
     assert (seg.to_server, seg.seq, seg.ack) == (False, SISN + 1, CISN + 1)
 
 
@@ -424,12 +516,22 @@ def test_negative_bounds_rejected():
 
 
 def test_new_connection_on_the_same_ports_is_not_answered():
+    # a session killed for real: the flow table starts a new session for the new SYN, with no kill state
     f = established()
     k = killer()
     trigger(f, k)
     events = []
     for to_server, p in ((True, pkt(True, 77_000, 0, "S", ts=3.0)), (False, pkt(False, 88_000, 77_001, "SA", ts=3.001)),
                          (True, pkt(True, 77_001, 88_001, "A", ts=3.002))):
-        f.see(p, to_server)
-        k.on_packet(p, f, to_server, [], events)
-    assert events == [] and f.kill is None and k.counters()["new_session_after_kill"] == 1
+        flow = see(f, p)
+        assert flow is not f and flow.kill is None
+        k.on_packet(p, flow, to_server, [], events)
+    assert events == []
+    # in dry-run the session goes on: the killer itself sees the new SYN and ends its kill
+    f = established()
+    k = killer(dry_run=True)
+    trigger(f, k)
+    for to_server, p in ((True, pkt(True, 77_000, 0, "S", ts=3.0)),
+                         (False, pkt(False, 88_000, 77_001, "SA", ts=3.001))):
+        assert follow(f, k, to_server, p) == []
+    assert f.kill is None and k.counters()["new_session_after_kill"] == 1

@@ -27,26 +27,34 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.privileged
+pytestmark = [pytest.mark.privileged, pytest.mark.slow]  # a namespace lab and seconds of traffic per case
 
 RULES = """\
 reject tcp any any -> any 8080 (msg:"kill test: forbidden request"; flow:established,to_server; content:"FORBIDDEN"; sid:4000001; rev:1;)
 reject tcp any 8080 -> any any (msg:"kill test: bad server reply"; flow:established,to_client; content:"SRVBAD"; sid:4000002; rev:1;)
+rejectsrc tcp any any -> any 8080 (msg:"kill test: reset the requester only"; flow:established,to_server; content:"SRCONLY"; sid:4000003; rev:1;)
 """
 
-# Both peers: read until the socket errs or ends; what happened, as the kernel reported it.
+# Both peers: read until the socket errs or ends, for at most `timeout` seconds (a peer may be streaming);
+# what happened, as the kernel reported it, and the bytes read meanwhile.
 PEER_COMMON = r"""
 import errno, json, random, socket, sys, time
-def wait_error(c, timeout):
-    c.settimeout(timeout)
+def read_until_error(c, timeout):
+    deadline, n = time.monotonic() + timeout, 0
     try:
-        while True:
-            if not c.recv(65536):
-                return "EOF"
+        while time.monotonic() < deadline:
+            c.settimeout(max(0.01, deadline - time.monotonic()))
+            k = len(c.recv(65536))
+            if not k:
+                return "EOF", n
+            n += k
     except socket.timeout:
-        return "timeout"
+        pass
     except OSError as e:
-        return errno.errorcode.get(e.errno, str(e.errno))
+        return errno.errorcode.get(e.errno, str(e.errno)), n
+    return "timeout", n
+def wait_error(c, timeout):
+    return read_until_error(c, timeout)[0]
 """
 
 # Server: one thread per connection; the client's first line chooses the behaviour.
@@ -73,6 +81,14 @@ def serve(c, peer):
                 time.sleep(0.002)
         except OSError as e:
             res = errno.errorcode.get(e.errno, str(e.errno))
+    elif mode == "stream":  # paced at arg[0] bytes/s by the kernel (SO_MAX_PACING_RATE): MSS segments evenly spread
+        c.setsockopt(socket.SOL_SOCKET, 47, int(arg[0]))
+        chunk = b"s" * 65536
+        try:
+            while True:
+                c.sendall(chunk); sent += len(chunk)
+        except OSError as e:
+            res = errno.errorcode.get(e.errno, str(e.errno))
     elif mode == "srvpat":
         f.readline()
         t_trig = time.time()
@@ -94,8 +110,10 @@ while True:
     threading.Thread(target=serve, args=(c, a), daemon=True).start()
 """
 
+STREAM_RATE = 8_000_000  # bytes/s of the server's paced stream ("stream" mode)
+
 # Client: runs one case and prints one JSON line (its local port, result, times).
-PEER_CLIENT = PEER_COMMON + r"""
+PEER_CLIENT = PEER_COMMON + f"STREAM_RATE = {STREAM_RATE}\n" + r"""
 host, mode = sys.argv[1], sys.argv[2]
 c = socket.create_connection((host, 8080), timeout=5)
 port = c.getsockname()[1]
@@ -112,16 +130,14 @@ elif mode == "bulk":
         got += len(c.recv(65536))
     t_trig = time.time()
     c.sendall(b"now FORBIDDEN while you stream\n")
-    c.settimeout(wait)
-    try:
-        while True:
-            n = len(c.recv(65536)); got += n
-            if not n:
-                res = "EOF"; break
-    except socket.timeout:
-        res = "timeout"
-    except OSError as e:
-        res = errno.errorcode.get(e.errno, str(e.errno))
+    res, n = read_until_error(c, wait); got += n
+elif mode == "stream":  # the server streams, paced; this side sends the rejectsrc trigger while it does
+    c.sendall(b"stream %d\n" % STREAM_RATE)
+    while got < 3_000_000:
+        got += len(c.recv(65536))
+    t_trig = time.time()
+    c.sendall(b"now SRCONLY while you stream\n")
+    res, n = read_until_error(c, wait); got += n
 elif mode == "lossy":
     c.sendall(b"lossy\n"); time.sleep(0.3)
     t_trig = time.time()
@@ -437,6 +453,29 @@ def test_kill_with_a_vlan_tagged_mirror(privileged, tmp_path):
     assert kill.get("vlan") in (None, [42])
 
 
+def test_kill_when_the_endpoints_offload_checksums(privileged, tmp_path):
+    """Client and server offload their checksums, so the mirror carries partial ones, and the sensor
+    runs with default flags (-k auto): the very first session is killed while the sample is taken,
+    and checks are then turned off with one console line."""
+    from netlab import NetLab
+
+    with NetLab(csum_offload=True, mirror_inject=True) as lab:
+        injection_port(lab, "mon")
+        peers = Peers(lab, tmp_path)
+        sensor = Sensor(lab, tmp_path, "offload")
+        try:
+            first = run_case(peers, lab.SERVER4, "idle")
+            bulk = run_case(peers, lab.SERVER4, "bulk")
+        finally:
+            eve = sensor.stop()
+    assert_killed(*first)
+    assert_killed(*bulk)
+    assert kills_for(eve, first[0]["port"])[0]["kill"]["trigger"] == "sid:4000001"
+    assert [e for e in eve if e["event_type"] == "stats"][-1]["stats"]["decoder"]["checksum"]["auto_disabled"] == 1
+    said = [line for line in sensor.err_path.read_text().splitlines() if "checksum checks off" in line]
+    assert len(said) == 1, said
+
+
 def test_kill_with_fin_closes_both_sides(privileged, lab):
     """--kill-with fin: each endpoint reads end-of-stream (a FIN at its exact RCV.NXT) instead of a reset."""
     sensor = Sensor(lab, lab.tmp, "fin", "--kill-with", "fin")
@@ -451,6 +490,36 @@ def test_kill_with_fin_closes_both_sides(privileged, lab):
     assert {seg["tcp_flags"] for seg in kill["kill"]["segments"]} == {"FA"}
     alert = [a for a in eve if a["event_type"] == "alert" and a["src_port"] == c["port"]][0]
     assert alert["verdict"]["reject"] == ["tcp-fin"]
+
+
+def test_rejectsrc_resets_the_receiver_of_a_stream(privileged, lab):
+    """rejectsrc from a client the server streams to (8 MB/s in evenly paced MSS segments): only the client is
+    reset, within 1 s, by a burst carrying its RCV.NXT as it is when the burst lands (the next expected byte and
+    the next segment boundaries); the benign transfers alongside are never touched."""
+    sensor = Sensor(lab, lab.tmp, "rejectsrc-stream")
+    try:
+        cases = [run_case(lab.peers, lab.SERVER4, "stream") for _ in range(3)]
+    finally:
+        eve = sensor.stop()
+    for c, s, b in cases:
+        assert c["result"] == "ECONNRESET" and c["t"] - c["t_trigger"] <= 1.0, c
+        assert c["got"] > 3_000_000
+        # the server is not ours to reset: the client's kernel refuses its next segments
+        assert s["result"] in ("ECONNRESET", "EPIPE"), s
+        kills = kills_for(eve, c["port"])
+        assert kills[0]["kill"]["trigger"] == "sid:4000003"
+        assert {seg["direction"] for k in kills for seg in k["kill"]["segments"]} == {"to_client"}
+        assert b["client"]["result"] == "ok" and b["client"]["got"] == BENIGN_BYTES, b
+        assert b["server"]["result"] == "EOF" and not kills_for(eve, b["client"]["port"])
+        alert = [a for a in eve if a["event_type"] == "alert" and a["src_port"] == c["port"]][0]
+        assert alert["verdict"] == {"action": "alert", "reject-target": "to_client", "reject": ["tcp-reset"]}
+    # each first burst: the server's next byte, then RSTs one segment size apart
+    for c, _s, _b in cases:
+        first = kills_for(eve, c["port"])[0]["kill"]["segments"]
+        steps = {(b["seq"] - a["seq"]) % 2**32 for a, b in zip(first, first[1:])}
+        assert len(first) > 1 and len(steps) == 1 and steps.pop() >= 536, first
+    stats = [e for e in eve if e["event_type"] == "stats"][-1]["stats"]["kill"]
+    assert stats["send_errors"] == 0 and stats["predicted_frames"] > 0
 
 
 def test_kill_in_immediate_mode_when_the_mirror_offloads_are_off(privileged, lab):

@@ -97,6 +97,7 @@ def lab(privileged):
         yield lab
 
 
+@pytest.mark.slow
 def test_listen_alerts_flows_ticks_and_clean_sigterm(lab, tmp_path):
     (tmp_path / "t.rules").write_text(RULES)
     lab.serve_tcp(8080, reply=REPLY)
@@ -156,6 +157,7 @@ def test_listen_alerts_flows_ticks_and_clean_sigterm(lab, tmp_path):
     assert int(re.search(r"alerts (\d+)", lines[-1]).group(1)) >= 4, lines
 
 
+@pytest.mark.slow
 def test_sighup_keeps_old_rules_on_bad_file_then_takes_good_one_and_reopens_eve(lab, tmp_path):
     rules = tmp_path / "live.rules"
     rules.write_text(RULES_ALPHA)
@@ -194,6 +196,7 @@ def test_sighup_keeps_old_rules_on_bad_file_then_takes_good_one_and_reopens_eve(
     assert (tmp_path / "fast.log.1").read_text().count("MW alpha") == 2
 
 
+@pytest.mark.slow
 def test_bpf_filter_is_applied(lab, tmp_path):
     (tmp_path / "t.rules").write_text(RULES)
     lab.serve_tcp(8080, reply=REPLY)
@@ -207,6 +210,7 @@ def test_bpf_filter_is_applied(lab, tmp_path):
     assert {e["src_ip"] for e in flows(evs)} == {lab.CLIENT6}, "only the filtered traffic reached the engine"
 
 
+@pytest.mark.slow
 def test_vlan_tagged_mirror(privileged, tmp_path):
     (tmp_path / "t.rules").write_text(RULES)
     with NetLab(vlan=100) as lab:
@@ -221,6 +225,31 @@ def test_vlan_tagged_mirror(privileged, tmp_path):
     assert any(e.get("vlan") == [100] and e.get("dest_port") == 8080 for e in flows(evs))
 
 
+@pytest.mark.slow
+def test_offloaded_checksums_no_blind_start(privileged, tmp_path):
+    """Client and server offload their checksums (the mirror sees partial ones), listen runs with
+    default flags: the very first session alerts while -k auto samples, and once the sample
+    shows the offloading one console line says checksum checks are off."""
+    (tmp_path / "t.rules").write_text(RULES)
+    with NetLab(csum_offload=True) as lab:
+        lab.serve_tcp(8080, reply=REPLY)
+        mw = Listen(lab, tmp_path, "--rules", str(tmp_path / "t.rules"))
+        assert lab.tcp_request(lab.SERVER4, 8080, b"GET /evil HTTP/1.0\r\n\r\n") == REPLY
+        mw.wait_events(lambda evs: 1000001 in sids(evs) and 1000002 in sids(evs))
+        for _ in range(6):  # enough checksummed TCP packets for the sample
+            lab.tcp_request(lab.SERVER4, 8080, b"GET /fine HTTP/1.0\r\n\r\n")
+        mw.wait_stderr("checksum checks off")
+        assert mw.stop() == 0, mw.stderr()
+    lines = [line for line in mw.stderr().splitlines() if "checksum" in line]
+    assert len(lines) == 1 and re.search(r"(\d+) of the first \1 TCP/UDP checksums on mon0 were wrong", lines[0]), lines
+    evs = mw.events()
+    first = min((e for e in evs if e["event_type"] == "alert"), key=lambda e: e["timestamp"])
+    assert first["alert"]["signature_id"] == 1000001 and first["src_ip"] == lab.CLIENT4
+    stats = [e for e in evs if e["event_type"] == "stats"][-1]["stats"]["decoder"]["checksum"]
+    assert stats["auto_disabled"] == 1
+
+
+@pytest.mark.slow
 def test_capture_drops_are_counted_never_silent(lab, tmp_path, corpus):
     """A queue far too small for a burst: the overflow is counted, and every frame is accounted for."""
     mw = Listen(lab, tmp_path, "--set", "capture.queue-size=64", "--set", "capture.stats-interval=0")
@@ -236,6 +265,7 @@ def test_capture_drops_are_counted_never_silent(lab, tmp_path, corpus):
     assert f"dropped {cap['drops']:,} frames" in mw.stderr(), "the operator is told at exit"
 
 
+@pytest.mark.slow
 def test_interface_going_down_flushes_and_fails(lab, tmp_path):
     (tmp_path / "t.rules").write_text(RULES)
     lab.serve_tcp(8080, reply=REPLY)
@@ -252,6 +282,7 @@ def test_interface_going_down_flushes_and_fails(lab, tmp_path):
     assert evs[-1]["event_type"] == "stats"
 
 
+@pytest.mark.slow
 def test_bad_interface_bad_bpf_and_no_privilege_are_one_line_errors(lab):
     r = lab.run(lab.sensor, *mw_cmd("listen", "nosuch0"), check=False)
     assert r.returncode == 1
@@ -311,6 +342,7 @@ def test_injector_is_served_before_the_other_sinks():
     assert Listener(None, plain, table=None, display=False, settings=Settings())._dispatcher() is plain.dispatch
 
 
+@pytest.mark.slow
 def test_live_table_on_a_terminal_draws_and_stops_cleanly(lab, tmp_path):
     """The table is drawn by its painter thread on a real pseudo-terminal: the session and the
     alert show up on screen, and SIGTERM still flushes the outputs and exits 0."""

@@ -134,6 +134,7 @@ def test_immediate_mode_hands_frames_over_at_once(lab):
     assert res["received"] >= 1 and res["drops"] == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode,reason", [("layout-fails", "layout"), ("confirm-fails", "forced mismatch")])
 def test_failed_validation_falls_back_to_the_read_timeout(lab, mode, reason):
     """Validation failing before activation, or after it (the handle is reopened), still captures."""
@@ -152,6 +153,7 @@ def run_until_listening(lab: NetLab, p: subprocess.Popen, err_path) -> None:
     assert lab.stop(p, signal.SIGTERM) == 0
 
 
+@pytest.mark.slow
 def test_listen_warns_once_and_says_which_mode(lab, tmp_path):
     err_path = tmp_path / "listen.err"
     code = ("import sys; from mirrorwatch.sources import live; from mirrorwatch.cli import main; "
@@ -193,6 +195,7 @@ print(json.dumps({"offloads": live.offloads(sys.argv[1]),
 """
 
 
+@pytest.mark.slow
 def test_auto_mode_follows_the_offloads(lab, tmp_path):
     """Offloads on (the veth default): auto keeps the packed ring and says why; off: immediate mode,
     frames handed over at once (read-timeout 10 s would hold them for seconds otherwise)."""

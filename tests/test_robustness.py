@@ -101,7 +101,7 @@ def test_mutated_real_frames_never_break_the_decoder(corpus):
     internal error, and the counters still add up."""
     import random
 
-    from mirrorwatch.core.decode.decoder import SUPPORTED_LINKTYPES
+    from mirrorwatch.core.decode.link import SUPPORTED_LINKTYPES
 
     frames = []
 

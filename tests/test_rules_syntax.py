@@ -199,6 +199,7 @@ def _damage(text: str, kind: str, n: int) -> str | None:
     return text[:pos] + new + text[pos + 1:]
 
 
+@pytest.mark.slow
 @hsettings(max_examples=600, deadline=None)
 @given(rules(), st.sampled_from(["semicolon", "semi_colon", "quote", "colon_semi", "colon_space"]),
        st.integers(0, 60))

@@ -57,6 +57,7 @@ def trailers(pcap):
     return out
 
 
+@pytest.mark.slow
 def test_names_follow_tcpflow(tmp_path):
     def conn(ip, sp, dp, isn_c, isn_s, req, resp, t0, vlan=None):
         def frame(to_server, **kw):

@@ -7,6 +7,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,11 +18,12 @@ from mirrorwatch.sources.pcapfile import PcapFiles
 from mirrorwatch.core.events import Kill
 from mirrorwatch.cli.pipeline import Pipeline, replay
 from mirrorwatch.core.settings import Settings
-from mirrorwatch.sinks.table import LiveTable
+from mirrorwatch.sinks.summary import Summary, plural
+from mirrorwatch.sinks.table import LiveTable, endpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "pcaps" / "demo.pcap"
-PYTHON = str(ROOT / ".venv" / "bin" / "python")
+PYTHON = sys.executable  # the interpreter running the tests (the project's virtualenv under make test)
 
 
 def replayed(sort: str = "bytes"):
@@ -120,11 +122,39 @@ def test_killed_sessions_are_marked():
         table.handle(k)
     assert table.kills_total == 1
     assert "kills 1" in "\n".join(screen(table, pipe.engine.last_ts, 120))
-    narrow = screen(table, pipe.engine.last_ts, 80)
-    wide = screen(table, pipe.engine.last_ts, 200)
-    row80 = next(line for line in narrow if f":{top.cport} →" in line)
-    row200 = next(line for line in wide if f":{top.cport} →" in line)
-    assert row80.rstrip().endswith("K") and row200.rstrip().endswith("KILL")
+    # its row says killed in the state column, at every width; a session only marked in dry-run says so
+    other.mark_killed("sid 1", dry_run=True)
+    for width, dry in ((80, "dry-kill"), (120, "dry-kill"), (200, "dry-run kill")):
+        lines = screen(table, pipe.engine.last_ts, width)
+        row = next(line for line in lines if f":{top.cport} →" in line)
+        assert row.split("→", 1)[1].split()[1] == "killed", row
+        row = next(line for line in lines if f":{other.cport} →" in line)
+        assert dry in row and "killed" not in row, row
+
+
+def test_endpoints_column_takes_only_the_room_it_needs():
+    """At 200 columns the endpoints column is as wide as its widest row (IPv6 here), not most of the screen;
+    at 60 it gives way first, with an ellipsis, and every line still fits."""
+    pipe, table = replayed()
+    widest = max(len(f"{endpoint(f.client, f.cport, f.proto)} → {endpoint(f.server, f.sport, f.proto)}")
+                 for f in pipe.engine.flows.flows.values())
+    lines = screen(table, pipe.engine.last_ts, 200)
+    head = next(line for line in lines if "client → server" in line)
+    assert head.index("state") - head.index("client") == widest + 2  # the column and its separator
+    rows = lines[:next(i for i, line in enumerate(lines) if "latest alerts" in line)]
+    assert max(len(line.rstrip()) for line in rows) < 150
+    narrow = screen(table, pipe.engine.last_ts, 60)
+    assert all(len(line) <= 60 for line in narrow) and any("…" in line for line in narrow)
+
+
+def test_summary_line_counts_in_words():
+    summary = Summary()
+    summary.sessions, summary.alerts = 1, 1
+    summary.counters = {"capture": {"packets": 1, "bytes": 60}}
+    console = Console(width=130, record=True, file=open(os.devnull, "w"))
+    summary.render(console, 1.0, show_table=False)
+    assert console.export_text().startswith("1 packet, 60 bytes, 1 session, 1 alert in 1.000s")
+    assert plural(2000, "session") == "2,000 sessions" and plural(0, "alert") == "0 alerts"
 
 
 # -- as a person sees it: a real terminal (tmux) ------------------------------------------
@@ -160,6 +190,7 @@ def test_replay_realtime_table_in_a_terminal(tmux_sessions, tmp_path):
     assert "MW " in text.split("latest alerts")[1], "the demo's alerts are listed"
 
 
+@pytest.mark.slow
 def test_listen_table_in_a_terminal_at_120_and_80_columns(privileged, tmux_sessions, tmp_path):
     from netlab import NetLab
 

@@ -26,12 +26,19 @@ import click
 
 from mirrorwatch.cli.common import (
     build_killer,
-    build_settings,
+    build_run,
+    eve_specs,
     fail,
+    human_console,
     kill_options,
+    output_options,
     report_ruleset,
+    sensor_name,
+    warn,
 )
+from mirrorwatch.cli.workers import fanout_immediate, share_caps, workers_option
 from mirrorwatch.core.settings import SettingError, Settings, help_text, parse_size
+from mirrorwatch.sinks.summary import plural
 from mirrorwatch.sinks.table import SORT_KEYS
 from mirrorwatch.sources.live import META, CaptureError, LiveCapture, privilege_problem
 
@@ -98,9 +105,9 @@ class Listener:
         self._held_lines: list[str] = []
 
     # -- SIGHUP ---------------------------------------------------------------------
-    # Parsing a large rule set takes seconds; it runs in a thread so the engine keeps
-    # draining the capture queue meanwhile.  The swap itself happens here, in the main
-    # thread, between two batches: no packet ever sees half a rule set.
+    # Parsing and compiling a large rule set takes seconds; both run in a thread so the
+    # engine keeps draining the capture queue meanwhile.  The swap itself happens here, in
+    # the main thread, between two batches: no packet ever sees half a rule set.
     def reload(self) -> None:
         """Start a reload (reopen the outputs at once); ``_reload_done`` finishes it."""
         self.pipe.reopen_outputs()
@@ -113,7 +120,9 @@ class Listener:
 
         def load():
             try:
-                result["rs"] = load_ruleset(self.rule_paths, self.settings, self.pipe.classification)
+                rs = load_ruleset(self.rule_paths, self.settings, self.pipe.classification)
+                result["detector"] = self.engine.build_detector(rs)
+                result["rs"] = rs
             except PipelineError as e:
                 result["error"] = f"rules not reloaded: {e}"
             except Exception as e:  # noqa: BLE001 - the old rules stay, with one line saying why
@@ -129,7 +138,7 @@ class Listener:
         msg = result.get("error")
         if msg is None:
             try:
-                msg = self.pipe.swap_rules(result["rs"], self.rule_paths)
+                msg = self.pipe.swap_rules(result["rs"], self.rule_paths, result["detector"])
             except Exception as e:  # noqa: BLE001 - e.g. a pattern the matcher cannot compile
                 msg = f"rules not reloaded: {internal_error(e)}"
         if msg:
@@ -138,16 +147,31 @@ class Listener:
             skipped = len(self.pipe.ruleset.skipped)
             line = (f"mirrorwatch: reloaded {self.pipe.rule_count} rules from {', '.join(self.rule_paths)}"
                     + (f" ({skipped} skipped: mirrorwatch rules check)" if skipped else ""))
+        self._say(line, error=bool(msg))
+        if self._reload_again:
+            self._reload_again = False
+            self.reload()
+
+    def _say(self, line: str, error: bool = False) -> None:
+        """One console line; while the full-screen table is shown, in the table and after it."""
         if self.display:
             # writing to the terminal under the alternate screen would scroll the table off it
-            self.table.notice(f"{time.strftime('%H:%M:%S')} {line}", error=bool(msg))
+            self.table.notice(f"{time.strftime('%H:%M:%S')} {line}", error=error)
         if self.display and sys.stderr.isatty():
             self._held_lines.append(line)
         else:
             click.echo(line, err=True)
-        if self._reload_again:
-            self._reload_again = False
-            self.reload()
+
+    def _checksums_pending(self, say) -> bool:
+        """``-k auto``: True until the decoder has decided; then one line if it turned checks off."""
+        dec = self.engine.decoder
+        if dec.auto_sample is None:
+            return True
+        if dec.auto_disabled:
+            bad, checked = dec.auto_sample
+            say(f"mirrorwatch: checksum checks off: {bad} of the first {checked} TCP/UDP checksums on "
+                f"{self.capture.iface} were wrong (offloaded by the capturing host); -k all keeps them on")
+        return False
 
     # -- the main loop -------------------------------------------------------------------
     def run(self) -> int:
@@ -165,6 +189,7 @@ class Listener:
         t0 = mono()
         next_tick, next_ui, next_flush = t0 + tick_iv, t0, t0 + SINK_FLUSH_INTERVAL
         next_stats = t0 + stats_iv if stats_iv > 0 else float("inf")
+        checksums_pending = eng.decoder.mode == "auto"
         try:
             while not self.signals.stop:
                 batch = cap.get(min(tick_iv, ui_iv))
@@ -179,6 +204,8 @@ class Listener:
                     ev = eng.tick(wall())
                     if ev:
                         dispatch(ev)
+                    if checksums_pending:
+                        checksums_pending = self._checksums_pending(self._say)
                 if self.signals.reload:
                     self.signals.reload = False
                     self.reload()
@@ -211,6 +238,8 @@ class Listener:
                 # frames captured before the stop are analysed, not lost
                 for batch in cap.drain():
                     self._feed(batch, process, dispatch, linktype)
+                if checksums_pending:  # decided in the last frames: the table is gone, a plain line
+                    self._checksums_pending(lambda line: click.echo(line, err=True))
                 pipe.finish(cap.counters())
             except Exception as e:  # noqa: BLE001
                 self.error = self.error or internal_error(e)
@@ -304,6 +333,7 @@ class Listener:
     def counters(self) -> dict:
         c = self.engine.counters()
         c.setdefault("capture", {}).update(self.capture.counters())
+        c.update(self.pipe.output_counters())
         return c
 
 
@@ -372,11 +402,11 @@ def _report_capture(c: dict, quiet: bool) -> None:
     """The capture's own accounting at exit: drops are a warning, with what to raise."""
     if c["drops"]:
         pct = 100.0 * c["drops"] / max(1, c["received"] + c["kernel_drops"])
-        click.echo(f"mirrorwatch: warning: capture on {c['interface']} dropped {c['drops']:,} frames ({pct:.2f}%): "
-                   f"queue {c['queue_drops']:,} (raise capture.queue-size), kernel {c['kernel_drops']:,} "
+        click.echo(f"mirrorwatch: warning: capture on {c['interface']} dropped {plural(c['drops'], 'frame')} "
+                   f"({pct:.2f}%): queue {c['queue_drops']:,} (raise capture.queue-size), kernel {c['kernel_drops']:,} "
                    f"(raise --buffer-size); {c['received']:,} received", err=True)
     elif not quiet:
-        click.echo(f"mirrorwatch: capture on {c['interface']}: {c['received']:,} frames received, no drops"
+        click.echo(f"mirrorwatch: capture on {c['interface']}: {plural(c['received'], 'frame')} received, no drops"
                    + (f" (interface rx_dropped {c['ifdrops']:,})" if c["ifdrops"] else ""), err=True)
 
 
@@ -384,9 +414,9 @@ def _report_capture(c: dict, quiet: bool) -> None:
                epilog="\b\nSettings (--set KEY=VALUE; default shown):\n" + help_text())
 @click.argument("iface")
 @click.option("-r", "--rules", "rules", multiple=True, type=click.Path(),
-              help="rule file or directory of *.rules (repeatable) [default: the bundled signatures/]; reloaded on SIGHUP")
-@click.option("--eve", "eve", type=click.Path(), default=None, help="EVE JSON output file ('-' = stdout); reopened on SIGHUP")
-@click.option("--fast", "fast", type=click.Path(), default=None, help="fast.log output file; reopened on SIGHUP")
+              help="rule file or directory of *.rules (repeatable) [default: rule-files of -c, else the bundled "
+                   "signatures/]; reloaded on SIGHUP")
+@output_options(live=True)
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="override a setting (repeatable; stream.midstream and stream.inline default to true here)")
 @click.option("-k", "checksum", type=click.Choice(["auto", "all", "none"]), default="auto", show_default=True,
@@ -399,9 +429,10 @@ def _report_capture(c: dict, quiet: bool) -> None:
 @click.option("--sort", type=click.Choice(SORT_KEYS), default="bytes", show_default=True, help="live table order")
 @click.option("--no-table", is_flag=True, help="no live table; a stats line every capture.stats-interval seconds")
 @click.option("-q", "--quiet", is_flag=True, help="no summary at the end")
+@workers_option
 @kill_options(live=True)
-def listen(iface, rules, eve, fast, sets, checksum, bpf, snaplen, no_promisc, buffer_size, sort, no_table, quiet,
-           **kill):
+def listen(iface, rules, config, eve, eve_types, eve_payload, fast, sensor_name_opt, sets, checksum, bpf, snaplen, no_promisc, buffer_size, sort, no_table, quiet,
+           workers, **kill):
     """Watch a live interface (a switch mirror/SPAN port) until Ctrl-C or SIGTERM.
 
     SIGHUP reloads the rule files (the old rules stay when the new ones fail
@@ -419,7 +450,11 @@ def listen(iface, rules, eve, fast, sets, checksum, bpf, snaplen, no_promisc, bu
 
     # stream.inline: each packet's new bytes are inspected on arrival, so a reject rule kills on the
     # trigger packet; IDS chunking would hold a short request until 2560 bytes or the session's end
-    settings = build_settings(sets, base={"stream.midstream": True, "stream.inline": True})
+    settings, run = build_run(sets, base={"stream.midstream": True, "stream.inline": True}, config=config)
+    if workers > 1:
+        share_caps(settings, workers)
+    specs = eve_specs(run, eve, eve_types, eve_payload)
+    eve_stdout = any(spec.target == "-" for spec in specs)
     try:
         ring = parse_size(buffer_size)
     except SettingError as e:
@@ -430,23 +465,31 @@ def listen(iface, rules, eve, fast, sets, checksum, bpf, snaplen, no_promisc, bu
     if iface == "any" and not kill.get("inject_iface") and not kill.get("dry_run"):
         fail("capturing on 'any' leaves no interface to send resets on: give --inject-iface IFACE "
              "(or --dry-run to decide kills without sending)", 2)
-    cap = LiveCapture(iface, settings, bpf=bpf, snaplen=snaplen, promisc=not no_promisc, buffer_size=ring)
+    cap = LiveCapture(iface, settings, bpf=bpf, snaplen=snaplen, promisc=not no_promisc, buffer_size=ring,
+                      immediate=fanout_immediate(settings) if workers > 1 else None)
     try:
         cap.open()
+        caps = None
+        if workers > 1:  # one handle per worker, in one fanout group
+            from mirrorwatch.cli.workers.live import open_captures
+
+            caps = open_captures(cap, workers, settings)
     except CaptureError as e:
         fail(str(e))
     if cap.immediate_problem and cap.immediate_mode == "true":
         click.echo(f"mirrorwatch: warning: capture.immediate not enabled, frames wait up to capture.read-timeout "
                    f"({cap.timeout_ms} ms): {cap.immediate_problem}", err=True)
     # the table needs the terminal to itself: not when EVE goes to stdout
-    want_table = not no_table and eve != "-" and sys.stdout.isatty()
+    want_table = not no_table and not eve_stdout and sys.stdout.isatty()
     # the injection socket opens now, so a missing privilege or interface stops us before capture
     killer, kill_sinks = build_killer(settings, kill, inject_iface=kill.get("inject_iface") or iface,
-                                      log=None if want_table else (sys.stderr if eve == "-" else sys.stdout))
+                                      log=None if want_table else (sys.stderr if eve_stdout else sys.stdout))
     try:
-        pipe = Pipeline.build(settings, rule_paths=rules, eve=eve, fast=fast, checksum_mode=checksum,
-                              console_alerts=not want_table, killer=killer, kill_sinks=kill_sinks)
-        rule_paths = list(rules) or [str(bundled_signatures())]
+        rule_paths = list(rules) or run.rule_paths or [str(bundled_signatures())]
+        pipe = Pipeline.build(settings, rule_paths=rule_paths, eve=specs, fast=fast or run.fast,
+                              checksum_mode=checksum, console_alerts=not want_table, killer=killer,
+                              kill_sinks=kill_sinks, classification=run.classification,
+                              host=sensor_name(run, sensor_name_opt), in_iface=iface)
     except PipelineError as e:
         cap.close()
         fail(str(e))
@@ -455,16 +498,28 @@ def listen(iface, rules, eve, fast, sets, checksum, bpf, snaplen, no_promisc, bu
     table = LiveTable(pipe.engine, source=iface, sort=sort, capture_counters=cap.counters)
     pipe.add_sink(table)
     console = Console(highlight=False)
-    stats_out = None if want_table else (sys.stderr if eve == "-" else sys.stdout)
+    stats_out = None if want_table else (sys.stderr if eve_stdout else sys.stdout)
     listener = Listener(cap, pipe, table=table, display=want_table, console=console,
                         stats_out=stats_out, rule_paths=rule_paths, settings=settings)
     click.echo(f"mirrorwatch: listening on {iface} (link type {cap.linktype}, snaplen {snaplen}, "
                f"{'promiscuous' if not no_promisc else 'not promiscuous'}, "
                f"{'immediate mode' if cap.immediate_active else f'read-timeout {cap.timeout_ms} ms'}"
                f"{_why_not_immediate(cap)}"
-               f"{', filter ' + repr(bpf) if bpf else ''}); Ctrl-C to stop, SIGHUP to reload rules", err=True)
-    code = listener.run()
-    _report_capture(cap.counters(refresh=False), quiet)
+               f"{', filter ' + repr(bpf) if bpf else ''}"
+               f"{f', {workers} workers in PACKET_FANOUT group {cap.fanout}' if caps else ''}"
+               "); Ctrl-C to stop, SIGHUP to reload rules", err=True)
+    if caps is None:
+        code = listener.run()
+        capture = cap.counters(refresh=False)
+    else:
+        from mirrorwatch.cli.workers.live import run_cli
+
+        code, capture = run_cli(listener, caps)
+    for line in pipe.output_warnings():
+        warn(line)
+    if pipe.records_lost() and not code:
+        code = 1  # an output that lost records failed, as one that cannot be written
+    _report_capture(capture, quiet)
     if not quiet:
-        pipe.print_summary(Console(stderr=eve == "-", highlight=False), show_table=True)
+        pipe.print_summary(human_console(stderr=eve_stdout), show_table=True)
     sys.exit(code)

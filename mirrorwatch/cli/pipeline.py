@@ -59,11 +59,12 @@ def fold_detect_skips(ruleset, detector) -> None:
     ruleset.skipped.extend((r.file, r.line, r.sid, reason) for r, reason in detector.skipped)
 
 
-def load_ruleset(paths, settings: Settings, classification=None):
+def load_ruleset(paths, settings: Settings, classification=None, progress=None):
     """Load rule files/dirs; a path that does not exist or cannot be read is a PipelineError.
 
     Rules that fail to parse are skipped (see ``RuleSet.skipped``); the good
-    rules of the same file still load.
+    rules of the same file still load.  ``progress(done, total)``: bytes of
+    rule text parsed so far (``rules.load_rules``).
     """
     from mirrorwatch.rules import load_rules
 
@@ -74,7 +75,7 @@ def load_ruleset(paths, settings: Settings, classification=None):
     if classification is None:
         default = bundled_classification()
         classification = str(default) if default is not None else None
-    rs = load_rules(paths, settings, classification=classification)
+    rs = load_rules(paths, settings, classification=classification, progress=progress)
     if rs.errors:
         raise PipelineError(rs.errors[0] + (f" (and {len(rs.errors) - 1} more)" if len(rs.errors) > 1 else ""))
     return rs
@@ -109,20 +110,32 @@ class Pipeline:
         self.finished_cpu: float | None = None
         self.stats: Stats | None = None
         self.stream_dumper = None  # --dump-streams: a reassembly observer, closed with the sinks
+        # --workers: in a worker, Stats go to the coordinator (which merges them) and the outputs
+        # are the coordinator's; in the coordinator, the workers' CPU and a line about them
+        self._divert_stats = None
+        self.workers_cpu = 0.0
+        self.notes: list[str] = []
 
     # -- building -------------------------------------------------------------
     @classmethod
-    def build(cls, settings: Settings, *, rule_paths=(), eve: str | None = None, fast: str | None = None,
-              checksum_mode: str = "auto", console_alerts: bool = True, eve_types=None, eve_payload: bool = False,
-              classification=None, killer=None, kill_sinks=(), dump_streams: str | None = None,
-              line_buffered: bool = False) -> "Pipeline":
-        """Load rules, make the engine and the standard sinks; PipelineError on anything unusable."""
+    def build(cls, settings: Settings, *, rule_paths=(), eve=(), fast: str | None = None,
+              checksum_mode: str = "auto", console_alerts: bool = True, classification=None, killer=None,
+              kill_sinks=(), dump_streams: str | None = None, line_buffered: bool = False,
+              host: str | None = None, in_iface: str | None = None, rules_progress=None) -> "Pipeline":
+        """Load rules, make the engine and the standard sinks; PipelineError on anything unusable.
+
+        ``eve``: the EVE outputs (``cli.config.EveSpec``: a path or a redis:// URL, types, payload);
+        ``host``/``in_iface``: the sensor name and capture interface every EVE record carries;
+        ``rules_progress``: as ``load_ruleset``'s ``progress``.
+        """
+        from mirrorwatch.sinks.caps import EmergencyNotices
         from mirrorwatch.sinks.console import ConsoleAlerts
-        from mirrorwatch.sinks.eve import DEFAULT_TYPES, EveWriter, OutputError
+        from mirrorwatch.sinks.eve import OutputError
         from mirrorwatch.sinks.fastlog import FastLogWriter
+        from mirrorwatch.sinks.redis import RedisURLError
 
         paths = list(rule_paths) or [str(bundled_signatures())]
-        ruleset = load_ruleset(paths, settings, classification)
+        ruleset = load_ruleset(paths, settings, classification, rules_progress)
         if checksum_mode not in ("auto", "all", "none"):
             raise PipelineError(f"checksum mode must be auto, all or none, got {checksum_mode!r}")
         engine = Engine(settings, ruleset, checksum_mode=checksum_mode, killer=killer)
@@ -130,17 +143,17 @@ class Pipeline:
         sinks: list = list(kill_sinks)  # the injector first: least latency for kills
         try:
             dumper = _stream_dumper(dump_streams, engine) if dump_streams else None
-            if eve:
-                sinks.append(EveWriter(eve, types=eve_types or DEFAULT_TYPES, payload=eve_payload,
-                                       line_buffered=line_buffered))
+            for spec in eve:
+                sinks.append(_eve_writer(spec, settings, host, in_iface, line_buffered))
             if fast:
                 sinks.append(FastLogWriter(fast, line_buffered=line_buffered))
-        except (OutputError, PipelineError) as e:
+        except (OutputError, PipelineError, RedisURLError) as e:
             for s in sinks:
                 s.close()
             raise PipelineError(str(e)) from None
         if console_alerts:
-            sinks.append(ConsoleAlerts(sys.stderr if eve == "-" else sys.stdout))
+            sinks.append(ConsoleAlerts(sys.stderr if any(spec.target == "-" for spec in eve) else sys.stdout))
+        sinks.append(EmergencyNotices())  # flow emergency mode entered/over: one stderr line each
         pipe = cls(engine, sinks, ruleset=ruleset, settings=settings, classification=classification)
         if dumper is not None:
             pipe.stream_dumper = dumper
@@ -161,9 +174,17 @@ class Pipeline:
     # -- events -----------------------------------------------------------------
     def dispatch(self, events) -> None:
         handlers = self._handlers
+        divert = self._divert_stats
         for e in events:
+            if divert is not None and type(e) is Stats:
+                divert(e)
+                continue
             for h in handlers:
                 h(e)
+
+    def detach_outputs(self, stats_to) -> None:
+        """In a worker process: ``stats_to(Stats)`` takes the stats, and reopening is the coordinator's job."""
+        self._divert_stats = stats_to
 
     def frame_callback(self):
         """``cb(ts, linktype, frame, wirelen)`` for ``capture.run``: process, then dispatch if anything came out."""
@@ -212,7 +233,8 @@ class Pipeline:
         """End of input: flush every session, write final stats, flush the outputs.
 
         ``capture_counters`` (live: frames received, queue and kernel drops) join
-        the final stats' ``capture`` object.
+        the final stats' ``capture`` object; the EVE outputs' delivery counters
+        (Redis) join as ``eve``.
         """
         events = self.engine.finish()
         for e in events:
@@ -221,6 +243,7 @@ class Pipeline:
                     e.counters.setdefault("capture", {}).update(capture_counters)
                 if self.stream_dumper is not None:
                     e.counters["streamdump"] = self.stream_dumper.counters()
+                e.counters.update(self.output_counters())
                 self.stats = e
         decoder_errs = getattr(self.engine.decoder, "errs", None)
         if isinstance(decoder_errs, dict):
@@ -242,8 +265,31 @@ class Pipeline:
         if self.stream_dumper is not None:
             self.stream_dumper.close()
 
+    def _transports(self) -> list:
+        """The EVE outputs that account for their delivery (Redis)."""
+        return [out for out in (getattr(s, "out", None) for s in self.sinks) if hasattr(out, "counters")]
+
+    def output_counters(self) -> dict:
+        """``{"eve": {"redis": {sent, buffered, dropped, refused, lost, unheard, reconnects}}}`` summed over the
+        Redis outputs, for the stats; empty without one."""
+        total: dict = {}
+        for out in self._transports():
+            for k, v in out.counters().items():
+                total[k] = total.get(k, 0) + v
+        return {"eve": {"redis": total}} if total else {}
+
+    def output_warnings(self) -> list[str]:
+        """After ``close``: one line per output that did not deliver everything."""
+        return [w for w in (out.warning() for out in self._transports()) if w]
+
+    def records_lost(self) -> int:
+        """After ``close``: EVE records an output could not deliver (counted in its warning line)."""
+        return sum(out.undelivered() for out in self._transports())
+
     def reopen_outputs(self) -> None:
         """SIGHUP / logrotate: every file sink continues in a fresh file at its path."""
+        if self._divert_stats is not None:  # a worker: the coordinator owns the files
+            return
         for s in self.sinks:
             s.reopen()
 
@@ -255,11 +301,12 @@ class Pipeline:
             return f"rules not reloaded: {e}"
         return self.swap_rules(rs, paths)
 
-    def swap_rules(self, rs, paths) -> str | None:
-        """Swap in a rule set loaded elsewhere (listen parses in a thread); as ``reload_rules``."""
+    def swap_rules(self, rs, paths, detector=None) -> str | None:
+        """Swap in a rule set loaded elsewhere (listen parses and compiles it in a thread: ``detector``,
+        from ``Engine.build_detector``); as ``reload_rules``."""
         if not rs.rules and self.rule_count:
             return f"rules not reloaded: no rule loaded from {', '.join(map(str, paths))} ({len(rs.skipped)} skipped)"
-        self.engine.reload_rules(rs)
+        self.engine.reload_rules(rs, detector)
         fold_detect_skips(rs, self.engine.detector)
         self.ruleset = rs
         return None
@@ -270,14 +317,37 @@ class Pipeline:
         return max(end - self.started, 1e-9)
 
     def cpu_time(self) -> float:
-        """CPU seconds this process spent on the run (the figure that holds on a busy machine)."""
+        """CPU seconds this process (and its workers) spent on the run (the figure that holds on a busy machine)."""
         end = self.finished_cpu if self.finished_cpu is not None else time.process_time()
-        return max(end - self.started_cpu, 0.0)
+        return max(end - self.started_cpu, 0.0) + self.workers_cpu
 
     def print_summary(self, console, show_table: bool = True) -> None:
         if self.summary.counters == {} and self.stats is not None:
             self.summary.counters = self.stats.counters
         self.summary.render(console, self.elapsed(), show_table=show_table, cpu=self.cpu_time())
+        for line in self.notes:
+            console.print(line, highlight=False)
+
+
+def _eve_writer(spec, settings: Settings, host: str | None, in_iface: str | None, line_buffered: bool):
+    """An EVE writer onto a file or, for a redis:// target, onto Redis (limits from the eve-log.redis settings)."""
+    from mirrorwatch.sinks.eve import EveWriter
+    from mirrorwatch.sinks.redis import RedisOutput, is_redis_url, parse_redis_url
+
+    output = None
+    if is_redis_url(spec.target):
+        output = RedisOutput(
+            parse_redis_url(spec.target),
+            batch_size=settings["eve-log.redis.pipelining.batch-size"],
+            buffer_size=settings["eve-log.redis.buffer-size"],
+            stream_maxlen=settings["eve-log.redis.stream-maxlen"],
+            stream_trim_exact=settings["eve-log.redis.stream-trim-exact"],
+            send_interval=settings["eve-log.redis.send-interval"],
+            reconnect_interval=settings["eve-log.redis.reconnect-interval"],
+            timeout=settings["eve-log.redis.timeout"],
+            drain_timeout=settings["eve-log.redis.drain-timeout"])
+    return EveWriter(spec.target, types=spec.types, payload=spec.payload, line_buffered=line_buffered,
+                     output=output, host=host, in_iface=in_iface)
 
 
 def _stream_dumper(directory: str, engine: Engine):
@@ -285,7 +355,8 @@ def _stream_dumper(directory: str, engine: Engine):
     from mirrorwatch.sinks.streamdump import StreamDumper
 
     try:
-        dumper = StreamDumper(directory)
+        dumper = StreamDumper(directory, max_gap=engine.settings["stream.dump-max-gap"],
+                              max_bytes=engine.settings["stream.dump-max-bytes"])
     except OSError as e:
         raise PipelineError(f"{directory}: cannot write streams: {e.strerror or e}") from None
     engine.stream_hooks.append(dumper.on_new_stream)  # runs before detect's own hook, which wraps it

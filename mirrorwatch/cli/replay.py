@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 
@@ -10,32 +11,33 @@ import click
 from mirrorwatch.cli.common import (
     CONTEXT,
     build_killer,
-    build_settings,
+    build_run,
+    eve_specs,
     fail,
     human_console,
     kill_options,
+    output_options,
     report_ruleset,
+    sensor_name,
     settings_epilog,
     warn,
 )
-from mirrorwatch.sinks.eve import DEFAULT_TYPES
+from mirrorwatch.cli.workers import share_caps, workers_option
 
 
 @click.command(epilog=settings_epilog(), context_settings=CONTEXT)
 @click.argument("pcaps", nargs=-1, required=True, metavar="PCAP...")
 @click.option("-r", "--rules", "rules", multiple=True, metavar="PATH",
-              help="rule file or directory of *.rules (repeatable) [default: the bundled signatures/]")
+              help="rule file or directory of *.rules (repeatable) [default: rule-files of -c, else the bundled "
+                   "signatures/]")
 @click.option("--classification", metavar="FILE", default=None,
-              help="classification.config for classtypes [default: the bundled one]")
-@click.option("--eve", metavar="PATH", default=None, help="write EVE JSON lines to PATH ('-' = stdout)")
-@click.option("--eve-types", default=",".join(DEFAULT_TYPES), show_default=True, metavar="LIST",
-              help="EVE event types to write (comma-separated: " + ", ".join(DEFAULT_TYPES) + ")")
-@click.option("--eve-payload", is_flag=True, help="add the matching payload (base64 and printable) to EVE alerts")
-@click.option("--fast", metavar="PATH", default=None, help="write Suricata fast.log lines to PATH")
+              help="classification.config for classtypes [default: classification-file of -c, else the bundled one]")
+@output_options(live=False)
 @click.option("-k", "--checksum-checks", "checksum", type=click.Choice(["auto", "all", "none"]), default="auto",
               show_default=True, help="checksum validation: all, none, or auto (off when offloading is detected)")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="override a setting (repeatable; list below)")
-@click.option("-q", "--quiet", is_flag=True, help="no alert lines and no summary on the console")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="override a setting (repeatable; list below; Suricata keys mirrorwatch lacks are noted and ignored)")
+@click.option("-q", "--quiet", is_flag=True, help="no alert lines, no progress bar and no summary on the console")
 @click.option("--no-alerts", is_flag=True, help="no alert lines on the console (the summary still counts them)")
 @click.option("--no-table", is_flag=True, help="summary without the session table")
 @click.option("--top", default=20, show_default=True, type=click.IntRange(1, 10_000),
@@ -45,44 +47,62 @@ from mirrorwatch.sinks.eve import DEFAULT_TYPES
 @click.option("--speed", default=1.0, show_default=True, type=click.FloatRange(min=0.001),
               help="with --realtime: pace multiplier (2 = twice as fast)")
 @click.option("--table", "live_table", is_flag=True, help="show the live session table while replaying")
+@workers_option
 @kill_options(live=False)
-def replay(pcaps, rules, classification, eve, eve_types, eve_payload, fast, checksum, sets, quiet, no_alerts, no_table, top,
-           dump_streams, realtime, speed, live_table, **kill):
-    """Analyse pcap/pcapng files (in order, as one capture) and report alerts and sessions."""
+def replay(pcaps, rules, classification, config, eve, eve_types, eve_payload, fast, sensor_name_opt, checksum, sets,
+           quiet, no_alerts, no_table, top, dump_streams, realtime, speed, live_table, workers, **kill):
+    """Analyse pcap/pcapng files (in order, as one capture) and report alerts and sessions.
+
+    On a terminal a progress bar shows the bytes read, packets/s, alerts so far and the time left.
+    """
     from mirrorwatch.cli.pipeline import Pipeline, PipelineError, tune_gc
+    from mirrorwatch.cli.progress import RulesProgress, on_terminal
     from mirrorwatch.sources.pcapfile import CaptureError, check_files
 
-    settings = build_settings(sets)
-    types = tuple(t.strip() for t in eve_types.split(",") if t.strip())
-    bad = [t for t in types if t not in DEFAULT_TYPES]
-    if bad:
-        fail(f"--eve-types: unknown event type {bad[0]!r} (use {', '.join(DEFAULT_TYPES)})", 2)
+    settings, run = build_run(sets, config=config)
+    if workers > 1:
+        share_caps(settings, workers)
+    specs = eve_specs(run, eve, eve_types, eve_payload)
     try:
         check_files(pcaps)  # every file readable and of a known link type, before any work
     except CaptureError as e:
         fail(str(e))
-    human_err = eve == "-"
+    human_err = any(spec.target == "-" for spec in specs)
     killer, kill_sinks = build_killer(settings, kill, log=None if quiet or live_table else
                                       (sys.stderr if human_err else sys.stdout))
+    rule_paths = list(rules) or run.rule_paths
+    progress = on_terminal() and not (quiet or live_table) and workers == 1
     try:
-        pipe = Pipeline.build(settings, rule_paths=rules, eve=eve, fast=fast, checksum_mode=checksum,
-                              console_alerts=not (quiet or no_alerts or live_table), eve_types=types,
-                              eve_payload=eve_payload, classification=classification, dump_streams=dump_streams,
-                              killer=killer, kill_sinks=kill_sinks)
+        with RulesProgress() if progress else contextlib.nullcontext() as rules_progress:
+            pipe = Pipeline.build(settings, rule_paths=rule_paths, eve=specs, fast=fast or run.fast,
+                                  checksum_mode=checksum, console_alerts=not (quiet or no_alerts or live_table),
+                                  classification=classification or run.classification,
+                                  dump_streams=dump_streams, killer=killer, kill_sinks=kill_sinks,
+                                  host=sensor_name(run, sensor_name_opt), rules_progress=rules_progress)
     except PipelineError as e:
         fail(str(e))
-    report_ruleset(pipe.ruleset, quiet, rules)
+    report_ruleset(pipe.ruleset, quiet, rule_paths)
     pipe.summary.top = top
     tune_gc()
-    code = _run_replay(pipe, pcaps, realtime, speed, live_table)
+    if workers == 1:
+        code = _run_replay(pipe, pcaps, realtime, speed, live_table, progress)
+    else:
+        from mirrorwatch.cli.workers.replay import run_cli
+
+        code = run_cli(pipe, pcaps, workers, realtime=realtime, speed=speed, live_table=live_table)
+    for line in pipe.output_warnings():
+        warn(line)
+    if pipe.records_lost() and not code:
+        code = 1  # an output that lost records failed, as one that cannot be written
     if not quiet:
         pipe.print_summary(human_console(stderr=human_err), show_table=not no_table)
     sys.exit(code)
 
 
-def _run_replay(pipe, pcaps, realtime: bool, speed: float, live_table: bool) -> int:
+def _run_replay(pipe, pcaps, realtime: bool, speed: float, live_table: bool, progress: bool) -> int:
     """Run and finish the pipeline; returns the exit code (130 when interrupted)."""
     from mirrorwatch.cli.pipeline import replay as run
+    from mirrorwatch.cli.progress import ReplayProgress
     from mirrorwatch.sources.pcapfile import CaptureError
 
     code = 0
@@ -90,6 +110,9 @@ def _run_replay(pipe, pcaps, realtime: bool, speed: float, live_table: bool) -> 
     on_refresh = None
     if live_table:
         display, on_refresh = _replay_table(pipe, pcaps)
+    elif progress:
+        display = ReplayProgress(pcaps, pipe)
+        display.start()
     old_handlers = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         st = run(pipe, pcaps, realtime=realtime, speed=speed, on_refresh=on_refresh)

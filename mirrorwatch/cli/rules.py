@@ -43,9 +43,10 @@ def rules_check(paths, config, classification, sets, verbose, strict):
     try:
         with RulesProgress() if on_terminal() else contextlib.nullcontext() as progress:
             rs = load_ruleset(paths, settings, classification or run.classification, progress)
+            # compiled as a replay would (the bar says 'preparing the rules'): what loads is what runs
+            fold_detect_skips(rs, Detector(rs, settings))
     except PipelineError as e:
         fail(str(e))
-    fold_detect_skips(rs, Detector(rs, settings))  # compiled as a replay would: what loads is what runs
     click.echo(check_report(rs))
     if verbose:
         for line in rs.skip_lines():

@@ -19,6 +19,11 @@ mode.  It runs the four rooms in order and returns the events they produced:
     kill     Alerts of killing rules (and later packets of killed flows)
              -> ``Kill`` values with the exact frames to forge
 
+Inline mode (``process_inline``): the same path, with the engine's killer an
+``inline.InlineJudge`` that is consulted on every packet with a flow (a killer
+with ``every_packet`` set); the packet's ``Verdict`` comes back beside the
+events.
+
 Time is the packets' time.  Live mode calls ``tick(now)`` from its loop when
 no packet has arrived for a while, so idle sessions still end.  ``finish()``
 flushes every session (reason ``shutdown``) and returns the final ``Stats``.
@@ -63,7 +68,9 @@ class Engine:
         self.stream_hooks: list = []
         self.flows.on_new_stream = self._new_stream
         self.flows.on_swap = self._swapped
+        self.flows.holds_state = Detector.holds_state  # what the table ends last when it must make room
         self.killer = killer
+        self._judge_every = bool(getattr(killer, "every_packet", False))  # inline: every packet needs a verdict
         self.pcap_cnt = 0
         self.bytes = 0
         self.first_ts: float | None = None
@@ -113,9 +120,24 @@ class Engine:
         if flow.app is not None and flow.app.parser is not None:
             self._log_txs(flow, pkt.ts, events)
         # the killer acts on killing alerts and on later packets of sessions it is killing
-        if killer is not None and (alerts or flow.kill is not None):
+        if killer is not None and (alerts or flow.kill is not None or self._judge_every):
             killer.on_packet(pkt, flow, to_server, alerts, events)
         return events
+
+    def process_inline(self, ts: float, linktype: int, frame: bytes, csum_ready: bool = True) -> tuple:
+        """Inline (IPS) mode: a packet an inline source holds -> (its ``Verdict``, the events).
+
+        The packet goes through ``process``; the killer must be an
+        ``inline.InlineJudge``.  ``csum_ready`` False: the kernel that queued
+        the packet has not filled its checksums in yet (CHECKSUM_PARTIAL, GSO),
+        so they are not judged.
+        """
+        if csum_ready:
+            events = self.process(ts, linktype, frame)
+        else:
+            with self.decoder.unverified():
+                events = self.process(ts, linktype, frame)
+        return self.killer.take(events), events
 
     def _new_stream(self, flow, direction: int, stream) -> None:
         for hook in self.stream_hooks:
@@ -160,6 +182,7 @@ class Engine:
         for flow in self.flows.expire(now):
             self._flow_end(flow, now, events)
             events.append(FlowEnded(now, flow, "timeout"))
+        events.extend(self.flows.pop_notices())  # emergency mode over (FlowEmergency)
         self.decoder.expire(now)
 
     def tick(self, now: float) -> list:
@@ -171,6 +194,30 @@ class Engine:
             self._sweep(now, events)
         return events
 
+    @property
+    def sweep_due(self) -> float:
+        """The packet time at or after which the next frame (or ``advance``) sweeps for timed-out sessions."""
+        return self._next_sweep
+
+    def advance(self, ts: float) -> list | None:
+        """A frame this engine does not analyse passed at ``ts`` (``--workers``: another engine's frame).
+
+        Time moves exactly as ``process`` moves it for a frame, so sessions time out on
+        the same frames as in a single engine.  Returns the events of the sweep that was
+        due, or None when none was.
+        """
+        if ts > self.last_ts:
+            self.last_ts = ts
+        if ts < self._next_sweep:
+            return None
+        events: list = []
+        if self.first_ts is None:
+            self.first_ts = ts
+            self._next_sweep = ts + self._sweep_interval
+        else:
+            self._sweep(ts, events)
+        return events
+
     def finish(self) -> list:
         """End of capture: every session ends with reason 'shutdown', then the final stats."""
         events: list = []
@@ -180,11 +227,19 @@ class Engine:
         events.append(Stats(self.last_ts, self.counters()))
         return events
 
-    def reload_rules(self, ruleset) -> None:
-        """Swap in a new rule set (SIGHUP); built by the caller, swapped atomically here."""
+    def reload_rules(self, ruleset, detector=None) -> None:
+        """Swap in a new rule set (SIGHUP); built by the caller, swapped atomically here.
+
+        ``detector``: one already built from ``ruleset`` by ``build_detector`` (e.g. in
+        a loader thread, so the packet loop does not wait for the compilation).
+        """
+        self.detector = detector if detector is not None else self.build_detector(ruleset)
+
+    def build_detector(self, ruleset):
+        """A Detector for ``ruleset`` that takes over this engine's threshold counters (any thread)."""
         from mirrorwatch.core.detect import Detector
 
-        self.detector = Detector(ruleset, self.settings, previous=self.detector)
+        return Detector(ruleset, self.settings, previous=self.detector)
 
     def counters(self) -> dict:
         c = {

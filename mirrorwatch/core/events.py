@@ -8,7 +8,7 @@ EVE writer, the live table and the injector can all consume the same list.
 from __future__ import annotations
 
 from ipaddress import ip_address
-from typing import Any
+from typing import Any, NamedTuple
 
 DEFAULT_TTL = 64  # TTL / hop limit of a forged segment when the flow gave none
 
@@ -84,9 +84,10 @@ class FlowEmergency:
 class Kill:
     """A decision to end a session: the frames the injector must write, as plain values.
 
-    ``frames`` is a list of ``ForgedSegment`` values (one per target
-    direction); ``trigger`` names why (the alert's sid, or 'challenge-ack',
-    'refire'); ``dry_run`` tells sinks to log without sending.
+    ``frames`` is a list of ``ForgedSegment`` values (each target's exact
+    segment, then the boundaries predicted after it: ``core.forge``);
+    ``trigger`` names why (the alert's sid, or 'challenge-ack', 'refire',
+    'peer-data'); ``dry_run`` tells sinks to log without sending.
     """
 
     __slots__ = ("ts", "flow", "frames", "trigger", "dry_run", "pcap_cnt")
@@ -98,6 +99,51 @@ class Kill:
         self.trigger = trigger
         self.dry_run = dry_run
         self.pcap_cnt = pcap_cnt
+
+
+# Verdict.action values (inline mode)
+ACCEPT, DROP_FLOW, REJECT, PASS_FLOW = "accept", "drop-flow", "reject", "pass-flow"
+
+
+class Verdict:
+    """Inline (IPS) mode: what becomes of the packet an inline source holds; the source keeps the
+    packet's id and applies this (``Engine.process_inline`` returns it with the events).
+
+    ``action``: ``accept``; ``drop-flow`` (drop it and every later packet of its flow: the source
+    has the kernel remember the flow); ``reject`` (as drop-flow, and the endpoints are reset: the
+    ``Kill`` among the events carries the segments); ``pass-flow`` (accept it and let the kernel
+    pass the rest of its flow uninspected: Suricata's bypass).  ``reason``: why (``sid:N drop``,
+    ``pass rule``, ``stream depth``), empty for accept.
+    """
+
+    __slots__ = ("action", "reason")
+
+    def __init__(self, action: str, reason: str = ""):
+        self.action = action
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"<Verdict {self.action}{' (' + self.reason + ')' if self.reason else ''}>"
+
+
+ACCEPTED = Verdict(ACCEPT)  # the verdict of almost every packet: one shared value
+
+
+INLINE, BYPASS = "inline", "bypass"  # BypassSwitch.state values
+
+
+class BypassSwitch(NamedTuple):
+    """Inline mode: the fail-open bypass switch turned (reported by the watchdog process).
+
+    ``state``: "inline" or "bypass"; ``ts``: wall clock; ``released``: packets the kernel held
+    for a stalled engine that were accepted uninspected; ``switch_s``: seconds the change took.
+    """
+
+    ts: float
+    state: str
+    reason: str
+    released: int
+    switch_s: float
 
 
 class Stats:

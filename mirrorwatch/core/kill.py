@@ -1,4 +1,4 @@
-"""Deciding when and how to end a TCP session (sans-I/O: returns ``Kill`` values).
+"""Deciding when to end a TCP session (sans-I/O: returns ``Kill`` values; ``forge`` builds the segments).
 
 When to kill
 ------------
@@ -19,66 +19,63 @@ Sessions with an endpoint inside a ``--never-kill`` network are never killed
 (the alert stays ``allowed``).  Only TCP sessions can be killed; a killing
 rule on another protocol alerts and is counted under ``not_tcp``; so is a
 session carried in MPLS, PPPoE or a tunnel (``unsupported_encap``), whose
-frames the injector cannot rebuild.
-
-What to send
-------------
-A forged segment to endpoint E impersonates E's peer P.  Its sequence number
-is E's next expected byte: P's ``next_seq`` (seq + payload + SYN + FIN of the
-highest segment seen from P), falling back to E's own last ack field; its ack
-number is P's next expected byte (E's ``next_seq``, falling back to P's last
-ack).  MAC addresses and the whole VLAN stack are those of the last frame seen
-from P to E (or those of E to P, swapped); TTL / hop limit is P's.  The IP ID
-is random.  ``--kill-with rst`` sends RST+ACK, ``fin`` sends FIN+ACK, ``both``
-sends FIN+ACK at S and RST+ACK at S+1 (the FIN consumes one sequence number).
+frames the injector cannot rebuild.  What the first burst carries (the exact
+RCV.NXT of each target, then predicted boundaries when its peer is
+streaming) is described in ``core.forge``.
 
 After the first burst
 ---------------------
-The session is marked killed (``flow.killed``) and every later packet of it
-is examined:
+The session is marked killed (``Flow.mark_killed``) and every later packet of
+it is examined:
 
-- a RST from an endpoint is never answered;
+- a RST from an endpoint is never answered, and that endpoint is gone: no
+  later burst goes to it;
 - a new SYN from the client is a new connection reusing the addresses and
   ports: the kill is over, nothing is answered (``new_session_after_kill``);
 - data (or SYN/FIN) from an endpoint shows it is alive, and its ack field is
-  its exact RCV.NXT: it gets a new segment at once with seq = that number;
+  its exact RCV.NXT: it gets a new burst at once from that number;
+- data from the peer of a target whose end lies past every segment sent so
+  far toward that target shows the stream outran the last burst: the target
+  gets a new burst from the new ``next_seq`` (``peer_data_bursts``); so does
+  a target whose own side was never seen (a one-sided mirror);
 - a pure ACK from an endpoint carries its RCV.NXT too (RFC 5961 challenge ACK
   when our RST was in-window but not exact): it is answered in the same step
   when the value is final -- the endpoint has every byte we saw its peer send,
   or the value is stuck (the same ack again: challenge/duplicate ACK, e.g. a
   segment lost after the mirror).  An ACK still behind the peer's data in
-  flight is skipped (``in_flight_acks``): each in-flight segment moves that
-  endpoint's RCV.NXT, and its ACK for the last one carries the final value.
-  So the receiver of a stream is answered from its own ACKs, not from each
-  segment it is sent (only when its side was never seen, on a one-sided
-  mirror, are the sender's segments answered toward it).
+  flight is skipped (``in_flight_acks``): the bytes in flight arrive before
+  any RST we send, so the peer-data rule above covers it.  One asking for a
+  position the last burst's predicted segments already carried
+  (``covered_acks``) gets the exact segment alone: its peer may have
+  stopped there (in ``reject``, once our RST reset it).
 
 Follow-ups are bounded per session by *responses*: a response is every
 burst sent within ``inject.response-window`` packet-time seconds of its first
 one, so the answers to one train of in-flight segments count once.  A session
 gets ``inject.max-responses`` responses after the first burst; a data re-fire
 that opens a new response also waits ``inject.min-interval`` seconds after
-the last burst.  A segment identical to the last one sent to the same
-endpoint is not repeated.  All frames share a global token bucket
-(``inject.max-per-second``) and follow-ups never take it below half its
-size, so a busy killed session cannot delay the first burst of another kill.
+the last burst; one response sends at most ``bursts_per_response`` bursts with
+predicted segments (``response_full``: later ones carry the exact segment alone).  A burst whose exact segment is the one last sent to the
+same endpoint is not repeated.  All frames share a global token bucket
+(``inject.max-per-second``): a burst takes its exact segments whole or not at
+all, and as many predicted ones as tokens remain above half the bucket; the
+exact segments of follow-ups never take it below a quarter, so a busy killed
+session cannot delay the first burst of another kill, and guesses never take
+the room of exact answers.
 
-The injector's own frames come back on the mirror (the capture interface sees
-what is sent on it; a SPAN of the destination port's tx mirrors them too).
-``own_frame(pkt)`` recognises them by (addresses, ports, seq, ack, flags, IP
-ID) among the last ``inject.own-frame-memory`` frames sent; the engine counts
-and skips them before flow tracking, so they never alter the session's state.
+The injector's own frames come back on the mirror: ``own_frame(pkt)`` tells
+them (``core.forge.SentFrames``); the engine counts and skips them before
+flow tracking, so they never alter the session's state.
 """
 
 from __future__ import annotations
 
-import random
-from collections import deque
 from dataclasses import dataclass, field
 from ipaddress import ip_network
 
 from mirrorwatch.core.decode.packet import ACK, FIN, PROTO_TCP, RST, SYN
-from mirrorwatch.core.events import ForgedSegment, Kill
+from mirrorwatch.core.events import Kill
+from mirrorwatch.core.forge import M32, MAX_PREDICTED, RST_BURST, Forger, SentFrames, after, l2_toward
 
 # bit set of endpoints to reset
 TO_SERVER, TO_CLIENT = 1, 2  # the server is reset by a segment travelling to it, and so on
@@ -90,6 +87,13 @@ _TARGET_NAMES = {TO_SERVER: "to_server", TO_CLIENT: "to_client", BOTH: "both"}
 _NO_REPLY = RST
 _PURE_ACK_MASK = SYN | FIN | RST | ACK
 _PLAIN_L2 = (0x0800, 0x86DD, 0)  # 0: link types without an EtherType (raw IP, pcap replay)
+BURSTS_PER_RESPONSE = 8  # bursts in one response (inject.response-window) of a killed session
+_KIND_COUNTERS = {"challenge-ack": "challenge_ack_replies", "refire": "refires", "peer-data": "peer_data_bursts"}
+_COUNTERS = ("sessions_killed", "bursts", "frames", "predicted_frames", "challenge_ack_replies", "refires",
+             "peer_data_bursts", "duplicate_suppressed", "cap_reached", "interval_suppressed", "rate_limited",
+             "never_kill", "not_tcp", "rst_not_answered", "unsupported_encap", "in_flight_acks", "covered_acks",
+             "response_full",
+             "new_session_after_kill", "own_frames_seen")
 
 
 class KillConfigError(ValueError):
@@ -126,36 +130,58 @@ def rule_targets(action: str, to_server: bool) -> int:
     return 0
 
 
+def _bit(toward_server: bool) -> int:
+    return TO_SERVER if toward_server else TO_CLIENT
+
+
 class KillState:
     """Per-flow scratch of the killer (``flow.kill``)."""
 
-    __slots__ = ("targets", "responses", "last_fire", "round_start", "last_seq", "prev_ack", "reason")
+    __slots__ = ("targets", "gone", "responses", "last_fire", "round_start", "round_bursts", "last_seq", "reach",
+                 "span", "prev_ack", "reason")
 
-    def __init__(self, targets: int, reason: str, last_ack=(None, None)):
+    def __init__(self, targets: int, reason: str, last_ack=(None, None), span: int = RST_BURST - 1):
         self.targets = targets
+        self.gone = 0  # targets that sent a RST themselves: nothing more goes to them
         self.prev_ack = list(last_ack)  # ack field of each direction's previous packet
         self.responses = 0
         self.last_fire = None
         self.round_start = None  # packet time of the current response's first burst
-        self.last_seq = [None, None]  # last seq sent toward [server, client]
+        self.round_bursts = 0  # bursts sent in the current response
+        self.last_seq = [None, None]  # exact seq of the last burst toward [server, client]
+        self.reach = [None, None]  # highest seq sent toward [server, client]
+        self.span = [span, span]  # predicted segments the next burst toward [server, client] carries
         self.reason = reason
 
 
 class Killer:
-    """Turns killing alerts and later packets of killed flows into ``Kill`` events."""
+    """Turns killing alerts and later packets of killed flows into ``Kill`` events.
 
-    def __init__(self, config: KillConfig | None = None, settings=None):
+    ``rst_burst``: segments in one burst toward an endpoint (its exact RCV.NXT
+    and the boundaries predicted after it; ``core.forge``);
+    ``bursts_per_response``: bursts one response may send (a sensor too far
+    behind a stream to win the race would otherwise chase it segment after
+    segment).
+    """
+
+    def __init__(self, config: KillConfig | None = None, settings=None, rst_burst: int = RST_BURST,
+                 bursts_per_response: int = BURSTS_PER_RESPONSE):
         from mirrorwatch.core.settings import Settings
 
         config = config or KillConfig()
         settings = settings if settings is not None else Settings()
         if config.mode not in KILL_MODES:
             raise KillConfigError(f"--kill-with must be one of {', '.join(KILL_MODES)}, got {config.mode!r}")
+        if rst_burst < 1 or bursts_per_response < 1:
+            raise KillConfigError(f"the RST burst ({rst_burst} segments) and the bursts per response "
+                                  f"({bursts_per_response}) must be 1 or more")
+        self.bursts_per_response = bursts_per_response
         self.config = config
         self.mode = config.mode
         self.dry_run = bool(config.dry_run)
         self._never = [(n.version, int(n.network_address), int(n.netmask)) for n in config.networks()]
-        self._flags = {"rst": (RST | ACK,), "fin": (FIN | ACK,), "both": (FIN | ACK, RST | ACK)}[config.mode]
+        self.forge = Forger(config.mode, config.seed)
+        self.rst_burst = rst_burst
         self._reject_names = _MODE_NAMES[config.mode]
         for key in ("inject.max-responses", "inject.min-interval", "inject.response-window", "inject.max-per-second"):
             if settings[key] < 0:
@@ -165,42 +191,22 @@ class Killer:
         self.window = float(settings["inject.response-window"])
         self.rate = float(settings["inject.max-per-second"])
         self._tokens = self.rate
-        self._reserve = self.rate / 2  # follow-ups never take the bucket below this: first kills come first
+        # first bursts' exact segments may empty the bucket; the exact segments of follow-ups leave a quarter of
+        # it to them, and predicted segments half: a busy killed session cannot delay another kill, and its
+        # guesses never take the room of the exact answers
+        self._reserve = self.rate / 4
+        self._predict_reserve = self.rate / 2
         self._bucket_ts = None
-        self._rand = random.Random(config.seed)
-        mem = max(1, int(settings["inject.own-frame-memory"]))
-        self._sent_order: deque = deque(maxlen=mem)
-        self._sent: dict = {}
+        self.sent = SentFrames(int(settings["inject.own-frame-memory"]))
         self.sink = None  # injector whose counters() are reported with ours
-        self.c = dict.fromkeys(
-            ("sessions_killed", "bursts", "frames", "challenge_ack_replies", "refires", "duplicate_suppressed",
-             "cap_reached", "interval_suppressed", "rate_limited", "never_kill", "not_tcp", "rst_not_answered",
-             "unsupported_encap", "in_flight_acks", "new_session_after_kill", "own_frames_seen"), 0)
+        self.c = dict.fromkeys(_COUNTERS, 0)
 
-    # -- recognising our own frames -------------------------------------------------
     def own_frame(self, pkt) -> bool:
         """True (and counted) when ``pkt`` is a frame this killer sent; the engine then skips it."""
-        if not self._sent or pkt.proto != PROTO_TCP or not pkt.flags & (RST | FIN):
-            return False
-        key = (pkt.src, pkt.dst, pkt.sport, pkt.dport, pkt.seq, pkt.ack, pkt.flags,
-               pkt.ip_id if pkt.ipv == 4 else 0)
-        if key in self._sent:
+        if self.sent and pkt.proto == PROTO_TCP and pkt.flags & (RST | FIN) and pkt in self.sent:
             self.c["own_frames_seen"] += 1
             return True
         return False
-
-    def _remember(self, seg: ForgedSegment) -> None:
-        key = seg.key()
-        order = self._sent_order
-        if len(order) == order.maxlen:
-            old = order[0]
-            n = self._sent.get(old, 0) - 1
-            if n > 0:
-                self._sent[old] = n
-            else:
-                self._sent.pop(old, None)
-        order.append(key)
-        self._sent[key] = self._sent.get(key, 0) + 1
 
     # -- the per-packet entry point (called by the engine) ----------------------------
     def on_packet(self, pkt, flow, to_server: bool, alerts, events: list) -> None:
@@ -226,6 +232,8 @@ class Killer:
             return
         if pkt.flags & _NO_REPLY:
             self.c["rst_not_answered"] += 1
+            if st is not None:
+                st.gone |= _bit(not to_server)  # the RST's sender closed its side
             return
         if pkt.tunnel or pkt.l2_proto not in _PLAIN_L2:
             # MPLS, PPPoE, GRE...: a plain Ethernet/VLAN frame would not reach the endpoints
@@ -243,9 +251,10 @@ class Killer:
         st = flow.kill
         if st is None:
             a0 = killing[0][0]
-            st = flow.kill = KillState(targets, f"sid:{a0.rule.sid} {a0.rule.action}", flow.last_ack)
-            frames = self._segments_from_flow(flow, targets, st)
-            sent = self._emit(pkt, flow, frames, f"sid:{a0.rule.sid}", st, events)
+            st = flow.kill = KillState(targets, f"sid:{a0.rule.sid} {a0.rule.action}", flow.last_ack,
+                                       self.rst_burst - 1)
+            specs = self._fresh(st, self._first_specs(flow, targets))
+            sent = self._burst(pkt, flow, st, specs, f"sid:{a0.rule.sid}", 0, events)
         else:  # another killing alert on a killed session: a follow-up under the same caps
             st.targets |= targets
             sent = self._follow_up(pkt, flow, to_server, st, events)
@@ -256,141 +265,153 @@ class Killer:
             if blocked:
                 a.action = "blocked"
 
-    def _follow_up(self, pkt, flow, to_server, st, events) -> bool:
-        """A later packet of a killed session: answer what tells an endpoint's exact RCV.NXT.
+    @staticmethod
+    def _first_specs(flow, targets: int) -> list:
+        """(toward_server, seq, ack, l2) of the first burst's exact segment toward each target."""
+        ns, la = flow.next_seq, flow.last_ack
+        specs = []
+        if targets & TO_SERVER:  # impersonate the client (direction 0)
+            specs.append((True, _first(ns[0], la[1]), _first(ns[1], la[0]), l2_toward(flow, True)))
+        if targets & TO_CLIENT:  # impersonate the server (direction 1)
+            specs.append((False, _first(ns[1], la[0]), _first(ns[0], la[1]), l2_toward(flow, False)))
+        return specs
 
-        The packet's sender E is alive.  If E sends data (or SYN/FIN), its ack
-        field is its RCV.NXT: E gets a segment at once.  Its peer P gets one
-        from P's own ACK, not from E's data: while E's segments are in flight
-        each moves P's RCV.NXT, and P's ACK for the last of them carries the
-        final value.  A pure ACK from P is answered when it is final: P has
-        everything we saw E send, or P's RCV.NXT is stuck (the same ack again:
-        a challenge or duplicate ACK after an inexact RST or a segment lost
-        after the mirror).  A pure ACK that progresses but is still behind is
-        mid-train: a later one follows.  When P was never seen (one-sided
-        mirror), E's data is answered toward P directly.
-        """
+    def _follow_up(self, pkt, flow, to_server, st, events) -> bool:
+        """A later packet of a killed session: answer what tells an endpoint's exact RCV.NXT (``_whom``)."""
         d = 0 if to_server else 1  # direction index of the packet
-        sender = TO_CLIENT if to_server else TO_SERVER  # the bit that resets the packet's sender
         prev_ack = st.prev_ack[d]
         if pkt.flags & ACK:
             st.prev_ack[d] = pkt.ack
-        ns = flow.next_seq
         pure_ack = (pkt.flags & _PURE_ACK_MASK) == ACK and not len(pkt.payload)
-        to_sender = bool(st.targets & sender)
-        to_peer = False
-        if pure_ack:
-            if to_sender:
-                peer_next = ns[1 - d]
-                caught_up = peer_next is None or ((pkt.ack - peer_next) & 0xFFFFFFFF) < 0x80000000
-                if not caught_up and pkt.ack != prev_ack:
-                    self.c["in_flight_acks"] += 1
-                    return False
-        else:
-            to_peer = bool(st.targets & (BOTH ^ sender)) and (ns[1 - d] is None and flow.last_ack[1 - d] is None)
+        to_sender, to_peer, predict = self._whom(pkt, flow, to_server, st, pure_ack, prev_ack)
         if not to_sender and not to_peer:
             return False
         new_round = st.round_start is None or pkt.ts - st.round_start > self.window
-        if new_round:
-            if st.responses >= self.max_responses:
-                self.c["cap_reached"] += 1
-                return False
-            if not pure_ack and self.min_interval > 0 and st.last_fire is not None \
-                    and pkt.ts - st.last_fire < self.min_interval:
-                self.c["interval_suppressed"] += 1
-                return False
-        self._refill(pkt.ts)
-        if self._tokens < self._reserve + 1:  # decided before any segment is built: a killed flow can be busy
-            self.c["rate_limited"] += 1
+        if new_round and not self._may_open_round(pkt, st, pure_ack):
             return False
-        frames = []
+        if predict and not new_round and st.round_bursts >= self.bursts_per_response:
+            self.c["response_full"] += 1  # this response had its bursts: more guesses would not land sooner
+            predict = False
+        ns = flow.next_seq
+        specs = []
         if to_sender:
             # the sender's exact RCV.NXT is the ack field of what it just sent
             seq = pkt.ack if pkt.flags & ACK else _first(ns[1 - d], flow.last_ack[d])
-            if self.mode == "fin" and st.last_seq[1 - d] is not None and seq == (st.last_seq[1 - d] + 1) & 0xFFFFFFFF:
-                pass  # it acknowledges our FIN: that side has it
-            else:
-                frames += self._make(flow, not to_server, seq, _first(ns[d], pkt.seq), pkt.dst_mac, pkt.src_mac,
-                                     pkt.vlans, st)
+            if not (self.mode == "fin" and st.last_seq[1 - d] is not None
+                    and seq == (st.last_seq[1 - d] + 1) & M32):  # else it acknowledges our FIN: that side has it
+                specs.append((not to_server, seq, _first(ns[d], pkt.seq), (pkt.dst_mac, pkt.src_mac, pkt.vlans)))
         if to_peer:
+            if st.reach[d] is not None:  # the stream outran the last burst: reach twice as far
+                st.span[d] = min(2 * st.span[d], MAX_PREDICTED)
             ack = pkt.ack if pkt.flags & ACK else ns[1 - d]
-            frames += self._make(flow, to_server, _first(ns[d], pkt.seq), ack, *self._l2(flow, to_server), st)
-        if not frames:
+            specs.append((to_server, _first(ns[d], pkt.seq), ack, l2_toward(flow, to_server)))
+        specs = self._fresh(st, specs)
+        kind = "challenge-ack" if pure_ack else "refire" if any(s[0] != to_server for s in specs) else "peer-data"
+        if not self._burst(pkt, flow, st, specs, kind, self._reserve, events, predict):
             return False
-        if not self._emit(pkt, flow, frames, "challenge-ack" if pure_ack else "refire", st, events):
-            return False
-        self.c["challenge_ack_replies" if pure_ack else "refires"] += 1
+        self.c[_KIND_COUNTERS[kind]] += 1
         if new_round:
             st.responses += 1
             st.round_start = pkt.ts
+            st.round_bursts = int(predict)
         return True
 
-    # -- building the segments ------------------------------------------------------
-    def _segments_from_flow(self, flow, targets: int, st) -> list:
-        ns, la = flow.next_seq, flow.last_ack
-        frames = []
-        if targets & TO_SERVER:  # impersonate the client (direction 0)
-            frames += self._make(flow, True, _first(ns[0], la[1]), _first(ns[1], la[0]), *self._l2(flow, True), st)
-        if targets & TO_CLIENT:  # impersonate the server (direction 1)
-            frames += self._make(flow, False, _first(ns[1], la[0]), _first(ns[0], la[1]), *self._l2(flow, False), st)
-        return frames
+    def _whom(self, pkt, flow, to_server, st, pure_ack: bool, prev_ack) -> tuple[bool, bool, bool]:
+        """(answer the packet's sender, answer its peer, with predicted segments), by the rules of "After the
+        first burst"."""
+        d = 0 if to_server else 1
+        live = st.targets & ~st.gone
+        ns = flow.next_seq
+        to_sender = bool(live & _bit(not to_server))
+        if pure_ack:
+            if to_sender and pkt.ack != prev_ack:
+                if ns[1 - d] is not None and after(ns[1 - d], pkt.ack):
+                    self.c["in_flight_acks"] += 1
+                    return False, False, False
+                if self._covered(st, 1 - d, pkt.ack):
+                    self.c["covered_acks"] += 1
+                    return True, False, False
+            return to_sender, False, True
+        if not live & _bit(to_server):
+            return to_sender, False, True
+        never_seen = ns[1 - d] is None and flow.last_ack[1 - d] is None
+        outran = bool(len(pkt.payload)) and (st.reach[d] is None or after(_first(ns[d], pkt.seq), st.reach[d]))
+        return to_sender, never_seen or outran, True
 
     @staticmethod
-    def _l2(flow, toward_server: bool) -> tuple:
-        """(src_mac, dst_mac, vlans) for a frame in that direction, as seen on this flow."""
-        d = 0 if toward_server else 1
-        l2 = flow.l2
-        if l2[d]:
-            return l2[d]
-        if l2[1 - d]:
-            src, dst, vlans = l2[1 - d]
-            return dst, src, vlans
-        return b"", b"", ()
+    def _covered(st, d: int, seq: int) -> bool:
+        """Is ``seq`` one of the predicted positions of the last burst in direction ``d`` (already sent)?"""
+        last, reach = st.last_seq[d], st.reach[d]
+        return last is not None and after(seq, last) and not after(seq, reach)
 
-    def _make(self, flow, toward_server: bool, seq, ack, src_mac, dst_mac, vlans, st) -> list:
-        """The segment(s) of one burst toward one endpoint (two for --kill-with both)."""
-        d = 0 if toward_server else 1
-        if toward_server:
-            src, dst, sport, dport = flow.client, flow.server, flow.cport, flow.sport
-        else:
-            src, dst, sport, dport = flow.server, flow.client, flow.sport, flow.cport
-        seq = (seq or 0) & 0xFFFFFFFF
-        ack = (ack or 0) & 0xFFFFFFFF
-        if st.last_seq[d] == seq:
-            self.c["duplicate_suppressed"] += 1
-            return []
-        st.last_seq[d] = seq
-        ttl = flow.ttl[d]
-        out = []
-        for flags in self._flags:
-            ip_id = self._rand.getrandbits(16) if flow.ipv == 4 else 0
-            out.append(ForgedSegment(toward_server, flow.ipv, src, dst, sport, dport, seq, ack, flags, ttl, ip_id,
-                                     src_mac, dst_mac, vlans))
-            if flags & FIN:
-                seq = (seq + 1) & 0xFFFFFFFF
-        return out
-
-    def _emit(self, pkt, flow, frames, trigger, st, events) -> bool:
-        """Rate-limit, remember and append one burst; False when nothing goes out."""
-        if not frames:
+    def _may_open_round(self, pkt, st, pure_ack: bool) -> bool:
+        """May a burst open a new response now (``inject.max-responses``, ``inject.min-interval``)?"""
+        if st.responses >= self.max_responses:
+            self.c["cap_reached"] += 1
             return False
-        if not self._take_tokens(pkt.ts, len(frames)):
+        if not pure_ack and self.min_interval > 0 and st.last_fire is not None \
+                and pkt.ts - st.last_fire < self.min_interval:
+            self.c["interval_suppressed"] += 1
+            return False
+        return True
+
+    # -- one burst ------------------------------------------------------------------
+    def _fresh(self, st, specs) -> list:
+        """The (toward_server, seq, ack, l2) specs whose exact segment is not the one last sent that way."""
+        fresh = []
+        for toward_server, seq, ack, l2 in specs:
+            seq, ack = (seq or 0) & M32, (ack or 0) & M32
+            if st.last_seq[0 if toward_server else 1] == seq:
+                self.c["duplicate_suppressed"] += 1
+            else:
+                fresh.append((toward_server, seq, ack, l2))
+        return fresh
+
+    def _burst(self, pkt, flow, st, fresh, trigger: str, reserve: float, events, predict: bool = True) -> bool:
+        """Build, rate-limit, remember and append one burst; False when nothing goes out.
+
+        ``fresh``: (toward_server, seq, ack, l2) of each target's exact
+        segment (``_fresh``).  The exact segments go whole or not at all, if
+        the token bucket stays above ``reserve``; predicted ones (when
+        ``predict``) follow while it stays above half its size; such a burst
+        counts toward ``bursts_per_response``.
+        """
+        if not fresh:
+            return False
+        self._refill(pkt.ts)
+        exact = len(fresh) * len(self.forge.flags)
+        if int(self._tokens - reserve) < exact:  # decided before any segment is built: a killed flow can be busy
             self.c["rate_limited"] += 1
-            for seg in frames:  # not sent: a later packet may try the same values again
-                st.last_seq[0 if seg.to_server else 1] = None
             return False
+        room = int(self._tokens - max(reserve, self._predict_reserve)) - exact
+        frames = [s for spec in fresh for s in self.forge.exact(flow, *spec)]
+        for toward_server, seq, ack, l2 in fresh:
+            d = 0 if toward_server else 1
+            more = self.forge.predicted(flow, toward_server, seq, ack, l2, min(st.span[d], room)) \
+                if predict and room > 0 else []
+            frames += more
+            room -= len(more)
+            st.last_seq[d] = seq
+            end = more[-1].seq if more else seq
+            st.reach[d] = end if st.reach[d] is None or after(end, st.reach[d]) else st.reach[d]
+            self.c["predicted_frames"] += len(more)
+        st.round_bursts += predict
+        self._emit(pkt, flow, frames, trigger, st, events)
+        return True
+
+    def _emit(self, pkt, flow, frames, trigger, st, events) -> None:
+        self._tokens -= len(frames)
         st.last_fire = pkt.ts
         if st.round_start is None:
             st.round_start = pkt.ts  # the first burst opens the first (uncounted) response
         if flow.killed is None:
-            flow.killed = st.reason + (" (dry-run)" if self.dry_run else "")
+            flow.mark_killed(st.reason, self.dry_run)
             self.c["sessions_killed"] += 1
         for seg in frames:
-            self._remember(seg)
+            self.sent.add(seg)
         self.c["bursts"] += 1
         self.c["frames"] += len(frames)
         events.append(Kill(pkt.ts, flow, frames, trigger, self.dry_run, pkt.pcap_cnt))
-        return True
 
     def _refill(self, ts: float) -> None:
         """Global token bucket on packet time: at most ``inject.max-per-second`` frames per second."""
@@ -398,13 +419,6 @@ class Killer:
             self._tokens = min(self.rate, self._tokens + (ts - self._bucket_ts) * self.rate)
         if self._bucket_ts is None or ts > self._bucket_ts:
             self._bucket_ts = ts
-
-    def _take_tokens(self, ts: float, n: int) -> bool:
-        self._refill(ts)
-        if self._tokens < n:
-            return False
-        self._tokens -= n
-        return True
 
     def _protected(self, flow) -> bool:
         for addr in (flow.client, flow.server):

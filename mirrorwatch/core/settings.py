@@ -72,6 +72,20 @@ def parse_float(text: str | float) -> float:
         raise SettingError(f"not a number: {text!r}") from None
 
 
+MARK_BITS = 32
+
+
+def parse_mark(text: str | int) -> int:
+    """A netfilter mark bit mask: '0x40000000' or a decimal integer, non-zero, 32 bits."""
+    try:
+        v = text if isinstance(text, int) else int(str(text).strip(), 0)
+    except ValueError:
+        raise SettingError(f"not a mark: {text!r} (use e.g. 0x40000000)") from None
+    if not 0 < v < 1 << MARK_BITS:
+        raise SettingError(f"a mark must be a non-zero 32-bit value, got {text!r}")
+    return v
+
+
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         t = str(text).strip().lower()
@@ -96,7 +110,7 @@ OVERLAP_POLICIES = ("first", "last", "bsd", "linux", "old-linux", "windows", "so
 # fmt: off
 SETTINGS: tuple[Setting, ...] = (
     # flow table (flows room)
-    Setting("flow.max-sessions", 100_000, parse_int, "most sessions tracked at once; the oldest idle one is evicted beyond it"),
+    Setting("flow.max-sessions", 100_000, parse_int, "most sessions tracked at once; a new session beyond it ends the least valuable one (emergency mode)"),
     Setting("flow-timeouts.default.new", 30, parse_float, "seconds an unanswered non-TCP/UDP/ICMP session lives"),
     Setting("flow-timeouts.default.established", 300, parse_float, "seconds an idle two-way session of another protocol lives"),
     Setting("flow-timeouts.tcp.new", 60, parse_float, "seconds a TCP session lives before its handshake completes"),
@@ -107,6 +121,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("flow-timeouts.icmp.new", 30, parse_float, "seconds a one-way ICMP session lives"),
     Setting("flow-timeouts.icmp.established", 300, parse_float, "seconds an idle two-way ICMP session lives"),
     Setting("flow.timeout-check-interval", 1.0, parse_float, "packet-time seconds between sweeps for timed-out sessions"),
+    Setting("flow.memcap", 256 * 1024 * 1024, parse_size, "bytes of session records (with their streams' fixed part) at once; a new session beyond it ends the least valuable one (emergency mode), as Suricata's flow.memcap"),
+    Setting("flow.emergency-recovery", 30, parse_int, "percent of flow.max-sessions and flow.memcap that must be free again before emergency mode ends"),
+    Setting("flow-timeouts.default.emergency-new", 10, parse_float, "emergency mode: seconds an unanswered session of another protocol lives"),
+    Setting("flow-timeouts.default.emergency-established", 100, parse_float, "emergency mode: seconds an idle two-way session of another protocol lives"),
+    Setting("flow-timeouts.tcp.emergency-new", 5, parse_float, "emergency mode: seconds a TCP session lives before its handshake completes"),
+    Setting("flow-timeouts.tcp.emergency-established", 100, parse_float, "emergency mode: seconds an idle established TCP session lives"),
+    Setting("flow-timeouts.tcp.emergency-closed", 10, parse_float, "emergency mode: seconds a closed/reset TCP session lingers"),
+    Setting("flow-timeouts.udp.emergency-new", 10, parse_float, "emergency mode: seconds a one-way UDP session lives"),
+    Setting("flow-timeouts.udp.emergency-established", 100, parse_float, "emergency mode: seconds an idle two-way UDP session lives"),
+    Setting("flow-timeouts.icmp.emergency-new", 10, parse_float, "emergency mode: seconds a one-way ICMP session lives"),
+    Setting("flow-timeouts.icmp.emergency-established", 100, parse_float, "emergency mode: seconds an idle two-way ICMP session lives"),
     # TCP stream (flows + reassembly rooms)
     Setting("stream.midstream", False, parse_bool, "pick up TCP sessions whose handshake was not seen (on for 'listen')"),
     Setting("stream.async-oneside", False, parse_bool, "reassemble and inspect TCP sessions seen in one direction only"),
@@ -120,6 +145,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("stream.reassembly.unacked-max-segments", 4096, parse_int, "in-order segments per direction kept open to overlap policies until the receiver ACKs them"),
     Setting("stream.reassembly.gap-wait-bytes", 64 * 1024, parse_size, "one-sided streams (receiver's ACKs not seen): out-of-order bytes past a hole before it is declared a gap and skipped"),
     Setting("stream.reassembly.gap-wait-segments", 64, parse_int, "one-sided streams (receiver's ACKs not seen): out-of-order segments past a hole before it is declared a gap and skipped"),
+    Setting("stream.dump-max-gap", 4096, parse_size, "--dump-streams: most zero bytes written for one gap in a stream (0 = none); the rest of a longer gap is left out of the file and counted"),
+    Setting("stream.dump-max-bytes", 1024 * 1024 * 1024, parse_size, "--dump-streams: bytes written to all stream files together; beyond it nothing more is written (said once, and counted)"),
     # fragments (decode room)
     Setting("defrag.max-frags", 65_535, parse_int, "IP fragments buffered at once across all datagrams"),
     Setting("defrag.memcap", 32 * 1024 * 1024, parse_size, "bytes of IP fragments buffered at once"),
@@ -143,7 +170,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("pcre.match-limit-recursion", 1500, parse_int, "backtracking depth of one pcre search (rules with the O flag; others keep Suricata's built-in 1500)"),
     Setting("stream.reassembly.toserver-chunk-size", 2560, parse_size, "settled client bytes gathered before stream inspection (IDS mode; closing sessions are inspected at once)"),
     Setting("stream.reassembly.toclient-chunk-size", 2560, parse_size, "settled server bytes gathered before stream inspection (IDS mode)"),
-    Setting("detect.checksum-auto-sample", 1000, parse_int, "packets examined by -k auto before it decides whether checksums are offloaded"),
+    Setting("detect.checksum-auto-sample", 32, parse_int, "checksummed TCP/UDP packets -k auto samples before it decides whether checksums are offloaded (no packet is judged by its checksum until then)"),
     # live capture (capture room)
     Setting("capture.queue-size", 65_536, parse_int, "frames buffered between the capture thread and the engine; overflow is counted as drops"),
     Setting("capture.tick-interval", 0.25, parse_float, "wall-clock seconds between timeout ticks when idle in live mode"),
@@ -156,11 +183,26 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("inject.min-interval", 0.0, parse_float, "seconds between re-fire bursts for one session"),
     Setting("inject.response-window", 0.5, parse_float, "seconds after a kill response's first burst during which answers (to in-flight segments, or to a sensor's backlog) count as the same response"),
     Setting("inject.own-frame-memory", 4096, parse_int, "recently injected frames remembered to recognise them when the mirror shows them back"),
+    # inline mode (sources/nfqueue.py, inline/, core/inline.py)
+    Setting("stream.bypass", False, parse_bool, "inline: a TCP session whose stream reached stream.reassembly.depth in either direction is passed by the kernel without queueing it (the bypass mark; counted); on for 'inline'"),
+    Setting("nfq.fail-open", True, parse_bool, "inline: when the queue is full or the engine cannot take packets, the kernel accepts them uninspected (counted) instead of dropping them; off = --fail-closed"),
+    Setting("nfq.batchcount", 20, parse_int, "inline: most accepted packets answered by one batch verdict (a run of accepts is also answered before any other verdict and at the end of each read)"),
+    Setting("nfq.bypass-mark", 0x2000_0000, parse_mark, "inline: packet/connection mark bit of a flow the kernel passes without queueing (pass rules, stream depth)"),
+    Setting("inline.drop-mark", 0x4000_0000, parse_mark, "inline: packet/connection mark bit of a flow the kernel drops (drop and reject rules), also after the engine is gone"),
+    Setting("inline.injected-mark", 0x1000_0000, parse_mark, "inline: mark of the RST/FIN segments the engine sends; the firewall accepts them before its queue"),
+    Setting("inline.queue-maxlen", 4096, parse_int, "inline: packets the kernel holds per queue waiting for a verdict; beyond it fail-open accepts (counted), fail-closed drops"),
+    Setting("inline.rcvbuf", 8 * 1024 * 1024, parse_size, "inline: netlink socket receive buffer per queue; when full, fail-open accepts (counted), fail-closed drops"),
+    Setting("inline.recv-batch", 64, parse_int, "inline: queued packets read per wake-up before their verdicts go out"),
+    Setting("inline.watchdog-timeout", 0.2, parse_float, "inline: seconds without the engine's heartbeat before the watchdog switches to bypass and releases the packets it holds"),
+    Setting("inline.watchdog-recovery", 1.0, parse_float, "inline: seconds of steady heartbeat before the watchdog switches back to inline (no flapping)"),
+    Setting("inline.watchdog-poll", 0.01, parse_float, "inline: seconds between two looks of the watchdog at the heartbeat"),
+    Setting("inline.reset-memory", 16_384, parse_int, "inline: blocked TCP sessions remembered so that a clean stop resets them at both ends before its firewall rules go; the oldest are forgotten first (counted)"),
     # EVE into Redis (sinks/redis.py); a redis:// URL's own stream-maxlen/stream-trim-exact/batch-size win
     Setting("eve-log.redis.stream-maxlen", 100_000, parse_int, "stream mode: entries the stream keeps (XADD MAXLEN; 0 = unbounded), as Suricata's redis.stream-maxlen"),
     Setting("eve-log.redis.stream-trim-exact", False, parse_bool, "stream mode: trim to exactly stream-maxlen (MAXLEN =) instead of Redis' cheaper approximate trim (MAXLEN ~)"),
     Setting("eve-log.redis.pipelining.batch-size", 256, parse_int, "records sent to Redis per round trip (one multi-value push in list mode, a pipeline otherwise)"),
     Setting("eve-log.redis.buffer-size", 65_536, parse_int, "records held in memory while Redis is slow or unreachable; beyond it the oldest are dropped (counted and reported)"),
+    Setting("eve-log.redis.send-interval", 0.05, parse_float, "seconds a record may wait for its batch to fill before it is sent anyway (the latency bound when traffic is light)"),
     Setting("eve-log.redis.reconnect-interval", 1.0, parse_float, "seconds between attempts to reach Redis again (Suricata: once per second)"),
     Setting("eve-log.redis.timeout", 2.0, parse_float, "seconds a connection attempt or a round trip to Redis may take before the server counts as unreachable"),
     Setting("eve-log.redis.drain-timeout", 5.0, parse_float, "seconds the end of a run keeps trying to deliver buffered records before counting them as lost"),
@@ -169,6 +211,7 @@ SETTINGS: tuple[Setting, ...] = (
 
 SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
 VAR_PREFIXES = ("vars.address-groups.", "vars.port-groups.")
+HOST_OS_PREFIX = "host-os-policy."  # host-os-policy.<flavour>=[networks] (Suricata's host-os-policy)
 SUGGEST_CUTOFF = 0.75  # difflib similarity from which a misspelt key gets a "did you mean"
 
 # Suricata's default address and port groups (suricata.yaml "vars").
@@ -217,6 +260,7 @@ class Settings:
         self.values: dict[str, Any] = {s.key: s.default for s in SETTINGS}
         self.address_groups: dict[str, str] = dict(DEFAULT_ADDRESS_GROUPS)
         self.port_groups: dict[str, str] = dict(DEFAULT_PORT_GROUPS)
+        self.host_os: dict[str, str] = {}  # host-os-policy flavour -> networks
         for k, v in (overrides or {}).items():
             self.set(k, v)
 
@@ -234,6 +278,10 @@ class Settings:
         if key.startswith("vars.port-groups."):
             self.port_groups[key[len("vars.port-groups."):]] = str(value).strip()
             return
+        if key.startswith(HOST_OS_PREFIX):  # a YAML list or the --set text '[net, net]'
+            nets = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+            self._set_host_os(key[len(HOST_OS_PREFIX):], nets)
+            return
         s = SETTINGS_BY_KEY.get(key)
         if s is None:
             raise UnknownSetting(key)
@@ -241,6 +289,15 @@ class Settings:
             self.values[key] = s.parse(value)
         except SettingError as e:
             raise SettingError(f"{key}: {e}") from None
+
+    def _set_host_os(self, flavour: str, networks: str) -> None:
+        from mirrorwatch.core.reassembly.policy import HostOsPolicy, HostOsPolicyError
+
+        try:
+            HostOsPolicy({flavour: networks})  # checked now: a bad entry is a bad command line
+        except HostOsPolicyError as e:
+            raise SettingError(f"{HOST_OS_PREFIX}{flavour}: {e}") from None
+        self.host_os[flavour] = networks.strip()
 
     def apply(self, assignment: str) -> None:
         """Apply one ``KEY=VALUE`` string (the ``--set`` syntax)."""
@@ -259,4 +316,6 @@ def help_text() -> str:
     lines = [f"{s.key:<{width}}  {s.default!s:>10}  {s.help}" for s in SETTINGS]
     lines.append(f"{'vars.address-groups.NAME':<{width}}  {'':>10}  rule address variable, e.g. HOME_NET=[10.0.0.0/8]")
     lines.append(f"{'vars.port-groups.NAME':<{width}}  {'':>10}  rule port variable, e.g. HTTP_PORTS=[80,8080]")
+    lines.append(f"{HOST_OS_PREFIX + 'FLAVOUR':<{width}}  {'':>10}  overlap policy of the hosts in these networks "
+                 "(windows, linux, bsd, solaris, vista, ...), e.g. host-os-policy.windows=[10.0.0.0/8]")
     return "\n".join(lines)

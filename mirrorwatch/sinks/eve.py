@@ -16,8 +16,17 @@ import json
 import sys
 import time
 
-from mirrorwatch.core.events import Alert, AppTx, FlowEnded, Kill, Stats
+from mirrorwatch.core.events import (
+    Alert,
+    AppTx,
+    BypassSwitch,
+    FlowEmergency,
+    FlowEnded,
+    Kill,
+    Stats,
+)
 from mirrorwatch.sinks.base import Sink
+from mirrorwatch.sinks.caps import emergency_record
 from mirrorwatch.sinks.eve_app import APP_TYPES, alert_record, tx_records
 from mirrorwatch.sinks.fmt import (
     ICMP_PROTOS,
@@ -27,8 +36,9 @@ from mirrorwatch.sinks.fmt import (
     proto_name,
     segment_dict,
 )
+from mirrorwatch.sinks.inline import bypass_record
 
-DEFAULT_TYPES = ("alert", "flow", "stats", "kill", "http", "dns", "tls")
+DEFAULT_TYPES = ("alert", "flow", "stats", "kill", "http", "dns", "tls", "ssh", "engine")
 _PORT_PROTOS = (6, 17, 132)  # TCP, UDP, SCTP
 # events are trees of fresh dicts and lists: no cycle check needed
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, check_circular=False).encode
@@ -115,8 +125,10 @@ class EveWriter(Sink):
         self.payload = payload
         self.started = time.monotonic()
         self._alert_objs: dict = {}  # (id(rule), action) -> rendered "alert" object
-        handlers = {Alert: self.alert, FlowEnded: self.flow, Stats: self.stats, Kill: self.kill, AppTx: self.app}
-        names = {Alert: ("alert",), FlowEnded: ("flow",), Stats: ("stats",), Kill: ("kill",), AppTx: APP_TYPES}
+        handlers = {Alert: self.alert, FlowEnded: self.flow, Stats: self.stats, Kill: self.kill, AppTx: self.app,
+                    FlowEmergency: self.engine, BypassSwitch: self.bypass}
+        names = {Alert: ("alert",), FlowEnded: ("flow",), Stats: ("stats",), Kill: ("kill",), AppTx: APP_TYPES,
+                 FlowEmergency: ("engine",), BypassSwitch: ("engine",)}
         self._dispatch = {cls: fn for cls, fn in handlers.items() if self.types.intersection(names[cls])}
 
     def handle(self, event) -> None:
@@ -194,7 +206,7 @@ class EveWriter(Sink):
             ev["app_proto"] = app
             if a.tx is not None:
                 ev["tx_id"] = a.tx.tx_id
-                obj = alert_record(app, a.tx, a.to_server)
+                obj = alert_record(app, a.tx)
                 if obj:
                     ev[app] = obj
         ev["stream"] = 1 if a.stream else 0
@@ -253,6 +265,14 @@ class EveWriter(Sink):
             body[section] = nest_counters(section, value) if isinstance(value, dict) else value
         ev = {"timestamp": iso_time(s.ts), "event_type": "stats", "stats": body}
         self._emit(ev)
+
+    def engine(self, e: FlowEmergency) -> None:
+        """The flow table entered or left emergency mode (Suricata logs it as an engine notice)."""
+        self._emit({"timestamp": iso_time(e.ts), "event_type": "engine", "engine": emergency_record(e)})
+
+    def bypass(self, e: BypassSwitch) -> None:
+        """Inline mode: the bypass switch turned (an engine notice too)."""
+        self._emit({"timestamp": iso_time(e.ts), "event_type": "engine", "engine": bypass_record(e)})
 
     def kill(self, k: Kill) -> None:
         f = k.flow

@@ -50,10 +50,17 @@ def tx_records(proto: str, tx, extended: bool = True) -> list[dict]:
     return fn(tx, extended) if fn is not None else []
 
 
-def alert_record(proto: str, tx, to_server) -> dict | None:
+def alert_record(proto: str, tx) -> dict | None:
     """The protocol object an alert on ``tx`` carries (Suricata adds it to app-layer alerts)."""
-    if proto == "dns":
-        return dns.eve_record(tx, TO_SERVER if to_server in (True, None) else TO_CLIENT)
+    if proto == "dns":  # Suricata's AlertJsonDns: the query records and the answer
+        obj: dict = {}
+        queries = [q for i in range(len(tx.queries or ())) if (q := dns.eve_record(tx, TO_SERVER, i)) is not None]
+        if queries:
+            obj["query"] = queries
+        answer = dns.eve_record(tx, TO_CLIENT)
+        if answer is not None:
+            obj["answer"] = answer
+        return obj or None
     fn = RECORDS.get(proto)
     if fn is None:
         return None

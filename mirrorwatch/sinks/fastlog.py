@@ -4,7 +4,8 @@
 
 A rule without classtype prints ``(null)`` as Suricata does; ICMP prints the
 type and code where ports would be; a killed session's alert gets
-Suricata's ``[wDrop] `` marker (a passive sensor cannot drop, it resets).
+Suricata's ``[wDrop] `` marker (a passive sensor cannot drop, it resets);
+inline, where the packet was dropped (its verdict is ``drop``), ``[Drop] ``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ def format_alert(a: Alert) -> str:
     """One fast.log line (with newline) for an alert."""
     pkt, rule = a.pkt, a.rule
     sp, dp = packet_ports(pkt)
-    action = "[wDrop] " if a.action == "blocked" else ""
+    if a.action != "blocked":
+        action = ""
+    else:
+        action = "[Drop] " if a.verdict is not None and a.verdict.get("action") == "drop" else "[wDrop] "
     category = rule.category or "(null)"
     return (
         f"{fast_time(pkt.ts)}  {action}[**] [{rule.gid}:{rule.sid}:{rule.rev}] {rule.msg} [**] "

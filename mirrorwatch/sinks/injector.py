@@ -7,6 +7,10 @@ IPv4/IPv6 + a 20-byte TCP header, checksums computed) and writes them:
 - ``RawInjector``: an AF_PACKET raw socket bound to one interface (live).  It
   is opened at start-up so a missing privilege or interface is one clear error
   before capture begins; a failed send is counted, never fatal.
+- ``RawIpInjector``: raw IP sockets (IPv4 and IPv6, the header is ours) on a
+  sensor that routes (inline): the kernel routes each segment to its
+  destination; every segment carries a mark (SO_MARK) the inline firewall
+  accepts before its queue.
 - ``PcapKillWriter``: a pcap file (DLT_EN10MB) of exactly the frames that would
   have been sent, stamped with the trigger packet's time (replay, ``--kill-pcap``).
 
@@ -29,6 +33,7 @@ from mirrorwatch.core.events import ForgedSegment, Kill
 from mirrorwatch.sinks.base import Sink
 from mirrorwatch.sinks.console import ConsoleAlerts
 from mirrorwatch.sinks.fmt import ZERO_MAC, flag_letters
+from mirrorwatch.sinks.summary import hostport
 
 ETH_P_IP, ETH_P_IPV6 = 0x0800, 0x86DD
 _ETH = struct.Struct("!6s6s")
@@ -48,6 +53,14 @@ class InjectError(OSError):
 
 def build_frame(seg: ForgedSegment) -> bytes:
     """Ethernet frame bytes for ``seg``: L2 copied from the flow, checksums computed."""
+    l2 = [_ETH.pack(seg.dst_mac or ZERO_MAC, seg.src_mac or ZERO_MAC)]
+    l2.extend(_VLAN.pack(tpid, tci) for tpid, tci in seg.vlans)
+    l2.append(_TYPE.pack(ETH_P_IP if seg.ipv == 4 else ETH_P_IPV6))
+    return b"".join(l2) + build_packet(seg)
+
+
+def build_packet(seg: ForgedSegment) -> bytes:
+    """The IPv4/IPv6 packet of ``seg`` (no link header), checksums computed."""
     tcp = bytearray(_TCP.pack(seg.sport, seg.dport, seg.seq, seg.ack, (_TCP_HLEN // 4) << 4,
                               seg.flags, seg.win, 0, 0))
     tcp_sum = checksum(tcp, pseudo_sum(seg.src, seg.dst, 6, _TCP_HLEN))
@@ -55,22 +68,41 @@ def build_frame(seg: ForgedSegment) -> bytes:
     if seg.ipv == 4:
         hdr = bytearray(_IP4.pack(0x45, 0, 20 + _TCP_HLEN, seg.ip_id, _IP4_DF, seg.ttl, 6, 0, seg.src, seg.dst))
         hdr[10:12] = checksum(hdr).to_bytes(2, "big")
-        ethertype = ETH_P_IP
     else:
         hdr = _IP6.pack(0x60000000, _TCP_HLEN, 6, seg.ttl, seg.src, seg.dst)
-        ethertype = ETH_P_IPV6
-    l2 = [_ETH.pack(seg.dst_mac or ZERO_MAC, seg.src_mac or ZERO_MAC)]
-    l2.extend(_VLAN.pack(tpid, tci) for tpid, tci in seg.vlans)
-    l2.append(_TYPE.pack(ethertype))
-    return b"".join(l2) + bytes(hdr) + bytes(tcp)
+    return bytes(hdr) + bytes(tcp)
 
 
 def describe(kill: Kill) -> str:
-    """One console line per kill burst (what was, or in dry-run would be, sent)."""
-    parts = [f"{flag_letters(s.flags)} {ip_address(s.src)}:{s.sport}->{ip_address(s.dst)}:{s.dport} "
-             f"seq={s.seq} ack={s.ack}" for s in kill.frames]
+    """One console line per kill burst (what was, or in dry-run would be, sent).
+
+    Segments that follow one another toward the same endpoint at a constant
+    sequence step (the boundaries a burst predicts) are told once, with their
+    count and step."""
+    parts, frames, i = [], kill.frames, 0
+    while i < len(frames):
+        s = frames[i]
+        n = _run_length(frames, i)
+        parts.append(f"{flag_letters(s.flags)} {hostport(s.src, s.sport)}->{hostport(s.dst, s.dport)} "
+                     f"seq={s.seq} ack={s.ack}"
+                     + (f" (+{n - 1} at every {(frames[i + 1].seq - s.seq) & 0xFFFFFFFF})" if n > 2 else ""))
+        i += n if n > 2 else 1
     verb = "would send" if kill.dry_run else "sent"
     return f"kill ({kill.trigger}) {verb}: " + "; ".join(parts)
+
+
+def _run_length(frames: list, i: int) -> int:
+    """How many segments from ``frames[i]`` on go the same way, with the same flags and ack, a constant step apart."""
+    first = frames[i]
+    step = (frames[i + 1].seq - first.seq) & 0xFFFFFFFF if i + 1 < len(frames) else 0
+    n = 1
+    while i + n < len(frames):
+        s = frames[i + n]
+        if (s.to_server, s.flags, s.ack) != (first.to_server, first.flags, first.ack) \
+                or (s.seq - frames[i + n - 1].seq) & 0xFFFFFFFF != step or not step:
+            break
+        n += 1
+    return n
 
 
 class _Sink(Sink):
@@ -140,19 +172,24 @@ class RawInjector(_Sink):
         if kill.dry_run:
             self.dry_run_frames += len(kill.frames)
             return
-        send = self._send
         for seg in kill.frames:
             try:
-                send(build_frame(seg))
+                self._transmit(seg)
                 self.frames += 1
             except OSError as e:
-                self.errors += 1
-                kind = errno.errorcode.get(e.errno, str(e.errno)) if e.errno else type(e).__name__
-                n = self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
-                self.last_error = f"{kind}: {e.strerror or e}"
-                if n == 1:
-                    self.warn(f"sending a kill frame on {self.iface} failed ({self.last_error}); such failures "
-                              "are counted in the stats (kill.send_errors), the capture goes on")
+                self._failed(e)
+
+    def _transmit(self, seg: ForgedSegment) -> None:
+        self._send(build_frame(seg))
+
+    def _failed(self, e: OSError) -> None:
+        self.errors += 1
+        kind = errno.errorcode.get(e.errno, str(e.errno)) if e.errno else type(e).__name__
+        n = self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
+        self.last_error = f"{kind}: {e.strerror or e}"
+        if n == 1:
+            self.warn(f"sending a kill frame on {self.iface} failed ({self.last_error}); such failures "
+                      "are counted in the stats (kill.send_errors), the capture goes on")
 
     def close(self) -> None:
         if self.sock is not None:
@@ -165,6 +202,40 @@ class RawInjector(_Sink):
         if self.error_kinds:
             c["send_error_kinds"] = dict(self.error_kinds)
         return c
+
+
+class RawIpInjector(RawInjector):
+    """Sends forged segments as IP packets through raw sockets (IPPROTO_RAW: the header is ours) on
+    a host that routes them (inline); each carries ``mark`` (SO_MARK), which the inline firewall
+    accepts before its queue.  Opened at start-up: a missing privilege is one error before traffic."""
+
+    def __init__(self, mark: int = 0, warn=None):
+        _Sink.__init__(self)
+        self.iface = "routed (raw IP)"
+        self.warn = warn if warn is not None else _warn_stderr
+        self.dry_run_frames = 0
+        self.last_error = ""
+        self.error_kinds = {}
+        self.socks: dict[int, socket.socket] = {}
+        try:
+            for ipv, family in ((4, socket.AF_INET), (6, socket.AF_INET6)):
+                sock = self.socks[ipv] = socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_RAW)
+                if mark:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, mark)
+                sock.setblocking(False)
+        except OSError as e:
+            self.close()
+            why = "permission denied (run as root or grant CAP_NET_RAW and CAP_NET_ADMIN)" \
+                if isinstance(e, PermissionError) else (e.strerror or str(e))
+            raise InjectError(f"cannot open a raw IP socket to send resets: {why}") from None
+
+    def _transmit(self, seg: ForgedSegment) -> None:
+        self.socks[seg.ipv].sendto(build_packet(seg), (str(ip_address(seg.dst)), 0))
+
+    def close(self) -> None:
+        for sock in self.socks.values():
+            sock.close()
+        self.socks = {}
 
 
 def _warn_stderr(msg: str) -> None:

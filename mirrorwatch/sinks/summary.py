@@ -13,7 +13,13 @@ import itertools
 
 from mirrorwatch.core.events import Alert, FlowEnded, Kill, Stats
 from mirrorwatch.sinks.base import Sink
+from mirrorwatch.sinks.caps import cap_lines
 from mirrorwatch.sinks.fmt import ICMP_PROTOS, addr, proto_name
+
+
+def plural(n: int, noun: str) -> str:
+    """``n`` with thousands separators and the noun in the number it takes: "1 alert", "2,000 alerts"."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
 
 
 class Summary(Sink):
@@ -57,13 +63,16 @@ class Summary(Sink):
     def _session_ended(self, e: FlowEnded) -> None:
         self.sessions += 1
         f = e.flow
-        n_alerts = self._flow_alerts.pop(f.flow_id, 0)
-        total = f.bytes[0] + f.bytes[1]
-        key = (1 if f.killed else 0, n_alerts, total, next(self._tie))  # killed first, then alerts, then bytes
-        if len(self._heap) < self.top:
-            heapq.heappush(self._heap, (key, session_row(f, n_alerts, e.reason)))
-        elif key > self._heap[0][0]:
-            heapq.heapreplace(self._heap, (key, session_row(f, n_alerts, e.reason)))
+        n_alerts = self._flow_alerts.pop(f.flow_id, 0) if self._flow_alerts else 0
+        rank = (1 if f.killed else 0, n_alerts, f.bytes[0] + f.bytes[1])  # killed first, then alerts, then bytes
+        heap = self._heap
+        if len(heap) >= self.top and (not heap or rank <= heap[0][0][:3]):
+            return  # no better than the least of the top (the earlier of equals stays): no row is made
+        key = (*rank, -next(self._tie))
+        if len(heap) < self.top:
+            heapq.heappush(heap, (key, session_row(f, n_alerts, e.reason)))
+        else:
+            heapq.heapreplace(heap, (key, session_row(f, n_alerts, e.reason)))
 
     # -- report -------------------------------------------------------------
     def top_sessions(self) -> list[dict]:
@@ -81,10 +90,10 @@ class Summary(Sink):
         rate = pkts / elapsed if elapsed > 0 else 0.0
         mbps = nbytes * 8 / elapsed / 1e6 if elapsed > 0 else 0.0
         console.print(
-            f"[bold]{pkts:,}[/] packets, {nbytes:,} bytes, {self.sessions:,} sessions, "
-            f"[bold]{self.alerts:,}[/] alerts"
-            + (f", {len(self._killed_flows):,} session{'' if len(self._killed_flows) == 1 else 's'} killed"
-               f" ({self.kills:,} injection burst{'' if self.kills == 1 else 's'})" if self.kills else "")
+            f"[bold]{plural(pkts, 'packet')}[/], {plural(nbytes, 'byte')}, {plural(self.sessions, 'session')}, "
+            f"[bold]{plural(self.alerts, 'alert')}[/]"
+            + (f", {plural(len(self._killed_flows), 'session')} killed ({plural(self.kills, 'injection burst')})"
+               if self.kills else "")
             + f" in {elapsed:.3f}s"
             + (f", {cpu:.3f}s CPU" if cpu is not None else "")
             + f" ({rate:,.0f} packets/s, {mbps:,.1f} Mbit/s)"
@@ -106,6 +115,8 @@ class Summary(Sink):
             for reason, count in sorted(errors.items(), key=lambda kv: -kv[1]):
                 t.add_row(reason, f"{count:,}")
             console.print(t)
+        for line in cap_lines(self.counters):
+            console.print(line, style="bold yellow", markup=False, highlight=False)
         if show_table and self._heap:
             console.print(sessions_table(self.top_sessions(), title=f"Top {len(self._heap)} sessions"))
 
@@ -115,8 +126,8 @@ def session_row(f, n_alerts: int, reason: str) -> dict:
     if f.proto in ICMP_PROTOS:
         client, server = addr(f.client), addr(f.server)
     else:
-        client = _hostport(f.client, f.cport)
-        server = _hostport(f.server, f.sport)
+        client = hostport(f.client, f.cport)
+        server = hostport(f.server, f.sport)
     return {
         "flow_id": f.flow_id,
         "client": client,
@@ -131,7 +142,8 @@ def session_row(f, n_alerts: int, reason: str) -> dict:
     }
 
 
-def _hostport(packed: bytes, port: int) -> str:
+def hostport(packed: bytes, port: int) -> str:
+    """An endpoint as people write it: ``192.0.2.1:80``, ``[2001:db8::1]:80``."""
     a = addr(packed)
     return f"[{a}]:{port}" if len(packed) == 16 else f"{a}:{port}"
 

@@ -24,22 +24,25 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from mirrorwatch.core.events import Alert, FlowEnded, Kill
+from mirrorwatch.core.events import INLINE, Alert, BypassSwitch, FlowEnded, Kill
+from mirrorwatch.core.flows.flow import really_killed
 from mirrorwatch.sinks.base import Sink
+from mirrorwatch.sinks.caps import CapWatch
 from mirrorwatch.sinks.fmt import addr, fast_time, packet_ports, proto_name
 
 SORT_KEYS = ("bytes", "rate", "age", "alerts")
 ALERT_LINES = 5
-# widths at which columns are added: below MEDIUM the table keeps proto, endpoints, state,
-# age, bytes each way, alerts and the kill mark; MEDIUM adds rate and packets each way;
-# WIDE gives packets and bytes one column per direction and spells states out
+# widths at which columns are added: below MEDIUM the table keeps proto, endpoints, state
+# (a killed session's is "killed"), age, bytes each way and alerts; MEDIUM adds rate and
+# packets each way; WIDE gives packets and bytes one column per direction and spells states out
 MEDIUM = 100
 WIDE = 150
+ENDPOINTS_MAX = 2 * len("[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535") + len(" → ")
 
 SHORT_PROTO = {6: "TCP", 17: "UDP", 1: "ICMP", 58: "ICMP6", 132: "SCTP", 47: "GRE", 50: "ESP"}
 SHORT_STATE = {"established": "estab", "fin_wait1": "fin1", "fin_wait2": "fin2", "close_wait": "clwait",
                "last_ack": "lastack", "time_wait": "twait", "syn_sent": "syn", "syn_recv": "synrcv",
-               "closing": "closing", "closed": "closed", "none": "mid", "new": "new"}
+               "closing": "closing", "closed": "closed", "none": "mid", "new": "new", "dry-run kill": "dry-kill"}
 
 
 def human_bytes(n: float) -> str:
@@ -118,6 +121,8 @@ class LiveTable(Sink):
         self.started: float | None = None
         self._notice: tuple[float, Text] | None = None  # (monotonic expiry, line)
         self.hint = ""  # key help shown in the table title when keys are read
+        self.mode: str | None = None  # inline mode: "inline" or "bypass" (BypassSwitch events), shown in the header
+        self._caps = CapWatch()
 
     def notice(self, text: str, error: bool = False, seconds: float = 60.0) -> None:
         """A line shown under the header for a while (rule reloads: stderr is hidden under the display)."""
@@ -142,6 +147,8 @@ class LiveTable(Sink):
             fid = event.flow.flow_id
             self.flow_alerts.pop(fid, None)
             self._killed.discard(fid)
+        elif t is BypassSwitch:
+            self.mode = event.state
 
     # -- sampling -------------------------------------------------------------
     def sample(self, now: float) -> list:
@@ -194,6 +201,8 @@ class LiveTable(Sink):
     def header_fields(self, flows: list, now: float) -> list[Text]:
         cap = self.capture_counters() if self.capture_counters else None
         fields = [Text.assemble(("mirrorwatch", "bold"), " ", (self.source, "bold cyan"))]
+        if self.mode is not None:
+            fields.append(Text(self.mode.upper(), style="bold green" if self.mode == INLINE else "bold red reverse"))
         if self.started is not None:
             fields.append(Text(f"up {human_age(now - self.started)}", style="dim"))
         fields.append(Text(f"{human_count(self.pps)} pkt/s"))
@@ -207,6 +216,9 @@ class LiveTable(Sink):
         fields.append(Text(f"sessions {len(flows)}"))
         fields.append(Text(f"alerts {self.alerts_total}", style="bold yellow" if self.alerts_total else ""))
         fields.append(Text(f"kills {self.kills_total}", style="bold magenta" if self.kills_total else ""))
+        caps = self._caps.hit(self.engine.counters())
+        if caps:
+            fields.append(Text("caps hit: " + ", ".join(caps), style="bold red"))
         return fields
 
     def header(self, flows: list, now: float, width: int = 10_000) -> Text:
@@ -226,52 +238,57 @@ class LiveTable(Sink):
         return out
 
     def sessions(self, top: list, width: int, now: float) -> Table:
+        """The session rows.  The endpoints column is as wide as its widest row (never more than two
+        bracketed IPv6 endpoints): the other columns keep their room on a wide screen, and only when
+        the row does not fit does that column give way (cut with an ellipsis)."""
         medium, wide = width >= MEDIUM, width >= WIDE
-        # the box's column separator is a space; wider terminals get one more
-        tbl = Table(box=box.SIMPLE_HEAD, show_edge=False, expand=True, pad_edge=False,
+        heads = ["proto", "client → server", "state", "age"]
+        heads += ["pkts →", "pkts ←", "bytes →", "bytes ←"] if wide else \
+            ["pkts →/←", "bytes →/←"] if medium else ["bytes →/←"]
+        heads += ["rate", "alrt"] if medium else ["alrt"]
+        rows = [self._row(f, now, medium, wide) for f in top]
+        sep = 2 if medium else 1  # the box's column separator, and the padding of wider terminals
+        need = [max([len(h)] + [len(cells[i]) for cells, _ in rows]) for i, h in enumerate(heads)]
+        need[1] = min(need[1], ENDPOINTS_MAX)
+        fits = sum(need) + sep * (len(heads) - 1) <= width
+        tbl = Table(box=box.SIMPLE_HEAD, show_edge=False, expand=not fits, pad_edge=False,
                     padding=(0, 1, 0, 0) if medium else 0,
                     title=f"sessions by {self.sort}" + (f"   ({self.hint})" if self.hint else ""),
                     title_justify="left", title_style="dim")
-        tbl.add_column("proto", no_wrap=True)
-        tbl.add_column("client → server", no_wrap=True, overflow="ellipsis", ratio=1, max_width=2 * 47 + 3)
-        tbl.add_column("state", no_wrap=True, overflow="ellipsis")
-        tbl.add_column("age", justify="right", no_wrap=True)
-        if wide:
-            for name in ("pkts →", "pkts ←", "bytes →", "bytes ←"):
-                tbl.add_column(name, justify="right", no_wrap=True)
-        elif medium:
-            tbl.add_column("pkts →/←", justify="right", no_wrap=True)
-            tbl.add_column("bytes →/←", justify="right", no_wrap=True)
-        else:
-            tbl.add_column("bytes →/←", justify="right", no_wrap=True)
-        if medium:
-            tbl.add_column("rate", justify="right", no_wrap=True)
-        tbl.add_column("alrt", justify="right", no_wrap=True)
-        tbl.add_column("kill" if wide else "K", no_wrap=True)
-        rates = self._rates
-        fa = self.flow_alerts
-        for f in top:
-            cli = endpoint(f.client, f.cport, f.proto)
-            srv = endpoint(f.server, f.sport, f.proto)
-            state = str((f.tcp_state or f.state) if f.proto == 6 else f.state)
-            if not wide:
-                state = SHORT_STATE.get(state, state)
-            n_alerts = fa.get(f.flow_id, 0)
-            pk, by = f.pkts, f.bytes
-            row = [SHORT_PROTO.get(f.proto) or proto_name(f.proto), f"{cli} → {srv}", state, human_age(now - f.start)]
-            if wide:
-                row += [human_count(pk[0]), human_count(pk[1]), human_bytes(by[0]), human_bytes(by[1])]
-            elif medium:
-                row += [f"{human_count(pk[0])}/{human_count(pk[1])}", f"{human_bytes(by[0])}/{human_bytes(by[1])}"]
+        for i, h in enumerate(heads):
+            if i == 1:
+                tbl.add_column(h, no_wrap=True, overflow="ellipsis", ratio=None if fits else 1,
+                               max_width=ENDPOINTS_MAX)
             else:
-                row.append(f"{human_bytes(by[0])}/{human_bytes(by[1])}")
-            if medium:
-                row.append(human_rate(rates.get(f.flow_id, 0.0)))
-            row.append(str(n_alerts) if n_alerts else "")
-            row.append(("KILL" if wide else "K") if f.killed else "")
-            style = "bold red" if f.killed else ("yellow" if n_alerts or f.alerted else None)
-            tbl.add_row(*row, style=style)
+                tbl.add_column(h, no_wrap=True, overflow="ellipsis", justify="left" if i < 3 else "right")
+        for cells, style in rows:
+            tbl.add_row(*cells, style=style)
         return tbl
+
+    def _row(self, f, now: float, medium: bool, wide: bool) -> tuple[list, str | None]:
+        """(cells, style) of one session; a session mirrorwatch killed says so in its state column."""
+        if f.killed:
+            state = "killed" if really_killed(f) else "dry-run kill"
+        else:
+            state = str((f.tcp_state or f.state) if f.proto == 6 else f.state)
+        if not wide:
+            state = SHORT_STATE.get(state, state)
+        n_alerts = self.flow_alerts.get(f.flow_id, 0)
+        pk, by = f.pkts, f.bytes
+        cells = [SHORT_PROTO.get(f.proto) or proto_name(f.proto),
+                 f"{endpoint(f.client, f.cport, f.proto)} → {endpoint(f.server, f.sport, f.proto)}",
+                 state, human_age(now - f.start)]
+        if wide:
+            cells += [human_count(pk[0]), human_count(pk[1]), human_bytes(by[0]), human_bytes(by[1])]
+        elif medium:
+            cells += [f"{human_count(pk[0])}/{human_count(pk[1])}", f"{human_bytes(by[0])}/{human_bytes(by[1])}"]
+        else:
+            cells.append(f"{human_bytes(by[0])}/{human_bytes(by[1])}")
+        if medium:
+            cells.append(human_rate(self._rates.get(f.flow_id, 0.0)))
+        cells.append(str(n_alerts) if n_alerts else "")
+        style = "bold red" if f.killed else ("yellow" if n_alerts or f.alerted else None)
+        return cells, style
 
     def alerts_panel(self, width: int) -> Table:
         tbl = Table(box=None, show_header=False, expand=True, pad_edge=False, padding=(0, 1, 0, 0),

@@ -47,6 +47,7 @@ from collections import deque
 import pcapy
 
 from mirrorwatch.core.settings import Settings
+from mirrorwatch.sources import fanout as packet_fanout
 
 META = struct.Struct("=IIII")  # sec, usec, offset, caplen (native endian, per pcapy-ng next_batch)
 BATCH_MAX = 4096  # frames per next_batch call
@@ -294,8 +295,12 @@ class LiveCapture:
 
     def __init__(self, iface: str, settings: Settings, *, bpf: str | None = None, snaplen: int = DEFAULT_SNAPLEN,
                  promisc: bool = True, buffer_size: int | None = DEFAULT_BUFFER, timeout_ms: int | None = None,
-                 immediate: bool | None = None):
+                 immediate: bool | None = None, fanout: int | None = None):
         self.iface = iface
+        # --workers: the PACKET_FANOUT group the socket joins once activated (fanout.NEW_GROUP: a new
+        # one); after open(), the group's id
+        self.fanout = fanout
+        self.fanout_joined = 0.0
         self.bpf = bpf
         self.snaplen = snaplen
         self.promisc = promisc
@@ -367,6 +372,21 @@ class LiveCapture:
         h.setnonblock(1)
         self.handle = h
         self.linktype = h.datalink()
+        if self.fanout is not None:
+            try:
+                self.join_fanout(self.fanout)
+            except CaptureError:
+                self.close()
+                raise
+
+    def join_fanout(self, group: int = packet_fanout.NEW_GROUP) -> int:
+        """Join the open handle's socket to a PACKET_FANOUT group (``sources.fanout``); returns its id."""
+        try:
+            self.fanout = packet_fanout.join(self.handle.getfd(), group)
+        except packet_fanout.FanoutError as e:
+            raise CaptureError(f"capture on {self.iface!r}: {e}") from None
+        self.fanout_joined = time.time()  # frames stamped before it may also have reached other members
+        return self.fanout
 
     def _activate(self, immediate: bool):
         """A new activated handle; with ``immediate``, immediate mode set and checked when possible."""

@@ -28,7 +28,7 @@ from typing import Callable, Iterable, Iterator
 
 import pcapy
 
-from mirrorwatch.core.decode.decoder import SUPPORTED_LINKTYPES
+from mirrorwatch.core.decode.link import SUPPORTED_LINKTYPES
 
 
 def _dlt_name(dlt: int) -> str:

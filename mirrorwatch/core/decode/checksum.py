@@ -1,47 +1,95 @@
-"""Internet checksums (RFC 1071) at C speed.
+"""Internet checksums (RFC 1071): the one implementation, to verify and to compute.
 
-The ones'-complement sum of 16-bit big-endian words is addition modulo 0xFFFF
-(0 and 0xFFFF both stand for zero), and ``int.from_bytes(data, 'big')`` is the
-sum of those words times powers of 65536, each of which is 1 modulo 0xFFFF.  So
-``int.from_bytes(data, 'big') % 0xFFFF`` is the ones'-complement sum, computed
-by CPython's bignum code instead of a Python loop over words.  An odd-length
-buffer is padded with one zero byte, i.e. the integer is shifted left by 8.
+The ones'-complement sum of 16-bit words is addition modulo 0xFFFF (0 and
+0xFFFF both stand for zero), and a byte string read as one integer is the sum
+of its 16-bit words times powers of 65536, each of which is 1 modulo 0xFFFF.
+So one ``int.from_bytes`` call and one remainder give the sum, computed by
+CPython's bignum code instead of a Python loop over words.
 
-A buffer that already carries its checksum sums to 0xFFFF, i.e. to 0 modulo
-0xFFFF: that is the whole verification.  Pieces at even offsets can be summed
-separately and added (how the pseudo-header is folded in without copying).
+The bytes are read little-endian, which CPython does markedly faster than
+big-endian.  That swaps the bytes of every word, which multiplies the sum by
+256 modulo 0xFFFF: an invertible factor, so a *partial sum* here is zero
+exactly when the big-endian one is, and multiplying by 256 again turns it
+back (256 * 256 = 65536 = 1 modulo 0xFFFF).  An odd trailing byte lands as
+the low byte of its word, i.e. already zero-padded.  A big-endian 16-bit value
+(a protocol number, a length) joins a partial sum shifted left by 8.  Partial
+sums of pieces that start at even offsets add, which is how the pseudo-header
+is folded in from the IP header in place, without building it.
+
+A buffer that carries its own checksum sums to zero: that is the whole
+verification.
 """
 
 from __future__ import annotations
 
+from mirrorwatch.core.decode.numbers import PROTO_ICMP
+
+ONES = 0xFFFF
+# What the decoder does with checksums (``Decoder.check``): nothing; verify and judge the
+# packet (``csum_ok``); or, under ``-k auto`` until it has decided, verify TCP/UDP only to
+# sample them, without judging any packet.
+CHECK_OFF, CHECK_ON, CHECK_SAMPLE = 0, 1, 2
+# From this many bytes on, ``partial`` sums two or four pieces: the remainder CPython takes
+# digit by digit is then taken of a number half or a quarter as long, which costs less in all.
+SPLIT_BYTES = 400
+SPLIT4_BYTES = 1000
+IPV4_ADDRS = 12  # offset of the source address in the IPv4 header (the pseudo-header's addresses)
+IPV4_ADDRS_END = 20
+IPV6_ADDRS = 8
+IPV6_ADDRS_END = 40
+
 _from = int.from_bytes
 
 
-def ones_sum(data) -> int:
-    """Ones'-complement sum of ``data`` (any bytes-like object), modulo 0xFFFF."""
-    v = _from(data, "big")
-    if len(data) & 1:
-        v <<= 8
-    return v % 0xFFFF
+def partial(buf, start: int, end: int) -> int:
+    """Partial sum of ``buf[start:end]`` (see the module docstring; reduce with ``% ONES``)."""
+    m = end - start
+    if m < SPLIT_BYTES:
+        return _from(buf[start:end], "little")
+    if m < SPLIT4_BYTES:
+        h = start + ((m >> 2) << 1)
+        return _from(buf[start:h], "little") + _from(buf[h:end], "little")
+    q = (m >> 3) << 1
+    h1 = start + q
+    h2 = h1 + q
+    h3 = h2 + q
+    return (_from(buf[start:h1], "little") + _from(buf[h1:h2], "little") + _from(buf[h2:h3], "little")
+            + _from(buf[h3:end], "little"))
+
+
+def transport_ok(f, ipv: int, ip_off: int, l4: int, end: int, proto: int) -> bool:
+    """The segment ``f[l4:end]`` carries a correct checksum: with the pseudo-header of the IP
+    header at ``ip_off`` (version ``ipv``), except for ICMPv4, which has none.  When the
+    addresses directly precede the segment (no options or extension headers) the two are
+    one piece."""
+    if proto == PROTO_ICMP:
+        return partial(f, l4, end) % ONES == 0
+    if ipv == 4:
+        a, a_end = ip_off + IPV4_ADDRS, ip_off + IPV4_ADDRS_END
+    else:
+        a, a_end = ip_off + IPV6_ADDRS, ip_off + IPV6_ADDRS_END
+    v = (proto + end - l4) << 8
+    if a_end != l4:
+        v += partial(f, a, a_end)
+        a = l4
+    return (v + partial(f, a, end)) % ONES == 0
 
 
 def pseudo_sum(src: bytes, dst: bytes, proto: int, length: int) -> int:
-    """Sum of the IPv4/IPv6 pseudo-header for TCP/UDP/ICMPv6 (modulo 0xFFFF)."""
-    return (_from(src, "big") + _from(dst, "big") + proto + length) % 0xFFFF
+    """Partial sum of the IPv4/IPv6 pseudo-header for TCP/UDP/ICMPv6 (an ``initial`` below)."""
+    return partial(src, 0, len(src)) + partial(dst, 0, len(dst)) + ((proto + length) << 8)
 
 
 def checksum(data, initial: int = 0) -> int:
-    """The 16-bit value to store in a checksum field (that field zeroed in ``data``)."""
-    s = (ones_sum(data) + initial) % 0xFFFF
-    return (~s) & 0xFFFF if s else 0xFFFF
+    """The 16-bit value to store in a checksum field (that field zeroed in ``data``);
+    ``initial`` is a partial sum to add (e.g. ``pseudo_sum``).  Never 0 (UDP's "none")."""
+    s = (((partial(data, 0, len(data)) + initial) % ONES) << 8) % ONES  # back to big-endian
+    return (~s) & ONES if s else ONES
 
 
 def verify(data, initial: int = 0) -> bool:
     """True when ``data`` (checksum field included) plus ``initial`` sums to zero."""
-    v = _from(data, "big")
-    if len(data) & 1:
-        v <<= 8
-    return (v + initial) % 0xFFFF == 0
+    return (partial(data, 0, len(data)) + initial) % ONES == 0
 
 
 def ipv4_header_checksum(header) -> int:

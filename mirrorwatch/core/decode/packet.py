@@ -1,17 +1,21 @@
-"""The decoded packet: one flat record per frame, filled by the decode room.
+"""The decoded packet: one flat record per frame.
 
+The decoder creates it once per frame with every field at its default; each
+layer then fills the fields of the header it decodes, in one forward pass.
 Every field is a plain int/bytes/float so the hot path never builds an object
 graph.  Addresses are packed bytes (4 or 16), converted to text only when an
-event is written.  Fields a protocol does not have stay at their class default.
+event is written.  Fields a protocol does not have keep their default.
 """
 
 from __future__ import annotations
 
-# IP protocol numbers used across the rooms.
-PROTO_ICMP = 1
-PROTO_TCP = 6
-PROTO_UDP = 17
-PROTO_ICMPV6 = 58
+# The IP protocol numbers the other rooms read ``Packet.proto`` against.
+from mirrorwatch.core.decode.numbers import (  # noqa: F401
+    PROTO_ICMP,
+    PROTO_ICMPV6,
+    PROTO_TCP,
+    PROTO_UDP,
+)
 
 # TCP flag bits.
 FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
@@ -104,57 +108,6 @@ class Packet:
         self.tunnel_off = 0
         self.invalid = ""
 
-    @classmethod
-    def ip_tcp(cls, ts, pcap_cnt, frame, dst_mac, src_mac, vlans, vlan_id, ipv, l2_proto, src, dst, ttl, tos, ip_id,
-               ip_off, ip_hlen, ip_len, sport, dport, seq, ack, flags, win, urp, tcp_hlen, tcp_opts, payload):
-        """The decoder's fast path (Ethernet, at most one VLAN tag, option-less unfragmented
-        IPv4 or extension-less IPv6, valid TCP header): every slot stored exactly once,
-        instead of a default that is then overwritten.
-        Must set every slot (checked when this module is imported)."""
-        p = _new(cls)
-        p.ts = ts
-        p.pcap_cnt = pcap_cnt
-        p.linktype = 1
-        p.frame = frame
-        p.wirelen = len(frame)
-        p.src_mac = src_mac
-        p.dst_mac = dst_mac
-        p.vlans = vlans
-        p.vlan_id = vlan_id
-        p.l2_proto = l2_proto
-        p.ipv = ipv
-        p.src = src
-        p.dst = dst
-        p.proto = 6
-        p.ttl = ttl
-        p.ip_id = ip_id
-        p.ip_off = ip_off
-        p.ip_hlen = ip_hlen
-        p.ip_len = ip_len
-        p.frag = False
-        p.ip_opts = b""
-        p.tos = tos
-        p.sport = sport
-        p.dport = dport
-        p.l4_off = ip_off + ip_hlen
-        p.seq = seq
-        p.ack = ack
-        p.flags = flags
-        p.win = win
-        p.urp = urp
-        p.tcp_hlen = tcp_hlen
-        p.tcp_opts = tcp_opts
-        p.icmp_type = -1
-        p.icmp_code = -1
-        p.icmp_id = -1
-        p.icmp_seq = -1
-        p.payload = payload
-        p.csum_ok = None
-        p.tunnel = ()
-        p.tunnel_off = 0
-        p.invalid = ""
-        return p
-
     def __repr__(self) -> str:  # debugging aid only
         from ipaddress import ip_address
 
@@ -162,16 +115,3 @@ class Packet:
         d = ip_address(self.dst) if self.dst else "?"
         return f"<Packet #{self.pcap_cnt} {self.proto} {s}:{self.sport} -> {d}:{self.dport} len={len(self.payload)}>"
 
-
-_new = object.__new__
-
-
-def _check_fast_constructor() -> None:
-    """A slot added to Packet but not to ``ip_tcp`` would be unset on the fast path: fail at import."""
-    p = Packet.ip_tcp(0.0, 0, b"", *([0] * 24))
-    missing = [name for name in Packet.__slots__ if not hasattr(p, name)]
-    if missing:
-        raise AssertionError(f"Packet.ip_tcp does not set {missing}")
-
-
-_check_fast_constructor()

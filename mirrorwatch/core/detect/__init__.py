@@ -250,6 +250,13 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin):
 
 
     # -- flow end / shutdown ----------------------------------------------------
+    @staticmethod
+    def holds_state(flow) -> bool:
+        """The session carries state later packets' rules may need (flowbits set, per-flow
+        threshold counters): the flow table ends it last when it must make room."""
+        fd = flow.det
+        return fd is not None and bool(fd.bits or fd.thr)
+
     def flow_end(self, flow, events: list) -> None:
         """A session is leaving the table: inspect what its streams still hold, release state."""
         fd = flow.det

@@ -6,6 +6,7 @@ once, at rule-compile time; unknown keywords raise ``Unsupported``.
 
 from __future__ import annotations
 
+from mirrorwatch.core.decode.tcp import TCPOPT_MSS, TCPOPT_WSCALE, tcp_option
 from mirrorwatch.core.detect.compile import Unsupported
 
 # IPv4 option type -> Suricata ipopts name
@@ -56,23 +57,8 @@ def _tcp_opt(kind: int):
     def get(pkt, flow, d):
         if pkt.proto != 6:
             return None
-        o = pkt.tcp_opts
-        i, n = 0, len(o)
-        while i < n:
-            k = o[i]
-            if k == 0:
-                break
-            if k == 1:
-                i += 1
-                continue
-            if i + 1 >= n or o[i + 1] < 2:
-                break
-            ln = o[i + 1]
-            if k == kind:
-                body = o[i + 2: i + ln]
-                return int.from_bytes(body, "big") if body else None
-            i += ln
-        return None
+        body = tcp_option(pkt.tcp_opts, kind)
+        return int.from_bytes(body, "big") if body else None
 
     return get
 
@@ -91,8 +77,8 @@ NUMERIC = {
     "tcp.hdr_len": _num("tcp_hlen", _is_tcp),
     "tos": _num("tos"),
     "fragoffset": _frag_offset,
-    "tcp.mss": _tcp_opt(2),
-    "tcp.wscale": _tcp_opt(3),
+    "tcp.mss": _tcp_opt(TCPOPT_MSS),
+    "tcp.wscale": _tcp_opt(TCPOPT_WSCALE),
 }
 
 

@@ -13,7 +13,7 @@ class FlowDet:
     """Detect's per-flow scratch (``flow.det``)."""
 
     __slots__ = ("hdr0", "hdr1", "bits", "passed", "est", "prog", "held", "gaps", "thr", "alerted_upto",
-                 "piece_offs", "lits", "txp", "txa")
+                 "piece_offs", "lits", "txp", "txa", "txprog")
 
     def __init__(self) -> None:
         self.est = False  # the session has been seen established (stays so while it closes)
@@ -35,6 +35,7 @@ class FlowDet:
         self.lits: list | None = None  # per direction: its hsdb.LiteralStream (stream-mode prefilter)
         self.txp: tuple | None = None  # per direction: {tx_id: transaction} changed since inspected
         self.txa: dict | None = None  # tx_id -> rule numbers that already alerted on that transaction
+        self.txprog: dict | None = None  # tx_id -> (progress_ts, progress_tc) when last filed as pending
 
     def swap(self) -> None:
         """The flows room swapped client and server: every per-direction field follows."""

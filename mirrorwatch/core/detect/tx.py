@@ -69,11 +69,7 @@ class TxMixin:
             return None
         new = parser.updated()
         if new:
-            if fd.txp is None:
-                fd.txp = ({}, {})
-            for tx in new:
-                fd.txp[0][tx.tx_id] = tx
-                fd.txp[1][tx.tx_id] = tx
+            self._file_pending(fd, parser, new)
         if fd.txp is None or not fd.txp[d]:
             return None
         todo = list(fd.txp[d].values())
@@ -105,6 +101,27 @@ class TxMixin:
                 if seen is None or num not in seen:
                     out.setdefault(num, []).append(tx)
         return out or None
+
+    @staticmethod
+    def _file_pending(fd, parser, txs) -> None:
+        """Changed transactions become pending for the directions whose side progressed (as
+        Suricata's per-direction inspection flags): a response does not send its request back."""
+        if fd.txp is None:
+            fd.txp = ({}, {})
+            fd.txprog = {}
+        prog = fd.txprog
+        if len(prog) > TXA_PRUNE:
+            held = {t.tx_id for t in parser.txs}
+            for tx_id in [t for t in prog if t not in held]:
+                del prog[tx_id]
+        for tx in txs:
+            old = prog.get(tx.tx_id)
+            ts, tc = tx.progress_ts, tx.progress_tc
+            if old is None or old[0] != ts:
+                fd.txp[0][tx.tx_id] = tx
+            if old is None or old[1] != tc:
+                fd.txp[1][tx.tx_id] = tx
+            prog[tx.tx_id] = (ts, tc)
 
     def _judge_tx(self, cr, pkt, flow, fd, d: int, tx, pseudo: bool) -> bool:
         spec = cr.tx

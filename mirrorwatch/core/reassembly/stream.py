@@ -49,103 +49,19 @@ no observer the cost is one test per settle.
 
 from __future__ import annotations
 
-import copy
-from bisect import bisect_left, bisect_right
-from collections import OrderedDict
+from mirrorwatch.core.reassembly.context import (
+    ACK_AHEAD_MAX,
+    HALF,
+    M32,
+    ReassemblyContext,
+)
+from mirrorwatch.core.reassembly.overlap import OutOfOrder
+from mirrorwatch.core.reassembly.policy import FIRST, VISTA
 
-M32 = 0xFFFFFFFF
-HALF = 0x80000000
-# An ACK further ahead than this (the largest scaled TCP window) acknowledges nothing we
-# could have missed: it is bogus or belongs to another session, and is ignored.
-ACK_AHEAD_MAX = 1 << 30
-
-# Overlap policies (settings.OVERLAP_POLICIES); which one prefers the new
-# segment's bytes over a list segment it overlaps is decided by ``use_new``.
-FIRST, LAST, BSD, LINUX, OLD_LINUX, WINDOWS, SOLARIS, VISTA = range(8)
-POLICY_CODES = {
-    "first": FIRST, "last": LAST, "bsd": BSD, "linux": LINUX, "old-linux": OLD_LINUX,
-    "windows": WINDOWS, "solaris": SOLARIS, "vista": VISTA,
-}
-_NEW_IF_STARTS_BEFORE = frozenset((BSD, WINDOWS, OLD_LINUX, LINUX))
+__all__ = ["ACK_AHEAD_MAX", "HALF", "M32", "ReassemblyContext", "Stream"]
 
 
-def use_new(policy: int, s: int, e: int, ls: int, le: int) -> bool:
-    """Does new segment [s, e) win over the overlapping list segment [ls, le)?
-
-    Suricata's DoHandleDataOverlap (stream-tcp-list.c), IDS mode, which
-    implements Snort stream5's target-based policies: 'last' always takes the
-    new data, 'first' and 'vista' never do; bsd/windows take it when the new
-    segment starts before the old one; linux also when it starts at the same
-    place and ends beyond; old-linux and solaris when it starts at the same
-    place and ends at or beyond; solaris also when it starts before and
-    covers the old one to its end, or starts after and ends beyond it.
-    """
-    if policy == LAST:
-        return True
-    if s == ls:
-        if e < le:
-            return False
-        if e > le and policy == LINUX:
-            return True
-        return policy == OLD_LINUX or policy == SOLARIS
-    if s < ls:
-        if e >= le and policy == SOLARIS:
-            return True
-        return policy in _NEW_IF_STARTS_BEFORE
-    return e > le and policy == SOLARIS
-
-
-class ReassemblyContext:
-    """Settings and shared accounting for all streams of one FlowTable (global memcap)."""
-
-    __slots__ = (
-        "policy", "depth", "max_ooo_bytes", "max_ooo_segs", "gap_wait_bytes", "gap_wait_segs",
-        "memcap", "unacked_max", "unacked_segs", "ooo_bytes", "buf_bytes", "buf_room", "ooo_streams", "stats", "reclaim",
-        "_orphans", "settles", "depth_limit",
-    )
-
-    def __init__(self, settings):
-        self.policy = POLICY_CODES[settings["stream.reassembly.policy"]]
-        self.depth = settings["stream.reassembly.depth"]
-        # per-stream defaults computed once here, not at every stream's creation
-        self.settles = self.policy in (FIRST, VISTA)  # the policy never keeps bytes open to overlaps
-        self.depth_limit = self.depth or (1 << 62)
-        self.max_ooo_bytes = settings["stream.reassembly.max-ooo-bytes"]
-        self.max_ooo_segs = settings["stream.reassembly.max-ooo-segments"]
-        self.gap_wait_bytes = settings["stream.reassembly.gap-wait-bytes"]
-        self.gap_wait_segs = settings["stream.reassembly.gap-wait-segments"]
-        self.memcap = settings["stream.reassembly.memcap"]
-        self.unacked_max = settings["stream.reassembly.unacked-max"]
-        self.unacked_segs = max(2, settings["stream.reassembly.unacked-max-segments"])
-        self.ooo_bytes = 0  # out-of-order bytes held by all streams
-        self.buf_bytes = 0  # in-order bytes retained in all streams' ``buf``
-        self.buf_room = self.memcap  # memcap - ooo_bytes: buf_bytes beyond it call ``reclaim``
-        # called when buf_bytes + ooo_bytes exceed the memcap (the flow table releases the
-        # least recently active sessions' buffers); None: nobody to ask
-        self.reclaim = None
-        self.ooo_streams: OrderedDict = OrderedDict()  # streams holding ooo data, oldest first
-        self._orphans = None  # the context detached streams count in (``orphans``)
-        self.stats = dict.fromkeys(
-            ("slow_segments", "ooo_segments", "retransmitted_bytes", "overlaps", "overlap_diff",
-             "rewritten_bytes", "gaps", "missed_bytes", "gap_wait_skips", "ack_gap_skips",
-             "ooo_limit_skips", "memcap_skips", "memcap_released_bytes", "depth_reached"), 0)
-
-    def orphans(self) -> "ReassemblyContext":
-        """One context shared by every stream detached from this one: what still touches them
-        (detect trimming after the flow ended) counts there, outside the global accounting."""
-        o = self._orphans
-        if o is None:
-            o = self._orphans = copy.copy(self)
-            o.buf_bytes = o.ooo_bytes = 0
-            o.memcap = o.buf_room = 1 << 62
-            o.reclaim = None
-            o.ooo_streams = OrderedDict()
-            o.stats = dict.fromkeys(self.stats, 0)
-            o._orphans = o
-        return o
-
-
-class Stream:
+class Stream(OutOfOrder):
     """One direction of a TCP session, reassembled (see the module docstring)."""
 
     __slots__ = (
@@ -154,7 +70,7 @@ class Stream:
         "_bounds", "_ooo", "_ooo_bytes", "_ctx", "_depth", "_policy", "_unacked_max", "_unacked_segs",
     )
 
-    def __init__(self, ctx: ReassemblyContext, seq: int, settle_now: bool = False):
+    def __init__(self, ctx: ReassemblyContext, seq: int, settle_now: bool = False, policy: int | None = None):
         self.buf = bytearray()
         self.buf_base = 0
         self.end = 0
@@ -168,8 +84,8 @@ class Stream:
         self.final = 0  # bytes before this offset are settled
         self.acked_hi = 0  # highest offset the receiver acknowledged beyond our in-order data
         self.fin_off = None  # offset of the FIN, once seen
-        self._policy = ctx.policy
-        self.settle_now = settle_now or ctx.settles
+        self._policy = ctx.policy if policy is None else policy  # the receiving host's (host-os-policy)
+        self.settle_now = settle_now or self._policy == FIRST or self._policy == VISTA
         self.peer_visible = not settle_now  # the receiver's packets (ACKs) are seen
         self.rewrites = 0
         self.gaps = 0
@@ -386,220 +302,3 @@ class Stream:
             k += 1
         if k:
             del bounds[:k]
-
-    # -- out of order, overlaps ----------------------------------------------
-    def _add_slow(self, seq: int, data, fin: bool) -> None:
-        ctx = self._ctx
-        st = ctx.stats
-        s = self.off + ((seq - self.nxt + HALF) & M32) - HALF
-        n = len(data)
-        e = s + n
-        if fin and (self.fin_off is None or e > self.fin_off):
-            self.fin_off = e
-        if not n:
-            return
-        st["slow_segments"] += 1
-        if e <= self.final:
-            st["retransmitted_bytes"] += n
-            return
-        s0 = s
-        if s < self.final:
-            st["retransmitted_bytes"] += self.final - s
-            data = memoryview(data)[self.final - s:]
-            s = self.final
-        # Which parts of [s, e) take the new bytes, against every open segment it overlaps.
-        win = self._winning(s0, e, s)
-        if s < self.off:
-            st["overlaps"] += 1
-            self._overwrite_inorder(s, e if e < self.off else self.off, data, s, win)
-        if e > self.off:
-            a = s if s > self.off else self.off
-            self._insert_ooo(a, e, data, s, win)
-        if not self.depth_reached:
-            b = (s0, e)
-            bounds = self._bounds
-            i = bisect_left(bounds, b)
-            if i == len(bounds) or bounds[i] != b:
-                bounds.insert(i, b)
-            if len(bounds) > self._unacked_segs + ctx.max_ooo_segs:  # a flood of small overlaps
-                while self._ooo:
-                    self._skip_gap(self._ooo[0][0], "ooo_limit_skips")
-                self._settle_old()
-        if self._ooo:
-            self._drain()
-        if self._ooo:
-            self._check_limits()
-
-    def _winning(self, s0: int, e: int, lo: int) -> list:
-        """Sorted disjoint [x, y) parts of [lo, e) where the new segment [s0, e) wins."""
-        pol = self._policy
-        lose: list = []
-        bounds = self._bounds
-        if bounds and pol != LAST:
-            i = bisect_right(bounds, (e, -1))
-            # bounds are sorted by start; walk left while they might reach lo
-            j = i - 1
-            while j >= 0:
-                ls, le = bounds[j]
-                if le > lo and ls < e and not use_new(pol, s0, e, ls, le):
-                    lose.append((ls if ls > lo else lo, le if le < e else e))
-                j -= 1
-        if pol != LAST and self._ooo:
-            # beyond depth no bounds are kept: data already held is old data
-            if self.depth_reached:
-                for cs, cd in self._ooo:
-                    ce = cs + len(cd)
-                    if ce > lo and cs < e:
-                        lose.append((cs if cs > lo else lo, ce if ce < e else e))
-        if not lose:
-            return [(lo, e)]
-        lose.sort()
-        out = []
-        pos = lo
-        for x, y in lose:
-            if x > pos:
-                out.append((pos, x))
-            if y > pos:
-                pos = y
-        if pos < e:
-            out.append((pos, e))
-        return out
-
-    def _overwrite_inorder(self, a: int, b: int, data, s: int, win: list) -> None:
-        """New bytes that win over tentative in-order bytes replace them in ``buf``."""
-        if self.settle_now or self.depth_reached:
-            return
-        base = self.buf_base
-        buf = self.buf
-        for x, y in win:
-            if x < a:
-                x = a
-            if y > b:
-                y = b
-            if x >= y or x < base:
-                continue
-            new = data[x - s: y - s]
-            if buf[x - base: y - base] != new:
-                diff = sum(1 for p, q in zip(buf[x - base: y - base], new) if p != q)
-                buf[x - base: y - base] = new
-                self.rewrites += diff
-                self._ctx.stats["rewritten_bytes"] += diff
-                self._ctx.stats["overlap_diff"] += 1
-
-    def _insert_ooo(self, a: int, e: int, data, s: int, win: list) -> None:
-        """Place [a, e) of the segment (starting at offset s) among the out-of-order chunks."""
-        ctx = self._ctx
-        chunks = self._ooo
-        if not chunks:
-            ctx.ooo_streams[self] = None
-            if type(chunks) is tuple:
-                chunks = self._ooo = []
-        i = bisect_right(chunks, a, key=_chunk_start) - 1
-        if i < 0 or chunks[i][0] + len(chunks[i][1]) <= a:
-            i += 1
-        pos = a
-        added = 0
-        mv = memoryview(data)
-        while pos < e:
-            if i < len(chunks) and chunks[i][0] <= pos:
-                cs, cd = chunks[i]
-                ce = cs + len(cd)
-                oe = e if e < ce else ce
-                ctx.stats["overlaps"] += 1
-                for x, y in win:
-                    if x < pos:
-                        x = pos
-                    if y > oe:
-                        y = oe
-                    if x < y:
-                        new = mv[x - s: y - s]
-                        if cd[x - cs: y - cs] != new:
-                            cd[x - cs: y - cs] = new
-                            ctx.stats["overlap_diff"] += 1
-                pos = oe
-                i += 1
-            else:
-                stop = chunks[i][0] if i < len(chunks) else e
-                if stop > e:
-                    stop = e
-                chunks.insert(i, [pos, bytearray(mv[pos - s: stop - s])])
-                added += stop - pos
-                pos = stop
-                i += 1
-        if added:
-            ctx.stats["ooo_segments"] += 1
-            self._ooo_bytes += added
-            ctx.ooo_bytes += added
-            ctx.buf_room -= added
-        if not chunks:
-            ctx.ooo_streams.pop(self, None)
-
-    def _drain(self) -> None:
-        """Move chunks that now start at or before ``off`` into the in-order buffer."""
-        chunks = self._ooo
-        ctx = self._ctx
-        while chunks and chunks[0][0] <= self.off:
-            cs, cd = chunks.pop(0)
-            self._ooo_bytes -= len(cd)
-            ctx.ooo_bytes -= len(cd)
-            ctx.buf_room += len(cd)
-            ce = cs + len(cd)
-            if ce > self.off:
-                self._deliver(memoryview(cd)[self.off - cs:] if cs < self.off else cd)
-        if not chunks:
-            ctx.ooo_streams.pop(self, None)
-
-    def _ack_gap(self) -> None:
-        """The receiver ACKed past the hole before our first held chunk: that data is lost."""
-        first = self._ooo[0][0]
-        to = first if first < self.acked_hi else self.acked_hi
-        if to > self.off:
-            self._skip_gap(to, "ack_gap_skips")
-
-    def _check_limits(self) -> None:
-        ctx = self._ctx
-        if self.acked_hi > self.off:
-            self._ack_gap()
-        if not self.peer_visible:  # no ACK will ever prove the loss: wait a bounded amount
-            while self._ooo and (self._ooo_bytes >= ctx.gap_wait_bytes or len(self._ooo) >= ctx.gap_wait_segs):
-                self._skip_gap(self._ooo[0][0], "gap_wait_skips")
-        while self._ooo and (self._ooo_bytes > ctx.max_ooo_bytes or len(self._ooo) > ctx.max_ooo_segs):
-            self._skip_gap(self._ooo[0][0], "ooo_limit_skips")
-        while ctx.ooo_bytes > ctx.memcap and ctx.ooo_streams:
-            oldest = next(iter(ctx.ooo_streams))
-            oldest._skip_gap(oldest._ooo[0][0], "memcap_skips")
-
-    def _skip_gap(self, to: int, why: str) -> None:
-        """Declare [off, to) lost: count it, break continuity, go on after it."""
-        g = to - self.off
-        st = self._ctx.stats
-        if g > 0:
-            self._settle(self.end)
-            if self._observer is not None:
-                self._observer.gap(self, self.off, g)
-            self.missed_bytes += g
-            self.gaps += 1
-            self.epoch += 1
-            st["gaps"] += 1
-            st["missed_bytes"] += g
-            if why:
-                st[why] += 1
-            self.off = to
-            self.nxt = (self.nxt + g) & M32
-            self.final = to
-            self._bounds = [x for x in self._bounds if x[1] > to]  # segments still held stay open
-            if not self.depth_reached:
-                self._ctx.buf_bytes -= len(self.buf)
-                self.buf.clear()
-                if to > self._depth:
-                    self.depth_reached = True
-                    st["depth_reached"] += 1
-                    self.buf_base = self.end = self._depth
-                else:
-                    self.buf_base = self.end = to
-        if self._ooo:
-            self._drain()
-
-
-def _chunk_start(c):
-    return c[0]

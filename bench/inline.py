@@ -1,0 +1,290 @@
+#!/usr/bin/env python3
+"""Inline throughput and latency: ``mirrorwatch inline`` in a router, against the same router without it.
+
+    .venv/bin/python bench/inline.py [--seconds S] [--pings N] [--skip-et]
+
+Builds the routed lab of the tests (client -- router -- server namespaces,
+real TCP stacks, offloads off: wire-sized packets) and measures, with the
+bundled signatures and with ET Open (the corpus' rules/et-open):
+
+1. the router alone (no queue): iperf3 goodput, ping round trips idle and
+   under a moderate load (``LOAD_RATE``); then the same pings through a
+   no-op queue loop (the tests' toy engine: batch accept verdicts only) --
+   what NFQUEUE and user space cost on this machine before any inspection;
+2. ``inline`` (fail-open, ``stream.bypass`` off so every packet of the bulk
+   transfer is queued): the ping round trips again -> added latency p50/p99
+   below saturation (target: p99 <= 2 ms added);
+3. saturation, fail-closed: iperf3 TCP through the engine (TCP slows down to
+   what the engine inspects): Mbit/s, packets/s (wall and per engine CPU second);
+4. saturation, fail-open: an iperf3 UDP flood (``FLOOD_RATE``, no congestion
+   control): the kernel passes what the queue cannot hold, uninspected and
+   counted -- offered, inspected and uninspected packets;
+5. the same engine replaying the same kind of traffic (a capture of an
+   iperf3 run on the router's interface, replayed with the inline settings):
+   packets per CPU second.  Target: inline >= 60% of replay, per CPU second.
+
+``--realtime`` runs the engine as an operator would with ``chrt -r 10``
+(SCHED_RR): on a machine shared with busy jobs the wake-up of the engine,
+not its work, makes the latency tail.  Needs root, iperf3 (apt-get install
+iperf3), tcpdump.  Prints a table and the figures as markdown for the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+PY = os.environ.get("PY", sys.executable)
+BUNDLED = ROOT / "signatures"
+ET_OPEN = Path(os.environ.get("MIRRORWATCH_CORPUS", ROOT.parent / "shared" / "corpus")) / "rules" / "et-open"
+INLINE_SETTINGS = ("--set", "stream.bypass=no")  # the bulk transfer stays queued past the stream depth
+REPLAY_SETTINGS = ("--set", "stream.inline=yes", "--set", "stream.midstream=yes")  # as inline runs
+LOAD_RATE = "40M"  # iperf3 -b: a moderate load (well below what the engine inspects) for the latency figure
+FLOOD_RATE, FLOOD_LEN = "1G", "1400"  # iperf3 -u -b / -l: far more packets than the engine inspects
+TARGET_RATIO, TARGET_P99_MS = 0.60, 2.0
+SUMMARY_RE = re.compile(r"([\d,]+) packets, ([\d,]+) bytes, .* in ([\d.]+)s, ([\d.]+)s CPU \(")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+START_TIMEOUT = 180.0  # s for an engine to load ET Open and go inline
+REALTIME_PRIORITY = 10  # --realtime: as chrt -r 10
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+
+# ICMP echo from the client (a raw socket: no ping binary needed): argv host, count, interval;
+# prints one round-trip time in ms per answered request
+PING = r"""
+import os, socket, struct, sys, time
+host, count, interval = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+s.settimeout(1.0)
+ident = os.getpid() & 0xFFFF
+def csum(b):
+    v = sum(struct.unpack(f"!{len(b) // 2}H", b))
+    v = (v >> 16) + (v & 0xFFFF)
+    return ~(v + (v >> 16)) & 0xFFFF
+for seq in range(count):
+    body = struct.pack("!d", time.perf_counter()) + bytes(48)
+    hdr = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
+    s.sendto(struct.pack("!BBHHH", 8, 0, csum(hdr + body), ident, seq) + body, (host, 0))
+    try:
+        while True:
+            data = s.recv(2048)
+            ihl = (data[0] & 15) * 4
+            t, c, _, i, q = struct.unpack_from("!BBHHH", data, ihl)
+            if t == 0 and i == ident and q == seq:
+                print(f"{(time.perf_counter() - struct.unpack_from('!d', data, ihl + 8)[0]) * 1000:.4f}")
+                break
+    except socket.timeout:
+        pass
+    time.sleep(interval)
+"""
+
+
+def pings(lab, n: int) -> list[float]:
+    """Round-trip times (ms) of ``n`` ICMP echo requests client -> server, 0.01 s apart."""
+    r = lab.run(lab.client, PY, "-c", PING, lab.SERVER4, str(n), "0.01", timeout=n * 0.05 + 60)
+    return [float(line) for line in r.stdout.split()]
+
+
+def quantiles(rtts: list[float]) -> tuple[float, float]:
+    q = statistics.quantiles(rtts, n=100, method="inclusive")
+    return q[49], q[98]
+
+
+def iperf(lab, seconds: float, rate: str | None = None, background: bool = False, udp: bool = False):
+    """Mbit/s received (TCP), or (Mbit/s, packets sent) of a UDP run; the Popen when ``background``."""
+    args = ["iperf3", "-c", lab.SERVER4, "-p", "5201", "-t", str(seconds), "-J"] + (["-b", rate] if rate else [])
+    if udp:
+        args += ["-u", "-l", FLOOD_LEN]
+    if background:
+        return lab.popen(lab.client, *args)
+    r = lab.run(lab.client, *args, timeout=seconds + 60, check=False)
+    out = json.loads(r.stdout)
+    if "error" in out:
+        raise SystemExit(f"iperf3: {out['error']}")
+    if udp:
+        return out["end"]["sum"]["bits_per_second"] / 1e6, out["end"]["sum"]["packets"]
+    return out["end"]["sum_received"]["bits_per_second"] / 1e6
+
+
+def latency(lab, n: int) -> dict:
+    idle = pings(lab, n)
+    load = iperf(lab, n * 0.012 + 2, LOAD_RATE, background=True)
+    time.sleep(0.5)
+    loaded = pings(lab, n)
+    load.wait(60)
+    return {"idle": quantiles(idle), "loaded": quantiles(loaded)}
+
+
+class Engine:
+    """``mirrorwatch inline`` in the router, started and waited for."""
+
+    realtime = False  # SCHED_RR for every thread of the engine (--realtime)
+
+    def __init__(self, lab, rules: Path, tmp: Path, *args: str):
+        self.lab, self.eve = lab, tmp / f"eve-{time.monotonic_ns()}.json"
+        self.p = lab.mirrorwatch("inline", "-r", str(rules), "--eve", str(self.eve), "--eve-types", "stats",
+                                 "--run-dir", str(tmp / "run"), "--no-table", "-q", *INLINE_SETTINGS, *args,
+                                 stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + START_TIMEOUT
+        err = b""
+        while b" inline on NFQUEUE" not in err:
+            line = self.p.stderr.readline()
+            if not line or time.monotonic() > deadline:
+                raise SystemExit(f"mirrorwatch inline did not start: {err.decode(errors='replace')[-2000:]}")
+            err += line
+        time.sleep(0.5)
+        if self.realtime:
+            for tid in os.listdir(f"/proc/{self.p.pid}/task"):
+                os.sched_setscheduler(int(tid), os.SCHED_RR, os.sched_param(REALTIME_PRIORITY))
+
+    def stop(self) -> dict:
+        self.lab.stop(self.p, signal.SIGTERM, timeout=120)
+        records = [json.loads(line) for line in self.eve.read_text().splitlines() if line.strip()]
+        return records[-1]["stats"]
+
+
+def saturation(lab, rules: Path, tmp: Path, seconds: float) -> dict:
+    """Fail-closed, iperf3 TCP: everything that arrives was inspected."""
+    eng = Engine(lab, rules, tmp, "--fail-closed")
+    cpu0 = cpu_seconds(eng.p.pid)
+    mbit = iperf(lab, seconds)
+    cpu = cpu_seconds(eng.p.pid) - cpu0
+    cap = eng.stop()["capture"]
+    return {"mbit": mbit, "packets": cap["received"], "pps_wall": cap["received"] / seconds,
+            "pps_cpu": cap["received"] / max(cpu, 1e-9), "uninspected": cap["uninspected"], "drops": cap["drops"]}
+
+
+def flood(lab, rules: Path, tmp: Path, seconds: float) -> dict:
+    """Fail-open, an iperf3 UDP flood: what the engine cannot take passes uninspected, counted."""
+    eng = Engine(lab, rules, tmp, "--fail-open")
+    _, offered = iperf(lab, seconds, FLOOD_RATE, udp=True)
+    cap = eng.stop()["capture"]
+    return {"offered": offered, "queued": cap["fw_queued"], "inspected": cap["received"],
+            "uninspected": cap["uninspected"], "fail_open": cap["uninspected_fail_open"],
+            "pps_offered": offered / seconds, "pps_inspected": cap["received"] / seconds}
+
+
+def capture_for_replay(lab, tmp: Path, seconds: float) -> Path:
+    pcap = tmp / "iperf.pcap"
+    dump = lab.popen(lab.router, "tcpdump", "-i", "c0", "-n", "-s", "0", "-U", "-w", str(pcap), "tcp port 5201")
+    if b"listening on" not in dump.stderr.readline():
+        raise SystemExit("tcpdump did not start")
+    iperf(lab, seconds)
+    lab.stop(dump, signal.SIGINT)
+    return pcap
+
+
+def replay_rate(pcap: Path, rules: Path) -> dict:
+    r = subprocess.run([PY, "-m", "mirrorwatch", "replay", "--no-alerts", "--no-table", "--rules", str(rules),
+                        *REPLAY_SETTINGS, str(pcap)], capture_output=True, text=True, cwd=ROOT, timeout=900,
+                       check=False)
+    m = SUMMARY_RE.search(r.stdout + r.stderr)
+    if r.returncode != 0 or not m:
+        raise SystemExit(f"replay failed (exit {r.returncode}): {(r.stdout + r.stderr)[-2000:]}")
+    packets, cpu = int(m.group(1).replace(",", "")), float(m.group(4))
+    return {"packets": packets, "cpu": cpu, "pps_cpu": packets / max(cpu, 1e-9)}
+
+
+def rule_sets(skip_et: bool) -> list[tuple[str, Path]]:
+    sets = [("bundled", BUNDLED)]
+    if not skip_et:
+        if ET_OPEN.is_dir():
+            sets.append(("et-open", ET_OPEN))
+        else:
+            print(f"ET Open not found at {ET_OPEN}: skipped", file=sys.stderr)
+    return sets
+
+
+def report(base: dict, results: dict) -> int:
+    b_idle, b_load = base["latency"]["idle"], base["latency"]["loaded"]
+    n_idle, n_load = base["noop"]["idle"], base["noop"]["loaded"]
+    print(f"\nrouter alone: iperf3 {base['mbit']:,.0f} Mbit/s; ping p50/p99 idle {b_idle[0]:.3f}/{b_idle[1]:.3f} ms, "
+          f"under {LOAD_RATE}bit/s {b_load[0]:.3f}/{b_load[1]:.3f} ms; through a no-op queue loop: idle "
+          f"{n_idle[0]:.3f}/{n_idle[1]:.3f} ms, under load {n_load[0]:.3f}/{n_load[1]:.3f} ms; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    missed = 0
+    rows = [("| rules | TCP Mbit/s | pkt/s (wall) | pkt/s (engine CPU) | replay pkt/s (CPU) | of replay "
+             "| added ping p50/p99 idle | added p50/p99 under load | UDP flood pkt/s offered / inspected | uninspected |"),
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        t, f, lat = r["tcp"], r["flood"], r["latency"]
+        ratio = t["pps_cpu"] / r["replay"]["pps_cpu"]
+        add_idle = (lat["idle"][0] - b_idle[0], lat["idle"][1] - b_idle[1])
+        add_load = (lat["loaded"][0] - b_load[0], lat["loaded"][1] - b_load[1])
+        rows.append(f"| {name} | {t['mbit']:,.0f} | {t['pps_wall']:,.0f} | {t['pps_cpu']:,.0f} | "
+                    f"{r['replay']['pps_cpu']:,.0f} | {ratio:.0%} | {add_idle[0]:.3f}/{add_idle[1]:.3f} ms | "
+                    f"{add_load[0]:.3f}/{add_load[1]:.3f} ms | {f['pps_offered']:,.0f} / {f['pps_inspected']:,.0f} | "
+                    f"{f['uninspected']:,} of {f['queued']:,} |")
+        verdict = "met" if ratio >= TARGET_RATIO else "MISSED"
+        missed += verdict != "met"
+        print(f"- {name}: inline {ratio:.0%} of replay per CPU second (target {TARGET_RATIO:.0%}) -> {verdict}")
+        worst = max(add_idle[1], add_load[1])
+        verdict = "met" if worst <= TARGET_P99_MS else "MISSED"
+        missed += verdict != "met"
+        print(f"- {name}: added p99 latency {worst:.3f} ms (target <= {TARGET_P99_MS} ms) -> {verdict}; over the "
+              f"no-op queue loop: p50 {lat['idle'][0] - n_idle[0]:+.3f} ms, p99 {lat['idle'][1] - n_idle[1]:+.3f} ms "
+              f"idle, {lat['loaded'][1] - n_load[1]:+.3f} ms under load")
+        print(f"- {name}: UDP flood: {f['uninspected']:,} of {f['queued']:,} queued packets passed uninspected "
+              f"(fail-open {f['fail_open']:,}); the accounts close: inspected + uninspected = "
+              f"{f['inspected'] + f['uninspected']:,}")
+    print("\n" + "\n".join(rows))
+    return missed
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seconds", type=float, default=4.0, help="iperf3 duration of each saturation run")
+    ap.add_argument("--pings", type=int, default=300, help="pings per latency figure (0.01 s apart)")
+    ap.add_argument("--skip-et", action="store_true", help="only the bundled signatures")
+    ap.add_argument("--realtime", action="store_true", help="run the engine SCHED_RR (as chrt -r 10)")
+    args = ap.parse_args()
+    Engine.realtime = args.realtime
+    if os.geteuid() != 0:
+        raise SystemExit("bench/inline.py needs root (network namespaces, NFQUEUE)")
+    for tool in ("iperf3", "tcpdump", "iptables"):
+        if not shutil.which(tool):
+            raise SystemExit(f"bench/inline.py needs {tool} (apt-get install {tool})")
+    import tempfile
+
+    import netlab
+
+    results: dict = {}
+    with tempfile.TemporaryDirectory(prefix="mwinline") as tmpdir, netlab.RoutedLab() as lab:
+        tmp = Path(tmpdir)
+        lab.popen(lab.server, "iperf3", "-s", "-p", "5201")
+        lab.wait_port(lab.server, 5201)
+        base = {"mbit": iperf(lab, args.seconds), "latency": latency(lab, args.pings)}
+        toy = lab.inline_engine(tmp / "noop.log", tmp / "run")
+        base["noop"] = latency(lab, args.pings)
+        lab.stop(toy)
+        pcap = capture_for_replay(lab, tmp, min(args.seconds, 1.0))
+        for name, rules in rule_sets(args.skip_et):
+            print(f"{name}: replay of {pcap.stat().st_size / 1e6:.0f} MB of iperf3 traffic ...", file=sys.stderr)
+            r = {"replay": replay_rate(pcap, rules)}
+            eng = Engine(lab, rules, tmp)
+            r["latency"] = latency(lab, args.pings)
+            eng.stop()
+            print(f"{name}: saturation, fail-closed TCP, then a fail-open UDP flood ...", file=sys.stderr)
+            r["tcp"] = saturation(lab, rules, tmp, args.seconds)
+            r["flood"] = flood(lab, rules, tmp, args.seconds)
+            results[name] = r
+    return 1 if report(base, results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

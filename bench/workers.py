@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""--workers: replay throughput and live zero-drop rate with 2 workers against 1, in one run.
+
+    .venv/bin/python bench/workers.py [--workers 2] [--repeat 2] [--skip-live] [--pcap FILE ...]
+
+1. Replay: ``mirrorwatch replay --no-alerts --no-table`` of the real mixed
+   capture (``ndpi-mixed-ethernet.pcap``) and the generated 1M-packet bench
+   (``pcaps/bench-1m.pcap``, made first when missing), with 1 worker and with
+   N, alternated ``--repeat`` times (the fastest of each counts).  Packets/s
+   is packets over the wall time of the processing (the replay's own timer:
+   rules are loaded before it starts); the CPU columns say where the time
+   went: the coordinator (which reads and dispatches the capture), each
+   worker, and the busiest worker's rate (what N free cores would give).
+   Target: N=2 >= 1.8x the packets/s of 1 worker.
+2. Live: ``bench/capture_loss.py``'s listen stage (tcpreplay of the generated
+   bench into the lab's mirror port at rising rates) with 1 worker and with N;
+   the highest rate without a drop.  Target: N=2 >= 1.7x.  Needs root
+   (network namespaces).
+
+Both figures depend on the machine being otherwise idle: the load average is
+printed before each part.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = os.environ.get("PY", sys.executable)
+CORPUS = Path(os.environ.get("MIRRORWATCH_CORPUS", ROOT.parent / "shared" / "corpus"))
+PCAPS = (CORPUS / "bench" / "ndpi-mixed-ethernet.pcap", ROOT / "pcaps" / "bench-1m.pcap")
+REPLAY_TARGET = 1.8
+LIVE_TARGET = 1.7
+LIVE_RATES = "10000,20000,30000,40000,50000,60000,80000,100000,120000,150000"
+# no fragments in it: with workers the kernel reassembles IPv4 fragments before the fanout, so the
+# frames received would be fewer than the frames sent, which capture_loss.py counts as unaccounted
+LIVE_PCAP = PCAPS[1]
+
+SUMMARY_RE = re.compile(r"([\d,]+) packets, [\d,]+ bytes, .* in ([\d.]+)s, ([\d.]+)s CPU")
+WORKERS_RE = re.compile(r"\d+ workers: frames (.*); CPU (.*)$", re.M)
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def replay(pcap: Path, workers: int) -> dict:
+    argv = [PY, "-m", "mirrorwatch", "replay", "--no-alerts", "--no-table", "--workers", str(workers), str(pcap)]
+    r = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
+    m = SUMMARY_RE.search(r.stdout)
+    if r.returncode != 0 or not m:
+        raise SystemExit(f"replay --workers {workers} {pcap.name} failed ({r.returncode}): {r.stderr[-1500:]}")
+    packets, wall, cpu = int(m.group(1).replace(",", "")), float(m.group(2)), float(m.group(3))
+    row = {"workers": workers, "packets": packets, "wall": wall, "cpu": cpu, "worker_cpu": [cpu]}
+    w = WORKERS_RE.search(r.stdout)
+    if w:
+        row["worker_cpu"] = [float(x.rstrip("s")) for x in w.group(2).split(" / ")]
+        row["shares"] = w.group(1)
+    return row
+
+
+def replay_part(pcaps, workers: int, repeat: int) -> list[str]:
+    print(f"\n== replay: 1 worker vs {workers} ({load()}) ==")
+    print(f"{'capture':<28} {'workers':>7} {'packets/s':>10} {'wall':>8} {'CPU total':>10} {'coordinator':>11} "
+          f"{'busiest worker':>14} {'its pkt/s':>10}  shares")
+    verdicts = []
+    for pcap in pcaps:
+        best: dict[int, dict] = {}
+        for _ in range(repeat):
+            for n in (1, workers):
+                row = replay(pcap, n)
+                if n not in best or row["wall"] < best[n]["wall"]:
+                    best[n] = row
+        for n in (1, workers):
+            r = best[n]
+            busiest = max(r["worker_cpu"])
+            coord = r["cpu"] - sum(r["worker_cpu"]) if n > 1 else 0.0
+            print(f"{pcap.name:<28} {n:>7} {r['packets'] / r['wall']:>10,.0f} {r['wall']:>7.2f}s {r['cpu']:>9.2f}s "
+                  f"{coord:>10.2f}s {busiest:>13.2f}s {r['packets'] / busiest:>10,.0f}  {r.get('shares', '')}")
+        ratio = best[1]["wall"] / best[workers]["wall"]
+        cpu_ratio = best[1]["cpu"] / max(best[workers]["worker_cpu"])
+        verdicts.append(f"replay {pcap.name}: {workers} workers {ratio:.2f}x the packets/s of 1 (target "
+                        f"{REPLAY_TARGET}x -> {'met' if ratio >= REPLAY_TARGET else 'MISSED'}); busiest worker's "
+                        f"CPU {cpu_ratio:.2f}x less than one engine's")
+    return verdicts
+
+
+def live_part(workers: int, seconds: float) -> list[str]:
+    print(f"\n== live: capture_loss.py listen stage, {LIVE_PCAP.name}, 1 worker vs {workers} ({load()}) ==")
+    best = {}
+    for n in (1, workers):
+        r = subprocess.run([PY, str(ROOT / "bench" / "capture_loss.py"), "--stage", "listen", "--seconds",
+                            str(seconds), "--rates", LIVE_RATES, "--workers", str(n), "--pcap", str(LIVE_PCAP)],
+                           capture_output=True, text=True)
+        print(r.stdout.rstrip())
+        m = re.search(r"highest rate with zero drops (\d+) pkt/s|no drops at any rate tried \(up to (\d+)", r.stdout)
+        if r.returncode != 0 or not m:
+            return [f"live: capture_loss.py --workers {n} gave no zero-drop rate: {r.stderr[-500:]}"]
+        best[n] = int(m.group(1) or m.group(2))
+    ratio = best[workers] / max(best[1], 1)
+    return [f"live: zero-drop rate {best[workers]:,} pkt/s with {workers} workers, {best[1]:,} with 1: {ratio:.2f}x "
+            f"(target {LIVE_TARGET}x -> {'met' if ratio >= LIVE_TARGET else 'MISSED'})"]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=2, help="replays per configuration, alternated; the fastest counts")
+    ap.add_argument("--pcap", type=Path, action="append", help="capture(s) to replay instead of the two bench ones")
+    ap.add_argument("--skip-live", action="store_true", help="replay only")
+    ap.add_argument("--seconds", type=float, default=4.0, help="live: seconds of traffic per rate")
+    a = ap.parse_args()
+    pcaps = a.pcap or [p for p in PCAPS if p.name != "bench-1m.pcap" or p.exists() or _generate(p)]
+    print(f"machine: {os.cpu_count()} cores; {load()}")
+    t = time.monotonic()
+    verdicts = replay_part(pcaps, a.workers, a.repeat)
+    if not a.skip_live:
+        if os.geteuid() == 0:
+            verdicts += live_part(a.workers, a.seconds)
+        else:
+            verdicts.append("live: skipped (needs root for network namespaces)")
+    print(f"\nin {time.monotonic() - t:.0f}s:")
+    for v in verdicts:
+        print(f"- {v}")
+    return 0
+
+
+def _generate(path: Path) -> bool:
+    print(f"generating {path} ...", flush=True)
+    subprocess.run([PY, str(ROOT / "pcaps" / "gen_bench.py"), str(path)], check=True)
+    return True
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Ethernet II, and the EtherType dispatch every layer that names its payload by EtherType uses.
+
+Layer functions (here and in every module of the room) share one shape::
+
+    decode_x(d, p, f, off, end, depth) -> Packet | None
+
+``d`` is the ``Decoder`` (tables, settings, counters), ``p`` the packet record
+being filled, ``f[off:end]`` the bytes this layer owns, ``depth`` the
+encapsulation layers decoded so far (bounded by ``decoder.max-layers``).  A
+layer checks every length it reads, fills its fields of ``p`` and hands the
+rest to the next layer; a malformed header is ``d.error(reason)`` (None).
+"""
+
+from __future__ import annotations
+
+import struct
+
+ETH_HLEN = 14
+ETH_TYPE_OFF = 12
+
+_ETH = struct.Struct("!6s6sH").unpack_from
+_H = struct.Struct("!H").unpack_from
+
+
+def decode_ethernet(d, p, f: bytes, off: int, end: int, depth: int):
+    """The frame's own Ethernet header: its MAC addresses are the wire's, recorded."""
+    if end - off < ETH_HLEN:
+        return d.error("truncated_ethernet")
+    p.dst_mac, p.src_mac, etype = _ETH(f, off)
+    return decode_ethertype(d, p, f, off + ETH_HLEN, end, etype, depth)
+
+
+def decode_inner_ethernet(d, p, f: bytes, off: int, end: int, depth: int):
+    """An Ethernet header carried inside another protocol (MPLS pseudowire, GRE bridging,
+    ERSPAN, VXLAN, Geneve): one more layer, and its MACs are not the wire's (not recorded)."""
+    if end - off < ETH_HLEN:
+        return d.error("truncated_ethernet")
+    return decode_ethertype(d, p, f, off + ETH_HLEN, end, _H(f, off + ETH_TYPE_OFF)[0], depth + 1)
+
+
+def decode_ethertype(d, p, f: bytes, off: int, end: int, etype: int, depth: int):
+    """The payload at ``off`` named by EtherType ``etype``, through ``d.ethertypes``; a type the
+    decoder does not know (ARP, LLDP...) is a packet without an IP layer (``ipv`` 0)."""
+    p.l2_proto = etype
+    fn = d.ethertypes.get(etype)
+    if fn is None:
+        d.note("non_ip")
+        return p
+    return fn(d, p, f, off, end, depth)

@@ -1,0 +1,60 @@
+"""IPv4 (RFC 791): the header, its options, and fragments handed to the reassembler."""
+
+from __future__ import annotations
+
+import struct
+
+from mirrorwatch.core.decode.checksum import CHECK_ON, ONES, partial
+from mirrorwatch.core.decode.fragments import defragment_ipv4
+
+IPV4_HLEN = 20
+IP_FRAG_BITS = 0x3FFF  # MF flag and fragment offset: any set means a fragment
+
+_IP4 = struct.Struct("!BBHHHBBH4s4s").unpack_from
+
+
+def decode_ipv4(d, p, f: bytes, off: int, end: int, depth: int):
+    if end - off < IPV4_HLEN:
+        return d.error("truncated_ipv4")
+    vhl, tos, tlen, ipid, foff, ttl, proto, _, src, dst = _IP4(f, off)
+    if vhl >> 4 != 4:
+        return d.error("bad_ip_version")
+    hlen = (vhl & 15) << 2
+    if hlen < IPV4_HLEN:
+        return d.error("ipv4_hlen_invalid")
+    if tlen < hlen:
+        if tlen or end - off < hlen:
+            return d.error("ipv4_len_invalid")
+        tlen = end - off  # total length 0: TSO/GSO or BIG TCP capture, use what was captured
+        d.note("ipv4_len_zero")
+    ip_end = off + tlen
+    if ip_end > end:
+        return d.error("truncated_ipv4")
+    d.n_ipv4 += 1
+    p.ipv = 4
+    p.src = src
+    p.dst = dst
+    p.proto = proto
+    p.ttl = ttl
+    p.tos = tos
+    p.ip_id = ipid
+    p.ip_off = off
+    p.ip_hlen = hlen
+    p.ip_len = tlen
+    l4 = off + hlen
+    if hlen > IPV4_HLEN:
+        p.ip_opts = f[off + IPV4_HLEN:l4]
+    if d.check == CHECK_ON:
+        if partial(f, off, l4) % ONES:
+            p.csum_ok = False
+            d.note("ipv4_csum_bad")
+        else:
+            p.csum_ok = True
+    if foff & IP_FRAG_BITS:
+        whole = defragment_ipv4(d, p, f, off, hlen, ip_end, foff)
+        if whole is None:
+            return None
+        d.n_ipv4 -= 1  # counted again for the whole datagram
+        return decode_ipv4(d, whole, whole.frame, whole.ip_off, len(whole.frame), depth)
+    p.l4_off = l4
+    return d.ip_protos[proto](d, p, f, l4, ip_end, depth)

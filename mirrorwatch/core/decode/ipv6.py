@@ -1,0 +1,102 @@
+"""IPv6 (RFC 8200): the fixed header, the extension headers, fragments handed to the reassembler."""
+
+from __future__ import annotations
+
+import struct
+
+from mirrorwatch.core.decode.fragments import (
+    IP6F_MORE_FRAG,
+    IP6F_OFF_MASK,
+    IPV6_FRAG_HLEN,
+    defragment_ipv6,
+)
+from mirrorwatch.core.decode.numbers import (
+    IPV6_EXT_MIN,
+    IPV6_HLEN,
+    IPV6_NXT_OFF,
+    PROTO_AH,
+    PROTO_DSTOPTS,
+    PROTO_EXPERIMENT1,
+    PROTO_EXPERIMENT2,
+    PROTO_FRAGMENT,
+    PROTO_HIP,
+    PROTO_HOPOPTS,
+    PROTO_MOBILITY,
+    PROTO_ROUTING,
+    PROTO_SHIM6,
+)
+
+# extension headers walked to reach the upper layer
+EXTENSION_HEADERS = frozenset((PROTO_HOPOPTS, PROTO_ROUTING, PROTO_FRAGMENT, PROTO_AH, PROTO_DSTOPTS, PROTO_MOBILITY,
+                               PROTO_HIP, PROTO_SHIM6, PROTO_EXPERIMENT1, PROTO_EXPERIMENT2))
+IP6F_BITS = IP6F_OFF_MASK | IP6F_MORE_FRAG  # offset or M flag: a real fragment (else an atomic one)
+
+_IP6 = struct.Struct("!IHBB16s16s").unpack_from
+_FRAG6 = struct.Struct("!BBHI").unpack_from
+
+
+def decode_ipv6(d, p, f: bytes, off: int, end: int, depth: int):
+    if end - off < IPV6_HLEN:
+        return d.error("truncated_ipv6")
+    vtf, plen, nh, hlim, src, dst = _IP6(f, off)
+    if vtf >> 28 != 6:
+        return d.error("bad_ip_version")
+    ip_end = off + IPV6_HLEN + plen
+    if plen == 0 and nh == PROTO_HOPOPTS:
+        ip_end = end  # jumbogram / BIG TCP: the length is in a hop-by-hop option
+        d.note("ipv6_jumbo")
+    if ip_end > end:
+        return d.error("truncated_ipv6")
+    d.n_ipv6 += 1
+    p.ipv = 6
+    p.src = src
+    p.dst = dst
+    p.ttl = hlim
+    p.tos = (vtf >> 20) & 0xFF
+    p.ip_off = off
+    p.ip_len = ip_end - off
+    if nh in EXTENSION_HEADERS:
+        return _extension_headers(d, p, f, off, ip_end, nh, depth)
+    return _upper_layer(d, p, f, off, off + IPV6_HLEN, ip_end, nh, depth)
+
+
+def _upper_layer(d, p, f: bytes, off: int, l4: int, ip_end: int, nh: int, depth: int):
+    p.proto = nh
+    p.ip_hlen = l4 - off
+    p.l4_off = l4
+    return d.ip_protos[nh](d, p, f, l4, ip_end, depth)
+
+
+def _extension_headers(d, p, f: bytes, off: int, ip_end: int, nh: int, depth: int):
+    """Walk the extension headers (one layer each) to the upper layer; a fragment header
+    with an offset or the M flag hands the fragment to the reassembler."""
+    l4 = off + IPV6_HLEN
+    nh_pos = off + IPV6_NXT_OFF  # the byte that names the header at l4
+    while nh in EXTENSION_HEADERS:
+        depth += 1
+        if depth > d.max_layers:
+            return d.error("too_many_layers")
+        if ip_end - l4 < IPV6_EXT_MIN:
+            return d.error("truncated_ipv6_ext")
+        if nh == PROTO_FRAGMENT:
+            nxt, _, offm, ident = _FRAG6(f, l4)
+            if offm & IP6F_BITS:
+                p.proto = nxt
+                p.ip_id = ident
+                whole = defragment_ipv6(d, p, f, off, nh_pos, l4, ip_end, offm)
+                if whole is None:
+                    return None
+                d.n_ipv6 -= 1  # counted again for the whole datagram
+                return decode_ipv6(d, whole, whole.frame, whole.ip_off, len(whole.frame), depth)
+            d.note("ipv6_atomic_fragment")
+            hl = IPV6_FRAG_HLEN
+        else:
+            nxt = f[l4]
+            hl = (f[l4 + 1] + 2) << 2 if nh == PROTO_AH else (f[l4 + 1] + 1) << 3
+            if l4 + hl > ip_end:
+                return d.error("truncated_ipv6_ext")
+        nh_pos = l4
+        l4 += hl
+        nh = nxt
+    p.ip_opts = f[off + IPV6_HLEN:l4]
+    return _upper_layer(d, p, f, off, l4, ip_end, nh, depth)

@@ -1,0 +1,41 @@
+"""PPP (RFC 1661) framing: optional HDLC address/control, a 1- or 2-byte protocol field."""
+
+from __future__ import annotations
+
+import struct
+
+from mirrorwatch.core.decode.ipv4 import decode_ipv4
+from mirrorwatch.core.decode.ipv6 import decode_ipv6
+from mirrorwatch.core.decode.numbers import PPP_IPV4, PPP_IPV6
+
+PPP_ADDRESS = 0xFF
+PPP_CONTROL = 0x03
+PPP_PROTO_LAST_BYTE = 0x01  # set in the last byte of the protocol field (compressed: the only one)
+
+PPP_DECODERS = {PPP_IPV4: decode_ipv4, PPP_IPV6: decode_ipv6}
+
+_H = struct.Struct("!H").unpack_from
+
+
+def ppp_protocol(f: bytes, off: int, end: int) -> tuple[int, int]:
+    """(protocol, offset of its payload) of the PPP frame at ``off``; protocol -1 when truncated."""
+    if end - off >= 2 and f[off] == PPP_ADDRESS and f[off + 1] == PPP_CONTROL:
+        off += 2
+    if end <= off:
+        return -1, off
+    if f[off] & PPP_PROTO_LAST_BYTE:
+        return f[off], off + 1
+    if end - off < 2:
+        return -1, off
+    return _H(f, off)[0], off + 2
+
+
+def decode_ppp(d, p, f: bytes, off: int, end: int, depth: int):
+    proto, inner = ppp_protocol(f, off, end)
+    if proto < 0:
+        return d.error("truncated_ppp")
+    fn = PPP_DECODERS.get(proto)
+    if fn is None:  # LCP, IPCP, CHAP...: control traffic
+        d.note("non_ip")
+        return p
+    return fn(d, p, f, inner, end, depth + 1)

@@ -1,0 +1,36 @@
+"""UDP (RFC 768), and the tunnels carried on configured UDP ports (VXLAN, Geneve, Teredo)."""
+
+from __future__ import annotations
+
+import struct
+
+from mirrorwatch.core.decode.numbers import PROTO_UDP
+
+UDP_HLEN = 8
+UDP_CSUM_OFF = 6
+
+_UDP = struct.Struct("!HHH").unpack_from
+
+
+def decode_udp(d, p, f: bytes, l4: int, ip_end: int, depth: int):
+    if ip_end - l4 < UDP_HLEN:
+        return d.invalid(p, "truncated_udp")
+    sport, dport, ulen = _UDP(f, l4)
+    if ulen < UDP_HLEN:
+        if ulen or p.ipv != 6:
+            return d.invalid(p, "udp_len_invalid")
+        ulen = ip_end - l4  # IPv6 jumbogram: the length is the IP layer's
+    end = l4 + ulen
+    if end > ip_end:
+        return d.invalid(p, "truncated_udp")
+    d.n_udp += 1
+    p.sport = sport
+    p.dport = dport
+    p.payload = f[l4 + UDP_HLEN:end]
+    # over IPv4 a zero checksum means none was sent
+    if d.check and (p.ipv == 6 or f[l4 + UDP_CSUM_OFF] or f[l4 + UDP_CSUM_OFF + 1]):
+        d.verify_transport(p, f, l4, end, PROTO_UDP)
+    fn = d.udp_dports.get(dport) or d.udp_sports.get(sport)
+    if fn is not None:
+        return fn(d, p, f, l4 + UDP_HLEN, end, depth)
+    return p

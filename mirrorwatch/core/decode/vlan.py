@@ -1,0 +1,40 @@
+"""802.1Q VLAN tags and their stacks (802.1ad QinQ and the older 0x9100/0x9200 tags)."""
+
+from __future__ import annotations
+
+import struct
+
+from mirrorwatch.core.decode.ethernet import decode_ethertype
+from mirrorwatch.core.decode.numbers import VLAN_TPIDS
+
+VLAN_HLEN = 4
+VLAN_ID_MASK = 0x0FFF
+
+_HH = struct.Struct("!HH").unpack_from
+
+
+def decode_vlan(d, p, f: bytes, off: int, end: int, depth: int):
+    """Every tag of the stack at ``off`` (the EtherType dispatch set ``p.l2_proto`` to the first
+    tag's TPID), one layer each: raw (tpid, tci) pairs to ``p.vlans``, ids to ``p.vlan_id``."""
+    tpid = p.l2_proto
+    vlans = p.vlans
+    ids = p.vlan_id
+    while True:
+        depth += 1
+        if depth > d.max_layers:
+            return d.error("too_many_layers")
+        if end - off < VLAN_HLEN:
+            return d.error("truncated_vlan")
+        tci, etype = _HH(f, off)
+        vlans += ((tpid, tci),)
+        ids += (tci & VLAN_ID_MASK,)
+        off += VLAN_HLEN
+        if etype not in VLAN_TPIDS:
+            break
+        tpid = etype
+    p.vlans = vlans
+    p.vlan_id = ids
+    d.n_vlan += 1
+    if len(ids) > 1:
+        d.note("vlan_qinq")
+    return decode_ethertype(d, p, f, off, end, etype, depth)
