@@ -5,7 +5,9 @@
 #   make bench   run every benchmark in bench/
 #   make fuzz    run every fuzz target (fuzz/) for FUZZ_SECONDS each, corpora kept in .fuzz/
 # Set-up is idempotent: system packages are installed only when missing, the
-# virtualenv is rebuilt only when setup.cfg/pyproject.toml change (stamp file).
+# virtualenv is rebuilt only when setup.cfg/pyproject.toml/setup.py change (stamp file), and the
+# compiled per-packet modules (a .pxd beside the .py, see setup.py) again when one of them changes.
+# MIRRORWATCH_PURE=1 make ... installs without compiling (the same files run interpreted).
 
 # Debian's own python3.11 when it is there: it is built with PGO and LTO, and the engine runs
 # ~10% faster on it than on a default pyenv build (--enable-shared, no --enable-optimizations).
@@ -77,8 +79,10 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	@command -v $(PYTHON) > $(BASE)
 
+# the compiled modules' sources: each .pxd and the .py beside it
+COMPILED_SRC := $(shell find mirrorwatch -name '*.pxd' 2>/dev/null | sed 'p;s/\.pxd$$/.py/')
 
-$(STAMP): setup.cfg pyproject.toml | $(PY)
+$(STAMP): setup.cfg pyproject.toml setup.py $(COMPILED_SRC) | $(PY)
 	@$(MAKE) --no-print-directory system
 	$(PY) -m pip install -q -e '.[test]'
 	@touch $(STAMP)

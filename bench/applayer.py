@@ -18,7 +18,9 @@ after run in turn (floor, full, transport, floor, full, ...), ``--runs`` times:
 
 Rates are packets over the CPU seconds of the processing (replay's own timers: rule loading
 excluded), the median of the runs; the ratio to the floor is median over median.  Target
-(issue 12): ``ET Open`` >= 50% of ``ET Open, transport rules``.
+(issue 12): ``ET Open`` >= 50% of ``ET Open, transport rules``, judged on the median of each
+round's ratio (a round's two runs are neighbours in time, so they share the machine's load;
+CPU time still grows with the load of a shared machine, by up to 2x here).
 
 Then where the application layer's time goes, in a child process on the generated mix's
 packets (in memory) with ET Open: CPU microseconds per packet in the parsers (``AppLayer``'s
@@ -137,10 +139,10 @@ def print_table(title: str, table: list[dict]) -> None:
         runs = ", ".join(f"{p:,.0f}" for p in r["runs"])
         print(f"  {r['name']:<34} {r['pps']:>10,.0f} {r['ratio']:>8.1%} {r['rss'] / 2**20:>7,.0f}MB "
               f"{alerts:>7}   {runs}")
-    full, transport = table[1]["pps"], table[2]["pps"]
-    share = full / transport
-    print(f"  ET Open / transport rules only: {share:.1%} (target >= {TARGET_SHARE:.0%}: "
-          f"{'met' if share >= TARGET_SHARE else 'MISSED'})")
+    full, transport = table[1], table[2]
+    paired = statistics.median(f / t for f, t in zip(full["runs"], transport["runs"]))
+    print(f"  ET Open / transport rules only: {full['pps'] / transport['pps']:.1%} (medians); {paired:.1%} (median "
+          f"of the rounds' ratios: target >= {TARGET_SHARE:.0%} {'met' if paired >= TARGET_SHARE else 'MISSED'})")
 
 
 # -- where the application layer's time goes (child process) ---------------------------------

@@ -36,7 +36,8 @@ CORPUS = Path(os.environ.get("MIRRORWATCH_CORPUS", ROOT.parent / "shared" / "cor
 from mirrorwatch.sources.pcapfile import PcapFiles  # noqa: E402
 from mirrorwatch.core.decode.decoder import Decoder  # noqa: E402
 from mirrorwatch.core.flows.table import FlowTable  # noqa: E402
-from mirrorwatch.core.reassembly.stream import M32, Stream  # noqa: E402
+from mirrorwatch.core.reassembly.context import M32  # noqa: E402
+from mirrorwatch.core.reassembly.stream import Stream  # noqa: E402
 from mirrorwatch.core.settings import Settings  # noqa: E402
 
 

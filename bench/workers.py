@@ -9,8 +9,10 @@
    N, alternated ``--repeat`` times (the fastest of each counts).  Packets/s
    is packets over the wall time of the processing (the replay's own timer:
    rules are loaded before it starts); the CPU columns say where the time
-   went: the coordinator (which reads and dispatches the capture), each
-   worker, and the busiest worker's rate (what N free cores would give).
+   went: the coordinator (which reads and dispatches the capture) and the
+   busiest worker.  On a shared machine the wall clock says more about the
+   other jobs than about the code, so the run also gives the rate N cores of
+   its own would reach: packets over max(busiest worker's CPU, all CPU / N).
    Target: N=2 >= 1.8x the packets/s of 1 worker.
 2. Live: ``bench/capture_loss.py``'s listen stage (tcpreplay of the generated
    bench into the lab's mirror port at rising rates) with 1 worker and with N;
@@ -37,13 +39,13 @@ CORPUS = Path(os.environ.get("MIRRORWATCH_CORPUS", ROOT.parent / "shared" / "cor
 PCAPS = (CORPUS / "bench" / "ndpi-mixed-ethernet.pcap", ROOT / "pcaps" / "bench-1m.pcap")
 REPLAY_TARGET = 1.8
 LIVE_TARGET = 1.7
-LIVE_RATES = "10000,20000,30000,40000,50000,60000,80000,100000,120000,150000"
+LIVE_RATES = "10000,20000,30000,35000,40000,45000,50000,55000,60000,70000,80000,100000,120000"
 # no fragments in it: with workers the kernel reassembles IPv4 fragments before the fanout, so the
 # frames received would be fewer than the frames sent, which capture_loss.py counts as unaccounted
 LIVE_PCAP = PCAPS[1]
 
 SUMMARY_RE = re.compile(r"([\d,]+) packets, [\d,]+ bytes, .* in ([\d.]+)s, ([\d.]+)s CPU")
-WORKERS_RE = re.compile(r"\d+ workers: frames (.*); CPU (.*)$", re.M)
+WORKERS_RE = re.compile(r"\d+ workers: frames (.*); CPU (.*)$", re.MULTILINE)
 
 
 def load() -> str:
@@ -52,7 +54,7 @@ def load() -> str:
 
 def replay(pcap: Path, workers: int) -> dict:
     argv = [PY, "-m", "mirrorwatch", "replay", "--no-alerts", "--no-table", "--workers", str(workers), str(pcap)]
-    r = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
+    r = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, check=False)
     m = SUMMARY_RE.search(r.stdout)
     if r.returncode != 0 or not m:
         raise SystemExit(f"replay --workers {workers} {pcap.name} failed ({r.returncode}): {r.stderr[-1500:]}")
@@ -65,10 +67,15 @@ def replay(pcap: Path, workers: int) -> dict:
     return row
 
 
+def own_cores(row: dict, n: int) -> float:
+    """Seconds the run would take on n cores of its own: the busiest worker's CPU, or all of it shared out."""
+    return max(max(row["worker_cpu"]), row["cpu"] / n)
+
+
 def replay_part(pcaps, workers: int, repeat: int) -> list[str]:
     print(f"\n== replay: 1 worker vs {workers} ({load()}) ==")
     print(f"{'capture':<28} {'workers':>7} {'packets/s':>10} {'wall':>8} {'CPU total':>10} {'coordinator':>11} "
-          f"{'busiest worker':>14} {'its pkt/s':>10}  shares")
+          f"{'busiest worker':>14} {'own cores':>10}  shares")
     verdicts = []
     for pcap in pcaps:
         best: dict[int, dict] = {}
@@ -79,15 +86,15 @@ def replay_part(pcaps, workers: int, repeat: int) -> list[str]:
                     best[n] = row
         for n in (1, workers):
             r = best[n]
-            busiest = max(r["worker_cpu"])
             coord = r["cpu"] - sum(r["worker_cpu"]) if n > 1 else 0.0
             print(f"{pcap.name:<28} {n:>7} {r['packets'] / r['wall']:>10,.0f} {r['wall']:>7.2f}s {r['cpu']:>9.2f}s "
-                  f"{coord:>10.2f}s {busiest:>13.2f}s {r['packets'] / busiest:>10,.0f}  {r.get('shares', '')}")
+                  f"{coord:>10.2f}s {max(r['worker_cpu']):>13.2f}s {r['packets'] / own_cores(r, n):>10,.0f}  "
+                  f"{r.get('shares', '')}")
         ratio = best[1]["wall"] / best[workers]["wall"]
-        cpu_ratio = best[1]["cpu"] / max(best[workers]["worker_cpu"])
+        own = own_cores(best[1], 1) / own_cores(best[workers], workers)
         verdicts.append(f"replay {pcap.name}: {workers} workers {ratio:.2f}x the packets/s of 1 (target "
-                        f"{REPLAY_TARGET}x -> {'met' if ratio >= REPLAY_TARGET else 'MISSED'}); busiest worker's "
-                        f"CPU {cpu_ratio:.2f}x less than one engine's")
+                        f"{REPLAY_TARGET}x -> {'met' if ratio >= REPLAY_TARGET else 'MISSED'}); on {workers} cores "
+                        f"of its own {own:.2f}x")
     return verdicts
 
 
@@ -97,15 +104,15 @@ def live_part(workers: int, seconds: float) -> list[str]:
     for n in (1, workers):
         r = subprocess.run([PY, str(ROOT / "bench" / "capture_loss.py"), "--stage", "listen", "--seconds",
                             str(seconds), "--rates", LIVE_RATES, "--workers", str(n), "--pcap", str(LIVE_PCAP)],
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, check=False)
         print(r.stdout.rstrip())
         m = re.search(r"highest rate with zero drops (\d+) pkt/s|no drops at any rate tried \(up to (\d+)", r.stdout)
         if r.returncode != 0 or not m:
             return [f"live: capture_loss.py --workers {n} gave no zero-drop rate: {r.stderr[-500:]}"]
         best[n] = int(m.group(1) or m.group(2))
     ratio = best[workers] / max(best[1], 1)
-    return [f"live: zero-drop rate {best[workers]:,} pkt/s with {workers} workers, {best[1]:,} with 1: {ratio:.2f}x "
-            f"(target {LIVE_TARGET}x -> {'met' if ratio >= LIVE_TARGET else 'MISSED'})"]
+    return [(f"live: zero-drop rate {best[workers]:,} pkt/s with {workers} workers, {best[1]:,} with 1: "
+             f"{ratio:.2f}x (target {LIVE_TARGET}x -> {'met' if ratio >= LIVE_TARGET else 'MISSED'})")]
 
 
 def main() -> int:

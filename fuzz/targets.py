@@ -31,7 +31,8 @@ from mirrorwatch.core.decode.decoder import Decoder
 from mirrorwatch.core.decode.link import SUPPORTED_LINKTYPES
 from mirrorwatch.core.decode.packet import Packet
 from mirrorwatch.core.decode.tcp import TCP_WSCALE_MAX, tcp_option, window_scale
-from mirrorwatch.core.reassembly.stream import M32, ReassemblyContext, Stream
+from mirrorwatch.core.reassembly.context import M32, ReassemblyContext
+from mirrorwatch.core.reassembly.stream import Stream
 from mirrorwatch.core.settings import Settings
 from mirrorwatch.rules.loader import iter_rule_lines
 from mirrorwatch.rules.parser import RuleContext, RuleError, parse_rule

@@ -30,10 +30,27 @@ __version__ = "0.1.0"
 
 # The modules the build compiles (setup.py reads this tuple); each has a .pxd beside its .py.
 COMPILED = (
+    "mirrorwatch.core.decode.packet",
+    "mirrorwatch.core.decode.wire",
+    "mirrorwatch.core.decode.checksum",
+    "mirrorwatch.core.decode.context",
+    "mirrorwatch.core.decode.decoder",
+    "mirrorwatch.core.decode.ethernet",
+    "mirrorwatch.core.decode.vlan",
+    "mirrorwatch.core.decode.ipv4",
+    "mirrorwatch.core.decode.ipv6",
+    "mirrorwatch.core.decode.tcp",
+    "mirrorwatch.core.decode.udp",
+    "mirrorwatch.core.reassembly.context",
+    "mirrorwatch.core.reassembly.overlap",
+    "mirrorwatch.core.reassembly.stream",
+    "mirrorwatch.core.flows.flow",
+    "mirrorwatch.core.flows.tcp",
+    "mirrorwatch.core.flows.table",
     "mirrorwatch.core.engine",
     "mirrorwatch.core.detect",
-    "mirrorwatch.core.detect.judge",
     "mirrorwatch.core.detect.state",
+    "mirrorwatch.core.detect.hsdb",
     "mirrorwatch.core.detect.stream",
 )
 PURE_ENV = "MIRRORWATCH_PURE"

@@ -100,7 +100,8 @@ def test_policy_is_the_receiving_hosts(corpus, tmp_path):
 
 def test_first_and_vista_hosts_settle_at_once():
     """A policy that never prefers new bytes keeps nothing open to overlaps, per host."""
-    from mirrorwatch.core.reassembly.stream import ReassemblyContext, Stream
+    from mirrorwatch.core.reassembly.context import ReassemblyContext
+    from mirrorwatch.core.reassembly.stream import Stream
 
     ctx = ReassemblyContext(Settings({"stream.reassembly.policy": "last"}))
     assert Stream(ctx, 0, policy=VISTA).settle_now and not Stream(ctx, 0, policy=OLD_LINUX).settle_now

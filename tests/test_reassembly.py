@@ -12,7 +12,8 @@ import random
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from mirrorwatch.core.reassembly.stream import M32, ReassemblyContext, Stream
+from mirrorwatch.core.reassembly.context import M32, ReassemblyContext
+from mirrorwatch.core.reassembly.stream import Stream
 from mirrorwatch.core.settings import OVERLAP_POLICIES, Settings
 
 

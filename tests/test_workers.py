@@ -43,7 +43,7 @@ def replay(out: Path, *args, workers: int = 1, timeout: float = 300) -> subproce
     out.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "mirrorwatch", "replay", "-q", "--eve", str(out / "eve.json"),
            "--fast", str(out / "fast.log"), "--workers", str(workers), *map(str, args)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=out)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=out, check=False)
 
 
 def records(out: Path) -> list[dict]:
@@ -75,7 +75,8 @@ def assert_same_output(one: Path, many: Path, skip_sids: set[int]) -> None:
     sessions = {_endpoints(e) for events in runs for e in events
                 if e["event_type"] == "alert" and e["alert"]["signature_id"] in skip_sids}
     a, b = (comparable(events, skip_sids, sessions) for events in runs)
-    assert a == b, f"only with one worker: {list((a - b).elements())[:3]}; only with several: {list((b - a).elements())[:3]}"
+    assert a == b, (f"only with one worker: {list((a - b).elements())[:3]}; "
+                    f"only with several: {list((b - a).elements())[:3]}")
     fast = [sorted(line for line in (d / "fast.log").read_text().splitlines()
                    if not any(f":{sid}:" in line for sid in skip_sids)) for d in (one, many)]
     assert fast[0] == fast[1]
@@ -115,7 +116,7 @@ def test_output_is_in_capture_order_and_made_of_whole_lines(demo_runs):
 
 def test_the_summary_says_how_the_work_was_shared(tmp_path):
     r = subprocess.run([sys.executable, "-m", "mirrorwatch", "replay", "--no-alerts", "--workers", "2", DEMO],
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 0, r.stderr
     assert "161 packets" in r.stdout
     m = re.search(r"2 workers: frames ([\d,]+) \([\d.]+%\) / ([\d,]+) \([\d.]+%\); CPU", r.stdout)
@@ -166,8 +167,8 @@ def test_a_dead_worker_is_reported_and_the_others_are_flushed(tmp_path):
     _, err = p.communicate(timeout=60)
     assert p.returncode == 1
     line = [ln for ln in err.splitlines() if "worker" in ln]
-    assert line == [f"mirrorwatch: error: worker 1 of 2 (pid {victim}) was killed by SIGKILL: the sessions it held "
-                    f"are lost; the other workers' sessions are flushed to the outputs"], err
+    assert line == [(f"mirrorwatch: error: worker 1 of 2 (pid {victim}) was killed by SIGKILL: the sessions it "
+                     f"held are lost; the other workers' sessions are flushed to the outputs")], err
     events = records(tmp_path)  # whole lines only
     assert events[-1]["event_type"] == "stats" and events[-1]["stats"]["workers"]["died"] == 1
     assert any(e["event_type"] == "flow" and e["flow"]["reason"] == "shutdown" for e in events)
@@ -265,9 +266,8 @@ def test_fanout_refuses_a_descriptor_that_is_not_a_capture_socket(tmp_path):
 
     from mirrorwatch.sources import fanout
 
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        with pytest.raises(fanout.FanoutError, match="not an AF_PACKET socket"):
-            fanout.join(s.fileno())
-    with open(tmp_path / "f", "w") as f:
-        with pytest.raises(fanout.FanoutError, match="is not a socket"):
-            fanout.join(f.fileno())
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s, \
+            pytest.raises(fanout.FanoutError, match="not an AF_PACKET socket"):
+        fanout.join(s.fileno())
+    with open(tmp_path / "f", "w") as f, pytest.raises(fanout.FanoutError, match="is not a socket"):
+        fanout.join(f.fileno())

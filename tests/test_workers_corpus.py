@@ -14,14 +14,13 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from test_workers import SIGNATURES, assert_same_output, replay, threshold_sids
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import suricata_verify as sv  # noqa: E402
+import suricata_verify as sv
 
 WORKERS = 3
 GENERATED_PACKETS = 30_000

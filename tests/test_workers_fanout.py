@@ -25,7 +25,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-
 from netlab import PYTHON, NetLab
 
 pytestmark = pytest.mark.privileged
@@ -158,7 +157,8 @@ def test_fanout_keeps_sessions_and_ipv4_datagrams_on_one_handle(privileged, tmp_
 
 
 # -- the sensor end to end ------------------------------------------------------------------------------
-RULES = 'alert tcp any any -> any 8080 (msg:"MW workers request"; flow:to_server; content:"GET /evil"; sid:3000001; rev:1;)\n'
+RULES = ('alert tcp any any -> any 8080 (msg:"MW workers request"; flow:to_server; content:"GET /evil"; '
+         'sid:3000001; rev:1;)\n')
 
 
 class Listen:
@@ -211,7 +211,8 @@ def test_listen_with_workers_end_to_end(privileged, tmp_path):
     assert len(stats) >= 2  # periodic, merged, and the final one
     final = stats[-1]
     cap = final["capture"]  # frames stamped before every handle joined may have been seen twice: dropped
-    assert final["workers"]["count"] == 2 and cap["received"] == sum(final["workers"]["packets"]) + cap["startup_dropped"]
+    assert final["workers"]["count"] == 2
+    assert cap["received"] == sum(final["workers"]["packets"]) + cap["startup_dropped"]
     assert re.search(r"capture on mon0: [\d,]+ frames received, no drops", err)
 
 
@@ -226,7 +227,7 @@ def test_a_dead_worker_stops_the_sensor_with_one_line(privileged, tmp_path):
         err = sensor.err.read_text()
     assert sensor.p.returncode == 1
     assert [ln for ln in err.splitlines() if "worker" in ln and "error" in ln] == [
-        f"mirrorwatch: error: worker 2 of 2 (pid {victim}) was killed by SIGKILL: the sessions it held are lost; "
-        f"the other workers' sessions are flushed to the outputs"]
+        (f"mirrorwatch: error: worker 2 of 2 (pid {victim}) was killed by SIGKILL: the sessions it held are lost; "
+         f"the other workers' sessions are flushed to the outputs")]
     events = sensor.events()
     assert events[-1]["event_type"] == "stats" and events[-1]["stats"]["workers"]["died"] == 1

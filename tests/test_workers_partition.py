@@ -11,16 +11,31 @@ from __future__ import annotations
 import pytest
 
 scapy = pytest.importorskip("scapy.all")
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from scapy.all import (  # noqa: E402
-    GRE, IP, TCP, UDP, VXLAN, CookedLinux, Dot1AD, Dot1Q, Ether, IPv6, IPv6ExtHdrFragment, PPPoE, PPP, Raw,
-    fragment, fragment6, raw,
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scapy.all import (
+    GRE,
+    IP,
+    PPP,
+    TCP,
+    UDP,
+    VXLAN,
+    CookedLinux,
+    Dot1AD,
+    Dot1Q,
+    Ether,
+    IPv6,
+    IPv6ExtHdrFragment,
+    PPPoE,
+    Raw,
+    fragment,
+    fragment6,
+    raw,
 )
-from scapy.contrib.mpls import MPLS  # noqa: E402
+from scapy.contrib.mpls import MPLS
 
-from mirrorwatch.cli.workers.fragments import HOLD, FragmentRouter  # noqa: E402
-from mirrorwatch.cli.workers.partition import FRAGMENT, FlowPartitioner  # noqa: E402
+from mirrorwatch.cli.workers.fragments import HOLD, FragmentRouter
+from mirrorwatch.cli.workers.partition import FRAGMENT, FlowPartitioner
 
 A4, B4 = "198.51.100.1", "203.0.113.9"
 A6, B6 = "2001:db8::1", "2001:db8:ffff::9"

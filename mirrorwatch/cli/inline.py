@@ -205,6 +205,13 @@ def inline(rules, config, eve, eve_types, eve_payload, fast, sensor_name_opt, se
         sensor.close()
         pipe.close()
         fail(str(e))
+    sys.exit(_finish(code, pipe, sensor, judge.c["shutdown_resets"], quiet, eve_stdout))
+
+
+def _finish(code: int, pipe, sensor, resets: int, quiet: bool, eve_stdout: bool) -> int:
+    """After the run: what an output or the firewall could not do, the accounts, the summary; the exit code."""
+    from rich.console import Console
+
     for line in pipe.output_warnings():
         warn(line)
     if sensor.withdraw_error:
@@ -212,12 +219,10 @@ def inline(rules, config, eve, eve_types, eve_payload, fast, sensor_name_opt, se
         code = code or 1
     if pipe.records_lost() and not code:
         code = 1
-    counters = sensor.counters()
-    _report_inline(counters, quiet)
-    resets = judge.c["shutdown_resets"]
+    _report_inline(sensor.counters(), quiet)
     if resets and not quiet:
         click.echo(f"mirrorwatch: reset {resets:,} blocked session(s) at both ends before the firewall rules "
                    f"were removed", err=True)
     if not quiet:
         pipe.print_summary(Console(stderr=eve_stdout, highlight=False), show_table=True)
-    sys.exit(code)
+    return code

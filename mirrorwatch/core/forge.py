@@ -45,7 +45,7 @@ from collections import deque
 
 from mirrorwatch.core.decode.packet import ACK, FIN, RST
 from mirrorwatch.core.events import ForgedSegment
-from mirrorwatch.core.reassembly.stream import HALF, M32
+from mirrorwatch.core.reassembly.context import HALF, M32
 
 RST_BURST = 16  # segments in one burst toward a receiving endpoint: its exact RCV.NXT and the predicted ones
 MAX_PREDICTED = 255  # predicted segments in one burst at the most, however often the stream outran the last one

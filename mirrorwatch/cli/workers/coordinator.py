@@ -27,7 +27,13 @@ import click
 
 from mirrorwatch.cli.common import fail
 from mirrorwatch.cli.workers import process
-from mirrorwatch.cli.workers.merge import LogLines, OrderedMerge, merge_summaries, sum_counters, summary_state
+from mirrorwatch.cli.workers.merge import (
+    LogLines,
+    OrderedMerge,
+    merge_summaries,
+    sum_counters,
+    summary_state,
+)
 from mirrorwatch.cli.workers.outbox import WorkerError, writers
 from mirrorwatch.core.events import Stats
 

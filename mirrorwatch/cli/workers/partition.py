@@ -122,7 +122,7 @@ class FlowPartitioner:
         self.last_fragment: tuple | None = None
 
     @classmethod
-    def from_settings(cls, settings, workers: int) -> "FlowPartitioner":
+    def from_settings(cls, settings, workers: int) -> FlowPartitioner:
         return cls(workers, vxlan=_ports(settings["decoder.vxlan.ports"]),
                    geneve=_ports(settings["decoder.geneve.ports"]), teredo=_ports(settings["decoder.teredo.ports"]))
 

@@ -16,6 +16,7 @@ status.  When the coordinator dies, the kernel sends each worker SIGTERM
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -119,10 +120,8 @@ def _child(k: int, parent: int, conn, ctl, run) -> None:
     except BrokenPipeError:
         code = EXIT_INTERNAL  # the coordinator is gone: nobody to report to
     except BaseException as e:  # noqa: BLE001 - a worker reports its failure and exits, always
-        try:
+        with contextlib.suppress(BaseException):  # the pipe may be what failed: then nobody hears it
             outbox.send("log", f"mirrorwatch: error: worker {k + 1} failed: {_where(e)}")
-        except BaseException:  # noqa: BLE001
-            pass
     finally:
         os._exit(code)
 

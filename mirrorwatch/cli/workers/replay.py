@@ -152,7 +152,7 @@ class Dispatcher:
             i += 1
             s, us = hdr.getts()
             ts = s + us * 1e-6
-            if ts > last:
+            if ts > last:  # noqa: PLR1730 - not max(): a call less per frame
                 last = ts
             if pace:
                 self._wait(i, ts)

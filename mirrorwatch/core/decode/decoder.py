@@ -50,14 +50,8 @@ same, which denies decoy packets to evaders).
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
-from mirrorwatch.core.decode.checksum import (
-    CHECK_OFF,
-    CHECK_ON,
-    CHECK_SAMPLE,
-    transport_ok,
-)
+from mirrorwatch.core.decode.checksum import CHECK_OFF, CHECK_ON, CHECK_SAMPLE
+from mirrorwatch.core.decode.context import DecodeContext
 from mirrorwatch.core.decode.defrag import Defragmenter
 from mirrorwatch.core.decode.gre import decode_gre
 from mirrorwatch.core.decode.icmp import decode_icmpv4, decode_icmpv6
@@ -116,10 +110,6 @@ IP_PROTO_DECODERS = {
 }
 IP_PROTOS = 256
 CHECKSUM_MODES = {"all": CHECK_ON, "none": CHECK_OFF, "auto": CHECK_SAMPLE}
-# -k auto: more than one bad checksum in this many sampled means offloading (Suricata's CHECKSUM_INVALID_RATIO)
-AUTO_INVALID_RATIO = 10
-_CSUM_BAD = {PROTO_TCP: "tcp_csum_bad", PROTO_UDP: "udp_csum_bad", PROTO_ICMP: "icmpv4_csum_bad",
-             PROTO_ICMPV6: "icmpv6_csum_bad"}
 
 
 def _ports(settings, key: str) -> list[int]:
@@ -138,22 +128,18 @@ def _ports(settings, key: str) -> list[int]:
     return out
 
 
-class Decoder:
+class Decoder(DecodeContext):
     """Decodes frames into Packets; see the module docstring for the contract.
 
-    The layers read from it: the tables (``linktypes``, ``ethertypes``, ``ip_protos``
-    indexed by protocol number, ``udp_dports``/``udp_sports`` for UDP tunnels),
-    ``max_layers``, ``check`` (checksum.CHECK_*), ``defrag``, the per-protocol counters,
-    and ``error``, ``invalid``, ``note`` and ``verify_transport``.
+    What the layers read from it and report to is its base, ``context.DecodeContext``.
     """
 
     def __init__(self, settings, checksum_mode: str = "auto"):
         if checksum_mode not in CHECKSUM_MODES:
             raise ValueError(f"checksum mode must be auto, all or none, not {checksum_mode!r}")
+        super().__init__(CHECKSUM_MODES[checksum_mode], settings["detect.checksum-auto-sample"],
+                         settings["decoder.max-layers"])
         self.mode = checksum_mode
-        self.check = CHECKSUM_MODES[checksum_mode]
-        self.sample = settings["detect.checksum-auto-sample"]
-        self.max_layers = settings["decoder.max-layers"]
         self.linktypes = LINKTYPE_DECODERS
         self.ethertypes = ETHERTYPE_DECODERS
         self.ip_protos = [IP_PROTO_DECODERS.get(n, decode_other_proto) for n in range(IP_PROTOS)]
@@ -163,15 +149,6 @@ class Decoder:
         self.udp_dports.update(dict.fromkeys(_ports(settings, "decoder.geneve.ports"), decode_geneve))
         self.udp_sports = dict.fromkeys(teredo, decode_teredo)
         self.defrag = Defragmenter(settings)
-        self.pkts = 0
-        self.errors = 0
-        self.n_invalid = 0
-        self.n_ipv4 = self.n_ipv6 = self.n_tcp = self.n_udp = self.n_icmpv4 = self.n_icmpv6 = self.n_vlan = 0
-        self.csum_checked = self.csum_bad = 0
-        self.auto_disabled = 0
-        self.auto_sample: tuple[int, int] | None = None  # -k auto: (bad, checked) it decided on
-        self.notes: dict[str, int] = {}  # protocol / encapsulation counts
-        self.errs: dict[str, int] = {}  # per-reason error counts
 
     def decode(self, ts: float, linktype: int, frame: bytes, pcap_cnt: int) -> Packet | None:
         """One frame -> Packet, or None (counted by reason / held fragment). Never raises."""
@@ -179,66 +156,12 @@ class Decoder:
         fn = self.linktypes.get(linktype)
         if fn is None:
             return self.error("unsupported_linktype")
+        if type(frame) is not bytes:
+            frame = bytes(frame)  # the layers read bytes (compiled: their C type)
         try:
             return fn(self, Packet(ts, pcap_cnt, linktype, frame), frame, 0, len(frame), 0)
         except Exception as e:  # noqa: BLE001 - a decoder bug must not take the engine down
             return self.error("internal_error_" + type(e).__name__)
-
-    # -- what the layers report ---------------------------------------------------
-    def error(self, reason: str) -> None:
-        """A malformed or unsupported frame: counted by reason, no packet."""
-        self.errors += 1
-        e = self.errs
-        e[reason] = e.get(reason, 0) + 1
-
-    def invalid(self, p: Packet, reason: str) -> Packet:
-        """Valid IP, malformed transport header: the packet goes on flagged (Suricata: no flow, IP-only rules)."""
-        self.n_invalid += 1
-        e = self.errs
-        e[reason] = e.get(reason, 0) + 1
-        p.invalid = reason
-        return p
-
-    def note(self, what: str) -> None:
-        n = self.notes
-        n[what] = n.get(what, 0) + 1
-
-    def verify_transport(self, p: Packet, f: bytes, l4: int, end: int, proto: int) -> None:
-        """The checksum of the segment ``f[l4:end]``: judged into ``p.csum_ok`` (an IPv4 header
-        found bad stays bad), or under ``-k auto`` only sampled until the decision."""
-        ok = transport_ok(f, p.ipv, p.ip_off, l4, end, proto)
-        self.csum_checked += 1
-        if not ok:
-            self.csum_bad += 1
-            self.note(_CSUM_BAD[proto])
-        if self.check == CHECK_SAMPLE:
-            if self.csum_checked >= self.sample:
-                self._decide()
-        elif not ok:
-            p.csum_ok = False
-        elif p.csum_ok is None:
-            p.csum_ok = True
-
-    def _decide(self) -> None:
-        """``-k auto``: the sample is in; more than one bad checksum in ten means offloading."""
-        self.auto_sample = (self.csum_bad, self.csum_checked)
-        if self.csum_bad * AUTO_INVALID_RATIO > self.csum_checked:
-            self.check = CHECK_OFF
-            self.auto_disabled = 1
-        else:
-            self.check = CHECK_ON
-
-    @contextmanager
-    def unverified(self):
-        """Frames decoded inside are not checksum-verified (nor sampled by ``-k auto``): the
-        kernel that handed them over has not filled their checksums in yet (an inline
-        source's CHECKSUM_PARTIAL and GSO packets), so a wrong-looking one is not bad."""
-        check = self.check
-        self.check = CHECK_OFF
-        try:
-            yield
-        finally:
-            self.check = check
 
     # -- time and counters --------------------------------------------------------
     def expire(self, now: float) -> None:

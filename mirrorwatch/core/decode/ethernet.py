@@ -13,21 +13,17 @@ rest to the next layer; a malformed header is ``d.error(reason)`` (None).
 
 from __future__ import annotations
 
-import struct
-
-ETH_HLEN = 14
-ETH_TYPE_OFF = 12
-
-_ETH = struct.Struct("!6s6sH").unpack_from
-_H = struct.Struct("!H").unpack_from
+from mirrorwatch.core.decode.numbers import ETH_ALEN, ETH_HLEN, ETH_TYPE_OFF
+from mirrorwatch.core.decode.wire import u16
 
 
 def decode_ethernet(d, p, f: bytes, off: int, end: int, depth: int):
     """The frame's own Ethernet header: its MAC addresses are the wire's, recorded."""
     if end - off < ETH_HLEN:
         return d.error("truncated_ethernet")
-    p.dst_mac, p.src_mac, etype = _ETH(f, off)
-    return decode_ethertype(d, p, f, off + ETH_HLEN, end, etype, depth)
+    p.dst_mac = f[off:off + ETH_ALEN]
+    p.src_mac = f[off + ETH_ALEN:off + 2 * ETH_ALEN]
+    return decode_ethertype(d, p, f, off + ETH_HLEN, end, u16(f, off + ETH_TYPE_OFF), depth)
 
 
 def decode_inner_ethernet(d, p, f: bytes, off: int, end: int, depth: int):
@@ -35,7 +31,7 @@ def decode_inner_ethernet(d, p, f: bytes, off: int, end: int, depth: int):
     ERSPAN, VXLAN, Geneve): one more layer, and its MACs are not the wire's (not recorded)."""
     if end - off < ETH_HLEN:
         return d.error("truncated_ethernet")
-    return decode_ethertype(d, p, f, off + ETH_HLEN, end, _H(f, off + ETH_TYPE_OFF)[0], depth + 1)
+    return decode_ethertype(d, p, f, off + ETH_HLEN, end, u16(f, off + ETH_TYPE_OFF), depth + 1)
 
 
 def decode_ethertype(d, p, f: bytes, off: int, end: int, etype: int, depth: int):

@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
-import struct
-
 from mirrorwatch.core.decode.checksum import CHECK_ON, ONES, partial
 from mirrorwatch.core.decode.fragments import defragment_ipv4
+from mirrorwatch.core.decode.wire import u16
 
 IPV4_HLEN = 20
 IP_FRAG_BITS = 0x3FFF  # MF flag and fragment offset: any set means a fragment
-
-_IP4 = struct.Struct("!BBHHHBBH4s4s").unpack_from
+# where the header's fields are
+IPV4_TOS_OFF = 1
+IPV4_LEN_OFF = 2
+IPV4_ID_OFF = 4
+IPV4_FRAG_OFF = 6
+IPV4_TTL_OFF = 8
+IPV4_PROTO_OFF = 9
+IPV4_SRC_OFF = 12
+IPV4_DST_OFF = 16
+IPV4_ALEN = 4
 
 
 def decode_ipv4(d, p, f: bytes, off: int, end: int, depth: int):
     if end - off < IPV4_HLEN:
         return d.error("truncated_ipv4")
-    vhl, tos, tlen, ipid, foff, ttl, proto, _, src, dst = _IP4(f, off)
+    vhl = f[off]
     if vhl >> 4 != 4:
         return d.error("bad_ip_version")
     hlen = (vhl & 15) << 2
     if hlen < IPV4_HLEN:
         return d.error("ipv4_hlen_invalid")
+    tlen = u16(f, off + IPV4_LEN_OFF)
     if tlen < hlen:
         if tlen or end - off < hlen:
             return d.error("ipv4_len_invalid")
@@ -32,12 +40,12 @@ def decode_ipv4(d, p, f: bytes, off: int, end: int, depth: int):
         return d.error("truncated_ipv4")
     d.n_ipv4 += 1
     p.ipv = 4
-    p.src = src
-    p.dst = dst
-    p.proto = proto
-    p.ttl = ttl
-    p.tos = tos
-    p.ip_id = ipid
+    p.src = f[off + IPV4_SRC_OFF:off + IPV4_SRC_OFF + IPV4_ALEN]
+    p.dst = f[off + IPV4_DST_OFF:off + IPV4_DST_OFF + IPV4_ALEN]
+    proto = p.proto = f[off + IPV4_PROTO_OFF]
+    p.ttl = f[off + IPV4_TTL_OFF]
+    p.tos = f[off + IPV4_TOS_OFF]
+    p.ip_id = u16(f, off + IPV4_ID_OFF)
     p.ip_off = off
     p.ip_hlen = hlen
     p.ip_len = tlen
@@ -50,6 +58,7 @@ def decode_ipv4(d, p, f: bytes, off: int, end: int, depth: int):
             d.note("ipv4_csum_bad")
         else:
             p.csum_ok = True
+    foff = u16(f, off + IPV4_FRAG_OFF)
     if foff & IP_FRAG_BITS:
         whole = defragment_ipv4(d, p, f, off, hlen, ip_end, foff)
         if whole is None:

@@ -13,7 +13,9 @@ from mirrorwatch.core.decode.fragments import (
 from mirrorwatch.core.decode.numbers import (
     IPV6_EXT_MIN,
     IPV6_HLEN,
+    IPV6_HLIM_OFF,
     IPV6_NXT_OFF,
+    IPV6_PLEN_OFF,
     PROTO_AH,
     PROTO_DSTOPTS,
     PROTO_EXPERIMENT1,
@@ -25,22 +27,28 @@ from mirrorwatch.core.decode.numbers import (
     PROTO_ROUTING,
     PROTO_SHIM6,
 )
+from mirrorwatch.core.decode.wire import u16
 
 # extension headers walked to reach the upper layer
 EXTENSION_HEADERS = frozenset((PROTO_HOPOPTS, PROTO_ROUTING, PROTO_FRAGMENT, PROTO_AH, PROTO_DSTOPTS, PROTO_MOBILITY,
                                PROTO_HIP, PROTO_SHIM6, PROTO_EXPERIMENT1, PROTO_EXPERIMENT2))
 IP6F_BITS = IP6F_OFF_MASK | IP6F_MORE_FRAG  # offset or M flag: a real fragment (else an atomic one)
 
-_IP6 = struct.Struct("!IHBB16s16s").unpack_from
+IPV6_SRC_OFF = 8
+IPV6_DST_OFF = 24
+IPV6_ALEN = 16
+IPV6_TCLASS_SHIFT = 4  # the traffic class: the 8 bits after the version nibble
+
 _FRAG6 = struct.Struct("!BBHI").unpack_from
 
 
 def decode_ipv6(d, p, f: bytes, off: int, end: int, depth: int):
     if end - off < IPV6_HLEN:
         return d.error("truncated_ipv6")
-    vtf, plen, nh, hlim, src, dst = _IP6(f, off)
-    if vtf >> 28 != 6:
+    if f[off] >> 4 != 6:
         return d.error("bad_ip_version")
+    plen = u16(f, off + IPV6_PLEN_OFF)
+    nh = f[off + IPV6_NXT_OFF]
     ip_end = off + IPV6_HLEN + plen
     if plen == 0 and nh == PROTO_HOPOPTS:
         ip_end = end  # jumbogram / BIG TCP: the length is in a hop-by-hop option
@@ -49,10 +57,10 @@ def decode_ipv6(d, p, f: bytes, off: int, end: int, depth: int):
         return d.error("truncated_ipv6")
     d.n_ipv6 += 1
     p.ipv = 6
-    p.src = src
-    p.dst = dst
-    p.ttl = hlim
-    p.tos = (vtf >> 20) & 0xFF
+    p.src = f[off + IPV6_SRC_OFF:off + IPV6_SRC_OFF + IPV6_ALEN]
+    p.dst = f[off + IPV6_DST_OFF:off + IPV6_DST_OFF + IPV6_ALEN]
+    p.ttl = f[off + IPV6_HLIM_OFF]
+    p.tos = (u16(f, off) >> IPV6_TCLASS_SHIFT) & 0xFF
     p.ip_off = off
     p.ip_len = ip_end - off
     if nh in EXTENSION_HEADERS:

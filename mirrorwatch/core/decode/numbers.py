@@ -27,6 +27,11 @@ LINKTYPE_NFLOG = 239
 LINKTYPE_PKTAP = 258
 LINKTYPE_LINUX_SLL2 = 276
 
+# Ethernet: header length, where the EtherType is, the length of a MAC address
+ETH_HLEN = 14
+ETH_TYPE_OFF = 12
+ETH_ALEN = 6
+
 # EtherTypes (also GRE's and Geneve's protocol type field)
 ETHERTYPE_IPV4 = 0x0800
 ETHERTYPE_VLAN = 0x8100  # 802.1Q
@@ -69,6 +74,7 @@ PROTO_EXPERIMENT2 = 254
 IPV6_HLEN = 40
 IPV6_PLEN_OFF = 4
 IPV6_NXT_OFF = 6
+IPV6_HLIM_OFF = 7
 IPV6_EXT_MIN = 8
 
 # Address families of the BSD null/loopback header and Solaris ipnet

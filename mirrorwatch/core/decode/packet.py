@@ -5,6 +5,11 @@ layer then fills the fields of the header it decodes, in one forward pass.
 Every field is a plain int/bytes/float so the hot path never builds an object
 graph.  Addresses are packed bytes (4 or 16), converted to text only when an
 event is written.  Fields a protocol does not have keep their default.
+
+Compiled (packet.pxd), the record is a C struct: the numeric fields are C integers
+(``seq``/``ack`` 64-bit, so sequence arithmetic never overflows), ``ts`` a double,
+``frag`` a C boolean; the others are Python objects.  The interpreted build keeps the
+same fields in ``__slots__``.
 """
 
 from __future__ import annotations

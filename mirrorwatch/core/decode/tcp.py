@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import struct
-
 from mirrorwatch.core.decode.numbers import PROTO_TCP
+from mirrorwatch.core.decode.wire import u16, u32
 
 TCP_HLEN = 20
-TCP_FLAGS_MASK = 0xFF
 
 # option kinds
 TCPOPT_EOL = 0
@@ -16,25 +14,30 @@ TCPOPT_MSS = 2
 TCPOPT_WSCALE = 3
 TCPOPT_WSCALE_LEN = 3
 TCP_WSCALE_MAX = 14  # RFC 7323: a larger shift is taken as 14
-
-_TCP = struct.Struct("!HHIIHHHH").unpack_from
+# where the header's fields are
+TCP_DPORT_OFF = 2
+TCP_SEQ_OFF = 4
+TCP_ACK_OFF = 8
+TCP_OFF_OFF = 12  # data offset (high nibble)
+TCP_FLAGS_OFF = 13
+TCP_WIN_OFF = 14
+TCP_URP_OFF = 18
 
 
 def decode_tcp(d, p, f: bytes, l4: int, ip_end: int, depth: int):
     if ip_end - l4 < TCP_HLEN:
         return d.invalid(p, "truncated_tcp")
-    sport, dport, seq, ack, offfl, win, _, urp = _TCP(f, l4)
-    thl = (offfl >> 12) << 2
+    thl = (f[l4 + TCP_OFF_OFF] >> 4) << 2
     if thl < TCP_HLEN or l4 + thl > ip_end:
         return d.invalid(p, "tcp_hlen_invalid")
     d.n_tcp += 1
-    p.sport = sport
-    p.dport = dport
-    p.seq = seq
-    p.ack = ack
-    p.flags = offfl & TCP_FLAGS_MASK
-    p.win = win
-    p.urp = urp
+    p.sport = u16(f, l4)
+    p.dport = u16(f, l4 + TCP_DPORT_OFF)
+    p.seq = u32(f, l4 + TCP_SEQ_OFF)
+    p.ack = u32(f, l4 + TCP_ACK_OFF)
+    p.flags = f[l4 + TCP_FLAGS_OFF]
+    p.win = u16(f, l4 + TCP_WIN_OFF)
+    p.urp = u16(f, l4 + TCP_URP_OFF)
     p.tcp_hlen = thl
     if thl > TCP_HLEN:
         p.tcp_opts = f[l4 + TCP_HLEN:l4 + thl]

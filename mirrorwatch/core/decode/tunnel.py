@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import struct
 
-from mirrorwatch.core.decode.ethernet import ETH_HLEN, decode_inner_ethernet
+from mirrorwatch.core.decode.ethernet import decode_inner_ethernet
 from mirrorwatch.core.decode.ipv4 import decode_ipv4
 from mirrorwatch.core.decode.ipv6 import decode_ipv6
 from mirrorwatch.core.decode.numbers import (
+    ETH_HLEN,
     ETHERTYPE_IPV4,
     ETHERTYPE_IPV6,
     ETHERTYPE_TEB,
     IPV6_EXT_MIN,
     IPV6_HLEN,
+    IPV6_HLIM_OFF,
     IPV6_NXT_OFF,
     IPV6_PLEN_OFF,
 )
@@ -30,7 +32,6 @@ GENEVE_HLEN = 8
 GENEVE_PROTO_OFF = 2
 GENEVE_OPT_LEN_MASK = 0x3F  # in 4-byte words
 TEREDO_ORIGIN_LEN = 8  # origin indication: 0x0000, port, address
-IPV6_HLIM_OFF = 7
 
 # Geneve's protocol type is an EtherType
 GENEVE_PAYLOAD = {ETHERTYPE_TEB: decode_inner_ethernet, ETHERTYPE_IPV4: decode_ipv4, ETHERTYPE_IPV6: decode_ipv6}

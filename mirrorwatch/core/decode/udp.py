@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import struct
-
 from mirrorwatch.core.decode.numbers import PROTO_UDP
+from mirrorwatch.core.decode.wire import u16
 
 UDP_HLEN = 8
+UDP_DPORT_OFF = 2
+UDP_LEN_OFF = 4
 UDP_CSUM_OFF = 6
-
-_UDP = struct.Struct("!HHH").unpack_from
 
 
 def decode_udp(d, p, f: bytes, l4: int, ip_end: int, depth: int):
     if ip_end - l4 < UDP_HLEN:
         return d.invalid(p, "truncated_udp")
-    sport, dport, ulen = _UDP(f, l4)
+    sport = u16(f, l4)
+    dport = u16(f, l4 + UDP_DPORT_OFF)
+    ulen = u16(f, l4 + UDP_LEN_OFF)
     if ulen < UDP_HLEN:
         if ulen or p.ipv != 6:
             return d.invalid(p, "udp_len_invalid")

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import struct
-
 from mirrorwatch.core.decode.ethernet import decode_ethertype
 from mirrorwatch.core.decode.numbers import VLAN_TPIDS
+from mirrorwatch.core.decode.wire import u16
 
 VLAN_HLEN = 4
+VLAN_TYPE_OFF = 2
 VLAN_ID_MASK = 0x0FFF
-
-_HH = struct.Struct("!HH").unpack_from
 
 
 def decode_vlan(d, p, f: bytes, off: int, end: int, depth: int):
@@ -25,7 +23,8 @@ def decode_vlan(d, p, f: bytes, off: int, end: int, depth: int):
             return d.error("too_many_layers")
         if end - off < VLAN_HLEN:
             return d.error("truncated_vlan")
-        tci, etype = _HH(f, off)
+        tci = u16(f, off)
+        etype = u16(f, off + VLAN_TYPE_OFF)
         vlans += ((tpid, tci),)
         ids += (tci & VLAN_ID_MASK,)
         off += VLAN_HLEN

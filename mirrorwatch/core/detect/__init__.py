@@ -51,6 +51,8 @@ matched stream data.  Packets with a bad checksum are not inspected.
 
 from __future__ import annotations
 
+import cython
+
 from mirrorwatch.core.decode.packet import Packet
 from mirrorwatch.core.detect.build import ADDED, TCP, UDP, BuildMixin
 from mirrorwatch.core.detect.judge import JudgeMixin
@@ -119,6 +121,8 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin):
         self.c["errors"] += 1
         self.last_error = f"packet {getattr(pkt, 'pcap_cnt', '?')}: {type(e).__name__}: {e}"
 
+    @cython.locals(pkt=Packet, fd=FlowDet, proto=cython.int, v=cython.int, first=cython.bint, d=cython.int,
+                   dp=cython.int, sp=cython.int, fin=cython.longlong, avail=cython.longlong)
     def inspect_unguarded(self, pkt, flow, to_server) -> list:
         """``inspect`` without its guard: may raise.  For a caller that guards every packet
         itself (``Engine.process``: one Python call less per packet)."""

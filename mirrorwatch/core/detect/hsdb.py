@@ -76,7 +76,7 @@ class LiteralSet:
 class BlockScanner:
     """Scans whole buffers; returns the ids of the literals present."""
 
-    __slots__ = ("db", "scratch", "hits", "_cb")
+    __slots__ = ("db", "hits", "_cb")
 
     def __init__(self, db) -> None:
         self.db = db

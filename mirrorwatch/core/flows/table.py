@@ -45,7 +45,9 @@ from __future__ import annotations
 import zlib
 from collections import OrderedDict
 
-from mirrorwatch.core.decode.packet import ACK, FIN, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, RST, SYN
+import cython
+
+from mirrorwatch.core.decode.packet import ACK, FIN, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, RST, SYN, Packet
 from mirrorwatch.core.events import FlowEnded
 from mirrorwatch.core.flows.caps import FLOW_BYTES_OTHER, FLOW_BYTES_TCP, STREAM_BYTES, Capacity
 from mirrorwatch.core.flows.flow import T_CLOSED, T_ESTABLISHED, T_NEW, Flow, really_killed
@@ -59,8 +61,9 @@ from mirrorwatch.core.flows.tcp import (  # noqa: F401 - FLOW_STATE, TCP_TRANSIT
     in_window,
 )
 from mirrorwatch.core.flows.wheel import TimingWheel
+from mirrorwatch.core.reassembly.context import HALF, M32, ReassemblyContext
 from mirrorwatch.core.reassembly.policy import HostOsPolicy
-from mirrorwatch.core.reassembly.stream import HALF, M32, ReassemblyContext, Stream
+from mirrorwatch.core.reassembly.stream import Stream
 
 _NONE2 = (None, None)
 _ZERO2 = (0, 0)
@@ -102,6 +105,8 @@ class FlowTable(TcpTracker, Capacity):
         self._seq = 0
 
     # -- the per-packet path --------------------------------------------------
+    @cython.locals(pkt=Packet, f=Flow, proto=cython.int, sp=cython.int, dp=cython.int, fwd=cython.bint,
+                   d=cython.int, fl=cython.int, ts=cython.double)
     def process(self, pkt, events: list):
         """Find or create the packet's flow, update it; returns (flow, to_server)."""
         proto = pkt.proto
@@ -155,6 +160,8 @@ class FlowTable(TcpTracker, Capacity):
         f.l2[d] = (pkt.src_mac, pkt.dst_mac, pkt.vlans)
         return f, d == 0
 
+    @cython.locals(f=Flow, pkt=Packet, d=cython.int, fl=cython.int, seq=cython.longlong, n=cython.Py_ssize_t,
+                   st=Stream, end=cython.longlong, ack=cython.longlong)
     def _established(self, f: Flow, pkt, d: int, fl: int) -> None:
         """An established session's plain ACK or data (most packets): no state change."""
         seq = pkt.seq

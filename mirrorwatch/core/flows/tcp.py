@@ -50,7 +50,9 @@ becomes established, and is reassembled, only with that setting.
 
 from __future__ import annotations
 
-from mirrorwatch.core.decode.packet import ACK, FIN, RST, SYN
+import cython
+
+from mirrorwatch.core.decode.packet import ACK, FIN, RST, SYN, Packet
 from mirrorwatch.core.decode.tcp import window_scale
 from mirrorwatch.core.flows.flow import (
     T_CLOSED,
@@ -59,7 +61,8 @@ from mirrorwatch.core.flows.flow import (
     Flow,
     really_killed,
 )
-from mirrorwatch.core.reassembly.stream import HALF, M32
+from mirrorwatch.core.reassembly.context import HALF, M32
+from mirrorwatch.core.reassembly.stream import Stream
 
 C, S = 0, 1  # sender: client (packet goes to the server) or server
 
@@ -143,6 +146,8 @@ def in_window(f: Flow, d: int, seq: int, length: int) -> bool:
 class TcpTracker:
     """The TCP half of ``FlowTable`` (a mixin: it works on the table's flows, streams and counters)."""
 
+    @cython.locals(f=Flow, pkt=Packet, d=cython.int, fl=cython.int, seq=cython.longlong, n=cython.Py_ssize_t,
+                   end=cython.longlong)
     def _tcp(self, f: Flow, pkt, d: int, fl: int) -> int:
         """Per-direction TCP fields, the state machine, then the streams; returns the direction.
 
@@ -178,6 +183,8 @@ class TcpTracker:
             self._tcp_streams(f, pkt, d, fl, seq, n)
         return d
 
+    @cython.locals(f=Flow, pkt=Packet, d=cython.int, fl=cython.int, seq=cython.longlong, n=cython.Py_ssize_t,
+                   s=Stream, o=Stream)
     def _tcp_streams(self, f: Flow, pkt, d: int, fl: int, seq: int, n: int) -> None:
         """The packet's data (RST data too, as Suricata), then its ACK for the other direction."""
         streams = f.streams

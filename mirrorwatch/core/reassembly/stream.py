@@ -58,9 +58,6 @@ from mirrorwatch.core.reassembly.context import (
 from mirrorwatch.core.reassembly.overlap import OutOfOrder
 from mirrorwatch.core.reassembly.policy import FIRST, VISTA
 
-__all__ = ["ACK_AHEAD_MAX", "HALF", "M32", "ReassemblyContext", "Stream"]
-
-
 class Stream(OutOfOrder):
     """One direction of a TCP session, reassembled (see the module docstring)."""
 

@@ -1,0 +1,4 @@
+from mirrorwatch.core.decode.packet cimport Packet
+from mirrorwatch.core.detect.state cimport FlowDet
+
+cdef int TCP, UDP, ADDED

@@ -1,0 +1,13 @@
+# Detect's per-flow records as C structs (see state.py).
+
+cdef class FlowDet:
+    cdef public object hdr0, hdr1, bits, held, gaps, thr, alerted_upto, piece_offs, lits, txp, txa, txprog
+    cdef public bint passed, est
+    cdef public list prog
+
+
+cdef class GapKeeper:
+    cdef public FlowDet fd
+    cdef public int d
+    cdef public object inner
+    cdef public bint wants_data
