@@ -9,7 +9,7 @@ Captures: the corpus's ``bench/http-tests-merged.pcap`` (real HTTP) and the firs
 For each, three set-ups, each run in its own child process (peak RSS from ``os.wait4``), run
 after run in turn (floor, full, transport, floor, full, ...), ``--runs`` times:
 
-1. ``floor``: pcapy-ng with a no-op callback (``replay_throughput.measure_floor``);
+1. ``floor``: pcapy-ng with a no-op callback (``replay_throughput.FLOOR``);
 2. ``ET Open``: ``mirrorwatch replay --no-alerts --no-table --rules <et-open>``;
 3. ``ET Open, transport rules``: the same with the rules that name no application protocol and
    use no application-layer keyword (``Rule.app_proto`` None, no ``app_checks``), written to a
@@ -23,7 +23,8 @@ round's ratio (a round's two runs are neighbours in time, so they share the mach
 CPU time still grows with the load of a shared machine, by up to 2x here).
 
 Then where the application layer's time goes, in a child process on the generated mix's
-packets (in memory) with ET Open: CPU microseconds per packet in the parsers (``AppLayer``'s
+packets (in memory) with ET Open, on the interpreted build (the timers wrap the engine's
+methods, which a compiled class does not allow): CPU microseconds per packet in the parsers (``AppLayer``'s
 stream data, gap, end and UDP entries), the per-buffer prefilter (``Detector._tx_cands``),
 judging rules on transactions (``Detector._judge_tx``) and logging (``Engine._log_txs``),
 timed by wrappers whose own cost is measured and subtracted; these run inside the rooms'
@@ -50,15 +51,19 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from replay_throughput import (
-    DEFAULT_PCAP,
+    BENCH_1M,
     ET_OPEN,
+    FLOOR,
     PY,
-    measure_floor,
     measure_replay,
-    popen_rss,
+    measure_script,
     warm_cache,
 )
+from replay_throughput import run_child as run_process
 
+import mirrorwatch  # noqa: E402
+
+BUILD = "interpreted" if mirrorwatch.pure_reason() else "compiled"  # the build this checkout runs
 CORPUS = Path(os.environ.get("MIRRORWATCH_CORPUS", ROOT.parent / "shared" / "corpus"))
 HTTP_PCAP = CORPUS / "bench" / "http-tests-merged.pcap"
 DEFAULT_PACKETS = 200_000
@@ -117,7 +122,7 @@ def compare(pcap: Path, rules: dict[str, Path], runs: int) -> list[dict]:
     results: dict[str, list[dict]] = {name: [] for name, _ in setups}
     for _ in range(runs):
         for name, path in setups:
-            r = measure_floor(pcap) if path is None else measure_replay(name, pcap, path)
+            r = measure_script(name, FLOOR, "FLOOR", pcap) if path is None else measure_replay(pcap, path, BUILD)
             r["pps"] = r["packets"] / max(r["cpu"], 1e-9)
             results[name].append(r)
     out = []
@@ -241,7 +246,9 @@ def profile_child(pcap: str, rules: str, packets: int) -> None:
 
 
 def run_child(flag: str, pcap: Path, rules: Path, packets: int) -> list[str]:
-    out, _, code, _ = popen_rss([PY, str(Path(__file__).resolve()), flag, str(pcap), str(rules), str(packets)])
+    # the interpreted build: the timers wrap the engine's methods, and a compiled class cannot be wrapped
+    out, _, code, _ = run_process([PY, str(Path(__file__).resolve()), flag, str(pcap), str(rules), str(packets)],
+                                  dict(os.environ, MIRRORWATCH_PURE="1"))
     if code != 0:
         raise SystemExit(f"{flag} failed:\n{out[-3000:]}")
     return out.splitlines()
@@ -257,15 +264,15 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     if not ET_OPEN.is_dir() or not HTTP_PCAP.exists():
         raise SystemExit(f"needs the corpus ({ET_OPEN}, {HTTP_PCAP}); set MIRRORWATCH_CORPUS")
-    if not DEFAULT_PCAP.exists():
-        print(f"generating {DEFAULT_PCAP} ...", flush=True)
-        subprocess.run([PY, str(ROOT / "pcaps" / "gen_bench.py"), str(DEFAULT_PCAP)], check=True)
+    if not BENCH_1M.exists():
+        print(f"generating {BENCH_1M} ...", flush=True)
+        subprocess.run([PY, str(ROOT / "pcaps" / "gen_bench.py"), str(BENCH_1M)], check=True)
     load = os.getloadavg()
     print(f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} ({os.cpu_count()} cores)", flush=True)
     with tempfile.TemporaryDirectory(prefix="mw-applayer-bench-") as tmp:
         tmp = Path(tmp)
         mix = tmp / f"bench-mix-{a.packets}.pcap"
-        head_pcap(DEFAULT_PCAP, mix, a.packets)
+        head_pcap(BENCH_1M, mix, a.packets)
         transport = tmp / "et-open-transport"
         transport.mkdir()
         kept, loaded = transport_rules(ET_OPEN, transport)

@@ -2,13 +2,17 @@
 """Floods: peak memory and packets/s of ``mirrorwatch replay`` on SYN, UDP and one-sided TCP floods.
 
     .venv/bin/python bench/floods.py [--sizes 1000000,10000000] [--kinds syn,udp,onesided] [--keep]
+                                     [--set KEY=VALUE ...]
 
 For each kind and size, ``pcaps/gen_floods.py`` writes the capture (N new
 sessions from distinct sources at 100k per second of capture time, one
 ordinary session with a bad request in the middle) to ``pcaps/generated/``,
 streaming (a 10M one-sided flood is 14.7 GB: it is deleted after its run
 unless ``--keep``), then ``mirrorwatch replay -k none --eve-types alert`` runs
-it in a child process with the flood rule, default settings.  Measured: peak
+it in a child process with the flood rule, default settings (or those
+given with ``--set``, e.g. ``--set stream.midstream=true --set
+stream.inline=true`` as ``listen`` runs: then the one-sided sessions are
+picked up and go through protocol detection).  Measured: peak
 RSS (``os.wait4``), packets/s over the replay's CPU seconds, whether the bad
 session alerted.  The same replay of the ndpi bench capture of the corpus is
 the reference for speed, and the SYN flood of the smallest size runs once more
@@ -35,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "pcaps"))
 sys.path.insert(0, str(ROOT / "bench"))
 import gen_floods  # noqa: E402
-from replay_throughput import PY, SUMMARY_RE, popen_rss  # noqa: E402
+from replay_throughput import PY, SUMMARY_RE, run_child  # noqa: E402
 
 CORPUS = Path(os.environ.get("MIRRORWATCH_CORPUS", ROOT.parent / "shared" / "corpus"))
 NDPI = CORPUS / "bench" / "ndpi-mixed-ethernet.pcap"
@@ -46,13 +50,15 @@ SYN_SPEED_MIN = 0.50  # SYN flood packets/s over the ndpi capture's
 DEFAULT_SIZES = (1_000_000, 10_000_000)
 
 
-def replay(name: str, pcap: Path, rules: Path, eve_types: str = "alert") -> dict:
-    """One ``mirrorwatch replay`` child: packets, CPU seconds, peak RSS, alerts of the bad rule."""
+def replay(name: str, pcap: Path, rules: Path, eve_types: str = "alert", overrides: tuple = ()) -> dict:
+    """One ``mirrorwatch replay`` child: packets, CPU seconds, peak RSS, alerts of the bad rule.
+    ``overrides``: KEY=VALUE settings passed on with ``--set``."""
     with tempfile.TemporaryDirectory() as tmp:
         eve = Path(tmp) / "eve.json"
+        sets = [arg for kv in overrides for arg in ("--set", kv)]
         argv = [PY, "-m", "mirrorwatch", "replay", "-k", "none", "--no-alerts", "--no-table", "--eve", str(eve),
-                "--eve-types", eve_types, "-r", str(rules), str(pcap)]
-        out, wall, code, rss = popen_rss(argv)
+                "--eve-types", eve_types, *sets, "-r", str(rules), str(pcap)]
+        out, wall, code, rss = run_child(argv)
         m = SUMMARY_RE.search(out)
         if code != 0 or not m:
             raise SystemExit(f"{name}: replay failed (exit {code}):\n{out[-3000:]}")
@@ -64,7 +70,7 @@ def replay(name: str, pcap: Path, rules: Path, eve_types: str = "alert") -> dict
             "records": records, "pps": packets / max(cpu, 1e-9)}
 
 
-def flood(kind: str, sessions: int, rules: Path, keep: bool, eve_types: str = "alert") -> dict:
+def flood(kind: str, sessions: int, rules: Path, keep: bool, eve_types: str = "alert", overrides: tuple = ()) -> dict:
     GENERATED.mkdir(parents=True, exist_ok=True)
     pcap = GENERATED / f"flood-{kind}-{sessions}.pcap"
     if not pcap.exists():
@@ -74,7 +80,7 @@ def flood(kind: str, sessions: int, rules: Path, keep: bool, eve_types: str = "a
               flush=True)
     label = f"{kind} {sessions:,}" + (f" ({eve_types})" if eve_types != "alert" else "")
     try:
-        r = replay(label, pcap, rules, eve_types)
+        r = replay(label, pcap, rules, eve_types, overrides)
     finally:
         if not keep and sessions > min(DEFAULT_SIZES):
             pcap.unlink(missing_ok=True)
@@ -122,7 +128,10 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)), help="sessions per flood, comma-separated")
     ap.add_argument("--kinds", default=",".join(gen_floods.KINDS), help="floods to run, comma-separated")
     ap.add_argument("--keep", action="store_true", help="keep the large generated captures")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a setting for every replay (repeatable), e.g. stream.midstream=true")
     a = ap.parse_args(argv)
+    overrides = tuple(a.set)
     sizes = sorted(int(s) for s in a.sizes.split(","))
     kinds = [k for k in a.kinds.split(",") if k]
     with tempfile.TemporaryDirectory() as tmp:
@@ -130,12 +139,12 @@ def main(argv=None) -> int:
         rules.write_text(gen_floods.BAD_RULE)
         if not NDPI.exists():
             raise SystemExit(f"{NDPI}: the ndpi bench capture is needed as the speed reference")
-        ndpi = replay("ndpi bench capture", NDPI, rules)
+        ndpi = replay("ndpi bench capture", NDPI, rules, overrides=overrides)
         print(f"reference: ndpi bench capture {ndpi['pps']:,.0f} pkt/s (CPU), peak RSS {ndpi['rss'] / 2**20:,.0f} MiB",
               flush=True)
-        runs = [flood(kind, n, rules, a.keep) for kind in kinds for n in sizes]
+        runs = [flood(kind, n, rules, a.keep, overrides=overrides) for kind in kinds for n in sizes]
         if "syn" in kinds:
-            runs.append(flood("syn", sizes[0], rules, a.keep, eve_types="alert,flow"))
+            runs.append(flood("syn", sizes[0], rules, a.keep, eve_types="alert,flow", overrides=overrides))
     print("\n<!-- floods.py markdown -->")
     print(markdown(runs, ndpi))
     print()

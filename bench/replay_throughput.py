@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the tree this bench is in (its children run there too), not an installed one
 PY = os.environ.get("PY", sys.executable)
 CORPUS = Path(os.environ.get("MIRRORWATCH_CORPUS", ROOT.parent / "shared" / "corpus"))
 NDPI = CORPUS / "bench" / "ndpi-mixed-ethernet.pcap"
@@ -104,13 +105,18 @@ pcapy.open_offline(sys.argv[1]).loop(0, cb)
 print(f"MINIMAL packets={n[0]} bytes={n[1]} cpu={time.process_time() - c:.6f}")
 """
 
-# CPU time per packet in each room's entry point (Engine.process over frames held in memory): each
-# room object is replaced by a proxy that times its entry point (the compiled records cannot be
-# patched); the cost of the proxy itself is measured on a no-op and subtracted.
+# CPU time per packet in each room (Engine.process over frames held in memory).  The rooms kept as
+# Python objects (flows, detect, application layer, killer) get their entry points wrapped on the
+# instance; a wrapped call's time is its own minus the wrapped calls it makes (the flows room calls
+# the application layer through the stream observers, and detect's stream hook), less the cost of
+# the wrapper itself (measured on a no-op).  The decoder is a typed C field of the compiled engine
+# (a C call, no wrapper possible): it is timed on its own over the same frames, which is the same
+# work, and taken out of what is left (the engine's glue).
 ROOMS = r"""
 import sys, time
 import mirrorwatch
 from mirrorwatch.sources.pcapfile import PcapFiles
+from mirrorwatch.core.decode.decoder import Decoder
 from mirrorwatch.core.engine import Engine
 from mirrorwatch.core.kill import Killer
 from mirrorwatch.cli.pipeline import load_ruleset, tune_gc
@@ -125,16 +131,22 @@ eng = Engine(s, load_ruleset([sys.argv[2]], s), killer=Killer(settings=s))  # as
 tune_gc()
 pt = time.process_time
 acc = {}
-class Timed:
-    def __init__(self, obj, name, label):
+stack = [0.0]  # time of the wrapped calls made inside the current one
+def wrap(obj, names, label):
+    a = acc.setdefault(label, [0.0, 0])
+    for name in names:
         f = getattr(obj, name)
-        a = acc[label] = [0.0, 0]
-        def w(*args):
-            t = pt(); r = f(*args); a[0] += pt() - t; a[1] += 1; return r
-        self._o = obj
-        setattr(self, name, w)
-    def __getattr__(self, k):
-        return getattr(self._o, k)
+        def w(*args, f=f):
+            stack.append(0.0)
+            t = pt()
+            r = f(*args)
+            el = pt() - t
+            inner = stack.pop()
+            a[0] += el - inner
+            a[1] += 1
+            stack[-1] += el
+            return r
+        setattr(obj, name, w)
 class Noop:
     def f(self, *args):
         return None
@@ -143,28 +155,37 @@ t = pt()
 for _ in range(N):
     probe.f(1, 2, 3)
 bare = pt() - t
-probe = Timed(probe, "f", "_probe")
+wrap(probe, ["f"], "_probe")
 t = pt()
 for _ in range(N):
     probe.f(1, 2, 3)
-over_total = max(pt() - t - bare, 0.0) / N  # what one timed call adds to the whole loop
-over = acc.pop("_probe")[0] / N  # what a timed call adds to its own measured interval
-eng.decoder = Timed(eng.decoder, "decode", "decode")
-eng.flows = Timed(eng.flows, "process", "flows + reassembly")
-eng.detector = Timed(eng.detector, "inspect_unguarded", "detect")  # what Engine.process calls
-eng.killer = Timed(eng.killer, "on_packet", "kill decisions")
+over_total = max(pt() - t - bare, 0.0) / N  # what one wrapped call adds to the whole loop
+over = acc.pop("_probe")[0] / N  # what a wrapped call adds to its own measured interval
+wrap(eng.flows, ["process"], "flows + reassembly")
+wrap(eng.detector, ["inspect_unguarded", "inspect", "flow_end", "on_new_stream"], "detect")
+wrap(eng.applayer, ["stream_data", "stream_gap", "stream_end", "udp", "logged", "flow_end", "on_new_stream"],
+     "application layer")
+wrap(eng.killer, ["on_packet", "own_frame"], "kill decisions")
 t = pt()
 for ts, lt, fr, wl in frames:
     eng.process(ts, lt, fr, wl)
+eng.finish()
 total = pt() - t
+dec = Decoder(s)
+t = pt()
+for i, (ts, lt, fr, wl) in enumerate(frames):
+    dec.decode(ts, lt, fr, i + 1)
+decode = pt() - t
 n = len(frames)
-rooms = 0.0
-for label, (sec, calls) in acc.items():
-    net = max(sec - calls * over, 0.0)
+calls = sum(c for _, c in acc.values())
+net_total = max(total - calls * over_total, 0.0)
+print(f"ROOM decode|{decode / n * 1e6:.2f}")
+rooms = decode
+for label, (sec, c) in acc.items():
+    net = max(sec - c * over, 0.0)
     rooms += net
     print(f"ROOM {label}|{net / n * 1e6:.2f}")
-net_total = max(total - sum(c for _, c in acc.values()) * over_total, rooms)
-print(f"ROOM engine glue (and the application layer it calls)|{(net_total - rooms) / n * 1e6:.2f}")
+print(f"ROOM engine glue|{max(net_total - rooms, 0.0) / n * 1e6:.2f}")
 print(f"ROOM total engine.process|{net_total / n * 1e6:.2f}")
 print(f"BUILD {'compiled' if all(mirrorwatch.compiled().values()) else 'interpreted'}")
 """
@@ -220,9 +241,20 @@ def measure_script(name: str, script: str, tag: str, pcap: Path) -> dict:
             "rss": rss, "alerts": None}
 
 
+def check_compiled(build: str) -> None:
+    """A compiled run must run compiled: in a shared checkout an edit can make the build stale mid-run."""
+    import mirrorwatch
+
+    reason = mirrorwatch.pure_reason() if build == "compiled" else None
+    if reason is not None:
+        raise SystemExit(f"the compiled build went stale during the benchmark ({reason}): rebuild and run again")
+
+
 def measure_replay(pcap: Path, rules: Path, build: str) -> dict:
     argv = [PY, "-m", "mirrorwatch", "replay", "--no-alerts", "--no-table", "--rules", str(rules), str(pcap)]
+    check_compiled(build)
     out, wall, code, rss = run_child(argv, dict(os.environ, MIRRORWATCH_PURE=BUILDS[build]))
+    check_compiled(build)
     m = SUMMARY_RE.search(out)
     if code != 0 or not m:
         raise SystemExit(f"replay of {pcap.name} with {rules} ({build}) failed (exit {code}):\n{out[-3000:]}")
@@ -309,6 +341,7 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-et", action="store_true", help="skip the ET Open runs")
     ap.add_argument("--skip-1m", action="store_true", help="skip the generated 1M-packet capture")
     ap.add_argument("--room-packets", type=int, default=100_000, help="packets for the per-room breakdown")
+    ap.add_argument("--rooms-only", action="store_true", help="only the per-room breakdown (no whole-process runs)")
     a = ap.parse_args(argv)
     import mirrorwatch
 
@@ -328,7 +361,7 @@ def main(argv=None) -> int:
         captures.append(("bench-1m", BENCH_1M, {"bundled": BUNDLED, **et}))
     md = [f"Machine: {machine}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}."]
     rows_all = []
-    for label, pcap, rulesets in captures:
+    for label, pcap, rulesets in [] if a.rooms_only else captures:
         if not pcap.exists():
             print(f"({pcap} not found; skipped)")
             continue
@@ -336,12 +369,18 @@ def main(argv=None) -> int:
         rows_all += rows
         md += ["", f"`{pcap.name}` ({rows[0]['packets']:,} packets, {rows[0]['bytes'] / 1e6:,.0f} MB), median of "
                    f"{a.repeat} alternated runs:", ""] + table_lines(rows)
-    rooms = {b: measure_rooms(NDPI, BUNDLED, a.room_packets, b) for b in builds}
+        print("\n".join(table_lines(rows) + checks(rows)), flush=True)  # as soon as known: a later run may fail
+    runs: dict[str, list] = {b: [] for b in builds}
+    for i in range(a.repeat):  # alternated, as the whole-process runs
+        for b in builds:
+            print(f"  [rooms {i + 1}/{a.repeat}] {b}", flush=True)
+            runs[b].append(measure_rooms(NDPI, BUNDLED, a.room_packets, b))
     md += ["", f"Where the time goes (ndpi capture, first {a.room_packets:,} packets held in memory, bundled "
-               "signatures, CPU µs per packet):", "", "| part | " + " | ".join(builds) + " |",
-           "| --- |" + " ---: |" * len(builds)]
-    for i, (label, _) in enumerate(rooms[builds[0]]):
-        md.append(f"| {label} | " + " | ".join(f"{rooms[b][i][1]:.2f}" for b in builds) + " |")
+               f"signatures, end of capture included; CPU µs per packet, median of {a.repeat}):", "",
+           "| part | " + " | ".join(builds) + " |", "| --- |" + " ---: |" * len(builds)]
+    for i, (label, _) in enumerate(runs[builds[0]][0]):
+        md.append(f"| {label} | " + " | ".join(f"{statistics.median(r[i][1] for r in runs[b]):.2f}" for b in builds)
+                  + " |")
     md += [""] + [f"- {c}" for c in checks(rows_all)]
     print("\n<!-- replay_throughput.py markdown -->\n" + "\n".join(md))
     return 0

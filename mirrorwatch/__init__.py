@@ -41,6 +41,7 @@ COMPILED = (
     "mirrorwatch.core.decode.ipv6",
     "mirrorwatch.core.decode.tcp",
     "mirrorwatch.core.decode.udp",
+    "mirrorwatch.core.decode.flowshare",
     "mirrorwatch.core.reassembly.context",
     "mirrorwatch.core.reassembly.overlap",
     "mirrorwatch.core.reassembly.stream",
@@ -90,8 +91,9 @@ def built() -> dict[str, bool]:
     return {name: _built_mtime(name) is not None for name in COMPILED}
 
 
-def _pure_reason() -> str | None:
-    """Why the interpreted build must run, or None when every compiled module is there and current."""
+def pure_reason() -> str | None:
+    """Why the interpreted build must run, or None when every compiled module is there and current
+    (judged now: ``PURE_REASON`` is this at import; a benchmark checks it again between runs)."""
     if pure_requested():
         return f"{PURE_ENV} is set"
     for name in COMPILED:
@@ -130,7 +132,7 @@ class _Interpreted:
             finder.invalidate_caches()
 
 
-PURE_REASON = _pure_reason()
+PURE_REASON = pure_reason()
 if PURE_REASON is not None and _Interpreted not in sys.meta_path:
     sys.meta_path.insert(0, _Interpreted)
 

@@ -13,8 +13,12 @@ translated onto that command line:
 - ``config_overrides`` (the keys of the case's ``suricata.yaml``): each
   becomes ``--set KEY=VALUE`` under Suricata's key name (lists as
   ``[a, b]``); an empty list sets nothing and ``include`` (the case's yaml
-  includes Suricata's default one) changes nothing: both are noted, and so
-  is an ``env`` of the case's ``test.yaml`` (Suricata's environment).
+  includes Suricata's default one) changes nothing: both are noted;
+- Suricata's defaults where mirrorwatch's differ (``SURICATA_DEFAULTS``: the
+  cases are judged against Suricata 8+, which logs DNS records in version 3)
+  come first, so the case's own options override them; of the case's ``env``,
+  the variables Suricata reads into a setting (``ENV_SETTINGS``) become that
+  ``--set``, the others are noted.
 
 EVE is written with every event type (the CLI's default) and with Suricata's alert fields
 (``--eve-payload``: payload, payload_printable, packet, packet_info), and a
@@ -89,10 +93,21 @@ def _setting_value(v) -> str:
     return str(v)
 
 
-def cli_args(case: dict) -> tuple[list[str], list[str]]:
-    """(the ``mirrorwatch replay`` options translated from the case's Suricata options, notes)."""
-    argv: list[str] = []
+# Suricata 8+'s defaults where mirrorwatch's own differ (mirrorwatch keeps DNS records in version 2)
+SURICATA_DEFAULTS = {"eve-log.dns.version": "3"}
+# environment variables Suricata reads into a setting when its configuration gives none
+ENV_SETTINGS = {"SURICATA_EVE_DNS_VERSION": "eve-log.dns.version"}
+
+
+def cli_args(case: dict, env: dict | None = None) -> tuple[list[str], list[str]]:
+    """(the ``mirrorwatch replay`` options translated from the case's Suricata options and environment, notes)."""
+    argv: list[str] = [t for key, value in SURICATA_DEFAULTS.items() for t in ("--set", f"{key}={value}")]
     notes: list[str] = []
+    for name, value in (env or {}).items():
+        if name in ENV_SETTINGS:
+            argv += ["--set", f"{ENV_SETTINGS[name]}={value}"]
+        else:
+            notes.append(f"env {name}={value} not applied (Suricata's environment)")
     tokens = [t for a in case.get("suricata_args") or [] for t in a.split()]
     i = 0
     while i < len(tokens):
@@ -167,10 +182,10 @@ def run_replay(case: dict, argv: list[str], out: Path) -> tuple[int | None, str]
 def why_unmatched(match: dict, records: list[dict]) -> str:
     """Why too few records match: an event type or field mirrorwatch's EVE never has, else how the
     closest record of that event type differs; '' when there is no such record."""
-    from mirrorwatch.sinks.eve import DEFAULT_TYPES  # every event type mirrorwatch writes (the CLI's default)
+    from mirrorwatch.sinks.eve import EVENT_TYPES  # every event type mirrorwatch writes
 
     etype = match.get("event_type")
-    if etype is not None and etype not in DEFAULT_TYPES:
+    if etype is not None and etype not in EVENT_TYPES:
         return f"mirrorwatch writes no '{etype}' events"
     pool = [r for r in records if etype is None or r.get("event_type") == etype]
     if not pool:
@@ -272,7 +287,8 @@ def judge(case: dict) -> dict:
     """Run one case and judge every check of its test.yaml."""
     t0 = time.perf_counter()
     res = {"name": case["name"], "tier": case["tier"], "ok": False, "reasons": [], "notes": [], "checks": 0}
-    argv, res["notes"] = cli_args(case)
+    spec = load_test_yaml(case)
+    argv, res["notes"] = cli_args(case, spec.get("env"))
     with tempfile.TemporaryDirectory(prefix="mw-sv-") as tmp:
         out = Path(tmp)
         code, stderr = run_replay(case, argv, out)
@@ -288,9 +304,6 @@ def judge(case: dict) -> dict:
             return res
         records = _read_json_lines(out / "eve.json")
         res["counts"] = _alert_counts(records)
-        spec = load_test_yaml(case)
-        res["notes"] += [f"env {k}={v} not applied (Suricata's environment)"
-                         for k, v in (spec.get("env") or {}).items()]
         judge_checks(spec.get("checks") or [], out, records, res)
     res["ok"] = not res["reasons"]
     res["seconds"] = round(time.perf_counter() - t0, 3)

@@ -132,8 +132,8 @@ def test_first_decided_direction_wins():
 
 def test_udp_dns_on_its_port():
     query = bytes(DNS(id=3, rd=1, qd=[DNSQR(qname="example.org")]))
-    assert probe_udp(query, 40000, 53) == "dns"
-    assert probe_udp(query, 53, 40000) == "dns"
+    assert probe_udp(query, 40000, 53)[0] == "dns"
+    assert probe_udp(query, 53, 40000)[0] == "dns"
     assert probe_udp(query, 40000, 5353) is None
     ntp = b"\x23" + b"\x00" * 47
     assert probe_udp(ntp, 40000, 53) is None

@@ -1,4 +1,4 @@
-"""DNS over UDP and TCP: wire format, pairing, EVE v2, and tshark on real captures.
+"""DNS over UDP and TCP: wire format, one transaction per message, EVE v3 and v2, and tshark on real captures.
 
 Messages for the unit tests are built with scapy's DNS encoder (an independent
 implementation). The corpus tests compare every DNS message of the captures
@@ -24,12 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.layers.dns import DNS, DNSQR, DNSRR, DNSRRSOA
 
-from mirrorwatch.core.applayer.dns import (
-    DnsTcpState,
-    DnsUdpState,
-    eve_record,
-    rrtype_name,
-)
+from mirrorwatch.core.applayer.dns import DnsTcpState, DnsUdpState
 from mirrorwatch.core.applayer.dns_wire import (
     MAX_NAME_LEN,
     NAME_INFINITE_LOOP,
@@ -38,6 +33,7 @@ from mirrorwatch.core.applayer.dns_wire import (
     parse_message,
     parse_name,
 )
+from mirrorwatch.sinks.eve_dns import alert_object, event_objects, rrtype_name
 
 
 def query(dns_id=7, name="www.example.com", qtype="A", **kw) -> bytes:
@@ -53,22 +49,26 @@ def tcp_framed(*messages: bytes) -> bytes:
     return b"".join(struct.pack("!H", len(m)) + m for m in messages)
 
 
-# --- pairing and transactions -----------------------------------------------------
+# --- transactions: one per message (Suricata 8 and later) ----------------------------
 
-def test_query_and_response_pair_by_id():
+def test_each_message_is_a_transaction_complete_at_once():
     state = DnsUdpState()
-    tx = state.parse(TO_SERVER, query(dns_id=1))
-    assert state.parse(TO_SERVER, query(dns_id=2, name="b.example")) is not tx
-    assert (tx.progress_ts, tx.progress_tc) == (4, 0)
+    first = state.parse(TO_SERVER, query(dns_id=1))
+    second = state.parse(TO_SERVER, query(dns_id=2, name="b.example"))
+    assert (first.tx_id, second.tx_id) == (0, 1)
+    assert (first.progress_ts, first.progress_tc) == (4, 4)
     answer = DNSRR(rrname="www.example.com", type="A", ttl=30, rdata="192.0.2.1")
-    assert state.parse(TO_CLIENT, response(dns_id=1, answers=[answer])) is tx
-    assert [(q.rrname, q.rrtype) for q in tx.queries] == [(b"www.example.com", 1)]
-    assert [(a.rrname, a.rrtype, a.ttl, a.rdata) for a in tx.answers] == [
+    reply = state.parse(TO_CLIENT, response(dns_id=1, answers=[answer]))
+    assert reply.tx_id == 2 and reply.request is None and reply.queries == ()
+    assert [(q.rrname, q.rrtype) for q in first.queries] == [(b"www.example.com", 1)]
+    assert first.answers == () and first.rcode is None and not first.qr
+    assert [(a.rrname, a.rrtype, a.ttl, a.rdata) for a in reply.answers] == [
         (b"www.example.com", 1, 30, "192.0.2.1")]
-    assert (tx.tx_id, tx.dns_id, tx.qr, tx.rcode, tx.opcode) == (0, 1, True, 0, 0)
-    assert [t.tx_id for t in state.updated()] == [0, 1]
-    assert state.pop_done() == [tx]
-    assert [t.tx_id for t in state.txs] == [1]
+    assert (reply.dns_id, reply.qr, reply.rcode, reply.opcode) == (1, True, 0, 0)
+    assert state.pop_done() == []  # not handed out yet: detection inspects them first
+    assert [t.tx_id for t in state.updated()] == [0, 1, 2]
+    assert state.pop_done() == [first, second, reply]
+    assert state.txs == [] and state.memuse == 0
 
 
 def test_unmatched_response_is_its_own_transaction():
@@ -76,17 +76,6 @@ def test_unmatched_response_is_its_own_transaction():
     tx = state.parse(TO_CLIENT, response(dns_id=9, rcode=3))
     assert tx.request is None and tx.queries == () and tx.rcode == 3
     assert (tx.progress_ts, tx.progress_tc) == (4, 4)
-
-
-def test_pending_queries_are_bounded():
-    state = DnsUdpState(max_pending=2)
-    first = state.parse(TO_SERVER, query(dns_id=1))
-    state.parse(TO_SERVER, query(dns_id=2))
-    state.parse(TO_SERVER, query(dns_id=3))
-    assert state.stats.unanswered == 1 and first.progress_tc == 4 and first.response is None
-    assert state.parse(TO_CLIENT, response(dns_id=1)).request is None
-    state.close()
-    assert state.stats.unanswered == 3
 
 
 def test_response_in_the_query_direction_is_refused():
@@ -154,42 +143,70 @@ def test_long_name_is_truncated_and_flagged():
     msg = parse_message(header + labels + b"\x00\x00\x01\x00\x01")
     assert msg is not None and msg.queries[0].truncated
     assert len(msg.queries[0].rrname) == MAX_NAME_LEN
-    state = DnsUdpState()
-    record = eve_record(state.parse(TO_SERVER, header + labels + b"\x00\x00\x01\x00\x01"), TO_SERVER)
-    assert record["rrname_truncated"] is True
+    tx = DnsUdpState().parse(TO_SERVER, header + labels + b"\x00\x00\x01\x00\x01")
+    assert event_objects(tx, 2)[0]["rrname_truncated"] is True
+    assert event_objects(tx, 3)[0]["queries"][0]["rrname_truncated"] is True
 
 
 # --- EVE ----------------------------------------------------------------------
 
-def test_eve_v2_query_and_answer():
+def _answered():
+    """A query and its response with CNAME, A, TXT, AAAA answers and an SOA authority."""
     state = DnsUdpState()
-    state.parse(TO_SERVER, query(dns_id=7))
+    request = state.parse(TO_SERVER, query(dns_id=7))
     answers = [DNSRR(rrname="www.example.com", type="CNAME", ttl=60, rdata="example.com"),
                DNSRR(rrname="example.com", type="A", ttl=30, rdata="1.2.3.4"),
                DNSRR(rrname="example.com", type="TXT", ttl=5, rdata=[b"a", b"bc"]),
                DNSRR(rrname="example.com", type="AAAA", ttl=5, rdata="2001:db8::1")]
     soa = DNSRRSOA(rrname="example.com", ttl=9, mname="ns.example.com", rname="h.example.com",
                    serial=1, refresh=2, retry=3, expire=4, minimum=5)
-    tx = state.parse(TO_CLIENT, response(dns_id=7, answers=answers, authorities=[soa]))
-    assert eve_record(tx, TO_SERVER) == {
+    return request, state.parse(TO_CLIENT, response(dns_id=7, answers=answers, authorities=[soa]))
+
+
+AAAA = "2001:0db8:0000:0000:0000:0000:0000:0001"
+DETAILED = [
+    {"rrname": "www.example.com", "rrtype": "CNAME", "ttl": 60, "rdata": "example.com"},
+    {"rrname": "example.com", "rrtype": "A", "ttl": 30, "rdata": "1.2.3.4"},
+    {"rrname": "example.com", "rrtype": "TXT", "ttl": 5, "rdata": "a"},
+    {"rrname": "example.com", "rrtype": "TXT", "ttl": 5, "rdata": "bc"},
+    {"rrname": "example.com", "rrtype": "AAAA", "ttl": 5, "rdata": AAAA}]
+GROUPED = {"CNAME": ["example.com"], "A": ["1.2.3.4"], "TXT": ["a", "bc"], "AAAA": [AAAA]}
+AUTHORITIES = [{"rrname": "example.com", "rrtype": "SOA", "ttl": 9, "soa": {
+    "mname": "ns.example.com", "rname": "h.example.com", "serial": 1, "refresh": 2,
+    "retry": 3, "expire": 4, "minimum": 5}}]
+
+
+def test_eve_v3_request_and_response():
+    request, reply = _answered()
+    assert event_objects(request, 3) == [{
+        "version": 3, "type": "request", "tx_id": 0, "id": 7, "flags": "100", "rd": True,
+        "opcode": 0, "rcode": "NOERROR", "queries": [{"rrname": "www.example.com", "rrtype": "A"}]}]
+    assert event_objects(reply, 3) == [{
+        "version": 3, "type": "response", "tx_id": 1, "id": 7, "flags": "8180", "qr": True,
+        "rd": True, "ra": True, "opcode": 0, "rcode": "NOERROR",
+        "queries": [{"rrname": "www.example.com", "rrtype": "A"}],
+        "answers": DETAILED, "grouped": GROUPED, "authorities": AUTHORITIES}]
+    # an alert carries the same object with detailed answers only (AlertJsonDns)
+    assert alert_object(reply) == {k: v for k, v in event_objects(reply, 3)[0].items() if k != "grouped"}
+
+
+def test_eve_v2_query_and_answer():
+    request, reply = _answered()
+    assert event_objects(request, 2) == [{
         "version": 2, "type": "query", "id": 7, "rrname": "www.example.com", "rrtype": "A",
-        "tx_id": 0, "opcode": 0}
-    assert eve_record(tx, TO_SERVER, index=1) is None
-    aaaa = "2001:0db8:0000:0000:0000:0000:0000:0001"
-    assert eve_record(tx, TO_CLIENT) == {
+        "tx_id": 0, "opcode": 0}]
+    assert event_objects(reply, 2) == [{
         "version": 2, "type": "answer", "id": 7, "flags": "8180", "qr": True, "rd": True,
         "ra": True, "opcode": 0, "rrname": "www.example.com", "rrtype": "A", "rcode": "NOERROR",
-        "answers": [
-            {"rrname": "www.example.com", "rrtype": "CNAME", "ttl": 60, "rdata": "example.com"},
-            {"rrname": "example.com", "rrtype": "A", "ttl": 30, "rdata": "1.2.3.4"},
-            {"rrname": "example.com", "rrtype": "TXT", "ttl": 5, "rdata": "a"},
-            {"rrname": "example.com", "rrtype": "TXT", "ttl": 5, "rdata": "bc"},
-            {"rrname": "example.com", "rrtype": "AAAA", "ttl": 5, "rdata": aaaa}],
-        "grouped": {"CNAME": ["example.com"], "A": ["1.2.3.4"], "TXT": ["a", "bc"],
-                    "AAAA": [aaaa]},
-        "authorities": [{"rrname": "example.com", "rrtype": "SOA", "ttl": 9, "soa": {
-            "mname": "ns.example.com", "rname": "h.example.com", "serial": 1, "refresh": 2,
-            "retry": 3, "expire": 4, "minimum": 5}}]}
+        "answers": DETAILED, "grouped": GROUPED, "authorities": AUTHORITIES}]
+
+
+def test_eve_v2_one_query_record_per_question():
+    tx = DnsUdpState().parse(TO_SERVER, bytes(DNS(id=4, qd=[DNSQR(qname="a.example"),
+                                                            DNSQR(qname="b.example", qtype="AAAA")])))
+    assert [(r["rrname"], r["rrtype"], r["tx_id"]) for r in event_objects(tx, 2)] == [
+        ("a.example", "A", 0), ("b.example", "AAAA", 0)]
+    assert len(event_objects(tx, 3)) == 1 and len(event_objects(tx, 3)[0]["queries"]) == 2
 
 
 def test_eve_names_of_types_and_rcodes():
@@ -197,7 +214,7 @@ def test_eve_names_of_types_and_rcodes():
         "A", "AAAA", "CNAME", "PTR", "MX", "NS", "TXT", "SOA", "SRV", "HTTPS", "ND", "NSAPPT",
         "CDSNKEY", "4242"]
     state = DnsUdpState()
-    record = eve_record(state.parse(TO_CLIENT, response(dns_id=3, rcode=3)), TO_CLIENT)
+    [record] = event_objects(state.parse(TO_CLIENT, response(dns_id=3, rcode=3)), 3)
     assert record["rcode"] == "NXDOMAIN" and "answers" not in record and "grouped" not in record
 
 
@@ -205,7 +222,8 @@ def test_response_without_question_is_not_logged():
     state = DnsUdpState()
     tx = state.parse(TO_CLIENT, bytes(DNS(id=5, qr=1, qd=[], an=[
         DNSRR(rrname="a.example", type="A", rdata="192.0.2.9")])))
-    assert tx.answers and eve_record(tx, TO_CLIENT) is None
+    assert tx.answers and event_objects(tx, 3) == [] and event_objects(tx, 2) == []
+    assert alert_object(tx)["answers"][0]["rdata"] == "192.0.2.9"  # an alert shows it all
 
 
 # --- TCP framing ---------------------------------------------------------------
@@ -217,7 +235,8 @@ def test_tcp_messages_in_one_segment_and_across_segments():
     assert not state.txs
     state.feed(TO_SERVER, stream[3:])
     state.feed(TO_CLIENT, tcp_framed(response(dns_id=2, name="b.example"), response(dns_id=1)))
-    assert [(tx.dns_id, tx.response is not None) for tx in state.txs] == [(1, True), (2, True)]
+    assert [(tx.tx_id, tx.dns_id, tx.response is not None) for tx in state.txs] == [
+        (0, 1, False), (1, 2, False), (2, 2, True), (3, 1, True)]
 
 
 def test_tcp_zero_length_and_oversized_messages():
@@ -238,12 +257,12 @@ def test_tcp_gap_resynchronises_on_a_message_start():
     assert [tx.dns_id for tx in state.txs] == [2] and state.stats.gaps == 1
 
 
-def test_tcp_close_counts_a_cut_message_and_ends_waiting_queries():
+def test_tcp_close_counts_a_cut_message():
     state = DnsTcpState()
     state.feed(TO_SERVER, tcp_framed(query(dns_id=1)) + b"\x00\x30\x01")
     state.close(TO_SERVER)
     state.close(TO_CLIENT)
-    assert state.stats.parse_errors == 1 and state.stats.unanswered == 1
+    assert state.stats.parse_errors == 1 and [tx.dns_id for tx in state.txs] == [1]
 
 
 # --- properties --------------------------------------------------------------------
@@ -283,7 +302,7 @@ def test_random_bytes_never_raise(blob, sizes):
     for direction in (TO_SERVER, TO_CLIENT):
         tx = udp.parse(direction, blob)
         if tx is not None:
-            eve_record(tx, direction)
+            _render(tx)
     tcp = DnsTcpState()
     pos = 0
     for size in sizes + [len(blob)]:
@@ -294,8 +313,14 @@ def test_random_bytes_never_raise(blob, sizes):
     tcp.close(TO_SERVER)
     tcp.close(TO_CLIENT)
     for tx in tcp.txs:
-        eve_record(tx, TO_SERVER)
-        eve_record(tx, TO_CLIENT)
+        _render(tx)
+
+
+def _render(tx) -> None:
+    for version in (2, 3):
+        for record in event_objects(tx, version):
+            assert record["version"] == version
+    assert alert_object(tx)["tx_id"] == tx.tx_id
 
 
 # --- real captures against tshark ----------------------------------------------------
@@ -348,35 +373,36 @@ def test_tcp_queries_match_tshark():
     assert compared, "no DNS over TCP in the corpus"
 
 
-def _eve_dns_v2_case(spec: dict) -> bool:
-    return str((spec.get("env") or {}).get("SURICATA_EVE_DNS_VERSION")) == "2"
+def _eve_dns_version(spec: dict) -> int:
+    """The EVE dns version a suricata-verify case asks for (Suricata 8 and later: 3 unless set)."""
+    return int((spec.get("env") or {}).get("SURICATA_EVE_DNS_VERSION", 3))
 
 
-def _eve_records(pcap) -> list[dict]:
-    """Our EVE dns records for the UDP and TCP port-53 traffic of ``pcap``."""
+def _eve_records(pcap, version: int) -> list[dict]:
+    """Our EVE dns records for the UDP port-53 traffic of ``pcap`` (one parser per flow)."""
     from applayer_corpus import udp_payloads
-    state = DnsUdpState()
+    states: dict[tuple[int, int], DnsUdpState] = {}
     records = []
     for frame, sport, dport, payload in udp_payloads(pcap, "udp.port == 53"):
         direction = TO_SERVER if dport == 53 else TO_CLIENT
-        tx = state.parse(direction, payload)
-        for index in range(len(tx.queries) if direction == TO_SERVER and tx else 1):
-            record = eve_record(tx, direction, index) if tx else None
-            if record is not None:
-                records.append({"event_type": "dns", "pcap_cnt": frame, "proto": "UDP",
-                                "src_port": sport, "dest_port": dport, "dns": record})
+        ports = (sport, dport) if direction == TO_SERVER else (dport, sport)
+        tx = states.setdefault(ports, DnsUdpState()).parse(direction, payload)
+        for record in event_objects(tx, version) if tx else ():
+            records.append({"event_type": "dns", "pcap_cnt": frame, "proto": "UDP",
+                            "src_port": ports[0], "dest_port": ports[1], "dns": record})
     return records
 
 
 @pytest.mark.slow
-def test_suricata_verify_dns_v2_expectations():
-    """Each dns filter check of the suricata-verify cases that ask for EVE dns version 2."""
+@pytest.mark.parametrize("version", [2, 3])
+def test_suricata_verify_dns_expectations(version):
+    """Each dns filter check of the suricata-verify cases, in the EVE dns version each asks for."""
     from applayer_corpus import record_matches, sv_filter_checks
-    cases = sv_filter_checks("dns", _eve_dns_v2_case)
+    cases = sv_filter_checks("dns", lambda spec: _eve_dns_version(spec) == version)
     if not cases:
-        pytest.skip("no suricata-verify case checks EVE dns v2 records")
+        pytest.skip(f"no suricata-verify case checks EVE dns v{version} records")
     for pcap, checks in cases:
-        records = _eve_records(pcap)
+        records = _eve_records(pcap, version)
         for check in checks:
             known = {k: v for k, v in check["match"].items() if not k.startswith(("src_ip", "dest_ip"))}
             found = sum(record_matches(r, known) for r in records)

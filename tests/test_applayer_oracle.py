@@ -55,7 +55,10 @@ def ours(pcap: Path, tmp: Path) -> Counter:
                 items[("host", rec.get("hostname"))] += 1
             if "status" in rec:
                 items[("status", str(rec["status"]))] += 1
-        elif kind == "dns" and rec.get("type") == "query":
+        elif kind == "dns" and rec.get("type") == "request":  # version 3: every question of the message
+            for query in rec.get("queries", ()):
+                items[("dns", query.get("rrname", "").lower())] += 1
+        elif kind == "dns" and rec.get("type") == "query":  # version 2 (the default): a record per question
             items[("dns", rec.get("rrname", "").lower())] += 1
         elif kind == "tls":
             if rec.get("sni"):

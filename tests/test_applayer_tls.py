@@ -52,11 +52,13 @@ def pki(tmp_path_factory) -> dict[str, Path]:
     return made
 
 
-def handshake(pki, version: ssl.TLSVersion, client_cert: bool = False) -> list[tuple[int, bytes]]:
-    """The bytes of a real OpenSSL handshake (and one request/response), in delivery order."""
+def handshake(pki, version: ssl.TLSVersion, client_cert: bool = False,
+              server_version: ssl.TLSVersion | None = None) -> list[tuple[int, bytes]]:
+    """The bytes of a real OpenSSL handshake (and one request/response), in delivery order;
+    ``server_version``: the server's highest version when it is not the client's."""
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server.load_cert_chain(pki["server"], pki["server_key"])
-    server.maximum_version = version
+    server.maximum_version = server_version or version
     server.set_alpn_protocols(["h2"])
     client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     client.check_hostname = False

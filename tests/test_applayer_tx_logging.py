@@ -1,5 +1,6 @@
 """When a transaction's EVE record comes out: once the transaction is complete and detect has
-inspected it (Suricata logs a DNS transaction on its answer), whatever rules are loaded."""
+inspected it, whatever rules are loaded.  A DNS message is a transaction complete on its own
+packet (Suricata 8 and later), so the query is logged on the query and the answer on the answer."""
 
 from __future__ import annotations
 
@@ -20,20 +21,15 @@ DNS_RULE = 'alert dns any any -> any any (msg:"q"; dns.query; content:"evil"; si
 HTTP_RULE = 'alert http any any -> any any (msg:"u"; http.uri; content:"/x"; sid:2;)'
 
 
-def logged_on_answer(rules: str) -> list:
-    """The AppTx events the answer packet brings (the query came first)."""
+def logged_per_packet(rules: str) -> list:
+    """(proto, tx_id, pcap_cnt, type of message) of the AppTx events each packet brings."""
     s = Settings({})
     eng = Engine(s, rules_of(rules, s) if rules else [], checksum_mode="none")
-    eng.process(1.0, 1, bytes(QUERY))
-    return [e for e in eng.process(1.1, 1, bytes(ANSWER)) if isinstance(e, AppTx)]
+    return [[(e.proto, e.tx.tx_id, e.pcap_cnt, e.tx.request is not None)
+             for e in eng.process(ts, 1, bytes(pkt)) if isinstance(e, AppTx)]
+            for ts, pkt in ((1.0, QUERY), (1.1, ANSWER))]
 
 
-def test_a_dns_transaction_is_logged_on_its_answer_without_app_rules():
-    got = logged_on_answer("")
-    assert [(e.proto, e.tx.tx_id) for e in got] == [("dns", 0)]
-
-
-@pytest.mark.parametrize("rules", [DNS_RULE, HTTP_RULE], ids=["dns-rule", "http-rule-only"])
-def test_a_dns_transaction_is_logged_on_its_answer_with_app_rules(rules):
-    got = logged_on_answer(rules)
-    assert [(e.proto, e.tx.tx_id) for e in got] == [("dns", 0)]
+@pytest.mark.parametrize("rules", ["", DNS_RULE, HTTP_RULE], ids=["no-rules", "dns-rule", "http-rule-only"])
+def test_each_dns_message_is_logged_on_its_own_packet(rules):
+    assert logged_per_packet(rules) == [[("dns", 0, 1, True)], [("dns", 1, 2, False)]]

@@ -23,6 +23,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import mirrorwatch
 
@@ -286,3 +288,22 @@ def test_every_name_imported_from_a_compiled_module_is_there():
                     missing += [f"{py.relative_to(ROOT)}: {node.module}.{a.name}" for a in node.names
                                 if not hasattr(mod, a.name)]
     assert not missing, "imported from a compiled module that does not define it:\n" + "\n".join(missing)
+
+
+@given(data=st.binary(max_size=64), start=st.integers(-80, 80), stop=st.integers(-80, 80))
+def test_take_is_a_slice_clamped_to_the_frame(data, start, stop):
+    """``wire.take`` (compiled: a copy from the buffer's C pointer) gives what a slice of the
+    frame gives, and never reads outside it, whatever the offsets."""
+    from mirrorwatch.core.decode.wire import take
+
+    assert take(data, start, stop) == data[max(start, 0):max(stop, 0)]
+
+
+@given(data=st.binary(max_size=3000), cut=st.integers(0, 3000), kind=st.sampled_from((bytes, bytearray)))
+def test_partial_is_the_reduced_sum_in_both_builds(data, cut, kind):
+    """``checksum.partial`` returns the partial sum reduced below 0xFFFF, whichever way it is
+    summed (compiled: 32-bit words in C for bytes; interpreted, or a bytearray: CPython's ints)."""
+    from mirrorwatch.core.decode.checksum import partial
+
+    cut = min(cut, len(data))
+    assert partial(kind(data), cut, len(data)) == int.from_bytes(data[cut:], "little") % 0xFFFF

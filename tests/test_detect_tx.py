@@ -84,7 +84,8 @@ def test_transport_rules_do_not_see_app_proto_rules_on_other_protocols():
     assert alerted(events) == []
 
 
-def test_dns_query_rule_and_eve_records(tmp_path):
+@pytest.mark.parametrize("version", [2, 3])
+def test_dns_query_rule_and_eve_records(tmp_path, version):
     q = ETH() / IP(src=CLI, dst=SRV) / UDP(sport=5353, dport=53) / DNS(id=7, rd=1, qd=DNSQR(qname="evil.example.org"))
     r = ETH() / IP(src=SRV, dst=CLI) / UDP(sport=53, dport=5353) / DNS(
         id=7, qr=1, rd=1, ra=1, qd=DNSQR(qname="evil.example.org"), an=DNSRR(rrname="evil.example.org", rdata="192.0.2.9"))
@@ -92,16 +93,20 @@ def test_dns_query_rule_and_eve_records(tmp_path):
                     'sid:1;)', [q, r])
     assert alerted(events) == [1]
     out = tmp_path / "eve.json"
-    w = EveWriter(str(out))
+    w = EveWriter(str(out), dns_version=version)
     for e in events:
         w.handle(e)
     w.close()
     recs = [json.loads(line) for line in out.read_text().splitlines()]
     alert = next(r for r in recs if r["event_type"] == "alert")
-    assert alert["app_proto"] == "dns" and alert["dns"]["query"][0]["rrname"] == "evil.example.org"
-    dns_recs = [r["dns"] for r in recs if r["event_type"] == "dns"]
-    assert [d["type"] for d in dns_recs] == ["query", "answer"]
-    assert dns_recs[1]["answers"][0]["rdata"] == "192.0.2.9"
+    assert alert["app_proto"] == "dns" and alert["tx_id"] == 0
+    # an alert's dns object is the version 3 one whatever the records' version (AlertJsonDns)
+    assert alert["dns"]["type"] == "request" and alert["dns"]["queries"][0]["rrname"] == "evil.example.org"
+    dns_recs = [r for r in recs if r["event_type"] == "dns"]
+    kinds = {2: ("query", "answer"), 3: ("request", "response")}[version]
+    assert [(r["pcap_cnt"], r["dns"]["version"], r["dns"]["type"]) for r in dns_recs] == [
+        (1, version, kinds[0]), (2, version, kinds[1])]
+    assert dns_recs[1]["dns"]["answers"][0]["rdata"] == "192.0.2.9"
     flow = next(r for r in recs if r["event_type"] == "flow")
     assert flow["app_proto"] == "dns"
 

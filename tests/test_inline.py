@@ -174,12 +174,17 @@ def test_flows_past_the_depth_are_bypassed_by_the_kernel(lab, tmp_path):
 
 # -- drop and reject -------------------------------------------------------------------------
 
+def operator_rules(lab) -> list[str]:
+    """The operator's own rule in FORWARD, there before the engine's; the rule sets then."""
+    for binary in ("iptables", "ip6tables"):
+        lab.run(lab.router, binary, "-A", "FORWARD", "-p", "tcp", "--dport", "9999", "-j", "ACCEPT")
+    return rulesets(lab)
+
+
 @pytest.mark.privileged
 @pytest.mark.slow
 def test_drop_blocks_the_request_also_after_the_engine_stopped_and_exit_removes_every_rule(lab, tmp_path):
-    for binary in ("iptables", "ip6tables"):  # the operator's own rule was there first
-        lab.run(lab.router, binary, "-A", "FORWARD", "-p", "tcp", "--dport", "9999", "-j", "ACCEPT")
-    before = rulesets(lab)
+    before = operator_rules(lab)
     srv = tmp_path / "srv"
     lab.bulk_server(8080, srv)
     dump = server_capture(lab, tmp_path)

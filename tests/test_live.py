@@ -150,6 +150,8 @@ def test_listen_alerts_flows_ticks_and_clean_sigterm(lab, tmp_path):
     cap = evs[-1]["stats"]["capture"]
     assert cap["received"] > 0 and cap["drops"] == 0 and cap["queue_drops"] == 0
     assert cap["packets"] == cap["received"]
+    # capture.sched-slice (100 µs) was granted by this kernel (6.12+) to the engine and capture thread
+    assert cap["sched_slice_us"] == 100
     # not a terminal: a stats line every capture.stats-interval instead of the table
     lines = stats_lines()
     assert len(lines) >= 2 and all("pkt/s" in line and "drops 0" in line and "sessions" in line for line in lines)

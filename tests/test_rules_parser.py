@@ -28,6 +28,7 @@ from mirrorwatch.rules.model import (
     ByteTest,
     IsDataAt,
     Pcre,
+    TagSpec,
     TcpFlags,
 )
 
@@ -447,11 +448,17 @@ def test_payload_keyword_cap():
 
 
 def test_tag():
-    assert rule("tag:session,10,packets;").tag == ["session", "10", "packets"]
-    assert rule("tag:host,60,seconds,src;").tag == ["host", "60", "seconds", "src"]
-    assert rule("tag:session;").tag == ["session"]
-    assert "metric" in reason("tag:session,10,frames;")
-    assert "src or dst" in reason("tag:host,10,packets;")
+    """detect-tag.c: 256 packets and the destination host by default, packet counts cut to 256."""
+    assert rule("tag:session,10,packets;").tags == [TagSpec("session", 10, "packets", "dst")]
+    assert rule("tag:host,60,seconds,src;").tags == [TagSpec("host", 60, "seconds", "src")]
+    assert rule("tag:session;").tags == [TagSpec("session", 256, "packets", "dst")]
+    assert rule("tag:host,10,packets;").tags == [TagSpec("host", 10, "packets", "dst")]
+    assert rule("tag:host,1000,packets;").tags[0].count == 256
+    assert rule("tag:host,1000,bytes;").tags[0].count == 1000
+    assert len(rule("tag:host,2,packets,src; tag:session;").tags) == 2
+    assert "tag: expected" in reason("tag:session,10,frames;")
+    assert "tag: expected" in reason("tag:host,10;")
+    assert "tag: expected" in reason("tag:flow;")
 
 
 def test_bad_variable_value_names_the_variable():

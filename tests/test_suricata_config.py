@@ -186,3 +186,17 @@ def test_redis_eve_log_of_the_configuration(site, redis_server):
 def test_unused_keys_read_as_one_list():
     assert describe_unused(["stream.memcap", "stream.bypass", "logging", "flow.hash-size"]) == (
         "stream.{memcap,bypass}, logging, flow.hash-size")
+
+
+def test_eve_types_dns_version_and_files_are_taken(tmp_path):
+    cfg = tmp_path / "suricata.yaml"
+    cfg.write_text("%YAML 1.1\n---\noutputs:\n  - eve-log:\n      enabled: yes\n      filename: eve.json\n"
+                   "      types:\n        - alert\n        - dns:\n            version: 3\n        - files\n")
+    s = Settings()
+    assert s["eve-log.dns.version"] == "2"  # mirrorwatch's default: the query/answer records
+    run = read_config(cfg, s)
+    assert s["eve-log.dns.version"] == "3"
+    assert run.eve[0].types == ("alert", "dns", "fileinfo")  # Suricata's "files" is the fileinfo record
+    cfg.write_text(cfg.read_text().replace("version: 3", "version: 4"))
+    with pytest.raises(ConfigError, match="eve-log.dns.version: 4 is not one of 2, 3"):
+        read_config(cfg, Settings())

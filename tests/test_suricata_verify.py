@@ -61,9 +61,11 @@ def test_a_cases_suricata_options_become_the_replay_command_line():
     case = {"suricata_args": ["-k none --set stream.inline=true", "--runmode=single"],
             "config_overrides": {"packet-alert-max": 6, "host-os-policy.windows": ["0.0.0.0/0", "10.0.0.0/8"],
                                  "host-os-policy.bsd": [], "include": "default.yaml"}}
-    argv, notes = sv.cli_args(case)
-    assert argv == ["-k", "none", "--set", "stream.inline=true", "--set", "packet-alert-max=6",
+    argv, notes = sv.cli_args(case, {"SURICATA_EVE_DNS_VERSION": 2, "SC_LOG_LEVEL": "debug"})
+    assert argv == ["--set", "eve-log.dns.version=3", "--set", "eve-log.dns.version=2", "-k", "none",
+                    "--set", "stream.inline=true", "--set", "packet-alert-max=6",
                     "--set", "host-os-policy.windows=[0.0.0.0/0, 10.0.0.0/8]"]
+    assert "env SC_LOG_LEVEL=debug not applied (Suricata's environment)" in notes
     assert any("--runmode=single left out" in n for n in notes)
     assert any("host-os-policy.bsd: empty" in n for n in notes) and any("include default.yaml" in n for n in notes)
 
@@ -79,7 +81,7 @@ def test_an_option_the_cli_refuses_fails_the_case(corpus):
 
 def test_a_missing_event_type_or_field_is_named_in_the_reason():
     records = [EVE_ALERT]
-    assert sv.why_unmatched({"event_type": "fileinfo"}, records) == "mirrorwatch writes no 'fileinfo' events"
+    assert sv.why_unmatched({"event_type": "smb"}, records) == "mirrorwatch writes no 'smb' events"
     assert sv.why_unmatched({"event_type": "alert", "app_proto": "http"}, records) == \
         "mirrorwatch's alert records have no app_proto"
     assert sv.why_unmatched({"event_type": "alert", "pcap_cnt": 5}, records) == \

@@ -4,7 +4,8 @@ Replays run as real processes (the workers are forked).  What one engine and
 N engines write is compared as multisets of records, without ``flow_id``
 (numbered per engine) and the forged frames' random IP IDs.  Rules with a
 threshold or detection filter count per worker (documented), so their alerts,
-and the ``alerted`` flag of their sessions, are left out of the comparison.
+and the ``alerted`` flag of their sessions, are left out of the comparison;
+so are the tagged packets where a rule tags a host (``tag:host``: per worker).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ DEMO = ROOT / "pcaps" / "demo.pcap"
 SIGNATURES = ROOT / "signatures"
 THRESHOLD_RE = re.compile(r"\b(threshold|detection_filter)\s*:")
 SID_RE = re.compile(r"\bsid\s*:\s*(\d+)")
+TAG_HOST_RE = re.compile(r"\btag\s*:\s*host\b")
 
 
 def threshold_sids(rules: Path) -> set[int]:
@@ -37,6 +39,13 @@ def threshold_sids(rules: Path) -> set[int]:
     files = [rules] if rules.is_file() else sorted(rules.glob("*.rules"))
     return {int(m.group(1)) for f in files for line in f.read_text(errors="replace").splitlines()
             if THRESHOLD_RE.search(line) and (m := SID_RE.search(line))}
+
+
+def tags_hosts(rules: Path) -> bool:
+    """Whether a rule tags a host (``tag:host``): a host's tag marks only the packets its worker sees."""
+    files = [rules] if rules.is_file() else sorted(rules.glob("*.rules"))
+    return any(TAG_HOST_RE.search(line) for f in files for line in f.read_text(errors="replace").splitlines()
+               if not line.lstrip().startswith("#"))
 
 
 def replay(out: Path, *args, workers: int = 1, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -50,11 +59,12 @@ def records(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "eve.json").read_text().splitlines()]
 
 
-def comparable(events: list[dict], skip_sids: set[int], skip_sessions: set) -> Counter:
+def comparable(events: list[dict], skip_sids: set[int], skip_sessions: set, skip_tagged: bool = False) -> Counter:
     """The records one engine and N engines must both write, as a multiset of canonical JSON."""
     out = Counter()
+    skip_types = {"stats", "packet"} if skip_tagged else {"stats"}
     for e in events:
-        if e["event_type"] == "stats" or (e["event_type"] == "alert" and e["alert"]["signature_id"] in skip_sids):
+        if e["event_type"] in skip_types or (e["event_type"] == "alert" and e["alert"]["signature_id"] in skip_sids):
             continue
         e = dict(e)
         e.pop("flow_id", None)
@@ -70,11 +80,12 @@ def _endpoints(e: dict) -> frozenset:
     return frozenset([(e["src_ip"], e.get("src_port")), (e["dest_ip"], e.get("dest_port"))])
 
 
-def assert_same_output(one: Path, many: Path, skip_sids: set[int]) -> None:
+def assert_same_output(one: Path, many: Path, skip_sids: set[int], skip_tagged: bool = False) -> None:
+    """The same records but for the alerts of ``skip_sids`` (and, with ``skip_tagged``, the tagged packets)."""
     runs = [records(one), records(many)]
     sessions = {_endpoints(e) for events in runs for e in events
                 if e["event_type"] == "alert" and e["alert"]["signature_id"] in skip_sids}
-    a, b = (comparable(events, skip_sids, sessions) for events in runs)
+    a, b = (comparable(events, skip_sids, sessions, skip_tagged) for events in runs)
     assert a == b, (f"only with one worker: {list((a - b).elements())[:3]}; "
                     f"only with several: {list((b - a).elements())[:3]}")
     fast = [sorted(line for line in (d / "fast.log").read_text().splitlines()
@@ -228,8 +239,8 @@ def test_the_merged_table_shows_the_sessions_of_every_worker():
     from rich.console import Console
 
     from mirrorwatch.cli.pipeline import Pipeline
-    from mirrorwatch.cli.workers.partition import FRAGMENT, FlowPartitioner
     from mirrorwatch.cli.workers.view import MergedTable, Views
+    from mirrorwatch.core.decode.flowshare import FRAGMENT, FlowPartitioner
     from mirrorwatch.core.kill import Killer
     from mirrorwatch.core.settings import Settings
     from mirrorwatch.sinks.table import LiveTable
@@ -271,3 +282,64 @@ def test_fanout_refuses_a_descriptor_that_is_not_a_capture_socket(tmp_path):
         fanout.join(s.fileno())
     with open(tmp_path / "f", "w") as f, pytest.raises(fanout.FanoutError, match="is not a socket"):
         fanout.join(f.fileno())
+
+
+# -- each worker's own numbers ------------------------------------------------------------------------------
+def _flow_ids(out: Path) -> dict:
+    """Session (endpoints, start) -> its flow_id, from the flow records; every alert's id is its session's."""
+    events = records(out)
+    ids = {(_endpoints(e), e["flow"]["start"]): e["flow_id"] for e in events if e["event_type"] == "flow"}
+    assert {e["flow_id"] for e in events if e["event_type"] == "alert"} <= set(ids.values())
+    return ids
+
+
+def test_flow_ids_are_unique_across_workers_and_the_same_in_every_replay(tmp_path):
+    from mirrorwatch.cli.workers.coordinator import (
+        FLOW_COUNTER_WORKER_SHIFT,
+        FLOW_ID_HASH_BITS,
+    )
+
+    for run in ("a", "b"):
+        assert replay(tmp_path / run, DEMO, workers=3).returncode == 0
+    first, again = _flow_ids(tmp_path / "a"), _flow_ids(tmp_path / "b")
+    assert first == again  # deterministic for the same number of workers
+    ids = list(first.values())
+    assert len(ids) == 25 and len(set(ids)) == len(ids)
+    owners = {fid >> (FLOW_ID_HASH_BITS + FLOW_COUNTER_WORKER_SHIFT) for fid in ids}
+    assert len(owners) > 1 and owners <= {0, 1, 2}  # the worker's number in the high bits
+
+
+def test_forked_forgers_draw_ip_ids_of_their_own():
+    import copy
+    from types import SimpleNamespace
+
+    from mirrorwatch.core.forge import Forger
+
+    flow = SimpleNamespace(client=b"\xc0\x00\x02\x01", server=b"\xc0\x00\x02\x02", cport=40000, sport=80, ipv=4,
+                           ttl=[64, 64])
+
+    def ip_ids(forger) -> list[int]:
+        return [forger.segment(flow, True, 1, 1, 0x14, (b"", b"", ())).ip_id for _ in range(8)]
+
+    for seed in (None, 7):
+        parent = Forger("rst", seed)
+        kids = [copy.deepcopy(parent) for _ in range(3)]  # what fork gives every worker: the same state
+        assert len({tuple(ip_ids(copy.deepcopy(parent))) for _ in kids}) == 1
+        for k, kid in enumerate(kids):
+            kid.reseed(k)
+        assert len({tuple(ip_ids(kid)) for kid in kids}) == 3
+    twins = [Forger("rst", 7) for _ in range(2)]
+    for twin in twins:
+        twin.reseed(1)
+    assert ip_ids(twins[0]) == ip_ids(twins[1])  # a fixed seed stays reproducible
+
+
+def test_a_worker_waits_when_it_is_too_far_ahead_of_the_slowest():
+    from mirrorwatch.cli.workers.replay import MAX_LEAD_FRAMES, Progress
+
+    p = Progress(3)
+    assert not p.ahead(0, MAX_LEAD_FRAMES)
+    assert p.ahead(0, MAX_LEAD_FRAMES + 1)  # workers 1 and 2 have read nothing yet
+    p.ahead(1, 10)
+    p.gone(2)  # finished (or died): nobody waits for it
+    assert not p.ahead(0, MAX_LEAD_FRAMES + 10) and p.ahead(0, MAX_LEAD_FRAMES + 11)

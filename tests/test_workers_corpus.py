@@ -4,7 +4,8 @@ Every suricata-verify case (its rules, options and capture) and the bench
 captures run once with one engine and once with three workers (more than two
 so that a wrong partition shows more often).  Alerts of rules with a
 threshold or detection filter are left out (counted per worker, documented),
-and so is the ``alerted`` flag of their sessions; see ``test_workers``.
+and so is the ``alerted`` flag of their sessions, and the tagged packets of a
+rule set that tags hosts; see ``test_workers``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_workers import SIGNATURES, assert_same_output, replay, threshold_sids
+from test_workers import (
+    SIGNATURES,
+    assert_same_output,
+    replay,
+    tags_hosts,
+    threshold_sids,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +45,7 @@ def test_suricata_verify_case(case, tmp_path):
     one, many = replay(tmp_path / "1", *args), replay(tmp_path / "n", *args, workers=WORKERS)
     assert one.returncode == many.returncode, many.stderr
     if one.returncode == 0:
-        assert_same_output(tmp_path / "1", tmp_path / "n", threshold_sids(rules))
+        assert_same_output(tmp_path / "1", tmp_path / "n", threshold_sids(rules), skip_tagged=tags_hosts(rules))
 
 
 @pytest.mark.parametrize("name", ["ndpi-mixed-ethernet.pcap", "http-tests-merged.pcap"])

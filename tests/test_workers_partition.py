@@ -35,7 +35,7 @@ from scapy.all import (
 from scapy.contrib.mpls import MPLS
 
 from mirrorwatch.cli.workers.fragments import HOLD, FragmentRouter
-from mirrorwatch.cli.workers.partition import FRAGMENT, FlowPartitioner
+from mirrorwatch.core.decode.flowshare import FRAGMENT, FlowPartitioner
 
 A4, B4 = "198.51.100.1", "203.0.113.9"
 A6, B6 = "2001:db8::1", "2001:db8:ffff::9"
@@ -134,7 +134,7 @@ def frags(ip):
 
 
 class Route:
-    """Runs frames through a partitioner and router as the replay dispatcher does: (n, owner) in analysis order."""
+    """Runs frames through a partitioner and router as a replay's workers do: (n, owner) in analysis order."""
 
     def __init__(self, n=8, **kw):
         self.part = FlowPartitioner(n)
@@ -196,3 +196,40 @@ def test_held_fragments_are_bounded():
     c = r.router.counters
     assert c["fragments_held"] == 10 and c["released_bounds"] == 8  # the oldest datagrams went first
     assert [n for n, _ in r.out] == [0, 1, 10, 11, 20, 21, 30, 31]
+
+
+# -- the compiled build -------------------------------------------------------------------------------------
+_OWNERS = """
+import hashlib, sys
+import mirrorwatch
+from mirrorwatch.core.decode.flowshare import FlowPartitioner
+from mirrorwatch.sources.pcapfile import PcapFiles
+part, digest, frames = FlowPartitioner(3, vxlan=(4789,), geneve=(6081,), teredo=(3544,)), hashlib.sha256(), 0
+for ts, lt, frame, wl in PcapFiles(sys.argv[1:]):
+    w = part.owner(lt, frame)
+    digest.update(repr((w, part.last_fragment if w < 0 else None)).encode())
+    frames += 1
+print(frames, digest.hexdigest(), mirrorwatch.compiled()["mirrorwatch.core.decode.flowshare"])
+"""
+
+
+def test_both_builds_give_every_frame_the_same_owner(corpus):
+    """Workers of one replay run one build; the two builds must still agree (the corpus' frames, fragments too)."""
+    import os
+    import subprocess
+    import sys
+
+    import mirrorwatch
+
+    if mirrorwatch.pure_reason() is not None:
+        pytest.skip(f"the compiled build does not run: {mirrorwatch.pure_reason()}")
+    pcaps = [str(corpus / "bench" / name) for name in ("http-tests-merged.pcap", "ndpi-mixed-ethernet.pcap")]
+    out = []
+    for pure in ("0", "1"):
+        r = subprocess.run([sys.executable, "-c", _OWNERS, *pcaps], capture_output=True, text=True, timeout=300,
+                           env=dict(os.environ, MIRRORWATCH_PURE=pure), check=False)
+        assert r.returncode == 0, r.stderr
+        out.append(r.stdout)
+    (frames, digest, compiled), (_, pure_digest, pure) = (o.split() for o in out)
+    assert compiled == "True" and pure == "False"
+    assert int(frames) > 100_000 and digest == pure_digest

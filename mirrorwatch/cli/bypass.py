@@ -34,7 +34,9 @@ def status_lines(st: dict) -> list[str]:
         lines.append("watchdog: none (fail-closed, or not started)")
     else:
         alive = "running" if wd.get("alive") else "not running"
-        lines.append(f"watchdog: pid {wd.get('pid')} {alive}, engine pid {wd.get('engine_pid')}; "
+        pids = wd.get("engine_pids") or [wd.get("engine_pid")]
+        engines = f"engine pid {pids[0]}" if len(pids) == 1 else f"{len(pids)} workers (pids {', '.join(map(str, pids))})"
+        lines.append(f"watchdog: pid {wd.get('pid')} {alive}, {engines}; "
                      f"{str(wd.get('state', '?')).upper()} since {_when(wd.get('since'))}: {wd.get('reason')} "
                      f"({wd.get('switches', 0)} switches)")
     lines.append(f"firewall: {fw['backend']}, hook {fw['hook']}, queues {fw['queue'][0]}:{fw['queue'][1]}, "

@@ -48,7 +48,9 @@ FAST_FILENAME = "fast.log"
 # consumed by the loader itself, so never reported as unused
 _STRUCTURAL = frozenset({"suricata-version", INCLUDE_KEY})
 # Suricata's EVE record types that mirrorwatch writes under another name
-EVE_TYPE_NAMES = {"drop": "kill"}
+EVE_TYPE_NAMES = {"drop": "kill", "files": "fileinfo"}
+# options of a types entry that are settings (the setting's key by type and option)
+_TYPE_SETTINGS = {("dns", "version"): "eve-log.dns.version"}
 _PAYLOAD_OPTIONS = ("payload", "payload-printable", "packet")
 
 
@@ -300,7 +302,7 @@ def _eve_log(ctx: _Context, node: _Node) -> bool:
         target = _log_path(ctx, str(node.get("filename", EVE_FILENAME)))
     if ctx.run.sensor_name is None and node.get("sensor-name") is not None:  # Suricata's deprecated place for it
         ctx.run.sensor_name = str(node.get("sensor-name"))
-    types, payload, unused = _eve_types(node.get("types", []), f"{node.path}.types")
+    types, payload, unused = _eve_types(ctx, node.get("types", []), f"{node.path}.types")
     node.children.append(_Leftover(unused))
     ctx.run.eve.append(EveSpec(target, types, payload))
     return True
@@ -328,7 +330,7 @@ def _yes_no(value) -> str:
     return str(value)
 
 
-def _eve_types(items, path: str) -> tuple[tuple[str, ...], bool, list[str]]:
+def _eve_types(ctx: _Context, items, path: str) -> tuple[tuple[str, ...], bool, list[str]]:
     """``types:`` entries -> (mirrorwatch's types, alert payload wanted, the unused entries and options)."""
     from mirrorwatch.sinks.eve import DEFAULT_TYPES
 
@@ -347,6 +349,9 @@ def _eve_types(items, path: str) -> tuple[tuple[str, ...], bool, list[str]]:
         types.append(ours)
         if ours == "alert":
             payload = any(parse_bool(sub.get(opt, False)) for opt in _PAYLOAD_OPTIONS)
+        for (kind, option), key in _TYPE_SETTINGS.items():
+            if kind == name and sub.get(option) is not None:
+                ctx.settings.set(key, sub.get(option))
         unused.extend(sub.unused())
     return tuple(dict.fromkeys(types)), payload, unused
 

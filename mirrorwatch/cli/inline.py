@@ -18,6 +18,10 @@ the sensor instead of a capture; resets go out through raw IP sockets
   between two packets (no packet lost or passed uninspected); outputs reopened.
 - SIGKILL: the watchdog switches to bypass, releases what the dead engine
   held and exits; the firewall stays, so flows that were dropped stay dropped.
+
+``--queues A:B`` runs one worker process per queue (``cli.workers.inline``);
+this process coordinates them: outputs, merged stats and table, the switches,
+the firewall.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from mirrorwatch.cli.common import (
     warn,
 )
 from mirrorwatch.cli.listen import Listener
+from mirrorwatch.cli.workers import share_caps
 from mirrorwatch.core.events import BYPASS, INLINE, BypassSwitch
 from mirrorwatch.core.kill import KILL_MODES
 from mirrorwatch.inline.firewall import (
@@ -62,8 +67,12 @@ class InlineRunner(Listener):
     def _feed(self, batch, process, dispatch, linktype: int) -> None:
         for e in batch.events:
             if type(e) is BypassSwitch:
-                self._say(f"mirrorwatch: {bypass_message(e)}", error=e.state == BYPASS)
+                self.say_switch(e)
         self.capture.feed(batch, self.engine.process_inline, dispatch)
+
+    def say_switch(self, e: BypassSwitch) -> None:
+        """The console line of a bypass switch."""
+        self._say(f"mirrorwatch: {bypass_message(e)}", error=e.state == BYPASS)
 
 
 def _queue_range(queue: int | None, queues: str | None) -> tuple[int, int]:
@@ -107,7 +116,8 @@ def _report_inline(c: dict, quiet: bool) -> None:
 @click.option("--queue", "queue", type=click.IntRange(0, 0xFFFF), default=None, metavar="N",
               help="the NFQUEUE number [default: 0]")
 @click.option("--queues", "queues", default=None, metavar="A:B",
-              help="several queues (the kernel balances flows over them: --queue-balance)")
+              help="several queues, one worker process each (the kernel shares host pairs out over them: "
+                   "--queue-balance); the watchdog watches every worker")
 @click.option("--fail-open/--fail-closed", "fail_open", default=None,
               help="when the engine cannot take a packet (queue full, stalled, gone): pass it uninspected "
                    "(counted; a watchdog switches to bypass) or drop it [default: nfq.fail-open, on]")
@@ -160,10 +170,14 @@ def inline(rules, config, eve, eve_types, eve_payload, fast, sensor_name_opt, se
         settings.set("nfq.fail-open", fail_open)
     if queue_maxlen is not None:
         settings.set("inline.queue-maxlen", queue_maxlen)
+    queue_range = _queue_range(queue, queues)
+    workers = queue_range[1] - queue_range[0] + 1
+    if workers > 1:
+        share_caps(settings, workers)
     specs = eve_specs(run, eve, eve_types, eve_payload)
     eve_stdout = any(spec.target == "-" for spec in specs)
     try:
-        sensor = InlineSensor(settings, _queue_range(queue, queues), hook=hook, firewall=not no_firewall,
+        sensor = InlineSensor(settings, queue_range, hook=hook, firewall=not no_firewall,
                               backend=firewall_backend, run_dir=run_dir)
         if no_firewall:
             click.echo(sensor.fw.rules_text(), nl=False)
@@ -188,6 +202,8 @@ def inline(rules, config, eve, eve_types, eve_payload, fast, sensor_name_opt, se
     except InlineError as e:
         pipe.close()
         fail(str(e))
+    if sensor.sched_note:
+        warn(f"capture.sched-slice not applied: {sensor.sched_note}")
     sensor.resets = judge.stop_resets
     tune_gc()
     live_table = LiveTable(pipe.engine, source=sensor.iface, sort=sort, capture_counters=sensor.counters)
@@ -197,18 +213,31 @@ def inline(rules, config, eve, eve_types, eve_payload, fast, sensor_name_opt, se
                           stats_out=log, rule_paths=rule_paths, settings=settings)
     click.echo(f"mirrorwatch: inline on {sensor.iface} (hook {hook}, "
                f"{'fail-open, watchdog' if sensor.fail_open else 'fail-closed'}, firewall "
-               f"{sensor.fw.backend if not no_firewall else 'left to the operator'}); "
-               f"Ctrl-C to stop, SIGHUP to reload rules", err=True)
+               f"{sensor.fw.backend if not no_firewall else 'left to the operator'}"
+               f"{f', {workers} workers' if workers > 1 else ''}); Ctrl-C to stop, SIGHUP to reload rules", err=True)
+    if workers > 1:
+        sys.exit(_run_workers(runner, quiet, eve_stdout))
     try:
         code = runner.run()
     except InlineError as e:  # the watchdog could not start: nothing was inspected yet
         sensor.close()
         pipe.close()
         fail(str(e))
-    sys.exit(_finish(code, pipe, sensor, judge.c["shutdown_resets"], quiet, eve_stdout))
+    sys.exit(_finish(code, pipe, sensor, sensor.counters(), judge.c["shutdown_resets"], quiet, eve_stdout))
 
 
-def _finish(code: int, pipe, sensor, resets: int, quiet: bool, eve_stdout: bool) -> int:
+def _run_workers(runner: InlineRunner, quiet: bool, eve_stdout: bool) -> int:
+    """One worker per queue (``cli.workers.inline``); the exit code."""
+    from mirrorwatch.cli.workers.inline import InlineWorkers
+
+    workers = InlineWorkers(runner, runner._say)
+    code = workers.run()
+    stats = runner.pipe.stats.counters if runner.pipe.stats is not None else {}
+    return _finish(code, runner.pipe, runner.capture, workers.capture,
+                   stats.get("kill", {}).get("shutdown_resets", 0), quiet, eve_stdout)
+
+
+def _finish(code: int, pipe, sensor, counters: dict, resets: int, quiet: bool, eve_stdout: bool) -> int:
     """After the run: what an output or the firewall could not do, the accounts, the summary; the exit code."""
     from rich.console import Console
 
@@ -219,7 +248,8 @@ def _finish(code: int, pipe, sensor, resets: int, quiet: bool, eve_stdout: bool)
         code = code or 1
     if pipe.records_lost() and not code:
         code = 1
-    _report_inline(sensor.counters(), quiet)
+    if counters:
+        _report_inline(counters, quiet)
     if resets and not quiet:
         click.echo(f"mirrorwatch: reset {resets:,} blocked session(s) at both ends before the firewall rules "
                    f"were removed", err=True)

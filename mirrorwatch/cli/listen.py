@@ -183,6 +183,8 @@ class Listener:
         mono, wall = time.monotonic, time.time
         self.signals.install()
         cap.start()
+        if cap.sched_note:
+            self._say(f"mirrorwatch: warning: capture.sched-slice not applied: {cap.sched_note}")
         live = self._start_display()
         painter = _Painter(live) if live is not None else None
         ui_iv = UI_INTERVAL

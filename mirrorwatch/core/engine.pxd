@@ -1,15 +1,18 @@
 # The engine as a C struct: its per-frame path reads its fields and the packet's directly.
 cimport cython
 
+from mirrorwatch.core.decode.decoder cimport Decoder
 from mirrorwatch.core.decode.packet cimport Packet
+from mirrorwatch.core.flows.flow cimport Flow
 
 cdef class Engine:
-    cdef public object settings, decoder, flows, detector, applayer, killer
+    cdef public Decoder decoder  # typed: its decode is a C call
+    cdef public object settings, flows, detector, applayer, killer, tags
     cdef public list stream_hooks
     cdef public bint _judge_every
     cdef public long long pcap_cnt, bytes
     cdef public object first_ts, last_ts
     cdef public double _sweep_interval, _next_sweep
 
-    @cython.locals(n="long long", pkt=Packet, events=list)
+    @cython.locals(n="long long", pkt=Packet, events=list, flow=Flow)
     cpdef list process(self, object ts, int linktype, object frame, object wirelen=*)

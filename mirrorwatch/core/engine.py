@@ -42,7 +42,7 @@ replay, and tests drive it frame by frame.
 
 from __future__ import annotations
 
-from mirrorwatch.core.events import AppTx, FlowEnded, Stats
+from mirrorwatch.core.events import AppTx, FlowEnded, Stats, TaggedPacket
 from mirrorwatch.core.settings import Settings
 
 _EMPTY: tuple = ()
@@ -55,6 +55,7 @@ class Engine:
         from mirrorwatch.core.applayer.session import AppLayer
         from mirrorwatch.core.decode.decoder import Decoder
         from mirrorwatch.core.detect import Detector
+        from mirrorwatch.core.detect.tag import TagTracker
         from mirrorwatch.core.flows.table import FlowTable
 
         self.settings = settings
@@ -62,6 +63,7 @@ class Engine:
         self.flows = FlowTable(settings)
         self.detector = Detector(ruleset, settings)
         self.applayer = AppLayer(settings)
+        self.tags = TagTracker(settings["detect.tag.max-hosts"])
         # Hooks run when a TCP direction starts being reassembled (e.g. the stream
         # dumper attaching its observer); detect's own hook runs last, so it can
         # wrap whatever observer is already there.
@@ -117,8 +119,10 @@ class Engine:
             alerts = None
         if alerts:
             events.extend(alerts)
+        if alerts or self.tags.active:
+            self._tag(pkt, flow, alerts, events)
         if flow.app is not None and flow.app.parser is not None:
-            self._log_txs(flow, pkt.ts, events)
+            self._log_txs(flow, pkt, events)
         # the killer acts on killing alerts and on later packets of sessions it is killing
         if killer is not None and (alerts or flow.kill is not None or self._judge_every):
             killer.on_packet(pkt, flow, to_server, alerts, events)
@@ -145,20 +149,33 @@ class Engine:
         self.applayer.on_new_stream(flow, direction, stream)
         self.detector.on_new_stream(flow, direction, stream)
 
-    def _log_txs(self, flow, ts: float, events: list) -> None:
-        """Transactions complete and inspected become EVE http/dns/tls records (AppTx events)."""
+    def _tag(self, pkt, flow, alerts, events: list) -> None:
+        """Tags: the packet's alerts start theirs, then the packet is counted in its flow's and hosts'
+        (after the alerts, as Suricata's PacketAlertFinalize); a tagged packet is a TaggedPacket event."""
+        if alerts:
+            self.tags.start(alerts, pkt, flow)
+        if self.tags.packet(pkt, flow):
+            events.append(TaggedPacket(pkt, flow))
+
+    def _log_txs(self, flow, pkt, events: list) -> None:
+        """Transactions complete and inspected become EVE http/dns/tls records (AppTx events),
+        logged on ``pkt`` (its time and number), as Suricata's transaction loggers."""
         if not self.detector.has_tx:
             flow.app.parser.updated()  # nothing inspects them: they are done once complete
         else:
             fd = flow.det
-            if fd is not None and fd.txp is not None and (fd.txp[0] or fd.txp[1]):
-                return  # logged once detect has inspected them in both directions, as Suricata
+            if fd is not None and fd.txp is not None and (fd.txp[0] or fd.txp[1]) \
+                    and not getattr(flow.app.parser, "logs_when_made", False):
+                # logged once detect has inspected them in both directions, as Suricata; a parser
+                # whose transactions are complete when made (DNS) has them logged on their packet
+                return
         for tx in self.applayer.logged(flow):
-            events.append(AppTx(ts, flow, flow.app.proto, tx))
+            events.append(AppTx(pkt.ts, flow, flow.app.proto, tx, pkt.pcap_cnt))
 
     def _flow_end(self, flow, ts: float, events: list) -> None:
         """A session leaves: detect inspects what is left, then its remaining transactions are logged."""
         self.detector.flow_end(flow, events)
+        self.tags.flow_end(flow)
         if flow.app is not None:
             for tx in self.applayer.flow_end(flow):
                 events.append(AppTx(ts, flow, flow.app.proto, tx))
@@ -248,6 +265,7 @@ class Engine:
             "flow": self.flows.counters(),
             "detect": self.detector.counters(),
             "app_layer": self.applayer.counters(),
+            "tag": self.tags.counters(),
         }
         if self.killer is not None:
             c["kill"] = self.killer.counters()

@@ -42,17 +42,29 @@ class Alert:
 
 class AppTx:
     """An application-layer transaction is complete (or its flow ended): the EVE http/dns/tls
-    record.  ``proto`` is Suricata's name; ``direction`` is the side a DNS record logs
-    (TO_SERVER: the query, TO_CLIENT: the answer), None for the others."""
+    record.  ``proto`` is Suricata's name; ``pcap_cnt`` the number of the packet whose
+    processing completed it, 0 when it is logged at the flow's end (Suricata logs those on
+    its flow-timeout pseudo packet, which has no number)."""
 
-    __slots__ = ("ts", "flow", "proto", "tx", "direction")
+    __slots__ = ("ts", "flow", "proto", "tx", "pcap_cnt")
 
-    def __init__(self, ts: float, flow, proto: str, tx, direction=None):
+    def __init__(self, ts: float, flow, proto: str, tx, pcap_cnt: int = 0):
         self.ts = ts
         self.flow = flow
         self.proto = proto
         self.tx = tx
-        self.direction = direction
+        self.pcap_cnt = pcap_cnt
+
+
+class TaggedPacket:
+    """A packet a ``tag`` keyword marked (Suricata's PKT_HAS_TAG): an EVE ``packet`` record."""
+
+    __slots__ = ("ts", "pkt", "flow")
+
+    def __init__(self, pkt, flow):
+        self.ts = pkt.ts
+        self.pkt = pkt
+        self.flow = flow
 
 
 class FlowEnded:

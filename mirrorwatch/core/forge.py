@@ -51,6 +51,7 @@ RST_BURST = 16  # segments in one burst toward a receiving endpoint: its exact R
 MAX_PREDICTED = 255  # predicted segments in one burst at the most, however often the stream outran the last one
 STREAM_SEGMENT = 536  # bytes: a peer whose latest segment carried this much is streaming (RFC 879's MSS)
 MODE_FLAGS = {"rst": (RST | ACK,), "fin": (FIN | ACK,), "both": (FIN | ACK, RST | ACK)}
+_WORKER_BITS = 16  # reseed(): the worker's number in the low bits of the new seed
 
 
 def after(a: int, b: int) -> bool:
@@ -77,6 +78,11 @@ class Forger:
         self.flags = MODE_FLAGS[mode]
         self.predicts = mode != "fin"
         self._rand = random.Random(seed)
+
+    def reseed(self, worker: int) -> None:
+        """A forked copy of this forger (``--workers``): IP IDs of its own, not the ones its parent and its
+        siblings would draw next; reproducible when the parent's seed was fixed."""
+        self._rand.seed(self._rand.getrandbits(64) << _WORKER_BITS | worker)
 
     def segment(self, flow, toward_server: bool, seq: int, ack: int, flags: int, l2: tuple) -> ForgedSegment:
         """One segment impersonating the endpoint the other way (its addresses, ports and TTL)."""

@@ -21,6 +21,19 @@ runs every packet through ``Engine.process_inline`` and applies its verdict
   stops (before the queues close: it holds their sockets); the counters are
   read and the rules removed; what was queued meanwhile gets final verdicts.
 
+Several queues run as workers (``cli.workers.inline``): the coordinator
+binds every queue and installs the firewall (``open``), makes the watchdog
+(``prepare_workers``) and forks one worker per queue; worker k keeps queue k
+(``as_worker``), beats its own heartbeat counter and inspects; the
+coordinator starts the watchdog over the workers' pids and lets go of its own
+queue sockets (``watch``), reports the switches (``events``), stops the
+watchdog before the workers stop, and once they ended reads the counters and
+removes the rules (``finish_workers``, ``merged``).  A worker's clean stop
+inspects what its queue holds, resets its blocked sessions and unbinds its
+queue: until the last worker ended and the rules are gone, that queue's
+packets pass by --queue-bypass (counted uninspected) or, fail-closed, are
+dropped.
+
 Accounting (``counters``, the ``capture`` section of the stats): the
 firewall's rule counters tell how many packets reached the queue rule and how
 many the bypass switch accepted; with the engine's own count that gives the
@@ -34,7 +47,6 @@ from __future__ import annotations
 
 import os
 import select
-import threading
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -48,7 +60,13 @@ from mirrorwatch.core.decode.numbers import (
 )
 from mirrorwatch.core.events import BypassSwitch
 from mirrorwatch.inline import watchdog as wdm
+from mirrorwatch.inline.accounts import (
+    FINAL_COUNTER_ATTEMPTS,
+    CounterReader,
+    accounting,
+)
 from mirrorwatch.inline.firewall import DEFAULT_RUN_DIR, Firewall, FirewallError
+from mirrorwatch.sources.sched import request_slice
 from mirrorwatch.inline.verdicts import VerdictWriter
 from mirrorwatch.sources.nfqueue import (
     CAP_NET_ADMIN,
@@ -59,12 +77,10 @@ from mirrorwatch.sources.nfqueue import (
 )
 
 LINKTYPES = {ETHERTYPE_IPV4: LINKTYPE_IPV4, ETHERTYPE_IPV6: LINKTYPE_IPV6}  # queued packets start at the IP header
-COUNTER_INTERVAL = 1.0  # s between two reads of the firewall's rule counters (in a thread)
 OPERATOR_CHECK_INTERVAL = 0.25  # s between two looks for an operator's forced bypass (no watchdog)
 BEATS_PER_TIMEOUT = 4  # heartbeats within one inline.watchdog-timeout, at least
-FINAL_COUNTER_ATTEMPTS = 3  # reads of the counters at a clean stop (iptables-nft refuses a listing mid-change)
-_QUEUE_COUNTERS = ("received", "accepted", "dropped", "repeated", "batch_verdicts", "enobufs", "kernel_errors",
-                   "malformed")
+_KERNEL_COUNTERS = ("received", "accepted", "dropped", "repeated", "batch_verdicts", "enobufs", "kernel_errors",
+                    "malformed", "queue_total", "queue_dropped", "queue_user_dropped")  # NfQueue.stats(), summed
 
 
 class InlineError(RuntimeError):
@@ -88,35 +104,6 @@ class InlineBatch(NamedTuple):
     writer: VerdictWriter | None  # the queue's writer (None: events only)
     packets: list                 # QueuedPacket values
     events: list                  # BypassSwitch changes, resets: dispatched with the packets' events
-
-
-class _CounterReader(threading.Thread):
-    """Reads the firewall's rule counters every ``interval`` s (iptables takes tens of ms)."""
-
-    def __init__(self, firewall: Firewall, interval: float = COUNTER_INTERVAL):
-        super().__init__(name="firewall-counters", daemon=True)
-        self.firewall, self.interval = firewall, interval
-        self.latest: dict[str, int] = {}
-        self.error = ""
-        self._stop_event = threading.Event()
-
-    def read(self, attempts: int = 1) -> dict[str, int]:
-        for _ in range(attempts):
-            try:
-                self.latest = self.firewall.counters()
-            except FirewallError as e:
-                self.error = str(e)
-            else:
-                self.error = ""
-                break
-        return self.latest
-
-    def run(self) -> None:
-        while not self._stop_event.wait(self.interval):
-            self.read()
-
-    def stop(self) -> None:
-        self._stop_event.set()
 
 
 class InlineSensor:
@@ -143,12 +130,15 @@ class InlineSensor:
         self._poller = select.poll()
         self._watchdog: wdm.Watchdog | None = None
         self._beat_every = float(settings["inline.watchdog-timeout"]) / BEATS_PER_TIMEOUT
-        self._counters = _CounterReader(self.fw)
+        self._counters = CounterReader(self.fw)
         self._final: dict | None = None  # the accounting frozen when the rules were removed
+        self._fw_final: dict = {}  # with workers: the firewall's counters read last, before the rules went
         self._forced = False
         self._in_place = False  # rules installed (or recorded) and not withdrawn yet
         self.withdraw_error = ""  # why the rules could not be removed at the end, if they could not
         self._next_forced_check = 0.0
+        self.worker: int | None = None  # a forked worker's index (its one queue)
+        self.sched_note: str | None = None  # why capture.sched-slice could not be applied
         self.c = dict.fromkeys(("gso", "csum_not_ready", "truncated", "released", "switches"), 0)
 
     # -- starting ----------------------------------------------------------------------
@@ -169,17 +159,17 @@ class InlineSensor:
             else:
                 self.fw.record()
             self._in_place = True
+            self.sched_note = request_slice(s["capture.sched-slice"])  # workers and the watchdog inherit it
         except (NfQueueError, FirewallError, ValueError) as e:
             self.close()
             raise InlineError(str(e)) from None
 
     def start(self) -> None:
-        """The watchdog (fail-open only) and the counter reader."""
+        """The watchdog (fail-open only) and the counter reader (a worker's are the coordinator's)."""
+        if self.worker is not None:
+            return
         if self.fail_open:
-            s = self.settings
-            self._watchdog = wdm.Watchdog(self.fw, self._queues, timeout=s["inline.watchdog-timeout"],
-                                          recovery=s["inline.watchdog-recovery"], poll=s["inline.watchdog-poll"],
-                                          run_dir=self.run_dir)
+            self._watchdog = self._new_watchdog(1)
             try:
                 self._watchdog.start()
             except (RuntimeError, ValueError) as e:
@@ -198,7 +188,7 @@ class InlineSensor:
             self._ready = [fd for fd, _ in self._poller.poll(int(min(timeout, self._beat_every) * 1000))]
             if wd is not None:
                 wd.beat()
-        events = self._operator_switch() if wd is None else []
+        events = self._operator_switch() if wd is None and self.worker is None else []
         while self._ready:
             fd = self._ready.pop()
             writer = self._writers.get(fd)
@@ -269,12 +259,91 @@ class InlineSensor:
         """Stop reading the counters periodically (a clean stop reads them once more in ``drain``)."""
         self._counters.stop()
 
+    # -- several queues: one worker each ---------------------------------------------------
+    def _new_watchdog(self, engines: int) -> wdm.Watchdog:
+        s = self.settings
+        return wdm.Watchdog(self.fw, self._queues, timeout=s["inline.watchdog-timeout"],
+                            recovery=s["inline.watchdog-recovery"], poll=s["inline.watchdog-poll"],
+                            run_dir=self.run_dir, engines=engines)
+
+    def prepare_workers(self, count: int) -> None:
+        """Before the fork: the watchdog (fail-open) with one heartbeat counter per worker, not started."""
+        if self.fail_open:
+            self._watchdog = self._new_watchdog(count)
+
+    def as_worker(self, k: int) -> None:
+        """In forked worker ``k``: keep queue k alone (the others are other workers'), beat counter k;
+        the firewall, its counters and the switches are the coordinator's."""
+        mine = self._queues[k]
+        for q in self._queues:
+            if q is not mine:
+                self._poller.unregister(q.fileno())
+                del self._writers[q.fileno()]
+                q.detach()
+        self._queues = [mine]
+        self.iface = f"NFQUEUE {mine.queue_num}"
+        self.worker, self._in_place = k, False
+        if self._watchdog is not None:
+            self._watchdog.as_engine(k)
+
+    def watch(self, pids: list[int]) -> None:
+        """In the coordinator, once the workers run: the watchdog over them, the counter reader; then the
+        coordinator lets go of its queue sockets (the workers and the watchdog hold them)."""
+        try:
+            if self._watchdog is not None:
+                self._watchdog.start(pids)
+                self._poller.register(self._watchdog.fileno(), select.POLLIN)
+        except (RuntimeError, ValueError) as e:
+            self._watchdog = None
+            raise InlineError(f"the inline watchdog did not start: {e}") from None
+        finally:
+            for q in self._queues:
+                q.detach()
+            self._queues.clear()
+            self._writers.clear()
+        self._counters.start()
+
+    def events(self) -> list[BypassSwitch]:
+        """In the coordinator: the switches since the last call (the watchdog's, or the operator's)."""
+        if self._watchdog is None:
+            return self._operator_switch()
+        return [self._switched(change) for change in self._watchdog.events()]
+
+    def finish_workers(self, keep_rules: bool = False) -> None:
+        """Once every worker ended: the final firewall counters, then the rules go -- or stay (``keep_rules``:
+        a worker died, and the flows it dropped must stay dropped, as after the death of a single engine;
+        the watchdog has switched to bypass)."""
+        self._counters.stop()
+        self.stop_watchdog()
+        self._fw_final = self._counters.read(FINAL_COUNTER_ATTEMPTS)
+        if keep_rules:
+            self._in_place = False
+        else:
+            self._withdraw()
+
+    def merged(self, capture: dict) -> dict:
+        """The workers' ``capture`` counters (summed) completed with the coordinator's: the firewall's
+        figures, what passed uninspected, the switches."""
+        kernel = {k: capture.get(k, 0) for k in _KERNEL_COUNTERS}
+        acc = accounting(kernel, self._fw_final, self.c["released"], capture.get("verdicts", {}))
+        return {**capture, **acc, "interface": self.iface, "mode": self.state, "fail_open": self.fail_open,
+                "watchdog": self.fail_open, "released": self.c["released"], "switches": self.c["switches"],
+                "sched_slice_us": self._slice()}
+
+    def _slice(self) -> int:
+        return 0 if self.sched_note else self.settings["capture.sched-slice"]
+
     # -- a clean stop --------------------------------------------------------------------
     def drain(self):
         """The batches of a clean stop, in order (see the module docstring)."""
         yield from self._held()
         yield InlineBatch(None, [], self.resets(time.time()) if self.resets is not None else [])
-        self._stop_watchdog()
+        if self.worker is not None:  # the coordinator removes the rules once every worker ended
+            self._final = self._accounting({})
+            for q in self._queues:
+                q.close()
+            return
+        self.stop_watchdog()
         self._final = self._accounting(self._counters.read(FINAL_COUNTER_ATTEMPTS))
         self._withdraw()
         for w in self._writers.values():
@@ -291,8 +360,9 @@ class InlineSensor:
                     break
                 yield InlineBatch(writer, packets, [])
 
-    def _stop_watchdog(self) -> None:
-        if self._watchdog is not None:
+    def stop_watchdog(self) -> None:
+        """Stop the watchdog (with workers: before their clean stop, which must not read as their death)."""
+        if self._watchdog is not None and self.worker is None:  # a worker's is the coordinator's to stop
             self._poller.unregister(self._watchdog.fileno())
             self._watchdog.stop()
             self._watchdog = None
@@ -315,7 +385,7 @@ class InlineSensor:
         """Stop the watchdog, withdraw the rules if a clean stop did not, close the queues (what the kernel
         still holds is accepted, then each queue unbinds)."""
         self._counters.stop()
-        self._stop_watchdog()
+        self.stop_watchdog()
         self._withdraw()
         for q in self._queues:
             q.close()
@@ -323,8 +393,7 @@ class InlineSensor:
 
     # -- accounting ------------------------------------------------------------------------
     def _kernel(self) -> dict:
-        totals = dict.fromkeys(_QUEUE_COUNTERS, 0)
-        totals.update(queue_total=0, queue_dropped=0, queue_user_dropped=0)
+        totals = dict.fromkeys(_KERNEL_COUNTERS, 0)
         for q in self._queues:
             for k, v in q.stats().items():
                 if k in totals:
@@ -332,29 +401,18 @@ class InlineSensor:
         return totals
 
     def _accounting(self, fw: dict) -> dict:
-        """The queue and firewall figures, and what passed uninspected."""
-        k = self._kernel()
-        drops = k["queue_dropped"] + k["queue_user_dropped"]
-        queued = fw.get("queued", 0)
-        unqueued = max(0, queued - k["received"] - k["queue_total"] - drops) if fw else 0
-        bypass = fw.get("bypass_switch", 0)
-        out = dict(k, drops=drops, queue_drops=k["queue_dropped"], kernel_drops=k["queue_user_dropped"],
-                   fw_queued=queued, uninspected_fail_open=unqueued, uninspected_released=self.c["released"],
-                   uninspected_bypass_switch=bypass, uninspected=unqueued + self.c["released"] + bypass,
-                   flow_bypassed_packets=fw.get("flow_bypassed", 0), flow_dropped_packets=fw.get("flow_dropped", 0),
-                   injected_packets=fw.get("injected", 0))
         verdicts: dict[str, int] = {}
         for w in self._writers.values():
             for action, n in w.counts.items():
                 verdicts[action] = verdicts.get(action, 0) + n
-        out["verdicts"] = verdicts
-        return out
+        return accounting(self._kernel(), fw, self.c["released"], verdicts)
 
     def counters(self) -> dict:
         """The ``capture`` section of the stats."""
         acc = self._final if self._final is not None else self._accounting(self._counters.latest)
         out = {"interface": self.iface, "mode": self.state, "fail_open": self.fail_open,
-               "watchdog": self._watchdog is not None, **acc, **self.c}
+               "watchdog": self._watchdog is not None, **acc, **self.c, "sched_slice_us": self._slice()}
         if self._counters.error:
             out["firewall_counter_error"] = self._counters.error
         return out
+

@@ -5,7 +5,16 @@ The engine starts ``Watchdog`` after binding its queues and calls
 shared memory: a memfd both processes map).  The watchdog is a separate
 process (``python -m mirrorwatch.inline.watchdog``) that inherits, besides
 the heartbeat, a duplicate of each queue's netlink socket.  Every ``poll``
-seconds it looks at the counter and at the engine's pidfd:
+seconds it looks at the counter and at the engine's pidfd.
+
+With several engines (``inline --queues A:B``: one worker process per
+queue) the memfd holds one counter per engine, each worker beats its own
+(``as_engine``), and the watchdog watches every worker's counter and pidfd:
+one silent or dead engine is a stalled or dead sensor.  The switch is one
+for all queues because it can be: the firewall cannot tell which queue the
+kernel's --queue-balance hash will pick for a packet, so there is no rule
+that bypasses one queue's flows only; and a stalled worker's flows must not
+wait while the others' are inspected.
 
 - no heartbeat for ``timeout`` (the engine is stopped, stuck, or swapping):
   it accepts every packet the kernel holds for the engine (a batch verdict up
@@ -60,22 +69,30 @@ class BypassPolicy:
     def __init__(self, timeout: float, recovery: float, now: float):
         self.timeout, self.recovery = timeout, recovery
         self.state = INLINE
-        self._counter: int | None = None
-        self._last_beat = now
+        self._counters: tuple = (None,)
+        self._beats = [now]   # per engine: when its counter last moved
+        self._last_beat = now   # the oldest of them
         self._healthy_since: float | None = now
 
     def stalled(self, now: float) -> bool:
         return now - self._last_beat > self.timeout
 
-    def observe(self, now: float, counter: int, alive: bool, forced: bool) -> tuple[str, str] | None:
-        """Take one look; returns (new state, reason) when the state changes."""
-        if counter != self._counter:
-            self._counter, self._last_beat = counter, now
-            if self._healthy_since is None:
-                self._healthy_since = now
+    def observe(self, now: float, counter: int | tuple[int, ...], alive: bool,
+                forced: bool) -> tuple[str, str] | None:
+        """Take one look at the heartbeat counter (a tuple: one per engine, the most silent one counts)
+        and at ``alive`` (every engine still runs); returns (new state, reason) when the state changes."""
+        counters = (counter,) if isinstance(counter, int) else tuple(counter)
+        if len(self._beats) != len(counters):
+            self._counters, self._beats = (None,) * len(counters), [self._last_beat] * len(counters)
+        for i, (value, seen) in enumerate(zip(counters, self._counters)):
+            if value != seen:
+                self._beats[i] = now
+        self._counters, self._last_beat = counters, min(self._beats)
         silent = now - self._last_beat
         if silent > self.timeout:
             self._healthy_since = None
+        elif self._healthy_since is None:
+            self._healthy_since = now
         if not alive:
             return self._switch(BYPASS, "engine exited")
         if self.state == INLINE and (forced or silent > self.timeout):
@@ -98,9 +115,9 @@ class _Watch:
     """What run_watchdog acts on: the firewall, the inherited sockets, the report pipe, the state file."""
 
     def __init__(self, firewall: Firewall, queue_fds: dict[int, int], report_fd: int, run_dir: Path,
-                 engine_pid: int):
+                 engine_pids: list[int]):
         self.firewall, self.queue_fds, self.report_fd = firewall, queue_fds, report_fd
-        self.run_dir, self.engine_pid, self.switches = run_dir, engine_pid, 0
+        self.run_dir, self.engine_pids, self.switches = run_dir, engine_pids, 0
 
     def release(self) -> int:
         released = 0
@@ -132,7 +149,8 @@ class _Watch:
             os.write(self.report_fd, line.encode())
         except OSError:
             pass   # the engine is gone or its pipe is full: the state file still tells
-        state = {"pid": os.getpid(), "engine_pid": self.engine_pid, "state": change.state,
+        state = {"pid": os.getpid(), "engine_pid": self.engine_pids[0], "engine_pids": self.engine_pids,
+                 "state": change.state,
                  "since": change.ts, "reason": change.reason, "switches": self.switches,
                  "queues": sorted(self.queue_fds)}
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -141,28 +159,28 @@ class _Watch:
         tmp.replace(self.run_dir / STATE_FILE)
 
 
-def run_watchdog(engine_pid: int, heartbeat_fd: int, queue_fds: dict[int, int], firewall: Firewall,
+def run_watchdog(engine_pids: list[int], heartbeat_fd: int, queue_fds: dict[int, int], firewall: Firewall,
                  report_fd: int, *, run_dir: str | os.PathLike = DEFAULT_RUN_DIR, timeout: float = DEFAULT_TIMEOUT,
                  recovery: float = DEFAULT_RECOVERY, poll: float = DEFAULT_POLL) -> int:
-    """Watch the engine until SIGTERM (returns 0) or its death (bypass, release, unbind, returns 0)."""
+    """Watch the engines until SIGTERM (returns 0) or the death of one (bypass, release, unbind, returns 0)."""
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # a Ctrl-C of the engine's terminal is the engine's to handle
-    heartbeat = mmap.mmap(heartbeat_fd, ctypes.sizeof(_COUNTER), prot=mmap.PROT_READ)
+    beats = _COUNTER * len(engine_pids)
+    heartbeat = mmap.mmap(heartbeat_fd, ctypes.sizeof(beats), prot=mmap.PROT_READ)
     os.set_blocking(report_fd, False)   # an engine that does not read its events never blocks the watchdog
-    watch = _Watch(firewall, queue_fds, report_fd, Path(run_dir), engine_pid)
+    watch = _Watch(firewall, queue_fds, report_fd, Path(run_dir), engine_pids)
     forced_path = watch.run_dir / FORCED_FILE
-    pidfd = os.pidfd_open(engine_pid)
     poller = select.poll()
-    poller.register(pidfd, select.POLLIN)
+    for pid in engine_pids:
+        poller.register(os.pidfd_open(pid), select.POLLIN)
     policy = BypassPolicy(timeout, recovery, time.monotonic())
     watch.report(BypassSwitch(time.time(), INLINE, "watchdog started", 0, 0.0))
     alive = True
     while alive and not stop:
         alive = not poller.poll(int(poll * 1000))
         now = time.monotonic()
-        counter = _COUNTER.from_buffer_copy(heartbeat).value
-        change = policy.observe(now, counter, alive, forced_path.exists())
+        change = policy.observe(now, tuple(beats.from_buffer_copy(heartbeat)), alive, forced_path.exists())
         if change:
             watch.apply(*change, release=change[0] == BYPASS and (policy.stalled(now) or not alive))
         elif policy.state == BYPASS and policy.stalled(now):
@@ -180,12 +198,14 @@ class Watchdog:
 
     ``queues`` are bound ``NfQueue`` objects (anything with ``queue_num`` and
     ``fileno()``).  Stop the watchdog before closing the queues: it holds
-    duplicates of their sockets.
+    duplicates of their sockets.  ``engines``: how many engine processes beat
+    (workers forked after this object was made; each calls ``as_engine(k)``
+    and the parent ``start(pids)``).
     """
 
     def __init__(self, firewall: Firewall, queues, *, timeout: float = DEFAULT_TIMEOUT,
                  recovery: float = DEFAULT_RECOVERY, poll: float = DEFAULT_POLL,
-                 run_dir: str | os.PathLike | None = None):
+                 run_dir: str | os.PathLike | None = None, engines: int = 1):
         if not 0 < poll < timeout:
             raise ValueError(f"watchdog poll ({poll}) must be positive and shorter than its timeout ({timeout})")
         self.firewall = firewall
@@ -194,19 +214,30 @@ class Watchdog:
         self.run_dir = Path(run_dir) if run_dir is not None else firewall.run_dir
         self._proc: subprocess.Popen | None = None
         self._partial = b""
+        beats = _COUNTER * engines
         self._memfd = os.memfd_create("mirrorwatch-heartbeat", 0)
-        os.ftruncate(self._memfd, ctypes.sizeof(_COUNTER))
-        self._map = mmap.mmap(self._memfd, ctypes.sizeof(_COUNTER))
-        self._counter = _COUNTER.from_buffer(self._map)
+        os.ftruncate(self._memfd, ctypes.sizeof(beats))
+        self._map = mmap.mmap(self._memfd, ctypes.sizeof(beats))
+        self._counters = beats.from_buffer(self._map)
+        self._slot = 0
         self._report_r, self._report_w = os.pipe()
 
     def beat(self) -> None:
         """The engine is alive (one shared-memory increment)."""
-        self._counter.value += 1
+        self._counters[self._slot] += 1
 
-    def start(self) -> BypassSwitch:
-        """Start the watchdog process; returns its first report once it watches."""
-        config = {"engine_pid": os.getpid(), "heartbeat_fd": self._memfd, "report_fd": self._report_w,
+    def as_engine(self, k: int) -> None:
+        """In the forked engine ``k``: beat counter ``k``; the report pipe is the parent's."""
+        self._slot = k
+        for fd in (self._report_r, self._report_w):
+            os.close(fd)
+        self._report_r = self._report_w = -1
+
+    def start(self, engine_pids: list[int] | None = None) -> BypassSwitch:
+        """Start the watchdog process over ``engine_pids`` (default: this process, the one engine);
+        returns its first report once it watches."""
+        config = {"engine_pids": engine_pids or [os.getpid()], "heartbeat_fd": self._memfd,
+                  "report_fd": self._report_w,
                   "queue_fds": self.queue_fds, "firewall": self.firewall.config(), "run_dir": str(self.run_dir),
                   "timeout": self.timeout, "recovery": self.recovery, "poll": self.poll}
         fds = (self._memfd, self._report_w, *self.queue_fds.values())
@@ -323,7 +354,7 @@ def main(argv: list[str]) -> int:
     """The watchdog process: ``python -m mirrorwatch.inline.watchdog CONFIG_JSON`` (started by Watchdog)."""
     cfg = json.loads(argv[0])
     firewall = Firewall.from_config(cfg["firewall"], cfg["run_dir"])
-    return run_watchdog(cfg["engine_pid"], cfg["heartbeat_fd"], {int(k): v for k, v in cfg["queue_fds"].items()},
+    return run_watchdog(cfg["engine_pids"], cfg["heartbeat_fd"], {int(k): v for k, v in cfg["queue_fds"].items()},
                         firewall, cfg["report_fd"], run_dir=cfg["run_dir"], timeout=cfg["timeout"],
                         recovery=cfg["recovery"], poll=cfg["poll"])
 

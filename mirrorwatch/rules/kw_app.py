@@ -41,7 +41,11 @@ SSL_STATES = ("client_hello", "server_hello", "client_keyx", "server_keyx", "unk
 ALPROTO_MODES = ("direction", "to_server", "to_client", "either", "final", "original")
 
 _HEX_KEY_RE = re.compile(r"^(?:[0-9a-fA-F]{2})+$")
-_RAW_TLS_RE = re.compile(r"^0x[0-9a-fA-F]{4}$")
+# detect-tls-version.c: its PARSE_REGEX character class ([A-z] as written: the six signs between Z and a too)
+_TLS_VERSION_RE = re.compile(r"[A-z0-9.]+")
+_LEADING_HEX_RE = re.compile(r"[0-9a-fA-F]*")
+TLS_RAW_PREFIX = "0x"
+TLS_RAW_LEN = 6  # Suricata takes a raw version only as exactly six characters, unquoted: 0xNNNN
 _SSL_STATE_RE = re.compile(r"(!?)([_a-zA-Z0-9]+)")
 _SSL_STATE_SEP = re.compile(r"\s*[|,]\s*")
 
@@ -103,15 +107,22 @@ def kw_app_layer_protocol(st, v: Value) -> None:
 
 
 def kw_tls_version(st, v: Value) -> None:
+    """tls.version:1.0|1.1|1.2|1.3 or a raw 0xNNNN, quoted or not, as detect-tls-version.c parses it:
+    a name is recognised by its first three characters (strncmp), a raw value must be six characters
+    unquoted and is read as strtol does (its leading hex digits; mode 'raw': drafts not folded)."""
     t = v.text.strip()
-    if t in TLS_VERSIONS:
-        version = TLS_VERSIONS[t]
-    elif _RAW_TLS_RE.match(t):
-        version = int(t, 16)
+    if not _TLS_VERSION_RE.fullmatch(t):
+        raise RuleError(f"tls.version: invalid value {t!r}")
+    named = next((num for name, num in TLS_VERSIONS.items() if t.startswith(name)), None)
+    if named is not None:
+        check = AppCheck("tls.version", named)
+    elif t.startswith(TLS_RAW_PREFIX) and len(t) == TLS_RAW_LEN and not v.quoted:
+        digits = _LEADING_HEX_RE.match(t, len(TLS_RAW_PREFIX)).group()
+        check = AppCheck("tls.version", int(digits or "0", 16), mode="raw")
     else:
         raise RuleError(f"tls.version: expected 1.0, 1.1, 1.2, 1.3 or 0xNNNN, got {t!r}")
     st.set_app_proto("tls", "tls.version")
-    st.rule.app_checks.append(AppCheck("tls.version", version))
+    st.rule.app_checks.append(check)
 
 
 def kw_ssl_version(st, v: Value) -> None:
@@ -171,7 +182,7 @@ KEYWORDS.update({
     "uricontent": (kw_uricontent, QUOTES_MANDATORY | NEGATION),
     "urilen": (kw_urilen, 0),
     "app-layer-protocol": (kw_app_layer_protocol, QUOTES_OPTIONAL | NEGATION),
-    "tls.version": (kw_tls_version, 0),
+    "tls.version": (kw_tls_version, QUOTES_OPTIONAL),
     "ssl_version": (kw_ssl_version, 0),
     "ssl_state": (kw_ssl_state, 0),
     "tls_cert_expired": (_tls_flag("tls_cert_expired"), NOOPT),

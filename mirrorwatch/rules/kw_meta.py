@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 
+from .model import TagSpec
 from .options import NOOPT, OWN_QUOTES, QUOTES_MANDATORY, RuleError, Value
-from .values import parse_decimal, parse_int, split_args, unescape_text
+from .values import parse_decimal, unescape_text
 
 # classtype-less default priority (Suricata)
 DEFAULT_PRIORITY = 3
@@ -15,6 +16,12 @@ PRIORITY_MAX = 255
 # reference text is kept whole (Suricata keeps its prefix of URL characters)
 _CLASSTYPE_RE = re.compile(r"^\s*([a-zA-Z][a-zA-Z0-9_-]*)\s*$")
 _REFERENCE_RE = re.compile(r'^\s*([A-Za-z0-9]+)\s*,"?\s*"?\s*((?:[a-zA-Z]+://)?[a-zA-Z0-9\-_./?=].*?)"?\s*"?\s*$')
+# detect-tag.c: its PARSE_REGEX, DETECT_TAG_MAX_PKTS and defaults
+_TAG_RE = re.compile(r"\s*(host|session)\s*(?:,\s*(\d+)\s*,\s*(packets|bytes|seconds)\s*(?:,\s*(src|dst))?\s*)?")
+TAG_MAX_PKTS = 256
+TAG_METRIC_PACKETS = "packets"
+TAG_DEFAULT_DIRECTION = "dst"
+U32_MAX = 0xFFFFFFFF
 
 
 def kw_msg(st, v: Value) -> None:
@@ -85,21 +92,23 @@ def kw_target(st, v: Value) -> None:
 
 
 def kw_tag(st, v: Value) -> None:
-    """tag:session[,count,metric] or tag:host,count,metric,src|dst (Suricata)."""
-    args = [a.lower() for a in split_args(v.text, "tag")]
-    if args[0] not in ("session", "host"):
-        raise RuleError("tag: type must be session or host")
-    if len(args) >= 3:
-        parse_int(args[1], "tag count", lo=0)
-        if args[2] not in ("packets", "seconds", "bytes"):
-            raise RuleError("tag: metric must be packets, seconds or bytes")
-    elif len(args) == 2:
-        raise RuleError("tag: count needs a metric")
-    if args[0] == "host" and (len(args) != 4 or args[3] not in ("src", "dst")):
-        raise RuleError("tag:host needs count, metric and src or dst")
-    if args[0] == "session" and len(args) > 3:
-        raise RuleError("tag:session takes at most count and metric")
-    st.rule.tag = args
+    """tag:session|host[,count,packets|seconds|bytes[,src|dst]] as detect-tag.c parses it: 256
+    packets by default (a larger packet count is cut to 256), the destination host by default; a
+    direction on a session tag means nothing (Suricata warns)."""
+    m = _TAG_RE.fullmatch(v.text)
+    if m is None:
+        raise RuleError("tag: expected session or host, then optionally count, packets|seconds|bytes, "
+                        f"src|dst; got {v.text.strip()!r}")
+    kind, count, metric, direction = m.groups()
+    n = TAG_MAX_PKTS if count is None else int(count)
+    if n > U32_MAX:
+        raise RuleError(f"tag: count must be at most {U32_MAX}")
+    metric = metric or TAG_METRIC_PACKETS
+    if metric == TAG_METRIC_PACKETS:
+        n = min(n, TAG_MAX_PKTS)
+    if direction and kind == "session":
+        st.warnings.append(f"tag: a direction ({direction}) means nothing for a session tag")
+    st.rule.tags.append(TagSpec(kind, n, metric, direction or TAG_DEFAULT_DIRECTION))
 
 
 def kw_noalert(st, v: Value) -> None:

@@ -309,6 +309,18 @@ class Threshold:
     multiplier: int | None = None
 
 
+@dataclass(frozen=True)
+class TagSpec:
+    """tag: as detect-tag.c: ``type`` 'session' (the flow) or 'host' (the packet's ``direction``
+    address, 'src' or 'dst'); the packets that follow are tagged for ``count`` ``metric``
+    ('packets', at most 256; 'seconds'; 'bytes')."""
+
+    type: str
+    count: int
+    metric: str
+    direction: str
+
+
 @dataclass
 class AppCheck:
     """An application-layer keyword that tests a parsed value, not a buffer.
@@ -317,6 +329,7 @@ class AppCheck:
       'failed'), ``negated``, ``mode`` 'direction' | 'to_server' | 'to_client' |
       'either' | 'final' | 'original';
     - 'tls.version': ``value`` the version number (0x0301 TLS 1.0 ... 0x0304 TLS 1.3);
+      ``mode`` 'raw' when written as 0xNNNN (a TLS 1.3 draft is then not taken for 1.3);
     - 'ssl_version': ``value`` frozenset of 'sslv2' 'sslv3' 'tls1.0' 'tls1.1'
       'tls1.2' 'tls1.3'; ``negated``: none of them;
     - 'ssl_state': ``value`` frozenset of the states named ('client_hello'
@@ -373,7 +386,7 @@ class Rule:
     threshold: Threshold | None = None
     detection_filter: Threshold | None = None
     header_checks: list = field(default_factory=list)  # ttl, itype, icode, icmp_id, icmp_seq, ip_proto, id, seq, ack, window, sameip, fragbits, ...
-    tag: Any = None  # tag: arguments as a list of strings, e.g. ['session', '10', 'packets']
+    tags: list = field(default_factory=list)  # TagSpec per tag: keyword, in rule order
     target: str | None = None  # 'src_ip' | 'dest_ip'
     # metadata: one "key value" string per comma-separated item; references:
     # "system,id" strings.  ``extra`` holds flags detect may honour:

@@ -22,6 +22,9 @@ CAPS = (
     ("stream.reassembly.memcap", ("flow", "reassembly", "memcap_skips"), "held out-of-order data given up"),
     ("stream.reassembly.memcap", ("flow", "reassembly", "memcap_reclaims"), "buffered stream bytes released"),
     ("defrag.memcap", ("decoder", "defrag.evicted"), "incomplete datagrams dropped"),
+    ("app-layer.memcap", ("app_layer", "memcap"), "protocol detection or a flow's parser stopped"),
+    ("app-layer.protocols.http.memcap", ("app_layer", "http", "memcap"), "a flow's HTTP parser stopped"),
+    ("app-layer.protocols.dns.global-memcap", ("app_layer", "dns", "memcap_global"), "a flow's DNS parser stopped"),
     ("stream.dump-max-bytes", ("streamdump", "budget_reached"), "--dump-streams stopped writing"),
 )
 HOLD_SECONDS = 5.0  # how long the live header keeps naming a cap after its last hit

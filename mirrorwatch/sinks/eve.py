@@ -24,11 +24,14 @@ from mirrorwatch.core.events import (
     FlowEnded,
     Kill,
     Stats,
+    TaggedPacket,
 )
 from mirrorwatch.sinks.base import Sink
 from mirrorwatch.sinks.caps import emergency_record
-from mirrorwatch.sinks.eve_app import APP_TYPES, alert_record, tx_records
+from mirrorwatch.sinks.eve_app import APP_TYPES, alert_record, app_events
+from mirrorwatch.sinks.eve_dns import DEFAULT_VERSION as DNS_DEFAULT_VERSION
 from mirrorwatch.sinks.fmt import (
+    packet_fields,
     ICMP_PROTOS,
     addr,
     iso_time,
@@ -38,7 +41,15 @@ from mirrorwatch.sinks.fmt import (
 )
 from mirrorwatch.sinks.inline import bypass_record
 
-DEFAULT_TYPES = ("alert", "flow", "stats", "kill", "http", "dns", "tls", "ssh", "engine")
+DEFAULT_TYPES = ("alert", "flow", "stats", "kill", "http", "dns", "tls", "ssh", "fileinfo", "engine")
+# every event_type written: tagged packets are "packet" records of the alert type (Suricata's alert
+# logger writes them, its option tagged-packets, on by default)
+EVENT_TYPES = (*DEFAULT_TYPES, "packet")
+# Suricata's PktSrcToString for the two sources a record here can come from
+PKT_SRC_WIRE = "wire/pcap"
+PKT_SRC_FLOW_TIMEOUT = "stream (flow timeout)"
+IPV4, IPV6 = 4, 6
+IPV6_ADDR_LEN = 16
 _PORT_PROTOS = (6, 17, 132)  # TCP, UDP, SCTP
 # events are trees of fresh dicts and lists: no cycle check needed
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, check_circular=False).encode
@@ -116,19 +127,21 @@ class EveWriter(Sink):
     """
 
     def __init__(self, path: str = "-", types=DEFAULT_TYPES, payload: bool = False, line_buffered: bool = False,
-                 *, output=None, host: str | None = None, in_iface: str | None = None):
+                 *, output=None, host: str | None = None, in_iface: str | None = None,
+                 dns_version: int = DNS_DEFAULT_VERSION):
         self.out = output if output is not None else FileSink(path, line_buffered)
         self.write = self.out.write
         self.host = host
         self.in_iface = in_iface
+        self.dns_version = dns_version  # Suricata's outputs.eve-log.types.dns.version (3, or 2)
         self.types = frozenset(types)
         self.payload = payload
         self.started = time.monotonic()
         self._alert_objs: dict = {}  # (id(rule), action) -> rendered "alert" object
         handlers = {Alert: self.alert, FlowEnded: self.flow, Stats: self.stats, Kill: self.kill, AppTx: self.app,
-                    FlowEmergency: self.engine, BypassSwitch: self.bypass}
+                    FlowEmergency: self.engine, BypassSwitch: self.bypass, TaggedPacket: self.tagged}
         names = {Alert: ("alert",), FlowEnded: ("flow",), Stats: ("stats",), Kill: ("kill",), AppTx: APP_TYPES,
-                 FlowEmergency: ("engine",), BypassSwitch: ("engine",)}
+                 FlowEmergency: ("engine",), BypassSwitch: ("engine",), TaggedPacket: ("alert",)}
         self._dispatch = {cls: fn for cls, fn in handlers.items() if self.types.intersection(names[cls])}
 
     def handle(self, event) -> None:
@@ -175,18 +188,8 @@ class EveWriter(Sink):
 
     def alert(self, a: Alert) -> None:
         pkt, flow = a.pkt, a.flow
-        ev: dict = {"timestamp": iso_time(pkt.ts)}
-        if flow is not None:
-            ev["flow_id"] = flow.flow_id
-        if pkt.pcap_cnt:
-            ev["pcap_cnt"] = pkt.pcap_cnt
-        ev["event_type"] = "alert"
-        if pkt.vlan_id:
-            ev["vlan"] = list(pkt.vlan_id)
-        _endpoints(ev, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport, pkt)
-        ev["ip_v"] = pkt.ipv
         # detect's flow-end inspection rides on a pseudo packet, as Suricata's
-        ev["pkt_src"] = "stream (flow timeout)" if a.kind == "flow-timeout" else "wire/pcap"
+        ev = _packet_header(pkt, flow, "alert", PKT_SRC_FLOW_TIMEOUT if a.kind == "flow-timeout" else PKT_SRC_WIRE)
         if pkt.src_mac:
             ev["ether"] = {"src_mac": _mac(pkt.src_mac), "dest_mac": _mac(pkt.dst_mac)}
         ev["alert"] = self._alert_obj(a.rule, a.action)
@@ -215,8 +218,13 @@ class EveWriter(Sink):
             ev["payload"] = base64.b64encode(data).decode("ascii")
             ev["payload_printable"] = "".join(chr(b) if 32 <= b < 127 else "." for b in data)
         if self.payload and pkt.frame:
-            ev["packet"] = base64.b64encode(bytes(pkt.frame)).decode("ascii")
-            ev["packet_info"] = {"linktype": pkt.linktype}
+            packet_fields(ev, pkt)
+        self._emit(ev)
+
+    def tagged(self, t: TaggedPacket) -> None:
+        """A tagged packet: Suricata's "packet" record (CreateEveHeader, then EvePacket)."""
+        ev = _packet_header(t.pkt, t.flow, "packet", PKT_SRC_WIRE)
+        packet_fields(ev, t.pkt)
         self._emit(ev)
 
     # -- flow ---------------------------------------------------------------
@@ -225,7 +233,7 @@ class EveWriter(Sink):
         ev: dict = {"timestamp": iso_time(f.start), "flow_id": f.flow_id, "event_type": "flow"}
         if f.vlan_id:
             ev["vlan"] = list(f.vlan_id)
-        _endpoints(ev, f.proto, f.client, f.cport, f.server, f.sport)
+        _endpoints(ev, f.proto, f.client, f.cport, f.server, f.sport, ip_v=_ip_version(f.client))
         if f.app is not None and f.app.proto is not None:
             ev["app_proto"] = f.app.proto
         end = max(f.last_ts, f.start)
@@ -244,18 +252,22 @@ class EveWriter(Sink):
 
     # -- application layer -----------------------------------------------------
     def app(self, e: AppTx) -> None:
-        """One finished transaction: its http / dns / tls records (Suricata's event per record)."""
-        if e.proto not in self.types:
-            return
+        """One finished transaction: its http / dns / tls records and its files' fileinfo records."""
         f = e.flow
-        for obj in tx_records(e.proto, e.tx):
-            ev: dict = {"timestamp": iso_time(e.ts), "flow_id": f.flow_id, "event_type": e.proto}
+        for event_type, to_server, body in app_events(e.proto, e.tx, self.types, self.dns_version):
+            ev: dict = {"timestamp": iso_time(e.ts), "flow_id": f.flow_id}
+            if e.pcap_cnt:
+                ev["pcap_cnt"] = e.pcap_cnt
+            ev["event_type"] = event_type
             if f.vlan_id:
                 ev["vlan"] = list(f.vlan_id)
-            _endpoints(ev, f.proto, f.client, f.cport, f.server, f.sport)
-            if e.proto == "http":
-                ev["tx_id"] = e.tx.tx_id
-            ev[e.proto] = obj
+            if to_server:
+                _endpoints(ev, f.proto, f.client, f.cport, f.server, f.sport)
+            else:
+                _endpoints(ev, f.proto, f.server, f.sport, f.client, f.cport)
+            ev["ip_v"] = _ip_version(f.client)
+            ev["pkt_src"] = PKT_SRC_WIRE if e.pcap_cnt else PKT_SRC_FLOW_TIMEOUT
+            ev.update(body)
             self._emit(ev)
 
     # -- stats / kill -------------------------------------------------------
@@ -321,8 +333,11 @@ def nest_counters(section: str, counters: dict) -> dict:
     return out
 
 
-def _endpoints(ev: dict, proto: int, src: bytes, sport: int, dst: bytes, dport: int, pkt=None) -> None:
-    """src/dest address and port fields; ICMP carries type/code instead of ports."""
+def _endpoints(ev: dict, proto: int, src: bytes, sport: int, dst: bytes, dport: int, pkt=None,
+               ip_v: int = 0) -> None:
+    """src/dest address and port fields; ICMP carries type/code instead of ports.  ``ip_v``: the
+    IP version as Suricata's flow records place it, before ``proto`` (packet and transaction
+    records carry it after ``proto``, written by the caller)."""
     has_ports = proto in _PORT_PROTOS
     ev["src_ip"] = addr(src)
     if has_ports:
@@ -330,10 +345,34 @@ def _endpoints(ev: dict, proto: int, src: bytes, sport: int, dst: bytes, dport: 
     ev["dest_ip"] = addr(dst)
     if has_ports:
         ev["dest_port"] = dport
+    if ip_v:
+        ev["ip_v"] = ip_v
     ev["proto"] = proto_name(proto)
     if pkt is not None and proto in ICMP_PROTOS and pkt.icmp_type >= 0:
         ev["icmp_type"] = pkt.icmp_type
         ev["icmp_code"] = pkt.icmp_code
+
+
+def _packet_header(pkt, flow, event_type: str, pkt_src: str) -> dict:
+    """Suricata's CreateEveHeader for a packet record: time, flow id, number, type, addresses as the
+    packet has them, ip_v, ICMP type/code and the packet's source."""
+    ev: dict = {"timestamp": iso_time(pkt.ts)}
+    if flow is not None:
+        ev["flow_id"] = flow.flow_id
+    if pkt.pcap_cnt:
+        ev["pcap_cnt"] = pkt.pcap_cnt
+    ev["event_type"] = event_type
+    if pkt.vlan_id:
+        ev["vlan"] = list(pkt.vlan_id)
+    _endpoints(ev, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport, pkt)
+    ev["ip_v"] = pkt.ipv
+    ev["pkt_src"] = pkt_src
+    return ev
+
+
+def _ip_version(address: bytes) -> int:
+    """4 or 6, from a flow's packed address (Suricata's FLOW_IS_IPV4 / FLOW_IS_IPV6)."""
+    return IPV6 if len(address) == IPV6_ADDR_LEN else IPV4
 
 
 def _flow_counts(f) -> dict:
@@ -360,9 +399,13 @@ def _tcp_obj(f) -> dict:
     if f.tcp_state:
         tcp["state"] = f.tcp_state
     streams = getattr(f, "streams", None) or ()
+    missed = [getattr(st, "missed_bytes", 0) if st is not None else 0 for st in streams[:2]]
+    missed += [0] * (2 - len(missed))
+    # Suricata's STREAMTCP_STREAM_FLAG_HAS_GAP per side (server side first, as it writes them)
+    for i, name in ((1, "tc_gap"), (0, "ts_gap")):
+        if missed[i]:
+            tcp[name] = True
     for i, name in ((0, "missed_bytes_ts"), (1, "missed_bytes_tc")):
-        st = streams[i] if i < len(streams) else None
-        missed = getattr(st, "missed_bytes", 0) if st is not None else 0
-        if missed:
-            tcp[name] = missed
+        if missed[i]:
+            tcp[name] = missed[i]
     return tcp

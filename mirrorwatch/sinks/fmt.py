@@ -7,10 +7,23 @@ sensors and test runs.
 
 from __future__ import annotations
 
+import base64
 import socket
 import time
 from ipaddress import ip_address
 
+from mirrorwatch.core.decode.numbers import (
+    DLT_RAW,
+    LINKTYPE_C_HDLC,
+    LINKTYPE_ETHERNET,
+    LINKTYPE_IPV4,
+    LINKTYPE_IPV6,
+    LINKTYPE_LINUX_SLL,
+    LINKTYPE_LINUX_SLL2,
+    LINKTYPE_NULL,
+    LINKTYPE_PPP,
+    LINKTYPE_RAW,
+)
 from mirrorwatch.core.decode.packet import (
     ACK,
     FIN,
@@ -31,6 +44,19 @@ PROTO_NAMES = {
     112: "VRRP", 132: "SCTP",
 }
 ICMP_PROTOS = (PROTO_ICMP, PROTO_ICMPV6)
+# Suricata 8's util-datalink.c names for packet_info.linktype_name ("n/a" for the rest); a
+# capture's link type 101 is libpcap's DLT_RAW (12) once read, named RAW, as there
+LINKTYPE_NAMES = {
+    LINKTYPE_NULL: "NULL", LINKTYPE_ETHERNET: "EN10MB", LINKTYPE_LINUX_SLL: "LINUX_SLL",
+    LINKTYPE_LINUX_SLL2: "LINUX_SLL2", LINKTYPE_PPP: "PPP", DLT_RAW: "RAW", LINKTYPE_RAW: "RAW2",
+    LINKTYPE_C_HDLC: "C_HDLC", LINKTYPE_IPV4: "IPv4", LINKTYPE_IPV6: "IPv6",
+}
+
+
+def packet_fields(ev: dict, pkt) -> None:
+    """Suricata's EvePacket: the whole packet in base64, its link type and the type's name."""
+    ev["packet"] = base64.b64encode(bytes(pkt.frame)).decode("ascii")
+    ev["packet_info"] = {"linktype": pkt.linktype, "linktype_name": LINKTYPE_NAMES.get(pkt.linktype, "n/a")}
 
 
 def proto_name(proto: int) -> str:

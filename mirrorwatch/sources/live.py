@@ -48,6 +48,7 @@ import pcapy
 
 from mirrorwatch.core.settings import Settings
 from mirrorwatch.sources import fanout as packet_fanout
+from mirrorwatch.sources.sched import request_slice
 
 META = struct.Struct("=IIII")  # sec, usec, offset, caplen (native endian, per pcapy-ng next_batch)
 BATCH_MAX = 4096  # frames per next_batch call
@@ -327,6 +328,10 @@ class LiveCapture:
         self.immediate_problem: str | None = None
         self.immediate_skipped: str | None = None
         self.queue_size = max(1, int(settings["capture.queue-size"]))
+        # capture.sched-slice, asked for by start() for the engine's thread and the capture thread;
+        # ``sched_note`` says why it could not be applied
+        self.sched_slice = int(settings["capture.sched-slice"])
+        self.sched_note: str | None = None
         self.handle = None
         self.linktype = 1
         # hand-over state, guarded by _cv
@@ -408,6 +413,7 @@ class LiveCapture:
     def start(self) -> None:
         if self.handle is None:
             self.open()
+        self.sched_note = request_slice(self.sched_slice)  # before the thread: it inherits the slice
         self._thread = threading.Thread(target=self._run, name=f"capture-{self.iface}", daemon=True)
         self._thread.start()
 
@@ -540,6 +546,7 @@ class LiveCapture:
             "drops": self.queue_drops + kdrop,
             "queue_pending": self._pending,
             "queue_size": self.queue_size,
+            "sched_slice_us": 0 if self.sched_note else self.sched_slice,
         }
 
 

@@ -8,9 +8,9 @@ fragment of it) must reach the same engine:
 - ``listen``: each worker opens its own libpcap handle on the interface and
   joins one ``PACKET_FANOUT`` group in hash mode with defragmentation
   (``sources.fanout``); the kernel picks the worker by the symmetric flow hash.
-- ``replay``: the coordinator reads the capture once and gives each frame to
-  the worker ``partition.FlowPartitioner`` (symmetric flow hash) and
-  ``fragments.FragmentRouter`` choose (``replay``).
+- ``replay``: every worker reads the capture itself and analyses the frames
+  ``core.decode.flowshare.FlowPartitioner`` (the symmetric flow hash, compiled)
+  and ``fragments.FragmentRouter`` give it (``replay``).
 
 The process that starts the workers is the coordinator (``coordinator``): it
 builds the pipeline once and forks the workers from it (``process``); their
@@ -24,10 +24,14 @@ process, exactly as without this package.  ``--workers auto`` takes the cores
 this process may run on, minus one (at least one).
 
 What is per worker, not per sensor: thresholds and detection filters tracked
-by source, destination or rule count what each engine sees (a ``limit 1``
-threshold can let one alert through per worker); the caps that bound memory,
+by source, destination, address pair or rule count what each engine sees (a
+``limit 1`` threshold can let one alert through per worker; ``by_flow`` is
+exact), and ``tag:host`` tags only its own worker's packets; the caps that bound memory,
 disk or rate (``WORKER_SHARED_CAPS``) are divided among the workers so the sensor as a
-whole keeps to them; ``-k auto`` samples checksums per worker.
+whole keeps to them; ``listen``'s ``-k auto`` samples checksums per worker (``replay``'s
+decides on the whole capture's first packets, as one engine does).  Each worker numbers
+its sessions in its own range, so EVE ``flow_id`` values never collide between workers
+(``coordinator.individualise``).
 """
 
 from __future__ import annotations
@@ -40,7 +44,9 @@ MAX_WORKERS = 64  # most workers one command may run
 AUTO = "auto"
 # caps on the whole sensor's memory, disk or rate, divided among the workers (each gets its share)
 WORKER_SHARED_CAPS = ("flow.max-sessions", "flow.memcap", "stream.reassembly.memcap", "defrag.max-frags",
-                      "defrag.memcap", "detect.threshold-entries", "stream.dump-max-bytes", "inject.max-per-second")
+                      "defrag.memcap", "app-layer.memcap", "app-layer.protocols.http.memcap",
+                      "app-layer.protocols.dns.global-memcap", "detect.threshold-entries", "detect.tag.max-hosts",
+                      "stream.dump-max-bytes", "inject.max-per-second")
 
 
 def usable_cores() -> int:

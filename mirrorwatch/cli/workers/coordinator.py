@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import signal
 import time
+from functools import partial
 
 import click
 
@@ -38,8 +39,27 @@ from mirrorwatch.cli.workers.outbox import WorkerError, writers
 from mirrorwatch.core.events import Stats
 
 POLL_INTERVAL = 0.25  # seconds the loop waits for the workers before its periodic duties
+# flow ids (``FlowTable``: a 32-bit session counter above FLOW_ID_HASH_BITS bits of hash): worker k counts its
+# sessions from k << FLOW_COUNTER_WORKER_SHIFT, so ids of different workers never meet below 2**26 sessions per
+# worker, and flow_id >> (FLOW_ID_HASH_BITS + FLOW_COUNTER_WORKER_SHIFT) is the worker's number
+FLOW_ID_HASH_BITS = 21
+FLOW_COUNTER_WORKER_SHIFT = 26
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
+
+
+def individualise(pipe, k: int) -> None:
+    """A forked worker ``k``'s own numbers: flow ids that no other worker gives (and that a replay with the
+    same number of workers gives again), and forged IP IDs drawn from its own sequence, not its parent's."""
+    pipe.engine.flows._seq = k << FLOW_COUNTER_WORKER_SHIFT  # the table's session counter (flow_id's high bits)
+    forge = getattr(pipe.engine.killer, "forge", None)
+    if forge is not None:
+        forge.reseed(k)
+
+
+def _individual(body, pipe, k: int, outbox, ctl) -> int:
+    individualise(pipe, k)
+    return body(k, outbox, ctl)
 
 
 def result(pipe, counters: dict, packets: int, cpu: float, code: int, fragments: dict | None = None) -> dict:
@@ -77,15 +97,15 @@ class _Signals:
 class Coordinator:
     """Runs ``count`` workers over ``pipe`` (the coordinator's own copy of the pipeline) to the end."""
 
-    def __init__(self, pipe, count: int, *, ordered: bool, table=None, periodic=None, on_start=None, on_stop=None,
-                 stopped_code: int = EXIT_INTERRUPTED):
+    def __init__(self, pipe, count: int, *, ordered: bool, table=None, periodic=None, on_start=None,
+                 on_end=None, stopped_code: int = EXIT_INTERRUPTED):
         self.pipe = pipe
         self.count = count
         self.ordered = ordered
         self.table = table  # view.MergedTable, or None
         self.periodic = periodic  # periodic(now): the loop's own duties (stats, display), or None
-        self.on_start = on_start  # on_start(workers): once they run (replay: the dispatcher starts reading)
-        self.on_stop = on_stop  # on_stop(): when the run is to stop (replay: the dispatcher stops reading)
+        self.on_start = on_start  # on_start(workers): once they run (listen: the periodic duties start)
+        self.on_end = on_end  # on_end(counters): every worker ended, their counters summed (inline adds its own)
         self.stopped_code = stopped_code  # the exit status after SIGINT/SIGTERM (replay: 130; listen: 0)
         self.logs = LogLines(lambda line: click.echo(line, err=True))
         self.signals = _Signals()
@@ -107,7 +127,7 @@ class Coordinator:
         self.pipe.flush()  # a worker inherits the buffers: they must be empty
         self.merge = OrderedMerge(self.count, self._write) if self.ordered else None
         self.pipe.started, self.pipe.started_cpu = time.perf_counter(), time.process_time()
-        self.workers = process.start(self.count, body)
+        self.workers = process.start(self.count, partial(_individual, body, self.pipe))
         if self.table is not None:
             self.table.attach(self.workers)
         if self.on_start is not None:
@@ -136,11 +156,8 @@ class Coordinator:
                 self.periodic(time.monotonic())
 
     def stop_all(self) -> None:
-        """Every worker flushes its sessions and ends (SIGTERM, once; in replay the reading stops instead)."""
+        """Every worker flushes its sessions and ends (SIGTERM, once)."""
         self._stopping = True
-        if self.on_stop is not None:
-            self.on_stop()
-            return
         for w in self.workers:
             w.signal(signal.SIGTERM)
 
@@ -196,6 +213,8 @@ class Coordinator:
             self.merge.release()
         done = [w.done for w in self.workers if w.done is not None]
         counters = sum_counters([d["counters"] for d in done])
+        if self.on_end is not None:
+            self.on_end(counters)
         counters.update(pipe.output_counters())
         counters["workers"] = self.counters(done)
         stats = Stats(max((d["last_ts"] for d in done), default=0.0), counters)
@@ -216,7 +235,7 @@ class Coordinator:
         """The ``workers`` section of the merged stats."""
         c = {"count": self.count, "died": len(self._dead), "packets": [d["packets"] for d in done]}
         if done and done[0]["fragments"]:
-            c["fragments"] = done[0]["fragments"]  # replay: how the dispatcher routed fragments
+            c["fragments"] = done[0]["fragments"]  # replay: how fragments were routed (alike in every worker)
         return c
 
     def note(self, done: list[dict]) -> str:

@@ -6,8 +6,8 @@ says every frame up to that number is done.  Everything clocked at or below
 the smallest watermark of the running workers can no longer be preceded by
 anything, so it is written then, in clock order (ties: by worker), which is
 the order one engine would have written it in.  The backlog this holds is
-bounded by the dispatcher: it gives every worker its share of each batch of
-the capture in turn, so no worker can be more than its input pipe ahead.
+bounded by the workers' reading: none reads more than ``replay.MAX_LEAD_FRAMES``
+frames ahead of the slowest.
 """
 
 from __future__ import annotations
@@ -54,8 +54,10 @@ class OrderedMerge:
             write(channel, data)
 
 
-# counters that describe the configuration every worker loaded alike: reported once, not summed
-SAME_IN_EVERY_WORKER = frozenset({("detect", "rules"), ("detect", "rules_skipped"), ("detect", "patterns")})
+# counters every worker has alike (the rules it loaded; whether -k auto turned checksums off, which replay's
+# workers decide on the same frames): reported once (the largest: listen's workers may decide apart), not summed
+SAME_IN_EVERY_WORKER = frozenset({("detect", "rules"), ("detect", "rules_skipped"), ("detect", "patterns"),
+                                  ("decoder", "checksum", "auto_disabled")})
 
 
 def sum_counters(parts: list[dict], path: tuple = ()) -> dict:

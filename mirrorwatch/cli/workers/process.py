@@ -21,7 +21,6 @@ import ctypes
 import os
 import signal
 import sys
-import threading
 import traceback
 from multiprocessing import Pipe
 from multiprocessing.connection import wait
@@ -43,7 +42,6 @@ class Worker:
         self.done: dict | None = None  # its final message
         self.ended = False  # its pipe closed
         self.status: int | None = None  # its wait status, once reaped
-        self._tell = threading.Lock()  # ctl is written from more than one thread (replay's dispatcher)
 
     def reap(self, block: bool = True) -> None:
         if self.status is None:
@@ -70,11 +68,10 @@ class Worker:
 
     def tell(self, msg) -> bool:
         """A message on the worker's ``ctl`` pipe; False when the worker is gone (nobody needs it then)."""
-        with self._tell:
-            try:
-                self.ctl.send(msg)
-            except OSError:  # BrokenPipeError: it died
-                return False
+        try:
+            self.ctl.send(msg)
+        except OSError:  # BrokenPipeError: it died
+            return False
         return True
 
     def signal(self, sig: int) -> None:

@@ -79,6 +79,55 @@ class TxTracker:
         return done
 
 
+class MemAccount:
+    """Bytes the application layer holds against a cap: Suricata's ``memuse``/``memcap`` pair.
+
+    ``memuse`` is what is held now, ``memcap`` how many allocations were refused.
+    An account with a ``parent`` (a protocol's share under the global
+    ``app-layer.memcap``) charges both; a cap of 0 means unlimited (as Suricata's
+    ``app-layer.protocols.http.memcap``).
+    """
+
+    __slots__ = ("cap", "memcap", "memuse", "parent", "peak")
+
+    def __init__(self, cap: int, parent: MemAccount | None = None) -> None:
+        self.cap = cap
+        self.parent = parent
+        self.memuse = 0
+        self.peak = 0
+        self.memcap = 0
+
+    def fits(self, size: int) -> bool:
+        """Whether ``size`` more bytes fit under every cap above; a refusal is counted on
+        the account that is full."""
+        acct: MemAccount | None = self
+        while acct is not None:
+            if acct.cap and acct.memuse + size > acct.cap:
+                acct.memcap += 1
+                return False
+            acct = acct.parent
+        return True
+
+    def reserve(self, size: int) -> bool:
+        """Take ``size`` more bytes if they fit (``fits``); a refusal takes nothing."""
+        if not self.fits(size):
+            return False
+        self.add(size)
+        return True
+
+    def add(self, size: int) -> None:
+        """Charge ``size`` bytes (negative: release) here and in every parent."""
+        acct: MemAccount | None = self
+        while acct is not None:
+            acct.memuse += size
+            acct.peak = max(acct.peak, acct.memuse)
+            acct = acct.parent
+
+    def counters(self, hits: str = "memcap") -> dict[str, int]:
+        """The account as EVE stats: bytes held, their peak, refusals (named ``hits``)."""
+        return {"memuse": self.memuse, "memuse_peak": self.peak, hits: self.memcap}
+
+
 def string_from_bytes(data: bytes) -> str:
     """Bytes as Suricata's JsonBuilder writes them (set_string_from_bytes).
 

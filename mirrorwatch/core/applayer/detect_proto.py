@@ -1,7 +1,7 @@
 """Application protocol detection from the first bytes of each flow direction.
 
-TCP: each direction keeps its first ``probe_window`` bytes and runs the
-matchers of its table in priority order: Suricata's detection patterns
+TCP: each direction runs the matchers of its table over its first
+``probe_window`` bytes, in priority order: Suricata's detection patterns
 (app-layer-detect-proto: http methods / "HTTP/1.x", TLS record headers,
 EHLO/HELO, FTP commands and the "220 (" banner, "SSH-", the SMB magic after
 a NetBIOS header, the DCERPC v5 header) first, then probing parsers (DNS's
@@ -17,6 +17,10 @@ names FTP or SMTP; a request line with an unknown upper-case method and an
 HTTP/1.x version is HTTP; "AUTH TLS"/"AUTH SSL" as the first command is FTP;
 the DCERPC header also needs a connection-oriented PDU type and a fragment
 length that holds it (SOCKS5 replies start 05 00 too).
+
+Until the flow's protocol is known each direction's bytes are kept, once, in
+its own buffer (the parser then made replays them, ``kept``; ``memuse`` is what
+they hold); the caller charges them against ``app-layer.memcap``.
 
 The first direction to decide sets the flow's protocol (Suricata's
 app-layer.c keeps the protocol whose parser already ran); a later, different
@@ -295,6 +299,8 @@ class _Direction:
 class ProtoDetect:
     """Protocol detection of one TCP flow."""
 
+    __slots__ = ("_dirs", "max_detect_bytes", "mismatch", "probe_window", "proto")
+
     def __init__(self, probe_window: int = DEFAULT_PROBE_WINDOW,
                  max_detect_bytes: int = DEFAULT_MAX_DETECT_BYTES) -> None:
         self.probe_window = probe_window
@@ -302,6 +308,15 @@ class ProtoDetect:
         self.proto: str | None = None
         self.mismatch = False
         self._dirs = (_Direction(), _Direction())
+
+    def kept(self, direction: int) -> bytearray:
+        """Every byte ``direction`` sent so far (for the parser made once the protocol is known)."""
+        return self._dirs[direction].buf
+
+    @property
+    def memuse(self) -> int:
+        """Bytes the kept buffers hold."""
+        return len(self._dirs[0].buf) + len(self._dirs[1].buf)
 
     def direction_proto(self, direction: int) -> str | None:
         """What ``direction`` alone detected (None while undecided or without a match)."""
@@ -313,9 +328,8 @@ class ProtoDetect:
             return FAILED
         side = self._dirs[direction]
         side.seen += len(data)
+        side.buf += data
         if not side.done:
-            room = self.probe_window - len(side.buf)
-            side.buf += bytes(data[:room])
             self._classify(direction, side)
         if self.proto is None and self._undecidable(side):
             self.proto = FAILED
@@ -323,11 +337,10 @@ class ProtoDetect:
 
     def _classify(self, direction: int, side: _Direction) -> None:
         window_full = len(side.buf) >= self.probe_window
-        verdict = classify(bytes(side.buf), MATCHERS[direction], window_full)
+        verdict = classify(bytes(side.buf[:self.probe_window]), MATCHERS[direction], window_full)
         if verdict is WAIT:
             return
         side.done = True
-        side.buf = bytearray()
         side.proto = verdict
         if verdict is None:
             return
@@ -341,8 +354,10 @@ class ProtoDetect:
 
 
 def probe_udp(payload: bytes | memoryview, sport: int, dport: int,
-              dns_ports: frozenset[int] = DNS_UDP_PORTS) -> str | None:
-    """The protocol of a UDP datagram, or None: DNS on its ports (Suricata's rs_dns_probe)."""
+              dns_ports: frozenset[int] = DNS_UDP_PORTS) -> tuple[str, object] | None:
+    """The protocol of a UDP datagram and the message its probe parsed (the parser takes it
+    rather than parsing the datagram again), or None: DNS on its ports (Suricata's rs_dns_probe)."""
     if sport not in dns_ports and dport not in dns_ports:
         return None
-    return DNS if parse_message(bytes(payload)) is not None else None
+    msg = parse_message(bytes(payload))
+    return (DNS, msg) if msg is not None else None

@@ -8,8 +8,8 @@ carried data.
 - TCP: when the flows room starts a stream direction, ``on_new_stream`` puts an
   ``AppObserver`` on it (chained to the observer already there).  The reassembly
   room hands it the direction's settled in-order bytes, its gaps and its end.
-  Until the protocol is known, the bytes go to ``detect_proto.ProtoDetect`` and
-  are kept (bounded by the detector's own give-up limit); once one direction
+  Until the protocol is known, the bytes go to ``detect_proto.ProtoDetect``,
+  which keeps them once (bounded by its own give-up limit); once one direction
   names a protocol, its parser (``PARSERS``) is made and the kept bytes of both
   directions are replayed into it.  ``failed`` means detection gave up; the flow
   keeps being tracked and inspected by transport rules.
@@ -21,12 +21,26 @@ carried data.
   what is left when the flow goes.
 - A parser that raises is a bug, never a stop: the direction is given up,
   counted (``parser_errors``), and the flow goes on.
+
+Memory: every byte the layer keeps for a flow (detection's kept bytes, a
+parser's buffers, its transactions' headers, bodies and messages, TLS
+handshake buffers) is charged to ``MemAccount``s: the global
+``app-layer.memcap`` (a mirrorwatch key: Suricata caps each protocol on its
+own) and, under it, Suricata's per-protocol ``app-layer.protocols.http.memcap``
+and ``app-layer.protocols.dns.global-memcap``.  Before bytes go in, they must
+fit (a parser can grow by what it is fed, plus at most one body's decompressed
+output); after the call, the parser's ``memuse`` is charged.  When they do not
+fit the allocation is refused, as Suricata's HTPMalloc refuses: counted on the
+full account (``memcap``), detection stops with ``failed``, or the flow's parser
+stops in both directions (what it holds stays charged until it goes).  A
+flow's bytes are released when its transactions are logged and when it ends
+(``flow_end``: timeout, eviction, shutdown).
 """
 
 from __future__ import annotations
 
 from mirrorwatch.core.applayer import dns, ssh, tls
-from mirrorwatch.core.applayer.common import TO_CLIENT, TO_SERVER
+from mirrorwatch.core.applayer.common import TO_CLIENT, TO_SERVER, MemAccount
 from mirrorwatch.core.applayer.detect_proto import ProtoDetect, probe_udp
 from mirrorwatch.core.applayer.http.config import HttpConfig
 from mirrorwatch.core.applayer.http.state import HttpState
@@ -37,6 +51,9 @@ FAILED = "failed"
 PARSERS = {"http": HttpState, "tls": tls.TlsState, "dns": dns.DnsTcpState, "ssh": ssh.SshState}
 UDP_PARSERS = {"dns": dns.DnsUdpState}
 _HTP = "app-layer.protocols.http.libhtp.default-config."
+# protocol -> (setting of its own cap under app-layer.memcap, name of its refusal counter)
+PROTO_CAPS = {"http": ("app-layer.protocols.http.memcap", "memcap"),
+              "dns": ("app-layer.protocols.dns.global-memcap", "memcap_global")}
 
 
 def http_config(settings) -> HttpConfig:
@@ -52,14 +69,15 @@ def http_config(settings) -> HttpConfig:
 class AppFlow:
     """One flow's application layer: the protocol, its parser and the detection still under way."""
 
-    __slots__ = ("proto", "parser", "probe", "kept", "given_up")
+    __slots__ = ("proto", "parser", "probe", "given_up", "mem", "acct")
 
     def __init__(self) -> None:
         self.proto: str | None = None
         self.parser = None
         self.probe: ProtoDetect | None = None
-        self.kept: list | None = [[], []]  # bytes seen per direction before the protocol was known
         self.given_up = [False, False]
+        self.mem = 0  # bytes charged for this flow (to ``acct``)
+        self.acct: MemAccount | None = None  # the account they are charged to
 
 
 class AppObserver:
@@ -97,6 +115,8 @@ class AppLayer:
         self.factories["http"] = lambda: HttpState(http)
         self.c = dict.fromkeys(("flows", "failed", "parser_errors", "gaps", "txs_logged"), 0)
         self.by_proto: dict[str, int] = {}
+        self.mem = MemAccount(settings["app-layer.memcap"])
+        self.accounts = {proto: MemAccount(settings[key], self.mem) for proto, (key, _) in PROTO_CAPS.items()}
 
     # -- TCP -----------------------------------------------------------------
     def on_new_stream(self, flow, d: int, stream) -> None:
@@ -109,16 +129,19 @@ class AppLayer:
     def stream_data(self, app: AppFlow, d: int, data) -> None:
         if app.given_up[d]:
             return
-        parser = app.parser
-        if parser is not None:
-            self._call(app, d, parser.feed, d, bytes(data))
+        if app.parser is not None:
+            self._call(app, d, app.parser.feed, d, data, size=len(data))
             return
         if app.proto is not None:  # named but not parsed here (smtp, ftp, ...), or failed
             return
         if app.probe is None:
             app.probe = ProtoDetect()
-        app.kept[d].append(bytes(data))
-        found = app.probe.probe(d, bytes(data))
+            app.acct = self.mem
+        if not self.mem.reserve(len(data)):  # no room to keep them: detection stops
+            self._detected(app, FAILED)
+            return
+        app.mem += len(data)
+        found = app.probe.probe(d, data)
         if found is not None:
             self._detected(app, found)
 
@@ -135,45 +158,70 @@ class AppLayer:
 
     def _detected(self, app: AppFlow, proto: str) -> None:
         app.proto = proto
-        app.probe = None
+        probe, app.probe = app.probe, None
+        self._release(app)  # the kept bytes go with the probe (the parser charges what it keeps)
         self.by_proto[proto] = self.by_proto.get(proto, 0) + 1
         if proto == FAILED:
             self.c["failed"] += 1
-        kept, app.kept = app.kept, None
         factory = self.factories.get(proto)
         if factory is None:
             return
         app.parser = factory()
+        app.acct = self.accounts.get(proto, self.mem)
+        if probe is None:
+            return
         for d in (TO_SERVER, TO_CLIENT):
-            for chunk in kept[d]:
-                if not app.given_up[d]:
-                    self._call(app, d, app.parser.feed, d, chunk)
+            kept = probe.kept(d)
+            if kept and not app.given_up[d]:
+                self._call(app, d, app.parser.feed, d, bytes(kept), size=len(kept))
 
-    def _call(self, app: AppFlow, d: int, fn, *args) -> None:
+    def _call(self, app: AppFlow, d: int, fn, *args, size: int = 0) -> None:
+        """One call into the flow's parser, ``size`` new bytes in: they must fit the caps
+        first (else the parser stops in both directions), what it holds after is charged."""
+        if size and not app.acct.fits(size):
+            app.given_up[0] = app.given_up[1] = True
+            return
         try:
             fn(*args)
         except Exception:  # noqa: BLE001 - a parser bug must not stop the engine
             self.c["parser_errors"] += 1
             app.given_up[d] = True
+        self._charge(app)
+
+    @staticmethod
+    def _charge(app: AppFlow) -> None:
+        """Charge the parser's bytes held now, against what the flow was charged before."""
+        now = app.parser.memuse
+        if now != app.mem:
+            app.acct.add(now - app.mem)
+            app.mem = now
+
+    @staticmethod
+    def _release(app: AppFlow) -> None:
+        if app.mem:
+            app.acct.add(-app.mem)
+            app.mem = 0
 
     # -- UDP -----------------------------------------------------------------
     def udp(self, flow, payload, d: int, sport: int, dport: int) -> None:
-        """One UDP datagram of ``flow`` in direction ``d``."""
+        """One UDP datagram of ``flow`` in direction ``d``: a flow gets its application
+        layer once a datagram names the protocol (until then it costs nothing)."""
         app = flow.app
+        parsed = None  # the datagram as detection parsed it
         if app is None:
-            app = flow.app = AppFlow()
-            app.kept = None
-            self.c["flows"] += 1
-        if app.proto is None:
             found = probe_udp(payload, sport, dport)
             if found is None:
                 return
-            app.proto = found
-            self.by_proto[found] = self.by_proto.get(found, 0) + 1
-            factory = UDP_PARSERS.get(found)
+            proto, parsed = found
+            app = flow.app = AppFlow()
+            self.c["flows"] += 1
+            app.proto = proto
+            self.by_proto[proto] = self.by_proto.get(proto, 0) + 1
+            factory = UDP_PARSERS.get(proto)
             app.parser = factory() if factory is not None else None
+            app.acct = self.accounts.get(proto, self.mem)
         if app.parser is not None and not app.given_up[d]:
-            self._call(app, d, app.parser.parse, d, payload)
+            self._call(app, d, app.parser.parse, d, payload, parsed, size=len(payload))
 
     # -- logging ---------------------------------------------------------------
     def logged(self, flow) -> list:
@@ -182,13 +230,19 @@ class AppLayer:
         if app is None or app.parser is None:
             return []
         done = app.parser.pop_done()
-        self.c["txs_logged"] += len(done)
+        if done:
+            self.c["txs_logged"] += len(done)
+            self._charge(app)
         return done
 
     def flow_end(self, flow) -> list:
-        """The flow goes: every transaction still held is logged as it stands."""
+        """The flow goes: every transaction still held is logged as it stands, its bytes released."""
         app = flow.app
-        if app is None or app.parser is None:
+        if app is None:
+            return []
+        app.probe = None
+        self._release(app)
+        if app.parser is None:
             return []
         left = list(app.parser.txs)
         self.c["txs_logged"] += len(left)
@@ -198,4 +252,7 @@ class AppLayer:
     def counters(self) -> dict:
         out = dict(self.c)
         out["by_proto"] = dict(self.by_proto)
+        out.update(self.mem.counters())
+        for proto, (_, hits) in PROTO_CAPS.items():
+            out[proto] = self.accounts[proto].counters(hits)
         return out

@@ -104,6 +104,11 @@ class SshState:
     def pop_done(self) -> list:
         return self._tracker.pop_done()
 
+    @property
+    def memuse(self) -> int:
+        """Bytes held: partial banner lines and packet headers."""
+        return sum(len(s.line) + len(s.header) for s in self._sides)
+
     def feed(self, direction: int, data: bytes | memoryview) -> None:
         side = self._sides[direction]
         if self.failed or side.stopped or side.encrypted:

@@ -171,6 +171,12 @@ class TlsState:
     def pop_done(self) -> list:
         return self._tracker.pop_done()
 
+    @property
+    def memuse(self) -> int:
+        """Bytes held: partial record headers and handshake messages, and the certificates kept."""
+        held = sum(len(r.header) + len(r.hs) for r in self._readers)
+        return held + sum(len(c) for c in self.tx.certs) + sum(len(c) for c in self.tx.client_certs)
+
     def feed(self, direction: int, data: bytes | memoryview) -> None:
         if self.failed or self._stopped[direction] or not data:
             return

@@ -22,7 +22,8 @@ verification.
 Compiled (checksum.pxd), a frame's bytes are summed by a C loop instead, as
 little-endian 32-bit words into a 64-bit integer: a 32-bit word is two 16-bit
 words, the second times 65536, which is 1 modulo 0xFFFF, so that sum is the same
-partial sum modulo 0xFFFF as CPython's integer (``_sum32``; every use reduces it).
+partial sum modulo 0xFFFF as CPython's integer (``_sum32``).  ``partial`` returns the
+sum reduced (below 0xFFFF) in both builds, so its callers add and compare C integers.
 """
 
 from __future__ import annotations
@@ -49,21 +50,21 @@ _from = int.from_bytes
 
 
 def partial(buf, start: int, end: int) -> int:
-    """Partial sum of ``buf[start:end]`` (see the module docstring; reduce with ``% ONES``)."""
+    """Partial sum of ``buf[start:end]``, reduced: below ``ONES`` (see the module docstring)."""
     if cython.compiled and type(buf) is bytes:
-        return _sum32(buf, start, end)
+        return _sum32(buf, start, end) % ONES
     m = end - start
     if m < SPLIT_BYTES:
-        return _from(buf[start:end], "little")
+        return _from(buf[start:end], "little") % ONES
     if m < SPLIT4_BYTES:
         h = start + ((m >> 2) << 1)
-        return _from(buf[start:h], "little") + _from(buf[h:end], "little")
+        return (_from(buf[start:h], "little") + _from(buf[h:end], "little")) % ONES
     q = (m >> 3) << 1
     h1 = start + q
     h2 = h1 + q
     h3 = h2 + q
     return (_from(buf[start:h1], "little") + _from(buf[h1:h2], "little") + _from(buf[h2:h3], "little")
-            + _from(buf[h3:end], "little"))
+            + _from(buf[h3:end], "little")) % ONES
 
 
 def _sum32(buf: bytes, start: int, end: int) -> int:
@@ -92,11 +93,13 @@ def transport_ok(f, ipv: int, ip_off: int, l4: int, end: int, proto: int) -> boo
     addresses directly precede the segment (no options or extension headers) the two are
     one piece."""
     if proto == PROTO_ICMP:
-        return partial(f, l4, end) % ONES == 0
+        return partial(f, l4, end) == 0
     if ipv == 4:
-        a, a_end = ip_off + IPV4_ADDRS, ip_off + IPV4_ADDRS_END
+        a = ip_off + IPV4_ADDRS
+        a_end = ip_off + IPV4_ADDRS_END
     else:
-        a, a_end = ip_off + IPV6_ADDRS, ip_off + IPV6_ADDRS_END
+        a = ip_off + IPV6_ADDRS
+        a_end = ip_off + IPV6_ADDRS_END
     v = (proto + end - l4) << 8
     if a_end != l4:
         v += partial(f, a, a_end)

@@ -13,16 +13,22 @@ rest to the next layer; a malformed header is ``d.error(reason)`` (None).
 
 from __future__ import annotations
 
-from mirrorwatch.core.decode.numbers import ETH_ALEN, ETH_HLEN, ETH_TYPE_OFF
-from mirrorwatch.core.decode.wire import u16
+from mirrorwatch.core.decode.ipv4 import decode_ipv4
+from mirrorwatch.core.decode.numbers import (
+    ETH_ALEN,
+    ETH_HLEN,
+    ETH_TYPE_OFF,
+    ETHERTYPE_IPV4,
+)
+from mirrorwatch.core.decode.wire import take, u16
 
 
 def decode_ethernet(d, p, f: bytes, off: int, end: int, depth: int):
     """The frame's own Ethernet header: its MAC addresses are the wire's, recorded."""
     if end - off < ETH_HLEN:
         return d.error("truncated_ethernet")
-    p.dst_mac = f[off:off + ETH_ALEN]
-    p.src_mac = f[off + ETH_ALEN:off + 2 * ETH_ALEN]
+    p.dst_mac = take(f, off, off + ETH_ALEN)
+    p.src_mac = take(f, off + ETH_ALEN, off + 2 * ETH_ALEN)
     return decode_ethertype(d, p, f, off + ETH_HLEN, end, u16(f, off + ETH_TYPE_OFF), depth)
 
 
@@ -38,6 +44,8 @@ def decode_ethertype(d, p, f: bytes, off: int, end: int, etype: int, depth: int)
     """The payload at ``off`` named by EtherType ``etype``, through ``d.ethertypes``; a type the
     decoder does not know (ARP, LLDP...) is a packet without an IP layer (``ipv`` 0)."""
     p.l2_proto = etype
+    if etype == ETHERTYPE_IPV4:  # the table's entry, named here: compiled, a C call instead of a Python one
+        return decode_ipv4(d, p, f, off, end, depth)
     fn = d.ethertypes.get(etype)
     if fn is None:
         d.note("non_ip")

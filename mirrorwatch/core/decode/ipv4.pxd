@@ -2,9 +2,10 @@ cimport cython
 
 from mirrorwatch.core.decode.context cimport DecodeContext
 from mirrorwatch.core.decode.packet cimport Packet
-from mirrorwatch.core.decode.wire cimport u16
+from mirrorwatch.core.decode.wire cimport take, u16
+from mirrorwatch.core.decode.tcp cimport decode_tcp
 
-cdef int CHECK_ON
+cdef int CHECK_ON, PROTO_TCP
 cdef Py_ssize_t IPV4_HLEN, IPV4_TOS_OFF, IPV4_LEN_OFF, IPV4_ID_OFF, IPV4_FRAG_OFF, IPV4_TTL_OFF, IPV4_PROTO_OFF
 cdef Py_ssize_t IPV4_SRC_OFF, IPV4_DST_OFF, IPV4_ALEN
 cdef unsigned int IP_FRAG_BITS

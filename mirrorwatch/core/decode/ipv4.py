@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from mirrorwatch.core.decode.checksum import CHECK_ON, ONES, partial
+from mirrorwatch.core.decode.checksum import CHECK_ON, partial
 from mirrorwatch.core.decode.fragments import defragment_ipv4
-from mirrorwatch.core.decode.wire import u16
+from mirrorwatch.core.decode.numbers import PROTO_TCP
+from mirrorwatch.core.decode.tcp import decode_tcp
+from mirrorwatch.core.decode.wire import take, u16
 
 IPV4_HLEN = 20
 IP_FRAG_BITS = 0x3FFF  # MF flag and fragment offset: any set means a fragment
@@ -40,8 +42,8 @@ def decode_ipv4(d, p, f: bytes, off: int, end: int, depth: int):
         return d.error("truncated_ipv4")
     d.n_ipv4 += 1
     p.ipv = 4
-    p.src = f[off + IPV4_SRC_OFF:off + IPV4_SRC_OFF + IPV4_ALEN]
-    p.dst = f[off + IPV4_DST_OFF:off + IPV4_DST_OFF + IPV4_ALEN]
+    p.src = take(f, off + IPV4_SRC_OFF, off + IPV4_SRC_OFF + IPV4_ALEN)
+    p.dst = take(f, off + IPV4_DST_OFF, off + IPV4_DST_OFF + IPV4_ALEN)
     proto = p.proto = f[off + IPV4_PROTO_OFF]
     p.ttl = f[off + IPV4_TTL_OFF]
     p.tos = f[off + IPV4_TOS_OFF]
@@ -51,9 +53,9 @@ def decode_ipv4(d, p, f: bytes, off: int, end: int, depth: int):
     p.ip_len = tlen
     l4 = off + hlen
     if hlen > IPV4_HLEN:
-        p.ip_opts = f[off + IPV4_HLEN:l4]
+        p.ip_opts = take(f, off + IPV4_HLEN, l4)
     if d.check == CHECK_ON:
-        if partial(f, off, l4) % ONES:
+        if partial(f, off, l4):  # a correct header sums to zero
             p.csum_ok = False
             d.note("ipv4_csum_bad")
         else:
@@ -66,4 +68,6 @@ def decode_ipv4(d, p, f: bytes, off: int, end: int, depth: int):
         d.n_ipv4 -= 1  # counted again for the whole datagram
         return decode_ipv4(d, whole, whole.frame, whole.ip_off, len(whole.frame), depth)
     p.l4_off = l4
+    if proto == PROTO_TCP:  # the table's entry, named here: compiled, a C call instead of a Python one
+        return decode_tcp(d, p, f, l4, ip_end, depth)
     return d.ip_protos[proto](d, p, f, l4, ip_end, depth)

@@ -2,7 +2,7 @@ cimport cython
 
 from mirrorwatch.core.decode.context cimport DecodeContext
 from mirrorwatch.core.decode.packet cimport Packet
-from mirrorwatch.core.decode.wire cimport u16
+from mirrorwatch.core.decode.wire cimport take, u16
 
 cdef Py_ssize_t IPV6_HLEN, IPV6_PLEN_OFF, IPV6_NXT_OFF, IPV6_HLIM_OFF, IPV6_SRC_OFF, IPV6_DST_OFF, IPV6_ALEN
 cdef int IPV6_TCLASS_SHIFT, PROTO_HOPOPTS

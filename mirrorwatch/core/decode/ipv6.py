@@ -27,7 +27,7 @@ from mirrorwatch.core.decode.numbers import (
     PROTO_ROUTING,
     PROTO_SHIM6,
 )
-from mirrorwatch.core.decode.wire import u16
+from mirrorwatch.core.decode.wire import take, u16
 
 # extension headers walked to reach the upper layer
 EXTENSION_HEADERS = frozenset((PROTO_HOPOPTS, PROTO_ROUTING, PROTO_FRAGMENT, PROTO_AH, PROTO_DSTOPTS, PROTO_MOBILITY,
@@ -57,8 +57,8 @@ def decode_ipv6(d, p, f: bytes, off: int, end: int, depth: int):
         return d.error("truncated_ipv6")
     d.n_ipv6 += 1
     p.ipv = 6
-    p.src = f[off + IPV6_SRC_OFF:off + IPV6_SRC_OFF + IPV6_ALEN]
-    p.dst = f[off + IPV6_DST_OFF:off + IPV6_DST_OFF + IPV6_ALEN]
+    p.src = take(f, off + IPV6_SRC_OFF, off + IPV6_SRC_OFF + IPV6_ALEN)
+    p.dst = take(f, off + IPV6_DST_OFF, off + IPV6_DST_OFF + IPV6_ALEN)
     p.ttl = f[off + IPV6_HLIM_OFF]
     p.tos = (u16(f, off) >> IPV6_TCLASS_SHIFT) & 0xFF
     p.ip_off = off
@@ -106,5 +106,5 @@ def _extension_headers(d, p, f: bytes, off: int, ip_end: int, nh: int, depth: in
         nh_pos = l4
         l4 += hl
         nh = nxt
-    p.ip_opts = f[off + IPV6_HLEN:l4]
+    p.ip_opts = take(f, off + IPV6_HLEN, l4)
     return _upper_layer(d, p, f, off, l4, ip_end, nh, depth)

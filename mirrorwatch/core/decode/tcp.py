@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mirrorwatch.core.decode.numbers import PROTO_TCP
-from mirrorwatch.core.decode.wire import u16, u32
+from mirrorwatch.core.decode.wire import take, u16, u32
 
 TCP_HLEN = 20
 
@@ -40,8 +40,8 @@ def decode_tcp(d, p, f: bytes, l4: int, ip_end: int, depth: int):
     p.urp = u16(f, l4 + TCP_URP_OFF)
     p.tcp_hlen = thl
     if thl > TCP_HLEN:
-        p.tcp_opts = f[l4 + TCP_HLEN:l4 + thl]
-    p.payload = f[l4 + thl:ip_end]
+        p.tcp_opts = take(f, l4 + TCP_HLEN, l4 + thl)
+    p.payload = take(f, l4 + thl, ip_end)
     if d.check:
         d.verify_transport(p, f, l4, ip_end, PROTO_TCP)
     return p

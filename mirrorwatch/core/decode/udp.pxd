@@ -2,7 +2,7 @@ cimport cython
 
 from mirrorwatch.core.decode.context cimport DecodeContext
 from mirrorwatch.core.decode.packet cimport Packet
-from mirrorwatch.core.decode.wire cimport u16
+from mirrorwatch.core.decode.wire cimport take, u16
 
 cdef int PROTO_UDP
 cdef Py_ssize_t UDP_HLEN, UDP_DPORT_OFF, UDP_LEN_OFF, UDP_CSUM_OFF

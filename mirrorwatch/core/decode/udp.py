@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mirrorwatch.core.decode.numbers import PROTO_UDP
-from mirrorwatch.core.decode.wire import u16
+from mirrorwatch.core.decode.wire import take, u16
 
 UDP_HLEN = 8
 UDP_DPORT_OFF = 2
@@ -27,7 +27,7 @@ def decode_udp(d, p, f: bytes, l4: int, ip_end: int, depth: int):
     d.n_udp += 1
     p.sport = sport
     p.dport = dport
-    p.payload = f[l4 + UDP_HLEN:end]
+    p.payload = take(f, l4 + UDP_HLEN, end)
     # over IPv4 a zero checksum means none was sent
     if d.check and (p.ipv == 6 or f[l4 + UDP_CSUM_OFF] or f[l4 + UDP_CSUM_OFF + 1]):
         d.verify_transport(p, f, l4, end, PROTO_UDP)

@@ -7,6 +7,13 @@ and sorts them in Suricata's order (action, flowbits set-before-read,
 priority, load order); a rule's position is its number, and alerts on one
 packet come out in that order.
 
+A flow's detect state (``flow.det``, a ``state.FlowDet``) is attached when the
+flow first needs it (``Detector.attach``): its first stream, a transaction, the
+session established (``flow:established`` must hold after it closes), a rule
+that left flowbits, a per-flow threshold or a pass in it.  A bare SYN, a scan
+probe or a one-packet UDP session is judged without one and costs its flow
+record only.
+
 Per packet, candidates are gathered cheaply, then judged in rule order:
 
 - IP-only rules (addresses/ports only) on the first packet of each flow
@@ -130,6 +137,8 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin):
         c["packets"] += 1
         if pkt.csum_ok is False:
             c["csum_skipped"] += 1
+            if flow is not None and flow.det is None:  # its direction's first judged packet is still to come
+                self.attach(flow, FlowDet(), 0 if to_server else 1, pkt.dport, pkt.sport, False)
             return []
         proto = pkt.proto
         # rules decided by header values alone (protocol, TCP flags / ICMP type, ports): per
@@ -139,16 +148,27 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin):
         v = pkt.flags if proto == TCP else (pkt.icmp_type if proto == 1 or proto == 58 else 0)
         first = False
         if flow is not None:
+            d = 0 if to_server else 1
             fd = flow.det
-            if fd is None:
-                fd = flow.det = FlowDet()
-            elif fd.passed:
+            if fd is None and (flow.app is not None or proto == TCP and flow.state == "established"):
+                # transactions, or an established session (flow:established must still hold
+                # once it closes): the flow gets its detect state now (a stream got it already)
+                fd = self.attach(flow, FlowDet(), d, pkt.dport, pkt.sport, False)
+        else:
+            fd = None
+            d = 0
+        if fd is None:
+            # no detect state (a bare SYN, a scan probe, no flow): the header table is looked up;
+            # a direction's first packet is its first counted one (see ``attach``)
+            table = self._header_table(proto, pkt.dport, pkt.sport)
+            first = flow is None or flow.pkts[d] == 1
+        else:
+            if fd.passed:
                 if proto == TCP:
                     release(flow)
                 return []
             if not fd.est and flow.state == "established":
                 fd.est = True
-            d = 0 if to_server else 1
             table = fd.hdr1 if d else fd.hdr0
             if table is None:
                 table = self._header_table(proto, pkt.dport, pkt.sport)
@@ -157,11 +177,6 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin):
                 else:
                     fd.hdr0 = table
                 first = True
-        else:
-            fd = None
-            d = 0
-            table = self._header_table(proto, pkt.dport, pkt.sport)
-            first = True
         static = table.get(v)
         if static is None:
             static = self._static_cands(table, v)
@@ -214,7 +229,41 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin):
         if not pc and not sc and not tc:
             return []
         c["inspected"] += 1
+        if fd is None and flow is not None:
+            # judged with scratch state, which the flow keeps only if a rule left some in it
+            fd = FlowDet()
+            alerts = self._judge_all(pc, sc, pkt, flow, fd, d, to_server, chunk, False, tc)
+            if fd.passed or fd.bits is not None or fd.thr is not None or fd.alerted_upto is not None:
+                self.attach(flow, fd, d, pkt.dport, pkt.sport, True)
+            return alerts
         return self._judge_all(pc, sc, pkt, flow, fd, d, to_server, chunk, False, tc)
+
+    @cython.locals(fd=FlowDet, d=cython.int, dport=cython.int, sport=cython.int, judged=cython.bint)
+    def attach(self, flow, fd, d: int, dport: int, sport: int, judged: bool) -> FlowDet:
+        """Give ``flow`` its detect state ``fd`` when it first needs one (a stream, a transaction,
+        an established session, a rule that left state), not on its first packet.
+
+        Until then every packet of the flow was judged (a bad checksum attaches at once),
+        so a direction's first packet is its first counted one; here each direction whose
+        first packet was judged gets its header table, so it is not taken for its first
+        again.  ``dport``/``sport``: the ports of direction ``d``'s packets; ``judged``:
+        the packet being processed (direction ``d``) was judged already.
+        """
+        proto = flow.proto
+        if flow.pkts[d] > (0 if judged else 1):
+            table = self._header_table(proto, dport, sport)
+            if d:
+                fd.hdr1 = table
+            else:
+                fd.hdr0 = table
+        if flow.pkts[1 - d]:
+            table = self._header_table(proto, sport, dport)
+            if d:
+                fd.hdr0 = table
+            else:
+                fd.hdr1 = table
+        flow.det = fd
+        return fd
 
     def _header_table(self, proto: int, dport: int, sport: int) -> dict:
         """The shared header value -> candidates table of packets with this protocol and ports

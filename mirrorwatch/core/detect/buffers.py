@@ -17,6 +17,8 @@ Adding a buffer is adding a row; the detect room has no per-buffer branch.
 
 from __future__ import annotations
 
+from operator import attrgetter
+
 from mirrorwatch.core.applayer.common import (
     PROGRESS_COMPLETE,
     PROGRESS_HEADERS,
@@ -176,3 +178,23 @@ ALIASES = {"file_data": "file.data",
 
 def lookup(name: str) -> Buffer | None:
     return BUFFERS.get(ALIASES.get(name, name))
+
+
+class ValueKeyword:
+    """A keyword that compares a value the parser keeps, not a buffer (Suricata's AppLayerTxMatch
+    keywords): ``get[side](tx)`` reads the value the packet's direction compares; such a keyword
+    names no side of its own (Suricata registers its list for both directions)."""
+
+    __slots__ = ("name", "proto", "get")
+
+    def __init__(self, name: str, proto: str, ts, tc):
+        self.name = name
+        self.proto = proto
+        self.get = (ts, tc)
+
+
+# tls.version (detect-tls-version.c): a to-server packet compares the client's version
+# (client_connp.version), a to-client one the server's, the negotiated one (server_connp.version)
+VALUE_KEYWORDS: dict[str, ValueKeyword] = {
+    k.name: k for k in (ValueKeyword("tls.version", "tls", attrgetter("client_version"), attrgetter("version_num")),)
+}

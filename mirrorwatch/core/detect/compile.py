@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 
+from mirrorwatch.core.detect.buffers import VALUE_KEYWORDS
 from mirrorwatch.rules.model import Content, Rule
 
 PROTO_NUMS: dict[str, tuple[int, ...] | None] = {
@@ -257,8 +258,9 @@ class CRule:
         payload = [m for m in rule.matches if getattr(m, "buffer", "payload") == "payload"]
         self.tx = None
         self.app_proto = rule_proto(rule)
-        self.app_checks = [_app_check(a) for a in getattr(rule, "app_checks", ())] or None
-        if app:
+        checks = getattr(rule, "app_checks", ())
+        self.app_checks = [_app_check(a) for a in checks if a.keyword not in VALUE_KEYWORDS] or None
+        if app or any(a.keyword in VALUE_KEYWORDS for a in checks):
             # the buffer keywords (payload ones included): ``txrule.compile_tx`` makes them a TxSpec at build
             self.tx = list(rule.matches)
             payload = []

@@ -33,8 +33,9 @@ class StreamMixin:
     def on_new_stream(self, flow, d: int, stream) -> None:
         """FlowTable hook: keep the bytes a gap would discard before detect saw them."""
         fd = flow.det
-        if fd is None:
-            fd = flow.det = FlowDet()
+        if fd is None:  # direction d's packet brought the data: the ports of its packets
+            fd = self.attach(flow, FlowDet(), d, flow.sport if d == 0 else flow.cport,
+                             flow.cport if d == 0 else flow.sport, False)
         stream.observer = GapKeeper(fd, d, stream.observer)
 
     def _stream_chunk(self, fd: FlowDet, st, d: int, flow, cands: set, at_end: bool):

@@ -15,8 +15,9 @@ makes it the response; a rule with neither inspects requests.
 from __future__ import annotations
 
 from mirrorwatch.core.applayer.common import TO_CLIENT, TO_SERVER
+from mirrorwatch.core.applayer.tls_messages import TLS13_DRAFT_MAJOR, TLS_VERSION_13
 from mirrorwatch.core.detect import compile as _c
-from mirrorwatch.core.detect.buffers import BOTH, MESSAGE, lookup
+from mirrorwatch.core.detect.buffers import BOTH, MESSAGE, VALUE_KEYWORDS, lookup
 from mirrorwatch.core.detect.payload import compile_matches
 from mirrorwatch.core.detect.transforms import apply, compile_transforms
 from mirrorwatch.rules.model import Content
@@ -51,15 +52,17 @@ class TxSpec:
     ``sides`` are the packet directions the rule is inspected on: one, or both for a rule
     whose buffers all exist on both sides and that names no direction (``file.data;
     content:...``), as Suricata registers such a rule for both; per side, the groups with
-    that side's getters and the fast pattern (group key, (literal, nocase)) or None.
+    that side's getters, the value tests (``tls.version``...: ``test(tx) -> bool``) and the
+    fast pattern (group key, (literal, nocase)) or None.
     """
 
-    __slots__ = ("proto", "sides", "groups", "fps")
+    __slots__ = ("proto", "sides", "groups", "tests", "fps")
 
-    def __init__(self, proto: str, sides: tuple, groups: dict, fps: dict):
+    def __init__(self, proto: str, sides: tuple, groups: dict, tests: dict, fps: dict):
         self.proto = proto
         self.sides = sides
         self.groups = groups
+        self.tests = tests
         self.fps = fps
 
     def ready(self, tx, d: int) -> bool:
@@ -81,7 +84,27 @@ class TxSpec:
                     return False
             elif not m(data):
                 return False
+        for test in self.tests[d]:
+            if not test(tx):
+                return False
         return True
+
+
+def _tls_version(check, get):
+    """detect-tls-version.c: the version equals the rule's; a TLS 1.3 draft (0x7fxx) counts as
+    TLS 1.3 unless the rule gave a raw 0xNNNN value."""
+    want, raw = check.value, check.mode == "raw"
+
+    def test(tx) -> bool:
+        version = get(tx)
+        if not raw and version >> 8 == TLS13_DRAFT_MAJOR:
+            version = TLS_VERSION_13
+        return version == want
+
+    return test
+
+
+VALUE_TESTS = {"tls.version": _tls_version}  # keyword -> test builder (check, side's getter)
 
 
 def compile_cr(cr) -> None:
@@ -92,7 +115,7 @@ def compile_cr(cr) -> None:
 
 
 def compile_tx(rule, matches: list, direction: str | None) -> TxSpec:
-    """The rule's buffer keywords as a TxSpec; Unsupported names what detect cannot judge."""
+    """The rule's buffer and value keywords as a TxSpec; Unsupported names what detect cannot judge."""
     by_key: dict = {}
     rows = {}
     response = False  # a response-only buffer names the rule's side
@@ -111,7 +134,8 @@ def compile_tx(rule, matches: list, direction: str | None) -> TxSpec:
         key = (row.name, tf)
         rows[key] = row
         by_key.setdefault(key, []).append(m)
-    protos = {row.proto for row in rows.values()}
+    checks = [a for a in rule.app_checks if a.keyword in VALUE_KEYWORDS]
+    protos = {row.proto for row in rows.values()} | {VALUE_KEYWORDS[a.keyword].proto for a in checks}
     proto = _c.rule_proto(rule)
     if proto is not None:
         protos.add(proto)
@@ -124,11 +148,12 @@ def compile_tx(rule, matches: list, direction: str | None) -> TxSpec:
         sides = (TO_SERVER,)
     else:
         sides = (TO_SERVER, TO_CLIENT)
-    groups, fps = {}, {}
+    groups, tests, fps = {}, {}, {}
     for side in sides:
         groups[side] = _groups(by_key, rows, side)
+        tests[side] = [VALUE_TESTS[a.keyword](a, VALUE_KEYWORDS[a.keyword].get[side]) for a in checks]
         fps[side] = _fast_pattern(groups[side])
-    return TxSpec(proto, sides, groups, fps)
+    return TxSpec(proto, sides, groups, tests, fps)
 
 
 def _groups(by_key: dict, rows: dict, side: int) -> list[Group]:

@@ -129,7 +129,7 @@ class FlowTable(TcpTracker, Capacity):
         if f is None:
             f = self._new_flow(key, pkt, fwd, sp, dp, events)
         else:
-            flows.move_to_end(key)
+            flows.move_to_end(f.key)  # the stored key: its hash parts are cached, it compares by identity
             if proto == PROTO_TCP and pkt.flags & _SYN_ACK_RST == SYN \
                     and (f.tcp_state in REUSABLE or really_killed(f)) \
                     and pkt.seq != f.isn[0] and pkt.csum_ok is not False:

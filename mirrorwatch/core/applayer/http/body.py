@@ -80,7 +80,7 @@ class BodyCollector:
     """Decoded body bytes of one message, kept up to a limit."""
 
     __slots__ = ("limit", "bomb_limit", "kept", "raw", "truncated", "memcapped", "bombed",
-                 "decode_failed", "stopped", "_stages")
+                 "decode_failed", "stopped", "decoded", "_stages")
 
     def __init__(self, limit: int, bomb_limit: int, stages: list[bool]) -> None:
         self.limit = limit
@@ -92,6 +92,7 @@ class BodyCollector:
         self.bombed = False
         self.decode_failed = False
         self.stopped = False            # a gap: nothing after it is kept
+        self.decoded = 0                # decoded bytes seen, kept or not (the file's size)
         self._stages = [_Stage(deflate) for deflate in stages]
 
     def add(self, data: bytes, room: int) -> int:
@@ -134,6 +135,7 @@ class BodyCollector:
         return max(space, 0)
 
     def _keep(self, data: bytes, room: int) -> int:
+        self.decoded += len(data)
         space = self._space(room)
         if len(data) > space:
             self.truncated = True

@@ -149,6 +149,11 @@ class HttpState(RequestMachine, ResponseMachine):
             self._held = max(self._held, 0)
         return done
 
+    @property
+    def memuse(self) -> int:
+        """Bytes held: kept header blocks and bodies (``_held``) and unparsed input."""
+        return self._held + len(self._ts.buf) + len(self._tc.buf)
+
     # -- machinery ------------------------------------------------------------
     def _side(self, direction: int) -> Side | None:
         if direction == TO_SERVER:

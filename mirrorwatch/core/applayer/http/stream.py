@@ -9,6 +9,7 @@ from enum import IntEnum
 from mirrorwatch.core.applayer.common import PROGRESS_BODY, PROGRESS_COMPLETE, TO_SERVER
 from mirrorwatch.core.applayer.http.body import BodyCollector, content_layers
 from mirrorwatch.core.applayer.http.config import HttpConfig, HttpStats
+from mirrorwatch.core.applayer.http.files import open_file
 from mirrorwatch.core.applayer.http.framing import Framing
 from mirrorwatch.core.applayer.http.headers import HeaderResult, add_fields, header_value, unfold
 from mirrorwatch.core.applayer.http.transaction import HttpTx
@@ -51,7 +52,7 @@ class Side:
     """Parse state of one direction."""
 
     __slots__ = ("direction", "buf", "pos", "phase", "tx", "closed", "remaining", "wire",
-                 "collector", "lines", "raw", "skip_to_lf")
+                 "collector", "file_checked", "lines", "raw", "skip_to_lf")
 
     def __init__(self, direction: int) -> None:
         self.direction = direction
@@ -63,6 +64,7 @@ class Side:
         self.remaining = 0
         self.wire = 0
         self.collector: BodyCollector | None = None
+        self.file_checked = False  # the body's first byte asked whether it is a file
         self.lines: list[bytes] = []
         self.raw = bytearray()
         self.skip_to_lf = False
@@ -171,6 +173,7 @@ class StreamMachine:
             self.stats.decompress_errors += 1
         limit = self.config.request_body_limit if request else self.config.response_body_limit
         side.collector = BodyCollector(limit, self.config.compression_bomb_limit, stages)
+        side.file_checked = False
         side.wire = 0
         side.remaining = length
         if framing == Framing.NONE:
@@ -189,9 +192,12 @@ class StreamMachine:
         self._keep(side, data)
 
     def _keep(self, side: Side, data: bytes) -> None:
-        added = side.collector.add(data, self._room())
+        collector = side.collector
+        added = collector.add(data, self._room())
         self._held += added
         tx = side.tx
+        if collector.decoded:
+            self._track_file(side, tx, collector.decoded)
         if side.direction == TO_SERVER:
             tx.request_body_len = side.wire
             if added:
@@ -202,6 +208,24 @@ class StreamMachine:
                 tx.response_body = bytes(side.collector.kept)
         if added:
             self._touch(tx)
+
+    @staticmethod
+    def _track_file(side: Side, tx: HttpTx, size: int) -> None:
+        """The body's file (opened on its first decoded byte, as Suricata's) has ``size`` bytes."""
+        request = side.direction == TO_SERVER
+        file = tx.request_file if request else tx.response_file
+        if file is None:
+            if side.file_checked:
+                return
+            side.file_checked = True
+            file = open_file(tx, request)
+            if file is None:
+                return
+            if request:
+                tx.request_file = file
+            else:
+                tx.response_file = file
+        file.size = size
 
     def _body_length(self, side: Side) -> bool:
         size = min(side.remaining, side.available)
@@ -301,6 +325,9 @@ class StreamMachine:
         message (the caller then resynchronises)."""
         side.collector.stop()
         side.wire += size
+        file = side.tx.request_file if side.direction == TO_SERVER else side.tx.response_file
+        if file is not None:
+            file.gaps = True
         if side.phase == Phase.BODY_CLOSE:
             return True
         if side.phase in (Phase.BODY_LENGTH, Phase.CHUNK_DATA) and size <= side.remaining:
@@ -326,9 +353,13 @@ class StreamMachine:
         if side.direction == TO_SERVER:
             tx.request_body_truncated = collector.truncated
             tx.request_body_len = side.wire
+            file = tx.request_file
         else:
             tx.response_body_truncated = collector.truncated
             tx.response_body_len = side.wire
+            file = tx.response_file
+        if file is not None:
+            file.close(_body_complete(side))
         side.collector = None
 
 
@@ -337,6 +368,16 @@ _BODY_PHASES = {
     Framing.CHUNKED: Phase.CHUNK_SIZE,
     Framing.CLOSE: Phase.BODY_CLOSE,
 }
+
+
+def _body_complete(side: Side) -> bool:
+    """Did the body end as framed (not cut by the end of its direction)?"""
+    if side.phase == Phase.BODY_LENGTH:
+        return side.remaining == 0
+    return side.phase in _COMPLETE_PHASES
+
+
+_COMPLETE_PHASES = frozenset((Phase.TRAILERS, Phase.BODY_CLOSE))
 
 
 def _chunk_length(text: bytes) -> int | None:

@@ -26,6 +26,8 @@ class HttpTx:
         "response_protocol", "status", "status_code", "status_msg", "response_line",
         "response_headers", "response_headers_raw", "response_body", "response_body_len",
         "response_body_truncated",
+        # files (Suricata's file tracking: files.py), None until a body's first byte
+        "request_file", "response_file",
         # bookkeeping for updated() / pop_done()
         "dirty", "reported",
     )
@@ -58,6 +60,8 @@ class HttpTx:
         self.response_body = b""
         self.response_body_len = 0
         self.response_body_truncated = False
+        self.request_file = None
+        self.response_file = None
         self.dirty = False
         self.reported = False
 

@@ -1,0 +1,63 @@
+# The flow partitioner and a worker's per-frame pick as C structs (see flowshare.py): the frame is read in place.
+cimport cython
+
+from mirrorwatch.core.decode.wire cimport u16, u32
+
+cdef int _FRAGMENT, _UNREAD_OWNER, _MAX_LAYERS, _UNREAD
+cdef unsigned int _FNV_BASIS, _FNV_PRIME, _FMIX_1, _FMIX_2, _M32
+cdef int LINKTYPE_ETHERNET, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_PPPOE_SESSION, ETHERTYPE_MPLS_UNICAST
+cdef int ETHERTYPE_MPLS_MULTICAST, ETHERTYPE_ERSPAN_I_II, ETHERTYPE_ERSPAN_III, ETHERTYPE_TEB
+cdef int PROTO_AH, PROTO_DSTOPTS, PROTO_FRAGMENT, PROTO_GRE, PROTO_HOPOPTS, PROTO_IPIP, PROTO_IPV6, PROTO_ROUTING
+cdef int PROTO_SCTP, PROTO_TCP, PROTO_UDP
+cdef int _IP4_ALEN, _IP6_ALEN, _PPP_IPV4, _PPP_IPV6, _PPPOE_HLEN, _MPLS_BOTTOM, _ETH_HLEN
+cdef int _GRE_ROUTING, _GRE_VERSION, _GRE_SEQ, _ERSPAN_II_HLEN, _ERSPAN_III_HLEN, _ERSPAN_III_SUB, _UDP_HLEN
+cdef int _VXLAN_HLEN, _VXLAN_I, _GENEVE_HLEN, _GENEVE_OPTLEN, _TEREDO_ORIGIN, _IP6_HLEN
+cdef int _NO_TUNNEL, _VXLAN, _GENEVE, _TEREDO
+
+cdef unsigned int _fmix(unsigned int h)
+
+@cython.locals(v=int)
+cdef int _version_type(bytes f, Py_ssize_t o)
+
+@cython.final
+cdef class FlowPartitioner:
+    cdef public int n
+    cdef public object last_fragment
+    cdef bytes _udp_ports
+    cdef dict _links
+
+    @cython.locals(own=int)
+    cpdef int owner(self, int linktype, bytes f)
+    @cython.locals(order=int, i=Py_ssize_t, h="unsigned int")
+    cdef int _pair(self, int proto, bytes f, Py_ssize_t src, Py_ssize_t dst, int alen, int sp, int dp)
+    @cython.locals(et=int)
+    cdef int _ethernet_at(self, bytes f, Py_ssize_t o, Py_ssize_t end, int depth)
+    cdef int _l3(self, int et, bytes f, Py_ssize_t o, Py_ssize_t end, int depth)
+    @cython.locals(ppp=int, bottom=int)
+    cdef (int, Py_ssize_t) _ethertype(self, bytes f, int et, Py_ssize_t o, Py_ssize_t end)
+    @cython.locals(et=int, o=Py_ssize_t)
+    cdef int _cooked(self, bytes f, Py_ssize_t at, Py_ssize_t hlen)
+    @cython.locals(proto=int, tlen=Py_ssize_t, ip_end=Py_ssize_t, l4=Py_ssize_t, first=bint, pair=int, own=int)
+    cdef int _ipv4(self, bytes f, Py_ssize_t o, Py_ssize_t end, int depth)
+    @cython.locals(plen=Py_ssize_t, ip_end=Py_ssize_t, nh=int, p=Py_ssize_t, frag_at=Py_ssize_t, first=bint, offm=int, pair=int, own=int)
+    cdef int _ipv6(self, bytes f, Py_ssize_t o, Py_ssize_t end, int depth)
+    @cython.locals(sp=int, dp=int, inner=int)
+    cdef int _l4(self, int proto, bytes f, Py_ssize_t p, Py_ssize_t end, Py_ssize_t src, Py_ssize_t dst, int alen,
+                 int depth)
+    @cython.locals(flags=int, ptype=int, inner=Py_ssize_t, sub=int)
+    cdef int _gre(self, bytes f, Py_ssize_t o, Py_ssize_t end, int depth)
+    cdef int _inner(self, int ptype, bytes f, Py_ssize_t o, Py_ssize_t end, int depth)
+    @cython.locals(kind=int, ulen=Py_ssize_t)
+    cdef int _udp_tunnel(self, bytes f, Py_ssize_t p, Py_ssize_t end, int sp, int dp, int depth)
+    cdef int _vxlan(self, bytes f, Py_ssize_t o, Py_ssize_t end, int depth)
+    cdef int _geneve(self, bytes f, Py_ssize_t o, Py_ssize_t end, int depth)
+    @cython.locals(plen=int)
+    cdef int _teredo(self, bytes f, Py_ssize_t o, Py_ssize_t end, int depth)
+
+@cython.final
+cdef class OwnFrames:
+    cdef public FlowPartitioner part
+    cdef public int me, linktype
+    cdef public long long n, mask
+    cdef public double last_ts, due
+    cdef public object engine, take, tick, fragment, every, sample
