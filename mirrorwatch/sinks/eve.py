@@ -230,14 +230,15 @@ class EveWriter(Sink):
     # -- flow ---------------------------------------------------------------
     def flow(self, e: FlowEnded) -> None:
         f = e.flow
-        ev: dict = {"timestamp": iso_time(f.start), "flow_id": f.flow_id, "event_type": "flow"}
+        start = iso_time(f.start)  # the record's time and the flow's start (a flood writes a record a session)
+        ev: dict = {"timestamp": start, "flow_id": f.flow_id, "event_type": "flow"}
         if f.vlan_id:
             ev["vlan"] = list(f.vlan_id)
         _endpoints(ev, f.proto, f.client, f.cport, f.server, f.sport, ip_v=_ip_version(f.client))
         if f.app is not None and f.app.proto is not None:
             ev["app_proto"] = f.app.proto
         end = max(f.last_ts, f.start)
-        fo = _flow_counts(f)
+        fo = _flow_counts(f, start)
         fo["end"] = iso_time(end)
         fo["age"] = int(end) - int(f.start)  # Suricata: whole seconds of end minus whole seconds of start
         fo["state"] = f.state
@@ -375,14 +376,16 @@ def _ip_version(address: bytes) -> int:
     return IPV6 if len(address) == IPV6_ADDR_LEN else IPV4
 
 
-def _flow_counts(f) -> dict:
-    """The counters both alert and flow events carry in their ``flow`` object."""
+def _flow_counts(f, start: str | None = None) -> dict:
+    """The counters both alert and flow events carry in their ``flow`` object (``start``: the flow's start
+    time already rendered)."""
+    pkts, octets = f.pkts, f.bytes
     return {
-        "pkts_toserver": f.pkts[0],
-        "pkts_toclient": f.pkts[1],
-        "bytes_toserver": f.bytes[0],
-        "bytes_toclient": f.bytes[1],
-        "start": iso_time(f.start),
+        "pkts_toserver": pkts[0],
+        "pkts_toclient": pkts[1],
+        "bytes_toserver": octets[0],
+        "bytes_toclient": octets[1],
+        "start": start if start is not None else iso_time(f.start),
     }
 
 
