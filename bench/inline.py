@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Inline throughput and latency: ``mirrorwatch inline`` in a router, against the same router without it.
 
-    .venv/bin/python bench/inline.py [--seconds S] [--pings N] [--rounds R] [--skip-et] [--realtime]
+    .venv/bin/python bench/inline.py [--seconds S] [--pings N] [--rounds R] [--skip-et] [--realtime] [--throughput]
 
 Builds the routed lab of the tests (client -- router -- server namespaces,
 real TCP stacks, offloads off: wire-sized packets) and measures, with the
@@ -18,8 +18,10 @@ bundled signatures and with ET Open (the corpus' rules/et-open):
    the engine asked for a short one): ping p50/p99 idle and under a moderate
    load (``LOAD_RATE``); the medians, and the added latency (inline minus
    the router alone; target: p99 <= 2 ms added below saturation);
-3. saturation, fail-closed: iperf3 TCP through the engine (TCP slows down to
-   what the engine inspects): Mbit/s, packets/s (wall and per engine CPU second);
+3. saturation, fail-closed, ``--rounds`` runs (medians): iperf3 TCP through
+   the engine (TCP slows down to what the engine inspects): Mbit/s, packets/s
+   (wall and per engine CPU second), packets per verdict message (how well
+   the batch verdicts cover the runs of accepts);
 4. saturation, fail-open: an iperf3 UDP flood (``FLOOD_RATE``, no congestion
    control): the kernel passes what the queue cannot hold, uninspected and
    counted -- offered, inspected and uninspected packets;
@@ -27,6 +29,7 @@ bundled signatures and with ET Open (the corpus' rules/et-open):
    iperf3 run on the router's interface, replayed with the inline settings):
    packets per CPU second.  Target: inline >= 60% of replay, per CPU second.
 
+``--throughput`` measures 3 and 5 only (no latency rounds, no flood).
 ``--realtime`` runs the engine as an operator would with ``chrt -r 10``
 (SCHED_RR): on a machine shared with busy jobs the wake-up of the engine,
 not its work, makes the latency tail.  Needs root, iperf3 (apt-get install
@@ -200,9 +203,21 @@ def saturation(lab, rules: Path, tmp: Path, seconds: float, *extra: str) -> dict
     cap = eng.stop()["capture"]
     n = max(cap["received"], 1)
     cpu = user1 - user0 + sys1 - sys0
+    messages = cap["batch_verdicts"] + cap["repeated"] + cap["dropped"]
     return {"mbit": mbit, "packets": cap["received"], "pps_wall": cap["received"] / seconds,
             "pps_cpu": cap["received"] / max(cpu, 1e-9), "user_us": (user1 - user0) / n * 1e6,
-            "sys_us": (sys1 - sys0) / n * 1e6, "uninspected": cap["uninspected"], "drops": cap["drops"]}
+            "sys_us": (sys1 - sys0) / n * 1e6, "per_verdict": n / max(messages, 1),
+            "uninspected": cap["uninspected"], "drops": cap["drops"], "load": os.getloadavg()[0]}
+
+
+def saturation_rounds(lab, rules: Path, tmp: Path, seconds: float, rounds: int) -> dict:
+    """``saturation`` ``rounds`` times: the median of each figure (uninspected and drops: the largest), and
+    the range of the load average."""
+    runs = [saturation(lab, rules, tmp, seconds) for _ in range(rounds)]
+    out = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+    out.update(uninspected=max(r["uninspected"] for r in runs), drops=max(r["drops"] for r in runs),
+               load=(min(r["load"] for r in runs), max(r["load"] for r in runs)))
+    return out
 
 
 def flood(lab, rules: Path, tmp: Path, seconds: float) -> dict:
@@ -251,42 +266,69 @@ def added(lat: dict, name: str, key: str) -> tuple[float, float]:
     return lat[name][key][0] - lat["router"][key][0], lat[name][key][1] - lat["router"][key][1]
 
 
+def throughput_lines(name: str, r: dict) -> int:
+    """The inline/replay ratio against its target; 1 when missed."""
+    t = r["tcp"]
+    ratio = t["pps_cpu"] / r["replay"]["pps_cpu"]
+    verdict = "met" if ratio >= TARGET_RATIO else "MISSED"
+    print(f"- {name}: inline {ratio:.0%} of replay per CPU second (target {TARGET_RATIO:.0%}) -> {verdict}; "
+          f"{t['pps_cpu']:,.0f} vs {r['replay']['pps_cpu']:,.0f} pkt/s per CPU second, engine "
+          f"{t['user_us']:.2f} µs user + {t['sys_us']:.2f} µs system per packet, {t['per_verdict']:.1f} packets "
+          f"per verdict message; medians of {r['rounds']} runs, load average {t['load'][0]:.1f}-{t['load'][1]:.1f} "
+          f"on {os.cpu_count()} CPUs")
+    return verdict != "met"
+
+
+def latency_lines(name: str, r: dict) -> int:
+    """The added latency against its target, the kernel-slice comparison, the flood's accounts; 1 when missed."""
+    f, lat = r["flood"], r["latency"]
+    idle = [added(lat, "engine", f"idle{size}") for size in PING_SIZES]
+    load = added(lat, "engine", "loaded")
+    worst = max(b for _, b in idle)
+    verdict = "met" if worst <= TARGET_P99_MS else "MISSED"
+    print(f"- {name}: added idle p99 latency {worst:.3f} ms (target <= {TARGET_P99_MS} ms) -> {verdict}; "
+          f"under load {load[1]:.3f} ms; medians of {r['rounds']} alternated rounds, load average "
+          f"{lat['load'][0]:.1f}-{lat['load'][1]:.1f} on {os.cpu_count()} CPUs")
+    if "kernel slice" in lat:
+        before = [added(lat, "kernel slice", f"idle{size}") for size in PING_SIZES]
+        print(f"- {name}: with the kernel's time slice (capture.sched-slice=0): added idle p50/p99 "
+              + ", ".join(f"-s {size} {a:.3f}/{b:.3f} ms" for size, (a, b) in zip(PING_SIZES, before)))
+    print(f"- {name}: UDP flood: {f['uninspected']:,} of {f['queued']:,} queued packets passed uninspected "
+          f"(fail-open {f['fail_open']:,}); the accounts close: inspected + uninspected = "
+          f"{f['inspected'] + f['uninspected']:,}")
+    return verdict != "met"
+
+
+def table_row(name: str, r: dict) -> str:
+    t, f, lat = r["tcp"], r["flood"], r["latency"]
+    idle = [added(lat, "engine", f"idle{size}") for size in PING_SIZES]
+    load = added(lat, "engine", "loaded")
+    return (f"| {name} | {t['mbit']:,.0f} | {t['pps_wall']:,.0f} | {t['pps_cpu']:,.0f} | "
+            f"{r['replay']['pps_cpu']:,.0f} | {t['pps_cpu'] / r['replay']['pps_cpu']:.0%} | "
+            + " | ".join(f"{a:.3f}/{b:.3f} ms" for a, b in idle)
+            + f" | {load[0]:.3f}/{load[1]:.3f} ms | {f['pps_offered']:,.0f} / {f['pps_inspected']:,.0f} | "
+            f"{f['uninspected']:,} of {f['queued']:,} |")
+
+
 def report(base: dict, results: dict) -> int:
-    n_idle, n_load = base["noop"][f"idle{PING_SIZES[0]}"], base["noop"]["loaded"]
-    print(f"\nrouter alone: iperf3 {base['mbit']:,.0f} Mbit/s; through a no-op queue loop (no engine): ping p50/p99 "
-          f"idle {n_idle[0]:.3f}/{n_idle[1]:.3f} ms, under load {n_load[0]:.3f}/{n_load[1]:.3f} ms")
+    print(f"\nrouter alone: iperf3 {base['mbit']:,.0f} Mbit/s", end="")
+    if "noop" in base:
+        n_idle, n_load = base["noop"][f"idle{PING_SIZES[0]}"], base["noop"]["loaded"]
+        print(f"; through a no-op queue loop (no engine): ping p50/p99 idle {n_idle[0]:.3f}/{n_idle[1]:.3f} ms, "
+              f"under load {n_load[0]:.3f}/{n_load[1]:.3f} ms", end="")
+    print()
     missed = 0
-    sizes = " | ".join(f"added p50/p99 idle -s {size}" for size in PING_SIZES)
-    rows = [(f"| rules | TCP Mbit/s | pkt/s (wall) | pkt/s (engine CPU) | replay pkt/s (CPU) | of replay | {sizes} "
-             f"| added p50/p99 under load | UDP flood pkt/s offered / inspected | uninspected |"),
-            "|---|---|---|---|---|---|" + "---|" * len(PING_SIZES) + "---|---|---|"]
     for name, r in results.items():
-        t, f, lat = r["tcp"], r["flood"], r["latency"]
-        ratio = t["pps_cpu"] / r["replay"]["pps_cpu"]
-        idle = [added(lat, "engine", f"idle{size}") for size in PING_SIZES]
-        load = added(lat, "engine", "loaded")
-        rows.append(f"| {name} | {t['mbit']:,.0f} | {t['pps_wall']:,.0f} | {t['pps_cpu']:,.0f} | "
-                    f"{r['replay']['pps_cpu']:,.0f} | {ratio:.0%} | "
-                    + " | ".join(f"{a:.3f}/{b:.3f} ms" for a, b in idle)
-                    + f" | {load[0]:.3f}/{load[1]:.3f} ms | {f['pps_offered']:,.0f} / {f['pps_inspected']:,.0f} | "
-                    f"{f['uninspected']:,} of {f['queued']:,} |")
-        verdict = "met" if ratio >= TARGET_RATIO else "MISSED"
-        missed += verdict != "met"
-        print(f"- {name}: inline {ratio:.0%} of replay per CPU second (target {TARGET_RATIO:.0%}) -> {verdict}")
-        worst = max(b for _, b in idle)
-        verdict = "met" if worst <= TARGET_P99_MS else "MISSED"
-        missed += verdict != "met"
-        print(f"- {name}: added idle p99 latency {worst:.3f} ms (target <= {TARGET_P99_MS} ms) -> {verdict}; "
-              f"under load {load[1]:.3f} ms; medians of {r['rounds']} alternated rounds, load average "
-              f"{lat['load'][0]:.1f}-{lat['load'][1]:.1f} on {os.cpu_count()} CPUs")
-        if "kernel slice" in lat:
-            before = [added(lat, "kernel slice", f"idle{size}") for size in PING_SIZES]
-            print(f"- {name}: with the kernel's time slice (capture.sched-slice=0): added idle p50/p99 "
-                  + ", ".join(f"-s {size} {a:.3f}/{b:.3f} ms" for size, (a, b) in zip(PING_SIZES, before)))
-        print(f"- {name}: UDP flood: {f['uninspected']:,} of {f['queued']:,} queued packets passed uninspected "
-              f"(fail-open {f['fail_open']:,}); the accounts close: inspected + uninspected = "
-              f"{f['inspected'] + f['uninspected']:,}")
-    print("\n" + "\n".join(rows))
+        missed += throughput_lines(name, r)
+        if "latency" in r:
+            missed += latency_lines(name, r)
+    full = [table_row(name, r) for name, r in results.items() if "latency" in r]
+    if full:
+        sizes = " | ".join(f"added p50/p99 idle -s {size}" for size in PING_SIZES)
+        print(f"\n| rules | TCP Mbit/s | pkt/s (wall) | pkt/s (engine CPU) | replay pkt/s (CPU) | of replay | {sizes} "
+              f"| added p50/p99 under load | UDP flood pkt/s offered / inspected | uninspected |")
+        print("|---|---|---|---|---|---|" + "---|" * len(PING_SIZES) + "---|---|---|")
+        print("\n".join(full))
     return missed
 
 
@@ -295,9 +337,11 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=4.0, help="iperf3 duration of each saturation run")
     ap.add_argument("--pings", type=int, default=500, help="pings per latency figure (0.01 s apart)")
     ap.add_argument("--rounds", type=int, default=3, help="alternated latency rounds (router, engine, engine with "
-                                                           "the kernel's time slice): medians are reported")
+                                                           "the kernel's time slice) and saturation runs: medians "
+                                                           "are reported")
     ap.add_argument("--skip-et", action="store_true", help="only the bundled signatures")
     ap.add_argument("--realtime", action="store_true", help="run the engine SCHED_RR (as chrt -r 10)")
+    ap.add_argument("--throughput", action="store_true", help="saturation and replay only: no latency, no flood")
     args = ap.parse_args()
     Engine.realtime = args.realtime
     if os.geteuid() != 0:
@@ -315,18 +359,21 @@ def main() -> int:
         lab.popen(lab.server, "iperf3", "-s", "-p", "5201")
         lab.wait_port(lab.server, 5201)
         base = {"mbit": iperf(lab, args.seconds)}
-        toy = lab.inline_engine(tmp / "noop.log", tmp / "run")
-        base["noop"] = latency(lab, args.pings)
-        lab.stop(toy)
+        if not args.throughput:
+            toy = lab.inline_engine(tmp / "noop.log", tmp / "run")
+            base["noop"] = latency(lab, args.pings)
+            lab.stop(toy)
         pcap = capture_for_replay(lab, tmp, min(args.seconds, 1.0))
         for name, rules in rule_sets(args.skip_et):
             print(f"{name}: replay of {pcap.stat().st_size / 1e6:.0f} MB of iperf3 traffic ...", file=sys.stderr)
             r = {"replay": replay_rate(pcap, rules), "rounds": args.rounds}
-            variants = {"router": None, "engine": (), "kernel slice": KERNEL_SLICE}
-            r["latency"] = latency_rounds(lab, rules, tmp, args.pings, args.rounds, variants)
-            print(f"{name}: saturation, fail-closed TCP, then a fail-open UDP flood ...", file=sys.stderr)
-            r["tcp"] = saturation(lab, rules, tmp, args.seconds)
-            r["flood"] = flood(lab, rules, tmp, args.seconds)
+            if not args.throughput:
+                variants = {"router": None, "engine": (), "kernel slice": KERNEL_SLICE}
+                r["latency"] = latency_rounds(lab, rules, tmp, args.pings, args.rounds, variants)
+            print(f"{name}: saturation, fail-closed TCP ...", file=sys.stderr)
+            r["tcp"] = saturation_rounds(lab, rules, tmp, args.seconds, args.rounds)
+            if not args.throughput:
+                r["flood"] = flood(lab, rules, tmp, args.seconds)
             results[name] = r
     return 1 if report(base, results) else 0
 

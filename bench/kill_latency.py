@@ -317,9 +317,13 @@ def print_details(results: list[dict]) -> None:
     for r in results:
         k, cap = r["stats"].get("kill", {}), r["stats"].get("capture", {})
         print(f"{r['name']}: {k.get('frames_sent', 0)} frames sent in {k.get('bursts', 0)} bursts "
-              f"({k.get('refires', 0)} re-fires, {k.get('challenge_ack_replies', 0)} challenge-ACK answers, "
-              f"{k.get('peer_data_bursts', 0)} answers to the streaming peer, {k.get('predicted_frames', 0)} "
-              f"predicted frames), {k.get('send_errors', 0)} send errors, "
+              f"({k.get('first_shots', 0)} first shots: {k.get('first_shot_frames', 0)} frames; "
+              f"{k.get('refires', 0)} re-fires and {k.get('challenge_ack_replies', 0)} challenge-ACK answers: "
+              f"{k.get('answer_frames', 0)} frames, {k.get('answers_suppressed', 0)} suppressed; "
+              f"{k.get('peer_data_bursts', 0)} chases of the streaming peer: {k.get('chase_frames', 0)} frames, "
+              f"{k.get('chase_suppressed', 0)} suppressed, {k.get('response_spent', 0)} packets after both were "
+              f"spent; {k.get('predicted_frames', 0)} predicted frames; {k.get('frames_capped', 0)} frames withheld "
+              f"by inject.max-per-second), {k.get('send_errors', 0)} send errors, "
               f"{k.get('own_frames_seen', 0)} own frames recognised, {cap.get('drops', 0)} capture drops, "
               f"{r['wall']:.1f}s, capture in {r['capture']}")
         if r["warning"]:

@@ -13,7 +13,10 @@ each configuration runs in its own child process (peak RSS from ``os.wait4``):
    checksums, find the session in a dict, append the payload and block-scan it with
    hyperscan; no TCP state, reordering, stream inspection, rule verification or output;
 3. ``mirrorwatch replay`` with one content rule, the bundled signatures and ET Open (the
-   corpus's), once with the compiled build and once interpreted (``MIRRORWATCH_PURE=1``).
+   corpus's), once with the compiled build and once interpreted (``MIRRORWATCH_PURE=1``),
+   with the rule cache (``detect.sgh-mpm-caching-path``: ``.bench/rule-cache``, filled by one
+   untimed run of each before the timed ones, as a sensor that ran before); ET Open also
+   compiled without it (``no rule cache``: parsing and compiling its rules in the run).
 
 Every configuration runs ``--repeat`` times (default 3), alternated (all once, then all
 again), and each figure is the median.  Two ratios to the floor: **whole process** (the
@@ -47,6 +50,10 @@ ET_OPEN = CORPUS / "rules" / "et-open"
 BUNDLED = ROOT / "signatures"
 ONE_RULE = 'alert tcp any any -> any any (msg:"one content rule"; content:"mirrorwatch-bench-marker"; sid:1;)\n'
 BUILDS = {"compiled": "0", "interpreted": "1"}  # MIRRORWATCH_PURE
+RULE_CACHE = ROOT / ".bench" / "rule-cache"
+WARM_PCAP = ROOT / "pcaps" / "demo.pcap"  # what fills the rule cache: any capture does
+NO_CACHE = "compiled, no rule cache"  # a configuration of ET Open: the cold start
+CACHE_OFF = ["--set", "detect.sgh-mpm-caching=no", "--set", "detect.rule-set-caching=no"]
 RSS_NOISE = 1.02  # peak RSS of two runs of one build differs by up to ~2% (allocator, collector timing)
 # issue 14's targets: whole-process ratio to the floor of the compiled build
 TARGETS = {("ndpi", "one content rule"): 0.09, ("ndpi", "bundled"): 0.09, ("bench-1m", "bundled"): 0.06,
@@ -251,7 +258,9 @@ def check_compiled(build: str) -> None:
 
 
 def measure_replay(pcap: Path, rules: Path, build: str) -> dict:
-    argv = [PY, "-m", "mirrorwatch", "replay", "--no-alerts", "--no-table", "--rules", str(rules), str(pcap)]
+    argv = [PY, "-m", "mirrorwatch", "replay", "--no-alerts", "--no-table", "--rules", str(rules),
+            "--set", f"detect.sgh-mpm-caching-path={RULE_CACHE}", *(CACHE_OFF if build == NO_CACHE else ()), str(pcap)]
+    build = "compiled" if build == NO_CACHE else build
     check_compiled(build)
     out, wall, code, rss = run_child(argv, dict(os.environ, MIRRORWATCH_PURE=BUILDS[build]))
     check_compiled(build)
@@ -277,6 +286,12 @@ def measure_capture(label: str, pcap: Path, rulesets: dict, builds: list[str], r
     warm_cache(pcap)
     configs = [("floor (pcapy-ng, no-op callback)", None, None), ("minimal Python loop (for scale)", None, None)]
     configs += [(f"mirrorwatch, {rs}, {b}", rs, b) for rs in rulesets for b in builds]
+    if "ET Open" in rulesets and "compiled" in builds:
+        configs.append((f"mirrorwatch, ET Open, {NO_CACHE}", "ET Open", NO_CACHE))
+    for name, rs, build in configs:  # the rule cache filled as by an earlier run (untimed, a small capture)
+        if rs is not None and build != NO_CACHE:
+            print(f"  [{label} rule cache] {name}", flush=True)
+            measure_replay(WARM_PCAP, rulesets[rs], build)
     runs: dict[str, list] = {name: [] for name, _, _ in configs}
     for i in range(repeat):
         for name, rs, build in configs:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """--workers: replay throughput and live zero-drop rate with 2 workers against 1, in one run.
 
-    .venv/bin/python bench/workers.py [--workers 2] [--repeat 2] [--skip-live] [--pcap FILE ...]
+    .venv/bin/python bench/workers.py [--workers 2] [--repeat 3] [--skip-live] [--eve] [--pcap FILE ...]
 
 1. Replay: ``mirrorwatch replay --no-alerts --no-table`` of the real mixed
    capture (``ndpi-mixed-ethernet.pcap``) and the generated 1M-packet bench
@@ -14,6 +14,12 @@
    busiest worker.  On a shared machine the wall clock says more about the
    other jobs than about the code, so the run also gives the rate N cores of
    its own would reach: packets over max(busiest worker's CPU, all CPU / N).
+   ``outside`` is the whole run less the processing: interpreter start,
+   imports, rule loading, forking, the summary and the exit.  The package's
+   bytecode is compiled first, as ``pip install`` does: a run that had to
+   compile its modules (``PYTHONDONTWRITEBYTECODE`` set, a fresh checkout)
+   would measure the compiler.  ``--eve``: each replay also writes EVE to a
+   temporary file (the coordinator's ordered merge and writes included).
    Target: N=2 >= 1.8x the packets/s of 1 worker.
 2. Live: ``bench/capture_loss.py``'s listen stage (tcpreplay of the generated
    bench into the lab's mirror port at rising rates) with 1 worker and with N;
@@ -33,6 +39,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -55,8 +62,11 @@ def load() -> str:
     return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def replay(pcap: Path, workers: int) -> dict:
+def replay(pcap: Path, workers: int, eve: str | None = None) -> dict:
     argv = [PY, "-m", "mirrorwatch", "replay", "--no-alerts", "--no-table", "--workers", str(workers), str(pcap)]
+    if eve is not None:
+        argv[-1:-1] = ["--eve", eve]
+        Path(eve).unlink(missing_ok=True)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     r = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, check=False)
@@ -89,21 +99,22 @@ def _median_row(rows: list[dict]) -> dict:
     return out
 
 
-def replay_part(pcaps, workers: int, repeat: int) -> list[str]:
-    print(f"\n== replay: 1 worker vs {workers}, medians of {repeat} alternated runs ({load()}) ==")
-    print(f"{'capture':<28} {'workers':>7} {'whole run':>9} {'packets/s':>10} {'processing':>10} {'CPU all':>8} "
-          f"{'busiest worker':>14} {'own cores':>10}  shares")
+def replay_part(pcaps, workers: int, repeat: int, eve: str | None) -> list[str]:
+    print(f"\n== replay: 1 worker vs {workers}, medians of {repeat} alternated runs{', EVE to a file' if eve else ''} "
+          f"({load()}) ==")
+    print(f"{'capture':<28} {'workers':>7} {'whole run':>9} {'packets/s':>10} {'processing':>10} {'outside':>8} "
+          f"{'CPU all':>8} {'busiest worker':>14} {'own cores':>10}  shares")
     verdicts = []
     for pcap in pcaps:
         runs: dict[int, list] = {1: [], workers: []}
         for _ in range(repeat):
             for n in (1, workers):
-                runs[n].append(replay(pcap, n))
+                runs[n].append(replay(pcap, n, eve))
         med = {n: _median_row(rows) for n, rows in runs.items()}
         for n in (1, workers):
             r = med[n]
             print(f"{pcap.name:<28} {n:>7} {r['whole']:>8.2f}s {r['packets'] / r['whole']:>10,.0f} {r['wall']:>9.2f}s "
-                  f"{r['cpu']:>7.2f}s {max(r['worker_cpu']):>13.2f}s {r['packets'] / own_cores(r, n):>10,.0f}  "
+                  f"{r['whole'] - r['wall']:>7.2f}s {r['cpu']:>7.2f}s {max(r['worker_cpu']):>13.2f}s {r['packets'] / own_cores(r, n):>10,.0f}  "
                   f"{r.get('shares', '')}")
         ratio = med[1]["whole"] / med[workers]["whole"]
         processing = med[1]["wall"] / med[workers]["wall"]
@@ -138,11 +149,14 @@ def main() -> int:
     ap.add_argument("--pcap", type=Path, action="append", help="capture(s) to replay instead of the two bench ones")
     ap.add_argument("--skip-live", action="store_true", help="replay only")
     ap.add_argument("--seconds", type=float, default=4.0, help="live: seconds of traffic per rate")
+    ap.add_argument("--eve", action="store_true", help="replays write EVE to a temporary file too")
     a = ap.parse_args()
     pcaps = a.pcap or [p for p in PCAPS if p.name != "bench-1m.pcap" or p.exists() or _generate(p)]
     print(f"machine: {os.cpu_count()} cores; {load()}")
+    _compile_bytecode()
     t = time.monotonic()
-    verdicts = replay_part(pcaps, a.workers, a.repeat)
+    with tempfile.TemporaryDirectory(prefix="mw-bench-workers-") as tmp:
+        verdicts = replay_part(pcaps, a.workers, a.repeat, str(Path(tmp) / "eve.json") if a.eve else None)
     if not a.skip_live:
         if os.geteuid() == 0:
             verdicts += live_part(a.workers, a.seconds)
@@ -152,6 +166,13 @@ def main() -> int:
     for v in verdicts:
         print(f"- {v}")
     return 0
+
+
+def _compile_bytecode() -> None:
+    """The package's modules compiled to bytecode, as an installed package has them (start-up as deployed)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run([PY, "-m", "compileall", "-q", str(ROOT / "mirrorwatch")], env=env, check=True,
+                   stdout=subprocess.DEVNULL)
 
 
 def _generate(path: Path) -> bool:

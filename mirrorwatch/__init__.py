@@ -48,11 +48,31 @@ COMPILED = (
     "mirrorwatch.core.flows.flow",
     "mirrorwatch.core.flows.tcp",
     "mirrorwatch.core.flows.table",
+    "mirrorwatch.core.flows.caps",
+    "mirrorwatch.core.flows.wheel",
     "mirrorwatch.core.engine",
     "mirrorwatch.core.detect",
     "mirrorwatch.core.detect.state",
     "mirrorwatch.core.detect.hsdb",
     "mirrorwatch.core.detect.stream",
+    # the application layer's per-byte work: the HTTP/1 parser and its dispatch (plain Python
+    # classes compiled; their .pxd type only module-level helpers)
+    "mirrorwatch.core.applayer.session",
+    "mirrorwatch.core.applayer.http.state",
+    "mirrorwatch.core.applayer.http.stream",
+    "mirrorwatch.core.applayer.http.request_side",
+    "mirrorwatch.core.applayer.http.response_side",
+    "mirrorwatch.core.applayer.http.request",
+    "mirrorwatch.core.applayer.http.response",
+    "mirrorwatch.core.applayer.http.headers",
+    "mirrorwatch.core.applayer.http.framing",
+    "mirrorwatch.core.applayer.http.transaction",
+    "mirrorwatch.core.applayer.http.body",
+    "mirrorwatch.core.applayer.http.files",
+    "mirrorwatch.sources.nfnetlink",
+    # the EVE flow record's writer: a flood ends a session, so writes a record, per packet
+    "mirrorwatch.sinks.fmt",
+    "mirrorwatch.sinks.eve_flow",
 )
 PURE_ENV = "MIRRORWATCH_PURE"
 # A source this many seconds newer than its compiled module is an edit not rebuilt yet (the slack

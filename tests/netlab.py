@@ -512,7 +512,8 @@ while True:
 """
 
 # a client: argv[3] is JSON {"nbytes", "rate" (bytes/s, 0: as fast as possible), "seed"}
-# or {"chunks": [[delay_s, "latin-1 text"], ...]}; then half-close and wait argv[4] s
+# or {"chunks": [[delay_s, "latin-1 text"], ...]}, and "source" (a local address, or null: the
+# kernel's choice); then half-close and wait argv[4] s
 # for the server's "done"; prints JSON {"sent", "sha256", "elapsed", "reply", "error"}
 _BULK_CLIENT = r"""
 import hashlib, json, random, socket, sys, time
@@ -537,7 +538,8 @@ def chunks():
         yield piece
         offset, left = offset + len(piece), left - len(piece)
 try:
-    c = socket.create_connection((host, port), timeout=wait)
+    source = (spec["source"], 0) if spec.get("source") else None
+    c = socket.create_connection((host, port), timeout=wait, source_address=source)
     for piece in chunks():
         c.sendall(piece)
         h.update(piece)
@@ -638,7 +640,7 @@ class RoutedLab(NetLab):
 
         lab.router                                   # the router namespace
         lab.bulk_server(port, report_path)           # JSON lines per connection
-        lab.bulk_send(lab.SERVER4, port, nbytes=..., rate=...)   # -> dict (or Popen)
+        lab.bulk_send(lab.SERVER4, port, nbytes=..., rate=..., source=None)   # -> dict (or Popen)
         lab.send_chunks(lab.SERVER6, port, [(delay, b"..."), ...], wait=...)
         lab.inline_engine(log, run_dir, watchdog=True, drop="EVIL")   # toy engine in the router
         RoutedLab.reports(report_path)               # parsed JSON lines
@@ -691,15 +693,16 @@ class RoutedLab(NetLab):
         return p
 
     def bulk_send(self, host: str, port: int, *, nbytes: int, rate: float = 0, seed: int = 1,
-                  wait: float = 30.0, background: bool = False):
-        """Send ``nbytes`` (deterministic bytes) from the client, at ``rate`` bytes/s (0: at once)."""
-        spec = json.dumps({"nbytes": nbytes, "rate": rate, "seed": seed})
+                  wait: float = 30.0, background: bool = False, source: str | None = None):
+        """Send ``nbytes`` (deterministic bytes) from the client, at ``rate`` bytes/s (0: at once), from
+        its address ``source`` (None: the kernel's choice)."""
+        spec = json.dumps({"nbytes": nbytes, "rate": rate, "seed": seed, "source": source})
         return self._client(host, port, spec, wait, background)
 
     def send_chunks(self, host: str, port: int, chunks: list[tuple[float, bytes]], *, wait: float = 10.0,
-                    background: bool = False):
-        """Send each chunk after its delay (s) on one connection from the client."""
-        spec = json.dumps({"chunks": [[d, c.decode("latin-1")] for d, c in chunks]})
+                    background: bool = False, source: str | None = None):
+        """Send each chunk after its delay (s) on one connection from the client (from ``source``)."""
+        spec = json.dumps({"chunks": [[d, c.decode("latin-1")] for d, c in chunks], "source": source})
         return self._client(host, port, spec, wait, background)
 
     def _client(self, host: str, port: int, spec: str, wait: float, background: bool):

@@ -16,6 +16,7 @@ from mirrorwatch.sources.pcapfile import PcapFiles
 from mirrorwatch.core.decode.decoder import Decoder
 from mirrorwatch.core.events import FlowEmergency, FlowEnded
 from mirrorwatch.core.flows.table import FLOW_STATE, TCP_TRANSITIONS, FlowTable
+from mirrorwatch.core.flows.tcp import GUARDS
 from mirrorwatch.core.decode.packet import ACK, FIN, PSH, SYN
 from mirrorwatch.core.settings import Settings
 
@@ -185,7 +186,7 @@ def test_transition_table_uses_only_known_states():
     for (st, who, ev), (new, guard) in TCP_TRANSITIONS.items():
         assert st in FLOW_STATE and new in FLOW_STATE and who in (0, 1)
         assert ev.split("+")[0] in ("syn", "synack", "ack", "fin")
-        assert guard in (None, "midstream", "async", "split", "split_or_async")
+        assert guard is None or guard in GUARDS
 
 
 def test_full_lifecycle_server_closes_first():
@@ -251,12 +252,18 @@ def test_no_handshake_session_is_never_established(corpus):
     assert "established" not in seen
 
 
-def test_async_oneside_needs_its_setting(corpus):
+def test_server_side_only_capture_is_picked_up_at_its_syn_ack(corpus):
+    """SYN-ACK, ACK, data, FIN of the server only: Suricata picks the session up at the SYN-ACK
+    with stream.midstream or stream.async-oneside (suricata-verify stream-async-6063-srv-03:
+    established, fin_wait1), never without either."""
     path = sv(corpus, "alert-testmyids-async__input.pcap")
-    ft, (f,), _ = run_pcap(path, **{"stream.midstream": True})
-    assert f.state != "established" and (f.streams[1] is None or f.streams[1].end == 0)
-    ft, (f,), _ = run_pcap(path, **{"stream.midstream": True, "stream.async-oneside": True})
-    assert b"uid=0(root)" in bytes(f.streams[1].buf) and f.pkts == [0, 4]
+    ft, (f,), _ = run_pcap(path)
+    assert f.state == "new" and f.streams == [None, None]
+    for opts in ({"stream.midstream": True}, {"stream.async-oneside": True},
+                 {"stream.midstream": True, "stream.async-oneside": True}):
+        ft, (f,), _ = run_pcap(path, **opts)
+        assert f.tcp_state == "fin_wait1" and f.state == "established", opts
+        assert b"uid=0(root)" in bytes(f.streams[1].buf) and f.pkts == [0, 4]
 
 
 def test_client_ack_without_syn_ack_needs_async():

@@ -33,7 +33,7 @@ from mirrorwatch.rules import RuleContext, parse_rule
 from mirrorwatch.sinks.eve import EveWriter
 from mirrorwatch.sinks.fastlog import format_alert
 from mirrorwatch.sinks.injector import build_packet
-from mirrorwatch.sources import nfqueue
+from mirrorwatch.sources import nfnetlink, nfqueue
 
 C4, S4, C6, S6 = "198.51.100.1", "203.0.113.2", "2001:db8:1::1", "2001:db8:2::2"
 CPORT, SPORT, CISN, SISN = 40000, 8080, 1000, 500_000
@@ -264,7 +264,7 @@ class FakeQueue:
 
 
 def queued(pid: int, mark: int = 0x5):
-    return nfqueue.QueuedPacket(pid, 0x0800, 2, b"", mark, 1, 2, False, False, 0)
+    return nfnetlink.QueuedPacket(pid, 0x0800, 2, b"", mark, 1, 2, False, False, 0)
 
 
 def test_writer_batches_accepts_and_flushes_before_other_verdicts():

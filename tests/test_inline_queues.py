@@ -28,45 +28,13 @@ from test_inline import (
     wait_for,
 )
 
-from mirrorwatch.sources.sched import request_slice
 from mirrorwatch.inline.watchdog import BYPASS, INLINE, BypassPolicy
+from mirrorwatch.sources.sched import request_slice
 
 QUEUES = (3, 4)  # --queues 3:4
 # 16 client addresses per family: all on one queue with p = 2**-15
 SOURCES = {4: [f"198.51.100.{n}" for n in range(10, 26)], 6: [f"2001:db8:1::{n:x}" for n in range(0x10, 0x20)]}
 NBYTES = 400_000  # per session
-
-# argv: server, port, JSON {"sources": [...], "nbytes": N, "payload": "latin-1 text" or null}; one session
-# per source address at once; prints JSON {source: {"sent", "sha256", "reply", "error"}}
-MULTI_CLIENT = r"""
-import hashlib, json, random, socket, sys, threading
-host, port, spec = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
-out = {}
-def one(src, seed):
-    h, sent, reply, error = hashlib.sha256(), 0, b"", None
-    data = spec["payload"].encode("latin-1") if spec["payload"] else random.Random(seed).randbytes(spec["nbytes"])
-    try:
-        c = socket.create_connection((host, port), timeout=10, source_address=(src, 0))
-        c.sendall(data)
-        h.update(data)
-        sent = len(data)
-        c.shutdown(socket.SHUT_WR)
-        while True:
-            got = c.recv(65536)
-            if not got:
-                break
-            reply += got
-    except OSError as e:
-        error = str(e)
-    out[src] = dict(sent=sent, sha256=h.hexdigest(), reply=reply.decode("latin-1"), error=error)
-threads = [threading.Thread(target=one, args=(src, n)) for n, src in enumerate(spec["sources"])]
-for t in threads:
-    t.start()
-for t in threads:
-    t.join()
-print(json.dumps(out))
-"""
-
 
 @pytest.fixture
 def lab(routed_lab):
@@ -77,11 +45,13 @@ def lab(routed_lab):
 
 
 def sessions(lab, family: int = 4, *, nbytes: int = NBYTES, payload: bytes | None = None) -> dict:
-    """One session from each client address of ``family`` to the server at once: what each client saw."""
-    spec = json.dumps({"sources": SOURCES[family], "nbytes": nbytes,
-                       "payload": payload and payload.decode("latin-1")})
+    """One session from each client address of ``family`` to the server at once (``nbytes`` of data, or
+    ``payload``): source address -> what its client saw ({"sent", "sha256", "reply", "error", ...})."""
     server = lab.SERVER4 if family == 4 else lab.SERVER6
-    return json.loads(lab.run(lab.client, PYTHON, "-c", MULTI_CLIENT, server, "8080", spec, timeout=120).stdout)
+    clients = {src: lab.send_chunks(server, 8080, [(0, payload)], source=src, background=True) if payload
+               else lab.bulk_send(server, 8080, nbytes=nbytes, seed=n, source=src, background=True)
+               for n, src in enumerate(SOURCES[family])}
+    return {src: json.loads(p.communicate(timeout=120)[0]) for src, p in clients.items()}
 
 
 def per_queue(lab) -> dict[int, int]:

@@ -16,7 +16,15 @@ from mirrorwatch.core.decode.decoder import Decoder
 from mirrorwatch.core.decode.packet import ACK, FIN, RST
 from mirrorwatch.core.events import Alert, Kill
 from mirrorwatch.core.flows.table import FlowTable
-from mirrorwatch.core.kill import BOTH, TO_CLIENT, TO_SERVER, KillConfig, KillConfigError, Killer, rule_targets
+from mirrorwatch.core.kill import (
+    BOTH,
+    TO_CLIENT,
+    TO_SERVER,
+    KillConfig,
+    KillConfigError,
+    Killer,
+    rule_targets,
+)
 from mirrorwatch.core.settings import Settings
 from mirrorwatch.sinks.injector import build_frame
 
@@ -406,13 +414,13 @@ def test_streaming_peer_gets_a_burst_at_the_predicted_boundaries():
     assert len(kills[0].frames) == 16
     # the burst size is a setting of the killer; FIN segments are never predicted
     f, nxt = streaming()
-    _, kills = trigger(f, Killer(KillConfig(seed=1), Settings(), rst_burst=3), action="rejectsrc", server_next=nxt)
+    _, kills = trigger(f, killer(inject_rst_burst=3), action="rejectsrc", server_next=nxt)
     assert [s.seq for s in kills[0].frames] == [nxt, nxt + MSS, nxt + 2 * MSS]
     f, nxt = streaming()
     _, kills = trigger(f, killer(mode="fin"), action="rejectsrc", server_next=nxt)
     assert [(s.seq, s.flags) for s in kills[0].frames] == [(nxt, FIN | ACK)]
-    with pytest.raises(KillConfigError, match="RST burst"):
-        Killer(KillConfig(), Settings(), rst_burst=0)
+    with pytest.raises(KillConfigError, match="inject.rst-burst must be 1 or more"):
+        killer(inject_rst_burst=0)
 
 
 def test_stream_that_outruns_the_burst_gets_a_new_one_and_a_reset_target_gets_nothing_more():
@@ -439,11 +447,11 @@ def test_stream_that_outruns_the_burst_gets_a_new_one_and_a_reset_target_gets_no
 
 def test_acks_the_burst_covered_get_the_exact_segment_alone():
     f, nxt = streaming()
-    k = Killer(KillConfig(seed=1), Settings(), bursts_per_response=1)
+    k = killer()
     trigger(f, k, action="rejectsrc", server_next=nxt, ts=3.0)
     see(f, pkt(False, nxt, CISN + 15, "A", b"d" * 3 * MSS, ts=3.0001))  # the mirror shows 3 more segments
     # the client's ACK of them asks for a position the burst carried, early maybe: the server may have stopped
-    # there, so that one segment again (the response's one burst with predictions is spent: this is not one)
+    # there, so that one segment again
     (kill,) = follow(f, k, True, pkt(True, CISN + 15, nxt + 3 * MSS, "A", ts=3.0002))
     assert kill.trigger == "challenge-ack" and [s.seq for s in kill.frames] == [nxt + 3 * MSS]
     assert k.counters()["covered_acks"] == 1
@@ -451,44 +459,72 @@ def test_acks_the_burst_covered_get_the_exact_segment_alone():
     assert follow(f, k, True, pkt(True, CISN + 15, nxt + 3 * MSS, "A", ts=3.2)) == []
 
 
-def test_one_response_sends_a_bounded_number_of_bursts():
-    """A sensor too far behind a stream loses every race: for the rest of the response it sends the exact
-    segments alone, no more guesses."""
+def test_chasing_a_stream_is_bounded_per_response():
+    """A sensor too far behind a stream loses every race: it chases the streaming peer for inject.chase-bursts
+    bursts per response, counts the rest, and answers the target's own exact RCV.NXT under a bound of its own."""
     f = established()
-    k = Killer(KillConfig(seed=1), Settings(), bursts_per_response=3)
+    k = killer(inject_chase_bursts=3, inject_answer_bursts=1)
     trigger(f, k, ts=7.0)
-    sent = [len(follow(f, k, False, pkt(False, SISN + 101 + 100 * i, CISN + 15, "A", b"d" * 100, ts=7.0 + 1e-4 * i)))
-            for i in range(6)]
-    # small segments: no predictions, exact segments alone, which the cap does not hold back
-    assert sent == [1] * 6 and k.counters()["response_full"] == 4  # the first burst was one of 3
-    # the next response (after inject.response-window) may guess again
-    assert len(follow(f, k, False, pkt(False, SISN + 701, CISN + 15, "A", b"d" * 100, ts=8.0))) == 1
-    assert k.counters()["response_full"] == 4
-    with pytest.raises(KillConfigError, match="bursts per response"):
-        Killer(KillConfig(), Settings(), bursts_per_response=0)
+    # the server's data acknowledging client bytes the sensor missed is an answer: its own bound, not the chase's
+    (kill,) = follow(f, k, False, pkt(False, SISN + 101, CISN + 20, "A", b"d" * 100, ts=7.0))
+    assert kill.trigger == "refire" and k.counters()["answer_frames"] == 2
+    sent = [len(follow(f, k, False, pkt(False, SISN + 201 + 100 * i, CISN + 21 + i, "A", b"d" * 100,
+                                        ts=7.0 + 1e-4 * i))) for i in range(6)]
+    # each segment would answer the server (spent: counted) and chase toward the client (the refire chased
+    # once already: 2 more), then both are spent
+    assert sent == [1, 1, 0, 0, 0, 0]
+    c = k.counters()
+    assert (c["peer_data_bursts"], c["chase_frames"], c["answers_suppressed"], c["chase_suppressed"]) == (2, 2, 2, 0)
+    assert c["response_spent"] == 4
+    # the next response (after inject.response-window) may answer and chase again
+    (kill,) = follow(f, k, False, pkt(False, SISN + 901, CISN + 30, "A", b"d" * 100, ts=8.0))
+    assert kill.trigger == "refire" and len(kill.frames) == 2
+    # that refire was this response's one answer: the client's ACK (100 bytes the sensor missed) is counted
+    assert follow(f, k, True, pkt(True, CISN + 30, SISN + 1101, "A", ts=8.0001)) == []
+    assert k.counters()["answers_suppressed"] == 3
+    assert k.counters()["first_shots"] == 1 and k.counters()["first_shot_frames"] == 2
+    for key in ("inject.chase-bursts", "inject.answer-bursts", "inject.first-shot-reserve"):
+        with pytest.raises(KillConfigError, match=f"{key} must be 0 or more"):
+            killer(**{"inject_" + key[len("inject."):].replace("-", "_"): -1})
+    with pytest.raises(KillConfigError, match="share of inject.max-per-second"):
+        killer(inject_first_shot_reserve=1.5)
 
 
-def test_predicted_segments_take_only_the_tokens_left():
-    """Predictions take tokens above half the bucket only: the rest stays for exact segments."""
+def test_first_shots_take_the_whole_bucket_follow_ups_leave_the_reserve():
+    """A first burst's predictions may take every token; follow-ups stop at the first-shot reserve (exact
+    segments) and half way above it (predicted ones); what the cap withholds is counted in frames."""
     f, nxt = streaming()
-    k = killer(inject_max_per_second=20)
+    k = killer(inject_max_per_second=10)
     _, kills = trigger(f, k, action="rejectsrc", server_next=nxt, ts=4.0)
-    assert [s.seq for s in kills[0].frames] == [nxt + MSS * i for i in range(10)]  # 1 exact + (20 / 2 - 1)
-    assert k.counters()["predicted_frames"] == 9
+    assert [s.seq for s in kills[0].frames] == [nxt + MSS * i for i in range(10)]  # 1 exact + 9 of 15 predicted
+    c = k.counters()
+    assert (c["predicted_frames"], c["frames_capped"], c["first_shot_frames"]) == (9, 6, 10)
+    f, nxt = streaming()
+    k = killer(inject_max_per_second=40, inject_first_shot_reserve=0.5)
+    trigger(f, k, action="rejectsrc", server_next=nxt, ts=4.0)  # 16 frames: 24 tokens left
+    reach = nxt + 15 * MSS
+    (kill,) = follow(f, k, False, pkt(False, reach, CISN + 15, "A", b"d" * MSS, ts=4.0))
+    # a chase may go down to 20 with its exact segment, to 30 with predicted ones: 24 - 30 < 0, exact alone
+    assert [s.seq for s in kill.frames] == [reach + MSS] and k.counters()["frames_capped"] == 30
 
 
 def test_busy_killed_session_cannot_starve_a_new_kill():
-    k = killer(inject_max_per_second=20)
+    """However many killed sessions keep streaming, the first-shot reserve is left to the first bursts of new
+    kills, predictions included."""
+    k = killer(inject_max_per_second=100, inject_chase_bursts=1000, inject_answer_bursts=1000)
     busy = established()
     trigger(busy, k, ts=9.0)
     sent = 0
-    for i in range(40):  # a server that goes on talking: answered only while the bucket is above a quarter
+    for i in range(100):  # a server that goes on talking: answered only while the bucket is above half
         p = pkt(False, SISN + 101 + 100 * i, CISN + 16 + i, "A", b"t" * 100, ts=9.0 + 0.00001 * (i + 1))
         sent += sum(len(e.frames) for e in follow(busy, k, False, p))
-    assert sent == 12  # 20 - 2 (first burst) - 5 (a quarter, kept for other first bursts), in bursts of 2
-    f = established()
-    _, kills = trigger(f, k, ts=9.001)
-    assert len(kills) == 1 and len(kills[0].frames) == 2
+    assert sent == 48  # 100 - 2 (first burst) - 50 (the reserve), in bursts of 2
+    assert k.counters()["rate_limited"] == 100 - 24 and k.counters()["frames_capped"] == 2 * (100 - 24)
+    for _ in range(3):  # three new kills of streams, each with its whole first burst
+        f, nxt = streaming()
+        _, kills = trigger(f, k, action="rejectsrc", server_next=nxt, ts=9.001)
+        assert [s.seq for s in kills[0].frames] == [nxt + MSS * i for i in range(16)]
+    assert k.counters()["first_shots"] == 4
 
 
 def test_kill_on_a_bare_syn_then_the_handshake_answered():
@@ -535,3 +571,39 @@ def test_new_connection_on_the_same_ports_is_not_answered():
                          (False, pkt(False, 88_000, 77_001, "SA", ts=3.001))):
         assert follow(f, k, to_server, p) == []
     assert f.kill is None and k.counters()["new_session_after_kill"] == 1
+
+
+def test_a_lagging_live_sensor_centres_its_predictions_where_the_stream_is_by_now():
+    """Live, the killer knows how long ago the trigger was captured: the receiver has got what the streaming peer
+    sent meanwhile, so the predicted boundaries are centred there (the exact segment still leads the burst)."""
+    f, nxt = streaming()
+    k = killer(inject_max_lag=500)  # a slow stream: its segments are seconds apart
+    k.clock = lambda: 2.0 + 4.0  # four seconds behind the trigger (captured at 2.0)
+    _, kills = trigger(f, k, action="rejectsrc", server_next=nxt, ts=2.0)
+    # the server sent 14,581 sequence numbers in the session's first second: 40 segments of 1448 in 4 s; the
+    # predictions span 40 +- (40 * inject.lag-spread + 15)
+    assert [s.seq for s in kills[0].frames] == [nxt] + [nxt + MSS * i for i in range(15, 66)]
+    # no lag (or a replay: no clock): the next 15 boundaries
+    k.clock = lambda: 2.0
+    f, nxt = streaming()
+    _, kills = trigger(f, k, action="rejectsrc", server_next=nxt, ts=2.0)
+    assert [s.seq for s in kills[0].frames] == [nxt + MSS * i for i in range(16)]
+    # far behind: the burst stays MAX_PREDICTED segments wide, centred on the estimate
+    k.clock = lambda: 2.0 + 50.0  # 503 segments ahead
+    f, nxt = streaming()
+    _, kills = trigger(f, k, action="rejectsrc", server_next=nxt, ts=2.0)
+    seqs = [s.seq for s in kills[0].frames]
+    assert len(seqs) == 256 and seqs[1] == nxt + MSS * (503 - 127) and seqs[-1] == nxt + MSS * (503 + 127)
+    # 4027 segments ahead, past the client's window as last seen (8192 << 7 past its ack): the client has read
+    # what it received meanwhile, its window moved on with it
+    f, nxt = streaming()
+    k.clock = lambda: 2.0 + 400.0
+    _, kills = trigger(f, k, action="rejectsrc", server_next=nxt, ts=2.0)
+    seqs = [s.seq for s in kills[0].frames]
+    assert len(seqs) == 256 and seqs[1] == (nxt + MSS * (4027 - 127)) & 0xFFFFFFFF
+    # beyond inject.max-lag (1 s by default) nothing is predicted: the exact segment alone
+    k = killer()
+    k.clock = lambda: 2.0 + 1.5
+    f, nxt = streaming()
+    _, kills = trigger(f, k, action="rejectsrc", server_next=nxt, ts=2.0)
+    assert [s.seq for s in kills[0].frames] == [nxt] and k.counters()["lag_exceeded"] == 1

@@ -320,7 +320,7 @@ def test_injector_is_served_before_the_other_sinks():
     events in the core's order."""
     from types import SimpleNamespace
 
-    from mirrorwatch.cli.listen import Listener
+    from mirrorwatch.cli.listener import Listener
     from mirrorwatch.sinks.injector import RawInjector
     from mirrorwatch.core.settings import Settings
 

@@ -18,7 +18,7 @@ import time
 import pcapy
 import pytest
 
-from mirrorwatch.sources import live
+from mirrorwatch.sources import immediate
 from netlab import NetLab
 
 MARKER = b"mw-immediate-probe"
@@ -27,13 +27,13 @@ MARKER = b"mw-immediate-probe"
 # Prints the capture's immediate-mode state, then how long the first marker frame waited.
 PROBE = r"""
 import json, sys, time
-from mirrorwatch.sources import live
+from mirrorwatch.sources import immediate, live
 from mirrorwatch.core.settings import Settings
 iface, mode, rto, imm = sys.argv[1:5]
 if mode == "layout-fails":
-    live._Immediate._layout_ok = lambda self: False
+    immediate.ImmediateMode._layout_ok = lambda self: False
 elif mode == "confirm-fails":
-    live._Immediate.confirm = lambda self, handle: "forced mismatch"
+    immediate.ImmediateMode.confirm = lambda self, handle: "forced mismatch"
 s = Settings()
 s.apply("capture.immediate=" + imm)
 s.apply("capture.read-timeout=" + rto)
@@ -97,19 +97,19 @@ def probe(lab: NetLab, mode: str, read_timeout: float, immediate: str = "true") 
 
 def test_layout_checks_out_on_an_offline_handle():
     """No privilege needed: the library pcapy loaded is found and the pointer layout proven."""
-    imm = live._Immediate()
+    imm = immediate.ImmediateMode()
     assert imm.problem is None and imm.lib is not None
     assert imm._layout_ok()
 
 
 def test_pointer_refuses_what_is_not_a_pcapy_handle():
-    assert live._Immediate.pointer(object()) == 0
-    assert live._Immediate.pointer(b"x" * 64) == 0
+    assert immediate.ImmediateMode.pointer(object()) == 0
+    assert immediate.ImmediateMode.pointer(b"x" * 64) == 0
 
 
 def test_enable_refuses_an_activated_handle(tmp_path):
     """An offline handle is already activated: the pre-activation check must say no, not write."""
-    imm = live._Immediate()
+    imm = immediate.ImmediateMode()
     f = tmp_path / "empty.pcap"
     f.write_bytes(bytes.fromhex("d4c3b2a1020004000000000000000000ffff000001000000"))
     h = pcapy.open_offline(str(f))
@@ -120,8 +120,8 @@ def test_enable_refuses_an_activated_handle(tmp_path):
 
 
 def test_unavailable_library_is_reported_not_used(monkeypatch):
-    monkeypatch.setattr(live._Immediate, "_layout_ok", lambda self: False)
-    imm = live._Immediate()
+    monkeypatch.setattr(immediate.ImmediateMode, "_layout_ok", lambda self: False)
+    imm = immediate.ImmediateMode()
     assert imm.lib is None and "layout" in imm.problem
     assert imm.enable(object()) == imm.problem
 
@@ -156,8 +156,8 @@ def run_until_listening(lab: NetLab, p: subprocess.Popen, err_path) -> None:
 @pytest.mark.slow
 def test_listen_warns_once_and_says_which_mode(lab, tmp_path):
     err_path = tmp_path / "listen.err"
-    code = ("import sys; from mirrorwatch.sources import live; from mirrorwatch.cli import main; "
-            "live._Immediate.confirm = lambda self, handle: 'forced mismatch'; "
+    code = ("import sys; from mirrorwatch.sources import immediate; from mirrorwatch.cli import main; "
+            "immediate.ImmediateMode.confirm = lambda self, handle: 'forced mismatch'; "
             "main(sys.argv[1:], prog_name='mirrorwatch')")
     p = lab.python(lab.sensor, code, "listen", lab.monitor, "--no-table", "-q", "--eve", str(tmp_path / "eve.json"),
                    "--set", "capture.immediate=true",
@@ -181,17 +181,17 @@ def test_listen_says_immediate_mode_when_it_is_on(lab, tmp_path):
 
 
 def test_ring_problem_names_what_rules_immediate_mode_out():
-    assert "not Ethernet" in live.ring_problem("lo", 262144, 64 << 20)
-    assert "cannot read" in live.ring_problem("nosuch0", 262144, 64 << 20)
-    assert live.offloads("nosuch0") is None
+    assert "not Ethernet" in immediate.ring_problem("lo", 262144, 64 << 20)
+    assert "cannot read" in immediate.ring_problem("nosuch0", 262144, 64 << 20)
+    assert immediate.offloads("nosuch0") is None
 
 
 LISTENING = r"""
 import json, sys
-from mirrorwatch.sources import live
-print(json.dumps({"offloads": live.offloads(sys.argv[1]),
-                  "big": live.ring_problem(sys.argv[1], 262144, 64 << 20),
-                  "small": live.ring_problem(sys.argv[1], 262144, 1 << 20)}))
+from mirrorwatch.sources import immediate
+print(json.dumps({"offloads": immediate.offloads(sys.argv[1]),
+                  "big": immediate.ring_problem(sys.argv[1], 262144, 64 << 20),
+                  "small": immediate.ring_problem(sys.argv[1], 262144, 1 << 20)}))
 """
 
 

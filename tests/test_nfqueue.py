@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mirrorwatch.sources import nfnetlink as nl
 from mirrorwatch.sources import nfqueue as nfq
 
 # -- kernel-like messages ------------------------------------------------------------
@@ -72,7 +73,7 @@ def attrs_of(msg: bytes) -> dict[int, bytes]:
 # -- building requests ---------------------------------------------------------------------
 
 def test_verdict_message_layout():
-    msg = nfq.build_verdict(7, 0x01020304, nfq.NF_ACCEPT, mark=0x40000001, payload=b"\x45abcde", seq=9)
+    msg = nl.build_verdict(7, 0x01020304, nl.NF_ACCEPT, mark=0x40000001, payload=b"\x45abcde", seq=9)
     length, mtype, flags, seq, pid = struct.unpack_from("=IHHII", msg)
     assert (length, mtype, flags, seq, pid) == (len(msg), (3 << 8) | 1, 1, 9, 0)
     assert struct.unpack_from("!BBH", msg, 16) == (socket.AF_UNSPEC, 0, 7)
@@ -83,24 +84,24 @@ def test_verdict_message_layout():
 
 
 def test_verdict_batch_and_repeat():
-    msg = nfq.build_verdict_batch(65535, 4242, nfq.verdict_code(True, repeat=True), mark=5)
+    msg = nl.build_verdict_batch(65535, 4242, nl.verdict_code(True, repeat=True), mark=5)
     assert struct.unpack_from("=H", msg, 4)[0] == (3 << 8) | 3
     assert struct.unpack_from("!H", msg, 18)[0] == 65535
     attrs = attrs_of(msg)
-    assert struct.unpack("!II", attrs[2]) == (nfq.NF_REPEAT, 4242)
+    assert struct.unpack("!II", attrs[2]) == (nl.NF_REPEAT, 4242)
     assert struct.unpack("!I", attrs[3]) == (5,)
-    assert nfq.verdict_code(False) == nfq.NF_DROP and nfq.verdict_code(True) == nfq.NF_ACCEPT
+    assert nl.verdict_code(False) == nl.NF_DROP and nl.verdict_code(True) == nl.NF_ACCEPT
     with pytest.raises(ValueError):
-        nfq.verdict_code(False, repeat=True)
+        nl.verdict_code(False, repeat=True)
 
 
 def test_bind_message_asks_ack_and_sets_everything():
-    flags = nfq.NFQA_CFG_F_FAIL_OPEN | nfq.NFQA_CFG_F_GSO
-    msg = nfq.build_bind(3, maxlen=1000, copy_range=0xFFFF, flags=flags, seq=1)
-    assert struct.unpack_from("=HH", msg, 4) == ((3 << 8) | 2, nfq.NLM_F_REQUEST | nfq.NLM_F_ACK)
+    flags = nl.NFQA_CFG_F_FAIL_OPEN | nl.NFQA_CFG_F_GSO
+    msg = nl.build_bind(3, maxlen=1000, copy_range=0xFFFF, flags=flags, seq=1)
+    assert struct.unpack_from("=HH", msg, 4) == ((3 << 8) | 2, nl.NLM_F_REQUEST | nl.NLM_F_ACK)
     attrs = attrs_of(msg)
-    assert attrs[1] == struct.pack("!BxH", nfq.NFQNL_CFG_CMD_BIND, 0)
-    assert attrs[2] == struct.pack("!IB", 0xFFFF, nfq.NFQNL_COPY_PACKET)
+    assert attrs[1] == struct.pack("!BxH", nl.NFQNL_CFG_CMD_BIND, 0)
+    assert attrs[2] == struct.pack("!IB", 0xFFFF, nl.NFQNL_COPY_PACKET)
     assert struct.unpack("!I", attrs[3]) == (1000,)
     assert struct.unpack("!I", attrs[5]) == (flags,)
     assert struct.unpack("!I", attrs[4])[0] & flags == flags
@@ -110,21 +111,29 @@ def test_bind_message_asks_ack_and_sets_everything():
 
 def test_parse_packet_fields():
     payload = bytes.fromhex("4500001c") + b"x" * 23            # odd length: unpadded last attribute
-    msg = kpacket(17, payload, mark=0x20000000, skb_info=nfq.NFQA_SKB_CSUMNOTREADY | nfq.NFQA_SKB_GSO)
-    packets, answers, bad = nfq.parse_messages(msg)
+    msg = kpacket(17, payload, mark=0x20000000, skb_info=nl.NFQA_SKB_CSUMNOTREADY | nl.NFQA_SKB_GSO)
+    packets, answers, bad = nl.parse_messages(msg)
     assert (answers, bad) == ([], 0)
     (p,) = packets
-    assert p == nfq.QueuedPacket(17, 0x0800, 2, payload, 0x20000000, 3, 4, True, True, len(payload))
+    assert p == nl.QueuedPacket(17, 0x0800, 2, payload, 0x20000000, 3, 4, True, True, len(payload))
 
 
 def test_parse_several_messages_with_answers():
     buf = pad4(kpacket(1, b"\x45" * 21)) + kerror(errno.ENOENT, 5) + kerror(0, 6) + kpacket(
         2, b"\x60" * 40, hw=0x86DD, indev=None, outdev=None, cap_len=70000, family=socket.AF_INET6)
-    packets, answers, bad = nfq.parse_messages(bytearray(buf + b"junk-after"), len(buf))
+    packets, answers, bad = nl.parse_messages(buf)
     assert [p.packet_id for p in packets] == [1, 2] and bad == 0
     assert answers == [(errno.ENOENT, 5), (0, 6)]
     assert packets[1].indev == 0 and packets[1].cap_len == 70000 and packets[1].hw_protocol == 0x86DD
     assert not packets[0].gso and packets[0].cap_len == 21
+
+
+def test_a_datagram_of_one_packet_message_reads_as_that_packet_and_anything_else_as_none():
+    msg = kpacket(5, b"\x45" * 33, mark=7, skb_info=nl.NFQA_SKB_GSO)
+    assert nl.parse_datagram(msg) == nl.parse_messages(msg)[0][0]
+    assert nl.parse_datagram(msg).gso and nl.parse_datagram(msg).mark == 7
+    for other in (pad4(msg) + kpacket(6, b"\x45" * 20), kerror(0, 1), msg[:-1], msg + b"\0" * 4, b""):
+        assert nl.parse_datagram(other) is None, other
 
 
 @pytest.mark.parametrize("damage", ["short_header", "length_past_end", "attr_past_end", "no_packet_hdr",
@@ -140,7 +149,7 @@ def test_malformed_messages_are_counted(damage):
         + kattr(1, b"\0\0\0\1"),
         "unknown_type": struct.pack("=IHHII", 16, 0x999, 0, 0, 0),
     }[damage]
-    packets, _, malformed = nfq.parse_messages(pad4(good) + bad)
+    packets, _, malformed = nl.parse_messages(pad4(good) + bad)
     assert [p.packet_id for p in packets] == [9] and malformed == (0 if damage == "short_header" else 1)
 
 
@@ -149,14 +158,16 @@ def test_malformed_messages_are_counted(damage):
 def test_parser_never_raises(data, cut):
     seed = kpacket(1, b"\x45" * 20) + kerror(2, 1)
     blob = (seed[:cut] + data) if cut % 2 else (data + seed)
-    packets, _, malformed = nfq.parse_messages(blob)
-    assert all(isinstance(p, nfq.QueuedPacket) for p in packets) and malformed >= 0
+    packets, _, malformed = nl.parse_messages(blob)
+    assert all(isinstance(p, nl.QueuedPacket) for p in packets) and malformed >= 0
+    one = nl.parse_datagram(blob)
+    assert one is None or packets == [one]
 
 
 def test_id_after_wraps_like_the_kernel():
-    assert nfq.id_after(5, 4) and not nfq.id_after(4, 4) and not nfq.id_after(3, 4)
-    assert nfq.id_after(1, 0xFFFFFFFF)          # a "huge" id is before small ids
-    assert not nfq.id_after(0xFFFFFFFF, 1 + 0xFFFFFFFF - 1)
+    assert nl.id_after(5, 4) and not nl.id_after(4, 4) and not nl.id_after(3, 4)
+    assert nl.id_after(1, 0xFFFFFFFF)          # a "huge" id is before small ids
+    assert not nl.id_after(0xFFFFFFFF, 1 + 0xFFFFFFFF - 1)
 
 
 def test_queue_stats_parsing():
@@ -342,6 +353,7 @@ def test_noop_verdict_loop_throughput(routed, tmp_path):
 
 HOLD_THEN_RELEASE = r"""
 import json, os, time
+from mirrorwatch.sources import nfnetlink as nl
 from mirrorwatch.sources import nfqueue as nfq
 q = nfq.NfQueue(0)
 print("ready", flush=True)
@@ -352,7 +364,7 @@ def total():
     time.sleep(0.05)
     return nfq.kernel_queue_stats(0).total
 out = {"held": total()}
-os.write(q.fileno(), nfq.build_verdict_batch(0, 0xFFFFFFFF, nfq.NF_ACCEPT))
+os.write(q.fileno(), nl.build_verdict_batch(0, 0xFFFFFFFF, nl.NF_ACCEPT))
 out["after_huge_id"] = total()
 out["answered"] = q.recv_batch(timeout=0.2) == [] and q.counters["kernel_errors"]   # ENOENT
 out["released"] = nfq.release_held(q.fileno(), 0)

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import click
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mirrorwatch.cli import workers as workers_cli
 from mirrorwatch.cli.workers.merge import LogLines, OrderedMerge, sum_counters
@@ -213,6 +215,34 @@ def test_items_are_released_in_clock_order_up_to_the_common_watermark():
     m.close(0)
     m.release()
     assert written[-1] == "b15" and not any(m.queues)
+
+
+@given(st.lists(st.lists(st.tuples(st.integers(1, 60), st.integers(0, 1)), max_size=30), min_size=1, max_size=4),
+       st.randoms(use_true_random=False))
+@settings(max_examples=200, deadline=None)
+def test_the_merge_writes_what_one_engine_would_whatever_the_watermarks(streams, rnd):
+    """Each worker's items in clock order, sent in batches with rising watermarks: everything is written
+    once, in clock order, ties in worker order, and nothing before every worker has passed its clock."""
+    written = []
+    m = OrderedMerge(len(streams), lambda ch, data: written.append((ch, data)))
+    items = [sorted((clock, ch, (w, clock, i)) for i, (clock, ch) in enumerate(s)) for w, s in enumerate(streams)]
+    sent = [0] * len(items)
+    while any(sent[w] < len(s) for w, s in enumerate(items)):
+        w = rnd.randrange(len(items))
+        upto = rnd.randint(sent[w], len(items[w]))
+        batch = items[w][sent[w]:upto]
+        sent[w] = upto
+        mark = items[w][upto][0] - 1 if upto < len(items[w]) else 60  # every frame before its next item is done
+        m.add(w, mark, batch)
+        m.release()
+        assert all(data[1] <= min(m.marks) for _, data in written)
+    for w in range(len(items)):
+        m.close(w)
+    m.release()
+    want = sorted((data[1], data[0], n) for n, (_, data) in enumerate(written))  # clock, worker, arrival
+    assert [(c, w) for c, w, _ in want] == [(data[1], data[0]) for _, data in written]
+    for w, s in enumerate(items):  # each worker's own order, every item once
+        assert [d for _, d in written if d[0] == w] == [d for _, _, d in s]
 
 
 def test_counters_are_summed_except_what_every_worker_loaded_alike():

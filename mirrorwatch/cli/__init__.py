@@ -9,16 +9,37 @@ bad command line (unknown setting, bad value), 130 when interrupted.
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
 from mirrorwatch import __version__, build_summary
-from mirrorwatch.cli.bypass import bypass
 from mirrorwatch.cli.common import CONTEXT
-from mirrorwatch.cli.inline import inline
-from mirrorwatch.cli.listen import listen
-from mirrorwatch.cli.replay import replay
-from mirrorwatch.cli.rules import rules
-from mirrorwatch.cli.settings import settings_cmd
+
+# command -> (module, attribute): a command's module is imported only when that command runs (or the
+# help lists it), so a replay's start-up does not import listen's live table or inline's netfilter code
+COMMANDS = {
+    "bypass": ("mirrorwatch.cli.bypass", "bypass"),
+    "inline": ("mirrorwatch.cli.inline", "inline"),
+    "listen": ("mirrorwatch.cli.listen", "listen"),
+    "replay": ("mirrorwatch.cli.replay", "replay"),
+    "rules": ("mirrorwatch.cli.rules", "rules"),
+    "settings": ("mirrorwatch.cli.settings", "settings_cmd"),
+}
+
+
+class _Commands(click.Group):
+    """The ``mirrorwatch`` group, loading each command from ``COMMANDS`` on first use."""
+
+    def list_commands(self, ctx) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx, cmd_name: str):
+        where = COMMANDS.get(cmd_name)
+        if where is None:
+            return None
+        module, attr = where
+        return getattr(importlib.import_module(module), attr)
 
 
 def _version(ctx, _param, value) -> None:
@@ -28,7 +49,7 @@ def _version(ctx, _param, value) -> None:
         ctx.exit()
 
 
-@click.group(context_settings=CONTEXT)
+@click.group(cls=_Commands, context_settings=CONTEXT)
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_version,
               help="Show the version and the build (compiled or interpreted), then exit.")
 def main():
@@ -36,7 +57,3 @@ def main():
 
     The same engine runs on pcap files (replay) and on a live interface (listen).
     """
-
-
-for _command in (replay, listen, inline, bypass, rules, settings_cmd):
-    main.add_command(_command)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import sys
+import time
 
 import click
 
@@ -207,6 +208,8 @@ def build_killer(settings: Settings, kill: dict, *, inject_iface: str | None = N
                                    never_kill=list(kill.get("never_kill") or ())), settings)
     except KillConfigError as e:
         fail(str(e), 2)
+    if inject_iface:  # live: captured packets carry the wall clock's time, so a burst can allow for the lag
+        killer.clock = time.time
     injector = (lambda: RawInjector(inject_iface)) if inject_iface and not killer.dry_run else None
     return killer, open_kill_sinks(killer, injector, kill.get("kill_pcap"), log)
 

@@ -50,7 +50,7 @@ _STRUCTURAL = frozenset({"suricata-version", INCLUDE_KEY})
 # Suricata's EVE record types that mirrorwatch writes under another name
 EVE_TYPE_NAMES = {"drop": "kill", "files": "fileinfo"}
 # options of a types entry that are settings (the setting's key by type and option)
-_TYPE_SETTINGS = {("dns", "version"): "eve-log.dns.version"}
+_TYPE_SETTINGS = {("dns", "version"): "eve-log.dns.version", ("files", "force-hash"): "eve-log.files.force-hash"}
 _PAYLOAD_OPTIONS = ("payload", "payload-printable", "packet")
 
 

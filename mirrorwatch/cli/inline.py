@@ -6,7 +6,7 @@ engine, which inspects it before it goes on: ``Engine.process_inline`` returns
 the packet's verdict (``core.inline``), ``inline.sensor.InlineSensor`` applies
 it and keeps the accounts, ``inline.watchdog`` keeps traffic flowing when the
 engine stalls or dies (fail-open).  The loop is ``listen``'s
-(``cli.listen.Listener``: live table, SIGHUP reload, ticks, stats), fed from
+(``cli.listener.Listener``: live table, SIGHUP reload, ticks, stats), fed from
 the sensor instead of a capture; resets go out through raw IP sockets
 (``sinks.injector.RawIpInjector``).
 
@@ -42,7 +42,7 @@ from mirrorwatch.cli.common import (
     settings_epilog,
     warn,
 )
-from mirrorwatch.cli.listen import Listener
+from mirrorwatch.cli.listener import Listener
 from mirrorwatch.cli.workers import share_caps
 from mirrorwatch.core.events import BYPASS, INLINE, BypassSwitch
 from mirrorwatch.core.kill import KILL_MODES

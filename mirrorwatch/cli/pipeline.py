@@ -8,7 +8,7 @@ the core returns no events, which is almost always.
 
 ``replay(pipeline, paths)`` drives it from pcap files through libpcap's own
 loop (``capture.run_headers``), or at recorded pace when asked.  The live loop
-(``cli.listen.Listener``) drives the same pipeline from the capture thread.
+(``cli.listener.Listener``) drives the same pipeline from the capture thread.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def load_ruleset(paths, settings: Settings, classification=None, progress=None):
     rules of the same file still load.  ``progress(done, total)``: bytes of
     rule text parsed so far (``rules.load_rules``).
     """
-    from mirrorwatch.rules import load_rules
+    from mirrorwatch.rules.ruleset_cache import load_rules_cached
 
     paths = [str(p) for p in paths]
     for p in paths:
@@ -75,10 +75,15 @@ def load_ruleset(paths, settings: Settings, classification=None, progress=None):
     if classification is None:
         default = bundled_classification()
         classification = str(default) if default is not None else None
-    rs = load_rules(paths, settings, classification=classification, progress=progress)
+    rs = load_rules_cached(paths, settings, classification, progress, _say_cache)
     if rs.errors:
         raise PipelineError(rs.errors[0] + (f" (and {len(rs.errors) - 1} more)" if len(rs.errors) > 1 else ""))
     return rs
+
+
+def _say_cache(line: str) -> None:
+    """The rule cache's one line (an entry rebuilt, a directory it cannot use)."""
+    print(f"mirrorwatch: {line}", file=sys.stderr, flush=True)
 
 
 def bundled_classification() -> Path | None:
@@ -155,6 +160,8 @@ class Pipeline:
             sinks.append(ConsoleAlerts(sys.stderr if any(spec.target == "-" for spec in eve) else sys.stdout))
         sinks.append(EmergencyNotices())  # flow emergency mode entered/over: one stderr line each
         pipe = cls(engine, sinks, ruleset=ruleset, settings=settings, classification=classification)
+        if ruleset.cache is not None:
+            pipe.notes.append(ruleset.cache.summary())
         if dumper is not None:
             pipe.stream_dumper = dumper
         return pipe

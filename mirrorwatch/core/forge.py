@@ -29,13 +29,27 @@ one of them is E's RCV.NXT when the burst lands, the others are harmless
 Predictions are made only when P's latest segment carried at least
 ``STREAM_SEGMENT`` bytes (a bulk sender fills its segments; a request or an
 interactive exchange does not), only for RST (a FIN ahead of RCV.NXT would be
-queued as out-of-order data), ``burst - 1`` of them and never beyond
+queued as out-of-order data), ``inject.rst-burst`` - 1 of them and never beyond
 the receive window E advertised (``Flow.window_edge``; when E's SYN was not
 seen its window scale is unknown, and only the burst size bounds them).  A
 sensor further behind the stream than one burst covers sees the stream
 outrun its last RST: the killer then sends a new burst from there with twice
-as many predictions (up to ``MAX_PREDICTED``), so the reach grows until it
-spans the sensor's delay, whatever it is.
+as many predictions (up to ``MAX_PREDICTED``), so the reach grows with the
+sensor's delay -- for a few bursts only: such chasing is bounded per session
+(``inject.chase-bursts``) and never takes the frames that the first bursts of
+new kills need (``core.kill_state``).
+
+A live sensor knows more: how long ago the packet it answers was captured
+(``Killer.clock``, the capture's clock; none in a replay).  A busy or
+descheduled sensor is milliseconds behind, and E has received all that P
+sent meanwhile; at P's rate (``segments_ahead``: its average so far, for
+follow-ups its rate since the kill began, ``KillState.rate``) that is a number of
+segments, and the predictions are centred there, spread on each side by
+``inject.lag-spread`` of it plus the usual span, so the first burst lands
+although the sensor lagged -- the exact segment still leads the burst.  E's
+window, last seen before those segments, is taken to have moved on with
+them (E read them: it is reading a stream).  A sensor more than
+``inject.max-lag`` seconds behind sends the exact segments alone.
 """
 
 from __future__ import annotations
@@ -47,7 +61,6 @@ from mirrorwatch.core.decode.packet import ACK, FIN, RST
 from mirrorwatch.core.events import ForgedSegment
 from mirrorwatch.core.reassembly.context import HALF, M32
 
-RST_BURST = 16  # segments in one burst toward a receiving endpoint: its exact RCV.NXT and the predicted ones
 MAX_PREDICTED = 255  # predicted segments in one burst at the most, however often the stream outran the last one
 STREAM_SEGMENT = 536  # bytes: a peer whose latest segment carried this much is streaming (RFC 879's MSS)
 MODE_FLAGS = {"rst": (RST | ACK,), "fin": (FIN | ACK,), "both": (FIN | ACK, RST | ACK)}
@@ -104,8 +117,11 @@ class Forger:
                 seq = (seq + 1) & M32
         return out
 
-    def predicted(self, flow, toward_server: bool, seq: int, ack: int, l2: tuple, count: int) -> list:
-        """RST+ACK at the next ``count`` boundaries after ``seq`` the impersonated sender's segments will have."""
+    def boundaries(self, flow, toward_server: bool, seq: int, count: int, first: int = 1) -> list:
+        """``count`` sequence numbers at which the impersonated sender's segments will end, the ``first``-th
+        boundary after ``seq`` and those after it, within the receiver's window -- as it was, moved on by the
+        ``first`` - 1 segments the receiver is taken to have read since (none when the sender is not streaming,
+        or in ``fin`` mode)."""
         if not self.predicts:
             return []
         d = 0 if toward_server else 1
@@ -115,12 +131,32 @@ class Forger:
         # a receiver whose SYN was not seen may scale its window: then only the burst size bounds it
         edge = flow.window_edge(d) if flow.wscale[1 - d] is not None else None
         out = []
+        seq = (seq + (first - 1) * stride) & M32
+        if edge is not None:
+            edge = (edge + (first - 1) * stride) & M32
         for _ in range(count):
             seq = (seq + stride) & M32
             if edge is not None and not after(edge, seq):
                 break
-            out.append(self.segment(flow, toward_server, seq, ack, RST | ACK, l2))
+            out.append(seq)
         return out
+
+    def predicted(self, flow, toward_server: bool, seqs: list, ack: int, l2: tuple) -> list:
+        """RST+ACK at each of ``seqs`` (``boundaries``)."""
+        return [self.segment(flow, toward_server, seq, ack, RST | ACK, l2) for seq in seqs]
+
+def segments_ahead(flow, d: int, lag: float, rate: float | None = None) -> int:
+    """Segments the sender in direction ``d`` sends in ``lag`` seconds at ``rate`` bytes/s (None: its average
+    so far, sequence progress over the session's packet time, or captured bytes when its ISN was not seen)."""
+    stride, ns, isn = flow.seg_len[d], flow.next_seq[d], flow.isn[d]
+    duration = flow.last_ts - flow.start
+    if lag <= 0 or ns is None or stride < STREAM_SEGMENT:
+        return 0
+    if rate is None:
+        if duration <= 0:
+            return 0
+        rate = ((ns - isn) & M32 if isn is not None else flow.bytes[d]) / duration
+    return int(rate * lag / stride)
 
 
 class SentFrames:

@@ -54,14 +54,20 @@ burst sent within ``inject.response-window`` packet-time seconds of its first
 one, so the answers to one train of in-flight segments count once.  A session
 gets ``inject.max-responses`` responses after the first burst; a data re-fire
 that opens a new response also waits ``inject.min-interval`` seconds after
-the last burst; one response sends at most ``bursts_per_response`` bursts with
-predicted segments (``response_full``: later ones carry the exact segment alone).  A burst whose exact segment is the one last sent to the
-same endpoint is not repeated.  All frames share a global token bucket
-(``inject.max-per-second``): a burst takes its exact segments whole or not at
-all, and as many predicted ones as tokens remain above half the bucket; the
-exact segments of follow-ups never take it below a quarter, so a busy killed
-session cannot delay the first burst of another kill, and guesses never take
-the room of exact answers.
+the last burst.  Within one response, bursts that *chase* (peer data: a guess
+of where the stream will be) are at most ``inject.chase-bursts``, and bursts
+that *answer* an endpoint's own exact RCV.NXT (challenge ACKs, re-fires) at
+most ``inject.answer-bursts`` (a burst doing both counts as both, its frames
+as an answer's); the others are counted (``chase_suppressed``,
+``answers_suppressed``; ``response_spent`` once both are spent).  Suricata
+and Snort never chase; a sensor further behind a stream than a few
+escalating bursts reach would otherwise re-forge at every segment.  A
+burst whose exact segment is the one last sent to the same endpoint is not
+repeated.  Every frame comes out of one token bucket
+(``core.kill_state``): first bursts may take all of it, follow-ups leave
+``inject.first-shot-reserve`` of it to them, so no killed session, however
+busy, delays the first burst of another kill.  Frames the cap withholds are
+counted (``frames_capped``).
 
 The injector's own frames come back on the mirror: ``own_frame(pkt)`` tells
 them (``core.forge.SentFrames``); the engine counts and skips them before
@@ -75,7 +81,23 @@ from ipaddress import ip_network
 
 from mirrorwatch.core.decode.packet import ACK, FIN, PROTO_TCP, RST, SYN
 from mirrorwatch.core.events import Kill
-from mirrorwatch.core.forge import M32, MAX_PREDICTED, RST_BURST, Forger, SentFrames, after, l2_toward
+from mirrorwatch.core.forge import (
+    M32,
+    MAX_PREDICTED,
+    Forger,
+    SentFrames,
+    after,
+    l2_toward,
+    segments_ahead,
+)
+from mirrorwatch.core.kill_state import (
+    ANSWER,
+    CHASE,
+    FIRST,
+    LANE_NAMES,
+    FrameBucket,
+    KillState,
+)
 
 # bit set of endpoints to reset
 TO_SERVER, TO_CLIENT = 1, 2  # the server is reset by a segment travelling to it, and so on
@@ -84,15 +106,21 @@ BOTH = TO_SERVER | TO_CLIENT
 KILL_MODES = ("rst", "fin", "both")
 _MODE_NAMES = {"rst": ["tcp-reset"], "fin": ["tcp-fin"], "both": ["tcp-fin", "tcp-reset"]}
 _TARGET_NAMES = {TO_SERVER: "to_server", TO_CLIENT: "to_client", BOTH: "both"}
+_NON_NEGATIVE = ("inject.max-responses", "inject.min-interval", "inject.response-window", "inject.max-per-second",
+                 "inject.chase-bursts", "inject.answer-bursts", "inject.first-shot-reserve", "inject.lag-spread",
+                 "inject.max-lag")
 _NO_REPLY = RST
 _PURE_ACK_MASK = SYN | FIN | RST | ACK
 _PLAIN_L2 = (0x0800, 0x86DD, 0)  # 0: link types without an EtherType (raw IP, pcap replay)
-BURSTS_PER_RESPONSE = 8  # bursts in one response (inject.response-window) of a killed session
 _KIND_COUNTERS = {"challenge-ack": "challenge_ack_replies", "refire": "refires", "peer-data": "peer_data_bursts"}
-_COUNTERS = ("sessions_killed", "bursts", "frames", "predicted_frames", "challenge_ack_replies", "refires",
-             "peer_data_bursts", "duplicate_suppressed", "cap_reached", "interval_suppressed", "rate_limited",
+_LANE_FRAMES = tuple(f"{name}_frames" for name in LANE_NAMES)
+_SUPPRESSED = {ANSWER: "answers_suppressed", CHASE: "chase_suppressed"}
+_LANE_BOUNDS = {ANSWER: "inject.answer-bursts", CHASE: "inject.chase-bursts"}
+_COUNTERS = ("sessions_killed", "first_shots", "bursts", "frames", *_LANE_FRAMES, "predicted_frames",
+             "challenge_ack_replies", "refires", "peer_data_bursts", "chase_suppressed", "answers_suppressed",
+             "response_spent",
+             "duplicate_suppressed", "cap_reached", "interval_suppressed", "rate_limited", "frames_capped", "lag_exceeded",
              "never_kill", "not_tcp", "rst_not_answered", "unsupported_encap", "in_flight_acks", "covered_acks",
-             "response_full",
              "new_session_after_kill", "own_frames_seen")
 
 
@@ -134,69 +162,39 @@ def _bit(toward_server: bool) -> int:
     return TO_SERVER if toward_server else TO_CLIENT
 
 
-class KillState:
-    """Per-flow scratch of the killer (``flow.kill``)."""
-
-    __slots__ = ("targets", "gone", "responses", "last_fire", "round_start", "round_bursts", "last_seq", "reach",
-                 "span", "prev_ack", "reason")
-
-    def __init__(self, targets: int, reason: str, last_ack=(None, None), span: int = RST_BURST - 1):
-        self.targets = targets
-        self.gone = 0  # targets that sent a RST themselves: nothing more goes to them
-        self.prev_ack = list(last_ack)  # ack field of each direction's previous packet
-        self.responses = 0
-        self.last_fire = None
-        self.round_start = None  # packet time of the current response's first burst
-        self.round_bursts = 0  # bursts sent in the current response
-        self.last_seq = [None, None]  # exact seq of the last burst toward [server, client]
-        self.reach = [None, None]  # highest seq sent toward [server, client]
-        self.span = [span, span]  # predicted segments the next burst toward [server, client] carries
-        self.reason = reason
-
-
 class Killer:
-    """Turns killing alerts and later packets of killed flows into ``Kill`` events.
+    """Turns killing alerts and later packets of killed flows into ``Kill`` events (bounds: ``inject.*``)."""
 
-    ``rst_burst``: segments in one burst toward an endpoint (its exact RCV.NXT
-    and the boundaries predicted after it; ``core.forge``);
-    ``bursts_per_response``: bursts one response may send (a sensor too far
-    behind a stream to win the race would otherwise chase it segment after
-    segment).
-    """
-
-    def __init__(self, config: KillConfig | None = None, settings=None, rst_burst: int = RST_BURST,
-                 bursts_per_response: int = BURSTS_PER_RESPONSE):
+    def __init__(self, config: KillConfig | None = None, settings=None):
         from mirrorwatch.core.settings import Settings
 
         config = config or KillConfig()
         settings = settings if settings is not None else Settings()
         if config.mode not in KILL_MODES:
             raise KillConfigError(f"--kill-with must be one of {', '.join(KILL_MODES)}, got {config.mode!r}")
-        if rst_burst < 1 or bursts_per_response < 1:
-            raise KillConfigError(f"the RST burst ({rst_burst} segments) and the bursts per response "
-                                  f"({bursts_per_response}) must be 1 or more")
-        self.bursts_per_response = bursts_per_response
+        for key in _NON_NEGATIVE:
+            if settings[key] < 0:
+                raise KillConfigError(f"{key} must be 0 or more, got {settings[key]}")
+        if settings["inject.rst-burst"] < 1:
+            raise KillConfigError(f"inject.rst-burst must be 1 or more, got {settings['inject.rst-burst']}")
+        if settings["inject.first-shot-reserve"] > 1:
+            raise KillConfigError("inject.first-shot-reserve is a share of inject.max-per-second: 0 to 1, "
+                                  f"got {settings['inject.first-shot-reserve']}")
         self.config = config
         self.mode = config.mode
         self.dry_run = bool(config.dry_run)
         self._never = [(n.version, int(n.network_address), int(n.netmask)) for n in config.networks()]
         self.forge = Forger(config.mode, config.seed)
-        self.rst_burst = rst_burst
+        self.rst_burst = int(settings["inject.rst-burst"])
         self._reject_names = _MODE_NAMES[config.mode]
-        for key in ("inject.max-responses", "inject.min-interval", "inject.response-window", "inject.max-per-second"):
-            if settings[key] < 0:
-                raise KillConfigError(f"{key} must be 0 or more, got {settings[key]}")
         self.max_responses = int(settings["inject.max-responses"])
         self.min_interval = float(settings["inject.min-interval"])
         self.window = float(settings["inject.response-window"])
-        self.rate = float(settings["inject.max-per-second"])
-        self._tokens = self.rate
-        # first bursts' exact segments may empty the bucket; the exact segments of follow-ups leave a quarter of
-        # it to them, and predicted segments half: a busy killed session cannot delay another kill, and its
-        # guesses never take the room of the exact answers
-        self._reserve = self.rate / 4
-        self._predict_reserve = self.rate / 2
-        self._bucket_ts = None
+        self._lane_bursts = {lane: int(settings[key]) for lane, key in _LANE_BOUNDS.items()}
+        self.bucket = FrameBucket(settings["inject.max-per-second"], settings["inject.first-shot-reserve"])
+        self.spread = float(settings["inject.lag-spread"])
+        self.max_lag = float(settings["inject.max-lag"])
+        self.clock = None  # live: the capture's clock (seconds), so bursts allow for the sensor's lag (core.forge)
         self.sent = SentFrames(int(settings["inject.own-frame-memory"]))
         self.sink = None  # injector whose counters() are reported with ours
         self.c = dict.fromkeys(_COUNTERS, 0)
@@ -251,10 +249,10 @@ class Killer:
         st = flow.kill
         if st is None:
             a0 = killing[0][0]
-            st = flow.kill = KillState(targets, f"sid:{a0.rule.sid} {a0.rule.action}", flow.last_ack,
-                                       self.rst_burst - 1)
+            st = flow.kill = KillState(targets, f"sid:{a0.rule.sid} {a0.rule.action}", flow, self.rst_burst - 1,
+                                       pkt.ts)
             specs = self._fresh(st, self._first_specs(flow, targets))
-            sent = self._burst(pkt, flow, st, specs, f"sid:{a0.rule.sid}", 0, events)
+            sent = self._burst(pkt, flow, st, specs, f"sid:{a0.rule.sid}", FIRST, events)
         else:  # another killing alert on a killed session: a follow-up under the same caps
             st.targets |= targets
             sent = self._follow_up(pkt, flow, to_server, st, events)
@@ -282,16 +280,45 @@ class Killer:
         prev_ack = st.prev_ack[d]
         if pkt.flags & ACK:
             st.prev_ack[d] = pkt.ack
+        new_round = st.round_start is None or pkt.ts - st.round_start > self.window
+        if not new_round and all(st.round_used[lane] >= n for lane, n in self._lane_bursts.items()):
+            self.c["response_spent"] += 1  # a busy killed session costs this much per packet until the next response
+            return False
         pure_ack = (pkt.flags & _PURE_ACK_MASK) == ACK and not len(pkt.payload)
         to_sender, to_peer, predict = self._whom(pkt, flow, to_server, st, pure_ack, prev_ack)
         if not to_sender and not to_peer:
             return False
-        new_round = st.round_start is None or pkt.ts - st.round_start > self.window
         if new_round and not self._may_open_round(pkt, st, pure_ack):
             return False
-        if predict and not new_round and st.round_bursts >= self.bursts_per_response:
-            self.c["response_full"] += 1  # this response had its bursts: more guesses would not land sooner
-            predict = False
+        specs = [s for s in self._fresh(st, self._follow_specs(pkt, flow, to_server, st, to_sender, to_peer))
+                 if new_round or self._lane_open(st, CHASE if s[0] == to_server else ANSWER)]
+        if not specs:
+            return False
+        lanes = {CHASE if s[0] == to_server else ANSWER for s in specs}  # toward the receiver: a guess from its peer
+        if CHASE in lanes and st.reach[d] is not None:
+            st.span[d] = min(2 * st.span[d], MAX_PREDICTED)  # the stream outran the last burst: reach twice as far
+        kind = "challenge-ack" if pure_ack else "refire" if ANSWER in lanes else "peer-data"
+        if not self._burst(pkt, flow, st, specs, kind, min(lanes), events, predict):
+            return False
+        self.c[_KIND_COUNTERS[kind]] += 1
+        if new_round:
+            st.responses += 1
+            st.round_start = pkt.ts
+            st.round_used = [0, 0, 0]
+        for lane in lanes:
+            st.round_used[lane] += 1
+        return True
+
+    def _lane_open(self, st, lane: int) -> bool:
+        """May the current response send one more burst of ``lane`` (counted when not)?"""
+        if st.round_used[lane] < self._lane_bursts[lane]:
+            return True
+        self.c[_SUPPRESSED[lane]] += 1
+        return False
+
+    def _follow_specs(self, pkt, flow, to_server, st, to_sender: bool, to_peer: bool) -> list:
+        """(toward_server, seq, ack, l2) of the exact segments a later packet calls for."""
+        d = 0 if to_server else 1
         ns = flow.next_seq
         specs = []
         if to_sender:
@@ -301,20 +328,9 @@ class Killer:
                     and seq == (st.last_seq[1 - d] + 1) & M32):  # else it acknowledges our FIN: that side has it
                 specs.append((not to_server, seq, _first(ns[d], pkt.seq), (pkt.dst_mac, pkt.src_mac, pkt.vlans)))
         if to_peer:
-            if st.reach[d] is not None:  # the stream outran the last burst: reach twice as far
-                st.span[d] = min(2 * st.span[d], MAX_PREDICTED)
             ack = pkt.ack if pkt.flags & ACK else ns[1 - d]
             specs.append((to_server, _first(ns[d], pkt.seq), ack, l2_toward(flow, to_server)))
-        specs = self._fresh(st, specs)
-        kind = "challenge-ack" if pure_ack else "refire" if any(s[0] != to_server for s in specs) else "peer-data"
-        if not self._burst(pkt, flow, st, specs, kind, self._reserve, events, predict):
-            return False
-        self.c[_KIND_COUNTERS[kind]] += 1
-        if new_round:
-            st.responses += 1
-            st.round_start = pkt.ts
-            st.round_bursts = int(predict)
-        return True
+        return specs
 
     def _whom(self, pkt, flow, to_server, st, pure_ack: bool, prev_ack) -> tuple[bool, bool, bool]:
         """(answer the packet's sender, answer its peer, with predicted segments), by the rules of "After the
@@ -367,40 +383,57 @@ class Killer:
                 fresh.append((toward_server, seq, ack, l2))
         return fresh
 
-    def _burst(self, pkt, flow, st, fresh, trigger: str, reserve: float, events, predict: bool = True) -> bool:
+    def _burst(self, pkt, flow, st, fresh, trigger: str, lane: int, events, predict: bool = True) -> bool:
         """Build, rate-limit, remember and append one burst; False when nothing goes out.
 
         ``fresh``: (toward_server, seq, ack, l2) of each target's exact
-        segment (``_fresh``).  The exact segments go whole or not at all, if
-        the token bucket stays above ``reserve``; predicted ones (when
-        ``predict``) follow while it stays above half its size; such a burst
-        counts toward ``bursts_per_response``.
+        segment (``_fresh``).  The exact segments go whole or not at all, as
+        ``lane`` may take them (``core.kill_state``); predicted ones (when
+        ``predict``) follow as far as the bucket lets them.
         """
         if not fresh:
             return False
-        self._refill(pkt.ts)
+        self.bucket.refill(pkt.ts)
         exact = len(fresh) * len(self.forge.flags)
-        if int(self._tokens - reserve) < exact:  # decided before any segment is built: a killed flow can be busy
+        room = self.bucket.room(lane, exact)
+        if room < 0:  # decided before any segment is built: a killed flow can be busy
             self.c["rate_limited"] += 1
+            self.c["frames_capped"] += exact
             return False
-        room = int(self._tokens - max(reserve, self._predict_reserve)) - exact
         frames = [s for spec in fresh for s in self.forge.exact(flow, *spec)]
+        lag = self.clock() - pkt.ts if self.clock is not None and predict else 0.0
+        if lag > self.max_lag:  # too far behind for a prediction to land: the exact segments alone
+            self.c["lag_exceeded"] += 1
+            predict = False
         for toward_server, seq, ack, l2 in fresh:
             d = 0 if toward_server else 1
-            more = self.forge.predicted(flow, toward_server, seq, ack, l2, min(st.span[d], room)) \
-                if predict and room > 0 else []
-            frames += more
-            room -= len(more)
+            seqs = self._predictions(flow, toward_server, seq, st.span[d], lag, st.rate(flow, d, pkt.ts)) \
+                if predict else ()
+            if len(seqs) > room:
+                self.c["frames_capped"] += len(seqs) - room
+                seqs = seqs[:room]
+            room -= len(seqs)
+            frames += self.forge.predicted(flow, toward_server, seqs, ack, l2)
             st.last_seq[d] = seq
-            end = more[-1].seq if more else seq
+            end = seqs[-1] if seqs else seq
             st.reach[d] = end if st.reach[d] is None or after(end, st.reach[d]) else st.reach[d]
-            self.c["predicted_frames"] += len(more)
-        st.round_bursts += predict
-        self._emit(pkt, flow, frames, trigger, st, events)
+            self.c["predicted_frames"] += len(seqs)
+        self._emit(pkt, flow, frames, trigger, lane, st, events)
         return True
 
-    def _emit(self, pkt, flow, frames, trigger, st, events) -> None:
-        self._tokens -= len(frames)
+    def _predictions(self, flow, toward_server: bool, seq: int, span: int, lag: float, rate) -> list:
+        """The boundaries a burst predicts after ``seq``: the next ``span`` ones, or, when the sensor is ``lag``
+        seconds behind the packet, those around where the sender (at ``rate``, None: its average) will be by
+        now (``core.forge``)."""
+        ahead = segments_ahead(flow, 0 if toward_server else 1, lag, rate) if lag > 0 else 0
+        margin = int(ahead * self.spread) + span
+        first = max(1, ahead - margin)
+        count = min(ahead + margin - first + 1, MAX_PREDICTED)
+        first = max(first, ahead - count // 2) if count == MAX_PREDICTED else first
+        return self.forge.boundaries(flow, toward_server, seq, count, first)
+
+    def _emit(self, pkt, flow, frames, trigger, lane, st, events) -> None:
+        self.bucket.take(len(frames))
         st.last_fire = pkt.ts
         if st.round_start is None:
             st.round_start = pkt.ts  # the first burst opens the first (uncounted) response
@@ -409,16 +442,11 @@ class Killer:
             self.c["sessions_killed"] += 1
         for seg in frames:
             self.sent.add(seg)
+        self.c["first_shots"] += lane == FIRST
         self.c["bursts"] += 1
         self.c["frames"] += len(frames)
+        self.c[_LANE_FRAMES[lane]] += len(frames)
         events.append(Kill(pkt.ts, flow, frames, trigger, self.dry_run, pkt.pcap_cnt))
-
-    def _refill(self, ts: float) -> None:
-        """Global token bucket on packet time: at most ``inject.max-per-second`` frames per second."""
-        if self._bucket_ts is not None and ts > self._bucket_ts:
-            self._tokens = min(self.rate, self._tokens + (ts - self._bucket_ts) * self.rate)
-        if self._bucket_ts is None or ts > self._bucket_ts:
-            self._bucket_ts = ts
 
     def _protected(self, flow) -> bool:
         for addr in (flow.client, flow.server):

@@ -37,14 +37,19 @@ _SIZE_RE = re.compile(r"^\s*(\d+)\s*([kmg]?)(i?b)?\s*$", re.I)
 _SIZE_MULT = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 
-def parse_size(text: str | int) -> int:
-    """'1mb' -> 1048576; plain integers pass through (Suricata size syntax)."""
+def _scaled(text: str | int, pattern: re.Pattern, mult: dict, what: str, example: str) -> int:
+    """A number with a unit letter (``pattern``: number, unit) times the unit's multiplier."""
     if isinstance(text, int):
         return text
-    m = _SIZE_RE.match(str(text))
+    m = pattern.match(str(text))
     if not m:
-        raise SettingError(f"not a size: {text!r} (use e.g. 65536, 64kb, 1mb, 2gb)")
-    return int(m.group(1)) * _SIZE_MULT[m.group(2).lower()]
+        raise SettingError(f"not a {what}: {text!r} (use e.g. {example})")
+    return int(m.group(1)) * mult[m.group(2).lower()]
+
+
+def parse_size(text: str | int) -> int:
+    """'1mb' -> 1048576; plain integers pass through (Suricata size syntax)."""
+    return _scaled(text, _SIZE_RE, _SIZE_MULT, "size", "65536, 64kb, 1mb, 2gb")
 
 
 def parse_bool(text: str | bool) -> bool:
@@ -72,6 +77,15 @@ def parse_float(text: str | float) -> float:
         raise SettingError(f"not a number: {text!r}") from None
 
 
+_DURATION_RE = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$", re.I)
+_DURATION_MULT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str | int) -> int:
+    """'7d' -> 604800 seconds; also s, m, h or plain seconds (Suricata's time syntax)."""
+    return _scaled(text, _DURATION_RE, _DURATION_MULT, "duration", "3600, 90m, 12h, 7d")
+
+
 MARK_BITS = 32
 
 
@@ -84,6 +98,22 @@ def parse_mark(text: str | int) -> int:
     if not 0 < v < 1 << MARK_BITS:
         raise SettingError(f"a mark must be a non-zero 32-bit value, got {text!r}")
     return v
+
+
+FILE_HASHES = ("md5", "sha1", "sha256")  # Suricata's force-hash algorithms
+
+
+def parse_hashes(value: str | list | tuple) -> list[str]:
+    """A list of file hash algorithms: a YAML list or the text ``[md5, sha256]`` / ``md5,sha1``."""
+    items = value if isinstance(value, (list, tuple)) else str(value).strip().strip("[]").split(",")
+    names = list(dict.fromkeys(str(v).strip().lower() for v in items if str(v).strip()))
+    for name in names:
+        if name not in FILE_HASHES:
+            raise SettingError(f"{name!r} is not one of {', '.join(FILE_HASHES)}")
+    return names
+
+
+parse_hashes.__name__ = "list of " + "|".join(FILE_HASHES)
 
 
 def _choice(*allowed: str) -> Callable[[str], str]:
@@ -169,6 +199,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("detect.packet-alert-max", 15, parse_int, "most alerts raised for one packet (Suricata's packet-alert-max)"),
     Setting("detect.tag.max-hosts", 4096, parse_int, "hosts holding tags (tag:host) at once; past it the host tagged longest ago loses its tags, counted (tag.hosts_dropped). A mirrorwatch key: Suricata bounds its host table by host.memcap"),
     Setting("detect.threshold-entries", 100_000, parse_int, "threshold/detection_filter counters kept at once (by_src/by_dst/by_both/by_rule)"),
+    Setting("detect.sgh-mpm-caching", True, parse_bool, "keep compiled hyperscan databases in detect.sgh-mpm-caching-path and load them instead of compiling (Suricata 8's key); entries are authenticated, a bad one is rebuilt"),
+    Setting("detect.sgh-mpm-caching-path", "/var/lib/mirrorwatch/cache/sgh", str, "directory of the rule cache (made 0700; one writable by other users, read-only or missing is no cache). Suricata's default is /var/lib/suricata/cache/sgh"),
+    Setting("detect.sgh-mpm-caching-max-age", 7 * 86400, parse_duration, "cache entries unused this long are removed (seconds, or 12h, 7d; 0 = never), as Suricata 8"),
+    Setting("detect.rule-set-caching", True, parse_bool, "also keep the parsed rule set in the cache directory, keyed by the rule files' bytes, rule variables, classification, pcre settings, version and build. A mirrorwatch key: Suricata caches only hyperscan databases"),
     Setting("detect.inspection-recursion-limit", 3000, parse_int, "payload keyword evaluations per rule and buffer before giving up (Suricata's inspection-recursion-limit)"),
     Setting("pcre.match-limit", 3500, parse_int, "backtracking steps one pcre search may take (rules with the O flag; others keep Suricata's built-in 3500); reaching it is a no-match, counted"),
     Setting("pcre.match-limit-recursion", 1500, parse_int, "backtracking depth of one pcre search (rules with the O flag; others keep Suricata's built-in 1500)"),
@@ -183,6 +217,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("capture.stats-interval", 8.0, parse_float, "seconds between stats records in live mode (EVE stats event; stats line when not on a terminal); 0 = off"),
     # kill / inject (inject room)
     Setting("inject.max-per-second", 1000, parse_int, "global cap on injected frames per second"),
+    Setting("inject.first-shot-reserve", 0.5, parse_float, "share of inject.max-per-second that follow-up bursts (answers, chases) leave to the first bursts of new kills"),
+    Setting("inject.lag-spread", 0.25, parse_float, "live: a burst's predicted segments are centred where the streaming peer is by now (its rate times the sensor's lag behind the packet), spread on each side by this share of that advance plus inject.rst-burst"),
+    Setting("inject.max-lag", 1.0, parse_float, "live: seconds behind a packet beyond which a burst answering it carries its exact segments alone (a stream's position predicted that far ahead would not land; forging it would put the sensor further behind); counted as kill.lag_exceeded"),
+    Setting("inject.rst-burst", 16, parse_int, "segments in a kill's first burst toward a receiving endpoint: its exact RCV.NXT and the segment boundaries predicted after it"),
+    Setting("inject.chase-bursts", 6, parse_int, "bursts per response (inject.response-window) that chase a killed session's streaming peer (a guess from its data); more are counted, not sent"),
+    Setting("inject.answer-bursts", 8, parse_int, "bursts per response (inject.response-window) that answer a killed endpoint's own exact RCV.NXT (challenge ACKs, re-fires); more are counted, not sent"),
     Setting("inject.max-responses", 5, parse_int, "responses (re-fire bursts, grouped by inject.response-window) per killed session while it keeps talking"),
     Setting("inject.min-interval", 0.0, parse_float, "seconds between re-fire bursts for one session"),
     Setting("inject.response-window", 0.5, parse_float, "seconds after a kill response's first burst during which answers (to in-flight segments, or to a sensor's backlog) count as the same response"),
@@ -203,6 +243,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("inline.watchdog-poll", 0.01, parse_float, "inline: seconds between two looks of the watchdog at the heartbeat"),
     Setting("inline.reset-memory", 16_384, parse_int, "inline: blocked TCP sessions remembered so that a clean stop resets them at both ends before its firewall rules go; the oldest are forgotten first (counted)"),
     # EVE into Redis (sinks/redis.py); a redis:// URL's own stream-maxlen/stream-trim-exact/batch-size win
+    Setting("eve-log.files.force-hash", [], parse_hashes, "hashes computed over every HTTP file and written in its EVE fileinfo record (md5, sha1 when the file is CLOSED; sha256 also when TRUNCATED without gaps), as Suricata's outputs.eve-log.types.files.force-hash"),
     Setting("eve-log.dns.version", "2", _choice("2", "3"), "format of EVE dns records: 2 (one 'query' record per question, one 'answer' record per response) or 3 (Suricata 8's default: one 'request'/'response' record per message), as Suricata's outputs.eve-log.types.dns.version"),
     Setting("eve-log.redis.stream-maxlen", 100_000, parse_int, "stream mode: entries the stream keeps (XADD MAXLEN; 0 = unbounded), as Suricata's redis.stream-maxlen"),
     Setting("eve-log.redis.stream-trim-exact", False, parse_bool, "stream mode: trim to exactly stream-maxlen (MAXLEN =) instead of Redis' cheaper approximate trim (MAXLEN ~)"),

@@ -6,6 +6,7 @@ applied to a queue (batch accepts, NF_REPEAT with marks).  ``sensor``: the
 queues, firewall, watchdog and accounts behind ``mirrorwatch inline``.
 ``watchdog``: a separate process that switches to bypass and releases held
 packets when the engine stalls or dies.  The queue client itself is
-``mirrorwatch.sources.nfqueue``; each packet's verdict is decided by
+``mirrorwatch.sources.nfqueue`` (its messages: ``sources.nfnetlink``, compiled);
+each packet's verdict is decided by
 ``mirrorwatch.core.inline``.
 """

@@ -66,7 +66,6 @@ from mirrorwatch.inline.accounts import (
     accounting,
 )
 from mirrorwatch.inline.firewall import DEFAULT_RUN_DIR, Firewall, FirewallError
-from mirrorwatch.sources.sched import request_slice
 from mirrorwatch.inline.verdicts import VerdictWriter
 from mirrorwatch.sources.nfqueue import (
     CAP_NET_ADMIN,
@@ -75,6 +74,7 @@ from mirrorwatch.sources.nfqueue import (
     NfQueueError,
     effective_capabilities,
 )
+from mirrorwatch.sources.sched import request_slice
 
 LINKTYPES = {ETHERTYPE_IPV4: LINKTYPE_IPV4, ETHERTYPE_IPV6: LINKTYPE_IPV6}  # queued packets start at the IP header
 OPERATOR_CHECK_INTERVAL = 0.25  # s between two looks for an operator's forced bypass (no watchdog)

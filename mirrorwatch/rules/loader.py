@@ -44,6 +44,8 @@ class RuleSet:
     seconds: float = 0.0
     classification: dict = field(default_factory=dict)
     warned: set = field(default_factory=set)  # per-rule warning texts already reported
+    cache: object = None  # rules.cache.CacheReport when loaded through the cache
+    mpm_cache: object = None  # rules.ruleset_cache.MpmCache: where the Detector keeps hyperscan databases
 
     def skip_lines(self) -> list[str]:
         """Each skip as ``file:line: sid N: reason``."""
@@ -218,6 +220,8 @@ def check_report(ruleset: RuleSet) -> str:
         f"{len(rs.files)} file(s), {total} rule(s): {len(rs.rules)} loaded ({pct:.1f}%), "
         f"{len(rs.skipped)} skipped, {rs.disabled} disabled (commented out); {rs.seconds:.2f}s",
     ]
+    if rs.cache is not None:
+        lines.append(rs.cache.summary())
     actions = Counter(r.action for r in rs.rules)
     protos = Counter(r.proto for r in rs.rules)
     apps = Counter(r.app_proto for r in rs.rules if r.app_proto is not None)

@@ -140,30 +140,59 @@ class CompiledPcre:
         self.pattern = pattern  # as compiled, limit verbs included
         self.options = options
         self.jit = jit
-        code = _cy.compile(pattern, options, PCRE2_ALT_BSUX)
-        if jit:
+        self._rx = self._compile()
+
+    def _compile(self):
+        code = _cy.compile(self.pattern, self.options, PCRE2_ALT_BSUX)
+        if self.jit:
             try:
                 _cy.jit_compile(code)
             except pcre2.LibraryError:
                 self.jit = False  # PCRE2 runs it interpreted, as Suricata falls back
-        self._rx = pcre2.Pattern(code, pattern, pcre2.RegexFlag(options), self.jit, None)
+        self._rx = pcre2.Pattern(code, self.pattern, pcre2.RegexFlag(self.options), self.jit, None)
+        return self._rx
+
+    def __eq__(self, other) -> bool:  # the same regex: same pattern and options (JIT or not)
+        return isinstance(other, CompiledPcre) and (self.pattern, self.options) == (other.pattern, other.options)
+
+    def __hash__(self) -> int:
+        return hash((self.pattern, self.options))
+
+    def __reduce__(self):
+        # the rule-set cache keeps the pattern, not PCRE2's compiled code (see ``restore_pcre``)
+        return restore_pcre, (self.pattern, self.options, self.jit)
 
     def search(self, subject, pos: int = 0):
+        rx = self._rx
+        if rx is None:
+            rx = self._compile()
         try:
-            return self._rx.search(subject, pos)
+            return rx.search(subject, pos)
         except pcre2.LibraryError as e:
             _count(e)
             return None
 
     def match(self, subject, pos: int = 0):
+        rx = self._rx
+        if rx is None:
+            rx = self._compile()
         try:
-            return self._rx.match(subject, pos)
+            return rx.match(subject, pos)
         except pcre2.LibraryError as e:
             _count(e)
             return None
 
     def __repr__(self) -> str:
         return f"<CompiledPcre {self.pattern!r} options={self.options:#x} jit={self.jit}>"
+
+
+def restore_pcre(pattern: bytes, options: int, jit: bool) -> CompiledPcre:
+    """A CompiledPcre from the rule-set cache: compiled on first use (it compiled when the rule
+    set was parsed, with the same PCRE2: the cache key holds its version).  Detect matches
+    with ``guarded``'s JIT form, so a cached rule set's own copies are rarely compiled at all."""
+    rx = CompiledPcre.__new__(CompiledPcre)
+    rx.pattern, rx.options, rx.jit, rx._rx = pattern, options, jit, None
+    return rx
 
 
 def _count(err: pcre2.LibraryError) -> None:

@@ -12,7 +12,6 @@ file (``FileSink``) or to any transport with the same four methods
 from __future__ import annotations
 
 import base64
-import json
 import sys
 import time
 
@@ -30,12 +29,13 @@ from mirrorwatch.sinks.base import Sink
 from mirrorwatch.sinks.caps import emergency_record
 from mirrorwatch.sinks.eve_app import APP_TYPES, alert_record, app_events
 from mirrorwatch.sinks.eve_dns import DEFAULT_VERSION as DNS_DEFAULT_VERSION
+from mirrorwatch.sinks.eve_flow import PORT_PROTOS, flow_record, ip_version, json_dumps
 from mirrorwatch.sinks.fmt import (
-    packet_fields,
     ICMP_PROTOS,
     addr,
     iso_time,
     metadata_dict,
+    packet_fields,
     proto_name,
     segment_dict,
 )
@@ -48,17 +48,6 @@ EVENT_TYPES = (*DEFAULT_TYPES, "packet")
 # Suricata's PktSrcToString for the two sources a record here can come from
 PKT_SRC_WIRE = "wire/pcap"
 PKT_SRC_FLOW_TIMEOUT = "stream (flow timeout)"
-IPV4, IPV6 = 4, 6
-IPV6_ADDR_LEN = 16
-_PORT_PROTOS = (6, 17, 132)  # TCP, UDP, SCTP
-# events are trees of fresh dicts and lists: no cycle check needed
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, check_circular=False).encode
-
-# TCP flag bits in Suricata's EVE order.
-_TCP_FLAG_NAMES = (
-    (0x02, "syn"), (0x01, "fin"), (0x04, "rst"), (0x08, "psh"),
-    (0x10, "ack"), (0x20, "urg"), (0x40, "ecn"), (0x80, "cwr"),
-)
 
 
 class OutputError(OSError):
@@ -133,6 +122,11 @@ class EveWriter(Sink):
         self.write = self.out.write
         self.host = host
         self.in_iface = in_iface
+        # Suricata adds the capture interface to packet/flow records and the sensor name last
+        self._last_fields = {k: v for k, v in (("in_iface", in_iface), ("host", host)) if v is not None}
+        self._last_fields_stats = {k: v for k, v in self._last_fields.items() if k != "in_iface"}
+        last = json_dumps(self._last_fields)  # a flow record's end: its last fields, brace and newline
+        self._flow_tail = ("," + last[1:] if self._last_fields else "}") + "\n"
         self.dns_version = dns_version  # Suricata's outputs.eve-log.types.dns.version (3, or 2)
         self.types = frozenset(types)
         self.payload = payload
@@ -159,12 +153,9 @@ class EveWriter(Sink):
         self.out.reopen()
 
     def _emit(self, ev: dict) -> None:
-        """One record out; Suricata adds the capture interface to packet/flow records and the sensor name last."""
-        if self.in_iface is not None and ev["event_type"] != "stats":
-            ev["in_iface"] = self.in_iface
-        if self.host is not None:
-            ev["host"] = self.host
-        self.write(_dumps(ev) + "\n")
+        """One record out, with its last fields (capture interface, sensor name)."""
+        ev.update(self._last_fields if ev["event_type"] != "stats" else self._last_fields_stats)
+        self.write(json_dumps(ev) + "\n")
 
     # -- alert --------------------------------------------------------------
     def _alert_obj(self, rule, action: str) -> dict:
@@ -200,7 +191,7 @@ class EveWriter(Sink):
             fo = _flow_counts(flow)
             fo["src_ip"] = addr(flow.client)
             fo["dest_ip"] = addr(flow.server)
-            if flow.proto in _PORT_PROTOS:
+            if flow.proto in PORT_PROTOS:
                 fo["src_port"] = flow.cport
                 fo["dest_port"] = flow.sport
             ev["flow"] = fo
@@ -229,27 +220,8 @@ class EveWriter(Sink):
 
     # -- flow ---------------------------------------------------------------
     def flow(self, e: FlowEnded) -> None:
-        f = e.flow
-        start = iso_time(f.start)  # the record's time and the flow's start (a flood writes a record a session)
-        ev: dict = {"timestamp": start, "flow_id": f.flow_id, "event_type": "flow"}
-        if f.vlan_id:
-            ev["vlan"] = list(f.vlan_id)
-        _endpoints(ev, f.proto, f.client, f.cport, f.server, f.sport, ip_v=_ip_version(f.client))
-        if f.app is not None and f.app.proto is not None:
-            ev["app_proto"] = f.app.proto
-        end = max(f.last_ts, f.start)
-        fo = _flow_counts(f, start)
-        fo["end"] = iso_time(end)
-        fo["age"] = int(end) - int(f.start)  # Suricata: whole seconds of end minus whole seconds of start
-        fo["state"] = f.state
-        fo["reason"] = e.reason
-        fo["alerted"] = bool(f.alerted)
-        if f.killed:
-            fo["killed"] = f.killed
-        ev["flow"] = fo
-        if f.proto == 6:
-            ev["tcp"] = _tcp_obj(f)
-        self._emit(ev)
+        """Suricata's flow record, from its template (``eve_flow``): the same text ``_emit`` would make."""
+        self.write(flow_record(e.flow, e.reason, self._flow_tail))
 
     # -- application layer -----------------------------------------------------
     def app(self, e: AppTx) -> None:
@@ -266,7 +238,7 @@ class EveWriter(Sink):
                 _endpoints(ev, f.proto, f.client, f.cport, f.server, f.sport)
             else:
                 _endpoints(ev, f.proto, f.server, f.sport, f.client, f.cport)
-            ev["ip_v"] = _ip_version(f.client)
+            ev["ip_v"] = ip_version(f.client)
             ev["pkt_src"] = PKT_SRC_WIRE if e.pcap_cnt else PKT_SRC_FLOW_TIMEOUT
             ev.update(body)
             self._emit(ev)
@@ -315,8 +287,7 @@ def nest_counters(section: str, counters: dict) -> dict:
     for key, value in counters.items():
         if isinstance(value, dict):
             value = nest_counters(key, value)
-        if key.startswith(prefix):
-            key = key[len(prefix):]
+        key = key.removeprefix(prefix)
         *parents, leaf = key.split(".")
         node = out
         for p in parents:
@@ -334,20 +305,16 @@ def nest_counters(section: str, counters: dict) -> dict:
     return out
 
 
-def _endpoints(ev: dict, proto: int, src: bytes, sport: int, dst: bytes, dport: int, pkt=None,
-               ip_v: int = 0) -> None:
-    """src/dest address and port fields; ICMP carries type/code instead of ports.  ``ip_v``: the
-    IP version as Suricata's flow records place it, before ``proto`` (packet and transaction
-    records carry it after ``proto``, written by the caller)."""
-    has_ports = proto in _PORT_PROTOS
+def _endpoints(ev: dict, proto: int, src: bytes, sport: int, dst: bytes, dport: int, pkt=None) -> None:
+    """src/dest address and port fields; ICMP carries type/code instead of ports (``ip_v``, after
+    ``proto`` in packet and transaction records, is the caller's)."""
+    has_ports = proto in PORT_PROTOS
     ev["src_ip"] = addr(src)
     if has_ports:
         ev["src_port"] = sport
     ev["dest_ip"] = addr(dst)
     if has_ports:
         ev["dest_port"] = dport
-    if ip_v:
-        ev["ip_v"] = ip_v
     ev["proto"] = proto_name(proto)
     if pkt is not None and proto in ICMP_PROTOS and pkt.icmp_type >= 0:
         ev["icmp_type"] = pkt.icmp_type
@@ -371,44 +338,13 @@ def _packet_header(pkt, flow, event_type: str, pkt_src: str) -> dict:
     return ev
 
 
-def _ip_version(address: bytes) -> int:
-    """4 or 6, from a flow's packed address (Suricata's FLOW_IS_IPV4 / FLOW_IS_IPV6)."""
-    return IPV6 if len(address) == IPV6_ADDR_LEN else IPV4
-
-
-def _flow_counts(f, start: str | None = None) -> dict:
-    """The counters both alert and flow events carry in their ``flow`` object (``start``: the flow's start
-    time already rendered)."""
+def _flow_counts(f) -> dict:
+    """The counters an alert's ``flow`` object carries (a flow record's are ``eve_flow``'s template)."""
     pkts, octets = f.pkts, f.bytes
     return {
         "pkts_toserver": pkts[0],
         "pkts_toclient": pkts[1],
         "bytes_toserver": octets[0],
         "bytes_toclient": octets[1],
-        "start": start if start is not None else iso_time(f.start),
+        "start": iso_time(f.start),
     }
-
-
-def _tcp_obj(f) -> dict:
-    flags = f.tcp_flags or 0
-    tcp: dict = {
-        "tcp_flags": f"{flags:02x}",
-        "tcp_flags_ts": f"{(f.tcp_flags_ts or 0):02x}",
-        "tcp_flags_tc": f"{(f.tcp_flags_tc or 0):02x}",
-    }
-    for bit, name in _TCP_FLAG_NAMES:
-        if flags & bit:
-            tcp[name] = True
-    if f.tcp_state:
-        tcp["state"] = f.tcp_state
-    streams = getattr(f, "streams", None) or ()
-    missed = [getattr(st, "missed_bytes", 0) if st is not None else 0 for st in streams[:2]]
-    missed += [0] * (2 - len(missed))
-    # Suricata's STREAMTCP_STREAM_FLAG_HAS_GAP per side (server side first, as it writes them)
-    for i, name in ((1, "tc_gap"), (0, "ts_gap")):
-        if missed[i]:
-            tcp[name] = True
-    for i, name in ((0, "missed_bytes_ts"), (1, "missed_bytes_tc")):
-        if missed[i]:
-            tcp[name] = missed[i]
-    return tcp

@@ -65,26 +65,25 @@ def proto_name(proto: int) -> str:
     return name if name is not None else f"PROTO:{proto:03d}"
 
 
-class _SecondCache:
-    """Formats the whole-second part of timestamps once per distinct second.
+class _SecondCache(dict):
+    """Formats the whole-second part of timestamps once per distinct second (a hit is one
+    dict lookup: ``cache[sec]``).
 
     Events interleave a few seconds (a flow's start, its end, the current
     packet), so a small dict is kept, emptied when it grows past ``size``.
     """
 
-    __slots__ = ("fmt", "cache", "size")
+    __slots__ = ("fmt", "size")
 
     def __init__(self, fmt: str, size: int = 4096):
+        super().__init__()
         self.fmt = fmt
-        self.cache: dict[int, str] = {}
         self.size = size
 
-    def __call__(self, sec: int) -> str:
-        text = self.cache.get(sec)
-        if text is None:
-            if len(self.cache) >= self.size:
-                self.cache.clear()
-            text = self.cache[sec] = time.strftime(self.fmt, time.gmtime(sec))
+    def __missing__(self, sec: int) -> str:
+        if len(self) >= self.size:
+            self.clear()
+        text = self[sec] = time.strftime(self.fmt, time.gmtime(sec))
         return text
 
 
@@ -94,7 +93,7 @@ _fast_sec = _SecondCache("%m/%d/%Y-%H:%M:%S")
 
 def _split(ts: float) -> tuple[int, int]:
     sec = int(ts)
-    usec = int(round((ts - sec) * 1_000_000))
+    usec = round((ts - sec) * 1_000_000)
     if usec >= 1_000_000:  # rounding carried into the next second
         sec += 1
         usec -= 1_000_000
@@ -103,14 +102,17 @@ def _split(ts: float) -> tuple[int, int]:
 
 def iso_time(ts: float) -> str:
     """EVE form: 2024-01-01T12:00:00.123456+0000."""
-    sec, usec = _split(ts)
-    return f"{_iso_sec(sec)}.{usec:06d}+0000"
+    sec = int(ts)
+    usec = round((ts - sec) * 1_000_000)
+    if usec < 1_000_000:  # the usual case inline (a flood writes a record a packet); else rounding carried
+        return f"{_iso_sec[sec]}.{usec:06d}+0000"
+    return f"{_iso_sec[sec + 1]}.{usec - 1_000_000:06d}+0000"
 
 
 def fast_time(ts: float) -> str:
     """fast.log form: 01/01/2024-12:00:00.123456."""
     sec, usec = _split(ts)
-    return f"{_fast_sec(sec)}.{usec:06d}"
+    return f"{_fast_sec[sec]}.{usec:06d}"
 
 
 def addr(packed: bytes) -> str:

@@ -51,7 +51,7 @@ EXIT_INTERRUPTED = 130
 def individualise(pipe, k: int) -> None:
     """A forked worker ``k``'s own numbers: flow ids that no other worker gives (and that a replay with the
     same number of workers gives again), and forged IP IDs drawn from its own sequence, not its parent's."""
-    pipe.engine.flows._seq = k << FLOW_COUNTER_WORKER_SHIFT  # the table's session counter (flow_id's high bits)
+    pipe.engine.flows.count_sessions_from(k << FLOW_COUNTER_WORKER_SHIFT)
     forge = getattr(pipe.engine.killer, "forge", None)
     if forge is not None:
         forge.reseed(k)

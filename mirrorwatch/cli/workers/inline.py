@@ -37,7 +37,7 @@ import time
 from functools import partial
 
 from mirrorwatch.cli.workers import coordinator, process
-from mirrorwatch.cli.workers.live import _Duties, worker_listener
+from mirrorwatch.cli.workers.live import CoordinatorDuties, worker_listener
 from mirrorwatch.cli.workers.outbox import detach
 from mirrorwatch.cli.workers.view import VIEW_INTERVAL, MergedTable, Views
 from mirrorwatch.core.events import INLINE
@@ -67,7 +67,7 @@ class InlineWorkers:
         self.capture: dict = {}  # the merged ``capture`` counters, once the run ended
         self.error = ""
         self.coord: InlineCoordinator | None = None
-        self._duties: _Duties | None = None
+        self._duties: CoordinatorDuties | None = None
         self._table: MergedTable | None = None
 
     def run(self) -> int:
@@ -79,7 +79,7 @@ class InlineWorkers:
         self._table.mode = INLINE
         runner.table = self._table  # what the coordinator's display shows
         stats_iv = float(settings["capture.stats-interval"])
-        self._duties = _Duties(runner, self._table, [], stats_iv)
+        self._duties = CoordinatorDuties(runner, self._table, [], stats_iv)
         sensor.prepare_workers(count)
         body = partial(_worker, runner=runner, table=worker_table,
                        view_interval=VIEW_INTERVAL if runner.display else stats_iv)

@@ -4,7 +4,7 @@ The coordinator opens the N libpcap handles itself (errors are one line
 before anything starts) and joins each to one fanout group (hash mode with
 defragmentation, ``sources.fanout``), then forks the workers; worker k keeps
 handle k and closes the others.  A worker runs the very loop of a single
-``listen`` (``cli.listen.Listener``): its capture thread, its engine, its
+``listen`` (``cli.listener.Listener``): its capture thread, its engine, its
 wall-clock ticks, SIGHUP reloading its rules, SIGINT/SIGTERM flushing its
 sessions.  What it changes (``worker_listener``):
 
@@ -58,7 +58,7 @@ def open_captures(first: LiveCapture, count: int, settings) -> list[LiveCapture]
 def run_cli(listener, caps: list[LiveCapture]) -> tuple[int, dict]:
     """Run the workers over ``caps``; returns (exit status, the capture counters of all of them).
 
-    ``listener`` is the ``cli.listen.Listener`` a single listen would run (built, not started): its
+    ``listener`` is the ``cli.listener.Listener`` a single listen would run (built, not started): its
     pipeline, settings and display are the coordinator's; each worker runs a copy of its loop.
     """
     pipe, settings = listener.pipe, listener.settings
@@ -67,7 +67,7 @@ def run_cli(listener, caps: list[LiveCapture]) -> tuple[int, dict]:
     listener.table = table  # what the coordinator's display shows
     stats_iv = float(settings["capture.stats-interval"])
     view_iv = VIEW_INTERVAL if listener.display else stats_iv
-    duties = _Duties(listener, table, caps, stats_iv)
+    duties = CoordinatorDuties(listener, table, caps, stats_iv)
     started = max(c.fanout_joined for c in caps)  # every handle is in the group from then on
     body = partial(_worker, listener=listener, caps=caps, table=worker_table, started=started, view_interval=view_iv)
     coord = coordinator.Coordinator(pipe, len(caps), ordered=False, table=table, periodic=duties.run,
@@ -81,7 +81,7 @@ def run_cli(listener, caps: list[LiveCapture]) -> tuple[int, dict]:
     return code, sum_counters([d["counters"].get("capture", {}) for d in done])
 
 
-class _Duties:
+class CoordinatorDuties:
     """The coordinator's periodic work in live mode: outputs flushed, merged stats, the table drawn."""
 
     def __init__(self, listener, table: MergedTable, caps: list[LiveCapture], stats_iv: float):
@@ -100,7 +100,7 @@ class _Duties:
         """The workers run: the capture handles are theirs alone, the display starts (no thread before the fork)."""
         for cap in self.caps:
             cap.close()
-        self.live = self.listener._start_display()
+        self.live = self.listener.start_display()
         self.painter = _Paint(self.live) if self.live is not None else None
 
     def run(self, now: float) -> None:
@@ -120,7 +120,7 @@ class _Duties:
                 listener.stats_out.write(self.table.stats_line(time.time()) + "\n")
                 listener.stats_out.flush()
         if self.painter is not None and now >= self.next_ui:
-            self.next_ui = now + max(UI_INTERVAL, listener._redraw(self.painter, now) * 10)
+            self.next_ui = now + max(UI_INTERVAL, listener.redraw(self.painter, now) * 10)
 
     def close(self) -> None:
         if self.live is not None:
@@ -167,7 +167,7 @@ def _worker(k: int, outbox, ctl, *, listener, caps: list[LiveCapture], table, st
 
 
 def worker_listener(listen_loop: type) -> type:
-    """The listen loop of one worker, a subclass of ``cli.listen.Listener`` (given by the caller, which
+    """The listen loop of one worker, a subclass of ``cli.listener.Listener`` (given by the caller, which
     imports this module): see the module docstring for what differs."""
 
     class WorkerListener(listen_loop):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import deque
+from functools import partial
 from operator import itemgetter
 
 from mirrorwatch.cli.workers.outbox import END
@@ -41,17 +42,29 @@ class OrderedMerge:
         self.marks[worker] = END
 
     def release(self) -> None:
+        """Write what no worker can precede any more: each worker's run up to the common watermark, already
+        in clock order, merged (``heapq.merge`` keeps worker order on ties, as one engine's order)."""
         limit = min(self.marks)
-        out: list = []
-        for q in self.queues:
-            while q and q[0][0] <= limit:
-                out.append(q.popleft())
-        if not out:
+        runs = [run for run in map(partial(_run_upto, limit), self.queues) if run]
+        if not runs:
             return
-        out.sort(key=_CLOCK)  # stable: a worker's own order, and worker order on ties
         write = self.write
-        for _, channel, data in out:
+        for _, channel, data in runs[0] if len(runs) == 1 else heapq.merge(*runs, key=_CLOCK):
             write(channel, data)
+
+
+def _run_upto(limit: int, q: deque) -> list:
+    """The items of ``q`` clocked at or below ``limit``, taken off it (most often the whole queue)."""
+    if not q or q[0][0] > limit:
+        return []
+    if q[-1][0] <= limit:
+        run = list(q)
+        q.clear()
+        return run
+    run = []
+    while q[0][0] <= limit:
+        run.append(q.popleft())
+    return run
 
 
 # counters every worker has alike (the rules it loaded; whether -k auto turned checksums off, which replay's

@@ -15,8 +15,9 @@ it does not analyse), and at the end every worker's clock is set to the
 capture's last time: every engine ends its sessions as one engine would.
 
 Order: a frame keeps its number in the whole capture; what a worker writes is
-clocked with it, and every ``BATCH_FRAMES`` frames the worker says how far it
-has read (its watermark); the coordinator writes in capture order
+clocked with it; every ``WATERMARK_INTERVAL`` (looked at every ``BATCH_FRAMES``
+frames), or once ``SEND_ITEMS`` items wait, the worker sends them with how far
+it has read (its watermark); the coordinator writes in capture order
 (``merge.OrderedMerge``), then one merged stats record and one summary.  No
 worker reads more than ``MAX_LEAD_FRAMES`` ahead of the slowest
 (``Progress``), which bounds what the coordinator holds back.
@@ -46,7 +47,8 @@ from mirrorwatch.core.decode.flowshare import FlowPartitioner, OwnFrames
 from mirrorwatch.sinks.table import LiveTable
 
 BATCH_FRAMES = 1024  # frames read between two looks at the outside (watermark, stop, views; a power of two)
-WATERMARK_INTERVAL = 0.1  # seconds a worker with nothing to write may keep its progress to itself
+WATERMARK_INTERVAL = 0.1  # seconds a worker may keep what it wrote and its progress to itself
+SEND_ITEMS = 2048  # items (EVE lines...) that make a worker send before WATERMARK_INTERVAL is up
 MAX_LEAD_FRAMES = 1 << 18  # frames a worker may read ahead of the slowest (what the coordinator holds back)
 LEAD_WAIT = 0.002  # seconds a worker that is that far ahead waits before it looks again
 PACE_SLICE = 0.1  # --realtime: longest sleep between two looks at the stop flag
@@ -232,7 +234,9 @@ class _Share:
     def every(self, n: int) -> None:
         """Every BATCH_FRAMES frames: the watermark, the table's view, the lead on the others, a stop."""
         now = time.monotonic()
-        if self.outbox.items or now >= self._next_watermark:  # a watermark alone only every WATERMARK_INTERVAL
+        # one message every WATERMARK_INTERVAL (sooner when much was written): the coordinator wakes a few
+        # times a second per worker, and its writing does not take a core from the workers batch by batch
+        if now >= self._next_watermark or len(self.outbox.items) >= SEND_ITEMS:
             self._next_watermark = now + WATERMARK_INTERVAL
             self.outbox.flush(n)
         if self.views is not None:

@@ -63,7 +63,8 @@ def http_config(settings) -> HttpConfig:
                       compression_bomb_limit=settings[_HTP + "compression-bomb-limit"],
                       decompress_layer_limit=settings[_HTP + "response-body-decompress-layer-limit"],
                       max_tx=settings[_HTP + "max-tx"], max_headers=settings[_HTP + "headers-limit"],
-                      flow_memcap=settings["app-layer.protocols.http.flow-memcap"])
+                      flow_memcap=settings["app-layer.protocols.http.flow-memcap"],
+                      file_hashes=settings["eve-log.files.force-hash"])
 
 
 class AppFlow:

@@ -1,6 +1,10 @@
 """Link layers other than Ethernet: Linux cooked (SLL, SLL2), raw IP, BSD null/loopback, PPP,
 Cisco HDLC, PPPoE, NFLOG, SLIP, Solaris ipnet and Apple PKTAP; and the table by pcap link
-type that the decoder enters every frame through (``LINKTYPE_DECODERS``)."""
+type that the decoder enters every frame through (``LINKTYPE_DECODERS``).
+
+As Suricata's decoders, Cisco HDLC, BSD null and Linux cooked count every frame they are
+given, well-formed or not, under Suricata's counter names (``decoder.chdlc``,
+``decoder.null``, ``decoder.sll``, ``decoder.sll2``)."""
 
 from __future__ import annotations
 
@@ -72,6 +76,7 @@ _NATIVE_HH = struct.Struct("=HH").unpack_from  # NFLOG TLV headers are in the ca
 
 def decode_sll(d, p, f: bytes, off: int, end: int, depth: int):
     """Linux cooked v1: packet type, hardware type, address length, address (8), protocol."""
+    d.note("sll")
     if end - off < SLL_HLEN:
         return d.error("truncated_sll")
     if _H(f, off + SLL_HALEN_OFF)[0] == MAC_LEN:
@@ -82,6 +87,7 @@ def decode_sll(d, p, f: bytes, off: int, end: int, depth: int):
 def decode_sll2(d, p, f: bytes, off: int, end: int, depth: int):
     """Linux cooked v2: protocol, reserved, interface index, hardware type, packet type,
     address length, address (8)."""
+    d.note("sll2")
     if end - off < SLL2_HLEN:
         return d.error("truncated_sll2")
     if f[off + SLL2_HALEN_OFF] == MAC_LEN:
@@ -98,6 +104,7 @@ def _by_family(d, p, f: bytes, off: int, end: int, depth: int, fn):
 
 def decode_null(d, p, f: bytes, off: int, end: int, depth: int):
     """BSD null/loopback: a 4-byte address family in the capturing host's byte order."""
+    d.note("null")
     if end - off < NULL_HLEN:
         return d.error("truncated_null")
     af = _LE32(f, off)[0]
@@ -108,6 +115,7 @@ def decode_null(d, p, f: bytes, off: int, end: int, depth: int):
 
 def decode_chdlc(d, p, f: bytes, off: int, end: int, depth: int):
     """Cisco HDLC: address, control, EtherType."""
+    d.note("chdlc")
     if end - off < CHDLC_HLEN:
         return d.error("truncated_chdlc")
     return decode_ethertype(d, p, f, off + CHDLC_HLEN, end, _H(f, off + CHDLC_PROTO_OFF)[0], depth)

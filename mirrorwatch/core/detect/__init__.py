@@ -103,6 +103,9 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin):
         self._matchers: dict[int, object] = {}
         self._static: dict[tuple, dict] = {}  # (proto, ports) -> header value -> candidates (``_header_table``)
         rules = ruleset.rules if hasattr(ruleset, "rules") else list(ruleset)
+        # the rule cache a loaded rule set brings (``rules.ruleset_cache``): hyperscan databases
+        # are looked up there before they are compiled
+        self.mpm_cache = getattr(ruleset, "mpm_cache", None)
         self._build(rules)
         if previous is not None:
             # threshold/detection_filter counters outlive a reload, as Suricata's host table does

@@ -26,6 +26,7 @@ from mirrorwatch.core.detect.groups import (
 from mirrorwatch.core.detect.headers import compile_check
 from mirrorwatch.core.detect.hsdb import BlockScanner, LiteralSet, StreamScanner
 from mirrorwatch.core.detect.txrule import compile_cr
+from mirrorwatch.rules.cache import collector_paused
 
 TCP, UDP = 6, 17
 ADDED = -1  # literal set for TCP packets whose data went into a stream
@@ -39,6 +40,10 @@ class BuildMixin:
     """The Detector's compilation step (see ``core.detect.Detector``)."""
 
     def _build(self, rules) -> None:
+        with collector_paused():
+            self._build_tables(rules)
+
+    def _build_tables(self, rules) -> None:
         addr_cache: dict = {}
         crules = []
         for idx, rule in enumerate(rules):
@@ -154,7 +159,7 @@ class BuildMixin:
         self.stream_nompm = tuple(stream_nompm)
         self.block: dict[int, tuple] = {}
         for k, ls in pkt_lits.items():
-            db = ls.compile(hs.HS_MODE_BLOCK)
+            db = ls.compile(hs.HS_MODE_BLOCK, self.mpm_cache)
             if db is not None:
                 split = port_split(ls.rule_tuples(), port_keys)
                 self.block[k] = (BlockScanner(db), split, port_gate(split))
@@ -162,7 +167,7 @@ class BuildMixin:
                 self.block[k] = None
         # whether a TCP packet whose data went into a stream is scanned with other literals
         self._added_differs = self.block[ADDED] is not self.block[TCP]
-        db = stream_lits.compile(hs.HS_MODE_STREAM)
+        db = stream_lits.compile(hs.HS_MODE_STREAM, self.mpm_cache)
         self.stream_scan = StreamScanner(db) if db is not None else None
         self.stream_rules = port_split(stream_lits.rule_tuples(), port_keys)
         self.stream_gate = port_gate(self.stream_rules)

@@ -56,21 +56,35 @@ class LiteralSet:
     def __len__(self) -> int:
         return len(self.rules)
 
-    def compile(self, mode: int):
-        """A hyperscan Database in ``mode`` (HS_MODE_BLOCK / HS_MODE_STREAM), or None if empty."""
-        if not self.rules:
-            return None
+    def patterns(self, mode: int) -> tuple[list, list]:
+        """(expressions, flags) of the database in ``mode``, in literal id order."""
         exprs, flags = [], []
         single = hs.HS_FLAG_SINGLEMATCH if mode == hs.HS_MODE_BLOCK else 0
         for (lit, nocase), _ in sorted(self.ids.items(), key=lambda kv: kv[1]):
             exprs.append(escape(lit))
             flags.append(single | (hs.HS_FLAG_CASELESS if nocase else 0))
-        db = hs.Database(mode=mode)
-        db.compile(expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs), flags=flags)
-        return db
+        return exprs, flags
+
+    def compile(self, mode: int, cache=None):
+        """A hyperscan Database in ``mode`` (HS_MODE_BLOCK / HS_MODE_STREAM), or None if empty.
+
+        ``cache``: where compiled databases are kept (``rules.ruleset_cache.MpmCache``), or None."""
+        if not self.rules:
+            return None
+        exprs, flags = self.patterns(mode)
+        if cache is not None:
+            return cache.database(mode, exprs, flags, compile_database)
+        return compile_database(mode, exprs, flags)
 
     def rule_tuples(self) -> tuple:
         return tuple(tuple(r) for r in self.rules)
+
+
+def compile_database(mode: int, exprs: list, flags: list):
+    """hyperscan Database of ``exprs`` (ids 0..n-1) in ``mode``."""
+    db = hs.Database(mode=mode)
+    db.compile(expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs), flags=flags)
+    return db
 
 
 class BlockScanner:

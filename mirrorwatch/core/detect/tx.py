@@ -53,7 +53,7 @@ class TxMixin:
         for k, per in prefilter.items():
             scanners = []
             for g, ls in per.values():
-                db = ls.compile(hs.HS_MODE_BLOCK)
+                db = ls.compile(hs.HS_MODE_BLOCK, self.mpm_cache)
                 if db is not None:
                     scanners.append((g, BlockScanner(db), ls.rule_tuples()))
             self.tx_pref[k] = tuple(scanners)

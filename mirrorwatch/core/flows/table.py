@@ -102,7 +102,12 @@ class FlowTable(TcpTracker, Capacity):
         # the client), so rooms keeping per-direction state of their own swap it too
         self.on_swap = None
         self.wheel = TimingWheel()
-        self._seq = 0
+        self._seq = 0  # sessions created: the high bits of the next flow_id
+
+    def count_sessions_from(self, start: int) -> None:
+        """The next session is number ``start + 1`` (its flow_id's high bits): a worker of several counts
+        in a range of its own, so flow ids never collide between workers."""
+        self._seq = start
 
     # -- the per-packet path --------------------------------------------------
     @cython.locals(pkt=Packet, f=Flow, proto=cython.int, sp=cython.int, dp=cython.int, fwd=cython.bint,

@@ -45,7 +45,11 @@ The start is kept in ``flow.sseq``; the ``Stream`` itself is made when the
 direction's first data (or a FIN past the start) arrives, so a session that
 never carries data costs its flow record only.  A session whose SYN was seen
 but never answered (``stream.async-oneside``: the mirror sees one direction)
-becomes established, and is reassembled, only with that setting.
+becomes established, and is reassembled, only with that setting.  A session
+picked up at its SYN-ACK (``stream.midstream`` or ``stream.async-oneside``, as
+Suricata) becomes established at a server packet as Suricata's SYN_RECV state
+decides (``server_ack_establishes``), so a capture of the server's side only
+is reassembled and reaches the application layer.
 """
 
 from __future__ import annotations
@@ -66,17 +70,19 @@ from mirrorwatch.core.reassembly.stream import Stream
 
 C, S = 0, 1  # sender: client (packet goes to the server) or server
 
-# (state, sender, event) -> (new state, guard).  Guards: None (always);
-# 'midstream' (stream.midstream on); 'async' (stream.async-oneside on);
-# 'split' (the server answered the SYN with its own SYN: split handshake).
+# (state, sender, event) -> (new state, guard).  Guards (``GUARDS``): None (always);
+# 'midstream' (stream.midstream on), 'midstream_data' (and the packet carries data);
+# 'async' (stream.async-oneside on); 'pickup' (either:
+# Suricata picks a session up at a SYN-ACK with either); 'split' (the server answered the SYN
+# with its own SYN: split handshake); 'server_ack' (``server_ack_establishes``).
 TCP_TRANSITIONS: dict[tuple[str, int, str], tuple[str, str | None]] = {
     # handshake
     ("none", C, "syn"): ("syn_sent", None),
-    ("none", S, "synack"): ("syn_recv", "midstream"),  # the SYN was not seen
+    ("none", S, "synack"): ("syn_recv", "pickup"),  # the SYN was not seen
     ("none", C, "ack"): ("established", "midstream"),  # picked up midstream
     ("none", S, "ack"): ("established", "midstream"),
-    ("none", C, "fin"): ("close_wait", "midstream"),
-    ("none", S, "fin"): ("fin_wait1", "midstream"),
+    ("none", C, "fin"): ("close_wait", "midstream_data"),  # Suricata: a bare FIN picks nothing up
+    ("none", S, "fin"): ("fin_wait1", "midstream_data"),
     ("syn_sent", C, "syn"): ("syn_sent", None),  # retransmitted SYN
     ("syn_sent", S, "syn"): ("syn_sent", None),  # split handshake: SYN answered by SYN
     ("syn_sent", S, "synack"): ("syn_recv", None),
@@ -86,7 +92,7 @@ TCP_TRANSITIONS: dict[tuple[str, int, str], tuple[str, str | None]] = {
     ("syn_recv", S, "synack"): ("syn_recv", None),  # retransmitted SYN-ACK
     ("syn_recv", C, "ack"): ("established", None),
     ("syn_recv", C, "fin"): ("close_wait", None),
-    ("syn_recv", S, "ack"): ("established", "split_or_async"),
+    ("syn_recv", S, "ack"): ("established", "server_ack"),  # the client's final ACK not seen
     ("syn_recv", S, "fin"): ("fin_wait1", "async"),
     # teardown
     ("established", C, "fin"): ("close_wait", None),
@@ -128,6 +134,51 @@ WINDOW_ALLOW_MAX = 1 << 30
 # Suricata's stream event names for segments beyond the receiver's window
 EV_DATA_OUT_OF_WINDOW = "est_packet_out_of_window"
 EV_FIN_OUT_OF_WINDOW = "fin_out_of_window"
+
+
+def seq_gt(a: int, b: int) -> bool:
+    """Suricata's SEQ_GT: is sequence number ``a`` after ``b`` (modulo 2**32)?"""
+    diff = (a - b) & M32
+    return diff != 0 and diff < HALF
+
+
+def server_ack_establishes(tracker, f: Flow, pkt) -> bool:
+    """A server packet (no SYN/FIN/RST) in syn_recv: does the session become established?
+
+    Suricata's StreamTcpPacketStateSynRecv, to-client packet, IDS mode, in its order: a split
+    handshake goes on; with ``stream.async-oneside``, a packet at the server's next SEQ (the
+    mirror sees that side only); a packet at the client's next SEQ (what the SYN-ACK
+    acknowledged, ``f.sseq[0]``) is refused as an evasion attempt; one after it that
+    acknowledges more than the SYN-ACK did ("ACK for missing data": Suricata compares this
+    SEQ with the client's, and so does this); if the SYN was seen, the packet that fits
+    right after a missed final ACK of the handshake.
+    """
+    if f.split:
+        return True
+    seq = pkt.seq
+    ack = pkt.ack
+    srv_next = (f.isn[1] + 1) & M32 if f.isn[1] is not None else None
+    cli_next = f.sseq[0]
+    if seq == cli_next and ack == srv_next:
+        return True
+    if tracker.async_oneside and seq == srv_next:
+        return True
+    if cli_next is None or seq == cli_next:
+        return False
+    if seq_gt(seq, cli_next) and seq_gt(ack, cli_next):
+        return True
+    return not f.midstream and ack == cli_next and seq == srv_next
+
+
+# guard -> fn(tracker, flow, packet): may the transition happen?
+GUARDS = {
+    "midstream": lambda tracker, f, pkt: tracker.midstream,
+    "async": lambda tracker, f, pkt: tracker.async_oneside,
+    "pickup": lambda tracker, f, pkt: tracker.midstream or tracker.async_oneside,
+    "midstream_data": lambda tracker, f, pkt: tracker.midstream and len(pkt.payload) > 0,
+    "split": lambda tracker, f, pkt: f.split,
+    "server_ack": server_ack_establishes,
+}
 
 
 def in_window(f: Flow, d: int, seq: int, length: int) -> bool:
@@ -214,7 +265,7 @@ class TcpTracker:
             t = _FINACKED.get((st, d, ev))
         if t is None:
             t = TCP_TRANSITIONS.get((st, d, ev))
-        if t is not None and t[1] is not None and not self._guard(f, t[1]):
+        if t is not None and t[1] is not None and not GUARDS[t[1]](self, f, pkt):
             t = None
         if fl & FIN and (t is not None or FLOW_STATE[st] == "established"):
             fs = f.fin_seq[d]  # remember where this side's FIN is (only a FIN the session took)
@@ -226,17 +277,6 @@ class TcpTracker:
             elif st == "syn_sent" and t[1] == "async":
                 self.c["async_oneside"] += 1
             self._set_state(f, t[0])
-
-    def _guard(self, f: Flow, guard) -> bool:
-        if guard is None:
-            return True
-        if guard == "midstream":
-            return self.midstream
-        if guard == "async":
-            return self.async_oneside
-        if guard == "split":
-            return f.split
-        return f.split or self.async_oneside  # split_or_async
 
     def _set_state(self, f: Flow, st: str) -> None:
         f.tcp_state = st
@@ -278,12 +318,12 @@ class TcpTracker:
             if st in ("none", "syn_sent", "syn_recv"):
                 f.isn[1] = seq
                 f.wscale[1] = window_scale(pkt.tcp_opts)
-                if st == "none" and t is not None and not self._guard(f, t[1]):
+                if st == "none" and t is not None and not GUARDS[t[1]](self, f, pkt):
                     f.synack_pending = pkt.ack  # the SYN may still come (reordered capture)
                     return d
         elif ev == "synack" and d == C and f.split:
             f.isn[0] = f.isn[0] if f.isn[0] is not None else (pkt.ack - 1) & M32
-        if t is None or not self._guard(f, t[1]):
+        if t is None or (t[1] is not None and not GUARDS[t[1]](self, f, pkt)):
             return d
         self._handshake_step(f, pkt, d, ev, t[0])
         return d

@@ -80,9 +80,9 @@ class BodyCollector:
     """Decoded body bytes of one message, kept up to a limit."""
 
     __slots__ = ("limit", "bomb_limit", "kept", "raw", "truncated", "memcapped", "bombed",
-                 "decode_failed", "stopped", "decoded", "_stages")
+                 "decode_failed", "stopped", "decoded", "hashers", "_stages")
 
-    def __init__(self, limit: int, bomb_limit: int, stages: list[bool]) -> None:
+    def __init__(self, limit: int, bomb_limit: int, stages: list[bool], hashers: tuple = ()) -> None:
         self.limit = limit
         self.bomb_limit = bomb_limit
         self.kept = bytearray()
@@ -93,6 +93,7 @@ class BodyCollector:
         self.decode_failed = False
         self.stopped = False            # a gap: nothing after it is kept
         self.decoded = 0                # decoded bytes seen, kept or not (the file's size)
+        self.hashers = hashers          # hashlib objects fed every decoded byte (the file's hashes)
         self._stages = [_Stage(deflate) for deflate in stages]
 
     def add(self, data: bytes, room: int) -> int:
@@ -136,6 +137,8 @@ class BodyCollector:
 
     def _keep(self, data: bytes, room: int) -> int:
         self.decoded += len(data)
+        for hasher in self.hashers:
+            hasher.update(data)
         space = self._space(room)
         if len(data) > space:
             self.truncated = True

@@ -42,7 +42,7 @@ class HttpConfig:
     __slots__ = (
         "request_body_limit", "response_body_limit", "compression_bomb_limit",
         "decompress_layer_limit", "max_tx", "field_limit", "flow_memcap",
-        "header_repetitions", "max_headers",
+        "header_repetitions", "max_headers", "file_hashes",
     )
 
     def __init__(
@@ -56,6 +56,7 @@ class HttpConfig:
         flow_memcap: int = DEFAULT_FLOW_MEMCAP,
         header_repetitions: int = DEFAULT_HEADER_REPETITIONS,
         max_headers: int = DEFAULT_MAX_HEADERS,
+        file_hashes: tuple[str, ...] | list[str] = (),
     ) -> None:
         self.request_body_limit = request_body_limit
         self.response_body_limit = response_body_limit
@@ -66,6 +67,7 @@ class HttpConfig:
         self.flow_memcap = max(1, flow_memcap)
         self.header_repetitions = header_repetitions
         self.max_headers = max_headers
+        self.file_hashes = tuple(file_hashes)  # hashlib names computed over every body (force-hash)
 
 
 DEFAULT_CONFIG = HttpConfig()

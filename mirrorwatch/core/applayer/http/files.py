@@ -9,6 +9,8 @@ parts by Suricata, which is not done here, so it gives no file. The size is
 the decoded bytes (de-chunked, decompressed: what libhtp hands Suricata), not
 bounded by the inspection limits. A file is CLOSED when its body ended as
 framed, TRUNCATED when it was cut (the connection or the flow ended first).
+With Suricata's ``force-hash`` (``HttpConfig.file_hashes``) its decoded bytes are
+hashed as they pass (``hashers``: the body's, from its first byte).
 """
 
 from __future__ import annotations
@@ -31,30 +33,42 @@ _SEMICOLON = ord(";")
 
 
 class HttpFile:
-    """One file of a transaction: its name, decoded size, gaps and state."""
+    """One file of a transaction: its name, decoded size, gaps and state.
 
-    __slots__ = ("gaps", "name", "size", "state")
+    A file named by its request's URI (``name`` None, ``uri_raw``) is given
+    that name (``uri_path``) when it is first asked for: most are never logged."""
 
-    def __init__(self, name: bytes) -> None:
-        self.name = name[:FILENAME_MAX]
+    __slots__ = ("gaps", "_name", "_uri_raw", "size", "state", "hashers")
+
+    def __init__(self, name: bytes | None, hashers: tuple = (), uri_raw: bytes | None = None) -> None:
+        self._name = None if name is None else name[:FILENAME_MAX]
+        self._uri_raw = uri_raw
         self.size = 0
         self.gaps = False
         self.state = STATE_OPEN
+        self.hashers = hashers  # hashlib objects over the decoded bytes (force-hash), by ``.name``
+
+    @property
+    def name(self) -> bytes:
+        if self._name is None:
+            self._name = uri_path(self._uri_raw)[:FILENAME_MAX]
+        return self._name
 
     def close(self, complete: bool) -> None:
         if self.state == STATE_OPEN:
             self.state = STATE_CLOSED if complete else STATE_TRUNCATED
 
 
-def open_file(tx, request: bool) -> HttpFile | None:
-    """The file a body of ``tx`` opens on its first byte, or None when Suricata tracks none."""
+def open_file(tx, request: bool, hashers: tuple = ()) -> HttpFile | None:
+    """The file a body of ``tx`` opens on its first byte, or None when Suricata tracks none;
+    ``hashers`` are the body's (they have seen every decoded byte of it)."""
     if request:
         if tx.method not in FILE_METHODS or _is_multipart(tx):
             return None
         name = None
     else:
         name = disposition_filename(header_value(tx.response_headers, CONTENT_DISPOSITION))
-    return HttpFile(uri_path(tx.uri_raw) if name is None else name)
+    return HttpFile(name, hashers, tx.uri_raw)
 
 
 def uri_path(uri_raw: bytes | None) -> bytes:

@@ -13,7 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 LWS = b" \t"
-FOLDING_BYTES = frozenset(b" \t\x00")
+_LWS_BYTES = frozenset(LWS)
+_FOLDING = b" \t\x00"
+FOLDING_BYTES = frozenset(_FOLDING)
 _COMMA = b","
 _JOIN = b", "
 CONTENT_LENGTH = b"content-length"
@@ -31,15 +33,16 @@ class HeaderResult:
 
 def unfold(lines: Iterable[bytes], result: HeaderResult) -> list[bytes]:
     """Join continuation lines (already without line ends) onto their field."""
-    fields: list[bytearray] = []
+    fields: list[bytes] = []
     for line in lines:
         if line and line[0] in FOLDING_BYTES:
             if fields:
                 fields[-1] += line
                 continue
             result.invalid += 1
-        fields.append(bytearray(line.lstrip(b" \t\x00")))
-    return [bytes(field) for field in fields]
+            line = line.lstrip(_FOLDING)
+        fields.append(bytes(line))
+    return fields
 
 
 def split_field(field: bytes, result: HeaderResult) -> tuple[bytes, bytes]:
@@ -64,7 +67,11 @@ def add_fields(headers: list[tuple[bytes, bytes]], fields: Iterable[bytes], *,
     index = {name.lower(): i for i, (name, _value) in enumerate(headers)}
     repetitions = 0
     for field in fields:
-        name, value = split_field(field, result)
+        colon = field.find(b":")
+        if colon > 0 and field[colon - 1] not in _LWS_BYTES and b"\x00" not in field:
+            name, value = field[:colon], field[colon + 1:].strip(LWS)  # split_field's common case
+        else:
+            name, value = split_field(field, result)
         key = name.lower()
         at = index.get(key)
         if at is None:
@@ -86,8 +93,9 @@ def header_value(headers: list[tuple[bytes, bytes]], name: bytes | str) -> bytes
     """Value for ``name`` (case-insensitive), or None."""
     key = name.encode("latin-1") if isinstance(name, str) else name
     key = key.lower()
+    size = len(key)
     for field_name, value in headers:
-        if field_name.lower() == key:
+        if len(field_name) == size and field_name.lower() == key:
             return value
     return None
 

@@ -9,7 +9,7 @@ from mirrorwatch.core.applayer.http.framing import (
 )
 from mirrorwatch.core.applayer.http.transaction import HttpTx
 from mirrorwatch.core.applayer.http.uri import (
-    UriParts, normalize_hostname, normalized_uri, parse_port, split_hostport, split_uri,
+    UriParts, normalize_hostname, parse_port, split_hostport, split_uri,
 )
 
 # htp_is_space: the bytes libhtp treats as white space on a request line.
@@ -17,6 +17,7 @@ SPACE_BYTES = b" \t\r\n\x0b\x0c"
 # RFC 7230 token characters (libhtp htp_is_token): visible ASCII minus separators.
 _SEPARATORS = frozenset(b'()<>@,;:\\"/[]?={} \t')
 TOKEN_BYTES = frozenset(b for b in range(0x21, 0x7F) if b not in _SEPARATORS)
+_TOKEN = bytes(sorted(TOKEN_BYTES))  # for bytes.translate: deleting these leaves the non-token bytes
 HTTP_PREFIX = b"HTTP/"
 # libhtp htp_convert_method_to_number's list.
 KNOWN_METHODS = frozenset((
@@ -57,7 +58,7 @@ def looks_like_request_line(line: bytes) -> bool:
     data = line.strip(SPACE_BYTES)
     end = _first_space(data, 0)
     method = data[:end]
-    if not method or not all(b in TOKEN_BYTES for b in method):
+    if not method or method.translate(None, _TOKEN):
         return False
     if method.upper() in KNOWN_METHODS:
         return True
@@ -108,9 +109,9 @@ def apply_request_line(tx: HttpTx, line: bytes) -> None:
         tx.host, tx.port, tx.host_raw = host, port, (parsed.uri if host else None)
         tx.uri_normalized = b""
         return
-    parts = split_uri(parsed.uri)
-    tx.uri_normalized = normalized_uri(parts)
-    _host_from_uri(tx, parts)
+    tx.normalize_uri_later()
+    if parsed.uri[:1] != b"/":  # origin-form ("/...") names no host: no need to split it
+        _host_from_uri(tx, split_uri(parsed.uri))
 
 
 def _host_from_uri(tx: HttpTx, parts: UriParts) -> None:

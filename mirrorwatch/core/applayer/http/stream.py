@@ -4,6 +4,7 @@ state.py for the state table."""
 
 from __future__ import annotations
 
+import hashlib
 from enum import IntEnum
 
 from mirrorwatch.core.applayer.common import PROGRESS_BODY, PROGRESS_COMPLETE, TO_SERVER
@@ -135,6 +136,8 @@ class StreamMachine:
     def _read_block(self, side: Side) -> bool:
         """Collect header (or trailer) lines up to the empty line; True when
         the block is complete (or the direction closed in the middle of it)."""
+        if not side.lines and not side.skip_to_lf and self._whole_block(side):
+            return True
         while True:
             line = self._next_line(side)
             if line is None:
@@ -150,6 +153,26 @@ class StreamMachine:
             side.raw += line
             self._held += len(line)
             side.lines.append(content)
+
+    def _whole_block(self, side: Side) -> bool:
+        """The common case of ``_read_block`` in one pass: a whole block buffered
+        (ended by an empty line), shorter than the field limit and within the
+        memcap, so no line of it is cut or refused. Takes the very lines the
+        line loop would; False (nothing taken) otherwise."""
+        buf = side.buf
+        start = side.pos
+        end = _block_end(buf, start, start + self.config.field_limit + 1)
+        if end < 0 or end - start > self._room():
+            return False
+        lines = [line.rstrip(CRLF) for line in bytes(buf[start:end]).split(b"\n")]  # chomp()
+        lines.pop()  # after the last LF
+        if lines.pop() or not all(lines):
+            return False  # an earlier line is empty too (CRs only): the line loop decides
+        side.raw += buf[start:end]
+        self._held += end - start
+        side.lines = lines
+        side.pos = end
+        return True
 
     def _take_block(self, side: Side, headers: list[tuple[bytes, bytes]]) -> bytes:
         """Parse the collected block into ``headers``; returns its raw bytes."""
@@ -172,7 +195,8 @@ class StreamMachine:
         if not usable:
             self.stats.decompress_errors += 1
         limit = self.config.request_body_limit if request else self.config.response_body_limit
-        side.collector = BodyCollector(limit, self.config.compression_bomb_limit, stages)
+        side.collector = BodyCollector(limit, self.config.compression_bomb_limit, stages,
+                                       tuple(hashlib.new(name) for name in self.config.file_hashes))
         side.file_checked = False
         side.wire = 0
         side.remaining = length
@@ -218,7 +242,7 @@ class StreamMachine:
             if side.file_checked:
                 return
             side.file_checked = True
-            file = open_file(tx, request)
+            file = open_file(tx, request, side.collector.hashers)
             if file is None:
                 return
             if request:
@@ -378,6 +402,25 @@ def _body_complete(side: Side) -> bool:
 
 
 _COMPLETE_PHASES = frozenset((Phase.TRAILERS, Phase.BODY_CLOSE))
+
+
+def _block_end(buf: bytearray, start: int, stop: int) -> int:
+    """Where the header block at ``start`` ends, before ``stop``: just past the LF of
+    its first line that is empty but for CRs, found as LF LF or LF CR LF; -1 when the
+    block's first line is empty or none is found (an empty line of several CRs is
+    not: the caller checks the lines)."""
+    if buf.startswith(_EMPTY_LINES, start):
+        return -1
+    end = -1
+    for sep in _BLOCK_SEPARATORS:
+        at = buf.find(sep, start, stop)
+        if at >= 0 and (end < 0 or at + len(sep) < end):
+            end = at + len(sep)
+    return end
+
+
+_BLOCK_SEPARATORS = (b"\n\n", b"\n\r\n")
+_EMPTY_LINES = (b"\n", b"\r\n")
 
 
 def _chunk_length(text: bytes) -> int | None:

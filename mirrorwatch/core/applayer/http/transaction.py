@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from mirrorwatch.core.applayer.common import PROGRESS_COMPLETE, PROGRESS_NONE
 from mirrorwatch.core.applayer.http.headers import header_value
+from mirrorwatch.core.applayer.http.uri import normalized_uri, split_uri
 
 Headers = list[tuple[bytes, bytes]]
+# ``_uri_normalized`` before anyone asked for it: made from ``uri_raw`` on first use
+_FROM_URI = object()
 
 
 class HttpTx:
@@ -13,7 +16,9 @@ class HttpTx:
 
     Header lists hold one entry per distinct name, in first-seen order, with
     repeated fields joined by ", " as libhtp's header table does; a repeated
-    Content-Length keeps its first value.
+    Content-Length keeps its first value. ``uri_normalized`` (the ``http.uri``
+    buffer) is made from ``uri_raw`` when first asked for: most transactions
+    are never inspected by a rule on it.
     """
 
     __slots__ = (
@@ -21,7 +26,7 @@ class HttpTx:
         # request
         "method", "uri_raw", "protocol", "request_line", "request_headers",
         "request_headers_raw", "request_body", "request_body_len", "request_body_truncated",
-        "uri_normalized", "host", "host_raw", "port", "is_http09",
+        "_uri_normalized", "host", "host_raw", "port", "is_http09",
         # response
         "response_protocol", "status", "status_code", "status_msg", "response_line",
         "response_headers", "response_headers_raw", "response_body", "response_body_len",
@@ -45,7 +50,7 @@ class HttpTx:
         self.request_body = b""
         self.request_body_len = 0
         self.request_body_truncated = False
-        self.uri_normalized: bytes | None = None
+        self._uri_normalized: object = None
         self.host: bytes | None = None
         self.host_raw: bytes | None = None
         self.port: int | None = None
@@ -72,6 +77,22 @@ class HttpTx:
     def response_header(self, name: bytes | str) -> bytes | None:
         """Value of a response header (case-insensitive name), or None."""
         return header_value(self.response_headers, name)
+
+    @property
+    def uri_normalized(self) -> bytes | None:
+        """The ``http.uri`` buffer: the normalised path, decoded query and fragment (None without a URI)."""
+        value = self._uri_normalized
+        if value is _FROM_URI:
+            value = self._uri_normalized = normalized_uri(split_uri(self.uri_raw))
+        return value
+
+    @uri_normalized.setter
+    def uri_normalized(self, value: bytes | None) -> None:
+        self._uri_normalized = value
+
+    def normalize_uri_later(self) -> None:
+        """``uri_normalized`` is to be made from ``uri_raw`` when first asked for."""
+        self._uri_normalized = _FROM_URI
 
     @property
     def done(self) -> bool:

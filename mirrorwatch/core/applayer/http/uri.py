@@ -75,10 +75,12 @@ def split_uri(raw: bytes) -> UriParts:
 
 
 def _find_any(data: bytes, stops: bytes, start: int) -> int:
-    for pos in range(start, len(data)):
-        if data[pos] in stops:
-            return pos
-    return len(data)
+    """The first position at or after ``start`` of one of the bytes ``stops``, else len(data)."""
+    found = [at for at in (data.find(stop, start) for stop in _STOPS[stops]) if at >= 0]
+    return min(found) if found else len(data)
+
+
+_STOPS = {stops: tuple(bytes((b,)) for b in stops) for stops in (b"?/#", b"?#", b"#")}
 
 
 def _split_authority(auth: bytes) -> dict[str, bytes | None]:
@@ -165,6 +167,8 @@ def normalize_path(path: bytes) -> bytes:
 
 def decode_path(path: bytes) -> bytes:
     """libhtp's path decoder, IDS personality, no lowercasing."""
+    if b"%" not in path and b"\\" not in path and b"//" not in path:
+        return bytes(path)  # nothing to decode, no separator to fold
     out = bytearray()
     pos, end = 0, len(path)
     previous_was_separator = False
@@ -188,6 +192,8 @@ def decode_path(path: bytes) -> bytes:
 
 def urldecode(data: bytes, *, u_decode: bool) -> bytes:
     """%XX (and optionally %uXXXX) decoding; an invalid escape keeps its '%'."""
+    if b"%" not in data:
+        return bytes(data)
     out = bytearray()
     pos, end = 0, len(data)
     while pos < end:
@@ -289,6 +295,8 @@ def utf8_bestfit(data: bytes) -> bytes:
 
 def remove_dot_segments(path: bytes) -> bytes:
     """libhtp's dot-segment removal (RFC 3986 5.2.4 with libhtp's edge cases)."""
+    if b"/." not in path and not path.startswith(b"."):
+        return bytes(path)  # no segment starts with a dot
     out = bytearray()
     pos, end = 0, len(path)
     pending = -1

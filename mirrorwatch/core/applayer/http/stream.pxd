@@ -1,0 +1,8 @@
+# Compiled with its .py (mirrorwatch.COMPILED): its classes stay Python classes (HttpState is
+# assembled from mixins, and the records are built and read by interpreted code), so what is
+# typed here is only the module-level helpers; the gain is the compiled function bodies.
+cimport cython
+
+@cython.locals(end=Py_ssize_t)
+cpdef object _chunk_length(object text)
+cpdef Py_ssize_t _block_end(object buf, Py_ssize_t start, Py_ssize_t stop)
