@@ -58,6 +58,10 @@ COMPILED = (
     # the application layer's per-byte work: the HTTP/1 parser and its dispatch (plain Python
     # classes compiled; their .pxd type only module-level helpers)
     "mirrorwatch.core.applayer.session",
+    "mirrorwatch.core.applayer.common",
+    "mirrorwatch.core.applayer.detect_proto",
+    "mirrorwatch.core.applayer.dns",
+    "mirrorwatch.core.applayer.dns_wire",
     "mirrorwatch.core.applayer.http.state",
     "mirrorwatch.core.applayer.http.stream",
     "mirrorwatch.core.applayer.http.request_side",
