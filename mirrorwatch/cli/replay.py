@@ -130,6 +130,8 @@ def _run_replay(pipe, pcaps, realtime: bool, speed: float, live_table: bool, pro
         for sig, h in old_handlers.items():
             signal.signal(sig, h)
         if display is not None:
+            if on_refresh is not None:  # the last frame shows the end of the capture, however fast it ran
+                on_refresh(None)
             display.stop()
         try:
             pipe.finish()
