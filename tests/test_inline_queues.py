@@ -112,13 +112,18 @@ def test_a_drop_rule_blocks_on_every_queue_and_sigterm_removes_every_rule(lab, t
     assert any(f"reset {len(SOURCES[4])} blocked session(s)" in line for line in eng.err), eng.err
 
 
-@pytest.mark.privileged
-@pytest.mark.slow
-def test_a_stalled_worker_switches_the_sensor_to_bypass_and_back(lab, tmp_path):
+def started_workers(lab, tmp_path):
+    """The queue sensor started, its watchdog's state file, and the worker pids that file names."""
     eng = queues(lab, tmp_path)
     state = tmp_path / "run" / "watchdog.json"
     assert wait_for(state.exists, 10)
-    workers = json.loads(state.read_text())["engine_pids"]
+    return eng, state, json.loads(state.read_text())["engine_pids"]
+
+
+@pytest.mark.privileged
+@pytest.mark.slow
+def test_a_stalled_worker_switches_the_sensor_to_bypass_and_back(lab, tmp_path):
+    eng, state, workers = started_workers(lab, tmp_path)
     assert len(workers) == 2 and eng.p.pid not in workers
     status = lab.run(lab.router, PYTHON, "-m", "mirrorwatch", "bypass", "status", "--run-dir", str(tmp_path / "run"))
     assert f"2 workers (pids {workers[0]}, {workers[1]})" in status.stdout, status.stdout
@@ -174,10 +179,7 @@ def test_the_engine_gets_the_time_slice_it_asks_for():
 @pytest.mark.privileged
 @pytest.mark.slow
 def test_a_killed_worker_bypasses_stops_the_others_and_leaves_its_dropped_flows_dropped(lab, tmp_path):
-    eng = queues(lab, tmp_path)
-    state = tmp_path / "run" / "watchdog.json"
-    assert wait_for(state.exists, 10)
-    workers = json.loads(state.read_text())["engine_pids"]
+    eng, state, workers = started_workers(lab, tmp_path)
     dump = server_capture(lab, tmp_path)
     got = sessions(lab, payload=b"hello " + EVIL)   # a blocked session in each worker
     assert all(s["reply"] == "" for s in got.values()), got
