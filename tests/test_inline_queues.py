@@ -123,7 +123,7 @@ def started_workers(lab, tmp_path):
 @pytest.mark.privileged
 @pytest.mark.slow
 def test_a_stalled_worker_switches_the_sensor_to_bypass_and_back(lab, tmp_path):
-    eng, state, workers = started_workers(lab, tmp_path)
+    eng, _state, workers = started_workers(lab, tmp_path)
     assert len(workers) == 2 and eng.p.pid not in workers
     status = lab.run(lab.router, PYTHON, "-m", "mirrorwatch", "bypass", "status", "--run-dir", str(tmp_path / "run"))
     assert f"2 workers (pids {workers[0]}, {workers[1]})" in status.stdout, status.stdout
