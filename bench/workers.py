@@ -10,10 +10,12 @@
    judged is the whole process's wall time (start-up, rule loading and the
    end of the run included) of 1 worker over N; the replay's own timer (the
    processing only: rules are loaded before it starts) gives a second ratio.
-   The CPU columns say where the time went: all processes together and the
-   busiest worker.  On a shared machine the wall clock says more about the
-   other jobs than about the code, so the run also gives the rate N cores of
-   its own would reach: packets over max(busiest worker's CPU, all CPU / N).
+   The CPU columns say where the time went: all processes together, the
+   coordinator (all less the workers' own) and the busiest worker.  On a
+   shared machine the wall clock says more about the other jobs than about
+   the code, so the run also gives the rate N idle cores would reach: packets
+   over the coordinator's CPU (in series with the workers: start-up before
+   the fork, the end after them) plus the busiest worker's.
    ``outside`` is the whole run less the processing: interpreter start,
    imports, rule loading, forking, the summary and the exit.  The package's
    bytecode is compiled first, as ``pip install`` does: a run that had to
@@ -86,8 +88,17 @@ def replay(pcap: Path, workers: int, eve: str | None = None) -> dict:
 
 
 def own_cores(row: dict, n: int) -> float:
-    """Seconds the run would take on n cores of its own: the busiest worker's CPU, or all of it shared out."""
-    return max(max(row["worker_cpu"]), row["cpu"] / n)
+    """Seconds the whole run would take on n cores of its own: the coordinator's CPU (start-up, rule loading,
+    merging, the end: most of it before the fork or after the last worker, so in series) plus the busiest
+    worker's; or all the CPU shared out, when that is more."""
+    if n == 1:
+        return row["cpu"]
+    return max(coordinator_cpu(row, n) + max(row["worker_cpu"]), row["cpu"] / n)
+
+
+def coordinator_cpu(row: dict, n: int) -> float:
+    """CPU seconds of the process that started the workers (all of it with one worker, which is the engine)."""
+    return row["cpu"] - sum(row["worker_cpu"]) if n > 1 else row["cpu"]
 
 
 def _median_row(rows: list[dict]) -> dict:
@@ -103,7 +114,7 @@ def replay_part(pcaps, workers: int, repeat: int, eve: str | None) -> list[str]:
     print(f"\n== replay: 1 worker vs {workers}, medians of {repeat} alternated runs{', EVE to a file' if eve else ''} "
           f"({load()}) ==")
     print(f"{'capture':<28} {'workers':>7} {'whole run':>9} {'packets/s':>10} {'processing':>10} {'outside':>8} "
-          f"{'CPU all':>8} {'busiest worker':>14} {'own cores':>10}  shares")
+          f"{'CPU all':>8} {'coordinator':>11} {'busiest worker':>14} {'own cores':>10}  shares")
     verdicts = []
     for pcap in pcaps:
         runs: dict[int, list] = {1: [], workers: []}
@@ -114,7 +125,8 @@ def replay_part(pcaps, workers: int, repeat: int, eve: str | None) -> list[str]:
         for n in (1, workers):
             r = med[n]
             print(f"{pcap.name:<28} {n:>7} {r['whole']:>8.2f}s {r['packets'] / r['whole']:>10,.0f} {r['wall']:>9.2f}s "
-                  f"{r['whole'] - r['wall']:>7.2f}s {r['cpu']:>7.2f}s {max(r['worker_cpu']):>13.2f}s {r['packets'] / own_cores(r, n):>10,.0f}  "
+                  f"{r['whole'] - r['wall']:>7.2f}s {r['cpu']:>7.2f}s {coordinator_cpu(r, n):>10.2f}s "
+                  f"{max(r['worker_cpu']):>13.2f}s {r['packets'] / own_cores(r, n):>10,.0f}  "
                   f"{r.get('shares', '')}")
         ratio = med[1]["whole"] / med[workers]["whole"]
         processing = med[1]["wall"] / med[workers]["wall"]

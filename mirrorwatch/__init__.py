@@ -77,6 +77,7 @@ COMPILED = (
     # the EVE flow record's writer: a flood ends a session, so writes a record, per packet
     "mirrorwatch.sinks.fmt",
     "mirrorwatch.sinks.eve_flow",
+    "mirrorwatch.core.events",
 )
 PURE_ENV = "MIRRORWATCH_PURE"
 # A source this many seconds newer than its compiled module is an edit not rebuilt yet (the slack

@@ -13,7 +13,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 
 import pytest
@@ -89,10 +88,16 @@ def _flush_holes(stream: TcpStream, sides: dict[int, _Direction]) -> None:
             _deliver(stream, side, direction, seq, side.pending.pop(seq))
 
 
+TCP_STREAM_FIELDS = ["tcp.stream", "ip.src", "ipv6.src", "ip.dst", "ipv6.dst", "tcp.srcport", "tcp.dstport",
+                     "tcp.seq_raw", "tcp.flags.syn", "tcp.flags.ack", "tcp.payload"]
+
+
 def tcp_streams(pcap: Path) -> dict[int, TcpStream]:
-    rows = tshark_fields(pcap, "tcp", ["tcp.stream", "ip.src", "ipv6.src", "ip.dst", "ipv6.dst",
-                                        "tcp.srcport", "tcp.dstport", "tcp.seq_raw",
-                                        "tcp.flags.syn", "tcp.flags.ack", "tcp.payload"])
+    return tcp_streams_from_rows(tshark_fields(pcap, "tcp", TCP_STREAM_FIELDS))
+
+
+def tcp_streams_from_rows(rows: list[list[str]]) -> dict[int, TcpStream]:
+    """The streams of tshark's ``TCP_STREAM_FIELDS`` rows (filter ``tcp``, every occurrence)."""
     streams: dict[int, TcpStream] = {}
     sides: dict[int, dict[int, _Direction]] = {}
     for index, src4, src6, dst4, dst6, sport, dport, seq, syn, ack, payload in rows:
@@ -124,19 +129,17 @@ def udp_payloads(pcap: Path, display_filter: str = "udp") -> list[tuple[int, int
             if payload and "," not in sport + payload]
 
 
-@cache
 def protocols_in(pcap: Path) -> frozenset[str]:
-    """Every protocol tshark dissects somewhere in ``pcap`` (one pass, cached)."""
-    seen: set[str] = set()
-    for (stack,) in tshark_fields(pcap, "tcp.len > 0 || udp", ["frame.protocols"]):
-        seen.update(stack.split(":"))
-    return frozenset(seen)
+    """Every protocol tshark dissects in a frame of ``pcap`` with TCP payload or UDP (the
+    session's one tshark pass over the capture, shared by the corpus tests)."""
+    from applayer_oracles import dissection  # it builds on this module
+    return dissection(pcap).protocols
 
 
 def pcaps_with(protocol: str) -> list[Path]:
     """The corpus captures (bench and suricata-verify) where tshark dissects ``protocol``."""
-    candidates = sorted(BENCH.glob("*.pcap")) + sorted(SV_TESTS.glob("*/*.pcap"))
-    return [pcap for pcap in candidates if protocol in protocols_in(pcap)]
+    from applayer_oracles import corpus_with  # it builds on this module
+    return corpus_with({protocol})
 
 
 # --- suricata-verify EVE expectations ------------------------------------------------

@@ -7,22 +7,34 @@
   Suricata's conventions: highest of the legacy and first supported version,
   empty lists hashed as empty strings);
 - ``dns_oracle``: each DNS message's id and records per tshark's PDML dissection,
-  ``dns_disagreement`` / ``dns_disagreement_reason`` to compare and explain.
+  ``dns_disagreement`` / ``dns_disagreement_reason`` to compare and explain;
+- ``dissection``: one tshark pass over a capture with the union of the fields the corpus
+  oracles read (TCP streams, first payload's protocols, HTTP/DNS/TLS frames), each frame
+  selected afterwards by the display filter its oracle used to run on its own pass;
+  ``replay_eve``: one ``mirrorwatch replay`` of a capture; ``for_each``: such per-capture
+  results computed once per session, two subprocesses at a time.
 """
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 import re
 import struct
 import subprocess
+import sys
+import tempfile
+import threading
 import xml.etree.ElementTree as ET
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from pathlib import Path
+from typing import Callable, Iterator
 
-from applayer_corpus import tshark_fields
+from applayer_corpus import BENCH, SV_TESTS, TCP_STREAM_FIELDS, TcpStream, tcp_streams_from_rows
 
 GREASE = {0x0A0A + 0x1010 * i for i in range(16)}
 OPENSSL_NAMES = {"emailAddress": "Email", "street": "streetAddress", "SN": "surname",
@@ -70,15 +82,16 @@ def cert_oracle(der: bytes) -> dict:
 def tshark_hello_oracle(pcap: Path) -> dict[int, dict]:
     """Per TCP stream: tshark's SNI, JA3, JA3S and the ServerHello version of the first hellos."""
     out: dict[int, dict] = {}
-    for stream, sni, ja3_full, ja3 in tshark_fields(
-            pcap, "tcp && tls.handshake.type == 1", ["tcp.stream", "tls.handshake.extensions_server_name",
-                                                     "tls.handshake.ja3_full", "tls.handshake.ja3"],
+    seen = dissection(pcap)
+    for stream, sni, ja3_full, ja3 in seen.rows(
+            lambda f: tcp(f) and hello(f, CLIENT_HELLO), ["tcp.stream", "tls.handshake.extensions_server_name",
+                                                         "tls.handshake.ja3_full", "tls.handshake.ja3"],
             occurrence="f"):
         out.setdefault(int(stream), {"sni": sni, "ja3": (ja3_full, ja3)})
-    for stream, ja3s_full, ja3s, version, selected in tshark_fields(
-            pcap, "tcp && tls.handshake.type == 2", ["tcp.stream", "tls.handshake.ja3s_full",
-                                                     "tls.handshake.ja3s", "tls.handshake.version",
-                                                     "tls.handshake.extensions.supported_version"],
+    for stream, ja3s_full, ja3s, version, selected in seen.rows(
+            lambda f: tcp(f) and hello(f, SERVER_HELLO), ["tcp.stream", "tls.handshake.ja3s_full",
+                                                         "tls.handshake.ja3s", "tls.handshake.version",
+                                                         "tls.handshake.extensions.supported_version"],
             occurrence="f"):
         entry = out.setdefault(int(stream), {})
         if "ja3s" not in entry:
@@ -114,8 +127,8 @@ def ja4_oracle(pcap: Path) -> dict[int, str]:
               "tls.handshake.sig_hash_alg", "tls.handshake.extensions.supported_version",
               "tls.handshake.version", "tls.handshake.extensions_alpn_str"]
     out = {}
-    for stream, ciphers, exts, sigalgs, versions, legacy, alpn in tshark_fields(
-            pcap, "tcp && tls.handshake.type == 1", fields):
+    for stream, ciphers, exts, sigalgs, versions, legacy, alpn in dissection(pcap).rows(
+            lambda f: tcp(f) and hello(f, CLIENT_HELLO), fields):
         # delegated_credentials (34) and signature_algorithms_cert (50) carry signature
         # algorithm lists too, which tshark folds into the same field: no oracle there.
         if "," in stream or {34, 50} & set(_ints(exts)):
@@ -215,3 +228,147 @@ def dns_disagreement_reason(payload: bytes, oracle: dict) -> str:
     if sum(counts) == 0 and len(payload) > 12:
         return "no records but trailing bytes (Suricata's header check refuses it)"
     return "unexplained"
+
+
+# --- one tshark pass and one replay per capture, shared by the session's tests --------------
+
+WORKERS = 2  # the CI machine's cores: tshark and mirrorwatch subprocesses run two at a time
+TCP, UDP = "tcp", "udp"  # protocols as fields: present (a summary line) where tshark dissected them
+CLIENT_HELLO, SERVER_HELLO = "1", "2"
+# the union of the display filters the oracles ran one pass each with; each selects again below
+DISSECTION_FILTER = "tcp || udp || tls.handshake.type == 1"
+APP_MARKERS = ("http.request", "http.response", "dns.flags.response", "tls.handshake.type")
+DISSECTION_FIELDS = tuple(dict.fromkeys([
+    TCP, UDP, "tcp.len", "frame.protocols", *TCP_STREAM_FIELDS, *APP_MARKERS, "udp.port",
+    "http.request.method", "http.request.uri", "http.host", "http.response.code", "dns.qry.name",
+    "tls.handshake.extensions_server_name", "tls.handshake.ja3_full", "tls.handshake.ja3",
+    "tls.handshake.ja3s_full", "tls.handshake.ja3s", "tls.handshake.version",
+    "tls.handshake.extensions.supported_version", "tls.handshake.ciphersuite",
+    "tls.handshake.extension.type", "tls.handshake.sig_hash_alg", "tls.handshake.extensions_alpn_str"]))
+Frame = dict[str, list[str]]
+
+
+def tcp(frame: Frame) -> bool:
+    """Display filter ``tcp``."""
+    return TCP in frame
+
+
+def hello(frame: Frame, kind: str) -> bool:
+    """Display filter ``tls.handshake.type == kind`` (any of the frame's handshake messages)."""
+    return kind in frame.get("tls.handshake.type", ())
+
+
+@dataclass(frozen=True)
+class Dissection:
+    """What the corpus oracles read from one tshark pass over a capture.
+
+    ``protocols``: every protocol in the stack of a frame with TCP payload or UDP (filter
+    ``tcp.len > 0 || udp``); ``streams``: ``tcp_streams``' view (filter ``tcp``);
+    ``first_protocols``: per TCP stream outside tunnels, ``frame.protocols`` of its first frame
+    with payload (filter ``tcp.len > 0``);
+    ``app``: the frames with an HTTP message, a DNS message or a TLS handshake message, as
+    {field: values} (tshark's JSON: no separator can collide with a value)."""
+
+    protocols: frozenset[str]
+    streams: dict[int, TcpStream]
+    first_protocols: dict[int, str]
+    app: list[Frame]
+
+    def values(self, keep: Callable[[Frame], bool], fields: list[str]) -> list[list[list[str]]]:
+        """Per app frame ``keep`` selects (a display filter), each field's values."""
+        unknown = set(fields) - set(DISSECTION_FIELDS)
+        if unknown:
+            raise KeyError(f"not in DISSECTION_FIELDS: {sorted(unknown)}")
+        return [[frame.get(f, []) for f in fields] for frame in self.app if keep(frame)]
+
+    def rows(self, keep: Callable[[Frame], bool], fields: list[str], occurrence: str = "a") -> list[list[str]]:
+        """``applayer_corpus.tshark_fields``' rows: every occurrence joined by ',' or (``f``) the first."""
+        pick = (lambda v: v[0] if v else "") if occurrence == "f" else ",".join
+        return [[pick(v) for v in row] for row in self.values(keep, fields)]
+
+
+def _tcp_payload(frame: Frame) -> bool:
+    """Display filter ``tcp.len > 0``."""
+    return any(int(n) > 0 for n in frame.get("tcp.len", ()))
+
+
+def _protocols(frames: list[Frame]) -> frozenset[str]:
+    return frozenset(name for frame in frames if _tcp_payload(frame) or UDP in frame
+                     for stack in frame.get("frame.protocols", ()) for name in stack.split(":"))
+
+
+def _first_protocols(frames: list[Frame]) -> dict[int, str]:
+    first: dict[int, str] = {}
+    for frame in frames:
+        stream = frame.get("tcp.stream", [])
+        if len(stream) == 1 and _tcp_payload(frame):
+            first.setdefault(int(stream[0]), ",".join(frame.get("frame.protocols", [])))
+    return first
+
+
+def dissect(pcap: Path) -> Dissection:
+    """One tshark pass over ``pcap`` (prefer ``dissection``: once per session)."""
+    cmd = ["tshark", "-n", "-r", str(pcap), "-Y", DISSECTION_FILTER, "-T", "json"]
+    for name in DISSECTION_FIELDS:
+        cmd += ["-e", name]
+    # a cut-short or fuzzed capture makes tshark exit non-zero after dissecting what it could
+    out = subprocess.run(cmd, capture_output=True, check=False).stdout
+    frames = [f["_source"]["layers"] for f in json.loads(out)] if out.strip() else []
+    streams = tcp_streams_from_rows([[",".join(f.get(name, [])) for name in TCP_STREAM_FIELDS]
+                                     for f in frames if tcp(f)])
+    app = [{k: v for k, v in f.items() if k != "tcp.payload"} for f in frames
+           if any(marker in f for marker in APP_MARKERS)]
+    return Dissection(_protocols(frames), streams, _first_protocols(frames), app)
+
+
+REPLAY_OPTIONS = ("-q", "-k", "none", "--set", "stream.midstream=true", "--set", "stream.async-oneside=true")
+REPLAY_TYPES = "http,dns,tls,fileinfo"
+
+
+def replay_eve(pcap: Path) -> list[dict]:
+    """The EVE records of ``mirrorwatch replay`` over ``pcap``, run as a user would: midstream
+    pick-up on, checksums not verified (tshark does neither); ``REPLAY_TYPES``, each test reading
+    its own event types."""
+    with tempfile.TemporaryDirectory(prefix="mw-oracle-") as folder:
+        eve = Path(folder) / "eve.json"
+        run = subprocess.run([sys.executable, "-m", "mirrorwatch", "replay", *REPLAY_OPTIONS, "--eve", str(eve),
+                              "--eve-types", REPLAY_TYPES, str(pcap)], capture_output=True, text=True)
+        assert run.returncode == 0, f"replay of {pcap} exited {run.returncode}: {run.stderr[-2000:]}"
+        return [json.loads(line) for line in eve.read_text().splitlines()]
+
+
+_POOL = ThreadPoolExecutor(WORKERS, thread_name_prefix="oracle")
+_RESULTS: dict[tuple[Callable, Path], Future] = {}
+_RESULTS_LOCK = threading.Lock()
+
+
+def _shared(function: Callable[[Path], object], pcap: Path) -> Future:
+    """``function(pcap)``, started once per session in the pool (``function`` must not wait on it)."""
+    with _RESULTS_LOCK:
+        key = (function, Path(pcap))
+        if key not in _RESULTS:
+            _RESULTS[key] = _POOL.submit(function, Path(pcap))
+        return _RESULTS[key]
+
+
+def for_each(pcaps, *functions: Callable[[Path], object]) -> Iterator[tuple]:
+    """(pcap, function(pcap) for each function) in the order of ``pcaps``: all started at once,
+    run two at a time, each computed once per session."""
+    started = [(pcap, [_shared(f, pcap) for f in functions]) for pcap in pcaps]
+    for pcap, futures in started:
+        yield (pcap, *(f.result() for f in futures))
+
+
+def dissection(pcap: Path) -> Dissection:
+    return _shared(dissect, pcap).result()
+
+
+def corpus_with(protocols: set[str]) -> list[Path]:
+    """The corpus captures (bench, suricata-verify) where tshark dissects any of ``protocols``."""
+    candidates = sorted(BENCH.glob("*.pcap")) + sorted(SV_TESTS.glob("*/*.pcap"))
+    return [pcap for pcap, seen in for_each(candidates, dissect) if protocols & seen.protocols]
+
+
+def stop_pool() -> None:
+    """Drop the work not started (a session that ends early)."""
+    _POOL.shutdown(wait=False, cancel_futures=True)

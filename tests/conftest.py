@@ -3,6 +3,10 @@
 ``needs_privilege(reason)`` skips a test that needs root / network namespaces,
 unless MIRRORWATCH_REQUIRE_PRIVILEGED=1 (CI), where the same condition is a
 failure: CI must really run the live and kill tests.
+
+The session keeps its rule cache in a temporary directory of its own
+(``$MIRRORWATCH_CACHE_DIR``, for the engine in-process and the ``mirrorwatch``
+subprocesses alike), never in the production default.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,6 +23,31 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = Path(os.environ.get("MIRRORWATCH_CORPUS", ROOT.parent / "shared" / "corpus"))
 REQUIRE_PRIVILEGED = os.environ.get("MIRRORWATCH_REQUIRE_PRIVILEGED") == "1"
+CACHE_DIR_ENV = "MIRRORWATCH_CACHE_DIR"  # mirrorwatch.core.settings.CACHE_DIR_ENV
+RULE_CACHE = pytest.StashKey[str]()
+
+
+def pytest_configure(config):
+    """The session's own rule cache, never the production default (/var/lib/mirrorwatch/cache/sgh):
+    set before any test imports mirrorwatch (the setting's default is read then), inherited by the
+    ``mirrorwatch`` subprocesses the tests start; removed when the session ends."""
+    if "mirrorwatch.core.settings" in sys.modules:
+        raise pytest.UsageError(f"mirrorwatch was imported before conftest could set ${CACHE_DIR_ENV}")
+    config.stash[RULE_CACHE] = tempfile.mkdtemp(prefix="mirrorwatch-test-cache-")
+    os.environ[CACHE_DIR_ENV] = str(Path(config.stash[RULE_CACHE]) / "sgh")
+
+
+def pytest_sessionfinish(session):
+    """Pending oracle work (applayer_oracles' pool) is dropped, not run, when the session ends."""
+    oracles = sys.modules.get("applayer_oracles")
+    if oracles is not None:
+        oracles.stop_pool()
+
+
+def pytest_unconfigure(config):
+    folder = config.stash.get(RULE_CACHE, None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def needs_privilege(reason: str) -> None:

@@ -169,6 +169,28 @@ for cmd in (0x17, 0x1f, 0x24, 0x2c):   # STXCSUM, STSO, SGSO, SGRO
         pass
 """
 
+# GRO on for argv[1] (ETHTOOL_SGRO): a veth has NAPI, and so a receive thread of its own, only with GRO or XDP
+_GRO_ON = r"""
+import array, fcntl, socket, struct, sys
+val = array.array("I", [0x2c, 1])
+fcntl.ioctl(socket.socket(socket.AF_INET, socket.SOCK_DGRAM), 0x8946,
+            struct.pack("16sP", sys.argv[1].encode(), val.buffer_info()[0]))
+"""
+
+NAPI_PRIORITY = 50  # SCHED_FIFO priority of RoutedLab.endpoint_threads' kthreads: that of threaded IRQ handlers
+
+
+def _napi_threads() -> set[int]:
+    """The kernel threads polling a device named eth0 (threaded NAPI: ``napi/eth0-<napi id>``)."""
+    found = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().startswith("napi/eth0-"):
+                found.add(int(pid))
+        except OSError:  # ended meanwhile
+            continue
+    return found
+
 
 # connect to a closed port until refused: the SYN went through and the RST came back
 _REACH = r"""
@@ -643,6 +665,7 @@ class RoutedLab(NetLab):
         lab.bulk_send(lab.SERVER4, port, nbytes=..., rate=..., source=None)   # -> dict (or Popen)
         lab.send_chunks(lab.SERVER6, port, [(delay, b"..."), ...], wait=...)
         lab.inline_engine(log, run_dir, watchdog=True, drop="EVIL")   # toy engine in the router
+        lab.endpoint_threads()                       # client and server receive in their own kthreads
         RoutedLab.reports(report_path)               # parsed JSON lines
     """
 
@@ -684,6 +707,23 @@ class RoutedLab(NetLab):
                 self.run(ns, PYTHON, "-c", _OFFLOAD_OFF, "eth0")
                 self.run(rt, PYTHON, "-c", _OFFLOAD_OFF, port)
         self._wait_forwarding()
+
+    def endpoint_threads(self) -> None:
+        """Client and server receive in kernel threads of their own (threaded NAPI), as other machines would.
+
+        A veth without NAPI delivers into the receiver's stack within the sender's transmit call, so the
+        router's forwarding -- an inline sensor's verdict call -- would run, and be charged for, the
+        endpoints' TCP receive.  A veth has NAPI once GRO is on; ``threaded`` then polls it in a kthread
+        (``napi/eth0-N``).  GRO merges segments in the endpoints only, after the router.  The threads run
+        SCHED_FIFO (``NAPI_PRIORITY``), as a NIC's interrupt work preempts ordinary tasks: behind other
+        jobs' tasks they fell behind and the veth's 256-packet ring overflowed (drops, retransmissions).
+        """
+        before = _napi_threads()
+        for ns in (self.client, self.server):
+            self.run(ns, PYTHON, "-c", _GRO_ON, "eth0")
+            self.run(ns, "sh", "-c", "echo 1 > /sys/class/net/eth0/threaded")
+        for tid in _napi_threads() - before:  # made by the writes above
+            os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(NAPI_PRIORITY))
 
     # -- traffic ----------------------------------------------------------------
     def bulk_server(self, port: int, report: str | Path) -> subprocess.Popen:

@@ -37,7 +37,9 @@ targets) or needs a build feature is not judged (noted).  A failing check gives
 one reason; when EVE never has a field or event type the check needs, the
 reason names it.
 
-Usage: ``python tests/suricata_verify.py [--tier T] [--case NAME] [-j N] [-v] [--json OUT] [--write-passing]``.
+Usage: ``python tests/suricata_verify.py [--tier T] [--case NAME] [-j N] [-v] [--cases-dir DIR] [--json OUT]
+[--write-passing]`` (``--cases-dir``: another folder of cases in the corpus's layout, e.g. more
+suricata-verify cases extracted from upstream).
 Exit status 0 when the tier targets hold (every core and core+threshold case,
 at least 70% of core+ext), 1 otherwise.
 """
@@ -362,15 +364,19 @@ def print_report(results: list[dict], verbose: bool) -> dict:
 
 
 def main(argv=None) -> int:
+    global SV
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tier", action="append", help="only cases of this tier (repeatable)")
     ap.add_argument("--case", action="append", help="only this case (repeatable; substring match)")
     ap.add_argument("-j", "--jobs", type=int, default=min(2, os.cpu_count() or 1), help="cases run at once")
     ap.add_argument("-v", "--verbose", action="store_true", help="notes, command line and alert counts of every case")
+    ap.add_argument("--cases-dir", type=Path, default=SV,
+                    help="judge the cases of this folder instead (an index.json of the corpus's format beside tests/)")
     ap.add_argument("--json", help="write the per-case results to this file")
     ap.add_argument("--write-passing", action="store_true",
                     help="record the passing cases in tests/suricata_verify_passing.json (kept passing by the tests)")
     args = ap.parse_args(argv)
+    SV = args.cases_dir  # read by the forked workers too
     if not (SV / "index.json").is_file():
         print(f"suricata-verify corpus not found at {SV} (set MIRRORWATCH_CORPUS)", file=sys.stderr)
         return 2

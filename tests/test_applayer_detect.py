@@ -14,16 +14,8 @@ import struct
 from functools import cache
 
 import pytest
-from applayer_corpus import (
-    BENCH,
-    SV_TESTS,
-    TO_CLIENT,
-    TO_SERVER,
-    protocols_in,
-    require_tshark,
-    tcp_streams,
-    tshark_fields,
-)
+from applayer_corpus import TO_CLIENT, TO_SERVER, require_tshark
+from applayer_oracles import Dissection, corpus_with, dissect, for_each
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.layers.dns import DNS, DNSQR, DNSRR
@@ -199,29 +191,27 @@ def _starts_like(proto: str, events) -> bool:
     return checks[proto]()
 
 
-def _tshark_labels(pcap) -> dict[int, str]:
+def _tshark_labels(seen: Dissection) -> dict[int, str]:
+    """Per TCP stream, tshark's protocol for the first frame with payload, in our names."""
     labels = {}
-    for stream, protocols in tshark_fields(pcap, "tcp.len > 0", ["tcp.stream", "frame.protocols"]):
-        if "," in stream or int(stream) in labels:
-            continue
+    for stream, protocols in seen.first_protocols.items():
         names = protocols.split(":")
-        labels[int(stream)] = next((OURS[n] for n in names if n in OURS), names[-1])
+        labels[stream] = next((OURS[n] for n in names if n in OURS), names[-1])
     return labels
 
 
 @cache
 def corpus_pcaps():
     require_tshark()
-    candidates = sorted(BENCH.glob("*.pcap")) + sorted(SV_TESTS.glob("*/*.pcap"))
-    return tuple(p for p in candidates if set(OURS) & protocols_in(p))
+    return tuple(corpus_with(set(OURS)))
 
 
 @pytest.mark.slow
 def test_corpus_flows_against_tshark():
     table = collections.Counter()
-    for pcap in corpus_pcaps():
-        labels = _tshark_labels(pcap)
-        for index, stream in tcp_streams(pcap).items():
+    for pcap, seen in for_each(corpus_pcaps(), dissect):
+        labels = _tshark_labels(seen)
+        for index, stream in seen.streams.items():
             verdict, detector = detect((d, x) for kind, d, x in stream.events if kind == "data")
             theirs = labels.get(index)
             table[(theirs, verdict)] += 1

@@ -1,8 +1,10 @@
 """A real dissector as oracle: mirrorwatch's EVE http/dns/tls records against tshark's dissection.
 
 Each corpus capture with HTTP, DNS or TLS is replayed as a user would (``mirrorwatch replay``
-with ``--eve-types http,dns,tls``, midstream pick-up on, checksums not verified, as tshark
-does neither) and compared, as multisets, with tshark's fields:
+with ``--eve-types http,dns,tls,fileinfo``, midstream pick-up on, checksums not verified, as
+tshark does neither: ``applayer_oracles.replay_eve``, one replay per capture and session, shared
+with test_fileinfo) and compared, as multisets, with tshark's fields (``applayer_oracles.dissection``,
+one pass per capture and session, each frame selected by the display filter named beside it):
 
 - http: (method, uri, host) per request, and the status code of each response;
 - dns: each query name of each query message;
@@ -24,7 +26,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -32,6 +33,7 @@ import pytest
 
 from conftest import CORPUS
 from applayer_corpus import require_tshark
+from applayer_oracles import TCP, CLIENT_HELLO, Dissection, dissect, for_each, hello, replay_eve, tcp
 
 pytestmark = pytest.mark.slow
 
@@ -39,14 +41,9 @@ CAPTURES = [CORPUS / "bench" / "http-tests-merged.pcap", *sorted((CORPUS / "suri
 THRESHOLD = 0.99
 
 
-def ours(pcap: Path, tmp: Path) -> Counter:
-    eve = tmp / (pcap.parent.name + ".json")
-    subprocess.run([sys.executable, "-m", "mirrorwatch", "replay", "-q", "-k", "none", "--set", "stream.midstream=true",
-                    "--set", "stream.async-oneside=true",
-                    "--eve", str(eve), "--eve-types", "http,dns,tls", str(pcap)], check=True, capture_output=True)
+def ours(records: list[dict]) -> Counter:
     items: Counter = Counter()
-    for line in eve.read_text().splitlines():
-        ev = json.loads(line)
+    for ev in records:
         kind = ev["event_type"]
         rec = ev[kind]
         if kind == "http":
@@ -79,26 +76,36 @@ def tshark_rows(pcap: Path, display_filter: str, fields: list[str]) -> list[list
     return [[fr["_source"]["layers"].get(f, []) for f in fields] for fr in frames]
 
 
-def first(values: list[str]) -> str | None:
-    return values[0] if values else None
+def request(frame) -> bool:
+    """http.request and tcp"""
+    return "http.request" in frame and tcp(frame)
 
 
-def theirs(pcap: Path) -> Counter:
+def final_response(frame) -> bool:
+    """http.response and tcp and (http.response.code >= 200 or http.response.code == 101)"""
+    codes = frame.get("http.response.code", ())
+    return "http.response" in frame and tcp(frame) and any(int(c) >= 200 or c == "101" for c in codes)
+
+
+def dns_query(frame) -> bool:
+    """dns.flags.response == 0 and (udp.port == 53 or tcp)"""
+    return "0" in frame.get("dns.flags.response", ()) and ("53" in frame.get("udp.port", ()) or TCP in frame)
+
+
+def theirs(seen: Dissection) -> Counter:
     items: Counter = Counter()
-    for methods, uris, hosts in tshark_rows(pcap, "http.request and tcp",
-                                            ["http.request.method", "http.request.uri", "http.host"]):
+    for methods, uris, hosts in seen.values(request, ["http.request.method", "http.request.uri", "http.host"]):
         for i, method in enumerate(methods):
             items[("http", method, uris[i] if i < len(uris) else None)] += 1
             if i < len(hosts):
                 items[("host", hosts[i].split(":")[0].lower())] += 1
-    for (codes,) in tshark_rows(pcap, "http.response and tcp and (http.response.code >= 200 or http.response.code == 101)",
-                                ["http.response.code"]):
+    for (codes,) in seen.values(final_response, ["http.response.code"]):
         for code in codes:
             items[("status", code)] += 1
-    for (names,) in tshark_rows(pcap, "dns.flags.response == 0 and (udp.port == 53 or tcp)", ["dns.qry.name"]):
+    for (names,) in seen.values(dns_query, ["dns.qry.name"]):
         for name in names:
             items[("dns", name.lower())] += 1
-    for snis, ja3s in tshark_rows(pcap, "tls.handshake.type == 1",
+    for snis, ja3s in seen.values(lambda f: hello(f, CLIENT_HELLO),
                                   ["tls.handshake.extensions_server_name", "tls.handshake.ja3"]):
         for sni in snis:
             items[("sni", sni)] += 1
@@ -107,12 +114,12 @@ def theirs(pcap: Path) -> Counter:
     return items
 
 
-def test_eve_app_records_agree_with_tshark(tmp_path):
+def test_eve_app_records_agree_with_tshark():
     require_tshark()
     total = agreed = 0
     missing: list[str] = []
-    for pcap in CAPTURES:
-        want, got = theirs(pcap), ours(pcap, tmp_path)
+    for pcap, seen, records in for_each(CAPTURES, dissect, replay_eve):
+        want, got = theirs(seen), ours(records)
         if not want:
             continue
         both = want & got

@@ -15,15 +15,16 @@ from functools import cache
 from pathlib import Path
 
 import pytest
-from applayer_corpus import (
-    TO_CLIENT,
-    TO_SERVER,
-    pcaps_with,
-    require_tshark,
-    tcp_streams,
-    write_tcp_pcap,
+from applayer_corpus import TO_CLIENT, TO_SERVER, require_tshark, write_tcp_pcap
+from applayer_oracles import (
+    cert_oracle,
+    corpus_with,
+    dissect,
+    for_each,
+    ja4_oracle,
+    openssl,
+    tshark_hello_oracle,
 )
-from applayer_oracles import cert_oracle, ja4_oracle, openssl, tshark_hello_oracle
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -297,15 +298,15 @@ def _tls_start(events) -> list:
 @cache
 def tls_pcaps():
     require_tshark()
-    return tuple(pcaps_with("tls"))
+    return tuple(corpus_with({"tls"}))
 
 
 @pytest.mark.slow
 def test_corpus_sessions_match_tshark_and_openssl():
     checked, reasons = 0, {}
     certs_seen: dict[bytes, dict] = {}
-    for pcap in tls_pcaps():
-        oracle, ja4s, streams = tshark_hello_oracle(pcap), ja4_oracle(pcap), tcp_streams(pcap)
+    for pcap, seen in for_each(tls_pcaps(), dissect):
+        oracle, ja4s, streams = tshark_hello_oracle(pcap), ja4_oracle(pcap), seen.streams
         for index, want in oracle.items():
             if index not in streams:  # tunnelled frames: the helper leaves them out
                 continue

@@ -30,6 +30,8 @@ from mirrorwatch.core.events import FlowEnded
 from mirrorwatch.sinks.eve import EveWriter
 from mirrorwatch.sinks.fmt import addr, iso_time, proto_name
 
+from flow_records import make_flow
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "pcaps"))
 import gen_floods
@@ -120,8 +122,7 @@ def _flows(draw):
     v6 = draw(st.booleans())
     size = 16 if v6 else 4
     start = draw(st.floats(1e9, 2e9, allow_nan=False))
-    fts, ftc = draw(_flags), draw(_flags)
-    return SimpleNamespace(
+    return make_flow(
         flow_id=draw(st.integers(0, 2**63 - 1)), proto=draw(st.sampled_from((6, 17, 1, 58, 132, 47, 250))),
         client=draw(st.binary(min_size=size, max_size=size)), server=draw(st.binary(min_size=size, max_size=size)),
         cport=draw(st.integers(0, 65535)), sport=draw(st.integers(0, 65535)),
@@ -131,7 +132,7 @@ def _flows(draw):
         bytes=draw(st.lists(st.integers(0, 2**50), min_size=2, max_size=2)),
         state=draw(st.one_of(st.sampled_from(("new", "established", "closed")), _text)),
         tcp_state=draw(st.one_of(st.none(), st.sampled_from(("syn_sent", "closed")), _text)),
-        tcp_flags_ts=fts, tcp_flags_tc=ftc, tcp_flags=draw(st.sampled_from((fts | ftc, fts))),
+        tcp_flags_ts=draw(_flags), tcp_flags_tc=draw(_flags),
         app=draw(st.one_of(st.none(), st.builds(SimpleNamespace, proto=st.one_of(st.none(), _text)))),
         alerted=draw(st.booleans()), killed=draw(st.one_of(st.none(), _text)),
         streams=draw(st.one_of(st.none(), st.lists(_stream, max_size=2))),

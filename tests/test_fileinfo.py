@@ -1,7 +1,8 @@
 """HTTP files and their EVE fileinfo records, as Suricata tracks and logs them.
 
 Unit tests feed HttpState directly; the corpus test replays every capture of
-the suricata-verify cases that carry HTTP and compares the sizes of the files
+the suricata-verify cases that carry HTTP (``applayer_oracles.replay_eve``: one replay per
+capture and session, shared with test_applayer_oracle) and compares the sizes of the files
 logged with the objects tshark exports (``--export-objects http``) of the messages
 Suricata tracks files for (responses; requests only for POST and PUT).
 """
@@ -18,7 +19,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from applayer_corpus import pcaps_with, require_tshark
+from applayer_corpus import SV_TESTS, require_tshark
+from applayer_oracles import corpus_with, for_each, replay_eve
 
 from mirrorwatch.core.applayer.common import TO_CLIENT, TO_SERVER
 from mirrorwatch.core.applayer.http import HttpState
@@ -160,7 +162,7 @@ def _replay(pcap: Path, out: Path, types: str) -> list[dict]:
 
 
 def test_eve_types_accepts_fileinfo_and_orients_the_record(tmp_path):
-    pcap = next(p for p in pcaps_with("http") if p.parent.name == "http-not09-file")
+    pcap = next((SV_TESTS / "http-not09-file").glob("*.pcap"))
     records = _replay(pcap, tmp_path, "fileinfo")
     assert [r["event_type"] for r in records] == ["fileinfo"]
     [r] = records
@@ -182,15 +184,14 @@ def _tshark_sizes(pcap: Path) -> Counter:
 
 
 @pytest.mark.slow
-def test_file_sizes_agree_with_tshark_objects(tmp_path):
+def test_file_sizes_agree_with_tshark_objects():
     require_tshark()
     agree = total = 0
     differences = {}
-    for pcap in pcaps_with("http"):
-        if "suricata-verify" not in pcap.parts:
-            continue  # the bench merges repeat 5-tuples across captures
-        ours = Counter(r["fileinfo"]["size"] for r in _replay(pcap, tmp_path, "fileinfo") if r["fileinfo"]["size"])
-        theirs = _tshark_sizes(pcap)
+    # the bench merges repeat 5-tuples across captures
+    pcaps = [pcap for pcap in corpus_with({"http"}) if "suricata-verify" in pcap.parts]
+    for pcap, records, theirs in for_each(pcaps, replay_eve, _tshark_sizes):
+        ours = Counter(r["fileinfo"]["size"] for r in records if r["event_type"] == "fileinfo" and r["fileinfo"]["size"])
         total += sum(theirs.values())
         agree += sum((ours & theirs).values())
         if ours != theirs:

@@ -128,10 +128,16 @@ def rulesets(lab) -> list[str]:
 
 @pytest.mark.privileged
 @pytest.mark.slow
-@pytest.mark.parametrize("offload", [False, True], ids=["wire-sized", "gso"])
-def test_benign_ipv4_and_ipv6_transfers_arrive_byte_exact(privileged, tmp_path, offload):
+@pytest.mark.parametrize("offload, threads", [(False, False), (True, False), (False, True)],
+                         ids=["wire-sized", "gso", "endpoint-threads"])
+def test_benign_ipv4_and_ipv6_transfers_arrive_byte_exact(privileged, tmp_path, offload, threads):
+    """``threads``: the lab of bench/inline.py, whose endpoints receive in kernel threads of their own."""
     import netlab
     with netlab.RoutedLab(offload=offload) as lab:
+        if threads:
+            lab.endpoint_threads()
+            assert [lab.run(ns, "cat", "/sys/class/net/eth0/threaded").stdout.strip()
+                    for ns in (lab.client, lab.server)] == ["1", "1"]
         srv = tmp_path / "srv"
         lab.bulk_server(8080, srv)
         eng = Inline(lab, tmp_path, "-k", "all", *NO_BYPASS)

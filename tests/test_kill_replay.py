@@ -17,6 +17,7 @@ from scapy.all import IP, TCP, Dot1Q, Ether, IPv6, wrpcap
 
 from mirrorwatch.core.engine import Engine
 from mirrorwatch.core.events import Kill
+from mirrorwatch.core.flows.caps import FLOW_BYTES_TCP
 from mirrorwatch.sinks.injector import build_frame
 from mirrorwatch.core.kill import KillConfig, Killer
 from mirrorwatch.cli.pipeline import load_ruleset
@@ -30,7 +31,7 @@ REQ = b"GET /FORBIDDEN HTTP/1.0\r\n\r\n"
 RULES = 'reject tcp any any -> any 8080 (msg:"forbidden"; flow:established,to_server; content:"FORBIDDEN"; sid:5000001; rev:1;)\n'
 
 
-def session(ipv=4, vlan=None, t=1_700_000_000.0):
+def session(ipv=4, vlan=None, t=1_700_000_000.0, reply=b"x" * 500):
     """Handshake, the forbidden request, the server's ACK and 500 bytes of reply, the client's ACK."""
     c, s = ("198.51.100.1", "198.51.100.2") if ipv == 4 else ("2001:db8::1", "2001:db8::2")
 
@@ -51,8 +52,8 @@ def session(ipv=4, vlan=None, t=1_700_000_000.0):
         frame(True, flags="A", seq=CI + 1, ack=SI + 1),
         frame(True, flags="PA", seq=CI + 1, ack=SI + 1, load=REQ),
         frame(False, flags="A", seq=SI + 1, ack=CI + 1 + len(REQ)),
-        frame(False, flags="PA", seq=SI + 1, ack=CI + 1 + len(REQ), load=b"x" * 500),
-        frame(True, flags="A", seq=CI + 1 + len(REQ), ack=SI + 501),
+        frame(False, flags="PA", seq=SI + 1, ack=CI + 1 + len(REQ), load=reply),
+        frame(True, flags="A", seq=CI + 1 + len(REQ), ack=SI + 1 + len(reply)),
     ]
     for i, p in enumerate(pk):
         p.time = t + 0.001 * i
@@ -155,3 +156,52 @@ def test_own_frames_seen_again_are_not_tracked(rules):
         assert eng.process(1_700_000_000.0035, 1, build_frame(seg)) == []
     assert killer.counters()["own_frames_seen"] == 2
     assert flow.tcp_state == state and flow.next_seq == [CI + 1 + len(REQ), SI + 1]
+
+
+LATER = b"HTTP/1.0 200 OK\r\n\r\nSECRETDATA" + b"y" * 470
+LATER_RULES = ('alert tcp any 8080 -> any any (msg:"later data, packet"; content:"SECRETDATA"; sid:5000002; rev:1;)\n'
+               'alert tcp any 8080 -> any any (msg:"later data, stream"; flow:established,to_client; '
+               'content:"200 OK"; content:"SECRETDATA"; distance:0; sid:5000003; rev:1;)\n')
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_killed_session_is_no_longer_inspected_but_its_flow_is_logged(tmp_path, dry_run):
+    """After the first burst, the server's reply (which two rules would alert on, packet and stream) is not
+    inspected and counted ``flow_drop``; the flow record still counts every packet.  In dry-run nothing was
+    reset, so the session is still inspected."""
+    rules = tmp_path / "later.rules"
+    rules.write_text(RULES + LATER_RULES)
+    pcap = tmp_path / "later.pcap"
+    pk = session(reply=LATER)
+    wrpcap(str(pcap), pk)
+    eve, _ = replay(tmp_path, pcap, rules, *(["--dry-run"] if dry_run else []))
+    sids = sorted(e["alert"]["signature_id"] for e in eve if e["event_type"] == "alert")
+    assert sids == ([5000001, 5000002, 5000003] if dry_run else [5000001])
+    stats = [e for e in eve if e["event_type"] == "stats"][-1]["stats"]["kill"]
+    assert stats["sessions_killed"] == 1
+    assert stats["flow_drop"] == (0 if dry_run else len(pk) - 4)  # every packet after the trigger (the 4th)
+    assert [k["pcap_cnt"] for k in eve if k["event_type"] == "kill"] == [4, 6]  # the chase still sees them
+    (flow,) = [e for e in eve if e["event_type"] == "flow"]
+    f = flow["flow"]
+    assert (f["pkts_toserver"], f["pkts_toclient"]) == (4, 3)
+    assert f["bytes_toclient"] == sum(len(p) for p in pk if p[TCP].sport == 8080)
+    assert f["killed"] == "sid:5000001 reject" + (" (dry-run)" if dry_run else "")
+    assert flow["tcp"]["tcp_flags"] == "1a"
+
+
+def test_killed_session_keeps_its_tcp_state_and_gets_no_stream(rules):
+    """What the engine still does for a killed session: flow tracking (next_seq follows the server's data),
+    no stream made again, the stream bytes held at the kill delivered and gone."""
+    settings = Settings({"stream.inline": True})
+    killer = Killer(KillConfig(seed=3), settings)
+    eng = Engine(settings, load_ruleset([str(rules)], settings), checksum_mode="all", killer=killer)
+    pk = session(reply=LATER)
+    for p in pk[:4]:
+        eng.process(float(p.time), 1, bytes(p))
+    (flow,) = eng.flows.flows.values()
+    assert flow.no_inspection and flow.streams == [None, None]
+    for p in pk[4:]:
+        eng.process(float(p.time), 1, bytes(p))
+    assert flow.streams == [None, None] and flow.next_seq == [CI + 1 + len(REQ), SI + 1 + len(LATER)]
+    assert flow.pkts == [4, 3] and killer.counters()["flow_drop"] == 3
+    assert eng.flows.memuse == FLOW_BYTES_TCP and eng.flows.reasm.buf_bytes == 0  # the streams' memory is back

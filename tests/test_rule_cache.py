@@ -304,3 +304,18 @@ def test_rules_check_says_the_load_time_and_the_cache(tmp_path, rules):
     assert [p.returncode for p in outs] == [0, 0]
     assert "rule set loaded in " in outs[0].stdout and "(cache: miss)" in outs[0].stdout
     assert "(cache: hit)" in outs[1].stdout and ", 0 compiled" in outs[1].stdout
+
+
+def test_processes_opening_a_new_cache_at_once_share_one_whole_key(tmp_path):
+    """The key appears whole under its name (linked from a temporary file): no process starting at
+    the same moment reads it short and runs without the cache."""
+    cache = tmp_path / "sgh"
+    script = ("import sys; from mirrorwatch.rules import cache as c; "
+              "sys.stdout.write(c.CacheDir(sys.argv[1], 0, c.CacheReport()).key.hex())")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(cache)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    results = [p.communicate(timeout=60) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err for _, err in results]
+    keys = {out for out, _ in results}
+    assert len(keys) == 1 and len(next(iter(keys))) == 2 * cache_mod.KEY_LEN
+    assert sorted(os.listdir(cache)) == [cache_mod.KEY_FILE]  # no temporary file left behind

@@ -127,6 +127,15 @@ def test_output_is_in_capture_order_and_made_of_whole_lines(demo_runs):
     assert fast and all(re.match(r"^\d\d/\d\d/\d{4}-\d\d:\d\d:\d\d\.\d{6}  ", line) for line in fast)
 
 
+def test_paced_workers_write_what_one_engine_writes(demo_runs, tmp_path):
+    """--realtime: a worker's own frames go through its paced ``take`` instead of the compiled path."""
+    r = replay(tmp_path, DEMO, "--realtime", "--speed", "100000", workers=2)
+    assert r.returncode == 0, r.stderr
+    assert_same_output(demo_runs[1][1], tmp_path, threshold_sids(SIGNATURES))
+    stats = [e["stats"] for e in records(tmp_path) if e["event_type"] == "stats"]
+    assert sum(stats[0]["workers"]["packets"]) == stats[0]["capture"]["packets"] == 161
+
+
 def test_the_summary_says_how_the_work_was_shared(tmp_path):
     r = subprocess.run([sys.executable, "-m", "mirrorwatch", "replay", "--no-alerts", "--workers", "2", DEMO],
                        capture_output=True, text=True, timeout=120, check=False)

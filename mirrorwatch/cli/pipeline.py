@@ -3,8 +3,10 @@
 ``Pipeline`` owns one engine and its sinks (injector first, then EVE,
 fast.log, console, stream dumper, summary, and whatever the caller adds, such
 as the live table).  Every sink has ``handle(event)``, ``flush()``,
-``close()`` and ``reopen()``.  Dispatch costs one truth test per frame when
-the core returns no events, which is almost always.
+``close()`` and ``reopen()``, and says with ``route(cls)`` what takes each
+event type (``sinks.base.Sink``).  Dispatch costs one truth test per frame
+when the core returns no events, which is almost always; an event goes only
+to the sinks that take its type, in the sinks' order.
 
 ``replay(pipeline, paths)`` drives it from pcap files through libpcap's own
 loop (``capture.run_headers``), or at recorded pace when asked.  The live loop
@@ -21,7 +23,7 @@ import time
 from pathlib import Path
 
 from mirrorwatch.core.engine import Engine
-from mirrorwatch.core.events import Stats
+from mirrorwatch.core.events import EVENT_TYPES, Stats
 from mirrorwatch.core.settings import Settings
 
 
@@ -107,7 +109,7 @@ class Pipeline:
         self.classification = classification
         self.summary = Summary()
         self.sinks: list = [*sinks, self.summary]
-        self._handlers: tuple = ()
+        self._routes: dict = {}  # event type -> what takes it, in the sinks' order
         self._rebind()
         self.started = time.perf_counter()
         self.started_cpu = time.process_time()
@@ -172,7 +174,19 @@ class Pipeline:
         self._rebind()
 
     def _rebind(self) -> None:
-        self._handlers = tuple(s.handle for s in self.sinks)
+        """Route each event type to the sinks that take it (the dict is updated in place: the
+        frame callbacks made before a sink was added see it too)."""
+        routes = {}
+        for cls in EVENT_TYPES:
+            takers = (_route(s, cls) for s in self.sinks)
+            routes[cls] = tuple(t for t in takers if t is not None)
+        self._routes.clear()
+        self._routes.update(routes)
+
+    def _takers(self, event) -> tuple:
+        """What takes ``event``: its type's route; an event of another type goes to every sink's handle."""
+        takers = self._routes.get(type(event))
+        return takers if takers is not None else tuple(s.handle for s in self.sinks)
 
     @property
     def rule_count(self) -> int:
@@ -180,13 +194,12 @@ class Pipeline:
 
     # -- events -----------------------------------------------------------------
     def dispatch(self, events) -> None:
-        handlers = self._handlers
         divert = self._divert_stats
         for e in events:
             if divert is not None and type(e) is Stats:
                 divert(e)
                 continue
-            for h in handlers:
+            for h in self._takers(e):
                 h(e)
 
     def detach_outputs(self, stats_to) -> None:
@@ -196,23 +209,16 @@ class Pipeline:
     def frame_callback(self):
         """``cb(ts, linktype, frame, wirelen)`` for ``capture.run``: process, then dispatch if anything came out."""
         process = self.engine.process
-        handlers = self._handlers
-        if len(handlers) == 1:
-            (only,) = handlers
+        routes = self._routes
+        takers = self._takers
 
-            def cb(ts, linktype, frame, wirelen):
-                events = process(ts, linktype, frame, wirelen)
-                if events:
-                    for e in events:
-                        only(e)
-        else:
-
-            def cb(ts, linktype, frame, wirelen):
-                events = process(ts, linktype, frame, wirelen)
-                if events:
-                    for e in events:
-                        for h in handlers:
-                            h(e)
+        def cb(ts, linktype, frame, wirelen):
+            events = process(ts, linktype, frame, wirelen)
+            if events:
+                for e in events:
+                    hs = routes.get(type(e))
+                    for h in (hs if hs is not None else takers(e)):
+                        h(e)
 
         return cb
 
@@ -220,14 +226,16 @@ class Pipeline:
         """``cb(hdr, data)`` for ``capture.run_headers``: pcapy's loop calls it directly
         (one Python frame per packet before the engine); the engine counts frames and bytes."""
         process = self.engine.process
-        handlers = self._handlers
+        routes = self._routes
+        takers = self._takers
 
         def cb(hdr, data):
             s, us = hdr.getts()
             events = process(s + us * 1e-6, linktype, data, hdr.getlen())
             if events:
                 for e in events:
-                    for h in handlers:
+                    hs = routes.get(type(e))
+                    for h in (hs if hs is not None else takers(e)):
                         h(e)
 
         return cb
@@ -336,6 +344,12 @@ class Pipeline:
             console.print(line, highlight=False)
 
 
+def _route(sink, cls):
+    """What of ``sink`` takes events of type ``cls`` (None: nothing); a sink without ``route`` takes all."""
+    route = getattr(sink, "route", None)
+    return route(cls) if route is not None else sink.handle
+
+
 def _eve_writer(spec, settings: Settings, host: str | None, in_iface: str | None, line_buffered: bool):
     """An EVE writer onto a file or, for a redis:// target, onto Redis (limits from the eve-log.redis settings)."""
     from mirrorwatch.sinks.eve import EveWriter
@@ -387,7 +401,11 @@ def tune_gc() -> None:
     ``YOUNG_OBJECTS`` new objects (a pass of 0.3-1 ms) and right after each
     pass what survived is frozen (``gc.freeze``: out of the collector's sight;
     reference counting still frees it the moment it is unreferenced).  What
-    exists after start-up (rules, databases) is frozen first.  This is sound
+    exists after start-up (rules, databases) is frozen first, after a pass over
+    the two young generations only: the rule set and the detector are built
+    with the collector paused and land in the oldest generation at once
+    (``rules.cache.collector_paused``), so a full pass would walk the ~760k
+    objects of ET Open again for nothing (0.4-0.6 CPU s of every start).  This is sound
     because the engine makes no reference cycles among long-lived objects:
     sessions, streams and their detection state are freed by reference
     counting when they end (``tests/test_robustness.py`` replays captures with
@@ -401,7 +419,7 @@ def tune_gc() -> None:
     if _gc_tuned:
         return
     _gc_tuned = True
-    gc.collect()
+    gc.collect(1)
     gc.freeze()
     gc.set_threshold(YOUNG_OBJECTS, 10, 10)
     gc.callbacks.append(_freeze_survivors)

@@ -99,6 +99,17 @@ def _unless_auto(key: str):
     return translate
 
 
+PACKET_ALERT_MAX_RANGE = range(1, 256)  # Suricata's packet-alert-max: 1..255, else its default stays
+
+
+def _packet_alert_max(value, settings) -> list[tuple[str, object]]:
+    """Suricata's ``packet-alert-max``: a value outside 1..255 (``0`` included) leaves the default, as Suricata
+    does ("Invalid value for packet-alert-max, default value set instead")."""
+    from mirrorwatch.core.settings import parse_int
+
+    return [("detect.packet-alert-max", value)] if parse_int(value) in PACKET_ALERT_MAX_RANGE else []
+
+
 def _stats_enabled(value, settings) -> list[tuple[str, object]]:
     from mirrorwatch.core.settings import parse_bool
 
@@ -107,7 +118,7 @@ def _stats_enabled(value, settings) -> list[tuple[str, object]]:
 
 # Suricata key -> translate(value, settings) -> [(mirrorwatch setting, value)]
 ALIASES = {
-    "packet-alert-max": _same_as("detect.packet-alert-max"),
+    "packet-alert-max": _packet_alert_max,
     "stats.interval": _same_as("capture.stats-interval"),
     "stats.enabled": _stats_enabled,
     "stream.inline": _unless_auto("stream.inline"),

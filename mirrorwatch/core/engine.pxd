@@ -9,6 +9,7 @@ cdef class Engine:
     cdef public Decoder decoder  # typed: its decode is a C call
     cdef public object settings, flows, detector, applayer, killer, tags
     cdef public list stream_hooks
+    cdef dict _tag_flows, _tag_hosts
     cdef public bint _judge_every
     cdef public long long pcap_cnt, bytes
     cdef public object first_ts, last_ts

@@ -19,6 +19,11 @@ mode.  It runs the four rooms in order and returns the events they produced:
     kill     Alerts of killing rules (and later packets of killed flows)
              -> ``Kill`` values with the exact frames to forge
 
+Once the killer reset a session (``Flow.no_inspection``, not in dry-run), its
+later packets are decoded and tracked, then go to the killer alone
+(``Killer.on_uninspected``): no reassembly, application layer, detection or
+tags, as Suricata skips a flow it dropped.
+
 Inline mode (``process_inline``): the same path, with the engine's killer an
 ``inline.InlineJudge`` that is consulted on every packet with a flow (a killer
 with ``every_packet`` set); the packet's ``Verdict`` comes back beside the
@@ -64,6 +69,8 @@ class Engine:
         self.detector = Detector(ruleset, settings)
         self.applayer = AppLayer(settings)
         self.tags = TagTracker(settings["detect.tag.max-hosts"])
+        # the tracker's tables, read per packet (empty unless a rule with ``tag`` alerted)
+        self._tag_flows, self._tag_hosts = self.tags.flows, self.tags.hosts
         # Hooks run when a TCP direction starts being reassembled (e.g. the stream
         # dumper attaching its observer); detect's own hook runs last, so it can
         # wrap whatever observer is already there.
@@ -109,6 +116,9 @@ class Engine:
         flow, to_server = self.flows.process(pkt, events)
         if events:
             events = self._ended(events)
+        if flow.no_inspection and killer is not None:  # killed: tracked for the kill chase, no longer inspected
+            killer.on_uninspected(pkt, flow, to_server, events)
+            return events
         if pkt.proto == 17 and pkt.payload and flow is not None:
             self.applayer.udp(flow, pkt.payload, 0 if to_server else 1, pkt.sport, pkt.dport)
         det = self.detector
@@ -119,7 +129,7 @@ class Engine:
             alerts = None
         if alerts:
             events.extend(alerts)
-        if alerts or self.tags.active:
+        if alerts or self._tag_flows or self._tag_hosts:
             self._tag(pkt, flow, alerts, events)
         if flow.app is not None and flow.app.parser is not None:
             self._log_txs(flow, pkt, events)
@@ -175,7 +185,8 @@ class Engine:
     def _flow_end(self, flow, ts: float, events: list) -> None:
         """A session leaves: detect inspects what is left, then its remaining transactions are logged."""
         self.detector.flow_end(flow, events)
-        self.tags.flow_end(flow)
+        if self._tag_flows:
+            self.tags.flow_end(flow)
         if flow.app is not None:
             for tx in self.applayer.flow_end(flow):
                 events.append(AppTx(ts, flow, flow.app.proto, tx))

@@ -21,10 +21,12 @@ class Alert:
     flowless packets).  ``action`` is the EVE ``alert.action`` ("allowed" or
     "blocked"); ``verdict`` is the EVE ``verdict`` object for killing rules.
     ``tx`` is the application-layer transaction an app-layer rule matched (its
-    protocol is ``flow.app.proto``), else None.
+    protocol is ``flow.app.proto``), else None; or, ``tx_guessed``, the one a
+    packet or stream alert was given (``detect.guess-applayer-tx``).
     """
 
-    __slots__ = ("ts", "pkt", "flow", "to_server", "rule", "stream", "action", "verdict", "payload", "kind", "tx")
+    __slots__ = ("ts", "pkt", "flow", "to_server", "rule", "stream", "action", "verdict", "payload", "kind", "tx",
+                 "tx_guessed")
 
     def __init__(self, pkt, flow, to_server, rule, stream=0, payload=b"", kind="packet", tx=None):
         self.ts = pkt.ts
@@ -38,6 +40,7 @@ class Alert:
         self.payload = payload
         self.kind = kind
         self.tx = tx
+        self.tx_guessed = False
 
 
 class AppTx:
@@ -166,6 +169,10 @@ class Stats:
     def __init__(self, ts: float, counters: dict[str, Any]):
         self.ts = ts
         self.counters = counters
+
+
+# What the engine hands to the sinks (``Verdict`` goes to the inline source, not to the sinks).
+EVENT_TYPES = (Alert, AppTx, TaggedPacket, FlowEnded, FlowEmergency, Kill, BypassSwitch, Stats)
 
 
 class ForgedSegment:

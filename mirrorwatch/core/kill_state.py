@@ -25,6 +25,10 @@ from __future__ import annotations
 
 from mirrorwatch.core.reassembly.context import M32
 
+# bit set of endpoints to reset (``KillState.targets``)
+TO_SERVER, TO_CLIENT = 1, 2  # the server is reset by a segment travelling to it, and so on
+BOTH = TO_SERVER | TO_CLIENT
+
 FIRST, ANSWER, CHASE = 0, 1, 2
 LANE_NAMES = ("first_shot", "answer", "chase")
 RATE_SPAN = 0.005  # seconds of a stream after a kill began before its own rate replaces the session's average

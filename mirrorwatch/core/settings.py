@@ -12,6 +12,7 @@ attributes copied out of it by each room, never this module.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -127,6 +128,12 @@ def _choice(*allowed: str) -> Callable[[str], str]:
     return parse
 
 
+# the environment variable that replaces the rule cache directory's default (a test run's own
+# directory, a packaging sandbox); -c and --set still win over it
+CACHE_DIR_ENV = "MIRRORWATCH_CACHE_DIR"
+DEFAULT_CACHE_DIR = "/var/lib/mirrorwatch/cache/sgh"
+
+
 @dataclass(frozen=True)
 class Setting:
     key: str
@@ -197,10 +204,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("app-layer.protocols.dns.global-memcap", 16 * 1024 * 1024, parse_size, "bytes DNS keeps across all flows (messages of transactions not yet logged), within app-layer.memcap; beyond it a flow's DNS parser stops, counted (app_layer.dns.memcap_global)"),
     Setting("app-layer.protocols.http.flow-memcap", 256 * 1024, parse_size, "bytes one HTTP flow may buffer (unfinished header blocks, kept bodies); beyond it data is truncated and counted"),
     Setting("detect.packet-alert-max", 15, parse_int, "most alerts raised for one packet (Suricata's packet-alert-max)"),
+    Setting("detect.guess-applayer-tx", False, parse_bool, "a packet or stream alert carries the transaction of its direction when that is the flow's only live one (its app-layer record and tx_id, tx_guessed: true), as Suricata's"),
+    Setting("detect.stream-tx-log-limit", 4, parse_int, "packet or stream alerts that may carry one guessed transaction (detect.guess-applayer-tx)"),
     Setting("detect.tag.max-hosts", 4096, parse_int, "hosts holding tags (tag:host) at once; past it the host tagged longest ago loses its tags, counted (tag.hosts_dropped). A mirrorwatch key: Suricata bounds its host table by host.memcap"),
     Setting("detect.threshold-entries", 100_000, parse_int, "threshold/detection_filter counters kept at once (by_src/by_dst/by_both/by_rule)"),
     Setting("detect.sgh-mpm-caching", True, parse_bool, "keep compiled hyperscan databases in detect.sgh-mpm-caching-path and load them instead of compiling (Suricata 8's key); entries are authenticated, a bad one is rebuilt"),
-    Setting("detect.sgh-mpm-caching-path", "/var/lib/mirrorwatch/cache/sgh", str, "directory of the rule cache (made 0700; one writable by other users, read-only or missing is no cache). Suricata's default is /var/lib/suricata/cache/sgh"),
+    Setting("detect.sgh-mpm-caching-path", os.environ.get(CACHE_DIR_ENV) or DEFAULT_CACHE_DIR, str, f"directory of the rule cache (made 0700; one writable by other users, read-only or missing is no cache); ${CACHE_DIR_ENV} replaces this default. Suricata's default is /var/lib/suricata/cache/sgh"),
     Setting("detect.sgh-mpm-caching-max-age", 7 * 86400, parse_duration, "cache entries unused this long are removed (seconds, or 12h, 7d; 0 = never), as Suricata 8"),
     Setting("detect.rule-set-caching", True, parse_bool, "also keep the parsed rule set in the cache directory, keyed by the rule files' bytes, rule variables, classification, pcre settings, version and build. A mirrorwatch key: Suricata caches only hyperscan databases"),
     Setting("detect.inspection-recursion-limit", 3000, parse_int, "payload keyword evaluations per rule and buffer before giving up (Suricata's inspection-recursion-limit)"),
@@ -216,7 +225,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("capture.immediate", "auto", _choice("auto", "true", "false"), "libpcap immediate mode: each frame handed over at once (kills leave sooner); its ring has one slot per frame, 64 KiB each when the interface has offloads on, so auto = on only when offloads are off and the ring holds >= 4096 frames; true falls back to capture.read-timeout, with a warning, if it cannot be enabled safely"),
     Setting("capture.stats-interval", 8.0, parse_float, "seconds between stats records in live mode (EVE stats event; stats line when not on a terminal); 0 = off"),
     # kill / inject (inject room)
-    Setting("inject.max-per-second", 1000, parse_int, "global cap on injected frames per second"),
+    Setting("inject.max-per-second", 5000, parse_int, "global cap on injected frames per second (a kill's first burst is some 2 x inject.rst-burst frames of ~60 bytes: 5000/s lets about 150 kills a second go out whole, at most ~2.5 Mbit/s)"),
     Setting("inject.first-shot-reserve", 0.5, parse_float, "share of inject.max-per-second that follow-up bursts (answers, chases) leave to the first bursts of new kills"),
     Setting("inject.lag-spread", 0.25, parse_float, "live: a burst's predicted segments are centred where the streaming peer is by now (its rate times the sensor's lag behind the packet), spread on each side by this share of that advance plus inject.rst-burst"),
     Setting("inject.max-lag", 1.0, parse_float, "live: seconds behind a packet beyond which a burst answering it carries its exact segments alone (a stream's position predicted that far ahead would not land; forging it would put the sensor further behind); counted as kill.lag_exceeded"),

@@ -92,6 +92,8 @@ def emergency_record(e: FlowEmergency) -> dict:
 class EmergencyNotices(Sink):
     """Prints each FlowEmergency event as one ``mirrorwatch:`` line (stderr by default)."""
 
+    takes = (FlowEmergency,)
+
     def __init__(self, stream=None):
         self.stream = stream if stream is not None else sys.stderr
 

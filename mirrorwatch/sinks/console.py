@@ -15,6 +15,8 @@ _RESET = "\x1b[0m"
 class ConsoleAlerts(Sink):
     """Prints each alert as its fast.log line on ``stream`` (stdout by default)."""
 
+    takes = (Alert,)
+
     def __init__(self, stream=None, colour: bool | None = None):
         self.stream = stream if stream is not None else sys.stdout
         if colour is None:

@@ -71,11 +71,9 @@ class FileSink:
         self.path = path
         self.line_buffered = line_buffered
         self.fp = open_text(path)
-        self.written = 0
 
     def write(self, line: str) -> None:
         self.fp.write(line)
-        self.written += 1
         if self.line_buffered:
             self.fp.flush()
 
@@ -143,6 +141,9 @@ class EveWriter(Sink):
         if fn is not None:
             fn(event)
 
+    def route(self, cls):
+        return self._dispatch.get(cls)  # straight to the record's writer
+
     def flush(self) -> None:
         self.out.flush()
 
@@ -200,6 +201,8 @@ class EveWriter(Sink):
             ev["app_proto"] = app
             if a.tx is not None:
                 ev["tx_id"] = a.tx.tx_id
+                if a.tx_guessed:
+                    ev["tx_guessed"] = True
                 obj = alert_record(app, a.tx)
                 if obj:
                     ev[app] = obj

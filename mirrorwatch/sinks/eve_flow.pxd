@@ -1,1 +1,12 @@
-# compiled as plain Python (a flood writes a flow record per packet); nothing typed, every name stays importable.
+# The flow record's template, typed: it reads the session record (a cdef class) as C fields
+# (a flood writes a record per packet). The rest is plain Python compiled, every name importable.
+cimport cython
+from mirrorwatch.core.flows.flow cimport Flow
+from mirrorwatch.sinks.fmt cimport addr, iso_time
+
+cpdef int ip_version(object address)
+
+cpdef str _tcp_part(Flow f)
+
+@cython.locals(t0=double, t1=double, proto=int, killed=object, pkts=list, octets=list, age="long long")
+cpdef str flow_record(Flow f, str reason, str tail)

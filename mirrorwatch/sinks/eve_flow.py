@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 
 from mirrorwatch.core.decode.packet import PROTO_TCP
+from mirrorwatch.core.flows.flow import Flow
 from mirrorwatch.sinks.fmt import addr, iso_time, proto_name
 
 # events are trees of fresh dicts and lists: no cycle check needed
@@ -88,7 +89,7 @@ def _missed_bytes(st) -> int:
     return getattr(st, "missed_bytes", 0) or 0  # no stream (None): nothing missed
 
 
-def _tcp_part(f) -> str:
+def _tcp_part(f: Flow) -> str:
     """``,"tcp":{...}``: the usual ones (no gap) remembered by flags and state."""
     key = (f.tcp_flags, f.tcp_flags_ts, f.tcp_flags_tc, f.tcp_state)
     streams = getattr(f, "streams", None)
@@ -99,7 +100,7 @@ def _tcp_part(f) -> str:
     return _tcp_gapless[key]
 
 
-def flow_record(f, reason: str, tail: str) -> str:
+def flow_record(f: Flow, reason: str, tail: str) -> str:
     """The EVE line of flow ``f`` ended for ``reason``, ending with ``tail`` (the record's last fields,
     its closing brace and newline)."""
     t0, t1 = f.start, f.last_ts
@@ -126,8 +127,9 @@ def flow_record(f, reason: str, tail: str) -> str:
     if proto == PROTO_TCP:
         last += _tcp_part(f)
     pkts, octets = f.pkts, f.bytes
+    age = int(t1) - int(t0)
     return (f'{{"timestamp":"{start}","flow_id":{f.flow_id},"event_type":"flow"{endpoints}'
             f',"flow":{{"pkts_toserver":{pkts[0]},"pkts_toclient":{pkts[1]},"bytes_toserver":{octets[0]},'
-            f'"bytes_toclient":{octets[1]},"start":"{start}","end":"{end}","age":{int(t1) - int(t0)},'
+            f'"bytes_toclient":{octets[1]},"start":"{start}","end":"{end}","age":{age},'
             f'"state":{_strings[f.state]},"reason":{_strings[reason]},"alerted":{_BOOL[bool(f.alerted)]}'
             f'{last}{tail}')

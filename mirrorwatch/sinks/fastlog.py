@@ -11,6 +11,7 @@ inline, where the packet was dropped (its verdict is ``drop``), ``[Drop] ``.
 from __future__ import annotations
 
 from mirrorwatch.core.events import Alert
+from mirrorwatch.sinks.base import Sink
 from mirrorwatch.sinks.eve import FileSink
 from mirrorwatch.sinks.fmt import addr, fast_time, packet_ports, proto_name
 
@@ -31,8 +32,10 @@ def format_alert(a: Alert) -> str:
     )
 
 
-class FastLogWriter(FileSink):
+class FastLogWriter(FileSink, Sink):
     """Appends one fast.log line per alert; ignores every other event."""
+
+    takes = (Alert,)
 
     def handle(self, event) -> None:
         if type(event) is Alert:

@@ -1,1 +1,15 @@
-# compiled as plain Python (a flood writes a flow record per packet); nothing typed, every name stays importable.
+# The sinks' text forms; the timestamp ones are typed (a flood writes a flow record, two
+# timestamps, per packet). Everything else is plain Python compiled, every name importable.
+cimport cython
+
+@cython.locals(usec="long long", rest=double)
+cpdef long long _usec(double frac)
+
+@cython.locals(sec="long long", usec="long long")
+cpdef str iso_time(double ts)
+
+@cython.locals(sec="long long", usec="long long")
+cpdef str fast_time(double ts)
+
+@cython.locals(n=Py_ssize_t, octets="const unsigned char *", a=int, b=int, c=int, d=int)
+cpdef str addr(object packed)

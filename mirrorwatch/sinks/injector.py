@@ -108,6 +108,8 @@ def _run_length(frames: list, i: int) -> int:
 class _Sink(Sink):
     """Common counters of the injection sinks; ``write`` sends or records one Kill."""
 
+    takes = (Kill,)
+
     def __init__(self):
         self.frames = 0
         self.errors = 0
@@ -128,6 +130,8 @@ class KillLog(ConsoleAlerts):
     Follow-up bursts (challenge-ACK answers, re-fires) can be several per
     session; they are in the EVE ``kill`` events.
     """
+
+    takes = (Kill,)
 
     def handle(self, event) -> None:
         if type(event) is Kill and event.trigger.startswith("sid:"):

@@ -37,28 +37,35 @@ class Summary(Sink):
         self._tie = itertools.count()
         self.counters: dict = {}
         self.decode_reasons: dict[str, int] | None = None
+        self._routes = {Alert: self._alert, FlowEnded: self._session_ended, Stats: self._stats, Kill: self._kill}
 
     def handle(self, event) -> None:
-        t = type(event)
-        if t is Alert:
-            self.alerts += 1
-            r = event.rule
-            entry = self.alerts_by_sig.get((r.gid, r.sid, r.rev))
-            if entry is None:
-                self.alerts_by_sig[(r.gid, r.sid, r.rev)] = [r.msg, 1]
-            else:
-                entry[1] += 1
-            if event.flow is not None:
-                fid = event.flow.flow_id
-                self._flow_alerts[fid] = self._flow_alerts.get(fid, 0) + 1
-        elif t is FlowEnded:
-            self._session_ended(event)
-        elif t is Stats:
-            self.counters = event.counters
-        elif t is Kill:
-            self.kills += 1
-            if event.flow is not None:
-                self._killed_flows.add(event.flow.flow_id)
+        fn = self._routes.get(type(event))
+        if fn is not None:
+            fn(event)
+
+    def route(self, cls):
+        return self._routes.get(cls)
+
+    def _alert(self, event: Alert) -> None:
+        self.alerts += 1
+        r = event.rule
+        entry = self.alerts_by_sig.get((r.gid, r.sid, r.rev))
+        if entry is None:
+            self.alerts_by_sig[(r.gid, r.sid, r.rev)] = [r.msg, 1]
+        else:
+            entry[1] += 1
+        if event.flow is not None:
+            fid = event.flow.flow_id
+            self._flow_alerts[fid] = self._flow_alerts.get(fid, 0) + 1
+
+    def _stats(self, event: Stats) -> None:
+        self.counters = event.counters
+
+    def _kill(self, event: Kill) -> None:
+        self.kills += 1
+        if event.flow is not None:
+            self._killed_flows.add(event.flow.flow_id)
 
     def _session_ended(self, e: FlowEnded) -> None:
         self.sessions += 1

@@ -2,11 +2,14 @@
 
 Every worker opens the capture files itself and reads every frame; the
 compiled ``OwnFrames`` computes each frame's owner with ``FlowPartitioner``
-(a symmetric flow hash read in place, a few dozen nanoseconds) and hands the
-worker only its own frames, so no process touches every frame on the
-others' behalf.  Fragments go through the worker's own ``FragmentRouter``:
-every worker routes every fragment alike, so each one knows where each
-fragment goes and analyses the ones that are its own, held ones included.
+(a symmetric flow hash read in place) and puts the worker's own frames
+through its engine itself, calling back into Python only for what comes out
+(``_Share.emit``), so no process touches every frame on the others' behalf
+and a frame of another worker costs about half a microsecond (libpcap's
+loop, its header and the hash).  Fragments go through the worker's own
+``FragmentRouter``: every worker routes every fragment alike, so each one
+knows where each fragment goes and analyses the ones that are its own, held
+ones included.
 
 Time: a single engine sweeps its sessions for timeout on the first frame at
 or after its next sweep time, whoever's the frame is.  A worker reads every
@@ -125,8 +128,9 @@ def _worker(k: int, outbox, ctl, *, pipe, paths: list, count: int, progress: Pro
     share.advance(share.frames.last_ts)  # the capture's last time, which one engine would have ended its sessions at
     pipe.finish()
     counters = stats[-1].counters if stats else {}
-    counters.setdefault("capture", {})["packets"] = share.own
-    outbox.send("done", coordinator.result(pipe, counters, share.own, time.process_time() - cpu0, code,
+    own = share.frames.own
+    counters.setdefault("capture", {})["packets"] = own
+    outbox.send("done", coordinator.result(pipe, counters, own, time.process_time() - cpu0, code,
                                            share.router.counters))
     pipe.close()
     return 0
@@ -152,11 +156,9 @@ class _Share:
         self.progress = progress
         self.views = views
         self.router = FragmentRouter(timeout=float(pipe.settings["defrag.timeout"]))
-        self.own = 0  # frames this worker analysed
         self.stop = stop
         self.frames = OwnFrames(FlowPartitioner.from_settings(pipe.settings, count), k, pipe.engine,
-                                take=self.take, tick=self.tick, fragment=self.fragment, every=self.every,
-                                batch=BATCH_FRAMES)
+                                emit=self.emit, fragment=self.fragment, every=self.every, batch=BATCH_FRAMES)
         self._next_watermark = 0.0
         self._sampler = None
         if self.engine.decoder.check == CHECK_SAMPLE:
@@ -202,19 +204,21 @@ class _Share:
 
     def take(self, clock: int, ts: float, wirelen: int, frame: bytes, cnt: int = 0, linktype: int = -1) -> None:
         """One of this worker's frames through the engine, numbered ``cnt`` (its own number ``clock`` when 0) as
-        one engine numbers it; what it writes is clocked ``clock``.  A held fragment brings its ``linktype``."""
+        one engine numbers it; what it writes is clocked ``clock``.  A held fragment brings its ``linktype``;
+        a paced frame (``--realtime``) comes here too (``OwnFrames`` analyses the others itself)."""
+        frames = self.frames
         eng = self.engine
         eng.pcap_cnt = (cnt or clock) - 1
-        events = eng.process(ts, self.frames.linktype if linktype < 0 else linktype, frame, wirelen)
-        self.own += 1
+        events = eng.process(ts, frames.linktype if linktype < 0 else linktype, frame, wirelen)
+        frames.own += 1
         if events:
-            self.outbox.clock = clock
-            self.pipe.dispatch(events)
+            self.emit(clock, events)
 
-    def tick(self, clock: int, ts: float) -> None:
-        """Another worker's frame at or after the engine's sweep time: the sweep one engine would do there."""
+    def emit(self, clock: int, events: list) -> None:
+        """What the engine returned while at frame ``clock`` (its own frame, or a sweep another's frame made
+        due), to the outputs, clocked ``clock``."""
         self.outbox.clock = clock
-        self.advance(ts)
+        self.pipe.dispatch(events)
 
     def advance(self, ts: float) -> None:
         events = self.engine.advance(ts)

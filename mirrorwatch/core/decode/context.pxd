@@ -10,7 +10,7 @@ cdef class DecodeContext:
     cdef public dict linktypes, ethertypes, udp_dports, udp_sports, notes, errs
     cdef public list ip_protos
     cdef public object defrag, auto_sample
-    cdef public long long pkts, errors, n_invalid, n_ipv4, n_ipv6, n_tcp, n_udp, n_icmpv4, n_icmpv6, n_vlan
+    cdef public long long pkts, errors, n_invalid, n_ipv4, n_ipv6, n_tcp, n_udp, n_icmpv4, n_icmpv6, n_vlan, n_eth
     cdef public long long csum_checked, csum_bad
     cdef public int auto_disabled
 

@@ -40,6 +40,7 @@ class DecodeContext:
         self.errors = 0
         self.n_invalid = 0
         self.n_ipv4 = self.n_ipv6 = self.n_tcp = self.n_udp = self.n_icmpv4 = self.n_icmpv6 = self.n_vlan = 0
+        self.n_eth = 0  # Ethernet headers decoded, the wire's and carried ones (Suricata's decoder.ethernet)
         self.csum_checked = self.csum_bad = 0
         self.auto_disabled = 0
         self.auto_sample: tuple[int, int] | None = None  # -k auto: (bad, checked) it decided on

@@ -7,7 +7,7 @@ to the layer its header names, through a table (dpkt's and Suricata's shape):
     link.py          pcap link type -> first layer (``LINKTYPE_DECODERS``): SLL/SLL2,
                      raw IP, null/loopback, PPP, Cisco HDLC, NFLOG, SLIP, ipnet, PKTAP
     ethernet.py      Ethernet; EtherType -> layer (``ETHERTYPE_DECODERS``)
-    vlan.py, mpls.py, pppoe.py, ppp.py
+    vlan.py, mpls.py, pppoe.py, ppp.py, nsh.py
     ipv4.py, ipv6.py the IP layers (IPv6 with its extension headers); IP protocol
                      -> layer (``IP_PROTO_DECODERS``)
     fragments.py     fragments to the reassembler (defrag.py), the rebuilt datagram back
@@ -60,11 +60,13 @@ from mirrorwatch.core.decode.ipv4 import decode_ipv4
 from mirrorwatch.core.decode.ipv6 import decode_ipv6
 from mirrorwatch.core.decode.link import LINKTYPE_DECODERS
 from mirrorwatch.core.decode.mpls import decode_mpls
+from mirrorwatch.core.decode.nsh import decode_nsh
 from mirrorwatch.core.decode.numbers import (
     ETHERTYPE_IPV4,
     ETHERTYPE_IPV6,
     ETHERTYPE_MPLS_MULTICAST,
     ETHERTYPE_MPLS_UNICAST,
+    ETHERTYPE_NSH,
     ETHERTYPE_PPPOE_SESSION,
     PROTO_GRE,
     PROTO_ICMP,
@@ -97,6 +99,7 @@ ETHERTYPE_DECODERS = {
     ETHERTYPE_MPLS_UNICAST: decode_mpls,
     ETHERTYPE_MPLS_MULTICAST: decode_mpls,
     ETHERTYPE_PPPOE_SESSION: decode_pppoe_session,
+    ETHERTYPE_NSH: decode_nsh,
 }
 IP_PROTO_DECODERS = {
     PROTO_TCP: decode_tcp,
@@ -182,6 +185,7 @@ class Decoder(DecodeContext):
             "decoder.icmpv4": self.n_icmpv4,
             "decoder.icmpv6": self.n_icmpv6,
             "decoder.vlan": self.n_vlan,
+            "decoder.ethernet": self.n_eth,
         }
         for k, v in self.notes.items():
             c["decoder." + k] = v

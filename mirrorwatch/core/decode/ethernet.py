@@ -25,6 +25,7 @@ from mirrorwatch.core.decode.wire import take, u16
 
 def decode_ethernet(d, p, f: bytes, off: int, end: int, depth: int):
     """The frame's own Ethernet header: its MAC addresses are the wire's, recorded."""
+    d.n_eth += 1
     if end - off < ETH_HLEN:
         return d.error("truncated_ethernet")
     p.dst_mac = take(f, off, off + ETH_ALEN)
@@ -35,6 +36,7 @@ def decode_ethernet(d, p, f: bytes, off: int, end: int, depth: int):
 def decode_inner_ethernet(d, p, f: bytes, off: int, end: int, depth: int):
     """An Ethernet header carried inside another protocol (MPLS pseudowire, GRE bridging,
     ERSPAN, VXLAN, Geneve): one more layer, and its MACs are not the wire's (not recorded)."""
+    d.n_eth += 1
     if end - off < ETH_HLEN:
         return d.error("truncated_ethernet")
     return decode_ethertype(d, p, f, off + ETH_HLEN, end, u16(f, off + ETH_TYPE_OFF), depth + 1)

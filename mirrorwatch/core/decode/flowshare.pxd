@@ -2,6 +2,7 @@
 cimport cython
 
 from mirrorwatch.core.decode.wire cimport u16, u32
+from mirrorwatch.core.engine cimport Engine
 
 cdef int _FRAGMENT, _UNREAD_OWNER, _MAX_LAYERS, _UNREAD
 cdef unsigned int _FNV_BASIS, _FNV_PRIME, _FMIX_1, _FMIX_2, _M32
@@ -57,7 +58,8 @@ cdef class FlowPartitioner:
 @cython.final
 cdef class OwnFrames:
     cdef public FlowPartitioner part
+    cdef public Engine engine  # typed: its process is a C call
     cdef public int me, linktype
-    cdef public long long n, mask
+    cdef public long long n, mask, own
     cdef public double last_ts, due
-    cdef public object engine, take, tick, fragment, every, sample
+    cdef public object take, emit, fragment, every, sample

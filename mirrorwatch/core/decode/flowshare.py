@@ -371,34 +371,39 @@ class OwnFrames:
     """One worker's frames of a capture: libpcap's callback (``reader.loop(0, frames)``) for every frame.
 
     Every worker reads the whole capture and numbers its frames as one engine
-    would (``n``).  A frame ``part`` gives this worker (``me``) goes to
-    ``take(n, ts, wirelen, frame)``; a fragment to ``fragment(n, ts, wirelen,
-    frame)``, which routes it (analysing what it releases for this worker) and
-    returns its owner; any other frame only moves time: when it comes at or
-    after ``engine.sweep_due``, ``tick(n, ts)`` (the engine sweeps for timed-out
-    sessions there, as one engine that saw the frame would).  ``every(n)``
-    after each ``batch`` frames (a power of two).  ``sample(n, ts, frame)``,
-    when set, sees every frame after that (``-k auto``'s sample of the whole
-    capture).  ``linktype`` is the link type of the file being read;
-    ``last_ts`` the latest time read.
+    would (``n``).  A frame ``part`` gives this worker (``me``) goes through
+    ``engine.process`` here, numbered ``n`` (``own`` counts them), or to
+    ``take(n, ts, wirelen, frame)`` when that is set (``--realtime`` paces
+    them); a fragment to ``fragment(n, ts, wirelen, frame)``, which routes it
+    (analysing what it releases for this worker) and returns its owner; any
+    other frame only moves time: when it comes at or after ``engine.sweep_due``,
+    ``engine.advance`` sweeps for timed-out sessions there, as one engine that
+    saw the frame would.  What the engine returns goes to ``emit(n, events)``,
+    so the worker's own frames cost no Python call unless something came out.
+    ``every(n)`` after each ``batch`` frames (a power of two).
+    ``sample(n, ts, frame)``, when set, sees every frame after that
+    (``-k auto``'s sample of the whole capture).  ``linktype`` is the link type
+    of the file being read; ``last_ts`` the latest time read.
     """
 
-    def __init__(self, part: FlowPartitioner, me: int, engine, *, take, tick, fragment, every, batch: int):
+    def __init__(self, part: FlowPartitioner, me: int, engine, *, emit, fragment, every, batch: int):
         self.part = part
         self.me = me
         self.engine = engine
-        self.take = take
-        self.tick = tick
+        self.emit = emit
         self.fragment = fragment
         self.every = every
+        self.take = None
         self.sample = None
         self.mask = batch - 1
         self.linktype = 0
         self.n = 0
+        self.own = 0
         self.last_ts = 0.0
         self.due = engine.sweep_due
 
-    @cython.locals(n=cython.longlong, s=cython.longlong, us=cython.longlong, ts=cython.double, w=cython.int)
+    @cython.locals(n=cython.longlong, s=cython.longlong, us=cython.longlong, ts=cython.double, w=cython.int,
+                   out=list)
     def __call__(self, hdr, frame: bytes) -> None:
         # the hot loop of a worker: every frame of the capture, once
         self.n += 1
@@ -412,10 +417,19 @@ class OwnFrames:
             w = self.fragment(n, ts, hdr.getlen(), frame)
             self.due = self.engine.sweep_due  # what it released may have moved the engine's clock
         if w == self.me:
-            self.take(n, ts, hdr.getlen(), frame)
+            if self.take is not None:
+                self.take(n, ts, hdr.getlen(), frame)
+            else:
+                self.engine.pcap_cnt = n - 1  # the engine numbers it n, as one engine reading every frame
+                out = self.engine.process(ts, self.linktype, frame, hdr.getlen())
+                self.own += 1
+                if out:
+                    self.emit(n, out)
             self.due = self.engine.sweep_due
         elif ts >= self.due:
-            self.tick(n, ts)
+            out = self.engine.advance(ts)
+            if out:
+                self.emit(n, out)
             self.due = self.engine.sweep_due
         if self.sample is not None:
             self.sample(n, ts, frame)

@@ -88,6 +88,8 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin):
     def __init__(self, ruleset, settings, previous=None):
         self.settings = settings
         self.alert_max = settings["detect.packet-alert-max"]
+        self.guess_tx = settings["detect.guess-applayer-tx"]
+        self.guess_limit = settings["detect.stream-tx-log-limit"]
         self.inline = bool(settings["stream.inline"])
         self.chunk = (settings.get("stream.reassembly.toserver-chunk-size", 2560),
                       settings.get("stream.reassembly.toclient-chunk-size", 2560))
@@ -170,8 +172,9 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin):
                 if proto == TCP:
                     release(flow)
                 return []
-            if not fd.est and flow.state == "established":
-                fd.est = True
+            fd.est = fd.est_after
+            if flow.state == "established":
+                fd.est_after = True
             table = fd.hdr1 if d else fd.hdr0
             if table is None:
                 table = self._header_table(proto, pkt.dport, pkt.sport)
@@ -339,11 +342,13 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin):
         except Exception as e:  # noqa: BLE001 - never let one session stop the engine
             self.count_error(e, flow)
         finally:
+            if fd.thr:
+                self.thresholds.release(fd.thr)
             fd.close()
 
     def counters(self) -> dict:
         out = dict(self.c)
-        out["suppressed"] = self.thresholds.suppressed
+        out.update(self.thresholds.counters())
         out["rules"] = len(self.crules)
         out["rules_skipped"] = len(self.skipped)
         out["patterns"] = self.patterns + self.tx_patterns

@@ -13,8 +13,10 @@ Classification follows Suricata's signature types:
 TCP payload rules get Suricata's stream/packet requirements
 (``SIG_FLAG_REQUIRE_STREAM``/``REQUIRE_PACKET``): plain ``tcp``/``ip`` content
 rules inspect reassembled stream data, and also single packets when a content
-has depth/offset or the rule uses stream_size; ``tcp-pkt`` and dsize rules
-only packets; ``tcp-stream`` only the stream.
+has depth/offset or the rule uses stream_size; ``tcp-pkt`` rules and rules with
+dsize, flags or another header keyword (ttl, seq, window, itype...) only
+packets, that one included when its data went into the stream (a TCP Fast Open
+SYN's); ``tcp-stream`` only the stream.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ ACTION_RANK = {"pass": 0, "drop": 1, "reject": 2, "rejectsrc": 2, "rejectdst": 2
 
 # flowbits commands that change state vs. the ones that test it
 FB_WRITE = {"set", "unset", "toggle"}
+# the one header keyword that leaves a tcp payload rule inspecting the stream (and packets too)
+STREAM_AND_PACKET_HEADERS = frozenset(("stream_size",))
 FB_READ = {"isset", "isnotset", "isset_any", "isnotset_any"}
 
 
@@ -277,8 +281,10 @@ class CRule:
         no_stream = bool(fs and fs.no_stream) or scope == "packet"
         self.req_stream = self.req_packet = self.stream_only = False
         if self.matches:
-            if no_stream or self.dsize is not None:
-                # dsize sets SIG_FLAG_REQUIRE_PACKET while parsing: such rules never see the stream
+            if no_stream or self.dsize is not None or self.flags is not None or any(
+                    h.keyword not in STREAM_AND_PACKET_HEADERS for h in self.hdr):
+                # dsize, flags and the header keywords set SIG_FLAG_REQUIRE_PACKET while parsing:
+                # such rules inspect every packet's payload and never the stream
                 self.req_packet = True
             elif only_stream:
                 self.req_stream = self.stream_only = True

@@ -28,11 +28,14 @@ from __future__ import annotations
 import hyperscan as hs
 
 _SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+# each byte value as it appears in an expression (every start-up escapes every literal: the
+# databases are looked up in the rule cache by their expressions)
+_ESCAPED = tuple(bytes((b,)) if b in _SAFE else b"\\x%02x" % b for b in range(256))
 
 
 def escape(lit: bytes) -> bytes:
     """Regex-escape every byte that is not a letter, digit or underscore."""
-    return b"".join(bytes((b,)) if b in _SAFE else b"\\x%02x" % b for b in lit)
+    return b"".join(map(_ESCAPED.__getitem__, lit))
 
 
 class LiteralSet:

@@ -3,6 +3,7 @@ becomes an alert (noalert, thresholds, one alert per sid per packet, packet-aler
 
 from __future__ import annotations
 
+from mirrorwatch.core.applayer.common import PROGRESS_COMPLETE
 from mirrorwatch.core.detect.compile import CRule
 from mirrorwatch.core.detect.payload import compile_matches
 from mirrorwatch.core.detect.stream import data_added, with_gaps
@@ -58,11 +59,12 @@ class JudgeMixin:
             if cr.dfilter is not None and not self.thresholds.allow(cr.dfilter, cr.key, pkt, fd, ts):
                 continue
             seen.add(cr.key)
-            if cr.req_stream and fd is not None and (stream or added):
-                # stream bytes this alert covered: the rule does not alert on them again
+            if stream and fd is not None:
+                # stream bytes this alert covered: the rule does not alert on them again (a packet
+                # alert does not count: Suricata inspects a packet+stream rule's stream anyway)
                 if fd.alerted_upto is None:
                     fd.alerted_upto = {}
-                fd.alerted_upto[(d, cr.num)] = self._match_end if stream else flow.streams[d].off
+                fd.alerted_upto[(d, cr.num)] = self._match_end
             if len(alerts) >= self.alert_max:
                 c["alerts_dropped_max"] += 1
                 continue
@@ -70,12 +72,35 @@ class JudgeMixin:
                 spayload = with_gaps(chunk, fd)
             a = Alert(pkt, flow, to_server, cr.rule, stream, spayload if stream else payload,
                       "flow-timeout" if pseudo else "packet")
+            if self.guess_tx and flow is not None and flow.app is not None:
+                a.tx = self._guess_tx(flow, fd, d)
+                a.tx_guessed = a.tx is not None and flow.proto == TCP
             alerts.append(a)
         if alerts:
             c["alerts"] += len(alerts)
             if flow is not None:
                 flow.alerted = True
         return alerts
+
+    def _guess_tx(self, flow, fd, d: int):
+        """Suricata's detect.guess-applayer-tx (DetectRulePacketAppendAlert): the transaction detect
+        inspects next in direction ``d`` (the oldest not complete there, else the newest), when it is
+        the flow's newest one (IsOnlyTxInDirection), for at most detect.stream-tx-log-limit alerts."""
+        parser = flow.app.parser
+        txs = parser.txs if parser is not None else None
+        if not txs:
+            return None
+        tx = next((t for t in txs if (t.progress_ts if d == 0 else t.progress_tc) < PROGRESS_COMPLETE), txs[-1])
+        if tx is not txs[-1]:
+            return None
+        logged = fd.guessed
+        if logged is None:
+            logged = fd.guessed = {}
+        n = logged.get(tx.tx_id, 0)
+        if n >= self.guess_limit:
+            return None
+        logged[tx.tx_id] = n + 1
+        return tx
 
     def _judge(self, cr: CRule, mode: int, pkt, flow, fd, d: int, chunk, payload, added: bool, pseudo: bool):
         """None when the rule does not match, else the alert's stream flag (0/1)."""
@@ -105,7 +130,8 @@ class JudgeMixin:
         if cr.flowspec is not None and flow is not None:
             if cr.to_server and d != 0 or cr.to_client and d != 1:
                 return False
-            est = flow.state == "established" or fd.est
+            # TCP: the session's state before this packet (a flow-timeout pseudo packet is established)
+            est = (fd.est or pseudo) if flow.proto == TCP else flow.state == "established" or fd.est
             if cr.established and not est or cr.not_established and est:
                 return False
         if cr.dsize is not None and (pseudo or not cr.dsize.test(len(payload))
@@ -135,7 +161,7 @@ class JudgeMixin:
             m = self._matcher(cr)
         if mode & 2 and chunk is not None:
             # a stream match counts once: its end must lie past the bytes this rule
-            # already alerted on (an earlier stream match, or the packet carrying them)
+            # already alerted on in the stream
             upto = fd.alerted_upto.get((d, cr.num), -1) if fd.alerted_upto else -1
             ctx: dict = {}
             for piece, off in zip(chunk, fd.piece_offs):

@@ -12,11 +12,15 @@ from __future__ import annotations
 class FlowDet:
     """Detect's per-flow scratch (``flow.det``)."""
 
-    __slots__ = ("hdr0", "hdr1", "bits", "passed", "est", "prog", "held", "gaps", "thr", "alerted_upto",
-                 "piece_offs", "lits", "txp", "txa", "txprog")
+    __slots__ = ("hdr0", "hdr1", "bits", "passed", "est", "est_after", "prog", "held", "gaps", "thr", "alerted_upto",
+                 "piece_offs", "lead", "lits", "txp", "txa", "txprog", "guessed")
 
     def __init__(self) -> None:
-        self.est = False  # the session has been seen established (stays so while it closes)
+        # Suricata's FLOW_PKT_ESTABLISHED for TCP: the session was established before the packet being
+        # judged (the handshake's last ACK is not; a closing session stays so); ``est_after``: as of
+        # the end of the last packet inspected
+        self.est = False
+        self.est_after = False
         # per direction: Detector's header-value table for the direction's protocol and ports
         # (None until the direction's first packet, which also gets the ip-only inspection)
         self.hdr0: dict | None = None
@@ -26,22 +30,26 @@ class FlowDet:
         self.prog = [0, 0]  # stream offset up to which each direction was inspected
         # containers below stay None/empty until used: most sessions never need them
         self.held: list | None = None  # per direction: (offset, bytes, gap after) kept from before a gap
-        self.gaps: tuple | list = ()  # gap lengths between the pieces of the current inspection
+        # gap length before each piece of the current inspection (the first one's: a leading gap)
+        self.gaps: tuple | list = ()
+        # per direction: the gap the stream began with, shown before its first inspected bytes
+        # (Suricata logs a stream alert's payload from the stream's start, gaps marked)
+        self.lead: list | None = None
         self.thr: dict | None = None  # by_flow threshold counters
         # (direction, rule) -> stream offset up to which the rule already alerted
-        # (a stream match, or a packet alert on bytes that went into the stream)
         self.alerted_upto: dict | None = None
         self.piece_offs: tuple | list = ()  # stream offset of each piece of the current inspection
         self.lits: list | None = None  # per direction: its hsdb.LiteralStream (stream-mode prefilter)
         self.txp: tuple | None = None  # per direction: {tx_id: transaction} changed since inspected
         self.txa: dict | None = None  # tx_id -> rule numbers that already alerted on that transaction
-        self.txprog: dict | None = None  # tx_id -> (progress_ts, progress_tc) when last filed as pending
+        self.txprog: dict | None = None  # tx_id -> tx.TxSeen (progress when last filed as pending, scans)
+        self.guessed: dict | None = None  # tx_id -> packet/stream alerts given it (detect.guess-applayer-tx)
 
     def swap(self) -> None:
         """The flows room swapped client and server: every per-direction field follows."""
         self.hdr0, self.hdr1 = self.hdr1, self.hdr0
         self.prog.reverse()
-        for per_dir in (self.held, self.lits):
+        for per_dir in (self.held, self.lits, self.lead):
             if per_dir is not None:
                 per_dir.reverse()
         if self.alerted_upto:
@@ -80,6 +88,10 @@ class GapKeeper:
             if fd.held is None:
                 fd.held = [[], []]
             fd.held[d].append((start, bytes(stream.buf[start - stream.buf_base:]), length))
+        elif offset == 0:  # the stream begins with a gap: its first inspected bytes are shown after it
+            if fd.lead is None:
+                fd.lead = [0, 0]
+            fd.lead[d] = length
         fd.prog[d] = offset + length
         if self.inner is not None:
             self.inner.gap(stream, offset, length)

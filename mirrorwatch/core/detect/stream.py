@@ -97,8 +97,12 @@ class StreamMixin:
                 if scanner is not None:
                     c["stream_bytes"] += len(p)
                     ls.feed(scanner, off, p)
-            fd.gaps = [g for _, _, g in held]
+            gaps = [0]
+            gaps += [g for _, _, g in held]
+            fd.gaps = gaps
             held.clear()
+        else:
+            fd.gaps = [0]
         back = 0
         if n > 0:
             fd.prog[d] = end
@@ -136,17 +140,22 @@ class StreamMixin:
             keep = end - back
             if keep > st.buf_base:
                 st.trim(keep)
+        if pieces and fd.lead is not None and fd.lead[d]:
+            fd.gaps[0] = fd.lead[d]
+            fd.lead[d] = 0
         return pieces
 
 
 def with_gaps(pieces: list, fd) -> bytes:
-    """Stream alert payload: the inspected pieces joined with Suricata's gap marker."""
-    if len(pieces) == 1:
+    """Stream alert payload: the inspected pieces, each gap before one shown with Suricata's marker."""
+    gaps = fd.gaps if fd is not None else ()
+    if len(pieces) == 1 and not (gaps and gaps[0]):
         return pieces[0]
-    gaps = fd.gaps if fd is not None else []
-    out = bytearray(pieces[0])
-    for i, p in enumerate(pieces[1:]):
-        out += b"[%d bytes missing]" % (gaps[i] if i < len(gaps) else 0)
+    out = bytearray()
+    for i, p in enumerate(pieces):
+        gap = gaps[i] if i < len(gaps) else 0
+        if gap or i:
+            out += b"[%d bytes missing]" % gap
         out += p
     return bytes(out)
 

@@ -87,17 +87,16 @@ def _visit(entries: list, ts: float, size: int) -> bool:
 
 
 class TagTracker:
-    """The tags of one engine: per flow (released when the flow ends) and per host address."""
+    """The tags of one engine: per flow (released when the flow ends) and per host address.
+
+    ``flows`` and ``hosts`` are never rebound: the engine keeps them and looks at them per
+    packet (both empty: nothing is tagged, nothing to count)."""
 
     def __init__(self, max_hosts: int):
         self.max_hosts = max_hosts
         self.flows: dict = {}  # flow -> [TagEntry]
         self.hosts: dict[bytes, list] = {}  # packed address -> [TagEntry], oldest tagged first
         self.c = {"tags_started": 0, "tags_refused_full": 0, "tagged_packets": 0, "hosts_dropped": 0}
-
-    @property
-    def active(self) -> bool:
-        return bool(self.flows or self.hosts)
 
     def start(self, alerts, pkt, flow) -> None:
         """The packet's alerts start the tags of their rules (Suricata's DetectTagMatch)."""

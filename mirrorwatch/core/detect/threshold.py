@@ -6,19 +6,29 @@ by_both (address pair), by_rule (one per rule) or by_flow (kept in the flow's
 detect state so they die with the flow).  Windows run on packet time.
 The table is bounded (``detect.threshold-entries``): beyond it, entries whose
 window has passed are dropped, then the oldest ones.
+
+A detection_filter with ``unique_on`` counts distinct ports; Suricata gives each
+such entry a 65536-bit bitmap, and its stats show their memory
+(``detect.thresholds.bitmap_memuse``, ``bitmap_alloc_fail``): counted the same
+way here, per live entry (the table's, and a flow's by_flow ones until the flow
+ends).  An entry never fails to get one here (the table evicts instead of
+refusing), so ``bitmap_alloc_fail`` stays 0.
 """
 
 from __future__ import annotations
 
+DF_PORT_BITMAP_SIZE = 65536 // 8  # bytes of Suricata's distinct-port bitmap per unique_on entry
+
 
 class _Entry:
-    __slots__ = ("t1", "count", "next", "seen")
+    __slots__ = ("t1", "count", "next", "seen", "bitmap")
 
-    def __init__(self, t1: float):
+    def __init__(self, t1: float, bitmap: bool):
         self.t1 = t1
         self.count = 0
         self.next = 0
         self.seen = None  # unique_on: set of distinct port values in the window
+        self.bitmap = bitmap  # a unique_on entry: Suricata's distinct-port bitmap is accounted for
 
 
 class Thresholds:
@@ -26,6 +36,7 @@ class Thresholds:
         self.table: dict = {}
         self.max_entries = max_entries
         self.suppressed = 0
+        self.bitmaps = 0  # live unique_on entries
 
     def _key(self, th, rule_key, pkt, fd):
         track = th.track
@@ -52,19 +63,29 @@ class Thresholds:
         if e is None:
             if table is self.table and len(table) >= self.max_entries:
                 self._evict(ts)
-            e = table[key] = _Entry(ts)
+            bitmap = th.type == "detection_filter" and bool(getattr(th, "unique_on", None))
+            e = table[key] = _Entry(ts, bitmap)
+            self.bitmaps += bitmap
         ok = _step(th, e, pkt, ts)
         if not ok:
             self.suppressed += 1
         return ok
 
+    def release(self, entries: dict) -> None:
+        """A flow's by_flow entries die with it."""
+        self.bitmaps -= sum(e.bitmap for e in entries.values())
+
+    def counters(self) -> dict:
+        return {"suppressed": self.suppressed, "thresholds.bitmap_memuse": self.bitmaps * DF_PORT_BITMAP_SIZE,
+                "thresholds.bitmap_alloc_fail": 0}
+
     def _evict(self, ts: float) -> None:
         t = self.table
         stale = [k for k, e in t.items() if ts - e.t1 > 3600]
         for k in stale:
-            del t[k]
+            self.bitmaps -= t.pop(k).bitmap
         while len(t) >= self.max_entries:
-            del t[next(iter(t))]
+            self.bitmaps -= t.pop(next(iter(t))).bitmap
 
 
 def _step(th, e: _Entry, pkt, ts: float) -> bool:

@@ -16,18 +16,42 @@ once it is complete enough (``buffers.Buffer.ready``).  Rules without a fast
 pattern are candidates for every transaction of their protocol and side.  A rule
 is judged when the transaction has progressed far enough for all its buffers,
 and alerts at most once per transaction (``FlowDet.txa``).
+
+Each buffer is scanned once per transaction while its bytes stay the same, as
+Suricata runs a transaction's prefilter engine once its progress is past the
+engine's (``DetectRunPrefilterTx``, ``prefilter_flags``): a transaction
+inspected again at a later progress step (request line, then headers, then
+body) gets the literals of a buffer whose bytes did not change from the scan
+of the earlier step (``TxSeen``), and only new or changed buffers are scanned.
+Bytes are compared rather than assumed settled once ready: an interim 1xx
+response's status line and trailers after a chunked body do change a buffer.
 """
 
 from __future__ import annotations
 
 import hyperscan as hs
 
-from mirrorwatch.core.applayer.common import TO_SERVER
+from mirrorwatch.core.applayer.common import PROGRESS_COMPLETE, TO_SERVER
 from mirrorwatch.core.detect.hsdb import BlockScanner, LiteralSet
 from mirrorwatch.core.detect.judge import write_flowbits
 from mirrorwatch.core.events import Alert
 
 TXA_PRUNE = 64  # transactions remembered per flow before the ones the parser let go are forgotten
+# buffers up to this size keep their last scan's bytes for the next progress step (a request's
+# line and headers); a longer one (a body, a whole message) is scanned again when inspected again
+SCAN_MEMO_BYTES = 4096
+
+
+class TxSeen:
+    """What detect remembers of one transaction: its progress when it was last filed as pending,
+    and per direction {prefilter scanner: (bytes scanned, rule tuples their literals woke)} until
+    that direction's side is complete (its transaction is not pending in it again)."""
+
+    __slots__ = ("scans", "tc", "ts")
+
+    def __init__(self) -> None:
+        self.ts = self.tc = -1
+        self.scans: tuple = ({}, {})
 
 
 class TxMixin:
@@ -81,19 +105,13 @@ class TxMixin:
             return None
         out: dict = {}
         done = fd.txa
-        c = self.c
         for tx in todo:
             cands = set(always)
-            for g, scanner, rules in scanners:
-                if (tx.progress_ts if g.side == TO_SERVER else tx.progress_tc) < g.ready:
-                    continue
-                data = g.data(tx)
-                if not data:
-                    continue
-                c["tx_scans"] += 1
-                for item in data if isinstance(data, tuple) else (data,):
-                    for i in scanner.scan(item):
-                        cands.update(rules[i])
+            record = fd.txprog.get(tx.tx_id)
+            memo = record.scans[d] if record is not None else {}
+            self._prefilter_tx(tx, scanners, memo, cands)
+            if (tx.progress_ts if d == TO_SERVER else tx.progress_tc) >= PROGRESS_COMPLETE:
+                memo.clear()  # its side is done: the transaction is not pending in this direction again
             if not cands:
                 continue
             seen = done.get(tx.tx_id) if done else None
@@ -101,6 +119,31 @@ class TxMixin:
                 if seen is None or num not in seen:
                     out.setdefault(num, []).append(tx)
         return out or None
+
+    def _prefilter_tx(self, tx, scanners: tuple, memo: dict, cands: set) -> None:
+        """Add to ``cands`` the rules whose fast pattern is in one of ``tx``'s ready buffers;
+        a buffer whose bytes are those of its last scan (``memo``) is not scanned again."""
+        c = self.c
+        for g, scanner, rules in scanners:
+            if (tx.progress_ts if g.side == TO_SERVER else tx.progress_tc) < g.ready:
+                continue
+            data = g.data(tx)
+            if not data:
+                continue
+            last = memo.get(scanner)  # keyed by the scanner: a rule reload brings other ones
+            if last is not None and (last[0] is data or last[0] == data):
+                for woken in last[1]:
+                    cands.update(woken)
+                continue
+            c["tx_scans"] += 1
+            items = data if isinstance(data, tuple) else (data,)  # a multi-buffer: each item
+            woken = [rules[i] for item in items for i in scanner.scan(item)]
+            for nums in woken:
+                cands.update(nums)
+            if sum(map(len, items)) <= SCAN_MEMO_BYTES:
+                memo[scanner] = (data, woken)
+            elif last is not None:
+                del memo[scanner]
 
     @staticmethod
     def _file_pending(fd, parser, txs) -> None:
@@ -115,13 +158,16 @@ class TxMixin:
             for tx_id in [t for t in prog if t not in held]:
                 del prog[tx_id]
         for tx in txs:
-            old = prog.get(tx.tx_id)
+            seen = prog.get(tx.tx_id)
+            if seen is None:
+                seen = prog[tx.tx_id] = TxSeen()
             ts, tc = tx.progress_ts, tx.progress_tc
-            if old is None or old[0] != ts:
+            if seen.ts != ts:
                 fd.txp[0][tx.tx_id] = tx
-            if old is None or old[1] != tc:
+            if seen.tc != tc:
                 fd.txp[1][tx.tx_id] = tx
-            prog[tx.tx_id] = (ts, tc)
+            seen.ts = ts
+            seen.tc = tc
 
     def _judge_tx(self, cr, pkt, flow, fd, d: int, tx, pseudo: bool) -> bool:
         spec = cr.tx

@@ -6,7 +6,12 @@ toserver), 1 "towards the client".  TCP per-direction values: ``next_seq``
 window field sent), ``wscale`` (the window scale its SYN announced, None
 before), ``seg_len`` (payload bytes of its latest data segment).  Other rooms read these fields (they are
 the contract); the flows room alone writes them, except ``det`` (detect),
-``app`` (applayer), ``kill`` and ``killed`` (the killer) and ``alerted``.
+``app`` (applayer), ``kill``, ``killed`` and ``no_inspection`` (the killer) and ``alerted``.
+
+``no_inspection`` (Suricata's ``FLOW_NOPACKET_INSPECTION``): the killer reset
+the session (``stop_inspection``); its TCP state is still tracked, but it has
+no streams any more and gets none, and the engine neither reassembles,
+parses nor inspects its packets.
 
 A Flow is small and flat: lists of two for per-direction values, no stream
 or detection state until data arrives.  It holds no reference back to
@@ -32,7 +37,7 @@ class Flow:
     __slots__ = (
         "flow_id", "key", "proto", "ipv", "client", "server", "cport", "sport", "vlan_id",
         "start", "last_ts", "pkts", "bytes", "state", "tcp_state", "tcp_flags_ts", "tcp_flags_tc", "streams",
-        "alerted", "_killed", "kill_dry_run", "end_reason", "det", "app", "kill",
+        "alerted", "_killed", "kill_dry_run", "no_inspection", "end_reason", "det", "app", "kill",
         "l2", "ttl", "next_seq", "last_ack", "win", "wscale", "seg_len",
         # internals of the flows room
         "lo_client", "tclass", "bucket", "ended", "isn", "fin_seq", "sseq",
@@ -61,6 +66,13 @@ class Flow:
         self.kill_dry_run = dry_run
         if reason is not None and self.table is not None:
             self.table._on_kill(self)
+
+    def stop_inspection(self) -> None:
+        """Nothing inspects the session any more (see the module docstring): its streams deliver what they
+        hold and go, none is made again."""
+        self.no_inspection = True
+        if self.table is not None:
+            self.table.stop_streams(self)
 
     def __repr__(self) -> str:
         from ipaddress import ip_address

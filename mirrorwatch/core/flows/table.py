@@ -200,7 +200,10 @@ class FlowTable(TcpTracker, Capacity):
     # -- streams ----------------------------------------------------------------
     def _stream(self, f: Flow, d: int, seq: int) -> Stream:
         """Direction d's stream, made when its first data arrives: it starts where the handshake
-        said (``f.sseq``), else at ``seq``; what the receiver already acknowledged is applied."""
+        said (``f.sseq``), else at ``seq``; what the receiver already acknowledged is applied.  None for a
+        session no longer inspected (``Flow.stop_inspection``)."""
+        if f.no_inspection:
+            return None
         start = f.sseq[d]
         policy = self.host_os.lookup(f.server if d == 0 else f.client) if self.host_os else None
         s = Stream(self.reasm, seq if start is None else start, settle_now=f.pkts[1 - d] == 0, policy=policy)
@@ -211,6 +214,15 @@ class FlowTable(TcpTracker, Capacity):
         if ack is not None and f.pkts[1 - d]:
             s.ack(ack)
         return s
+
+    def stop_streams(self, f: Flow) -> None:
+        """``f`` is no longer inspected (``Flow.stop_inspection``): its streams deliver what they hold (their
+        observers see the end) and go."""
+        if f.proto == PROTO_TCP:
+            for d in (0, 1):
+                if f.streams[d] is not None:
+                    f.streams[d].flush()
+                    self._drop_stream(f, d)
 
     def _drop_stream(self, f: Flow, d: int) -> None:
         f.streams[d].detach()
@@ -301,7 +313,7 @@ class FlowTable(TcpTracker, Capacity):
             f.streams = f.next_seq = f.last_ack = f.win = f.isn = f.wscale = f.fin_seq = f.sseq = _NONE2
             f.seg_len = _ZERO2
         f.tcp_flags_ts = f.tcp_flags_tc = 0
-        f.alerted = f.reasm = f.split = f.rst_exact = f.midstream = f.ended = False
+        f.alerted = f.reasm = f.split = f.rst_exact = f.midstream = f.ended = f.no_inspection = False
         f._killed = f.end_reason = f.det = f.app = f.kill = None
         f.kill_dry_run = False
         f.synack_pending = f.rst_prev = f.rst_by = f.bucket = None
