@@ -52,6 +52,14 @@ SYN_SPEED_MIN = 0.50  # SYN flood packets/s over the ndpi capture's
 DEFAULT_SIZES = (1_000_000, 10_000_000)
 
 
+def build_now() -> str:
+    """Which build a replay started now runs: 'compiled', or 'interpreted (why)' (an edit not rebuilt)."""
+    import mirrorwatch
+
+    reason = mirrorwatch.pure_reason()
+    return "compiled" if reason is None else f"interpreted ({reason})"
+
+
 def replay(name: str, pcap: Path, rules: Path, eve_types: str = "alert", overrides: tuple = ()) -> dict:
     """One ``mirrorwatch replay`` child: packets, CPU seconds, peak RSS, alerts of the bad rule.
     ``overrides``: KEY=VALUE settings passed on with ``--set``."""
@@ -145,6 +153,8 @@ def main(argv=None) -> int:
     overrides = tuple(a.set)
     sizes = sorted(int(s) for s in a.sizes.split(","))
     kinds = [k for k in a.kinds.split(",") if k]
+    build = build_now()
+    print(f"build: {build}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         rules = Path(tmp) / "flood.rules"
         rules.write_text(gen_floods.BAD_RULE)
@@ -158,6 +168,9 @@ def main(argv=None) -> int:
         runs = [flood(kind, n, rules, a.keep, overrides=overrides) for kind in kinds for n in sizes]
         if "syn" in kinds:
             runs.append(flood("syn", sizes[0], rules, a.keep, eve_types="alert,flow", overrides=overrides))
+    if build_now() != build:  # the ratios compare replays of one build: a rebuild or an edit mid-run spoils them
+        raise SystemExit(f"the build changed during the benchmark (it started {build}, it is now {build_now()}): "
+                         "rebuild and run again")
     print("\n<!-- floods.py markdown -->")
     print(markdown(runs, ndpi))
     print()

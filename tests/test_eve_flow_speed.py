@@ -23,14 +23,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from flow_records import make_flow
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mirrorwatch.core.events import FlowEnded
 from mirrorwatch.sinks.eve import EveWriter
 from mirrorwatch.sinks.fmt import addr, iso_time, proto_name
-
-from flow_records import make_flow
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "pcaps"))

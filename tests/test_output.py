@@ -6,18 +6,17 @@ import json
 import socket
 
 import pytest
+from flow_records import make_flow
 
+from mirrorwatch.core.decode.packet import ACK, FIN, PSH, SYN, Packet
 from mirrorwatch.core.events import Alert, FlowEnded, ForgedSegment, Kill, Stats
+from mirrorwatch.core.flows.flow import Flow
+from mirrorwatch.rules.model import AddrSet, PortSet, Rule
 from mirrorwatch.sinks.console import ConsoleAlerts
 from mirrorwatch.sinks.eve import EveWriter, OutputError
 from mirrorwatch.sinks.fastlog import FastLogWriter, format_alert
 from mirrorwatch.sinks.fmt import fast_time, iso_time, metadata_dict, proto_name
 from mirrorwatch.sinks.summary import Summary
-from mirrorwatch.core.decode.packet import ACK, FIN, PSH, SYN, Packet
-from mirrorwatch.core.flows.flow import Flow
-
-from flow_records import make_flow
-from mirrorwatch.rules.model import AddrSet, PortSet, Rule
 
 TS = 1704110400.123456  # 2024-01-01T12:00:00.123456Z
 
