@@ -23,6 +23,7 @@ import signal
 import struct
 import subprocess
 import time
+from ipaddress import ip_address
 from itertools import pairwise
 from pathlib import Path
 
@@ -387,7 +388,7 @@ def test_kill_on_the_capture_interface(privileged, lab):
     (answer,) = kills[1]["kill"]["segments"]
     assert answer["direction"] == "to_client" and answer["seq"] == (first_to_client["seq"] - 204) % 2**32
     v6kill = kills_for(eve, v6[0]["port"])[0]
-    assert v6kill["src_ip"] == lab.CLIENT6
+    assert v6kill["src_ip"] == ip_address(lab.CLIENT6).exploded  # EVE writes IPv6 in full, as Suricata
     for b in (idle[2], bulk[2], srv[2], v6[2]):
         assert not kills_for(eve, b["client"]["port"])  # the benign transfers were never touched
     stats = [e for e in eve if e["event_type"] == "stats"][-1]["stats"]["kill"]

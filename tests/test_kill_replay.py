@@ -119,7 +119,7 @@ def test_replay_ipv6_vlan_session(tmp_path, rules):
     wrpcap(str(pcap), session(ipv=6, vlan=42))
     eve, _ = replay(tmp_path, pcap, rules)
     k = [e for e in eve if e["event_type"] == "kill"][0]
-    assert k["src_ip"] == "2001:db8::1"
+    assert k["src_ip"] == "2001:0db8:0000:0000:0000:0000:0000:0001"  # in full, as Suricata writes IPv6
     for s in k["kill"]["segments"]:
         assert s["vlan"] == [42] and s["ip_id"] is None
     assert {s["direction"]: s["ttl"] for s in k["kill"]["segments"]} == {"to_server": 64, "to_client": 57}

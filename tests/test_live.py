@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import time
+from ipaddress import ip_address
 from pathlib import Path
 
 import pytest
@@ -110,7 +111,7 @@ def test_listen_alerts_flows_ticks_and_clean_sigterm(lab, tmp_path):
     # closed sessions end by wall-clock ticks, with no packet arriving to advance time
     def closed_both(evs):
         ended = {(e["src_ip"], e["dest_port"]) for e in flows(evs) if e["flow"].get("reason") == "timeout"}
-        return {(lab.CLIENT4, 8080), (lab.CLIENT6, 8080)} <= ended
+        return {(lab.CLIENT4, 8080), (ip_address(lab.CLIENT6).exploded, 8080)} <= ended  # EVE: IPv6 in full
 
     evs = mw.wait_events(closed_both)
     assert any(e["event_type"] == "stats" for e in evs), "periodic stats events in live mode"
@@ -133,9 +134,9 @@ def test_listen_alerts_flows_ticks_and_clean_sigterm(lab, tmp_path):
     evs = mw.events()  # every line parses: json.loads above raised otherwise
     alerts = [e for e in evs if e["event_type"] == "alert"]
     req = sorted((e["src_ip"], e["dest_port"]) for e in alerts if e["alert"]["signature_id"] == 1000001)
-    assert req == sorted([(lab.CLIENT4, 8080), (lab.CLIENT6, 8080)])
+    assert req == sorted([(lab.CLIENT4, 8080), (ip_address(lab.CLIENT6).exploded, 8080)])
     resp = [e for e in alerts if e["alert"]["signature_id"] == 1000002]
-    assert {e["src_ip"] for e in resp} >= {lab.SERVER4, lab.SERVER6}
+    assert {e["src_ip"] for e in resp} >= {lab.SERVER4, ip_address(lab.SERVER6).exploded}  # IPv6 in full
     assert all(e["src_port"] == 8080 for e in resp)
     # the alerted sessions' flow events carry both directions' counters
     timed_out = [e for e in flows(evs) if e["flow"]["reason"] == "timeout" and e["dest_port"] == 8080]
@@ -208,8 +209,9 @@ def test_bpf_filter_is_applied(lab, tmp_path):
     mw.wait_events(lambda evs: any(e["dest_port"] == 8080 for e in flows(evs)))
     assert mw.stop() == 0
     evs = mw.events()
-    assert {e["src_ip"] for e in evs if e["event_type"] in ("alert", "flow")} <= {lab.CLIENT6, lab.SERVER6}
-    assert {e["src_ip"] for e in flows(evs)} == {lab.CLIENT6}, "only the filtered traffic reached the engine"
+    client6, server6 = ip_address(lab.CLIENT6).exploded, ip_address(lab.SERVER6).exploded  # EVE: IPv6 in full
+    assert {e["src_ip"] for e in evs if e["event_type"] in ("alert", "flow")} <= {client6, server6}
+    assert {e["src_ip"] for e in flows(evs)} == {client6}, "only the filtered traffic reached the engine"
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+from types import SimpleNamespace
 
 import pytest
 from flow_records import make_flow
@@ -98,7 +99,9 @@ def test_fastlog_null_classification_icmp_ipv6_and_blocked():
     p.icmp_type, p.icmp_code = 128, 0
     a = Alert(p, None, None, make_rule(category="", priority=3, msg="PING6"))
     line = format_alert(a)
-    assert "[Classification: (null)] [Priority: 3] {IPv6-ICMP} 2001:db8::1:128 -> 2001:db8::2:0\n" in line
+    # IPv6 in full, as Suricata's PrintInet writes it in fast.log
+    assert ("[Classification: (null)] [Priority: 3] {IPv6-ICMP} 2001:0db8:0000:0000:0000:0000:0000:0001:128 -> "
+            "2001:0db8:0000:0000:0000:0000:0000:0002:0\n") in line
     a.action = "blocked"
     assert format_alert(a).startswith("01/01/2024-12:00:00.123456  [wDrop] [**] [1:2000001:3] PING6 [**]")
 
@@ -266,3 +269,24 @@ def test_eve_flow_reports_missed_bytes_per_direction(tmp_path):
     w.close()
     (ev,) = eve_lines(out)
     assert ev["tcp"]["missed_bytes_ts"] == 1200 and "missed_bytes_tc" not in ev["tcp"]
+
+
+def test_eve_writes_ipv6_in_full_unless_ipv6_compress():
+    """Suricata's PrintInet writes every IPv6 group in four digits; Suricata 9's
+    outputs.eve-log.ipv6-compress writes the short form. IPv4 is dotted either way."""
+    p6 = make_pkt("2001:db8::1", "fe80::20c:29ff:faf2:ab42", v6=True)
+    flow = FakeFlow(client=ip6("2001:db8::1"), server=ip6("fe80::20c:29ff:faf2:ab42"), ipv=6)
+    full = ("2001:0db8:0000:0000:0000:0000:0000:0001", "fe80:0000:0000:0000:020c:29ff:faf2:ab42")
+    short = ("2001:db8::1", "fe80::20c:29ff:faf2:ab42")
+    for compress, (src, dst) in ((False, full), (True, short)):
+        out = SimpleNamespace(lines=[])
+        out.write = out.lines.append
+        w = EveWriter(types=("alert", "flow"), output=out, ipv6_compress=compress)
+        w.handle(Alert(p6, flow, True, make_rule()))
+        w.handle(FlowEnded(TS, flow, "timeout"))
+        alert, rec = (json.loads(line) for line in out.lines)
+        assert (alert["src_ip"], alert["dest_ip"]) == (src, dst)
+        assert (alert["flow"]["src_ip"], alert["flow"]["dest_ip"]) == (src, dst)
+        assert (rec["src_ip"], rec["dest_ip"]) == (src, dst)
+    v4 = make_pkt("10.0.0.1", "10.0.0.2")
+    assert format_alert(Alert(v4, None, None, make_rule())).rstrip().endswith("10.0.0.1:80 -> 10.0.0.2:1234")

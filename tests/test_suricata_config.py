@@ -200,3 +200,13 @@ def test_eve_types_dns_version_and_files_are_taken(tmp_path):
     cfg.write_text(cfg.read_text().replace("version: 3", "version: 4"))
     with pytest.raises(ConfigError, match="eve-log.dns.version: 4 is not one of 2, 3"):
         read_config(cfg, Settings())
+
+
+def test_eve_log_ipv6_compress_is_taken(tmp_path):
+    cfg = tmp_path / "suricata.yaml"
+    cfg.write_text("%YAML 1.1\n---\noutputs:\n  - eve-log:\n      enabled: yes\n      filename: eve.json\n"
+                   "      ipv6-compress: yes\n      types:\n        - flow\n")
+    s = Settings()
+    assert s["eve-log.ipv6-compress"] is False  # Suricata's default: IPv6 in full
+    read_config(cfg, s)
+    assert s["eve-log.ipv6-compress"] is True

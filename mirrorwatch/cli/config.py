@@ -302,6 +302,8 @@ def _eve_log(ctx: _Context, node: _Node) -> bool:
         target = _log_path(ctx, str(node.get("filename", EVE_FILENAME)))
     if ctx.run.sensor_name is None and node.get("sensor-name") is not None:  # Suricata's deprecated place for it
         ctx.run.sensor_name = str(node.get("sensor-name"))
+    if node.get("ipv6-compress") is not None:
+        ctx.settings.set("eve-log.ipv6-compress", node.get("ipv6-compress"))
     types, payload, unused = _eve_types(ctx, node.get("types", []), f"{node.path}.types")
     node.children.append(_Leftover(unused))
     ctx.run.eve.append(EveSpec(target, types, payload))

@@ -368,7 +368,8 @@ def _eve_writer(spec, settings: Settings, host: str | None, in_iface: str | None
             timeout=settings["eve-log.redis.timeout"],
             drain_timeout=settings["eve-log.redis.drain-timeout"])
     return EveWriter(spec.target, types=spec.types, payload=spec.payload, line_buffered=line_buffered,
-                     output=output, host=host, in_iface=in_iface, dns_version=int(settings["eve-log.dns.version"]))
+                     output=output, host=host, in_iface=in_iface, dns_version=int(settings["eve-log.dns.version"]),
+                     ipv6_compress=settings["eve-log.ipv6-compress"])
 
 
 def _stream_dumper(directory: str, engine: Engine):

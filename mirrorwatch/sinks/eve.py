@@ -32,8 +32,8 @@ from mirrorwatch.sinks.eve_dns import DEFAULT_VERSION as DNS_DEFAULT_VERSION
 from mirrorwatch.sinks.eve_flow import PORT_PROTOS, flow_record, ip_version, json_dumps
 from mirrorwatch.sinks.fmt import (
     ICMP_PROTOS,
-    addr,
     iso_time,
+    log_addr,
     metadata_dict,
     packet_fields,
     proto_name,
@@ -115,8 +115,9 @@ class EveWriter(Sink):
 
     def __init__(self, path: str = "-", types=DEFAULT_TYPES, payload: bool = False, line_buffered: bool = False,
                  *, output=None, host: str | None = None, in_iface: str | None = None,
-                 dns_version: int = DNS_DEFAULT_VERSION):
+                 dns_version: int = DNS_DEFAULT_VERSION, ipv6_compress: bool = False):
         self.out = output if output is not None else FileSink(path, line_buffered)
+        self.ipv6_compress = ipv6_compress  # Suricata 9's outputs.eve-log.ipv6-compress (else IPv6 in full)
         self.write = self.out.write
         self.host = host
         self.in_iface = in_iface
@@ -181,7 +182,8 @@ class EveWriter(Sink):
     def alert(self, a: Alert) -> None:
         pkt, flow = a.pkt, a.flow
         # detect's flow-end inspection rides on a pseudo packet, as Suricata's
-        ev = _packet_header(pkt, flow, "alert", PKT_SRC_FLOW_TIMEOUT if a.kind == "flow-timeout" else PKT_SRC_WIRE)
+        ev = _packet_header(pkt, flow, "alert", PKT_SRC_FLOW_TIMEOUT if a.kind == "flow-timeout" else PKT_SRC_WIRE,
+                            self.ipv6_compress)
         if pkt.src_mac:
             ev["ether"] = {"src_mac": _mac(pkt.src_mac), "dest_mac": _mac(pkt.dst_mac)}
         ev["alert"] = self._alert_obj(a.rule, a.action)
@@ -190,8 +192,8 @@ class EveWriter(Sink):
             ev["direction"] = "to_server" if a.to_server else "to_client"
         if flow is not None:
             fo = _flow_counts(flow)
-            fo["src_ip"] = addr(flow.client)
-            fo["dest_ip"] = addr(flow.server)
+            fo["src_ip"] = log_addr(flow.client, self.ipv6_compress)
+            fo["dest_ip"] = log_addr(flow.server, self.ipv6_compress)
             if flow.proto in PORT_PROTOS:
                 fo["src_port"] = flow.cport
                 fo["dest_port"] = flow.sport
@@ -217,14 +219,14 @@ class EveWriter(Sink):
 
     def tagged(self, t: TaggedPacket) -> None:
         """A tagged packet: Suricata's "packet" record (CreateEveHeader, then EvePacket)."""
-        ev = _packet_header(t.pkt, t.flow, "packet", PKT_SRC_WIRE)
+        ev = _packet_header(t.pkt, t.flow, "packet", PKT_SRC_WIRE, self.ipv6_compress)
         packet_fields(ev, t.pkt)
         self._emit(ev)
 
     # -- flow ---------------------------------------------------------------
     def flow(self, e: FlowEnded) -> None:
         """Suricata's flow record, from its template (``eve_flow``): the same text ``_emit`` would make."""
-        self.write(flow_record(e.flow, e.reason, self._flow_tail))
+        self.write(flow_record(e.flow, e.reason, self._flow_tail, self.ipv6_compress))
 
     # -- application layer -----------------------------------------------------
     def app(self, e: AppTx) -> None:
@@ -238,9 +240,9 @@ class EveWriter(Sink):
             if f.vlan_id:
                 ev["vlan"] = list(f.vlan_id)
             if to_server:
-                _endpoints(ev, f.proto, f.client, f.cport, f.server, f.sport)
+                _endpoints(ev, f.proto, f.client, f.cport, f.server, f.sport, self.ipv6_compress)
             else:
-                _endpoints(ev, f.proto, f.server, f.sport, f.client, f.cport)
+                _endpoints(ev, f.proto, f.server, f.sport, f.client, f.cport, self.ipv6_compress)
             ev["ip_v"] = ip_version(f.client)
             ev["pkt_src"] = PKT_SRC_WIRE if e.pcap_cnt else PKT_SRC_FLOW_TIMEOUT
             ev.update(body)
@@ -268,12 +270,12 @@ class EveWriter(Sink):
         if k.pcap_cnt:
             ev["pcap_cnt"] = k.pcap_cnt
         ev["event_type"] = "kill"
-        _endpoints(ev, f.proto, f.client, f.cport, f.server, f.sport)
+        _endpoints(ev, f.proto, f.client, f.cport, f.server, f.sport, self.ipv6_compress)
         ev["kill"] = {
             "trigger": str(k.trigger),
             "frames": len(k.frames),
             "dry_run": bool(k.dry_run),
-            "segments": [segment_dict(seg) for seg in k.frames],
+            "segments": [segment_dict(seg, self.ipv6_compress) for seg in k.frames],
         }
         self._emit(ev)
 
@@ -308,14 +310,15 @@ def nest_counters(section: str, counters: dict) -> dict:
     return out
 
 
-def _endpoints(ev: dict, proto: int, src: bytes, sport: int, dst: bytes, dport: int, pkt=None) -> None:
+def _endpoints(ev: dict, proto: int, src: bytes, sport: int, dst: bytes, dport: int, ipv6_compress: bool,
+               pkt=None) -> None:
     """src/dest address and port fields; ICMP carries type/code instead of ports (``ip_v``, after
     ``proto`` in packet and transaction records, is the caller's)."""
     has_ports = proto in PORT_PROTOS
-    ev["src_ip"] = addr(src)
+    ev["src_ip"] = log_addr(src, ipv6_compress)
     if has_ports:
         ev["src_port"] = sport
-    ev["dest_ip"] = addr(dst)
+    ev["dest_ip"] = log_addr(dst, ipv6_compress)
     if has_ports:
         ev["dest_port"] = dport
     ev["proto"] = proto_name(proto)
@@ -324,7 +327,7 @@ def _endpoints(ev: dict, proto: int, src: bytes, sport: int, dst: bytes, dport: 
         ev["icmp_code"] = pkt.icmp_code
 
 
-def _packet_header(pkt, flow, event_type: str, pkt_src: str) -> dict:
+def _packet_header(pkt, flow, event_type: str, pkt_src: str, ipv6_compress: bool) -> dict:
     """Suricata's CreateEveHeader for a packet record: time, flow id, number, type, addresses as the
     packet has them, ip_v, ICMP type/code and the packet's source."""
     ev: dict = {"timestamp": iso_time(pkt.ts)}
@@ -335,7 +338,7 @@ def _packet_header(pkt, flow, event_type: str, pkt_src: str) -> dict:
     ev["event_type"] = event_type
     if pkt.vlan_id:
         ev["vlan"] = list(pkt.vlan_id)
-    _endpoints(ev, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport, pkt)
+    _endpoints(ev, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport, ipv6_compress, pkt)
     ev["ip_v"] = pkt.ipv
     ev["pkt_src"] = pkt_src
     return ev

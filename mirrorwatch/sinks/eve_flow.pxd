@@ -2,11 +2,12 @@
 # (a flood writes a record per packet). The rest is plain Python compiled, every name importable.
 cimport cython
 from mirrorwatch.core.flows.flow cimport Flow
-from mirrorwatch.sinks.fmt cimport addr, iso_time
+from mirrorwatch.sinks.fmt cimport iso_time, log_addr
 
 cpdef int ip_version(object address)
 
 cpdef str _tcp_part(Flow f)
 
-@cython.locals(t0=double, t1=double, proto=int, killed=object, pkts=list, octets=list, age="long long")
-cpdef str flow_record(Flow f, str reason, str tail)
+@cython.locals(t0=double, t1=double, proto=int, killed=object, pkts=list, octets=list, age="long long", src=str,
+               dest=str)
+cpdef str flow_record(Flow f, str reason, str tail, bint ipv6_compress=*)

@@ -17,7 +17,7 @@ import json
 
 from mirrorwatch.core.decode.packet import PROTO_TCP
 from mirrorwatch.core.flows.flow import Flow
-from mirrorwatch.sinks.fmt import addr, iso_time, proto_name
+from mirrorwatch.sinks.fmt import iso_time, log_addr, proto_name
 
 # events are trees of fresh dicts and lists: no cycle check needed
 json_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, check_circular=False).encode
@@ -100,9 +100,9 @@ def _tcp_part(f: Flow) -> str:
     return _tcp_gapless[key]
 
 
-def flow_record(f: Flow, reason: str, tail: str) -> str:
+def flow_record(f: Flow, reason: str, tail: str, ipv6_compress: bool = False) -> str:
     """The EVE line of flow ``f`` ended for ``reason``, ending with ``tail`` (the record's last fields,
-    its closing brace and newline)."""
+    its closing brace and newline); IPv6 addresses in full unless ``ipv6_compress``."""
     t0, t1 = f.start, f.last_ts
     start = iso_time(t0)  # the record's time and the flow's start
     if t1 > t0:
@@ -110,11 +110,12 @@ def flow_record(f: Flow, reason: str, tail: str) -> str:
     else:
         t1, end = t0, start
     proto, client = f.proto, f.client
+    src, dest = log_addr(client, ipv6_compress), log_addr(f.server, ipv6_compress)
     if proto in PORT_PROTOS:
-        endpoints = (f',"src_ip":"{addr(client)}","src_port":{f.cport},"dest_ip":"{addr(f.server)}",'
+        endpoints = (f',"src_ip":"{src}","src_port":{f.cport},"dest_ip":"{dest}",'
                      f'"dest_port":{f.sport},"ip_v":{ip_version(client)},"proto":{_protos[proto]}')
     else:
-        endpoints = f',"src_ip":"{addr(client)}","dest_ip":"{addr(f.server)}","ip_v":{ip_version(client)},' \
+        endpoints = f',"src_ip":"{src}","dest_ip":"{dest}","ip_v":{ip_version(client)},' \
                     f'"proto":{_protos[proto]}'
     vlan = f.vlan_id
     if vlan:

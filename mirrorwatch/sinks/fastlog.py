@@ -13,7 +13,7 @@ from __future__ import annotations
 from mirrorwatch.core.events import Alert
 from mirrorwatch.sinks.base import Sink
 from mirrorwatch.sinks.eve import FileSink
-from mirrorwatch.sinks.fmt import addr, fast_time, packet_ports, proto_name
+from mirrorwatch.sinks.fmt import fast_time, log_addr, packet_ports, proto_name
 
 
 def format_alert(a: Alert) -> str:
@@ -28,7 +28,7 @@ def format_alert(a: Alert) -> str:
     return (
         f"{fast_time(pkt.ts)}  {action}[**] [{rule.gid}:{rule.sid}:{rule.rev}] {rule.msg} [**] "
         f"[Classification: {category}] [Priority: {rule.priority}] "
-        f"{{{proto_name(pkt.proto)}}} {addr(pkt.src)}:{sp} -> {addr(pkt.dst)}:{dp}\n"
+        f"{{{proto_name(pkt.proto)}}} {log_addr(pkt.src)}:{sp} -> {log_addr(pkt.dst)}:{dp}\n"
     )
 
 

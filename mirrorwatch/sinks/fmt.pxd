@@ -13,3 +13,6 @@ cpdef str fast_time(double ts)
 
 @cython.locals(n=Py_ssize_t, octets="const unsigned char *", a=int, b=int, c=int, d=int)
 cpdef str addr(object packed)
+
+@cython.locals(h=str)
+cpdef str log_addr(object packed, bint ipv6_compress=*)

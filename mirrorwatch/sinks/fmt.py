@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import socket
 import time
-from ipaddress import ip_address
 
 from mirrorwatch.core.decode.numbers import (
     DLT_RAW,
@@ -136,6 +135,16 @@ def addr(packed: bytes) -> str:
     return ""
 
 
+def log_addr(packed: bytes, ipv6_compress: bool = False) -> str:
+    """An address as Suricata writes it in EVE and fast.log (util-print.c PrintInet): IPv6 in full,
+    every group four digits (``2001:0db8:0000:...:0001``), unless ``ipv6_compress`` (Suricata 9's
+    ``outputs.eve-log.ipv6-compress``); IPv4 dotted. ``addr`` is the short form for people."""
+    if len(packed) != 16 or ipv6_compress:
+        return addr(packed)
+    h = bytes(packed).hex()
+    return f"{h[0:4]}:{h[4:8]}:{h[8:12]}:{h[12:16]}:{h[16:20]}:{h[20:24]}:{h[24:28]}:{h[28:32]}"
+
+
 def packet_ports(pkt) -> tuple[int, int]:
     """The two numbers Suricata prints after the addresses: ports, or ICMP type and code."""
     if pkt.proto in ICMP_PROTOS:
@@ -169,13 +178,13 @@ def mac_text(mac: bytes) -> str:
     return ":".join(f"{b:02x}" for b in (mac or ZERO_MAC))
 
 
-def segment_dict(seg) -> dict:
+def segment_dict(seg, ipv6_compress: bool = False) -> dict:
     """A forged segment as EVE renders it (``kill.segments[]``): exactly the values put on the wire."""
     return {
         "direction": "to_server" if seg.to_server else "to_client",
-        "src_ip": str(ip_address(seg.src)),
+        "src_ip": log_addr(seg.src, ipv6_compress),
         "src_port": seg.sport,
-        "dest_ip": str(ip_address(seg.dst)),
+        "dest_ip": log_addr(seg.dst, ipv6_compress),
         "dest_port": seg.dport,
         "seq": seg.seq,
         "ack": seg.ack,
