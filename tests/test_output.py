@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import socket
 from types import SimpleNamespace
 
 import pytest
 from flow_records import make_flow
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mirrorwatch.core.decode.packet import ACK, FIN, PSH, SYN, Packet
 from mirrorwatch.core.events import Alert, FlowEnded, ForgedSegment, Kill, Stats
@@ -16,7 +19,14 @@ from mirrorwatch.rules.model import AddrSet, PortSet, Rule
 from mirrorwatch.sinks.console import ConsoleAlerts
 from mirrorwatch.sinks.eve import EveWriter, OutputError
 from mirrorwatch.sinks.fastlog import FastLogWriter, format_alert
-from mirrorwatch.sinks.fmt import fast_time, iso_time, metadata_dict, proto_name
+from mirrorwatch.sinks.fmt import (
+    addr,
+    fast_time,
+    iso_time,
+    log_addr,
+    metadata_dict,
+    proto_name,
+)
 from mirrorwatch.sinks.summary import Summary
 
 TS = 1704110400.123456  # 2024-01-01T12:00:00.123456Z
@@ -290,3 +300,13 @@ def test_eve_writes_ipv6_in_full_unless_ipv6_compress():
         assert (rec["src_ip"], rec["dest_ip"]) == (src, dst)
     v4 = make_pkt("10.0.0.1", "10.0.0.2")
     assert format_alert(Alert(v4, None, None, make_rule())).rstrip().endswith("10.0.0.1:80 -> 10.0.0.2:1234")
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.binary(min_size=4, max_size=4), st.binary(min_size=16, max_size=16))
+def test_addresses_are_written_as_the_socket_library_and_suricata_write_them(v4, v6):
+    assert addr(v4) == log_addr(v4) == socket.inet_ntop(socket.AF_INET, v4)  # dotted quad made here
+    assert addr(bytearray(v4)) == addr(memoryview(v4)) == addr(v4)
+    assert addr(v6) == log_addr(v6, ipv6_compress=True) == socket.inet_ntop(socket.AF_INET6, v6)
+    assert log_addr(v6) == ipaddress.IPv6Address(v6).exploded  # Suricata's PrintInet: every group in full
+    assert addr(b"") == log_addr(b"") == ""

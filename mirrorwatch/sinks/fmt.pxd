@@ -1,5 +1,6 @@
-# The sinks' text forms; the timestamp ones are typed (a flood writes a flow record, two
-# timestamps, per packet). Everything else is plain Python compiled, every name importable.
+# The sinks' text forms; timestamps and addresses are typed (a flood writes a flow record, two
+# timestamps and two addresses, per packet). Everything else is plain Python compiled, every
+# name importable.
 cimport cython
 
 @cython.locals(usec="long long", rest=double)
