@@ -78,6 +78,28 @@ COMPILED = (
     "mirrorwatch.sinks.fmt",
     "mirrorwatch.sinks.eve_flow",
     "mirrorwatch.core.events",
+    # detect's rule judging and its build, and the TLS/SSH parsers: plain Python compiled (their
+    # .pxd type nothing)
+    "mirrorwatch.core.detect.buffers",
+    "mirrorwatch.core.detect.build",
+    "mirrorwatch.core.detect.compile",
+    "mirrorwatch.core.detect.groups",
+    "mirrorwatch.core.detect.headers",
+    "mirrorwatch.core.detect.judge",
+    "mirrorwatch.core.detect.payload",
+    "mirrorwatch.core.detect.payload_bytes",
+    "mirrorwatch.core.detect.payload_search",
+    "mirrorwatch.core.detect.tag",
+    "mirrorwatch.core.detect.threshold",
+    "mirrorwatch.core.detect.transforms",
+    "mirrorwatch.core.detect.tx",
+    "mirrorwatch.core.detect.txrule",
+    "mirrorwatch.core.applayer.tls",
+    "mirrorwatch.core.applayer.tls_messages",
+    "mirrorwatch.core.applayer.tls_record",
+    "mirrorwatch.core.applayer.ja",
+    "mirrorwatch.core.applayer.ssh",
+    "mirrorwatch.core.applayer.x509",
 )
 PURE_ENV = "MIRRORWATCH_PURE"
 # A source this many seconds newer than its compiled module is an edit not rebuilt yet (the slack

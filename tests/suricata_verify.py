@@ -80,6 +80,18 @@ def load_index() -> list[dict]:
         return json.load(f)["tests"]
 
 
+def _config_keys(path: Path) -> dict:
+    """The top-level keys of a case's suricata.yaml (Suricata's ``%YAML 1.1`` header and ``!include`` tags
+    read as plain YAML); empty when it does not parse."""
+    text = path.read_text(errors="replace")
+    text = "\n".join(line for line in text.splitlines() if not line.startswith("%YAML"))
+    try:
+        loaded = yaml.load(text.replace("!include", ""), Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
 def load_test_yaml(case: dict) -> dict:
     with open(SV / case["test_yaml"]) as f:
         return yaml.safe_load(f) or {}
@@ -121,6 +133,11 @@ def cli_args(case: dict, env: dict | None = None) -> tuple[list[str], list[str]]
         else:
             argv.append(t)  # the CLI judges it
             i += 1
+    config = SV / Path(case["test_yaml"]).parent / "suricata.yaml" if case.get("test_yaml") else None
+    if config is not None and config.is_file() and "include" not in _config_keys(config):
+        # a whole configuration of its own: suricata-verify runs Suricata with ``-c`` on it
+        argv += ["-c", str(config)]
+        notes.append("-c suricata.yaml (the case's whole configuration)")
     for key, value in (case.get("config_overrides") or {}).items():
         if key == "include":
             notes.append(f"config include {value}: Suricata's default configuration, nothing to change")

@@ -111,6 +111,9 @@ def _tcp_dict(f) -> dict:
         tcp["tc_gap"] = True
     if missed[0]:
         tcp["ts_gap"] = True
+    if f.tcp_state:
+        regions = [getattr(s, "max_regions", 1) if s is not None else 1 for s in (f.streams or ())[:2]]
+        tcp["ts_max_regions"], tcp["tc_max_regions"] = (regions + [1, 1])[:2]
     if missed[0]:
         tcp["missed_bytes_ts"] = missed[0]
     if missed[1]:
@@ -120,7 +123,8 @@ def _tcp_dict(f) -> dict:
 
 _text = st.text(alphabet=st.characters(codec="utf-8"), max_size=12)
 _flags = st.integers(0, 255)
-_stream = st.one_of(st.none(), st.builds(SimpleNamespace, missed_bytes=st.integers(0, 10**6)))
+_stream = st.one_of(st.none(), st.builds(SimpleNamespace, missed_bytes=st.integers(0, 10**6),
+                                          max_regions=st.integers(1, 9)))
 
 
 @st.composite
@@ -162,7 +166,8 @@ _SYN_KEYS = ["timestamp", "flow_id", "event_type", "src_ip", "src_port", "dest_i
              "flow", "tcp", "host"]
 _SYN_FLOW_KEYS = ["pkts_toserver", "pkts_toclient", "bytes_toserver", "bytes_toclient", "start", "end", "age",
                   "state", "reason", "alerted"]
-_SYN_TCP = {"tcp_flags": "02", "tcp_flags_ts": "02", "tcp_flags_tc": "00", "syn": True, "state": "syn_sent"}
+_SYN_TCP = {"tcp_flags": "02", "tcp_flags_ts": "02", "tcp_flags_tc": "00", "syn": True, "state": "syn_sent",
+            "ts_max_regions": 1, "tc_max_regions": 1}
 
 
 @pytest.fixture(scope="module")

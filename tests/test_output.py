@@ -176,7 +176,8 @@ def test_eve_flow_event(tmp_path):
         "age": 13, "state": "closed", "reason": "timeout", "alerted": True,
     }
     assert tcp["tcp"] == {"tcp_flags": "1b", "tcp_flags_ts": "1b", "tcp_flags_tc": "12",
-                          "syn": True, "fin": True, "psh": True, "ack": True, "state": "closed"}
+                          "syn": True, "fin": True, "psh": True, "ack": True, "state": "closed",
+                          "ts_max_regions": 1, "tc_max_regions": 1}
     assert udp["proto"] == "UDP" and "tcp" not in udp and udp["flow"]["reason"] == "shutdown"
     assert udp["flow"]["alerted"] is False
 

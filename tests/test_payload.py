@@ -56,15 +56,20 @@ def test_backtracking_retries_earlier_content():
     assert not hit('content:"id="; pcre:"/^\\d+\\;/R";', b"id=x; id=y;")
 
 
-def test_no_retry_when_next_keyword_has_only_distance():
-    # distance without within does not set WITHIN_NEXT: Suricata gives up after
-    # the first occurrence of "a" when the negated content is found after it
+def test_a_negated_relative_content_retries_the_content_before_it():
+    # detect-distance.c (since 4.0): a negated content with distance sets RELATIVE_NEXT on
+    # the content before it, so its next occurrence is tried (UriTestSig21)
     opts = 'content:"a"; content:!"b"; distance:0;'
-    assert not hit(opts, b"a b a")
+    assert hit(opts, b"a b a")
+    assert not hit(opts, b"a b a b")
     assert hit(opts, b"a c")
-    # with within the earlier content is retried
+    # with within the earlier content is retried too
     assert hit('content:"a"; content:!"b"; distance:0; within:2;', b"ab a")
     assert not hit('content:"a"; content:!"b"; distance:0; within:2;', b"ab ab")
+    # three levels: the negated content makes "this" retry, "this"'s within makes "fix" retry
+    uri = b"/we_need_to_fix_this_and_yes_fix_this_now"
+    assert hit('content:"fix"; content:"this"; within:6; content:!"and"; distance:0;', uri)
+    assert not hit('content:"fix"; content:"this"; within:6; content:!"and"; distance:0;', uri + b"and")
 
 
 def test_negated_content():
@@ -175,6 +180,16 @@ def test_byte_math():
     assert hit("byte_math:bytes 1, offset 0, oper +, rvalue 2, result r; byte_test:1,=,r,1;", b"\x03\x05")
     assert hit("byte_math:bytes 1, offset 0, oper <<, rvalue 1, result r; byte_test:1,=,r,1;", b"\x03\x06")
     assert not hit("byte_math:bytes 1, offset 0, oper /, rvalue 0, result r;", b"\x03")
+
+
+@pytest.mark.parametrize("oper, value, rvalue, result", [
+    ("+", 200, 100, 300), ("-", 3, 5, (3 - 5) & (2**64 - 1)), ("*", 7, 6, 42), ("/", 7, 2, 3),
+    ("<<", 3, 4, 48), (">>", 200, 3, 25)])
+def test_byte_math_operators_wrap_to_64_bits(oper, value, rvalue, result):
+    ctx: dict = {}
+    matches = m(f"byte_math:bytes 1, offset 0, oper {oper}, rvalue {rvalue}, result r;")
+    assert compile_matches(matches)(bytes([value]), ctx)
+    assert ctx["vars"] == {"r": result}
 
 
 def test_bsize_and_dsize_helpers():

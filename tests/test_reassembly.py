@@ -118,6 +118,36 @@ def test_out_of_order_is_held_then_released():
     assert content(s) == b"abcdefghijkl"
 
 
+def test_max_regions_counts_out_of_order_data_as_suricatas_streaming_buffer():
+    """util-streaming-buffer.c: data within REGION_GAP of a region joins it, farther data opens one;
+    the flow record's ``ts_max_regions``/``tc_max_regions`` report the most there were."""
+    from mirrorwatch.core.reassembly.overlap import REGION_GAP
+
+    s = Stream(ctx(), 0)
+    s.add(0, b"abcd")
+    s.add(100, b"x" * 10)  # out of order, close: the same region
+    assert s.max_regions == 1
+    s.add(4 + REGION_GAP + 1000, b"far")  # beyond the gap from everything held: a second region
+    s.add(4 + 3 * REGION_GAP, b"farther")  # a third
+    assert s.max_regions == 3
+    s.add(4 + REGION_GAP + 1003, b"near the second")  # joins the second: no new one
+    assert s.max_regions == 3
+    s.add(4, b"y" * 96)  # the hole before the first chunk fills: regions merge, the most stays
+    assert s.max_regions == 3
+    s.flush()  # the session ends: every byte held is settled, gaps skipped
+    assert s.max_regions == 3 and s.closed_out
+
+
+def test_flush_happens_once_the_end_is_told_once():
+    s = Stream(ctx(), 0)
+    rec = Recorder()
+    s.observer = rec
+    s.add(0, b"abcd", True)
+    s.flush()
+    s.flush()
+    assert rec.ended == 1 and bytes(rec.out) == b"abcd"
+
+
 def test_retransmission_and_partial_overlap_of_same_bytes():
     s = Stream(ctx(), 0)
     feed(s, 0, [(0, b"abcdef"), (0, b"abcdef"), (3, b"defghi"), (2, b"cd"), (9, b"jk")])

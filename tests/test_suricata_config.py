@@ -202,11 +202,43 @@ def test_eve_types_dns_version_and_files_are_taken(tmp_path):
         read_config(cfg, Settings())
 
 
-def test_eve_log_ipv6_compress_is_taken(tmp_path):
+def test_eve_log_ipv6_compress_is_taken_per_output(tmp_path):
     cfg = tmp_path / "suricata.yaml"
     cfg.write_text("%YAML 1.1\n---\noutputs:\n  - eve-log:\n      enabled: yes\n      filename: eve.json\n"
-                   "      ipv6-compress: yes\n      types:\n        - flow\n")
+                   "      ipv6-compress: yes\n      types:\n        - flow\n"
+                   "  - eve-log:\n      enabled: yes\n      filename: full.json\n      types:\n        - flow\n")
     s = Settings()
+    run = read_config(cfg, s)
     assert s["eve-log.ipv6-compress"] is False  # Suricata's default: IPv6 in full
-    read_config(cfg, s)
-    assert s["eve-log.ipv6-compress"] is True
+    assert [e.ipv6_compress for e in run.eve] == [True, None]  # the second output takes the setting
+    cfg.write_text(cfg.read_text().replace("ipv6-compress: yes", "ipv6-compress: maybe"))
+    with pytest.raises(ConfigError, match=r"outputs\[0\]\.eve-log\.ipv6-compress: not a boolean|ipv6-compress: not a"):
+        read_config(cfg, Settings())
+
+
+def test_two_eve_outputs_of_a_configuration_write_ipv6_each_their_way(tmp_path):
+    """Suricata sets ipv6-compress per eve-log output; --set of the key wins over both."""
+    from scapy.layers.inet import TCP
+    from scapy.layers.inet6 import IPv6
+    from scapy.layers.l2 import Ether
+    from scapy.utils import wrpcap
+
+    pcap = tmp_path / "v6.pcap"
+    wrpcap(str(pcap), [Ether() / IPv6(src="2001:db8::1", dst="2001:db8::2") / TCP(sport=1234, dport=80, flags="S")])
+    (tmp_path / "empty.rules").write_text("")
+    cfg = tmp_path / "suricata.yaml"
+    cfg.write_text(f"%YAML 1.1\n---\ndefault-log-dir: {tmp_path}\noutputs:\n"
+                   "  - eve-log:\n      enabled: yes\n      filename: short.json\n      ipv6-compress: yes\n"
+                   "      types:\n        - flow\n"
+                   "  - eve-log:\n      enabled: yes\n      filename: full.json\n      types:\n        - flow\n")
+    base = ("replay", "-q", "-c", str(cfg), "-r", str(tmp_path / "empty.rules"), "--no-table", str(pcap))
+    r = mirrorwatch(*base)
+    assert r.returncode == 0, r.stderr
+    assert eve(tmp_path / "short.json")[0]["src_ip"] == "2001:db8::1"
+    assert eve(tmp_path / "full.json")[0]["src_ip"] == "2001:0db8:0000:0000:0000:0000:0000:0001"
+    for name in ("short.json", "full.json"):  # EVE files are appended to, as Suricata's
+        (tmp_path / name).unlink()
+    r = mirrorwatch(*base[:2], "--set", "eve-log.ipv6-compress=no", *base[2:])
+    assert r.returncode == 0, r.stderr
+    assert eve(tmp_path / "short.json")[0]["src_ip"] == eve(tmp_path / "full.json")[0]["src_ip"] \
+        == "2001:0db8:0000:0000:0000:0000:0000:0001"

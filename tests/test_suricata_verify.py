@@ -70,6 +70,19 @@ def test_a_cases_suricata_options_become_the_replay_command_line():
     assert any("host-os-policy.bsd: empty" in n for n in notes) and any("include default.yaml" in n for n in notes)
 
 
+def test_a_case_with_a_whole_configuration_of_its_own_runs_with_it(corpus):
+    # suricata-verify runs Suricata with -c on a case's suricata.yaml; one that includes Suricata's
+    # default configuration gives its keys as config_overrides instead
+    (case,) = [c for c in sv.load_index() if c["name"] == "bug-2576-04"]
+    argv, notes = sv.cli_args(case)
+    assert argv[-2:] == ["-c", str(sv.SV / "tests/bug-2576-04/suricata.yaml")]
+    assert any("-c suricata.yaml" in n for n in notes)
+    res = sv.judge(case)
+    assert not any("fileinfo.md5" in r for r in res["reasons"])  # its files output's force-hash: [md5]
+    included = [c for c in sv.load_index() if "include" in (c.get("config_overrides") or {})]
+    assert included and all("-c" not in sv.cli_args(c)[0] for c in included)
+
+
 def test_an_option_the_cli_refuses_fails_the_case(corpus):
     case = {"name": "refused", "tier": "core", "rules": "tests/alert-distance-within-1/test.rules",
             "pcap": "tests/alert-distance-within-1/input.pcap", "test_yaml": "tests/alert-distance-within-1/test.yaml",

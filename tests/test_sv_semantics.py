@@ -189,3 +189,31 @@ def test_guess_applayer_tx_gives_packet_and_stream_alerts_the_flows_only_transac
     assert sids(alerts) == [1, 2]
     assert [a.tx.tx_id if a.tx is not None else None for a in alerts] == given
     assert [a.tx_guessed for a in alerts] == [g is not None for g in given]
+
+
+@pytest.mark.parametrize("server_closes_first", [False, True])
+def test_a_response_ended_by_the_connection_is_logged_on_the_packet_that_closes_it(server_closes_first):
+    # bug-130: a response without a length ends with the connection; Suricata's app layer gets its end
+    # (STREAM_EOF) when the session reaches TCP_CLOSED, so the transaction is complete and logged on that
+    # packet (pcap_cnt of the last ACK), not at the flow's timeout
+    from mirrorwatch.core.events import AppTx
+
+    eng = engine('alert tcp any any -> any any (content:"never-in-this-session"; sid:1;)')
+    conv = Conv()
+    frames = conv.handshake() + [conv.client(b"GET /page HTTP/1.0\r\n\r\n"), conv.ack_from_server(),
+                                 conv.server(b"HTTP/1.0 200 OK\r\nServer: t\r\n\r\nthe body, to the close"),
+                                 conv.ack_from_client()]
+    close = conv.close()
+    if server_closes_first:  # the server's FIN, the client's FIN, the server's last ACK
+        c_fin, s_fin, _ = close
+        s_fin = conv.s / TCP(sport=conv.dport, dport=conv.sport, flags="FA", seq=conv.sseq, ack=conv.cseq)
+        c_fin = conv.c / TCP(sport=conv.sport, dport=conv.dport, flags="FA", seq=conv.cseq, ack=conv.sseq + 1)
+        last = conv.s / TCP(sport=conv.dport, dport=conv.sport, flags="A", seq=conv.sseq + 1, ack=conv.cseq + 1)
+        close = [s_fin, c_fin, last]
+    frames += close
+    txs = []
+    for i, f in enumerate(frames):
+        txs += [e for e in eng.process(1000.0 + i * 0.01, 1, bytes(f)) if isinstance(e, AppTx)]
+    (tx,) = txs
+    assert tx.proto == "http" and tx.pcap_cnt == len(frames)
+    assert not [e for e in eng.finish() if isinstance(e, AppTx)]

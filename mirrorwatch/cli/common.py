@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import sys
 import time
+from dataclasses import replace
 
 import click
 
@@ -41,6 +42,8 @@ def note(msg: str) -> None:
     click.echo(f"mirrorwatch: note: {msg}", err=True)
 
 
+# the setting an EVE output of -c may also give for itself (``EveSpec.ipv6_compress``)
+IPV6_COMPRESS_KEY = "eve-log.ipv6-compress"
 # --set keys that are no setting but a part of the run (Suricata's names)
 _RUN_KEYS = {"sensor-name": "sensor_name", "classification-file": "classification"}
 
@@ -69,6 +72,8 @@ def build_run(sets, base: dict | None = None, config: str | None = None) -> tupl
                 setattr(run, _RUN_KEYS[key], value.strip())
             elif not apply_key(settings, key, value):
                 note(note_for(key))
+            elif key == IPV6_COMPRESS_KEY:  # the command line wins over every output's own value
+                run.eve = [replace(spec, ipv6_compress=None) for spec in run.eve]
         except SettingError as e:
             fail(f"--set: {e}", 2)
     return settings, run
@@ -120,8 +125,8 @@ def eve_specs(run: RunConfig, eve, eve_types, eve_payload: bool) -> list[EveSpec
         fail(f"--eve-types given {len(eve_types)} times for {len(outputs)} EVE output(s): "
              "give it once, or once per output", 2)
     lists = [_parse_types(t) for t in eve_types]
-    specs = [EveSpec(s.target, lists[min(i, len(lists) - 1)] if lists else s.types, s.payload or eve_payload)
-             for i, s in enumerate(outputs)]
+    specs = [EveSpec(s.target, lists[min(i, len(lists) - 1)] if lists else s.types, s.payload or eve_payload,
+                     s.ipv6_compress) for i, s in enumerate(outputs)]
     for spec in specs:
         if is_redis_url(spec.target):
             try:

@@ -60,11 +60,13 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class EveSpec:
-    """One EVE output: a path ('-' = stdout) or a redis:// URL, its event types, payload or not."""
+    """One EVE output: a path ('-' = stdout) or a redis:// URL, its event types, payload or not, and its
+    own ``ipv6-compress`` (None: the ``eve-log.ipv6-compress`` setting's)."""
 
     target: str
     types: tuple[str, ...]
     payload: bool = False
+    ipv6_compress: bool | None = None
 
 
 @dataclass
@@ -302,11 +304,15 @@ def _eve_log(ctx: _Context, node: _Node) -> bool:
         target = _log_path(ctx, str(node.get("filename", EVE_FILENAME)))
     if ctx.run.sensor_name is None and node.get("sensor-name") is not None:  # Suricata's deprecated place for it
         ctx.run.sensor_name = str(node.get("sensor-name"))
-    if node.get("ipv6-compress") is not None:
-        ctx.settings.set("eve-log.ipv6-compress", node.get("ipv6-compress"))
+    compress = node.get("ipv6-compress")
+    if compress is not None:  # Suricata sets it per output (a bad value: SettingError, one line)
+        try:
+            compress = parse_bool(compress)
+        except SettingError as e:
+            raise SettingError(f"{node.path}.ipv6-compress: {e}") from None
     types, payload, unused = _eve_types(ctx, node.get("types", []), f"{node.path}.types")
     node.children.append(_Leftover(unused))
-    ctx.run.eve.append(EveSpec(target, types, payload))
+    ctx.run.eve.append(EveSpec(target, types, payload, compress))
     return True
 
 

@@ -57,8 +57,9 @@ def ip_version(address: bytes) -> int:
     return IPV6 if len(address) == IPV6_ADDR_LEN else IPV4
 
 
-def tcp_obj(flags, flags_ts, flags_tc, tcp_state, missed=(0, 0)) -> dict:
-    """Suricata's ``tcp`` object of a flow record; ``missed``: bytes skipped at gaps (to server, to client)."""
+def tcp_obj(flags, flags_ts, flags_tc, tcp_state, regions=(1, 1), missed=(0, 0)) -> dict:
+    """Suricata's ``tcp`` object of a flow record; ``regions``: the most regions each side's buffer had
+    (to server, to client: ``Stream.max_regions``); ``missed``: bytes skipped at gaps."""
     flags = flags or 0
     tcp: dict = {
         "tcp_flags": f"{flags:02x}",
@@ -74,6 +75,8 @@ def tcp_obj(flags, flags_ts, flags_tc, tcp_state, missed=(0, 0)) -> dict:
     for i, name in ((1, "tc_gap"), (0, "ts_gap")):
         if missed[i]:
             tcp[name] = True
+    if tcp_state:  # a TCP session (Suricata: ssn)
+        tcp["ts_max_regions"], tcp["tc_max_regions"] = regions
     for i, name in ((0, "missed_bytes_ts"), (1, "missed_bytes_tc")):
         if missed[i]:
             tcp[name] = missed[i]
@@ -89,14 +92,19 @@ def _missed_bytes(st) -> int:
     return getattr(st, "missed_bytes", 0) or 0  # no stream (None): nothing missed
 
 
+def _regions(st) -> int:
+    return getattr(st, "max_regions", 1) or 1  # no stream (None): Suricata's buffer starts with one
+
+
 def _tcp_part(f: Flow) -> str:
-    """``,"tcp":{...}``: the usual ones (no gap) remembered by flags and state."""
-    key = (f.tcp_flags, f.tcp_flags_ts, f.tcp_flags_tc, f.tcp_state)
-    streams = getattr(f, "streams", None)
-    if streams:
-        missed = (_missed_bytes(streams[0]), _missed_bytes(streams[1]) if len(streams) > 1 else 0)
-        if missed[0] or missed[1]:
-            return ',"tcp":' + json_dumps(tcp_obj(*key, missed))
+    """``,"tcp":{...}``: the usual ones (no gap) remembered by flags, state and regions."""
+    streams = getattr(f, "streams", None) or (None, None)
+    s0 = streams[0]
+    s1 = streams[1] if len(streams) > 1 else None
+    key = (f.tcp_flags, f.tcp_flags_ts, f.tcp_flags_tc, f.tcp_state, (_regions(s0), _regions(s1)))
+    missed = (_missed_bytes(s0), _missed_bytes(s1))
+    if missed[0] or missed[1]:
+        return ',"tcp":' + json_dumps(tcp_obj(*key, missed))
     return _tcp_gapless[key]
 
 

@@ -317,11 +317,14 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin):
         return fd is not None and bool(fd.bits or fd.thr)
 
     def flow_end(self, flow, events: list) -> None:
-        """A session is leaving the table: inspect what its streams still hold, release state."""
+        """A session is leaving the table: inspect what its streams still hold, release state.
+        A session no longer inspected (killed: ``Flow.no_inspection``) only releases it."""
         fd = flow.det
         if fd is None:
             return
         try:
+            if flow.no_inspection:
+                return
             if not fd.passed and flow.proto == TCP and self.has_stream and getattr(flow, "streams", None):
                 for d in (0, 1):
                     st = flow.streams[d]

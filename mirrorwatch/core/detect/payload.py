@@ -92,7 +92,9 @@ def _dependency_flags(matches) -> tuple[list[bool], list[bool]]:
     for i, m in enumerate(matches):
         if isinstance(m, Content):
             if m.distance is not None or m.within is not None:
-                mark(last_cp, m.within is not None)
+                # detect-distance.c: a negated content's distance sets RELATIVE_NEXT (within's
+                # flag too) on the content before it, so that one's next occurrence is tried
+                mark(last_cp, m.within is not None or m.negated)
             last_cp = last_any = i
         elif isinstance(m, Pcre):
             if m.relative:

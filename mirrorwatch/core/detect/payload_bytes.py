@@ -180,59 +180,55 @@ def _read_stored(b, buf, blen: int, pos: int, mask, shift: int):
     return _read(buf, pos, b.nbytes, b.endian, b.string, mask, shift)
 
 
-def c_byte_extract(b: ByteExtract, nxt):
+def _reading(b, offset, then):
+    """fn of byte_extract / byte_math: the value stored at the keyword's offset (``offset``: a literal
+    or a variable), then ``then(value, end, buf, blen, run)`` decides (``end``: just past the value)."""
     mask, shift = b.bitmask, _shift_of(b.bitmask)
 
     def fn(buf, blen, cur, run):
         run.count += 1
         if run.count >= run.limit:
             return DISCONTINUE
-        pos = _start(b.relative, b.offset, cur)
+        pos = _start(b.relative, _value(offset, run), cur)
         got = _read_stored(b, buf, blen, pos, mask, shift)
         if got is None:
             return NO_MATCH
-        val, used = got
+        return then(got[0], pos + got[1], buf, blen, run)
+
+    return fn
+
+
+def c_byte_extract(b: ByteExtract, nxt):
+    def then(val, end, buf, blen, run):
         val *= b.multiplier
         if b.align and val % b.align:
             val += b.align - val % b.align
         run.vars[b.name] = val
-        return nxt(buf, blen, pos + used, run)
+        return nxt(buf, blen, end, run)
 
-    return fn
+    return _reading(b, b.offset, then)
+
+
+def _divide(a: int, b: int):
+    return None if b == 0 else a // b
+
+
+# byte_math's operators (detect-bytemath.c); None: no result (division by zero), no match
+MATH_OPS = {"+": int.__add__, "-": int.__sub__, "*": int.__mul__, "/": _divide,
+            "<<": int.__lshift__, ">>": int.__rshift__}
 
 
 def c_byte_math(b: ByteMath, nxt):
-    mask, shift = b.bitmask, _shift_of(b.bitmask)
+    op = MATH_OPS[b.oper]
 
-    def fn(buf, blen, cur, run):
-        run.count += 1
-        if run.count >= run.limit:
-            return DISCONTINUE
-        pos = _start(b.relative, _value(b.offset, run), cur)
-        got = _read_stored(b, buf, blen, pos, mask, shift)
-        if got is None:
+    def then(val, end, buf, blen, run):
+        val = op(val, _value(b.rvalue, run))
+        if val is None:
             return NO_MATCH
-        val, used = got
-        rv = _value(b.rvalue, run)
-        op = b.oper
-        if op == "+":
-            val += rv
-        elif op == "-":
-            val -= rv
-        elif op == "*":
-            val *= rv
-        elif op == "/":
-            if rv == 0:
-                return NO_MATCH
-            val //= rv
-        elif op == "<<":
-            val <<= rv
-        else:
-            val >>= rv
         run.vars[b.name] = val & _U64
-        return nxt(buf, blen, pos + used, run)
+        return nxt(buf, blen, end, run)
 
-    return fn
+    return _reading(b, b.offset, then)
 
 
 def c_bsize(b: Bsize, nxt):

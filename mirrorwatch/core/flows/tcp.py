@@ -207,6 +207,7 @@ class TcpTracker:
         seq = pkt.seq
         payload = pkt.payload
         n = len(payload)
+        was = f.tcp_state
         if (n or fl & FIN) and f.state != "new" and not fl & (SYN | RST) \
                 and not in_window(f, d, seq, n + (1 if fl & FIN else 0)):
             self.stream_events[EV_FIN_OUT_OF_WINDOW if fl & FIN else EV_DATA_OUT_OF_WINDOW] += 1
@@ -232,6 +233,13 @@ class TcpTracker:
                 self._table(f, pkt, d, fl, seq + n)
         if f.reasm and (n or fl & (FIN | ACK)):
             self._tcp_streams(f, pkt, d, fl, seq, n)
+            if f.tcp_state == "closed" and was != "closed" and f.rst_by is None:
+                # both FINs acknowledged (Suricata's TCP_CLOSED: the app layer's STREAM_EOF): each
+                # direction delivers what it holds and tells its end on this packet, so a response
+                # that ends with the connection completes, and is logged, here
+                for s in f.streams:
+                    if s is not None:
+                        s.flush()
         return d
 
     @cython.locals(f=Flow, pkt=Packet, d=cython.int, fl=cython.int, seq=cython.longlong, n=cython.Py_ssize_t,

@@ -10,10 +10,11 @@ cdef int LAST
 cdef class OutOfOrder:
     cdef public bytearray buf
     cdef public long long buf_base, end, epoch, missed_bytes, nxt, off, final, acked_hi, rewrites, gaps
-    cdef public bint depth_reached, settle_now, peer_visible
+    cdef public bint depth_reached, settle_now, peer_visible, closed_out
     cdef public object _observer, _obs_data, fin_off, _ooo
     cdef public list _bounds
     cdef public long long _ooo_bytes, _depth, _unacked_max, _unacked_segs
+    cdef public int max_regions
     cdef public ReassemblyContext _ctx
     cdef public int _policy
 
@@ -25,6 +26,8 @@ cdef class OutOfOrder:
     @cython.locals(ctx=ReassemblyContext, i=Py_ssize_t, pos="long long", added="long long", oe="long long",
                    stop="long long")
     cpdef void _insert_ooo(self, long long a, long long e, object data, long long s, list win)
+    @cython.locals(n=int, reach="long long", ce="long long")
+    cpdef void _regions(self)
     @cython.locals(ctx=ReassemblyContext)
     cpdef void _drain(self)
     @cython.locals(g="long long")

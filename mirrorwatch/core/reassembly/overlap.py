@@ -16,6 +16,10 @@ from bisect import bisect_left, bisect_right
 from mirrorwatch.core.reassembly.context import HALF, M32
 from mirrorwatch.core.reassembly.policy import LAST, use_new
 
+# Suricata's STREAMING_BUFFER_REGION_GAP_DEFAULT: out-of-order data farther than this from every region of
+# a stream's buffer opens a region of its own (not a setting in Suricata either)
+REGION_GAP = 262144
+
 
 class OutOfOrder:
     """The out-of-order and overlap methods of ``Stream`` (its slots are Stream's)."""
@@ -165,8 +169,24 @@ class OutOfOrder:
             self._ooo_bytes += added
             ctx.ooo_bytes += added
             ctx.buf_room -= added
+            self._regions()
         if not chunks:
             ctx.ooo_streams.pop(self, None)
+
+    def _regions(self) -> None:
+        """Suricata's StreamingBuffer regions, for the flow record's ``ts_max_regions``/``tc_max_regions``:
+        the in-order data and the out-of-order chunks, one region where less than ``REGION_GAP`` apart
+        (util-streaming-buffer.c RegionsIntersect); ``max_regions`` keeps the most there were."""
+        n = 1
+        reach = self.off + REGION_GAP
+        for cs, cd in self._ooo:
+            if cs > reach:
+                n += 1
+            ce = cs + len(cd) + REGION_GAP
+            if ce > reach:
+                reach = ce
+        if n > self.max_regions:
+            self.max_regions = n
 
     def _drain(self) -> None:
         """Move chunks that now start at or before ``off`` into the in-order buffer."""

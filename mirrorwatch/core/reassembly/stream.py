@@ -65,6 +65,7 @@ class Stream(OutOfOrder):
         "buf", "buf_base", "end", "epoch", "missed_bytes", "depth_reached", "_observer", "_obs_data",
         "nxt", "off", "final", "acked_hi", "fin_off", "settle_now", "peer_visible", "rewrites", "gaps",
         "_bounds", "_ooo", "_ooo_bytes", "_ctx", "_depth", "_policy", "_unacked_max", "_unacked_segs",
+        "closed_out", "max_regions",
     )
 
     def __init__(self, ctx: ReassemblyContext, seq: int, settle_now: bool = False, policy: int | None = None):
@@ -81,6 +82,8 @@ class Stream(OutOfOrder):
         self.final = 0  # bytes before this offset are settled
         self.acked_hi = 0  # highest offset the receiver acknowledged beyond our in-order data
         self.fin_off = None  # offset of the FIN, once seen
+        self.closed_out = False  # flushed when the session closed (``flush``): its end was told
+        self.max_regions = 1  # most regions Suricata's buffer would have had (``OutOfOrder._regions``)
         self._policy = ctx.policy if policy is None else policy  # the receiving host's (host-os-policy)
         self.settle_now = settle_now or self._policy == FIRST or self._policy == VISTA
         self.peer_visible = not settle_now  # the receiver's packets (ACKs) are seen
@@ -179,7 +182,11 @@ class Stream(OutOfOrder):
         return n
 
     def flush(self) -> None:
-        """The session ended: skip every hole, deliver every byte held, settle everything."""
+        """The session closed or ended: skip every hole, deliver every byte held, settle
+        everything, tell the observer the end.  Once only: a later flush does nothing."""
+        if self.closed_out:
+            return
+        self.closed_out = True
         while self._ooo:
             self._skip_gap(self._ooo[0][0], "")
         limit = self.fin_off
