@@ -41,6 +41,10 @@ COMPILED = (
     "mirrorwatch.core.decode.ipv6",
     "mirrorwatch.core.decode.tcp",
     "mirrorwatch.core.decode.udp",
+    "mirrorwatch.core.decode.ip",
+    "mirrorwatch.core.decode.ppp",
+    "mirrorwatch.core.decode.pppoe",
+    "mirrorwatch.core.decode.mpls",
     "mirrorwatch.core.decode.flowshare",
     "mirrorwatch.core.reassembly.context",
     "mirrorwatch.core.reassembly.overlap",
@@ -51,12 +55,13 @@ COMPILED = (
     "mirrorwatch.core.flows.caps",
     "mirrorwatch.core.flows.wheel",
     "mirrorwatch.core.engine",
+    "mirrorwatch.core.inline",
     "mirrorwatch.core.detect",
     "mirrorwatch.core.detect.state",
     "mirrorwatch.core.detect.hsdb",
     "mirrorwatch.core.detect.stream",
-    # the application layer's per-byte work: the HTTP/1 parser and its dispatch (plain Python
-    # classes compiled; their .pxd type only module-level helpers)
+    # the application layer's per-byte work: the HTTP/1 parser (its state machine typed as a
+    # chain of cdef classes, stream.pxd) and its dispatch
     "mirrorwatch.core.applayer.session",
     "mirrorwatch.core.applayer.common",
     "mirrorwatch.core.applayer.detect_proto",
@@ -64,6 +69,7 @@ COMPILED = (
     "mirrorwatch.core.applayer.dns_wire",
     "mirrorwatch.core.applayer.http.state",
     "mirrorwatch.core.applayer.http.stream",
+    "mirrorwatch.core.applayer.http.message",
     "mirrorwatch.core.applayer.http.request_side",
     "mirrorwatch.core.applayer.http.response_side",
     "mirrorwatch.core.applayer.http.request",
@@ -73,7 +79,11 @@ COMPILED = (
     "mirrorwatch.core.applayer.http.transaction",
     "mirrorwatch.core.applayer.http.body",
     "mirrorwatch.core.applayer.http.files",
+    "mirrorwatch.core.applayer.http.config",
+    "mirrorwatch.core.applayer.http.uri",
     "mirrorwatch.sources.nfnetlink",
+    # inline mode's per-packet loop: the queue's messages through the engine, their verdicts
+    "mirrorwatch.inline.verdicts",
     # the EVE flow record's writer: a flood ends a session, so writes a record, per packet
     "mirrorwatch.sinks.fmt",
     "mirrorwatch.sinks.eve_flow",

@@ -117,6 +117,24 @@ def test_drop_rule_drops_the_packet_and_the_rest_of_the_flow(ipv):
     assert (c["flows_dropped"], c["flow_packets_dropped"], c["blocked_remembered"]) == (1, 3, 1)
 
 
+@pytest.mark.parametrize("payload", [b"GET /EVIL HTTP/1.0\r\n\r\n", b"BADREQ!"])
+def test_a_dropped_flow_is_no_longer_inspected_and_its_later_packets_are_dropped(payload):
+    """Suricata stops inspecting a flow it dropped: a later packet that an alert rule would match
+    (sid 6, NOTE) raises nothing, and is dropped all the same."""
+    eng = inline_engine()
+    s = Session(eng).handshake()
+    v, ev = s.send(True, "PA", payload)
+    assert v.action in (DROP_FLOW, REJECT) and alerts(ev)
+    (flow,) = eng.flows.flows.values()
+    assert flow.no_inspection and flow.streams == [None, None]
+    for to_server, flags, data in ((True, "PA", b"NOTE"), (False, "PA", b"x" * 50), (True, "PA", b"NOTE EVIL")):
+        v, ev = s.send(to_server, flags, data)
+        assert v.action == DROP_FLOW and not alerts(ev)
+    assert eng.detector.counters()["alerts"] == 1
+    c = eng.killer.counters()
+    assert (c["flows_dropped"] + c["flows_rejected"], c["flow_packets_dropped"]) == (1, 3)
+
+
 def test_reject_resets_both_ends_at_their_exact_next_byte():
     eng = inline_engine()
     s = Session(eng).handshake()

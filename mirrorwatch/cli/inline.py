@@ -68,7 +68,7 @@ class InlineRunner(Listener):
         for e in batch.events:
             if type(e) is BypassSwitch:
                 self.say_switch(e)
-        self.capture.feed(batch, self.engine.process_inline, dispatch)
+        self.capture.feed(batch, self.engine, dispatch)
 
     def say_switch(self, e: BypassSwitch) -> None:
         """The console line of a bypass switch."""

@@ -4,16 +4,19 @@ cimport cython
 from mirrorwatch.core.decode.decoder cimport Decoder
 from mirrorwatch.core.decode.packet cimport Packet
 from mirrorwatch.core.flows.flow cimport Flow
+from mirrorwatch.core.inline cimport InlineJudge
 
 cdef class Engine:
     cdef public Decoder decoder  # typed: its decode is a C call
     cdef public object settings, flows, detector, applayer, killer, tags
     cdef public list stream_hooks
     cdef dict _tag_flows, _tag_hosts
-    cdef public bint _judge_every
+    cdef public InlineJudge judge  # inline mode's killer, called as C; None otherwise
     cdef public long long pcap_cnt, bytes
     cdef public object first_ts, last_ts
     cdef public double _sweep_interval, _next_sweep
 
-    @cython.locals(n="long long", pkt=Packet, events=list, flow=Flow)
+    @cython.locals(n="long long", pkt=Packet, events=list, flow=Flow, judge=InlineJudge)
     cpdef list process(self, object ts, int linktype, object frame, object wirelen=*)
+    @cython.locals(events=list, judge=InlineJudge)
+    cpdef tuple process_inline(self, object ts, int linktype, object frame, bint csum_ready=*)

@@ -25,8 +25,8 @@ later packets are decoded and tracked, then go to the killer alone
 tags, as Suricata skips a flow it dropped.
 
 Inline mode (``process_inline``): the same path, with the engine's killer an
-``inline.InlineJudge`` that is consulted on every packet with a flow (a killer
-with ``every_packet`` set); the packet's ``Verdict`` comes back beside the
+``inline.InlineJudge`` (``judge``) that is consulted on every packet with a
+flow (compiled: a C call); the packet's ``Verdict`` comes back beside the
 events.
 
 Time is the packets' time.  Live mode calls ``tick(now)`` from its loop when
@@ -48,6 +48,7 @@ replay, and tests drive it frame by frame.
 from __future__ import annotations
 
 from mirrorwatch.core.events import AppTx, FlowEnded, Stats, TaggedPacket
+from mirrorwatch.core.inline import InlineJudge
 from mirrorwatch.core.settings import Settings
 
 _EMPTY: tuple = ()
@@ -79,7 +80,7 @@ class Engine:
         self.flows.on_swap = self._swapped
         self.flows.holds_state = Detector.holds_state  # what the table ends last when it must make room
         self.killer = killer
-        self._judge_every = bool(getattr(killer, "every_packet", False))  # inline: every packet needs a verdict
+        self.judge = killer if isinstance(killer, InlineJudge) else None  # inline: every packet needs a verdict
         self.pcap_cnt = 0
         self.bytes = 0
         self.first_ts: float | None = None
@@ -133,8 +134,11 @@ class Engine:
             self._tag(pkt, flow, alerts, events)
         if flow.app is not None and flow.app.parser is not None:
             self._log_txs(flow, pkt, events)
-        # the killer acts on killing alerts and on later packets of sessions it is killing
-        if killer is not None and (alerts or flow.kill is not None or self._judge_every):
+        # the killer acts on killing alerts and on later packets of sessions it is killing; the judge on every one
+        judge = self.judge
+        if judge is not None:
+            judge.on_packet(pkt, flow, to_server, alerts, events)
+        elif killer is not None and (alerts or flow.kill is not None):
             killer.on_packet(pkt, flow, to_server, alerts, events)
         return events
 
@@ -146,12 +150,15 @@ class Engine:
         the packet has not filled its checksums in yet (CHECKSUM_PARTIAL, GSO),
         so they are not judged.
         """
+        judge = self.judge
+        if judge is None:
+            raise TypeError("process_inline needs an inline.InlineJudge as the engine's killer")
         if csum_ready:
             events = self.process(ts, linktype, frame)
         else:
             with self.decoder.unverified():
                 events = self.process(ts, linktype, frame)
-        return self.killer.take(events), events
+        return judge.take(events), events
 
     def _new_stream(self, flow, direction: int, stream) -> None:
         for hook in self.stream_hooks:

@@ -23,7 +23,10 @@ alert          ``accept`` (the alert's verdict stays Suricata's "alert")
 
 The first decision on a flow stands (Suricata: "first to set wins"): later
 packets of a dropped flow, queued before the kernel learnt of it, are dropped
-again; a passed one is passed.  With ``stream.bypass`` a TCP session whose
+again, and no longer inspected, as Suricata stops inspecting a flow it dropped
+(``Flow.no_inspection``: decode and flow tracking still see them, reassembly,
+the application layer and detection do not; the engine hands them to
+``on_uninspected``); a passed one is passed.  With ``stream.bypass`` a TCP session whose
 stream reached ``stream.reassembly.depth`` in either direction is passed too,
 after the packet that reached it was inspected.  A packet without a flow
 (invalid transport header) that a drop or reject rule matched is dropped.
@@ -35,6 +38,9 @@ the receiver sent went through the sensor); the segment to the sender
 acknowledges the dropped packet (Suricata's reject: seq + payload).  A SYN
 that is dropped left its receiver nothing to reset.  ``--kill-with`` picks
 RST, FIN or both (``core.forge``).
+
+Compiled (inline.pxd), the judge is a C record the engine calls as C on every
+packet (``on_packet``, ``take``).
 
 Every blocked TCP session is remembered (``inline.reset-memory`` of them,
 oldest forgotten first) so that a clean stop can reset it at both ends before
@@ -121,10 +127,9 @@ class InlineJudge:
     ``mode``: ``--kill-with`` (rst, fin or both); ``bypass_depth``: Suricata's
     ``stream.bypass``; ``reset_memory``: blocked TCP sessions remembered for
     ``stop_resets``.  ``take(events)`` hands out the verdict of the packet just
-    processed (``Engine.process_inline`` calls it).
+    processed (``Engine.process_inline`` calls it).  The engine consults it on
+    every packet with a flow, not only on killing alerts.
     """
-
-    every_packet = True  # the engine consults it on every packet with a flow, not only on killing alerts
 
     def __init__(self, mode: str = "rst", *, bypass_depth: bool = True,
                  reset_memory: int = DEFAULT_RESET_MEMORY):
@@ -158,13 +163,17 @@ class InlineJudge:
             verdict = self._flowless(events)
         return verdict
 
+    def on_uninspected(self, pkt, flow, to_server: bool, events: list) -> None:
+        """A later packet of a flow this judge dropped (``Flow.no_inspection``), queued before the kernel
+        knew: dropped again, uninspected."""
+        self.verdict = flow.kill
+        self.c["flow_packets_dropped"] += 1
+
     def on_packet(self, pkt, flow, to_server: bool, alerts, events: list) -> None:
         standing = flow.kill
-        if standing is not None:  # decided before: queued before the kernel knew
+        if standing is not None:  # passed before, queued before the kernel knew (a dropped flow is not inspected)
             self.verdict = standing
-            self.c["flow_packets_dropped" if standing.action == DROP_FLOW else "flow_packets_passed"] += 1
-            if alerts and standing.action == DROP_FLOW:
-                _annotate(alerts, {"action": "drop"})
+            self.c["flow_packets_passed"] += 1
             return
         if alerts:
             for a in alerts:  # in rule order: pass, drop, reject, alert (Suricata's action order)
@@ -200,6 +209,7 @@ class InlineJudge:
         self.verdict = Verdict(REJECT if targets else DROP_FLOW, reason)
         flow.kill = Verdict(DROP_FLOW, reason)  # what the flow's later packets get
         flow.mark_killed(reason)
+        flow.stop_inspection()
         if tcp:
             self._remember(flow, self._segments(flow, reset_specs(pkt, flow, to_server, BOTH)))
 
@@ -245,6 +255,7 @@ class InlineJudge:
 
 
 def _depth_reached(flow) -> bool:
+    """Either direction's stream reached ``stream.reassembly.depth``."""
     for st in flow.streams:
         if st is not None and st.depth_reached:
             return True

@@ -5,7 +5,7 @@
 ``start``, ``get(timeout)`` -> a batch or None, ``alive``, ``stop``,
 ``drain``, ``counters``, ``close``; each batch goes through ``feed``, which
 runs every packet through ``Engine.process_inline`` and applies its verdict
-(``verdicts.VerdictWriter``).
+(``verdicts.VerdictWriter.feed``, compiled).
 
 - ``open``: binds the queues (fail-open or fail-closed, GSO packets whole),
   then installs the firewall (``firewall.Firewall``), or only records its
@@ -51,13 +51,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from mirrorwatch.core.decode.numbers import (
-    ETHERTYPE_IPV4,
-    ETHERTYPE_IPV6,
-    LINKTYPE_IPV4,
-    LINKTYPE_IPV6,
-    LINKTYPE_RAW,
-)
+from mirrorwatch.core.decode.numbers import LINKTYPE_RAW
 from mirrorwatch.core.events import BypassSwitch
 from mirrorwatch.inline import watchdog as wdm
 from mirrorwatch.inline.accounts import (
@@ -76,7 +70,6 @@ from mirrorwatch.sources.nfqueue import (
 )
 from mirrorwatch.sources.sched import request_slice
 
-LINKTYPES = {ETHERTYPE_IPV4: LINKTYPE_IPV4, ETHERTYPE_IPV6: LINKTYPE_IPV6}  # queued packets start at the IP header
 OPERATOR_CHECK_INTERVAL = 0.25  # s between two looks for an operator's forced bypass (no watchdog)
 BEATS_PER_TIMEOUT = 4  # heartbeats within one inline.watchdog-timeout, at least
 _KERNEL_COUNTERS = ("received", "accepted", "dropped", "repeated", "batch_verdicts", "enobufs", "kernel_errors",
@@ -102,7 +95,7 @@ def privilege_problem() -> str | None:
 
 class InlineBatch(NamedTuple):
     writer: VerdictWriter | None  # the queue's writer (None: events only)
-    packets: list                 # QueuedPacket values
+    datagrams: list               # what the queue read (NfQueue.recv_datagrams): its packets, unread
     events: list                  # BypassSwitch changes, resets: dispatched with the packets' events
 
 
@@ -195,36 +188,19 @@ class InlineSensor:
             if writer is None:  # the watchdog's report pipe
                 events += [self._switched(change) for change in wd.events()]
                 continue
-            packets = writer.queue.recv_batch(0)
-            if packets or events:
-                return InlineBatch(writer, packets, events)
+            datagrams = writer.queue.recv_datagrams(0)
+            if datagrams or events:
+                return InlineBatch(writer, datagrams, events)
         return InlineBatch(None, [], events) if events else None
 
-    def feed(self, batch: InlineBatch, process, dispatch) -> None:
-        """Every packet of ``batch`` through ``process`` (``Engine.process_inline``), its verdict
-        applied; then the events (the batch's own first) go to ``dispatch``."""
+    def feed(self, batch: InlineBatch, engine, dispatch) -> None:
+        """Every packet of ``batch`` through ``engine.process_inline``, its verdict applied; then the
+        events (the batch's own first) go to ``dispatch``."""
         out = list(batch.events)
-        writer = batch.writer
-        if writer is not None and batch.packets:
-            now = time.time()
-            apply, linktypes = writer.apply, LINKTYPES
-            for p in batch.packets:
-                if p.gso or p.csum_not_ready or p.cap_len > len(p.payload):
-                    self._note(p)
-                verdict, events = process(now, linktypes.get(p.hw_protocol, LINKTYPE_RAW), p.payload,
-                                          not p.csum_not_ready)
-                apply(p, verdict)
-                if events:
-                    out += events
-            writer.flush()
+        if batch.writer is not None and batch.datagrams:
+            batch.writer.feed(batch.datagrams, engine, time.time(), out, self.c)
         if out:
             dispatch(out)
-
-    def _note(self, p) -> None:
-        c = self.c
-        c["gso"] += p.gso
-        c["csum_not_ready"] += p.csum_not_ready
-        c["truncated"] += p.cap_len > len(p.payload)
 
     def _switched(self, change: BypassSwitch) -> BypassSwitch:
         if change.state != self.state:
@@ -355,10 +331,10 @@ class InlineSensor:
             while True:
                 if self._watchdog is not None:
                     self._watchdog.beat()
-                packets = writer.queue.recv_batch(0)
-                if not packets:
+                datagrams = writer.queue.recv_datagrams(0)
+                if not datagrams:
                     break
-                yield InlineBatch(writer, packets, [])
+                yield InlineBatch(writer, datagrams, [])
 
     def stop_watchdog(self) -> None:
         """Stop the watchdog (with workers: before their clean stop, which must not read as their death)."""

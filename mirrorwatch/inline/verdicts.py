@@ -1,4 +1,4 @@
-"""The verdict writer: the core's ``Verdict`` values, applied to one bound queue.
+"""The verdict writer: one bound queue's packets through the engine, the core's ``Verdict`` values applied.
 
 - ``accept``: the packet joins the current run of accepts; a run goes out as
   one batch verdict (every held packet up to its last id) when it reaches
@@ -15,13 +15,22 @@
   connection's later packets before the queue.
 - ``final``: after the firewall rules are gone (the last packets of a clean
   stop) a repeat would simply accept, so drops are plain NF_DROP.
+
+``feed`` is inline mode's per-packet loop (compiled, verdicts.pxd): each
+datagram the queue read is read into C numbers (``nfnetlink.read_datagram``,
+one record reused), goes through ``Engine.process_inline`` as a C call, and
+gets its verdict at once: no Python object per packet but its payload (and
+what the engine makes).
 """
 
 from __future__ import annotations
 
-from mirrorwatch.core.events import ACCEPT, DROP_FLOW, PASS_FLOW, REJECT
+from mirrorwatch.core.decode.numbers import ETHERTYPE_IPV4, ETHERTYPE_IPV6, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_RAW
+from mirrorwatch.core.events import ACCEPT, ACCEPTED, DROP_FLOW, PASS_FLOW, REJECT
+from mirrorwatch.sources.nfnetlink import NFQA_SKB_CSUMNOTREADY, NFQA_SKB_GSO, PacketMessage, message_of, read_datagram
 
 DEFAULT_BATCH = 20  # nfq.batchcount (Suricata's name and default): accepts answered by one batch verdict
+LINKTYPES = {ETHERTYPE_IPV4: LINKTYPE_IPV4, ETHERTYPE_IPV6: LINKTYPE_IPV6}  # queued packets start at the IP header
 
 
 class VerdictWriter:
@@ -34,15 +43,53 @@ class VerdictWriter:
         self.batch = batch
         self.final = False
         self._bits = {DROP_FLOW: drop_bit, REJECT: drop_bit, PASS_FLOW: bypass_bit}
-        self._run_end: int | None = None
+        self._run_end = 0  # the last id of the run of accepts (``_run`` of them) not answered yet
         self._run = 0
+        self._msg = PacketMessage()
         self.counts = dict.fromkeys((ACCEPT, DROP_FLOW, REJECT, PASS_FLOW), 0)
+
+    def feed(self, datagrams: list, engine, now: float, out: list, notes: dict) -> None:
+        """Every packet of ``datagrams`` (``NfQueue.recv_datagrams``) through ``engine.process_inline`` at
+        ``now`` and its verdict given; the events are appended to ``out``; ``notes`` counts the packets the
+        kernel queued as GSO super-packets (``gso``), with checksums not filled in (``csum_not_ready``) or
+        cut short (``truncated``).  The runs of accepts are flushed at the end."""
+        queue, m = self.queue, self._msg
+        pending = queue.pending
+        received = 0
+        for data in datagrams:
+            if read_datagram(m, data):  # the kernel's one packet per datagram
+                self._one(m, engine, now, out, notes, pending)
+                received += 1
+                continue
+            for p in queue.messages(data):
+                self._one(message_of(p), engine, now, out, notes, pending)
+                received += 1
+        queue.counters["received"] += received
+        self.flush()
+
+    def _one(self, m: PacketMessage, engine, now: float, out: list, notes: dict, pending) -> None:
+        info = m.skb_info
+        truncated = m.cap_len > len(m.payload)
+        if info or truncated:
+            notes["gso"] += 1 if info & NFQA_SKB_GSO else 0
+            notes["csum_not_ready"] += 1 if info & NFQA_SKB_CSUMNOTREADY else 0
+            notes["truncated"] += 1 if truncated else 0
+        pending.append(m.packet_id)  # received: its verdict is due
+        verdict, events = engine.process_inline(now, LINKTYPES.get(m.hw_protocol, LINKTYPE_RAW), m.payload,
+                                                not info & NFQA_SKB_CSUMNOTREADY)
+        if events:
+            out.extend(events)
+        self.give(m.packet_id, m.mark, verdict)
 
     def apply(self, pkt, verdict) -> None:
         """The verdict of ``pkt`` (a ``QueuedPacket``)."""
-        action = verdict.action
+        self.give(pkt.packet_id, pkt.mark, verdict)
+
+    def give(self, packet_id: int, mark: int, verdict) -> None:
+        """The verdict of the received packet ``packet_id`` whose mark is ``mark``."""
+        action = ACCEPT if verdict is ACCEPTED else verdict.action
         if action == ACCEPT:
-            self._run_end = pkt.packet_id
+            self._run_end = packet_id
             self._run += 1
             if self._run >= self.batch:
                 self.flush()
@@ -50,14 +97,13 @@ class VerdictWriter:
         self.flush()
         self.counts[action] += 1
         if self.final:
-            self.queue.verdict(pkt.packet_id, action == PASS_FLOW)
+            self.queue.verdict(packet_id, action == PASS_FLOW)
         else:
-            self.queue.verdict(pkt.packet_id, True, mark=pkt.mark | self._bits[action], repeat=True)
+            self.queue.verdict(packet_id, True, mark=mark | self._bits[action], repeat=True)
 
     def flush(self) -> None:
         """Send the pending run of accepts, if any."""
-        if self._run_end is not None:
+        if self._run:
             self.queue.verdict_batch(self._run_end, True)
             self.counts[ACCEPT] += self._run
-            self._run_end = None
             self._run = 0

@@ -6,11 +6,14 @@ them.  The netlink and attribute headers are in host byte order, the
 attributes' values in network order.
 
 Compiled (nfnetlink.pxd), the reading side runs once per queued packet with
-C integers: ``parse_datagram`` takes the kernel's usual datagram (one packet
-message), ``parse_messages`` any buffer (packets, the kernel's answers).
-Every length is checked before it is used; a malformed message is counted and
-skipped, never an exception.  Interpreted, the same reads go through
-``struct`` (one call per header instead of a Python call per field).
+C integers: ``read_datagram`` fills a ``PacketMessage`` (C fields, one record
+reused message after message: no Python object per packet but its payload)
+from the kernel's usual datagram (one packet message), ``parse_datagram``
+gives it as a ``QueuedPacket``, ``parse_messages`` reads any buffer (packets,
+the kernel's answers).  Every length is checked before it is used; a
+malformed message is counted and skipped, never an exception.  Interpreted,
+the same reads go through ``struct`` (one call per header instead of a Python
+call per field).
 """
 
 from __future__ import annotations
@@ -38,7 +41,6 @@ MSG_PACKET = (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET
 NFQA_PACKET_HDR, NFQA_VERDICT_HDR, NFQA_MARK = 1, 2, 3
 NFQA_IFINDEX_INDEV, NFQA_IFINDEX_OUTDEV = 5, 6
 NFQA_PAYLOAD, NFQA_CAP_LEN, NFQA_SKB_INFO = 10, 13, 14
-NFQA_TABLE = 32                  # attribute types below it have a slot in parse_packet's table (NFQA_MAX is 23)
 
 NFQNL_CFG_CMD_BIND, NFQNL_CFG_CMD_UNBIND = 1, 2
 NFQA_CFG_CMD, NFQA_CFG_PARAMS, NFQA_CFG_QUEUE_MAXLEN, NFQA_CFG_MASK, NFQA_CFG_FLAGS = 1, 2, 3, 4, 5
@@ -156,18 +158,45 @@ def h32(f: bytes, i: int) -> int:
     return h16(f, i) | h16(f, i + 2) << 16 if HOST_LITTLE else h16(f, i) << 16 | h16(f, i + 2)
 
 
-def parse_packet(f: bytes, start: int, end: int) -> QueuedPacket | None:
-    """The packet message in ``f[start:end]`` (``start``: after its nlmsghdr); None when malformed.
+class PacketMessage:
+    """The fields of one packet message as ``read_packet`` leaves them (compiled: C numbers), for a
+    reader that takes them directly; ``skb_info`` holds the NFQA_SKB_* bits, ``cap_len`` the
+    packet's real length (``len(payload)`` when the kernel did not say)."""
+
+    __slots__ = ("packet_id", "hw_protocol", "hook", "payload", "mark", "indev", "outdev", "skb_info", "cap_len")
+
+    def __init__(self):
+        self.packet_id = -1
+        self.hw_protocol = self.hook = self.mark = self.indev = self.outdev = self.skb_info = self.cap_len = 0
+        self.payload = b""
+
+    def queued(self) -> QueuedPacket:
+        """The fields as a ``QueuedPacket``."""
+        info = self.skb_info
+        return _new_tuple(QueuedPacket, (self.packet_id, self.hw_protocol, self.hook, self.payload, self.mark,
+                                         self.indev, self.outdev, bool(info & NFQA_SKB_CSUMNOTREADY),
+                                         bool(info & NFQA_SKB_GSO), self.cap_len))
+
+
+def message_of(p: QueuedPacket) -> PacketMessage:
+    """A ``QueuedPacket``'s fields as a ``PacketMessage`` (what ``queued`` undoes)."""
+    m = PacketMessage()
+    m.packet_id, m.hw_protocol, m.hook, m.payload = p.packet_id, p.hw_protocol, p.hook, p.payload
+    m.mark, m.indev, m.outdev, m.cap_len = p.mark, p.indev, p.outdev, p.cap_len
+    m.skb_info = (NFQA_SKB_CSUMNOTREADY if p.csum_not_ready else 0) | (NFQA_SKB_GSO if p.gso else 0)
+    return m
+
+
+def read_packet(m: PacketMessage, f: bytes, start: int, end: int) -> bool:
+    """``m`` := the packet message in ``f[start:end]`` (``start``: after its nlmsghdr); False when malformed.
 
     One pass over the attributes: the packet header and the payload are read
-    where they are, every other attribute at least 32 bits long into a table
-    by type (the 32-bit ones are read from it, others ignored); one too short
-    counts as absent (0).
+    where they are, the 32-bit ones wanted by type (compiled: a C switch);
+    one too short counts as absent (0), others are ignored.
     """
     packet_id = -1
-    hw = hook = 0
+    hw = hook = mark = indev = outdev = info = cap_len = 0
     payload = b""
-    values = [0] * NFQA_TABLE
     pos = start + NFGENMSG_LEN
     while pos + NLA_HDRLEN <= end:
         if cython.compiled:
@@ -176,36 +205,61 @@ def parse_packet(f: bytes, start: int, end: int) -> QueuedPacket | None:
             alen, atype = _NLATTR.unpack_from(f, pos)
         after = pos + alen
         if alen < NLA_HDRLEN or after > end:
-            return None
+            return False
         atype &= NLA_TYPE_MASK
         at = pos + NLA_HDRLEN
+        pos = (after + 3) & ~3
         if atype == NFQA_PAYLOAD:
             payload = take(f, at, after)
-        elif atype == NFQA_PACKET_HDR:
+            continue
+        if atype == NFQA_PACKET_HDR:
             if alen - NLA_HDRLEN < PKT_HDR_LEN:
-                return None
+                return False
             if cython.compiled:
                 packet_id, hw, hook = u32(f, at), u16(f, at + PKT_HW_OFF), f[at + PKT_HOOK_OFF]
             else:
                 packet_id, hw, hook = _PKT_HDR.unpack_from(f, at)
-        elif atype < NFQA_TABLE and alen - NLA_HDRLEN >= U32_LEN:
-            values[atype] = u32(f, at) if cython.compiled else _BE32.unpack_from(f, at)[0]
-        pos = (after + 3) & ~3
+            continue
+        if alen - NLA_HDRLEN < U32_LEN:
+            continue
+        value = u32(f, at) if cython.compiled else _BE32.unpack_from(f, at)[0]
+        if atype == NFQA_MARK:
+            mark = value
+        elif atype == NFQA_IFINDEX_INDEV:
+            indev = value
+        elif atype == NFQA_IFINDEX_OUTDEV:
+            outdev = value
+        elif atype == NFQA_SKB_INFO:
+            info = value
+        elif atype == NFQA_CAP_LEN:
+            cap_len = value
     if packet_id < 0:
-        return None
-    info = values[NFQA_SKB_INFO]
-    return _new_tuple(QueuedPacket, (packet_id, hw, hook, payload, values[NFQA_MARK], values[NFQA_IFINDEX_INDEV],
-                                     values[NFQA_IFINDEX_OUTDEV], bool(info & NFQA_SKB_CSUMNOTREADY),
-                                     bool(info & NFQA_SKB_GSO), values[NFQA_CAP_LEN] or len(payload)))
+        return False
+    m.packet_id, m.hw_protocol, m.hook, m.payload = packet_id, hw, hook, payload
+    m.mark, m.indev, m.outdev, m.skb_info = mark, indev, outdev, info
+    m.cap_len = cap_len or len(payload)
+    return True
+
+
+def read_datagram(m: PacketMessage, f: bytes) -> bool:
+    """``m`` := the packet when ``f`` is exactly one packet message (the kernel's usual datagram); False
+    otherwise: then ``parse_messages`` reads it (several messages, answers, damage)."""
+    n = len(f)
+    if n < HDR_LEN or h32(f, 0) != n or h16(f, NLMSG_TYPE_OFF) != MSG_PACKET:
+        return False
+    return read_packet(m, f, NLMSG_HDRLEN, n)
+
+
+def parse_packet(f: bytes, start: int, end: int) -> QueuedPacket | None:
+    """The packet message in ``f[start:end]`` (as ``read_packet``) as a ``QueuedPacket``; None when malformed."""
+    m = PacketMessage()
+    return m.queued() if read_packet(m, f, start, end) else None
 
 
 def parse_datagram(f: bytes) -> QueuedPacket | None:
-    """The packet when ``f`` is exactly one packet message (the kernel's usual datagram), else None:
-    then ``parse_messages`` reads it (several messages, answers, damage)."""
-    n = len(f)
-    if n < HDR_LEN or h32(f, 0) != n or h16(f, NLMSG_TYPE_OFF) != MSG_PACKET:
-        return None
-    return parse_packet(f, NLMSG_HDRLEN, n)
+    """The packet when ``f`` is exactly one packet message (as ``read_datagram``), else None."""
+    m = PacketMessage()
+    return m.queued() if read_datagram(m, f) else None
 
 
 def parse_messages(f: bytes) -> tuple[list[QueuedPacket], list[tuple[int, int]], int]:

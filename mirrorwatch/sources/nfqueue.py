@@ -5,8 +5,8 @@ compiled); this module is the socket around them, and the kernel's /proc
 counters of the queues.
 
 Kernel facts relied on: one netlink datagram carries one packet message
-(netlink_recvmsg hands over one skb per call, so ``recv_batch`` reads up to
-``batch_max`` datagrams per call, non-blocking after the first); a batch
+(netlink_recvmsg hands over one skb per call, so ``recv_datagrams`` reads up
+to ``batch_max`` datagrams per call, non-blocking after the first); a batch
 verdict covers every held packet whose id is not *after* the given one in
 32-bit wrapping order (``id_after``: 0xFFFFFFFF releases nothing, /proc's
 ``id_sequence`` releases all); a verdict for an id no longer held answers
@@ -49,8 +49,8 @@ SO_RCVBUFFORCE = 33
 DEFAULT_QUEUE_MAXLEN = 4096      # inline.queue-maxlen: packets the kernel holds for us
 DEFAULT_COPY_RANGE = 0xFFFF      # inline.copy-range: bytes of each packet copied (kernel caps at 65531)
 DEFAULT_RCVBUF = 8 << 20         # inline.rcvbuf: socket receive buffer, bytes
-DEFAULT_BATCH_MAX = 64           # inline.recv-batch: packet messages read per recv_batch()
-DEFAULT_RECV_TIMEOUT = 0.05      # s a recv_batch() waits for the first packet
+DEFAULT_BATCH_MAX = 64           # inline.recv-batch: datagrams (one packet message each) read per recv_datagrams()
+DEFAULT_RECV_TIMEOUT = 0.05      # s a recv_datagrams() waits for the first packet
 ACK_TIMEOUT = 2.0                # s to wait for the kernel's answer to the bind
 RECV_BUFFER = 0x10000 + 4096     # one message: a 64 KiB payload plus headers
 PROC_QUEUE_PATH = "/proc/net/netfilter/nfnetlink_queue"
@@ -154,9 +154,11 @@ class NfQueue:
         self.queue_num = queue_num
         self.batch_max = batch_max
         self._proc_path = proc_path
-        self._stash: list[QueuedPacket] = []
-        self._pending: deque[int] = deque()   # received ids without a verdict, in arrival order
-        self._answered: set[int] = set()      # ids answered one by one, still in _pending
+        self._stash: list[bytes] = []         # datagrams with packets read while waiting for an answer
+        # received ids without a verdict, in arrival order (a reader that parses datagrams itself,
+        # ``inline.verdicts``, appends each id before its verdict)
+        self.pending: deque[int] = deque()
+        self._answered: set[int] = set()      # ids answered one by one, still in pending
         self.counters = dict.fromkeys(("received", "accepted", "dropped", "repeated", "batch_verdicts",
                                        "enobufs", "kernel_errors", "malformed"), 0)
         try:
@@ -190,8 +192,10 @@ class NfQueue:
         self._sock.settimeout(ACK_TIMEOUT)
         try:
             while True:
-                packets, answers, _ = parse_messages(self._sock.recv(RECV_BUFFER))
-                self._stash.extend(packets)
+                data = self._sock.recv(RECV_BUFFER)
+                packets, answers, _ = parse_messages(data)
+                if packets:
+                    self._stash.append(data)
                 for err, answer_seq in answers:
                     if answer_seq == seq:
                         return err
@@ -201,33 +205,44 @@ class NfQueue:
             self._sock.settimeout(None)
 
     # -- receiving ------------------------------------------------------------------
-    def recv_batch(self, timeout: float = DEFAULT_RECV_TIMEOUT) -> list[QueuedPacket]:
-        """Up to ``batch_max`` queued packets; waits at most ``timeout`` s for the first one (0: does not
-        wait, and does not poll either: for a caller that polled the socket itself)."""
-        packets, self._stash = self._stash, []
-        if not packets and timeout > 0 and not self._poll.poll(int(timeout * 1000)):
-            return packets
-        recv, one, limit, counters = self._sock.recv, parse_datagram, self.batch_max, self.counters
-        while len(packets) < limit:
+    def recv_datagrams(self, timeout: float = DEFAULT_RECV_TIMEOUT) -> list[bytes]:
+        """Up to ``batch_max`` of the kernel's datagrams, unread (``messages`` or ``nfnetlink.read_datagram``
+        reads them); waits at most ``timeout`` s for the first one (0: does not wait, and does not poll
+        either: for a caller that polled the socket itself)."""
+        datagrams, self._stash = self._stash, []
+        if not datagrams and timeout > 0 and not self._poll.poll(int(timeout * 1000)):
+            return datagrams
+        recv, limit = self._sock.recv, self.batch_max
+        while len(datagrams) < limit:
             try:
-                data = recv(RECV_BUFFER, socket.MSG_DONTWAIT)
+                datagrams.append(recv(RECV_BUFFER, socket.MSG_DONTWAIT))
             except BlockingIOError:
                 break
             except OSError as e:
                 if e.errno != errno.ENOBUFS:
                     raise
-                counters["enobufs"] += 1   # the kernel dropped messages (fail-open accepted them)
-                continue
-            pkt = one(data)   # the kernel's one packet per datagram
+                self.counters["enobufs"] += 1   # the kernel dropped messages (fail-open accepted them)
+        return datagrams
+
+    def messages(self, data: bytes) -> list[QueuedPacket]:
+        """The packets of a datagram that is not one packet message (several, or the kernel's answers:
+        errors counted; damage counted); the caller counts them received and appends them to ``pending``."""
+        packets, answers, malformed = parse_messages(data)
+        self.counters["malformed"] += malformed
+        self.counters["kernel_errors"] += sum(1 for err, _ in answers if err)
+        return packets
+
+    def recv_batch(self, timeout: float = DEFAULT_RECV_TIMEOUT) -> list[QueuedPacket]:
+        """The packets of ``recv_datagrams(timeout)``, received (their verdicts are due)."""
+        packets: list[QueuedPacket] = []
+        for data in self.recv_datagrams(timeout):
+            pkt = parse_datagram(data)   # the kernel's one packet per datagram
             if pkt is not None:
                 packets.append(pkt)
-                continue
-            got, answers, malformed = parse_messages(data)
-            packets += got
-            counters["malformed"] += malformed
-            counters["kernel_errors"] += sum(1 for err, _ in answers if err)
-        counters["received"] += len(packets)
-        self._pending.extend(p.packet_id for p in packets)
+            else:
+                packets += self.messages(data)
+        self.counters["received"] += len(packets)
+        self.pending.extend(p.packet_id for p in packets)
         return packets
 
     # -- verdicts -------------------------------------------------------------------
@@ -237,7 +252,7 @@ class NfQueue:
         code = verdict_code(accept, repeat)
         self._sock.send(build_verdict(self.queue_num, packet_id, code, mark=mark, payload=payload))
         self.counters[_VERDICT_COUNTER[code]] += 1
-        pending = self._pending
+        pending = self.pending
         if pending and pending[0] == packet_id:   # in order: nothing to remember
             pending.popleft()
             while pending and pending[0] in self._answered:
@@ -253,7 +268,7 @@ class NfQueue:
         self.counters[_VERDICT_COUNTER[code]] += self._retire(up_to_id)
 
     def _retire(self, up_to_id: int) -> int:
-        pending, answered, covered = self._pending, self._answered, 0
+        pending, answered, covered = self.pending, self._answered, 0
         if not answered and pending and pending[-1] == up_to_id:   # the usual run: everything received so far
             covered = len(pending)
             pending.clear()
@@ -268,7 +283,7 @@ class NfQueue:
 
     def outstanding(self) -> int:
         """Received packets still waiting for a verdict (a batch verdict retires them)."""
-        return len(self._pending) - len(self._answered)
+        return len(self.pending) - len(self._answered)
 
     # -- lifecycle ------------------------------------------------------------------
     def fileno(self) -> int:

@@ -20,13 +20,18 @@ A buffer that carries its own checksum sums to zero: that is the whole
 verification.
 
 Compiled (checksum.pxd), a frame's bytes are summed by a C loop instead, as
-little-endian 32-bit words into a 64-bit integer: a 32-bit word is two 16-bit
-words, the second times 65536, which is 1 modulo 0xFFFF, so that sum is the same
-partial sum modulo 0xFFFF as CPython's integer (``_sum32``).  ``partial`` returns the
-sum reduced (below 0xFFFF) in both builds, so its callers add and compare C integers.
+little-endian 64-bit words into a 64-bit integer, counting the carries out of it
+apart: a 64-bit word is four 16-bit words times powers of 65536, and a carry is
+2 ** 64 = 65536 ** 4, all 1 modulo 0xFFFF, so sum plus carries is the same partial
+sum modulo 0xFFFF as CPython's integer (``_sum64``).  A big-endian host loads each
+word byte-swapped, i.e. the sum times 256, which one more factor of 256 turns
+back.  ``partial`` returns the sum reduced (below 0xFFFF) in both builds, so its
+callers add and compare C integers.
 """
 
 from __future__ import annotations
+
+import sys
 
 import cython
 
@@ -45,6 +50,9 @@ IPV4_ADDRS = 12  # offset of the source address in the IPv4 header (the pseudo-h
 IPV4_ADDRS_END = 20
 IPV6_ADDRS = 8
 IPV6_ADDRS_END = 40
+WORD = 8  # the compiled loop's bytes per load
+# what turns the compiled loop's sum of host-order words into the little-endian partial sum
+WORD_SHIFT = 0 if sys.byteorder == "little" else 8
 
 _from = int.from_bytes
 
@@ -52,7 +60,7 @@ _from = int.from_bytes
 def partial(buf, start: int, end: int) -> int:
     """Partial sum of ``buf[start:end]``, reduced: below ``ONES`` (see the module docstring)."""
     if cython.compiled and type(buf) is bytes:
-        return _sum32(buf, start, end) % ONES
+        return _sum64(buf, start, end)
     m = end - start
     if m < SPLIT_BYTES:
         return _from(buf[start:end], "little") % ONES
@@ -67,24 +75,31 @@ def partial(buf, start: int, end: int) -> int:
             + _from(buf[h3:end], "little")) % ONES
 
 
-def _sum32(buf: bytes, start: int, end: int) -> int:
-    """The compiled build's partial sum of ``buf[start:end]`` (module docstring): little-endian
-    32-bit words, then the 0-3 bytes left each in its place in a last word."""
+def _sum64(buf: bytes, start: int, end: int) -> int:
+    """The compiled build's partial sum of ``buf[start:end]`` (module docstring), reduced: 64-bit
+    words (``_load64``) two at a time, then the 0-15 bytes left each in its place in its 16-bit word."""
     if end > len(buf):
         end = len(buf)  # the C loop reads no byte outside the buffer
     p = buf
-    s = 0
+    s = carries = 0
     i = start if start > 0 else 0
-    while i + 4 <= end:
-        hi = p[i + 3]
-        s += hi << 24 | p[i + 2] << 16 | p[i + 1] << 8 | p[i]
-        i += 4
+    while i + 2 * WORD <= end:
+        w = _load64(p + i)  # noqa: F821 - checksum.pxd's inline C load, the compiled build's only
+        s += w
+        carries += s < w
+        w = _load64(p + i + WORD)  # noqa: F821
+        s += w
+        carries += s < w
+        i += 2 * WORD
+    s = s % ONES + carries
+    if WORD_SHIFT:
+        s = (s % ONES) << WORD_SHIFT
     shift = 0
-    while i < end:
+    while i < end:  # at an even offset from start: its bytes alternate low and high in their words
         s += p[i] << shift
-        shift += 8
+        shift ^= 8
         i += 1
-    return s
+    return s % ONES
 
 
 def transport_ok(f, ipv: int, ip_off: int, l4: int, end: int, proto: int) -> bool:

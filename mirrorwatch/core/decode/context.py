@@ -1,26 +1,60 @@
 """What every layer of the decoder reads and reports to (``DecodeContext``, the base of ``Decoder``).
 
-A layer reads the tables (``linktypes``, ``ethertypes``, ``ip_protos`` indexed by
-protocol number, ``udp_dports``/``udp_sports`` for UDP tunnels), ``max_layers``,
-``check`` (``checksum.CHECK_*``) and ``defrag``; it bumps the per-protocol counters
-and reports through ``error``, ``invalid``, ``note`` and ``verify_transport``.
+A layer reads the tables (``linktypes``, ``ethertypes`` through its index by
+EtherType, ``ip_protos`` indexed by protocol number, ``udp_dports``/``udp_sports``
+for UDP tunnels) and hands the rest of the frame to the entry its header names
+with ``call``; it reads ``max_layers``, ``check`` (``checksum.CHECK_*``) and
+``defrag``; it bumps the per-protocol counters and reports through ``error``,
+``invalid``, ``note`` and ``verify_transport``.
 Compiled (context.pxd) it is a C struct the layers reach without attribute
 lookups; it lives apart from decoder.py, which imports every layer, so that the
 layers can name its type without importing one another in a cycle.
+
+The tables hold layer functions (``decode_x(d, p, f, off, end, depth)``, see
+ethernet.py).  A compiled layer's entry is a ``Layer`` (``Layer.of``): a record of its
+C function, which ``call`` calls as C, with no Python call, and which any other
+caller still calls as a function.  Interpreted, an entry is the function itself.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
 
+import cython
+
 from mirrorwatch.core.decode.checksum import CHECK_OFF, CHECK_ON, CHECK_SAMPLE, transport_ok
 from mirrorwatch.core.decode.numbers import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
 from mirrorwatch.core.decode.packet import Packet
 
+ETHERTYPES = 1 << 16  # EtherType values: the length of the index ``set_ethertypes`` builds
 # -k auto: more than one bad checksum in this many sampled means offloading (Suricata's CHECKSUM_INVALID_RATIO)
 AUTO_INVALID_RATIO = 10
 _CSUM_BAD = {PROTO_TCP: "tcp_csum_bad", PROTO_UDP: "udp_csum_bad", PROTO_ICMP: "icmpv4_csum_bad",
              PROTO_ICMPV6: "icmpv6_csum_bad"}
+
+
+class Layer:
+    """A compiled layer function as a table's entry (see the module docstring)."""
+
+    def __call__(self, d, p, f, off, end, depth):
+        return self.fn(d, p, f, off, end, depth)
+
+    @staticmethod
+    def of(fn):
+        """The table entry of the layer function ``fn``: compiled, a ``Layer`` of its C function;
+        interpreted, ``fn`` itself."""
+        if not cython.compiled:
+            return fn
+        entry = Layer()
+        entry.fn = fn
+        return entry
+
+
+def call(fn, d, p, f: bytes, off: int, end: int, depth: int):
+    """Hand ``f[off:end]`` to the table entry ``fn``: compiled, a C call when it is a ``Layer``."""
+    if cython.compiled and type(fn) is Layer:
+        return cython.cast(Layer, fn).fn(d, p, f, off, end, depth)
+    return fn(d, p, f, off, end, depth)
 
 
 class DecodeContext:
@@ -32,6 +66,8 @@ class DecodeContext:
         self.max_layers = max_layers
         self.linktypes: dict = {}
         self.ethertypes: dict = {}
+        self.ethertype_slot = bytes(ETHERTYPES)  # EtherType -> index in ethertype_entry (set_ethertypes)
+        self.ethertype_entry: list = [None]
         self.ip_protos: list = []
         self.udp_dports: dict = {}
         self.udp_sports: dict = {}
@@ -46,6 +82,18 @@ class DecodeContext:
         self.auto_sample: tuple[int, int] | None = None  # -k auto: (bad, checked) it decided on
         self.notes: dict[str, int] = {}  # protocol / encapsulation counts
         self.errs: dict[str, int] = {}  # per-reason error counts
+
+    def set_ethertypes(self, table: dict) -> None:
+        """The EtherType table ``ethertypes`` and its index, which the layers read: a byte per
+        EtherType (``ethertype_slot``), the index of its entry in ``ethertype_entry`` (the
+        table's distinct entries after None, the entry of an EtherType not in the table)."""
+        entry = [None, *dict.fromkeys(table.values())]
+        slot = bytearray(ETHERTYPES)
+        for etype, fn in table.items():
+            slot[etype] = entry.index(fn)
+        self.ethertypes = table
+        self.ethertype_slot = bytes(slot)
+        self.ethertype_entry = entry
 
     # -- what the layers report ---------------------------------------------------
     def error(self, reason: str) -> None:

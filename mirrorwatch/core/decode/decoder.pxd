@@ -1,5 +1,5 @@
-from mirrorwatch.core.decode.context cimport DecodeContext
-from mirrorwatch.core.decode.packet cimport Packet
+from mirrorwatch.core.decode.context cimport DecodeContext, call
+from mirrorwatch.core.decode.packet cimport Packet, new_packet
 
 cdef class Decoder(DecodeContext):
     cdef public str mode

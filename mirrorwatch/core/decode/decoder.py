@@ -51,7 +51,7 @@ same, which denies decoy packets to evaders).
 from __future__ import annotations
 
 from mirrorwatch.core.decode.checksum import CHECK_OFF, CHECK_ON, CHECK_SAMPLE
-from mirrorwatch.core.decode.context import DecodeContext
+from mirrorwatch.core.decode.context import DecodeContext, call
 from mirrorwatch.core.decode.defrag import Defragmenter
 from mirrorwatch.core.decode.gre import decode_gre
 from mirrorwatch.core.decode.icmp import decode_icmpv4, decode_icmpv6
@@ -78,7 +78,7 @@ from mirrorwatch.core.decode.numbers import (
     PROTO_UDP,
     VLAN_TPIDS,
 )
-from mirrorwatch.core.decode.packet import Packet
+from mirrorwatch.core.decode.packet import Packet, new_packet
 from mirrorwatch.core.decode.pppoe import decode_pppoe_session
 from mirrorwatch.core.decode.sctp import decode_sctp
 from mirrorwatch.core.decode.tcp import decode_tcp
@@ -144,7 +144,7 @@ class Decoder(DecodeContext):
                          settings["decoder.max-layers"])
         self.mode = checksum_mode
         self.linktypes = LINKTYPE_DECODERS
-        self.ethertypes = ETHERTYPE_DECODERS
+        self.set_ethertypes(ETHERTYPE_DECODERS)
         self.ip_protos = [IP_PROTO_DECODERS.get(n, decode_other_proto) for n in range(IP_PROTOS)]
         teredo = _ports(settings, "decoder.teredo.ports")
         self.udp_dports = dict.fromkeys(teredo, decode_teredo)  # Teredo on either port, VXLAN/Geneve first
@@ -162,7 +162,7 @@ class Decoder(DecodeContext):
         if type(frame) is not bytes:
             frame = bytes(frame)  # the layers read bytes (compiled: their C type)
         try:
-            return fn(self, Packet(ts, pcap_cnt, linktype, frame), frame, 0, len(frame), 0)
+            return call(fn, self, new_packet(ts, pcap_cnt, linktype, frame), frame, 0, len(frame), 0)
         except Exception as e:  # noqa: BLE001 - a decoder bug must not take the engine down
             return self.error("internal_error_" + type(e).__name__)
 

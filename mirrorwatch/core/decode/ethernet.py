@@ -9,21 +9,18 @@ being filled, ``f[off:end]`` the bytes this layer owns, ``depth`` the
 encapsulation layers decoded so far (bounded by ``decoder.max-layers``).  A
 layer checks every length it reads, fills its fields of ``p`` and hands the
 rest to the next layer; a malformed header is ``d.error(reason)`` (None).
+A compiled layer's C function is named ``x_layer`` and its table entry (and
+the name other modules import) ``decode_x = Layer.of(x_layer)`` (context.py).
 """
 
 from __future__ import annotations
 
-from mirrorwatch.core.decode.ipv4 import decode_ipv4
-from mirrorwatch.core.decode.numbers import (
-    ETH_ALEN,
-    ETH_HLEN,
-    ETH_TYPE_OFF,
-    ETHERTYPE_IPV4,
-)
+from mirrorwatch.core.decode.context import Layer, call
+from mirrorwatch.core.decode.numbers import ETH_ALEN, ETH_HLEN, ETH_TYPE_OFF
 from mirrorwatch.core.decode.wire import take, u16
 
 
-def decode_ethernet(d, p, f: bytes, off: int, end: int, depth: int):
+def ethernet_layer(d, p, f: bytes, off: int, end: int, depth: int):
     """The frame's own Ethernet header: its MAC addresses are the wire's, recorded."""
     d.n_eth += 1
     if end - off < ETH_HLEN:
@@ -31,6 +28,9 @@ def decode_ethernet(d, p, f: bytes, off: int, end: int, depth: int):
     p.dst_mac = take(f, off, off + ETH_ALEN)
     p.src_mac = take(f, off + ETH_ALEN, off + 2 * ETH_ALEN)
     return decode_ethertype(d, p, f, off + ETH_HLEN, end, u16(f, off + ETH_TYPE_OFF), depth)
+
+
+decode_ethernet = Layer.of(ethernet_layer)
 
 
 def decode_inner_ethernet(d, p, f: bytes, off: int, end: int, depth: int):
@@ -43,13 +43,12 @@ def decode_inner_ethernet(d, p, f: bytes, off: int, end: int, depth: int):
 
 
 def decode_ethertype(d, p, f: bytes, off: int, end: int, etype: int, depth: int):
-    """The payload at ``off`` named by EtherType ``etype``, through ``d.ethertypes``; a type the
-    decoder does not know (ARP, LLDP...) is a packet without an IP layer (``ipv`` 0)."""
+    """The payload at ``off`` named by EtherType ``etype``, through ``d.ethertypes`` (its index,
+    ``set_ethertypes``); a type the decoder does not know (ARP, LLDP...) is a packet without an
+    IP layer (``ipv`` 0)."""
     p.l2_proto = etype
-    if etype == ETHERTYPE_IPV4:  # the table's entry, named here: compiled, a C call instead of a Python one
-        return decode_ipv4(d, p, f, off, end, depth)
-    fn = d.ethertypes.get(etype)
+    fn = d.ethertype_entry[d.ethertype_slot[etype]]
     if fn is None:
         d.note("non_ip")
         return p
-    return fn(d, p, f, off, end, depth)
+    return call(fn, d, p, f, off, end, depth)

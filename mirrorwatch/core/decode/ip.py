@@ -3,24 +3,32 @@ protocols the decoder does not decode further."""
 
 from __future__ import annotations
 
+from mirrorwatch.core.decode.context import Layer, call
 from mirrorwatch.core.decode.ipv4 import decode_ipv4
 from mirrorwatch.core.decode.ipv6 import decode_ipv6
+from mirrorwatch.core.decode.wire import take
 
 IP_BY_VERSION = {4: decode_ipv4, 6: decode_ipv6}
 
 
-def decode_raw_ip(d, p, f: bytes, off: int, end: int, depth: int):
+def raw_ip_layer(d, p, f: bytes, off: int, end: int, depth: int):
     """An IP packet with nothing before it to name its version (raw link types, MPLS)."""
     if end <= off:
         return d.error("truncated_ip")
     fn = IP_BY_VERSION.get(f[off] >> 4)
     if fn is None:
         return d.error("bad_ip_version")
-    return fn(d, p, f, off, end, depth)
+    return call(fn, d, p, f, off, end, depth)
 
 
-def decode_other_proto(d, p, f: bytes, l4: int, ip_end: int, depth: int):
+decode_raw_ip = Layer.of(raw_ip_layer)
+
+
+def other_proto_layer(d, p, f: bytes, l4: int, ip_end: int, depth: int):
     """An IP protocol without a decoder here (ESP, OSPF, PIM...): its bytes are the payload."""
-    p.payload = f[l4:ip_end]
+    p.payload = take(f, l4, ip_end)
     d.note("ip_proto_other")
     return p
+
+
+decode_other_proto = Layer.of(other_proto_layer)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from mirrorwatch.core.decode.checksum import CHECK_ON, partial
+from mirrorwatch.core.decode.context import Layer, call
 from mirrorwatch.core.decode.fragments import defragment_ipv4
-from mirrorwatch.core.decode.numbers import PROTO_TCP
-from mirrorwatch.core.decode.tcp import decode_tcp
 from mirrorwatch.core.decode.wire import take, u16
 
 IPV4_HLEN = 20
@@ -22,7 +21,7 @@ IPV4_DST_OFF = 16
 IPV4_ALEN = 4
 
 
-def decode_ipv4(d, p, f: bytes, off: int, end: int, depth: int):
+def ipv4_layer(d, p, f: bytes, off: int, end: int, depth: int):
     if end - off < IPV4_HLEN:
         return d.error("truncated_ipv4")
     vhl = f[off]
@@ -66,8 +65,9 @@ def decode_ipv4(d, p, f: bytes, off: int, end: int, depth: int):
         if whole is None:
             return None
         d.n_ipv4 -= 1  # counted again for the whole datagram
-        return decode_ipv4(d, whole, whole.frame, whole.ip_off, len(whole.frame), depth)
+        return ipv4_layer(d, whole, whole.frame, whole.ip_off, len(whole.frame), depth)
     p.l4_off = l4
-    if proto == PROTO_TCP:  # the table's entry, named here: compiled, a C call instead of a Python one
-        return decode_tcp(d, p, f, l4, ip_end, depth)
-    return d.ip_protos[proto](d, p, f, l4, ip_end, depth)
+    return call(d.ip_protos[proto], d, p, f, l4, ip_end, depth)
+
+
+decode_ipv4 = Layer.of(ipv4_layer)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import struct
-
+from mirrorwatch.core.decode.context import Layer, call
 from mirrorwatch.core.decode.fragments import (
     IP6F_MORE_FRAG,
     IP6F_OFF_MASK,
@@ -27,22 +26,24 @@ from mirrorwatch.core.decode.numbers import (
     PROTO_ROUTING,
     PROTO_SHIM6,
 )
-from mirrorwatch.core.decode.wire import take, u16
+from mirrorwatch.core.decode.wire import take, u16, u32
 
 # extension headers walked to reach the upper layer
 EXTENSION_HEADERS = frozenset((PROTO_HOPOPTS, PROTO_ROUTING, PROTO_FRAGMENT, PROTO_AH, PROTO_DSTOPTS, PROTO_MOBILITY,
                                PROTO_HIP, PROTO_SHIM6, PROTO_EXPERIMENT1, PROTO_EXPERIMENT2))
+# the same set as a byte per next-header value, 1 for an extension header: compiled, one C read
+IS_EXTENSION = bytes(nh in EXTENSION_HEADERS for nh in range(256))
 IP6F_BITS = IP6F_OFF_MASK | IP6F_MORE_FRAG  # offset or M flag: a real fragment (else an atomic one)
 
 IPV6_SRC_OFF = 8
 IPV6_DST_OFF = 24
 IPV6_ALEN = 16
 IPV6_TCLASS_SHIFT = 4  # the traffic class: the 8 bits after the version nibble
+IP6F_OFFLG_OFF = 2  # where the fragment header's offset and flags are, and its identification
+IP6F_IDENT_OFF = 4
 
-_FRAG6 = struct.Struct("!BBHI").unpack_from
 
-
-def decode_ipv6(d, p, f: bytes, off: int, end: int, depth: int):
+def ipv6_layer(d, p, f: bytes, off: int, end: int, depth: int):
     if end - off < IPV6_HLEN:
         return d.error("truncated_ipv6")
     if f[off] >> 4 != 6:
@@ -63,7 +64,7 @@ def decode_ipv6(d, p, f: bytes, off: int, end: int, depth: int):
     p.tos = (u16(f, off) >> IPV6_TCLASS_SHIFT) & 0xFF
     p.ip_off = off
     p.ip_len = ip_end - off
-    if nh in EXTENSION_HEADERS:
+    if IS_EXTENSION[nh]:
         return _extension_headers(d, p, f, off, ip_end, nh, depth)
     return _upper_layer(d, p, f, off, off + IPV6_HLEN, ip_end, nh, depth)
 
@@ -72,7 +73,7 @@ def _upper_layer(d, p, f: bytes, off: int, l4: int, ip_end: int, nh: int, depth:
     p.proto = nh
     p.ip_hlen = l4 - off
     p.l4_off = l4
-    return d.ip_protos[nh](d, p, f, l4, ip_end, depth)
+    return call(d.ip_protos[nh], d, p, f, l4, ip_end, depth)
 
 
 def _extension_headers(d, p, f: bytes, off: int, ip_end: int, nh: int, depth: int):
@@ -80,22 +81,23 @@ def _extension_headers(d, p, f: bytes, off: int, ip_end: int, nh: int, depth: in
     with an offset or the M flag hands the fragment to the reassembler."""
     l4 = off + IPV6_HLEN
     nh_pos = off + IPV6_NXT_OFF  # the byte that names the header at l4
-    while nh in EXTENSION_HEADERS:
+    while IS_EXTENSION[nh]:
         depth += 1
         if depth > d.max_layers:
             return d.error("too_many_layers")
         if ip_end - l4 < IPV6_EXT_MIN:
             return d.error("truncated_ipv6_ext")
         if nh == PROTO_FRAGMENT:
-            nxt, _, offm, ident = _FRAG6(f, l4)
+            nxt = f[l4]
+            offm = u16(f, l4 + IP6F_OFFLG_OFF)
             if offm & IP6F_BITS:
                 p.proto = nxt
-                p.ip_id = ident
+                p.ip_id = u32(f, l4 + IP6F_IDENT_OFF)
                 whole = defragment_ipv6(d, p, f, off, nh_pos, l4, ip_end, offm)
                 if whole is None:
                     return None
                 d.n_ipv6 -= 1  # counted again for the whole datagram
-                return decode_ipv6(d, whole, whole.frame, whole.ip_off, len(whole.frame), depth)
+                return ipv6_layer(d, whole, whole.frame, whole.ip_off, len(whole.frame), depth)
             d.note("ipv6_atomic_fragment")
             hl = IPV6_FRAG_HLEN
         else:
@@ -108,3 +110,6 @@ def _extension_headers(d, p, f: bytes, off: int, ip_end: int, nh: int, depth: in
         nh = nxt
     p.ip_opts = take(f, off + IPV6_HLEN, l4)
     return _upper_layer(d, p, f, off, l4, ip_end, nh, depth)
+
+
+decode_ipv6 = Layer.of(ipv6_layer)

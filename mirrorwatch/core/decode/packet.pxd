@@ -1,4 +1,6 @@
 # The packet record as a C struct (see packet.py): C integers for the header fields.
+cimport cython
+
 
 cdef class Packet:
     cdef public double ts
@@ -20,3 +22,9 @@ cdef class Packet:
     cdef public object payload, csum_ok, tunnel
     cdef public int tunnel_off
     cdef public object invalid
+
+    cdef object _fill(self, double ts, long long pcap_cnt, int linktype, object frame)
+
+
+@cython.locals(p=Packet)
+cpdef Packet new_packet(double ts, long long pcap_cnt, int linktype, bytes frame)

@@ -71,6 +71,10 @@ class Packet:
     )
 
     def __init__(self, ts: float = 0.0, pcap_cnt: int = 0, linktype: int = 1, frame: bytes = b""):
+        self._fill(ts, pcap_cnt, linktype, frame)
+
+    def _fill(self, ts: float, pcap_cnt: int, linktype: int, frame: bytes) -> None:
+        """The frame's fields, every other field at its default."""
         self.ts = ts
         self.pcap_cnt = pcap_cnt
         self.linktype = linktype
@@ -120,3 +124,10 @@ class Packet:
         d = ip_address(self.dst) if self.dst else "?"
         return f"<Packet #{self.pcap_cnt} {self.proto} {s}:{self.sport} -> {d}:{self.dport} len={len(self.payload)}>"
 
+
+def new_packet(ts: float, pcap_cnt: int, linktype: int, frame: bytes) -> Packet:
+    """``Packet(ts, pcap_cnt, linktype, frame)`` for the decoder: compiled, a C call (no Python
+    call of the type with boxed arguments)."""
+    p = Packet.__new__(Packet)
+    p._fill(ts, pcap_cnt, linktype, frame)
+    return p

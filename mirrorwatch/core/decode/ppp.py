@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import struct
-
+from mirrorwatch.core.decode.context import Layer, call
 from mirrorwatch.core.decode.ipv4 import decode_ipv4
 from mirrorwatch.core.decode.ipv6 import decode_ipv6
 from mirrorwatch.core.decode.numbers import PPP_IPV4, PPP_IPV6
+from mirrorwatch.core.decode.wire import u16
 
 PPP_ADDRESS = 0xFF
 PPP_CONTROL = 0x03
 PPP_PROTO_LAST_BYTE = 0x01  # set in the last byte of the protocol field (compressed: the only one)
 
 PPP_DECODERS = {PPP_IPV4: decode_ipv4, PPP_IPV6: decode_ipv6}
-
-_H = struct.Struct("!H").unpack_from
 
 
 def ppp_protocol(f: bytes, off: int, end: int) -> tuple[int, int]:
@@ -27,10 +25,10 @@ def ppp_protocol(f: bytes, off: int, end: int) -> tuple[int, int]:
         return f[off], off + 1
     if end - off < 2:
         return -1, off
-    return _H(f, off)[0], off + 2
+    return u16(f, off), off + 2
 
 
-def decode_ppp(d, p, f: bytes, off: int, end: int, depth: int):
+def ppp_layer(d, p, f: bytes, off: int, end: int, depth: int):
     proto, inner = ppp_protocol(f, off, end)
     if proto < 0:
         return d.error("truncated_ppp")
@@ -38,4 +36,7 @@ def decode_ppp(d, p, f: bytes, off: int, end: int, depth: int):
     if fn is None:  # LCP, IPCP, CHAP...: control traffic
         d.note("non_ip")
         return p
-    return fn(d, p, f, inner, end, depth + 1)
+    return call(fn, d, p, f, inner, end, depth + 1)
+
+
+decode_ppp = Layer.of(ppp_layer)

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import struct
-
+from mirrorwatch.core.decode.context import Layer, call
 from mirrorwatch.core.decode.ppp import decode_ppp
+from mirrorwatch.core.decode.wire import u16
 
 PPPOE_HLEN = 6
 PPPOE_LEN_OFF = 4
 PPP_PROTO_MIN = 2  # room for a PPP protocol field after the header
 
-_H = struct.Struct("!H").unpack_from
 
-
-def decode_pppoe_session(d, p, f: bytes, off: int, end: int, depth: int):
+def pppoe_session_layer(d, p, f: bytes, off: int, end: int, depth: int):
     if end - off < PPPOE_HLEN + PPP_PROTO_MIN:
         return d.error("truncated_pppoe")
-    end = min(end, off + PPPOE_HLEN + _H(f, off + PPPOE_LEN_OFF)[0])  # Ethernet padding after the payload
+    end = min(end, off + PPPOE_HLEN + u16(f, off + PPPOE_LEN_OFF))  # Ethernet padding after the payload
     d.note("pppoe")
-    return decode_ppp(d, p, f, off + PPPOE_HLEN, end, depth + 1)
+    return call(decode_ppp, d, p, f, off + PPPOE_HLEN, end, depth + 1)
+
+
+decode_pppoe_session = Layer.of(pppoe_session_layer)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mirrorwatch.core.decode.context import Layer
 from mirrorwatch.core.decode.numbers import PROTO_TCP
 from mirrorwatch.core.decode.wire import take, u16, u32
 
@@ -24,7 +25,7 @@ TCP_WIN_OFF = 14
 TCP_URP_OFF = 18
 
 
-def decode_tcp(d, p, f: bytes, l4: int, ip_end: int, depth: int):
+def tcp_layer(d, p, f: bytes, l4: int, ip_end: int, depth: int):
     if ip_end - l4 < TCP_HLEN:
         return d.invalid(p, "truncated_tcp")
     thl = (f[l4 + TCP_OFF_OFF] >> 4) << 2
@@ -45,6 +46,9 @@ def decode_tcp(d, p, f: bytes, l4: int, ip_end: int, depth: int):
     if d.check:
         d.verify_transport(p, f, l4, ip_end, PROTO_TCP)
     return p
+
+
+decode_tcp = Layer.of(tcp_layer)
 
 
 def tcp_option(opts: bytes, kind: int) -> bytes | None:

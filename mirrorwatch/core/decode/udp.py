@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mirrorwatch.core.decode.context import Layer, call
 from mirrorwatch.core.decode.numbers import PROTO_UDP
 from mirrorwatch.core.decode.wire import take, u16
 
@@ -11,7 +12,7 @@ UDP_LEN_OFF = 4
 UDP_CSUM_OFF = 6
 
 
-def decode_udp(d, p, f: bytes, l4: int, ip_end: int, depth: int):
+def udp_layer(d, p, f: bytes, l4: int, ip_end: int, depth: int):
     if ip_end - l4 < UDP_HLEN:
         return d.invalid(p, "truncated_udp")
     sport = u16(f, l4)
@@ -33,5 +34,8 @@ def decode_udp(d, p, f: bytes, l4: int, ip_end: int, depth: int):
         d.verify_transport(p, f, l4, end, PROTO_UDP)
     fn = d.udp_dports.get(dport) or d.udp_sports.get(sport)
     if fn is not None:
-        return fn(d, p, f, l4 + UDP_HLEN, end, depth)
+        return call(fn, d, p, f, l4 + UDP_HLEN, end, depth)
     return p
+
+
+decode_udp = Layer.of(udp_layer)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mirrorwatch.core.decode.context import Layer
 from mirrorwatch.core.decode.ethernet import decode_ethertype
 from mirrorwatch.core.decode.numbers import VLAN_TPIDS
 from mirrorwatch.core.decode.wire import u16
@@ -11,7 +12,7 @@ VLAN_TYPE_OFF = 2
 VLAN_ID_MASK = 0x0FFF
 
 
-def decode_vlan(d, p, f: bytes, off: int, end: int, depth: int):
+def vlan_layer(d, p, f: bytes, off: int, end: int, depth: int):
     """Every tag of the stack at ``off`` (the EtherType dispatch set ``p.l2_proto`` to the first
     tag's TPID), one layer each: raw (tpid, tci) pairs to ``p.vlans``, ids to ``p.vlan_id``."""
     tpid = p.l2_proto
@@ -37,3 +38,6 @@ def decode_vlan(d, p, f: bytes, off: int, end: int, depth: int):
     if len(ids) > 1:
         d.note("vlan_qinq")
     return decode_ethertype(d, p, f, off, end, etype, depth)
+
+
+decode_vlan = Layer.of(vlan_layer)

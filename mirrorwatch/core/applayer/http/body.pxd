@@ -1,3 +1,22 @@
-# Compiled with its .py (mirrorwatch.COMPILED). Its classes stay Python classes (HttpState is
-# assembled from mixins; the records are built and read by interpreted code) and it has no
-# module-level helper worth typing: nothing is declared; the gain is the compiled function bodies.
+# Message bodies (body.py): the collector of one body is a C struct with typed steps (it takes
+# every body segment); the decoding layers stay Python objects (zlib's).
+cimport cython
+
+cdef class BodyCollector:
+    cdef public long long limit, bomb_limit, decoded
+    cdef public bytearray kept, raw
+    cdef public bint truncated, memcapped, bombed, decode_failed, stopped
+    cdef public tuple hashers
+    cdef public list _stages
+
+    cpdef Py_ssize_t add(self, object data, long long room) except -1
+    cdef object _decode(self, object data)
+    @cython.locals(raw=bytes)
+    cdef Py_ssize_t _fail(self, long long room) except -1
+    cdef long long _space(self, long long room)
+    @cython.locals(space=Py_ssize_t)
+    cdef Py_ssize_t _keep(self, object data, long long room) except -1
+    cpdef void stop(self)
+
+@cython.locals(stages=list)
+cpdef tuple content_layers(object content_encoding, Py_ssize_t layer_limit)

@@ -105,7 +105,7 @@ class BodyCollector:
             return self._keep(data, room)
         if self.decode_failed or self.bombed:
             return 0
-        if not any(stage.produced for stage in self._stages):
+        if not _any_produced(self._stages):
             self.raw += data[:self._space(room) - len(self.raw)]
         try:
             decoded = self._decode(data)
@@ -126,7 +126,7 @@ class BodyCollector:
         self.decode_failed = True
         raw = bytes(self.raw)
         self.raw.clear()
-        if any(stage.produced for stage in self._stages):
+        if _any_produced(self._stages):
             return 0
         self._stages = []
         return self._keep(raw, room)
@@ -150,3 +150,8 @@ class BodyCollector:
     def stop(self) -> None:
         """A gap: keep nothing more (no match may span the hole)."""
         self.stopped = True
+
+
+def _any_produced(stages: list[_Stage]) -> bool:
+    """Has any decoding layer produced output yet?"""
+    return any(stage.produced for stage in stages)

@@ -39,7 +39,7 @@ def parse_content_length(value: bytes) -> int | None:
 
 
 def body_framing(headers_te: bytes | None, headers_cl: bytes | None,
-                 *, chunked_substring: bool) -> tuple[Framing, int, bool]:
+                 chunked_substring: bool) -> tuple[Framing, int, bool]:
     """(framing, length, malformed) from Transfer-Encoding / Content-Length.
 
     Requests look for the ``chunked`` token, responses (like libhtp) for the

@@ -41,7 +41,7 @@ def unfold(lines: Iterable[bytes], result: HeaderResult) -> list[bytes]:
                 continue
             result.invalid += 1
             line = line.lstrip(_FOLDING)
-        fields.append(bytes(line))
+        fields.append(line)
     return fields
 
 
@@ -61,15 +61,15 @@ def split_field(field: bytes, result: HeaderResult) -> tuple[bytes, bytes]:
     return name.rstrip(LWS), field[colon + 1:].strip(LWS)
 
 
-def add_fields(headers: list[tuple[bytes, bytes]], fields: Iterable[bytes], *,
-               max_headers: int, max_repetitions: int, result: HeaderResult) -> None:
+def add_fields(headers: list[tuple[bytes, bytes]], fields: list[bytes], max_headers: int,
+               max_repetitions: int, result: HeaderResult) -> None:
     """Add unfolded fields to ``headers`` in place, merging repeated names."""
     index = {name.lower(): i for i, (name, _value) in enumerate(headers)}
     repetitions = 0
     for field in fields:
-        colon = field.find(b":")
-        if colon > 0 and field[colon - 1] not in _LWS_BYTES and b"\x00" not in field:
-            name, value = field[:colon], field[colon + 1:].strip(LWS)  # split_field's common case
+        name, colon, value = field.partition(b":")
+        if colon and name and name[-1] not in _LWS_BYTES and b"\x00" not in field:
+            value = value.strip(LWS)  # split_field's common case
         else:
             name, value = split_field(field, result)
         key = name.lower()

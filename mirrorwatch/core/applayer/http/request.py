@@ -83,35 +83,40 @@ def parse_request_line(line: bytes) -> RequestLine:
     space only if there is no SP), the protocol is the rest; no target or no
     protocol means HTTP/0.9. So ``GET /a b HTTP/1.1`` asks for ``/a`` with the
     protocol ``b HTTP/1.1``, as Suricata sees it."""
+    return RequestLine(*_split_request_line(line))
+
+
+def _split_request_line(line: bytes) -> tuple[bytes, bytes | None, bytes | None]:
+    """``parse_request_line``'s fields as a plain tuple."""
     data = line.lstrip(SPACE_BYTES)
     end = _first_space(data, 0)
     method, rest = data[:end], data[end:].lstrip(SPACE_BYTES)
     if not rest:
-        return RequestLine(method, None, None)
+        return method, None, None
     uri_end = rest.find(b" ")
     if uri_end < 0:
         uri_end = _first_space(rest, 0)
     uri, protocol = rest[:uri_end], rest[uri_end:].strip(SPACE_BYTES)
-    return RequestLine(method, uri, protocol or None)
+    return method, uri, protocol or None
 
 
 def apply_request_line(tx: HttpTx, line: bytes) -> None:
     """Fill the request-line fields and the URI buffers of ``tx``."""
-    parsed = parse_request_line(line)
+    method, uri, protocol = _split_request_line(line)
     tx.request_line = line
-    tx.method = parsed.method
-    tx.uri_raw = parsed.uri
-    tx.protocol = parsed.protocol
-    if parsed.uri is None:
+    tx.method = method
+    tx.uri_raw = uri
+    tx.protocol = protocol
+    if uri is None:
         return
     if is_method(tx, CONNECT):
-        host, port, _invalid = split_hostport(parsed.uri)
-        tx.host, tx.port, tx.host_raw = host, port, (parsed.uri if host else None)
+        host, port, _invalid = split_hostport(uri)
+        tx.host, tx.port, tx.host_raw = host, port, (uri if host else None)
         tx.uri_normalized = b""
         return
     tx.normalize_uri_later()
-    if parsed.uri[:1] != b"/":  # origin-form ("/...") names no host: no need to split it
-        _host_from_uri(tx, split_uri(parsed.uri))
+    if uri[:1] != b"/":  # origin-form ("/...") names no host: no need to split it
+        _host_from_uri(tx, split_uri(uri))
 
 
 def _host_from_uri(tx: HttpTx, parts: UriParts) -> None:

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-from mirrorwatch.core.applayer.common import PROGRESS_HEADERS, PROGRESS_LINE
+from mirrorwatch.core.applayer.common import PROGRESS_COMPLETE, PROGRESS_HEADERS, PROGRESS_LINE
 from mirrorwatch.core.applayer.http.framing import Framing
+from mirrorwatch.core.applayer.http.message import MessageMachine
 from mirrorwatch.core.applayer.http.request import (
     SPACE_BYTES, apply_host_header, apply_request_line, looks_like_request_line, request_framing,
 )
-from mirrorwatch.core.applayer.http.stream import Phase, Side, StreamMachine, chomp
+from mirrorwatch.core.applayer.http.stream import STOPPED, Phase, Side, chomp
 from mirrorwatch.core.applayer.http.transaction import HttpTx
 
 
-class RequestMachine(StreamMachine):
+class RequestMachine(MessageMachine):
     """Handlers for the to-server side; each returns True to run again.
 
-    HttpState supplies ``_new_tx``, ``_fail`` and ``_run``.
+    HttpState sets up both sides (``_ts``, ``_tc``) and the counters.
     """
 
-    _connect_tx: HttpTx | None
+    __slots__ = ("_ts", "_tc", "_next_id", "_connect_tx")
 
     # -- states ------------------------------------------------------------
     def _ts_idle(self, side: Side) -> bool:
@@ -38,6 +39,19 @@ class RequestMachine(StreamMachine):
         side.tx = tx
         side.phase = Phase.PROTOCOL if tx.protocol is None else Phase.HEADERS
         return True
+
+    def _new_tx(self) -> HttpTx | None:
+        """A transaction for a new request, or None at the max-tx limit."""
+        if self.config.max_tx and len(self.txs) >= self.config.max_tx:
+            self.stats.max_tx_hits += 1
+            return None
+        tx = HttpTx(self._next_id)
+        self._next_id += 1
+        self.stats.txs += 1
+        if self._tc.phase in STOPPED:
+            tx.progress_tc = PROGRESS_COMPLETE
+        self.txs.append(tx)
+        return tx
 
     def _ts_protocol(self, side: Side) -> bool:
         """A request line without protocol: HTTP/0.9 unless more than blank
@@ -82,7 +96,7 @@ class RequestMachine(StreamMachine):
 
     def _ts_connect_wait(self, side: Side) -> bool:
         """Bytes after a CONNECT wait (within the memcap) until its answer."""
-        excess = side.available - self._room()
+        excess = side.available() - self._room()
         if excess > 0:
             self.stats.memcap_hits += 1
             del side.buf[len(side.buf) - excess:]

@@ -37,11 +37,15 @@ def looks_like_status_line(line: bytes) -> bool:
 
 def parse_status_line(line: bytes) -> StatusLine:
     """Protocol, status and reason phrase of a chomped status line."""
+    return StatusLine(*_split_status_line(line))
+
+
+def _split_status_line(line: bytes) -> list[bytes | None]:
+    """``parse_status_line``'s fields as a plain list."""
     fields = line.strip(SPACE_BYTES).split(None, 2)
     while len(fields) < 3:
         fields.append(None)
-    protocol, status, message = fields
-    return StatusLine(protocol, status, message)
+    return fields
 
 
 def parse_status_code(status: bytes | None) -> int | None:
@@ -57,12 +61,12 @@ def parse_status_code(status: bytes | None) -> int | None:
 
 def apply_status_line(tx: HttpTx, line: bytes) -> None:
     """Fill the response-line fields of ``tx`` (replacing an interim response's)."""
-    parsed = parse_status_line(line)
+    protocol, status, message = _split_status_line(line)
     tx.response_line = line
-    tx.response_protocol = parsed.protocol
-    tx.status = parsed.status
-    tx.status_msg = parsed.message
-    tx.status_code = parse_status_code(parsed.status)
+    tx.response_protocol = protocol
+    tx.status = status
+    tx.status_msg = message
+    tx.status_code = parse_status_code(status)
 
 
 def response_framing(tx: HttpTx) -> tuple[Framing, int, bool]:

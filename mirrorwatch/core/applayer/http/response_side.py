@@ -2,33 +2,32 @@
 
 from __future__ import annotations
 
-from mirrorwatch.core.applayer.common import PROGRESS_HEADERS, PROGRESS_LINE
+from mirrorwatch.core.applayer.common import PROGRESS_COMPLETE, PROGRESS_HEADERS, PROGRESS_LINE
 from mirrorwatch.core.applayer.http.framing import Framing
 from mirrorwatch.core.applayer.http.headers import has_token
 from mirrorwatch.core.applayer.http.request import SPACE_BYTES
+from mirrorwatch.core.applayer.http.request_side import RequestMachine
 from mirrorwatch.core.applayer.http.response import (
     CLIENT_ERROR, apply_status_line, looks_like_status_line, response_framing,
 )
-from mirrorwatch.core.applayer.http.stream import Phase, Side, StreamMachine, chomp
+from mirrorwatch.core.applayer.http.stream import Phase, Side, chomp
 from mirrorwatch.core.applayer.http.transaction import HttpTx
 
 EXPECT = b"expect"
 CONTINUE_TOKEN = b"100-continue"
 
 
-class ResponseMachine(StreamMachine):
+class ResponseMachine(RequestMachine):
     """Handlers for the to-client side; each returns True to run again.
 
-    HttpState supplies ``_peek_response_tx``, ``_response_tx`` and
-    ``_enter_tunnel``; RequestMachine ``_settle_http09`` and ``_resume_requests``.
+    RequestMachine supplies ``_settle_http09`` and ``_resume_requests``.
     """
 
-    _ts: Side
-    _connect_tx: HttpTx | None
+    __slots__ = ("tunnel", "_tc_next_id")
 
     # -- states ------------------------------------------------------------
     def _tc_idle(self, side: Side) -> bool:
-        if not side.available:
+        if not side.available():
             return False
         pending = self._peek_response_tx()
         if pending is not None and pending is self._ts.tx and self._ts.phase == Phase.PROTOCOL:
@@ -49,7 +48,7 @@ class ResponseMachine(StreamMachine):
         consumed, line = self._status_line(side)
         if line is not None:
             return self._begin_response(side, line)
-        if side.closed and not side.available:
+        if side.closed and not side.available():
             self._message_done(side)
             return True
         return consumed
@@ -116,3 +115,36 @@ class ResponseMachine(StreamMachine):
         expect = tx.request_header(EXPECT)
         if expect is not None and has_token(expect, CONTINUE_TOKEN):
             self._message_done(ts)
+
+    def _peek_response_tx(self) -> HttpTx | None:
+        for tx in self.txs:
+            if tx.tx_id == self._tc_next_id:
+                return tx
+        return None
+
+    def _response_tx(self) -> HttpTx:
+        """The transaction the next response answers (a new one if none)."""
+        tx = self._peek_response_tx()
+        if tx is None:
+            self.stats.unmatched_responses += 1
+            tx = HttpTx(self._next_id)
+            self._next_id += 1
+            self.stats.txs += 1
+            tx.progress_ts = PROGRESS_COMPLETE
+            self.txs.append(tx)
+        self._tc_next_id = tx.tx_id + 1
+        return tx
+
+    def _enter_tunnel(self) -> None:
+        """CONNECT 2xx or 101: the rest of the connection is not HTTP."""
+        self.tunnel = True
+        self.stats.tunnels += 1
+        for side in (self._ts, self._tc):
+            if side.tx is not None:
+                self._message_done(side)
+            self.stats.tunnel_bytes += side.drop_buffer()
+            side.phase = Phase.TUNNEL
+        for tx in self.txs:
+            if not tx.done:
+                tx.progress_ts = tx.progress_tc = PROGRESS_COMPLETE
+                self._touch(tx)

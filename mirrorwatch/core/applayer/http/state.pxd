@@ -1,3 +1,22 @@
-# Compiled with its .py (mirrorwatch.COMPILED). Its classes stay Python classes (HttpState is
-# assembled from mixins; the records are built and read by interpreted code) and it has no
-# module-level helper worth typing: nothing is declared; the gain is the compiled function bodies.
+# The parser object (state.py): the last of the cdef class chain (see stream.pxd); the
+# interface every application-layer parser has stays callable from Python.
+cimport cython
+
+from mirrorwatch.core.applayer.http.response_side cimport ResponseMachine
+from mirrorwatch.core.applayer.http.stream cimport Side
+from mirrorwatch.core.applayer.http.transaction cimport HttpTx
+
+cdef class HttpState(ResponseMachine):
+    @cython.locals(side=Side)
+    cpdef void feed(self, int direction, object data)
+    @cython.locals(side=Side)
+    cpdef void gap(self, int direction, long long size)
+    @cython.locals(side=Side)
+    cpdef void close(self, int direction)
+    @cython.locals(tx=HttpTx)
+    cpdef list updated(self)
+    @cython.locals(tx=HttpTx)
+    cpdef list pop_done(self)
+    cdef Side _side(self, int direction)
+    cdef void _count_dropped(self, Side side, long long size)
+    cdef void _resync(self, Side side)

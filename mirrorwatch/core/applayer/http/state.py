@@ -57,11 +57,10 @@ next start line); in a header block the direction gives up (FAILED).
 
 from __future__ import annotations
 
-from mirrorwatch.core.applayer.common import PROGRESS_COMPLETE, TO_CLIENT, TO_SERVER
+from mirrorwatch.core.applayer.common import TO_CLIENT, TO_SERVER
 from mirrorwatch.core.applayer.http.config import DEFAULT_CONFIG, HttpConfig, HttpStats
-from mirrorwatch.core.applayer.http.request_side import RequestMachine
 from mirrorwatch.core.applayer.http.response_side import ResponseMachine
-from mirrorwatch.core.applayer.http.stream import STOPPED, Phase, Side, complete_progress
+from mirrorwatch.core.applayer.http.stream import STOPPED, Phase, Side
 from mirrorwatch.core.applayer.http.transaction import HttpTx
 
 _BODY_GAP_PHASES = frozenset((Phase.BODY_LENGTH, Phase.CHUNK_DATA, Phase.BODY_CLOSE))
@@ -69,21 +68,25 @@ _RESYNC_GAP_PHASES = frozenset((Phase.IDLE, Phase.CHUNK_SIZE, Phase.CHUNK_END, P
                                 Phase.CONNECT_WAIT))
 
 
-class HttpState(RequestMachine, ResponseMachine):
+class HttpState(ResponseMachine):
     """Per-flow HTTP/1.x parser: feed/gap/close in, transactions out."""
+
+    __slots__ = ()
 
     def __init__(self, config: HttpConfig = DEFAULT_CONFIG) -> None:
         self.config = config
         self.stats = HttpStats()
         self.txs: list[HttpTx] = []
         self.failed = False
-        self.tunnel = False
-        self._ts = Side(TO_SERVER)
-        self._tc = Side(TO_CLIENT)
-        self._next_id = 0
-        self._tc_next_id = 0
         self._held = 0
         self._dirty: list[HttpTx] = []
+        self._field_limit = config.field_limit
+        self._memcap = config.flow_memcap
+        self.tunnel = False
+        self._ts = Side(TO_SERVER, _HANDLERS[TO_SERVER])
+        self._tc = Side(TO_CLIENT, _HANDLERS[TO_CLIENT])
+        self._next_id = 0
+        self._tc_next_id = 0
         self._connect_tx: HttpTx | None = None
 
     # -- the interface every application-layer parser has -------------------
@@ -124,10 +127,7 @@ class HttpState(RequestMachine, ResponseMachine):
         if side.phase not in STOPPED:
             self._run(side)
         if direction == TO_CLIENT:
-            for tx in self.txs:
-                if tx.progress_tc != PROGRESS_COMPLETE:
-                    tx.progress_tc = PROGRESS_COMPLETE
-                    self._touch(tx)
+            self._complete_responses()
 
     def updated(self) -> list[HttpTx]:
         """Transactions whose progress or buffers changed since the last call."""
@@ -135,7 +135,8 @@ class HttpState(RequestMachine, ResponseMachine):
         for tx in changed:
             tx.dirty = False
             tx.reported = True
-        changed.sort(key=_tx_id)
+        if len(changed) > 1:
+            changed.sort(key=_tx_id)
         return changed
 
     def pop_done(self) -> list[HttpTx]:
@@ -144,8 +145,7 @@ class HttpState(RequestMachine, ResponseMachine):
         if done:
             self.txs = [tx for tx in self.txs if not (tx.done and tx.reported and not tx.dirty)]
             for tx in done:
-                self._held -= (len(tx.request_headers_raw) + len(tx.response_headers_raw)
-                               + len(tx.request_body) + len(tx.response_body))
+                self._held -= tx.held()
             self._held = max(self._held, 0)
         return done
 
@@ -162,64 +162,11 @@ class HttpState(RequestMachine, ResponseMachine):
             return self._tc
         return None
 
-    def _run(self, side: Side) -> None:
-        handlers = _HANDLERS[side.direction]
-        while side.phase not in STOPPED and handlers[side.phase](self, side):
-            pass
-        side.compact()
-
     def _count_dropped(self, side: Side, size: int) -> None:
         if side.phase == Phase.TUNNEL:
             self.stats.tunnel_bytes += size
         else:
             self.stats.ignored_bytes += size
-
-    def _touch(self, tx: HttpTx) -> None:
-        if not tx.dirty:
-            tx.dirty = True
-            self._dirty.append(tx)
-
-    def _new_tx(self) -> HttpTx | None:
-        """A transaction for a new request, or None at the max-tx limit."""
-        if self.config.max_tx and len(self.txs) >= self.config.max_tx:
-            self.stats.max_tx_hits += 1
-            return None
-        tx = HttpTx(self._next_id)
-        self._next_id += 1
-        self.stats.txs += 1
-        if self._tc.phase in STOPPED:
-            tx.progress_tc = PROGRESS_COMPLETE
-        self.txs.append(tx)
-        return tx
-
-    def _peek_response_tx(self) -> HttpTx | None:
-        for tx in self.txs:
-            if tx.tx_id == self._tc_next_id:
-                return tx
-        return None
-
-    def _response_tx(self) -> HttpTx:
-        """The transaction the next response answers (a new one if none)."""
-        tx = self._peek_response_tx()
-        if tx is None:
-            self.stats.unmatched_responses += 1
-            tx = HttpTx(self._next_id)
-            self._next_id += 1
-            self.stats.txs += 1
-            tx.progress_ts = PROGRESS_COMPLETE
-            self.txs.append(tx)
-        self._tc_next_id = tx.tx_id + 1
-        return tx
-
-    def _message_done(self, side: Side) -> None:
-        tx = side.tx
-        if tx is not None:
-            self._finish_body(side)
-            complete_progress(tx, side.direction)
-            self._touch(tx)
-        side.tx = None
-        side.remaining = 0
-        side.phase = Phase.IDLE
 
     def _resync(self, side: Side) -> None:
         """Lost sync between messages: end the current one, skip to the next
@@ -236,54 +183,35 @@ class HttpState(RequestMachine, ResponseMachine):
             side.phase = Phase.IDLE
         self.stats.ignored_bytes += side.drop_buffer()
 
-    def _fail(self, side: Side) -> None:
-        """Give up this direction for good (counted; the flow keeps its protocol)."""
-        if side.tx is not None:
-            self._message_done(side)
-        side.phase = Phase.FAILED
-        self.stats.directions_failed += 1
-        self.stats.ignored_bytes += side.drop_buffer()
-        self.failed = True
-        if side.direction == TO_CLIENT:
-            for tx in self.txs:
-                if tx.progress_tc != PROGRESS_COMPLETE:
-                    tx.progress_tc = PROGRESS_COMPLETE
-                    self._touch(tx)
-
-    def _enter_tunnel(self) -> None:
-        """CONNECT 2xx or 101: the rest of the connection is not HTTP."""
-        self.tunnel = True
-        self.stats.tunnels += 1
-        for side in (self._ts, self._tc):
-            if side.tx is not None:
-                self._message_done(side)
-            self.stats.tunnel_bytes += side.drop_buffer()
-            side.phase = Phase.TUNNEL
-        for tx in self.txs:
-            if not tx.done:
-                tx.progress_ts = tx.progress_tc = PROGRESS_COMPLETE
-                self._touch(tx)
-
 
 def _tx_id(tx: HttpTx) -> int:
     return tx.tx_id
 
 
-# The state table's actions, as plain functions (a per-instance table of bound methods
-# would make every parser a reference cycle, left to the cycle collector).
-_BODY_HANDLERS = {
-    Phase.BODY_LENGTH: HttpState._body_length, Phase.BODY_CLOSE: HttpState._body_close,
-    Phase.CHUNK_SIZE: HttpState._chunk_size, Phase.CHUNK_DATA: HttpState._chunk_data,
-    Phase.CHUNK_END: HttpState._chunk_end, Phase.TRAILERS: HttpState._trailers,
+# The state table: each phase's action, by name (a per-instance table of bound methods would
+# make every parser a reference cycle, left to the cycle collector).
+_BODY_ACTIONS = {
+    Phase.BODY_LENGTH: "_body_length", Phase.BODY_CLOSE: "_body_close",
+    Phase.CHUNK_SIZE: "_chunk_size", Phase.CHUNK_DATA: "_chunk_data",
+    Phase.CHUNK_END: "_chunk_end", Phase.TRAILERS: "_trailers",
 }
-_HANDLERS = {
+_ACTIONS = {
     TO_SERVER: {
-        Phase.IDLE: HttpState._ts_idle, Phase.PROTOCOL: HttpState._ts_protocol,
-        Phase.HEADERS: HttpState._ts_headers, Phase.CONNECT_WAIT: HttpState._ts_connect_wait,
-        Phase.DISCARD: HttpState._ts_discard, **_BODY_HANDLERS,
+        Phase.IDLE: "_ts_idle", Phase.PROTOCOL: "_ts_protocol", Phase.HEADERS: "_ts_headers",
+        Phase.CONNECT_WAIT: "_ts_connect_wait", Phase.DISCARD: "_ts_discard", **_BODY_ACTIONS,
     },
     TO_CLIENT: {
-        Phase.IDLE: HttpState._tc_idle, Phase.STATUS: HttpState._tc_status,
-        Phase.HEADERS: HttpState._tc_headers, **_BODY_HANDLERS,
+        Phase.IDLE: "_tc_idle", Phase.STATUS: "_tc_status", Phase.HEADERS: "_tc_headers",
+        **_BODY_ACTIONS,
     },
 }
+
+
+def _handlers(actions: dict[Phase, str]) -> tuple:
+    """A direction's table as the Side runs it: indexed by phase, the unbound methods
+    (None where the direction has no such phase)."""
+    return tuple(getattr(HttpState, actions[phase]) if phase in actions else None
+                 for phase in Phase)
+
+
+_HANDLERS = {direction: _handlers(actions) for direction, actions in _ACTIONS.items()}

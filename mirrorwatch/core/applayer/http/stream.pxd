@@ -1,8 +1,51 @@
-# Compiled with its .py (mirrorwatch.COMPILED): its classes stay Python classes (HttpState is
-# assembled from mixins, and the records are built and read by interpreted code), so what is
-# typed here is only the module-level helpers; the gain is the compiled function bodies.
+# One direction's parse state and the machinery both directions share, as C structs: the
+# per-packet steps are C calls on typed objects (see stream.py). The chain of cdef classes
+# StreamMachine -> MessageMachine -> RequestMachine -> ResponseMachine -> HttpState is one
+# parser object; each level's .pxd declares its attributes and typed methods.
 cimport cython
 
-@cython.locals(end=Py_ssize_t)
-cpdef object _chunk_length(object text)
-cpdef Py_ssize_t _block_end(object buf, Py_ssize_t start, Py_ssize_t stop)
+from mirrorwatch.core.applayer.http.body cimport BodyCollector
+from mirrorwatch.core.applayer.http.headers cimport HeaderResult, add_fields, unfold
+from mirrorwatch.core.applayer.http.transaction cimport HttpTx
+
+cdef Py_ssize_t COMPACT_AT
+
+cdef class Side:
+    cdef public int direction, phase
+    cdef public tuple handlers
+    cdef public bytearray buf, raw
+    cdef public Py_ssize_t pos
+    cdef public HttpTx tx
+    cdef public BodyCollector collector
+    cdef public bint closed, file_checked, skip_to_lf
+    cdef public long long remaining, wire
+    cdef public list lines
+
+    cpdef Py_ssize_t available(self)
+    cpdef bytes take(self, Py_ssize_t size)
+    cpdef Py_ssize_t drop_buffer(self)
+    cpdef void compact(self)
+
+cdef class StreamMachine:
+    cdef public object config, stats
+    cdef public list txs, _dirty
+    cdef public bint failed
+    cdef public long long _held
+    cdef Py_ssize_t _field_limit
+    cdef long long _memcap
+
+    @cython.locals(handlers=tuple)
+    cdef void _run(self, Side side)
+    cdef void _touch(self, HttpTx tx)
+    @cython.locals(limit=Py_ssize_t, buf=bytearray, lf=Py_ssize_t, line=bytes)
+    cdef object _next_line(self, Side side)
+    cdef long long _room(self)
+    @cython.locals(line=bytes, content=bytes)
+    cdef bint _read_block(self, Side side) except -1
+    @cython.locals(buf=bytearray, start=Py_ssize_t, end=Py_ssize_t, block=bytes, lines=list)
+    cdef bint _whole_block(self, Side side) except -1
+    @cython.locals(raw=bytes, result=HeaderResult)
+    cdef bytes _take_block(self, Side side, list headers)
+
+@cython.locals(end=Py_ssize_t, at=Py_ssize_t)
+cdef Py_ssize_t _block_end(bytearray buf, Py_ssize_t start, Py_ssize_t stop) except -2

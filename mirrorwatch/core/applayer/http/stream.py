@@ -1,27 +1,17 @@
-"""One direction of an HTTP connection: its byte buffer, line reading, header
-blocks and body states. Shared by the request and the response side; see
-state.py for the state table."""
+"""One direction of an HTTP connection: its byte buffer, line reading and
+header blocks; the loop that runs a direction's state table. Shared by the
+request and the response side; see state.py for the state table, and
+message.py for bodies."""
 
 from __future__ import annotations
 
-import hashlib
 from enum import IntEnum
 
-from mirrorwatch.core.applayer.common import PROGRESS_BODY, PROGRESS_COMPLETE, TO_SERVER
-from mirrorwatch.core.applayer.http.body import BodyCollector, content_layers
-from mirrorwatch.core.applayer.http.config import HttpConfig, HttpStats
-from mirrorwatch.core.applayer.http.files import open_file
-from mirrorwatch.core.applayer.http.framing import Framing
-from mirrorwatch.core.applayer.http.headers import HeaderResult, add_fields, header_value, unfold
+from mirrorwatch.core.applayer.http.headers import HeaderResult, add_fields, unfold
 from mirrorwatch.core.applayer.http.transaction import HttpTx
 
 CRLF = b"\r\n"
-# libhtp is_chunked_ctl_char: bytes skipped around a chunk size.
-CHUNK_CTL = b"\r\n \t\x0b\x0c"
-HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
-MAX_CHUNK_SIZE = 0x7FFFFFFF     # libhtp rejects chunk sizes above INT32_MAX
 COMPACT_AT = 64 * 1024          # consumed bytes kept before the buffer is compacted
-CONTENT_ENCODING = b"content-encoding"
 
 
 class Phase(IntEnum):
@@ -50,13 +40,15 @@ def chomp(line: bytes) -> bytes:
 
 
 class Side:
-    """Parse state of one direction."""
+    """Parse state of one direction; ``handlers`` is its state table (the action of
+    each phase, indexed by phase)."""
 
-    __slots__ = ("direction", "buf", "pos", "phase", "tx", "closed", "remaining", "wire",
-                 "collector", "file_checked", "lines", "raw", "skip_to_lf")
+    __slots__ = ("direction", "handlers", "buf", "pos", "phase", "tx", "closed", "remaining",
+                 "wire", "collector", "file_checked", "lines", "raw", "skip_to_lf")
 
-    def __init__(self, direction: int) -> None:
+    def __init__(self, direction: int, handlers: tuple) -> None:
         self.direction = direction
+        self.handlers = handlers
         self.buf = bytearray()
         self.pos = 0
         self.phase = Phase.IDLE
@@ -64,13 +56,12 @@ class Side:
         self.closed = False
         self.remaining = 0
         self.wire = 0
-        self.collector: BodyCollector | None = None
-        self.file_checked = False  # the body's first byte asked whether it is a file
+        self.collector = None       # the body's BodyCollector, while in a body
+        self.file_checked = False   # the body's first byte asked whether it is a file
         self.lines: list[bytes] = []
         self.raw = bytearray()
         self.skip_to_lf = False
 
-    @property
     def available(self) -> int:
         return len(self.buf) - self.pos
 
@@ -81,7 +72,7 @@ class Side:
 
     def drop_buffer(self) -> int:
         """Forget unparsed bytes; returns how many."""
-        dropped = self.available
+        dropped = self.available()
         self.buf.clear()
         self.pos = 0
         return dropped
@@ -93,15 +84,28 @@ class Side:
 
 
 class StreamMachine:
-    """Line, header-block and body handling common to both directions.
+    """What both directions share: the connection's limits, counters and held
+    bytes; line and header-block reading; the state-table loop; marking
+    transactions changed.
 
-    A mixin of HttpState, which supplies the config, stats, the held-bytes
-    count and ``_touch`` / ``_message_done``.
+    The base of the chain MessageMachine (bodies, message ends) ->
+    RequestMachine -> ResponseMachine -> HttpState, whose constructor sets
+    every level's attributes (one C call, no chain of ``__init__``).
     """
 
-    config: HttpConfig
-    stats: HttpStats
-    _held: int
+    __slots__ = ("config", "stats", "txs", "failed", "_held", "_dirty", "_field_limit",
+                 "_memcap")
+
+    def _run(self, side: Side) -> None:
+        handlers = side.handlers
+        while side.phase not in STOPPED and handlers[side.phase](self, side):
+            pass
+        side.compact()
+
+    def _touch(self, tx: HttpTx) -> None:
+        if not tx.dirty:
+            tx.dirty = True
+            self._dirty.append(tx)
 
     # -- lines -------------------------------------------------------------
     def _next_line(self, side: Side) -> bytes | None:
@@ -109,7 +113,7 @@ class StreamMachine:
 
         A line longer than the field limit is cut to the limit (counted) and
         the rest of it, up to its LF, is dropped."""
-        limit = self.config.field_limit
+        limit = self._field_limit
         buf = side.buf
         if side.skip_to_lf:
             lf = buf.find(b"\n", side.pos)
@@ -121,17 +125,17 @@ class StreamMachine:
         lf = buf.find(b"\n", side.pos, side.pos + limit + 1)
         if lf >= 0:
             return side.take(lf + 1 - side.pos)
-        if side.available > limit:
+        if side.available() > limit:
             self.stats.truncated_lines += 1
             line = side.take(limit)
             side.skip_to_lf = True
             return line
-        if side.closed and side.available:
-            return side.take(side.available)
+        if side.closed and side.available():
+            return side.take(side.available())
         return None
 
     def _room(self) -> int:
-        return max(self.config.flow_memcap - self._held, 0)
+        return max(self._memcap - self._held, 0)
 
     def _read_block(self, side: Side) -> bool:
         """Collect header (or trailer) lines up to the empty line; True when
@@ -161,14 +165,15 @@ class StreamMachine:
         line loop would; False (nothing taken) otherwise."""
         buf = side.buf
         start = side.pos
-        end = _block_end(buf, start, start + self.config.field_limit + 1)
+        end = _block_end(buf, start, start + self._field_limit + 1)
         if end < 0 or end - start > self._room():
             return False
-        lines = [line.rstrip(CRLF) for line in bytes(buf[start:end]).split(b"\n")]  # chomp()
+        block = bytes(buf[start:end])
+        lines = [line.rstrip(CRLF) for line in block.split(b"\n")]  # chomp()
         lines.pop()  # after the last LF
         if lines.pop() or not all(lines):
             return False  # an earlier line is empty too (CRs only): the line loop decides
-        side.raw += buf[start:end]
+        side.raw += block
         self._held += end - start
         side.lines = lines
         side.pos = end
@@ -177,231 +182,13 @@ class StreamMachine:
     def _take_block(self, side: Side, headers: list[tuple[bytes, bytes]]) -> bytes:
         """Parse the collected block into ``headers``; returns its raw bytes."""
         result = HeaderResult()
-        add_fields(headers, unfold(side.lines, result), max_headers=self.config.max_headers,
-                   max_repetitions=self.config.header_repetitions, result=result)
+        add_fields(headers, unfold(side.lines, result), self.config.max_headers,
+                   self.config.header_repetitions, result)
         self.stats.header_errors += result.invalid + result.dropped
         raw = bytes(side.raw)
         side.lines = []
         side.raw = bytearray()
         return raw
-
-    # -- bodies ------------------------------------------------------------
-    def _start_body(self, side: Side, framing: Framing, length: int) -> None:
-        tx = side.tx
-        request = side.direction == TO_SERVER
-        headers = tx.request_headers if request else tx.response_headers
-        stages, usable = content_layers(header_value(headers, CONTENT_ENCODING),
-                                        self.config.decompress_layer_limit)
-        if not usable:
-            self.stats.decompress_errors += 1
-        limit = self.config.request_body_limit if request else self.config.response_body_limit
-        side.collector = BodyCollector(limit, self.config.compression_bomb_limit, stages,
-                                       tuple(hashlib.new(name) for name in self.config.file_hashes))
-        side.file_checked = False
-        side.wire = 0
-        side.remaining = length
-        if framing == Framing.NONE:
-            self._message_done(side)
-            return
-        side.phase = _BODY_PHASES[framing]
-        if request:
-            tx.progress_ts = PROGRESS_BODY
-        else:
-            tx.progress_tc = PROGRESS_BODY
-        self._touch(tx)
-
-    def _body_bytes(self, side: Side, size: int) -> None:
-        data = side.take(size)
-        side.wire += len(data)
-        self._keep(side, data)
-
-    def _keep(self, side: Side, data: bytes) -> None:
-        collector = side.collector
-        added = collector.add(data, self._room())
-        self._held += added
-        tx = side.tx
-        if collector.decoded:
-            self._track_file(side, tx, collector.decoded)
-        if side.direction == TO_SERVER:
-            tx.request_body_len = side.wire
-            if added:
-                tx.request_body = bytes(side.collector.kept)
-        else:
-            tx.response_body_len = side.wire
-            if added:
-                tx.response_body = bytes(side.collector.kept)
-        if added:
-            self._touch(tx)
-
-    @staticmethod
-    def _track_file(side: Side, tx: HttpTx, size: int) -> None:
-        """The body's file (opened on its first decoded byte, as Suricata's) has ``size`` bytes."""
-        request = side.direction == TO_SERVER
-        file = tx.request_file if request else tx.response_file
-        if file is None:
-            if side.file_checked:
-                return
-            side.file_checked = True
-            file = open_file(tx, request, side.collector.hashers)
-            if file is None:
-                return
-            if request:
-                tx.request_file = file
-            else:
-                tx.response_file = file
-        file.size = size
-
-    def _body_length(self, side: Side) -> bool:
-        size = min(side.remaining, side.available)
-        if size:
-            self._body_bytes(side, size)
-            side.remaining -= size
-        if side.remaining == 0 or (side.closed and not side.available):
-            self._message_done(side)
-            return True
-        return False
-
-    def _body_close(self, side: Side) -> bool:
-        if side.available:
-            self._body_bytes(side, side.available)
-        if side.closed:
-            self._message_done(side)
-            return True
-        return False
-
-    def _chunk_size(self, side: Side) -> bool:
-        if not self._chunk_size_plausible(side):
-            self.stats.chunk_errors += 1
-            self._message_done(side)
-            return True
-        line = self._next_line(side)
-        if line is None:
-            if side.closed:
-                self._message_done(side)
-                return True
-            return False
-        side.wire += len(line)
-        text = line.strip(CHUNK_CTL)
-        if not text:
-            return True
-        size = _chunk_length(text)
-        if size is None:
-            self.stats.chunk_errors += 1
-            self._message_done(side)
-        elif size:
-            side.remaining = size
-            side.phase = Phase.CHUNK_DATA
-        else:
-            side.phase = Phase.TRAILERS
-        return True
-
-    @staticmethod
-    def _chunk_size_plausible(side: Side) -> bool:
-        """libhtp's probe: the first byte that is not blank must be a hex digit."""
-        for pos in range(side.pos, len(side.buf)):
-            byte = side.buf[pos]
-            if byte not in CHUNK_CTL:
-                return byte in HEX_DIGITS
-        return True
-
-    def _chunk_data(self, side: Side) -> bool:
-        size = min(side.remaining, side.available)
-        if size:
-            self._body_bytes(side, size)
-            side.remaining -= size
-        if side.remaining == 0:
-            side.phase = Phase.CHUNK_END
-            return True
-        if side.closed:
-            self._message_done(side)
-            return True
-        return False
-
-    def _chunk_end(self, side: Side) -> bool:
-        """Skip whatever ends the chunk's data, up to its LF (as libhtp)."""
-        lf = side.buf.find(b"\n", side.pos)
-        if lf < 0:
-            side.wire += side.available
-            side.pos = len(side.buf)
-            if side.closed:
-                self._message_done(side)
-                return True
-            return False
-        side.wire += lf + 1 - side.pos
-        side.pos = lf + 1
-        side.phase = Phase.CHUNK_SIZE
-        return True
-
-    def _trailers(self, side: Side) -> bool:
-        if not self._read_block(side):
-            return False
-        tx = side.tx
-        if side.direction == TO_SERVER:
-            tx.request_headers_raw += self._take_block(side, tx.request_headers)
-        else:
-            tx.response_headers_raw += self._take_block(side, tx.response_headers)
-        self._message_done(side)
-        return True
-
-    # -- gaps inside bodies --------------------------------------------------
-    def _gap_in_body(self, side: Side, size: int) -> bool:
-        """Account a gap inside a delimited body; False if it ran past the
-        message (the caller then resynchronises)."""
-        side.collector.stop()
-        side.wire += size
-        file = side.tx.request_file if side.direction == TO_SERVER else side.tx.response_file
-        if file is not None:
-            file.gaps = True
-        if side.phase == Phase.BODY_CLOSE:
-            return True
-        if side.phase in (Phase.BODY_LENGTH, Phase.CHUNK_DATA) and size <= side.remaining:
-            side.remaining -= size
-            if side.remaining == 0:
-                if side.phase == Phase.BODY_LENGTH:
-                    self._message_done(side)
-                else:
-                    side.phase = Phase.CHUNK_END
-            return True
-        return False
-
-    def _finish_body(self, side: Side) -> None:
-        """Count what the body collector saw; called when a message ends."""
-        collector = side.collector
-        if collector is None:
-            return
-        self.stats.body_truncated += collector.truncated
-        self.stats.memcap_hits += collector.memcapped
-        self.stats.decompression_bombs += collector.bombed
-        self.stats.decompress_errors += collector.decode_failed
-        tx = side.tx
-        if side.direction == TO_SERVER:
-            tx.request_body_truncated = collector.truncated
-            tx.request_body_len = side.wire
-            file = tx.request_file
-        else:
-            tx.response_body_truncated = collector.truncated
-            tx.response_body_len = side.wire
-            file = tx.response_file
-        if file is not None:
-            file.close(_body_complete(side))
-        side.collector = None
-
-
-_BODY_PHASES = {
-    Framing.LENGTH: Phase.BODY_LENGTH,
-    Framing.CHUNKED: Phase.CHUNK_SIZE,
-    Framing.CLOSE: Phase.BODY_CLOSE,
-}
-
-
-def _body_complete(side: Side) -> bool:
-    """Did the body end as framed (not cut by the end of its direction)?"""
-    if side.phase == Phase.BODY_LENGTH:
-        return side.remaining == 0
-    return side.phase in _COMPLETE_PHASES
-
-
-_COMPLETE_PHASES = frozenset((Phase.TRAILERS, Phase.BODY_CLOSE))
 
 
 def _block_end(buf: bytearray, start: int, stop: int) -> int:
@@ -414,29 +201,11 @@ def _block_end(buf: bytearray, start: int, stop: int) -> int:
     end = -1
     for sep in _BLOCK_SEPARATORS:
         at = buf.find(sep, start, stop)
-        if at >= 0 and (end < 0 or at + len(sep) < end):
+        if at >= 0:
             end = at + len(sep)
+            stop = end - 1  # a later separator ends first only if it lies before this one's end
     return end
 
 
-_BLOCK_SEPARATORS = (b"\n\n", b"\n\r\n")
+_BLOCK_SEPARATORS = (b"\n\r\n", b"\n\n")
 _EMPTY_LINES = (b"\n", b"\r\n")
-
-
-def _chunk_length(text: bytes) -> int | None:
-    """libhtp's chunk-size reading: the leading hex digits (an extension or
-    junk after them is ignored); None if there are none or too many."""
-    end = 0
-    while end < len(text) and text[end] in HEX_DIGITS:
-        end += 1
-    if end == 0:
-        return None
-    size = int(text[:end], 16)
-    return size if size <= MAX_CHUNK_SIZE else None
-
-
-def complete_progress(tx: HttpTx, direction: int) -> None:
-    if direction == TO_SERVER:
-        tx.progress_ts = PROGRESS_COMPLETE
-    else:
-        tx.progress_tc = PROGRESS_COMPLETE

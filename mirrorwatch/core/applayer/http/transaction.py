@@ -18,19 +18,22 @@ class HttpTx:
     repeated fields joined by ", " as libhtp's header table does; a repeated
     Content-Length keeps its first value. ``uri_normalized`` (the ``http.uri``
     buffer) is made from ``uri_raw`` when first asked for: most transactions
-    are never inspected by a rule on it.
+    are never inspected by a rule on it. Likewise a body (``request_body``,
+    ``response_body``) is copied out of the parser's buffer when first read
+    after it grew, not at every segment.
     """
 
     __slots__ = (
         "tx_id", "progress_ts", "progress_tc",
         # request
         "method", "uri_raw", "protocol", "request_line", "request_headers",
-        "request_headers_raw", "request_body", "request_body_len", "request_body_truncated",
+        "request_headers_raw", "_request_body", "_request_kept", "request_body_len",
+        "request_body_truncated",
         "_uri_normalized", "host", "host_raw", "port", "is_http09",
         # response
         "response_protocol", "status", "status_code", "status_msg", "response_line",
-        "response_headers", "response_headers_raw", "response_body", "response_body_len",
-        "response_body_truncated",
+        "response_headers", "response_headers_raw", "_response_body", "_response_kept",
+        "response_body_len", "response_body_truncated",
         # files (Suricata's file tracking: files.py), None until a body's first byte
         "request_file", "response_file",
         # bookkeeping for updated() / pop_done()
@@ -47,7 +50,8 @@ class HttpTx:
         self.request_line: bytes | None = None
         self.request_headers: Headers = []
         self.request_headers_raw = b""
-        self.request_body = b""
+        self._request_body = b""
+        self._request_kept: bytearray | None = None   # the body's live buffer, not yet copied
         self.request_body_len = 0
         self.request_body_truncated = False
         self._uri_normalized: object = None
@@ -62,7 +66,8 @@ class HttpTx:
         self.response_line: bytes | None = None
         self.response_headers: Headers = []
         self.response_headers_raw = b""
-        self.response_body = b""
+        self._response_body = b""
+        self._response_kept: bytearray | None = None
         self.response_body_len = 0
         self.response_body_truncated = False
         self.request_file = None
@@ -93,6 +98,37 @@ class HttpTx:
     def normalize_uri_later(self) -> None:
         """``uri_normalized`` is to be made from ``uri_raw`` when first asked for."""
         self._uri_normalized = _FROM_URI
+
+    @property
+    def request_body(self) -> bytes:
+        """The request body kept for inspection (decoded, up to the body limit)."""
+        if self._request_kept is not None:
+            self._request_body = bytes(self._request_kept)
+            self._request_kept = None
+        return self._request_body
+
+    @property
+    def response_body(self) -> bytes:
+        """The response body kept for inspection (decoded, up to the body limit)."""
+        if self._response_kept is not None:
+            self._response_body = bytes(self._response_kept)
+            self._response_kept = None
+        return self._response_body
+
+    def body_grew(self, request: bool, kept: bytearray) -> None:
+        """The body kept so far is ``kept``: the parser's buffer, which changes only by
+        growing (each time followed by this call); copied when the body is next read."""
+        if request:
+            self._request_kept = kept
+        else:
+            self._response_kept = kept
+
+    def held(self) -> int:
+        """Bytes held for this transaction: its header blocks and kept bodies."""
+        request = self._request_body if self._request_kept is None else self._request_kept
+        response = self._response_body if self._response_kept is None else self._response_kept
+        return (len(self.request_headers_raw) + len(self.response_headers_raw)
+                + len(request) + len(response))
 
     @property
     def done(self) -> bool:
