@@ -362,7 +362,7 @@ def test_vxlan_and_geneve_decode_inner_frame():
     outer = IP(src="192.0.2.1", dst="192.0.2.2")
     _, p = dec(raw(eth() / outer / UDP(sport=40000, dport=4789) / VXLAN(vni=42) / Ether(src="02:00:00:00:00:0a", dst="02:00:00:00:00:0b") / tcp4()))
     check_tcp(p)
-    assert p.tunnel == ((4, bytes([192, 0, 2, 1]), bytes([192, 0, 2, 2]), 17),)
+    assert p.tunnel == ((4, bytes([192, 0, 2, 1]), bytes([192, 0, 2, 2]), 17, 40000, 4789),)  # with its ports
     assert p.src_mac == bytes.fromhex("020000000001")  # the wire's MACs, not the inner frame's
     _, p = dec(raw(eth() / outer / UDP(sport=40000, dport=6081) / GENEVE(proto=0x6558) / Ether() / tcp4()))
     check_tcp(p)

@@ -228,7 +228,7 @@ def test_fragments_inside_a_tunnel_rebuild_as_the_tunnel_packet():
     assert all(p is None for p in held)
     assert last.frag and bytes(last.payload) == PAYLOAD and last.csum_ok is True
     assert last.linktype == 12 and last.frame[:2] == b"\x00\x21" and last.ip_off == 2
-    assert last.tunnel == ((4, bytes([192, 0, 2, 1]), bytes([192, 0, 2, 2]), 47),)
+    assert last.tunnel == ((4, bytes([192, 0, 2, 1]), bytes([192, 0, 2, 2]), 47, 0, 0),)
     assert last.src_mac == bytes.fromhex("020000000001")
 
 

@@ -217,3 +217,30 @@ def test_a_response_ended_by_the_connection_is_logged_on_the_packet_that_closes_
     (tx,) = txs
     assert tx.proto == "http" and tx.pcap_cnt == len(frames)
     assert not [e for e in eng.finish() if isinstance(e, AppTx)]
+
+
+def test_an_alert_on_a_tunnelled_packet_carries_the_outer_packet_as_its_tunnel(tmp_path):
+    # vxlan-decoder-02: Suricata's AlertJsonTunnel gives the outermost packet's addresses, ports and
+    # protocol, the depth (tunnels crossed) and the outer packet's number and source
+    import json
+    import subprocess
+    import sys
+
+    from scapy.layers.inet import ICMP
+    from scapy.layers.vxlan import VXLAN
+    from scapy.utils import wrpcap
+
+    outer = Ether() / IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=40000, dport=4789) / VXLAN(vni=7)
+    inner = Ether() / IP(src="10.1.0.1", dst="10.1.0.2") / ICMP(type=8)
+    wrpcap(str(tmp_path / "vxlan.pcap"), [Ether() / IP() / UDP(sport=1, dport=2) / b"x", outer / inner])
+    (tmp_path / "r.rules").write_text("alert icmp any any -> any any (msg:\"echo\"; itype:8; sid:1;)\n")
+    eve = tmp_path / "eve.json"
+    r = subprocess.run([sys.executable, "-m", "mirrorwatch", "replay", "-q", "--no-table", "-r", str(tmp_path / "r.rules"),
+                        "--eve", str(eve), "--eve-types", "alert", str(tmp_path / "vxlan.pcap")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    (alert,) = [json.loads(line) for line in eve.read_text().splitlines()]
+    assert (alert["src_ip"], alert["dest_ip"], alert["proto"]) == ("10.1.0.1", "10.1.0.2", "ICMP")
+    assert alert["tunnel"] == {"src_ip": "192.0.2.1", "src_port": 40000, "dest_ip": "192.0.2.2", "dest_port": 4789,
+                               "proto": "UDP", "depth": 1, "pcap_cnt": 2, "pkt_src": "wire/pcap"}
+    assert list(alert).index("tunnel") == list(alert).index("alert") + 1

@@ -187,6 +187,8 @@ class EveWriter(Sink):
         if pkt.src_mac:
             ev["ether"] = {"src_mac": _mac(pkt.src_mac), "dest_mac": _mac(pkt.dst_mac)}
         ev["alert"] = self._alert_obj(a.rule, a.action)
+        if pkt.tunnel:
+            ev["tunnel"] = _tunnel_obj(pkt, self.ipv6_compress)
         ev["verdict"] = a.verdict if a.verdict is not None else _VERDICT_ALERT
         if a.to_server is not None:
             ev["direction"] = "to_server" if a.to_server else "to_client"
@@ -354,3 +356,16 @@ def _flow_counts(f) -> dict:
         "bytes_toclient": octets[1],
         "start": iso_time(f.start),
     }
+
+
+def _tunnel_obj(pkt, ipv6_compress: bool) -> dict:
+    """An alert's ``tunnel`` object (Suricata's AlertJsonTunnel): the outermost packet's addresses,
+    ports (0 unless a UDP tunnel) and protocol, how many tunnels deep the alerting packet is, and
+    the outer packet's number and source (the same frame)."""
+    _ipv, src, dst, proto, sport, dport = pkt.tunnel[0]
+    obj = {"src_ip": log_addr(src, ipv6_compress), "src_port": sport, "dest_ip": log_addr(dst, ipv6_compress),
+           "dest_port": dport, "proto": proto_name(proto), "depth": len(pkt.tunnel)}
+    if pkt.pcap_cnt:
+        obj["pcap_cnt"] = pkt.pcap_cnt
+    obj["pkt_src"] = PKT_SRC_WIRE
+    return obj

@@ -1,7 +1,8 @@
 """IP tunnels decoded to the packet they carry: IP-in-IP and 6in4 (RFC 2003, 4213), and on
 configured UDP ports VXLAN (RFC 7348), Geneve (RFC 8926) and Teredo (RFC 4380).
 
-Entering a tunnel pushes the current IP layer onto ``p.tunnel`` (outermost first) and
+Entering a tunnel pushes the current IP layer, ``(ipv, src, dst, proto, sport, dport)`` (the
+ports of a UDP tunnel, else 0), onto ``p.tunnel`` (outermost first) and
 counts one layer against ``decoder.max-layers``; the carried packet is then decoded
 into the same record.  A UDP payload that does not look like the protocol its port
 names stays what it is: a UDP packet to that port.
@@ -40,8 +41,9 @@ _H = struct.Struct("!H").unpack_from
 
 
 def enter_tunnel(p, inner: int) -> None:
-    """Push the current IP layer onto ``p.tunnel``; the carried payload starts at ``inner``."""
-    p.tunnel = p.tunnel + ((p.ipv, p.src, p.dst, p.proto),)
+    """Push the current IP layer (with its UDP ports, if any) onto ``p.tunnel``; the carried payload
+    starts at ``inner``."""
+    p.tunnel = p.tunnel + ((p.ipv, p.src, p.dst, p.proto, p.sport, p.dport),)
     p.tunnel_off = inner
     p.ip_opts = b""
     p.sport = p.dport = 0
