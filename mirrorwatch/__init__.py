@@ -46,6 +46,7 @@ COMPILED = (
     "mirrorwatch.core.decode.pppoe",
     "mirrorwatch.core.decode.mpls",
     "mirrorwatch.core.decode.flowshare",
+    "mirrorwatch.core.decode.ownframes",
     "mirrorwatch.core.reassembly.context",
     "mirrorwatch.core.reassembly.overlap",
     "mirrorwatch.core.reassembly.stream",

@@ -157,6 +157,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("flow-timeouts.udp.established", 300, parse_float, "seconds an idle two-way UDP session lives"),
     Setting("flow-timeouts.icmp.new", 30, parse_float, "seconds a one-way ICMP session lives"),
     Setting("flow-timeouts.icmp.established", 300, parse_float, "seconds an idle two-way ICMP session lives"),
+    Setting("autofp-scheduler", "balanced", _choice("balanced", "hash", "ippair"), "replay --workers: which worker keeps a session: balanced = a session's symmetric flow hash names a bucket, given on its first frame to the worker given the fewest frames so far and kept while active (idle for twice the longest flow timeout: given afresh); hash = the hash alone, as Suricata's default; ippair = the hash of the address pair only. Live capture leaves it to the kernel's fanout hash"),
     Setting("flow.timeout-check-interval", 1.0, parse_float, "packet-time seconds between sweeps for timed-out sessions"),
     Setting("flow.memcap", 256 * 1024 * 1024, parse_size, "bytes of session records (with their streams' fixed part) at once; a new session beyond it ends the least valuable one (emergency mode), as Suricata's flow.memcap"),
     Setting("flow.emergency-recovery", 30, parse_int, "percent of flow.max-sessions and flow.memcap that must be free again before emergency mode ends"),

@@ -46,7 +46,8 @@ from mirrorwatch.cli.workers.outbox import END, detach
 from mirrorwatch.cli.workers.view import VIEW_INTERVAL, MergedTable, Views
 from mirrorwatch.core.decode.checksum import CHECK_SAMPLE
 from mirrorwatch.core.decode.decoder import Decoder
-from mirrorwatch.core.decode.flowshare import FlowPartitioner, OwnFrames
+from mirrorwatch.core.decode.flowshare import FlowPartitioner
+from mirrorwatch.core.decode.ownframes import OwnFrames
 from mirrorwatch.sinks.table import LiveTable
 
 BATCH_FRAMES = 1024  # frames read between two looks at the outside (watermark, stop, views; a power of two)

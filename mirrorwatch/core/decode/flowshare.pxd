@@ -2,7 +2,6 @@
 cimport cython
 
 from mirrorwatch.core.decode.wire cimport u16, u32
-from mirrorwatch.core.engine cimport Engine
 
 cdef int _FRAGMENT, _UNREAD_OWNER, _MAX_LAYERS, _UNREAD
 cdef unsigned int _FNV_BASIS, _FNV_PRIME, _FMIX_1, _FMIX_2, _M32
@@ -14,6 +13,7 @@ cdef int _IP4_ALEN, _IP6_ALEN, _PPP_IPV4, _PPP_IPV6, _PPPOE_HLEN, _MPLS_BOTTOM, 
 cdef int _GRE_ROUTING, _GRE_VERSION, _GRE_SEQ, _ERSPAN_II_HLEN, _ERSPAN_III_HLEN, _ERSPAN_III_SUB, _UDP_HLEN
 cdef int _VXLAN_HLEN, _VXLAN_I, _GENEVE_HLEN, _GENEVE_OPTLEN, _TEREDO_ORIGIN, _IP6_HLEN
 cdef int _NO_TUNNEL, _VXLAN, _GENEVE, _TEREDO
+cdef int _BUCKET_SHIFT, _BUCKETS, _HASH, _IPPAIR, _BALANCED
 
 cdef unsigned int _fmix(unsigned int h)
 
@@ -22,13 +22,19 @@ cdef int _version_type(bytes f, Py_ssize_t o)
 
 @cython.final
 cdef class FlowPartitioner:
-    cdef public int n
+    cdef public int n, scheduler
+    cdef public double idle, now
     cdef public object last_fragment
+    cdef int[::1] _bucket_worker
+    cdef double[::1] _bucket_seen
+    cdef long long[::1] _given
     cdef bytes _udp_ports
     cdef dict _links
 
     @cython.locals(own=int)
     cpdef int owner(self, int linktype, bytes f)
+    @cython.locals(b=Py_ssize_t, w=int, i=int)
+    cdef int _pick(self, unsigned int h)
     @cython.locals(order=int, i=Py_ssize_t, h="unsigned int")
     cdef int _pair(self, int proto, bytes f, Py_ssize_t src, Py_ssize_t dst, int alen, int sp, int dp)
     @cython.locals(et=int)
@@ -54,12 +60,3 @@ cdef class FlowPartitioner:
     cdef int _geneve(self, bytes f, Py_ssize_t o, Py_ssize_t end, int depth)
     @cython.locals(plen=int)
     cdef int _teredo(self, bytes f, Py_ssize_t o, Py_ssize_t end, int depth)
-
-@cython.final
-cdef class OwnFrames:
-    cdef public FlowPartitioner part
-    cdef public Engine engine  # typed: its process is a C call
-    cdef public int me, linktype
-    cdef public long long n, mask, own
-    cdef public double last_ts, due
-    cdef public object take, emit, fragment, every, sample

@@ -29,12 +29,31 @@ few dozen nanoseconds.  Choices, and why:
   address pair for an unread tunnel: correct, as every frame of whatever the
   engine makes of them goes there too.
 
-``OwnFrames`` is one worker's pick: libpcap's per-frame callback over the
-whole capture, which hands the worker's own frames on and keeps the engine's
-clock for the others (replay with ``--workers``; ``cli.workers.replay``).
+Which worker a session's hash picks is ``autofp-scheduler`` (Suricata's key
+for how one capture's sessions are shared among workers):
+
+- ``hash``: the hash modulo the number of workers (Suricata's default).  A few
+  heavy sessions make the split uneven: the real mixed capture of the bench
+  goes 55/45 between two workers, which caps their speed-up at 1.8x.
+- ``ippair``: the same, of the address pair only (ports left out), as
+  Suricata's ``ippair`` scheduler.
+- ``balanced`` (the default): the hash's top 16 bits name one of 65,536
+  buckets; the first frame of a bucket gives it to the worker that has been
+  given the fewest frames so far, and the bucket keeps that worker while it is
+  active.  A bucket idle for longer than ``idle`` (twice the longest flow
+  timeout: no session of it can still be alive in any engine) is given
+  afresh; idle is read on the latest time seen, which never goes back.  Every
+  worker reads every frame in the same order and so makes the same choices:
+  each session still has exactly one worker, both directions and its
+  fragments included.  The bench capture splits 50/50 this way.  Like
+  Suricata's former ``active-packets`` scheduler, but deterministic.
+
+``core.decode.ownframes.OwnFrames`` is one worker's pick of the capture's frames.
 """
 
 from __future__ import annotations
+
+from array import array
 
 import cython
 
@@ -102,6 +121,10 @@ _TEREDO_ORIGIN = 8
 _IP6_HLEN = 40
 _NO_TUNNEL, _VXLAN, _GENEVE, _TEREDO = 0, 1, 2, 3  # UDP tunnels, as _udp_ports holds them by port
 _PORTS = 65536
+_BUCKET_SHIFT, _BUCKETS = 16, 1 << 16  # balanced: the hash's top 16 bits name its bucket
+SCHEDULERS = ("balanced", "hash", "ippair")  # autofp-scheduler
+_HASH, _IPPAIR, _BALANCED = 0, 1, 2
+_SCHEDULER_CODES = {"hash": _HASH, "ippair": _IPPAIR, "balanced": _BALANCED}
 
 
 def _ports(text) -> frozenset:
@@ -128,10 +151,17 @@ def _version_type(f: bytes, o: int) -> int:
 class FlowPartitioner:
     """``owner(linktype, frame)``: the worker (0..workers-1) that keeps the frame's session, or FRAGMENT."""
 
-    def __init__(self, workers: int, *, vxlan=(), geneve=(), teredo=()):
+    def __init__(self, workers: int, *, vxlan=(), geneve=(), teredo=(), scheduler: str = "hash",
+                 idle: float = 0.0):
         if workers < 1:
             raise ValueError("at least one worker")
         self.n = workers
+        self.scheduler = _SCHEDULER_CODES[scheduler]
+        self.idle = idle  # balanced: seconds a bucket stays its worker's with no frame
+        self.now = 0.0  # balanced: the latest time read (OwnFrames sets it)
+        self._bucket_worker = array("i", bytes(4 * _BUCKETS))  # balanced: worker + 1 (0: not given yet)
+        self._bucket_seen = array("d", bytes(8 * _BUCKETS))  # balanced: when its last frame was read
+        self._given = array("q", bytes(8 * workers))  # balanced: frames given to each worker so far
         table = bytearray(_PORTS)  # UDP port -> the tunnel it is the port of (Teredo's wins a conflict)
         for kind, ports in ((_VXLAN, vxlan), (_GENEVE, geneve), (_TEREDO, teredo)):
             for p in ports:
@@ -147,8 +177,10 @@ class FlowPartitioner:
 
     @classmethod
     def from_settings(cls, settings, workers: int):
+        idle = 2 * max(float(v) for k, v in settings.as_dict().items() if k.startswith("flow-timeouts."))
         return cls(workers, vxlan=_ports(settings["decoder.vxlan.ports"]),
-                   geneve=_ports(settings["decoder.geneve.ports"]), teredo=_ports(settings["decoder.teredo.ports"]))
+                   geneve=_ports(settings["decoder.geneve.ports"]), teredo=_ports(settings["decoder.teredo.ports"]),
+                   scheduler=settings["autofp-scheduler"], idle=idle)
 
     def owner(self, linktype: int, f: bytes) -> int:
         if linktype == LINKTYPE_ETHERNET:
@@ -156,7 +188,26 @@ class FlowPartitioner:
         else:
             link = self._links.get(linktype)
             own = link(f) if link is not None else _UNREAD
-        return _UNREAD_OWNER if own == _UNREAD else own
+        if own == _UNREAD:
+            own = _UNREAD_OWNER
+        if own >= 0:
+            self._given[own] += 1
+        return own
+
+    def _pick(self, h: int) -> int:
+        """The worker of a flow hash, by the scheduler (see the module's text)."""
+        if self.scheduler != _BALANCED:
+            return h % self.n
+        b = h >> _BUCKET_SHIFT
+        w = self._bucket_worker[b]
+        if w == 0 or self.now - self._bucket_seen[b] > self.idle:
+            w = 1
+            for i in range(1, self.n):
+                if self._given[i] < self._given[w - 1]:
+                    w = i + 1
+            self._bucket_worker[b] = w
+        self._bucket_seen[b] = self.now
+        return w - 1
 
     def _pair(self, proto: int, f: bytes, src: int, dst: int, alen: int, sp: int, dp: int) -> int:
         """The owner of the endpoints (address at ``f[src:src + alen]``, port ``sp``) and (``dst``, ``dp``), in
@@ -166,6 +217,8 @@ class FlowPartitioner:
             order = f[src + i] - f[dst + i]
             if order:
                 break
+        if self.scheduler == _IPPAIR:
+            sp = dp = 0
         if order > 0 or (order == 0 and sp > dp):
             src, dst, sp, dp = dst, src, dp, sp
         h = _FNV_BASIS ^ proto
@@ -174,7 +227,7 @@ class FlowPartitioner:
         for i in range(0, alen, 4):
             h = ((h ^ u32(f, dst + i)) * _FNV_PRIME) & _M32
         h = ((h ^ (sp << 16 | dp)) * _FNV_PRIME) & _M32
-        return _fmix(h) % self.n
+        return self._pick(_fmix(h))
 
     # -- link layers ----------------------------------------------------------------
     def _ethernet_at(self, f: bytes, o: int, end: int, depth: int) -> int:
@@ -365,73 +418,3 @@ class FlowPartitioner:
         if o + _IP6_HLEN + plen != end or not f[o + 7] or (f[o + 6] == PROTO_HOPOPTS and plen < 8):
             return _UNREAD
         return self._ipv6(f, o, end, depth)
-
-
-class OwnFrames:
-    """One worker's frames of a capture: libpcap's callback (``reader.loop(0, frames)``) for every frame.
-
-    Every worker reads the whole capture and numbers its frames as one engine
-    would (``n``).  A frame ``part`` gives this worker (``me``) goes through
-    ``engine.process`` here, numbered ``n`` (``own`` counts them), or to
-    ``take(n, ts, wirelen, frame)`` when that is set (``--realtime`` paces
-    them); a fragment to ``fragment(n, ts, wirelen, frame)``, which routes it
-    (analysing what it releases for this worker) and returns its owner; any
-    other frame only moves time: when it comes at or after ``engine.sweep_due``,
-    ``engine.advance`` sweeps for timed-out sessions there, as one engine that
-    saw the frame would.  What the engine returns goes to ``emit(n, events)``,
-    so the worker's own frames cost no Python call unless something came out.
-    ``every(n)`` after each ``batch`` frames (a power of two).
-    ``sample(n, ts, frame)``, when set, sees every frame after that
-    (``-k auto``'s sample of the whole capture).  ``linktype`` is the link type
-    of the file being read; ``last_ts`` the latest time read.
-    """
-
-    def __init__(self, part: FlowPartitioner, me: int, engine, *, emit, fragment, every, batch: int):
-        self.part = part
-        self.me = me
-        self.engine = engine
-        self.emit = emit
-        self.fragment = fragment
-        self.every = every
-        self.take = None
-        self.sample = None
-        self.mask = batch - 1
-        self.linktype = 0
-        self.n = 0
-        self.own = 0
-        self.last_ts = 0.0
-        self.due = engine.sweep_due
-
-    @cython.locals(n=cython.longlong, s=cython.longlong, us=cython.longlong, ts=cython.double, w=cython.int,
-                   out=list)
-    def __call__(self, hdr, frame: bytes) -> None:
-        # the hot loop of a worker: every frame of the capture, once
-        self.n += 1
-        n = self.n
-        s, us = hdr.getts()
-        ts = s + us * 1e-6
-        if ts > self.last_ts:  # noqa: PLR1730 - not max(): a C compare
-            self.last_ts = ts
-        w = self.part.owner(self.linktype, frame)
-        if w == _FRAGMENT:
-            w = self.fragment(n, ts, hdr.getlen(), frame)
-            self.due = self.engine.sweep_due  # what it released may have moved the engine's clock
-        if w == self.me:
-            if self.take is not None:
-                self.take(n, ts, hdr.getlen(), frame)
-            else:
-                self.engine.pcap_cnt = n - 1  # the engine numbers it n, as one engine reading every frame
-                out = self.engine.process(ts, self.linktype, frame, hdr.getlen())
-                self.own += 1
-                if out:
-                    self.emit(n, out)
-            self.due = self.engine.sweep_due
-        elif ts >= self.due:
-            out = self.engine.advance(ts)
-            if out:
-                self.emit(n, out)
-            self.due = self.engine.sweep_due
-        if self.sample is not None:
-            self.sample(n, ts, frame)
-        if not n & self.mask:
-            self.every(n)

@@ -1,0 +1,16 @@
+# One worker's pick of a capture's frames as a C struct (see ownframes.py): its engine's process is a C call.
+cimport cython
+
+from mirrorwatch.core.decode.flowshare cimport FlowPartitioner
+from mirrorwatch.core.engine cimport Engine
+
+cdef int _FRAGMENT
+
+@cython.final
+cdef class OwnFrames:
+    cdef public FlowPartitioner part
+    cdef public Engine engine  # typed: its process is a C call
+    cdef public int me, linktype
+    cdef public long long n, mask, own
+    cdef public double last_ts, due
+    cdef public object take, emit, fragment, every, sample

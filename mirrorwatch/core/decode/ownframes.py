@@ -1,0 +1,85 @@
+"""One worker's frames of a capture (replay ``--workers``; ``cli.workers.replay``).
+
+``OwnFrames`` is libpcap's per-frame callback over the whole capture: it
+hands the worker's own frames (``FlowPartitioner.owner``) to its engine and
+keeps the engine's clock for the others, so a frame of another worker costs
+only libpcap's loop, its header and the hash.
+"""
+
+from __future__ import annotations
+
+import cython
+
+from mirrorwatch.core.decode.flowshare import FRAGMENT, FlowPartitioner
+
+_FRAGMENT = FRAGMENT  # the same, as a C constant (.pxd)
+
+class OwnFrames:
+    """One worker's frames of a capture: libpcap's callback (``reader.loop(0, frames)``) for every frame.
+
+    Every worker reads the whole capture and numbers its frames as one engine
+    would (``n``).  A frame ``part`` gives this worker (``me``) goes through
+    ``engine.process`` here, numbered ``n`` (``own`` counts them), or to
+    ``take(n, ts, wirelen, frame)`` when that is set (``--realtime`` paces
+    them); a fragment to ``fragment(n, ts, wirelen, frame)``, which routes it
+    (analysing what it releases for this worker) and returns its owner; any
+    other frame only moves time: when it comes at or after ``engine.sweep_due``,
+    ``engine.advance`` sweeps for timed-out sessions there, as one engine that
+    saw the frame would.  What the engine returns goes to ``emit(n, events)``,
+    so the worker's own frames cost no Python call unless something came out.
+    ``every(n)`` after each ``batch`` frames (a power of two).
+    ``sample(n, ts, frame)``, when set, sees every frame after that
+    (``-k auto``'s sample of the whole capture).  ``linktype`` is the link type
+    of the file being read; ``last_ts`` the latest time read.
+    """
+
+    def __init__(self, part: FlowPartitioner, me: int, engine, *, emit, fragment, every, batch: int):
+        self.part = part
+        self.me = me
+        self.engine = engine
+        self.emit = emit
+        self.fragment = fragment
+        self.every = every
+        self.take = None
+        self.sample = None
+        self.mask = batch - 1
+        self.linktype = 0
+        self.n = 0
+        self.own = 0
+        self.last_ts = 0.0
+        self.due = engine.sweep_due
+
+    @cython.locals(n=cython.longlong, s=cython.longlong, us=cython.longlong, ts=cython.double, w=cython.int,
+                   out=list)
+    def __call__(self, hdr, frame: bytes) -> None:
+        # the hot loop of a worker: every frame of the capture, once
+        self.n += 1
+        n = self.n
+        s, us = hdr.getts()
+        ts = s + us * 1e-6
+        if ts > self.last_ts:  # noqa: PLR1730 - not max(): a C compare
+            self.last_ts = ts
+        self.part.now = self.last_ts  # never back: captures merged from many files jump back in time
+        w = self.part.owner(self.linktype, frame)
+        if w == _FRAGMENT:
+            w = self.fragment(n, ts, hdr.getlen(), frame)
+            self.due = self.engine.sweep_due  # what it released may have moved the engine's clock
+        if w == self.me:
+            if self.take is not None:
+                self.take(n, ts, hdr.getlen(), frame)
+            else:
+                self.engine.pcap_cnt = n - 1  # the engine numbers it n, as one engine reading every frame
+                out = self.engine.process(ts, self.linktype, frame, hdr.getlen())
+                self.own += 1
+                if out:
+                    self.emit(n, out)
+            self.due = self.engine.sweep_due
+        elif ts >= self.due:
+            out = self.engine.advance(ts)
+            if out:
+                self.emit(n, out)
+            self.due = self.engine.sweep_due
+        if self.sample is not None:
+            self.sample(n, ts, frame)
+        if not n & self.mask:
+            self.every(n)
