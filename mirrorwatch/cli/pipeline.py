@@ -223,22 +223,21 @@ class Pipeline:
         return cb
 
     def header_callback(self, linktype: int):
-        """``cb(hdr, data)`` for ``capture.run_headers``: pcapy's loop calls it directly
-        (one Python frame per packet before the engine); the engine counts frames and bytes."""
-        process = self.engine.process
+        """``cb(hdr, data)`` for ``capture.run_headers``: pcapy's loop calls it directly, and
+        compiled it calls the engine as C (no Python frame per packet unless events came out);
+        the engine counts frames and bytes."""
+        from mirrorwatch.core.decode.ownframes import AllFrames
+
         routes = self._routes
         takers = self._takers
 
-        def cb(hdr, data):
-            s, us = hdr.getts()
-            events = process(s + us * 1e-6, linktype, data, hdr.getlen())
-            if events:
-                for e in events:
-                    hs = routes.get(type(e))
-                    for h in (hs if hs is not None else takers(e)):
-                        h(e)
+        def emit(events):
+            for e in events:
+                hs = routes.get(type(e))
+                for h in (hs if hs is not None else takers(e)):
+                    h(e)
 
-        return cb
+        return AllFrames(self.engine, linktype, emit)
 
     def delivered(self) -> tuple[int, int]:
         """(frames, bytes) the engine has taken so far: ``capture.run_headers``' counters."""

@@ -1,10 +1,16 @@
-# One worker's pick of a capture's frames as a C struct (see ownframes.py): its engine's process is a C call.
+# A capture's frames into an engine, as C structs (see ownframes.py): the engine's process is a C call.
 cimport cython
 
 from mirrorwatch.core.decode.flowshare cimport FlowPartitioner
 from mirrorwatch.core.engine cimport Engine
 
 cdef int _FRAGMENT
+
+@cython.final
+cdef class AllFrames:
+    cdef public Engine engine  # typed: its process is a C call
+    cdef public int linktype
+    cdef public object emit
 
 @cython.final
 cdef class OwnFrames:

@@ -1,9 +1,12 @@
-"""One worker's frames of a capture (replay ``--workers``; ``cli.workers.replay``).
+"""A capture's frames into an engine: libpcap's per-frame callbacks for replay (``reader.loop(0, cb)``).
 
-``OwnFrames`` is libpcap's per-frame callback over the whole capture: it
-hands the worker's own frames (``FlowPartitioner.owner``) to its engine and
-keeps the engine's clock for the others, so a frame of another worker costs
-only libpcap's loop, its header and the hash.
+``AllFrames`` puts every frame through the one engine (replay without
+workers); ``OwnFrames`` is one worker's pick (replay ``--workers``;
+``cli.workers.replay``): it hands the worker's own frames
+(``FlowPartitioner.owner``) to its engine and keeps the engine's clock for the
+others, so a frame of another worker costs only libpcap's loop, its header and
+the hash.  Compiled, either calls the engine as C, so a frame costs no Python
+call unless the engine returned something.
 """
 
 from __future__ import annotations
@@ -13,6 +16,23 @@ import cython
 from mirrorwatch.core.decode.flowshare import FRAGMENT, FlowPartitioner
 
 _FRAGMENT = FRAGMENT  # the same, as a C constant (.pxd)
+
+class AllFrames:
+    """Every frame of one capture file through ``engine`` (its link type ``linktype``); what the engine
+    returns goes to ``emit(events)``."""
+
+    def __init__(self, engine, linktype: int, emit):
+        self.engine = engine
+        self.linktype = linktype
+        self.emit = emit
+
+    @cython.locals(s=cython.longlong, us=cython.longlong, out=list)
+    def __call__(self, hdr, frame: bytes) -> None:
+        s, us = hdr.getts()
+        out = self.engine.process(s + us * 1e-6, self.linktype, frame, hdr.getlen())
+        if out:
+            self.emit(out)
+
 
 class OwnFrames:
     """One worker's frames of a capture: libpcap's callback (``reader.loop(0, frames)``) for every frame.
