@@ -38,6 +38,11 @@ def settings_epilog() -> str:
     return "\b\nSettings (--set KEY=VALUE; default shown):\n" + help_text()
 
 
+def on_terminal() -> bool:
+    """Progress bars are drawn only on a terminal (stderr, where the human output is not)."""
+    return sys.stderr.isatty()
+
+
 def note(msg: str) -> None:
     click.echo(f"mirrorwatch: note: {msg}", err=True)
 

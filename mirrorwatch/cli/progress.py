@@ -31,11 +31,6 @@ REFRESH_PER_SECOND = 4  # redraws of the bar per second (each takes the GIL for 
 FD_DIR = "/proc/self/fd"
 
 
-def on_terminal() -> bool:
-    """A bar is drawn only on a terminal (stderr, where the human output is not)."""
-    return sys.stderr.isatty()
-
-
 class _Pulling(Progress):
     """A rich Progress that asks ``poll()`` for fresh numbers before each redraw."""
 

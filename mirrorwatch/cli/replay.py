@@ -16,6 +16,7 @@ from mirrorwatch.cli.common import (
     fail,
     human_console,
     kill_options,
+    on_terminal,
     output_options,
     report_ruleset,
     sensor_name,
@@ -56,7 +57,6 @@ def replay(pcaps, rules, classification, config, eve, eve_types, eve_payload, fa
     On a terminal a progress bar shows the bytes read, packets/s, alerts so far and the time left.
     """
     from mirrorwatch.cli.pipeline import Pipeline, PipelineError, tune_gc
-    from mirrorwatch.cli.progress import RulesProgress, on_terminal
     from mirrorwatch.sources.pcapfile import CaptureError, check_files
 
     settings, run = build_run(sets, config=config)
@@ -73,7 +73,7 @@ def replay(pcaps, rules, classification, config, eve, eve_types, eve_payload, fa
     rule_paths = list(rules) or run.rule_paths
     progress = on_terminal() and not (quiet or live_table) and workers == 1
     try:
-        with RulesProgress() if progress else contextlib.nullcontext() as rules_progress:
+        with _rules_progress() if progress else contextlib.nullcontext() as rules_progress:
             pipe = Pipeline.build(settings, rule_paths=rule_paths, eve=specs, fast=fast or run.fast,
                                   checksum_mode=checksum, console_alerts=not (quiet or no_alerts or live_table),
                                   classification=classification or run.classification,
@@ -97,6 +97,12 @@ def replay(pcaps, rules, classification, config, eve, eve_types, eve_payload, fa
     if not quiet:
         pipe.print_summary(human_console(stderr=human_err), show_table=not no_table)
     sys.exit(code)
+
+
+def _rules_progress():
+    from mirrorwatch.cli.progress import RulesProgress  # rich's progress bars: imported on a terminal only
+
+    return RulesProgress()
 
 
 def _run_replay(pipe, pcaps, realtime: bool, speed: float, live_table: bool, progress: bool) -> int:

@@ -32,7 +32,8 @@ def rules_check(paths, config, classification, sets, verbose, strict):
     import contextlib
 
     from mirrorwatch.cli.pipeline import PipelineError, fold_detect_skips, load_ruleset
-    from mirrorwatch.cli.progress import RulesProgress, on_terminal
+    from mirrorwatch.cli.common import on_terminal
+    from mirrorwatch.cli.progress import RulesProgress
     from mirrorwatch.core.detect import Detector
     from mirrorwatch.rules import check_report
 

@@ -177,7 +177,8 @@ def _parse_time(tag: int, raw: bytes) -> datetime:
         whole += "00"
     if len(whole) != len("YYYYMMDDHHMMSS") or not whole.isdigit():
         raise DerError("bad time")
-    moment = datetime.strptime(whole, "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+    moment = datetime(int(whole[0:4]), int(whole[4:6]), int(whole[6:8]), int(whole[8:10]), int(whole[10:12]),
+                      int(whole[12:14]), tzinfo=UTC)  # ValueError when out of range, as strptime's
     if zone:
         offset = timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5]))
         moment = moment - offset if zone[0] == "+" else moment + offset

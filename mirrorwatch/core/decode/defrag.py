@@ -164,6 +164,8 @@ class Defragmenter:
 
     def expire(self, now: float) -> int:
         """Drop datagrams whose first fragment is older than the timeout; returns how many."""
+        if not self.table:
+            return 0
         limit = now - self.timeout
         old = [k for k, d in self.table.items() if d.first_ts < limit]
         for k in old:
