@@ -202,6 +202,23 @@ def test_eve_types_dns_version_and_files_are_taken(tmp_path):
         read_config(cfg, Settings())
 
 
+@pytest.mark.parametrize(("version", "dns_types", "expected"), [
+    ('"8.0"', "        - dns\n", "3"),  # a Suricata 8 configuration: Suricata 8's v3 records
+    ('"8.0"', "        - dns:\n            version: 2\n", "2"),  # unless it asks for v2 itself
+    ('"7.0"', "        - dns\n", "2"),
+    ("", "        - dns\n", "2"),  # no suricata-version: mirrorwatch's default
+])
+def test_a_suricata_8_configuration_gets_suricata_8s_dns_records(tmp_path, version, dns_types, expected):
+    cfg = tmp_path / "suricata.yaml"
+    head = f"suricata-version: {version}\n" if version else ""
+    cfg.write_text(f"%YAML 1.1\n---\n{head}outputs:\n  - eve-log:\n      enabled: yes\n      types:\n{dns_types}")
+    s = Settings()
+    read_config(cfg, s)
+    assert s["eve-log.dns.version"] == expected
+    s.apply("eve-log.dns.version=2")  # --set comes after the file, and wins
+    assert s["eve-log.dns.version"] == "2"
+
+
 def test_eve_log_ipv6_compress_is_taken_per_output(tmp_path):
     cfg = tmp_path / "suricata.yaml"
     cfg.write_text("%YAML 1.1\n---\noutputs:\n  - eve-log:\n      enabled: yes\n      filename: eve.json\n"

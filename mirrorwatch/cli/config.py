@@ -52,6 +52,9 @@ EVE_TYPE_NAMES = {"drop": "kill", "files": "fileinfo"}
 # options of a types entry that are settings (the setting's key by type and option)
 _TYPE_SETTINGS = {("dns", "version"): "eve-log.dns.version", ("files", "force-hash"): "eve-log.files.force-hash"}
 _PAYLOAD_OPTIONS = ("payload", "payload-printable", "packet")
+# defaults that changed with a Suricata major version: a configuration written for that version (its
+# ``suricata-version``) gets them unless it sets them itself
+_VERSION_DEFAULTS = ((8, "eve-log.dns.version", "3"),)  # Suricata 8 logs DNS in the v3 format
 
 
 class ConfigError(Exception):
@@ -211,6 +214,10 @@ def read_config(path, settings: Settings) -> RunConfig:
     """Apply a suricata.yaml's settings to ``settings``; what else it gives the run (ConfigError: one line)."""
     tree = load_yaml(path)
     ctx = _Context(tree, RunConfig(), settings, str(tree.get("default-log-dir") or DEFAULT_LOG_DIR))
+    major = _major_version(tree.get("suricata-version"))
+    for since, key, value in _VERSION_DEFAULTS:
+        if major >= since:
+            settings.set(key, value)
     unused: list[str] = []
     for key, value in tree.items():
         if key in _STRUCTURAL or value is None:
@@ -222,6 +229,12 @@ def read_config(path, settings: Settings) -> RunConfig:
             raise ConfigError(f"{path}: {e}") from None
     ctx.run.unused = list(dict.fromkeys(unused))
     return ctx.run
+
+
+def _major_version(value) -> int:
+    """``suricata-version: "8.0"`` -> 8 (0 when absent or not a version)."""
+    head = str(value or "").strip().split(".")[0]
+    return int(head) if head.isdigit() else 0
 
 
 def _settings_tree(settings: Settings, path: str, value) -> list[str]:

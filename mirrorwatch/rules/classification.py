@@ -41,5 +41,7 @@ def load_classification(path: str | Path | None = None) -> tuple[dict[str, tuple
     try:
         text = p.read_text(encoding="utf-8", errors="replace")
     except OSError as e:
-        raise ClassificationError(f"cannot read classification file {p}: {e.strerror or e}") from None
+        raise ClassificationError(f"cannot read classification file {p}: {e.strerror or e} (name a readable one "
+                                  "with --classification, or leave classification-file out of -c for the bundled "
+                                  "one)") from None
     return parse_classification(text, str(p))
