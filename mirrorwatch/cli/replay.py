@@ -108,7 +108,6 @@ def _rules_progress():
 def _run_replay(pipe, pcaps, realtime: bool, speed: float, live_table: bool, progress: bool) -> int:
     """Run and finish the pipeline; returns the exit code (130 when interrupted)."""
     from mirrorwatch.cli.pipeline import replay as run
-    from mirrorwatch.cli.progress import ReplayProgress
     from mirrorwatch.sources.pcapfile import CaptureError
 
     code = 0
@@ -117,6 +116,8 @@ def _run_replay(pipe, pcaps, realtime: bool, speed: float, live_table: bool, pro
     if live_table:
         display, on_refresh = _replay_table(pipe, pcaps)
     elif progress:
+        from mirrorwatch.cli.progress import ReplayProgress  # rich's progress bars: on a terminal only
+
         display = ReplayProgress(pcaps, pipe)
         display.start()
     old_handlers = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
