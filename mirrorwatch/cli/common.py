@@ -18,6 +18,7 @@ from mirrorwatch.cli.config import (
     read_config,
 )
 from mirrorwatch.cli.suricata_keys import note_for
+from mirrorwatch.core.flows.exceptions import midstream_policy
 from mirrorwatch.core.settings import SettingError, Settings, help_text
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 120}
@@ -53,11 +54,13 @@ IPV6_COMPRESS_KEY = "eve-log.ipv6-compress"
 _RUN_KEYS = {"sensor-name": "sensor_name", "classification-file": "classification"}
 
 
-def build_run(sets, base: dict | None = None, config: str | None = None) -> tuple[Settings, RunConfig]:
+def build_run(sets, base: dict | None = None, config: str | None = None,
+              ips: bool = False) -> tuple[Settings, RunConfig]:
     """Defaults (plus the command's ``base``), then the Suricata configuration ``config`` (-c), then each
     --set line: the command line wins.  The file's unused keys are named in one warning line; a --set
-    of a Suricata key mirrorwatch does not implement gets a one-line note; exit 2 on a bad --set line,
-    1 on an unusable configuration file."""
+    of a Suricata key mirrorwatch does not implement gets a one-line note; exit 2 on a bad --set line
+    or a combination of settings Suricata refuses (an exception policy for the mode: ``ips`` for
+    inline), 1 on an unusable configuration file."""
     settings = Settings(base)
     run = RunConfig()
     if config:
@@ -81,6 +84,10 @@ def build_run(sets, base: dict | None = None, config: str | None = None) -> tupl
                 run.eve = [replace(spec, ipv6_compress=None) for spec in run.eve]
         except SettingError as e:
             fail(f"--set: {e}", 2)
+    try:
+        midstream_policy(settings, ips)
+    except SettingError as e:
+        fail(f"{e} ({'--set or -c' if config else '--set'})", 2)
     return settings, run
 
 

@@ -50,7 +50,8 @@ _STRUCTURAL = frozenset({"suricata-version", INCLUDE_KEY})
 # Suricata's EVE record types that mirrorwatch writes under another name
 EVE_TYPE_NAMES = {"drop": "kill", "files": "fileinfo"}
 # options of a types entry that are settings (the setting's key by type and option)
-_TYPE_SETTINGS = {("dns", "version"): "eve-log.dns.version", ("files", "force-hash"): "eve-log.files.force-hash"}
+_TYPE_SETTINGS = {("dns", "version"): "eve-log.dns.version", ("files", "force-hash"): "eve-log.files.force-hash",
+                  ("flow", "exception-policy"): "eve-log.flow.exception-policy"}
 _PAYLOAD_OPTIONS = ("payload", "payload-printable", "packet")
 # defaults that changed with a Suricata major version: a configuration written for that version (its
 # ``suricata-version``) gets them unless it sets them itself

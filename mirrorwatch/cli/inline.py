@@ -165,7 +165,7 @@ def inline(rules, config, eve, eve_types, eve_payload, fast, sensor_name_opt, se
     why = privilege_problem()
     if why:
         fail(why)
-    settings, run = build_run(sets, base=dict(INLINE_BASE), config=config)
+    settings, run = build_run(sets, base=dict(INLINE_BASE), config=config, ips=True)
     if fail_open is not None:
         settings.set("nfq.fail-open", fail_open)
     if queue_maxlen is not None:

@@ -31,7 +31,7 @@ SURICATA_SECTIONS = frozenset("""
 
 # the sections mirrorwatch shares with Suricata: Suricata's keys there
 SHARED_SECTION_KEYS = tuple("""
-    stream.memcap stream.memcap-policy stream.checksum-validation stream.prealloc-sessions stream.midstream-policy
+    stream.memcap stream.memcap-policy stream.checksum-validation stream.prealloc-sessions
     stream.drop-invalid stream.max-syn-queued stream.max-synack-queued stream.bypass stream.liberal-timestamps
     stream.reassembly.memcap-policy stream.reassembly.randomize-chunk-size stream.reassembly.randomize-chunk-range
     stream.reassembly.raw stream.reassembly.segment-prealloc stream.reassembly.check-overlap-different-data

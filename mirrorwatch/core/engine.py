@@ -81,6 +81,8 @@ class Engine:
         self.flows.holds_state = Detector.holds_state  # what the table ends last when it must make room
         self.killer = killer
         self.judge = killer if isinstance(killer, InlineJudge) else None  # inline: every packet needs a verdict
+        if self.judge is not None:
+            self.flows.set_mode(settings, ips=True)  # Suricata's IPS mode: its exception policies
         self.pcap_cnt = 0
         self.bytes = 0
         self.first_ts: float | None = None
@@ -117,8 +119,12 @@ class Engine:
         flow, to_server = self.flows.process(pkt, events)
         if events:
             events = self._ended(events)
-        if flow.no_inspection and killer is not None:  # killed: tracked for the kill chase, no longer inspected
-            killer.on_uninspected(pkt, flow, to_server, events)
+        if flow.no_inspection:  # killed (tracked for the kill chase) or bypassed: no longer inspected
+            if killer is not None and not flow.bypassed:
+                killer.on_uninspected(pkt, flow, to_server, events)
+            return events
+        if flow.action == "drop" and self.judge is not None:  # inline: an exception policy drops the flow
+            self.judge.on_exception(flow)
             return events
         if pkt.proto == 17 and pkt.payload and flow is not None:
             self.applayer.udp(flow, pkt.payload, 0 if to_server else 1, pkt.sport, pkt.dport)

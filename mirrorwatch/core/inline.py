@@ -78,7 +78,8 @@ RESET_NAMES = {"rst": ["tcp-reset"], "fin": ["tcp-fin"], "both": ["tcp-fin", "tc
 TARGET_NAMES = {TO_SERVER: "to_server", TO_CLIENT: "to_client", BOTH: "both"}  # EVE verdict.reject-target
 PASS_RULE, STREAM_DEPTH = "pass rule", "stream depth"
 SHUTDOWN = "shutdown"  # the trigger of the resets a clean stop sends
-_COUNTERS = ("flows_dropped", "flows_rejected", "flows_passed", "flows_depth_bypassed", "flow_packets_dropped",
+_COUNTERS = ("flows_dropped", "flows_rejected", "flows_passed", "flows_depth_bypassed", "exception_drops",
+             "flow_packets_dropped",
              "flow_packets_passed", "flowless_dropped", "reset_frames", "shutdown_resets", "reset_memory_full")
 
 
@@ -169,6 +170,14 @@ class InlineJudge:
         self.verdict = flow.kill
         self.c["flow_packets_dropped"] += 1
 
+    def on_exception(self, flow) -> None:
+        """An exception policy (drop-flow: a session whose handshake was not seen) drops the flow."""
+        reason = "exception-policy"
+        self.verdict = flow.kill = Verdict(DROP_FLOW, reason)
+        self.c["exception_drops"] += 1
+        flow.mark_killed(reason)
+        flow.stop_inspection()
+
     def on_packet(self, pkt, flow, to_server: bool, alerts, events: list) -> None:
         standing = flow.kill
         if standing is not None:  # passed before, queued before the kernel knew (a dropped flow is not inspected)
@@ -208,6 +217,8 @@ class InlineJudge:
         self.c["flows_rejected" if targets else "flows_dropped"] += 1
         self.verdict = Verdict(REJECT if targets else DROP_FLOW, reason)
         flow.kill = Verdict(DROP_FLOW, reason)  # what the flow's later packets get
+        if flow.action is None:  # Suricata's FLOW_ACTION_DROP: the flow record's "action"
+            flow.action = "drop"
         flow.mark_killed(reason)
         flow.stop_inspection()
         if tcp:

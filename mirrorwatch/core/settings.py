@@ -117,6 +117,11 @@ def parse_hashes(value: str | list | tuple) -> list[str]:
 parse_hashes.__name__ = "list of " + "|".join(FILE_HASHES)
 
 
+# Suricata's exception policy values (core.flows.exceptions)
+EXCEPTION_POLICIES = ("auto", "ignore", "pass-flow", "bypass", "drop-flow", "drop-packet", "pass-packet", "reject",
+                      "rejectboth")
+
+
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         t = str(text).strip().lower()
@@ -172,6 +177,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("flow-timeouts.icmp.emergency-established", 100, parse_float, "emergency mode: seconds an idle two-way ICMP session lives"),
     # TCP stream (flows + reassembly rooms)
     Setting("stream.midstream", False, parse_bool, "pick up TCP sessions whose handshake was not seen (on for 'listen')"),
+    Setting("exception-policy", "auto", _choice(*EXCEPTION_POLICIES), "what a session that meets an exception gets (the master switch, Suricata's): ignore, pass-flow (no more rule inspection), bypass (nothing more of it is tracked or inspected), drop-flow/drop-packet/reject/rejectboth (inline only; ignore in IDS mode), auto (drop-flow inline while stream.midstream is off, else ignore); for the midstream target only here: memcaps and app-layer errors have mirrorwatch's own bounds"),
+    Setting("stream.midstream-policy", "", _choice("", *EXCEPTION_POLICIES), "the exception policy of a TCP session whose handshake was not seen (empty: exception-policy's); with stream.midstream on only ignore and pass-flow are valid, as Suricata's"),
     Setting("stream.async-oneside", False, parse_bool, "reassemble and inspect TCP sessions seen in one direction only"),
     Setting("stream.inline", False, parse_bool, "inspect each packet's new in-order stream bytes on arrival instead of settled chunks (on for 'listen', so kills fire on the trigger packet)"),
     Setting("stream.reassembly.depth", 1024 * 1024, parse_size, "bytes per direction that are inspected (0 = unlimited); tracking goes on beyond"),
@@ -255,6 +262,7 @@ SETTINGS: tuple[Setting, ...] = (
     # EVE into Redis (sinks/redis.py); a redis:// URL's own stream-maxlen/stream-trim-exact/batch-size win
     Setting("eve-log.files.force-hash", [], parse_hashes, "hashes computed over every HTTP file and written in its EVE fileinfo record (md5, sha1 when the file is CLOSED; sha256 also when TRUNCATED without gaps), as Suricata's outputs.eve-log.types.files.force-hash"),
     Setting("eve-log.ipv6-compress", False, parse_bool, "write IPv6 addresses in EVE compressed (2001:db8::1) instead of in full, every group four digits (2001:0db8:0000:0000:0000:0000:0000:0001), as Suricata's outputs.eve-log.ipv6-compress (Suricata 9; before it Suricata always wrote them in full, and fast.log still does); an eve-log output of -c may set its own, which --set overrides"),
+    Setting("eve-log.flow.exception-policy", False, parse_bool, "flow records list the exception policies applied to the session (exception_policy: target and policy), as Suricata's outputs.eve-log.types.flow.exception-policy"),
     Setting("eve-log.dns.version", "2", _choice("2", "3"), "format of EVE dns records: 2 (one 'query' record per question, one 'answer' record per response) or 3 (Suricata 8's default: one 'request'/'response' record per message), as Suricata's outputs.eve-log.types.dns.version"),
     Setting("eve-log.redis.stream-maxlen", 100_000, parse_int, "stream mode: entries the stream keeps (XADD MAXLEN; 0 = unbounded), as Suricata's redis.stream-maxlen"),
     Setting("eve-log.redis.stream-trim-exact", False, parse_bool, "stream mode: trim to exactly stream-maxlen (MAXLEN =) instead of Redis' cheaper approximate trim (MAXLEN ~)"),

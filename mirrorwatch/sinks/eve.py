@@ -115,9 +115,10 @@ class EveWriter(Sink):
 
     def __init__(self, path: str = "-", types=DEFAULT_TYPES, payload: bool = False, line_buffered: bool = False,
                  *, output=None, host: str | None = None, in_iface: str | None = None,
-                 dns_version: int = DNS_DEFAULT_VERSION, ipv6_compress: bool = False):
+                 dns_version: int = DNS_DEFAULT_VERSION, ipv6_compress: bool = False, log_eps: bool = False):
         self.out = output if output is not None else FileSink(path, line_buffered)
         self.ipv6_compress = ipv6_compress  # Suricata 9's outputs.eve-log.ipv6-compress (else IPv6 in full)
+        self.log_eps = log_eps  # flow records list the exception policies applied (types.flow.exception-policy)
         self.write = self.out.write
         self.host = host
         self.in_iface = in_iface
@@ -228,7 +229,7 @@ class EveWriter(Sink):
     # -- flow ---------------------------------------------------------------
     def flow(self, e: FlowEnded) -> None:
         """Suricata's flow record, from its template (``eve_flow``): the same text ``_emit`` would make."""
-        self.write(flow_record(e.flow, e.reason, self._flow_tail, self.ipv6_compress))
+        self.write(flow_record(e.flow, e.reason, self._flow_tail, self.ipv6_compress, self.log_eps))
 
     # -- application layer -----------------------------------------------------
     def app(self, e: AppTx) -> None:

@@ -8,6 +8,9 @@ cpdef int ip_version(object address)
 
 cpdef str _tcp_part(Flow f)
 
-@cython.locals(t0=double, t1=double, proto=int, killed=object, pkts=list, octets=list, age="long long", src=str,
-               dest=str)
-cpdef str flow_record(Flow f, str reason, str tail, bint ipv6_compress=*)
+@cython.locals(killed=object, out=str)
+cpdef str _flow_tail(Flow f, bint log_eps)
+
+@cython.locals(t0=double, t1=double, proto=int, pkts=list, octets=list, age="long long", src=str,
+               dest=str, state=object, endpoints_state=str)
+cpdef str flow_record(Flow f, str reason, str tail, bint ipv6_compress=*, bint log_eps=*)

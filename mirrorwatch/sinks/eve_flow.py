@@ -108,9 +108,25 @@ def _tcp_part(f: Flow) -> str:
     return _tcp_gapless[key]
 
 
-def flow_record(f: Flow, reason: str, tail: str, ipv6_compress: bool = False) -> str:
+def _flow_tail(f: Flow, log_eps: bool) -> str:
+    """The flow object's fields after ``alerted``, as Suricata's EveFlowLogJSON: ``action`` (pass or
+    drop), the exception policies applied (``log_eps``: outputs.eve-log.types.flow.exception-policy),
+    then ours: ``killed``."""
+    out = ""
+    if f.action is not None:
+        out = ',"action":' + _strings[f.action]
+    if log_eps and f.eps:
+        out += ',"exception_policy":' + json_dumps([{"target": t, "policy": p} for t, p in f.eps])
+    killed = f.killed
+    if killed:
+        out += ',"killed":' + json_dumps(killed)
+    return out
+
+
+def flow_record(f: Flow, reason: str, tail: str, ipv6_compress: bool = False, log_eps: bool = False) -> str:
     """The EVE line of flow ``f`` ended for ``reason``, ending with ``tail`` (the record's last fields,
-    its closing brace and newline); IPv6 addresses in full unless ``ipv6_compress``."""
+    its closing brace and newline); IPv6 addresses in full unless ``ipv6_compress``; the exception
+    policies applied to it when ``log_eps``."""
     t0, t1 = f.start, f.last_ts
     start = iso_time(t0)  # the record's time and the flow's start
     if t1 > t0:
@@ -131,14 +147,19 @@ def flow_record(f: Flow, reason: str, tail: str, ipv6_compress: bool = False) ->
     app = f.app
     if app is not None and app.proto is not None:
         endpoints += ',"app_proto":' + _strings[app.proto]
-    killed = f.killed
-    last = ',"killed":' + json_dumps(killed) + "}" if killed else "}"
+    last = (_flow_tail(f, log_eps) if f.action is not None or f.eps or f.killed else "") + "}"
+    state = f.state
+    if f.bypassed:  # an exception policy bypassed it (Suricata: FLOW_STATE_LOCAL_BYPASSED)
+        state = "bypassed"
+        endpoints_state = '"bypass":"local",'
+    else:
+        endpoints_state = ""
     if proto == PROTO_TCP:
         last += _tcp_part(f)
     pkts, octets = f.pkts, f.bytes
     age = int(t1) - int(t0)
     return (f'{{"timestamp":"{start}","flow_id":{f.flow_id},"event_type":"flow"{endpoints}'
             f',"flow":{{"pkts_toserver":{pkts[0]},"pkts_toclient":{pkts[1]},"bytes_toserver":{octets[0]},'
-            f'"bytes_toclient":{octets[1]},"start":"{start}","end":"{end}","age":{age},'
-            f'"state":{_strings[f.state]},"reason":{_strings[reason]},"alerted":{_BOOL[bool(f.alerted)]}'
+            f'"bytes_toclient":{octets[1]},"start":"{start}","end":"{end}","age":{age},{endpoints_state}'
+            f'"state":{_strings[state]},"reason":{_strings[reason]},"alerted":{_BOOL[bool(f.alerted)]}'
             f'{last}{tail}')

@@ -155,6 +155,10 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin):
         if flow is not None:
             d = 0 if to_server else 1
             fd = flow.det
+            if flow.action is not None:  # an exception policy passed the flow: no rule inspects it any more
+                if fd is not None and proto == TCP:
+                    release(flow)
+                return []
             if fd is None and (flow.app is not None or proto == TCP and flow.state == "established"):
                 # transactions, or an established session (flow:established must still hold
                 # once it closes): the flow gets its detect state now (a stream got it already)
@@ -318,12 +322,13 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin):
 
     def flow_end(self, flow, events: list) -> None:
         """A session is leaving the table: inspect what its streams still hold, release state.
-        A session no longer inspected (killed: ``Flow.no_inspection``) only releases it."""
+        A session no longer inspected (killed: ``Flow.no_inspection``; passed by an exception policy:
+        ``Flow.action``) only releases it."""
         fd = flow.det
         if fd is None:
             return
         try:
-            if flow.no_inspection:
+            if flow.no_inspection or flow.action is not None:  # killed, or an exception policy passed it
                 return
             if not fd.passed and flow.proto == TCP and self.has_stream and getattr(flow, "streams", None):
                 for d in (0, 1):

@@ -49,6 +49,8 @@ class JudgeMixin:
                 # packet rules only this packet
                 if fd is not None and (cr.kind == "iponly" or stream):
                     fd.passed = True
+                    if flow.action is None:  # Suricata's FLOW_ACTION_PASS: the flow record's "action"
+                        flow.action = "pass"
                     c["passed_flows"] += 1
                 break
             if cr.noalert or cr.key in seen:

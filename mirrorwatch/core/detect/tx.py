@@ -193,6 +193,8 @@ class TxMixin:
         c = self.c
         if cr.action == "pass":
             fd.passed = True
+            if flow.action is None:  # Suricata's FLOW_ACTION_PASS: the flow record's "action"
+                flow.action = "pass"
             c["passed_flows"] += 1
             return
         if cr.noalert:

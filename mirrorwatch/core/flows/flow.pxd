@@ -9,6 +9,8 @@ cdef class Flow:
     cdef public double start, last_ts
     cdef public list pkts, bytes, l2, ttl
     cdef public bint alerted, kill_dry_run, no_inspection, lo_client, ended, reasm, split, rst_exact, midstream
+    cdef public bint bypassed
+    cdef public object action, eps
     cdef public object _killed, end_reason, det, app, kill
     cdef public object next_seq, last_ack, win, wscale, seg_len, isn, fin_seq, sseq
     cdef public object bucket, synack_pending, rst_prev, rst_by, table

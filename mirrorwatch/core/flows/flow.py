@@ -9,9 +9,13 @@ the contract); the flows room alone writes them, except ``det`` (detect),
 ``app`` (applayer), ``kill``, ``killed`` and ``no_inspection`` (the killer) and ``alerted``.
 
 ``no_inspection`` (Suricata's ``FLOW_NOPACKET_INSPECTION``): the killer reset
-the session (``stop_inspection``); its TCP state is still tracked, but it has
-no streams any more and gets none, and the engine neither reassembles,
-parses nor inspects its packets.
+the session, or an exception policy bypassed it (``stop_inspection``); its TCP
+state is still tracked, but it has no streams any more and gets none, and the
+engine neither reassembles, parses nor inspects its packets.  ``eps``: the
+exception policies applied to the session, (target, policy) pairs in
+Suricata's names (``core.flows.exceptions``); ``action``: Suricata's flow action, None, "pass"
+(pass-flow: no more rule inspection; the first to set it wins) or "drop";
+``bypassed``: an exception policy bypassed it (flow record state "bypassed").
 
 A Flow is small and flat: lists of two for per-direction values, no stream
 or detection state until data arrives.  It holds no reference back to
@@ -42,6 +46,8 @@ class Flow:
         # internals of the flows room
         "lo_client", "tclass", "bucket", "ended", "isn", "fin_seq", "sseq",
         "reasm", "synack_pending", "split", "rst_prev", "rst_by", "rst_exact", "rst_talk", "midstream", "table",
+        # exception policies (core.flows.exceptions): targets applied, the flow's action, bypassed
+        "eps", "action", "bypassed",
         "__weakref__",
     )
 

@@ -85,6 +85,7 @@ class FlowTable(TcpTracker, Capacity):
         self.flows: OrderedDict = OrderedDict()
         self.midstream = settings["stream.midstream"]
         self.async_oneside = settings["stream.async-oneside"]
+        self.set_mode(settings, ips=False)
         self.c = dict.fromkeys(
             ("flows", "tcp", "udp", "icmp", "other", "evicted", "timeout", "tcp_reuse", "csum_bad_pkts",
              "midstream_pickups", "not_reassembled", "rst_accepted", "rst_in_window", "rst_out_of_window",
@@ -318,6 +319,9 @@ class FlowTable(TcpTracker, Capacity):
         f.kill_dry_run = False
         f.synack_pending = f.rst_prev = f.rst_by = f.bucket = None
         f.rst_talk = 0
+        f.eps = ()
+        f.action = None
+        f.bypassed = False
         f.table = self
         f.tclass = T_NEW
         self.wheel.file(f, pkt.ts + self._timeouts.get(proto, self._default_timeouts)[T_NEW])

@@ -58,6 +58,7 @@ import cython
 
 from mirrorwatch.core.decode.packet import ACK, FIN, RST, SYN, Packet
 from mirrorwatch.core.decode.tcp import window_scale
+from mirrorwatch.core.flows import exceptions as eps
 from mirrorwatch.core.flows.flow import (
     T_CLOSED,
     T_ESTABLISHED,
@@ -197,6 +198,29 @@ def in_window(f: Flow, d: int, seq: int, length: int) -> bool:
 class TcpTracker:
     """The TCP half of ``FlowTable`` (a mixin: it works on the table's flows, streams and counters)."""
 
+    def set_mode(self, settings, ips: bool) -> None:
+        """IDS (replay, listen) or IPS (inline): the exception policies depend on it (SettingError when the
+        settings name a policy Suricata refuses in that mode)."""
+        self.midstream_policy = eps.midstream_policy(settings, ips)
+        self._midstream_applied = ((eps.MIDSTREAM, self.midstream_policy),)
+
+    def _midstream_exception(self, f: Flow) -> bool:
+        """A packet (ACK, FIN or SYN-ACK) of a session whose handshake was not seen: Suricata applies the
+        midstream exception policy (StreamTcpPacketStateNone); may the session still be picked up?"""
+        if not f.eps:
+            f.eps = self._midstream_applied  # the one target so far: no other can be there yet
+        policy = self.midstream_policy
+        if policy == eps.IGNORE:
+            return True
+        if f.action is None:  # the first action set wins
+            f.action = "pass" if policy in (eps.PASS_FLOW, eps.BYPASS) else "drop"
+        if policy == eps.PASS_FLOW:
+            return True
+        if policy == eps.BYPASS and not f.bypassed:
+            f.bypassed = True
+            f.stop_inspection()
+        return False  # bypassed, or dropped (inline: the judge gives the verdict)
+
     @cython.locals(f=Flow, pkt=Packet, d=cython.int, fl=cython.int, seq=cython.longlong, n=cython.Py_ssize_t,
                    end=cython.longlong)
     def _tcp(self, f: Flow, pkt, d: int, fl: int) -> int:
@@ -273,6 +297,8 @@ class TcpTracker:
             t = _FINACKED.get((st, d, ev))
         if t is None:
             t = TCP_TRANSITIONS.get((st, d, ev))
+        if st == "none" and not self._midstream_exception(f):
+            t = None
         if t is not None and t[1] is not None and not GUARDS[t[1]](self, f, pkt):
             t = None
         if fl & FIN and (t is not None or FLOW_STATE[st] == "established"):
@@ -326,6 +352,8 @@ class TcpTracker:
             if st in ("none", "syn_sent", "syn_recv"):
                 f.isn[1] = seq
                 f.wscale[1] = window_scale(pkt.tcp_opts)
+                if st == "none" and not self._midstream_exception(f):
+                    return d
                 if st == "none" and t is not None and not GUARDS[t[1]](self, f, pkt):
                     f.synack_pending = pkt.ack  # the SYN may still come (reordered capture)
                     return d
