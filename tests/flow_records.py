@@ -13,6 +13,7 @@ _NEW_TCP = {
     "det": None, "app": None, "kill": None, "lo_client": True, "tclass": 0, "bucket": None, "ended": False,
     "reasm": False, "synack_pending": None, "split": False, "rst_prev": None, "rst_by": None,
     "rst_exact": False, "rst_talk": 0, "midstream": False, "no_inspection": False, "table": None,
+    "eps": (), "action": None, "bypassed": False, "icmp_type": -1, "icmp_code": -1,
 }
 _PAIRS = ("pkts", "bytes", "seg_len")  # per-direction counts, [0, 0]
 _OPTIONAL_PAIRS = ("l2", "ttl", "streams", "next_seq", "last_ack", "win", "wscale", "isn", "fin_seq", "sseq")

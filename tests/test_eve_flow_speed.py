@@ -63,7 +63,13 @@ def _ip(packed: bytes, compress: bool) -> str:
     return a.compressed if compress else a.exploded
 
 
-def _record_dict(f, reason: str, host, in_iface, compress: bool) -> dict:
+_ICMP_ANSWERS = {8: 0, 0: 8, 13: 14, 14: 13, 15: 16, 16: 15, 10: 9, 9: 10, 17: 18, 18: 17}
+_ICMPV6_ANSWERS = {128: 129, 129: 128, 135: 136, 136: 135, 133: 134, 134: 133, 130: 131, 131: 130, 139: 140,
+                   140: 139, 144: 145, 145: 144, 146: 147, 147: 146, 148: 149, 149: 148, 151: 152, 152: 151,
+                   157: 158, 158: 157}
+
+
+def _record_dict(f, reason: str, host, in_iface, compress: bool, log_eps: bool = False) -> dict:
     """Suricata's flow record (output-json-flow.c) as a dict, in its field order."""
     ports = f.proto in (6, 17, 132)
     ev: dict = {"timestamp": iso_time(f.start), "flow_id": f.flow_id, "event_type": "flow"}
@@ -77,12 +83,25 @@ def _record_dict(f, reason: str, host, in_iface, compress: bool) -> dict:
         ev["dest_port"] = f.sport
     ev["ip_v"] = 6 if len(f.client) == 16 else 4
     ev["proto"] = proto_name(f.proto)
+    if f.proto in (1, 58):
+        t = max(f.icmp_type, 0)
+        ev["icmp_type"], ev["icmp_code"] = t, max(f.icmp_code, 0)
+        if f.pkts[1]:
+            ev["response_icmp_type"] = (_ICMPV6_ANSWERS if f.proto == 58 else _ICMP_ANSWERS).get(t, 0)
+            ev["response_icmp_code"] = 0
     if f.app is not None and f.app.proto is not None:
         ev["app_proto"] = f.app.proto
     end = max(f.last_ts, f.start)
     fo = {"pkts_toserver": f.pkts[0], "pkts_toclient": f.pkts[1], "bytes_toserver": f.bytes[0],
           "bytes_toclient": f.bytes[1], "start": iso_time(f.start), "end": iso_time(end),
-          "age": int(end) - int(f.start), "state": f.state, "reason": reason, "alerted": bool(f.alerted)}
+          "age": int(end) - int(f.start)}
+    if f.bypassed:
+        fo["bypass"] = "local"
+    fo.update({"state": "bypassed" if f.bypassed else f.state, "reason": reason, "alerted": bool(f.alerted)})
+    if f.action is not None:
+        fo["action"] = f.action
+    if log_eps and f.eps:
+        fo["exception_policy"] = [{"target": t, "policy": p} for t, p in f.eps]
     if f.killed:
         fo["killed"] = f.killed
     ev["flow"] = fo
@@ -146,17 +165,22 @@ def _flows(draw):
         app=draw(st.one_of(st.none(), st.builds(SimpleNamespace, proto=st.one_of(st.none(), _text)))),
         alerted=draw(st.booleans()), killed=draw(st.one_of(st.none(), _text)),
         streams=draw(st.one_of(st.none(), st.lists(_stream, max_size=2))),
+        icmp_type=draw(st.integers(-1, 255)), icmp_code=draw(st.integers(-1, 255)),
+        action=draw(st.sampled_from((None, "pass", "drop"))), bypassed=draw(st.booleans()),
+        eps=draw(st.sampled_from(((), (("stream_midstream", "ignore"),), (("stream_midstream", "bypass"),)))),
     )
 
 
 @settings(max_examples=400, deadline=None)
 @given(_flows(), st.one_of(st.sampled_from(("timeout", "forced", "shutdown")), _text),
-       st.one_of(st.none(), _text), st.one_of(st.none(), _text), st.booleans())
-def test_a_flow_record_is_the_json_of_suricatas_record(flow, reason, host, in_iface, compress):
+       st.one_of(st.none(), _text), st.one_of(st.none(), _text), st.booleans(), st.booleans())
+def test_a_flow_record_is_the_json_of_suricatas_record(flow, reason, host, in_iface, compress, log_eps):
     out = _Lines()
-    w = EveWriter(types=("flow",), output=out, host=host, in_iface=in_iface, ipv6_compress=compress)
+    w = EveWriter(types=("flow",), output=out, host=host, in_iface=in_iface, ipv6_compress=compress,
+                  log_eps=log_eps)
     w.handle(FlowEnded(flow.last_ts, flow, reason))
-    expected = json.dumps(_record_dict(flow, reason, host, in_iface, compress), separators=(",", ":")) + "\n"
+    expected = json.dumps(_record_dict(flow, reason, host, in_iface, compress, log_eps),
+                          separators=(",", ":")) + "\n"
     assert out.lines == [expected]
 
 

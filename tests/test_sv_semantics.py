@@ -8,10 +8,13 @@ alert-max-default (packet-alert-max: 0) and decode-nsh-type1/2 (NSH decoding).
 
 from __future__ import annotations
 
+import base64
+import json
 import struct
 
 import pytest
 from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 from test_detect import CLI, ETH, SRV, Conv, engine, rules_of, run, sids
 
@@ -244,3 +247,70 @@ def test_an_alert_on_a_tunnelled_packet_carries_the_outer_packet_as_its_tunnel(t
     assert alert["tunnel"] == {"src_ip": "192.0.2.1", "src_port": 40000, "dest_ip": "192.0.2.2", "dest_port": 4789,
                                "proto": "UDP", "depth": 1, "pcap_cnt": 2, "pkt_src": "wire/pcap"}
     assert list(alert).index("tunnel") == list(alert).index("alert") + 1
+
+
+def _vxlan_replay(tmp_path, frames, rules: str, *extra: str) -> list[dict]:
+    import subprocess
+    import sys
+
+    from scapy.utils import wrpcap
+
+    wrpcap(str(tmp_path / "t.pcap"), frames)
+    (tmp_path / "r.rules").write_text(rules)
+    eve = tmp_path / "eve.json"
+    eve.unlink(missing_ok=True)
+    r = subprocess.run([sys.executable, "-m", "mirrorwatch", "replay", "-q", "--no-table", "-r",
+                        str(tmp_path / "r.rules"), "--eve", str(eve), "--eve-types", "alert,flow", *extra,
+                        str(tmp_path / "t.pcap")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return [json.loads(line) for line in eve.read_text().splitlines()]
+
+
+def test_a_udp_tunnel_has_a_session_of_its_own_and_its_packets_count_what_they_carry(tmp_path):
+    # vxlan-decoder-02/04 and geneve-decoder: Suricata sets the outer UDP packet up for a flow
+    # (DecodeUDP), one per outer 5-tuple, besides the carried packet's; the carried flow counts the
+    # tunnel packet's own bytes; an alert's packet is the tunnel packet, DLT_RAW (VXLAN: from past the
+    # carried Ethernet header); ARP carried in VXLAN makes no flow of its own
+    from scapy.layers.inet import ICMP
+    from scapy.layers.l2 import ARP
+    from scapy.layers.vxlan import VXLAN
+
+    def wrap(sport, inner):
+        return Ether() / IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=sport, dport=4789) / VXLAN(vni=7) / inner
+
+    req = Ether() / IP(src="10.1.0.1", dst="10.1.0.2") / ICMP(type=8, id=5) / (b"p" * 56)
+    rep = Ether() / IP(src="10.1.0.2", dst="10.1.0.1") / ICMP(type=0, id=5) / (b"p" * 56)
+    frames = [wrap(40000, req), wrap(40001, rep), wrap(40000, req), wrap(40001, rep),
+              wrap(40002, Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(psrc="10.1.0.1", pdst="10.1.0.2"))]
+    records = _vxlan_replay(tmp_path, frames, 'alert icmp any any -> any any (msg:"echo"; itype:8; sid:1;)\n')
+    flows = [r for r in records if r["event_type"] == "flow"]
+    outer = sorted((f["src_port"], f["dest_port"], f["flow"]["pkts_toserver"]) for f in flows if f["proto"] == "UDP")
+    assert outer == [(40000, 4789, 2), (40001, 4789, 2), (40002, 4789, 1)]
+    (icmp,) = [f for f in flows if f["proto"] == "ICMP"]
+    ip_len = len(IP(src="10.1.0.1", dst="10.1.0.2") / ICMP(type=8, id=5) / (b"p" * 56))
+    assert icmp["flow"]["bytes_toserver"] == icmp["flow"]["bytes_toclient"] == 2 * ip_len
+    assert (icmp["icmp_type"], icmp["icmp_code"], icmp["response_icmp_type"], icmp["response_icmp_code"]) == (8, 0,
+                                                                                                          0, 0)
+    alerts = [r for r in records if r["event_type"] == "alert"]
+    assert len(alerts) == 2
+    _vxlan_replay(tmp_path, frames[:1], 'alert icmp any any -> any any (msg:"echo"; itype:8; sid:1;)\n',
+                  "--eve-payload")
+    (alert,) = [json.loads(line) for line in (tmp_path / "eve.json").read_text().splitlines()
+                if '"event_type":"alert"' in line]
+    assert alert["packet_info"] == {"linktype": 12, "linktype_name": "RAW"}
+    assert base64.b64decode(alert["packet"]) == bytes(req)[14:]  # the carried IP packet
+
+
+def test_an_icmp_flow_record_has_suricatas_icmp_types(tmp_path):
+    from scapy.layers.inet import ICMP
+    from scapy.layers.inet6 import ICMPv6EchoRequest
+
+    frames = [Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / ICMP(type=13, code=0, id=9),  # timestamp, unanswered
+              Ether() / IPv6(src="2001:db8::1", dst="2001:db8::2") / ICMPv6EchoRequest(id=3)]
+    flows = [r for r in _vxlan_replay(tmp_path, frames, "") if r["event_type"] == "flow"]
+    v4 = next(f for f in flows if f["proto"] == "ICMP")
+    v6 = next(f for f in flows if f["proto"] == "IPv6-ICMP")
+    assert (v4["icmp_type"], v4["icmp_code"]) == (13, 0) and "response_icmp_type" not in v4
+    assert (v6["icmp_type"], v6["icmp_code"]) == (128, 0)
+    assert "src_port" not in v4 and "dest_port" not in v6
+    assert list(v4).index("icmp_type") == list(v4).index("proto") + 1

@@ -47,6 +47,7 @@ replay, and tests drive it frame by frame.
 
 from __future__ import annotations
 
+from mirrorwatch.core.decode.packet import new_packet
 from mirrorwatch.core.events import AppTx, FlowEnded, Stats, TaggedPacket
 from mirrorwatch.core.inline import InlineJudge
 from mirrorwatch.core.settings import Settings
@@ -106,7 +107,12 @@ class Engine:
             else:
                 self._sweep(ts, events)
         pkt = self.decoder.decode(ts, linktype, frame, n)
-        if pkt is None or not pkt.ipv:
+        if pkt is None:
+            return events
+        if pkt.tunnel:
+            self._tunnel_flows(pkt, events)
+            pkt.wirelen -= pkt.tunnel_off  # the carried packet's own length, as Suricata's tunnel packet
+        if not pkt.ipv:
             return events
         if pkt.invalid:  # valid IP, malformed transport header: no session (Suricata), IP-only rules still apply
             alerts = self.detector.inspect(pkt, None, None)
@@ -147,6 +153,27 @@ class Engine:
         elif killer is not None and (alerts or flow.kill is not None):
             killer.on_packet(pkt, flow, to_server, alerts, events)
         return events
+
+    def _tunnel_flows(self, pkt, events: list) -> None:
+        """A UDP tunnel's own session (VXLAN, Geneve, Teredo: ``pkt.tunnel`` entries with ports), which
+        Suricata tracks besides the carried packet's (DecodeUDP sets the outer packet up for a flow): its
+        counters and its flow record.  Rules do not inspect the outer packet here (Suricata checks its
+        headers, not its payload); IP-in-IP and GRE carry no session of their own, as in Suricata."""
+        for ipv, src, dst, proto, sport, dport in pkt.tunnel:
+            if proto != 17:
+                continue
+            outer = new_packet(pkt.ts, pkt.pcap_cnt, pkt.linktype, b"")
+            outer.frame = pkt.frame
+            outer.wirelen = pkt.wirelen
+            outer.vlans = pkt.vlans
+            outer.vlan_id = pkt.vlan_id
+            outer.ipv = ipv
+            outer.src = src
+            outer.dst = dst
+            outer.proto = proto
+            outer.sport = sport
+            outer.dport = dport
+            self.flows.process(outer, events)
 
     def process_inline(self, ts: float, linktype: int, frame: bytes, csum_ready: bool = True) -> tuple:
         """Inline (IPS) mode: a packet an inline source holds -> (its ``Verdict``, the events).

@@ -8,6 +8,9 @@ cpdef int ip_version(object address)
 
 cpdef str _tcp_part(Flow f)
 
+@cython.locals(t=int, answer=int, out=str)
+cpdef str _icmp_types(Flow f)
+
 @cython.locals(killed=object, out=str)
 cpdef str _flow_tail(Flow f, bint log_eps)
 

@@ -23,6 +23,17 @@ from mirrorwatch.sinks.fmt import iso_time, log_addr, proto_name
 json_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, check_circular=False).encode
 
 PORT_PROTOS = (6, 17, 132)  # TCP, UDP, SCTP
+PROTO_ICMP, PROTO_ICMPV6 = 1, 58
+
+
+def _both_ways(pairs: tuple) -> dict:
+    return {**dict(pairs), **{b: a for a, b in pairs}}
+
+
+# Suricata's ICMPv4GetCounterpart / ICMPv6GetCounterpart: the type that answers a type (both ways)
+ICMPV4_COUNTERPART = _both_ways(((8, 0), (13, 14), (15, 16), (10, 9), (17, 18)))
+ICMPV6_COUNTERPART = _both_ways(((128, 129), (135, 136), (133, 134), (130, 131), (139, 140), (144, 145),
+                                 (146, 147), (148, 149), (151, 152), (157, 158)))
 IPV4, IPV6 = 4, 6
 IPV6_ADDR_LEN = 16
 ENCODED_MAX = 4096  # distinct texts remembered per vocabulary before the memo starts over
@@ -108,6 +119,17 @@ def _tcp_part(f: Flow) -> str:
     return _tcp_gapless[key]
 
 
+def _icmp_types(f: Flow) -> str:
+    """An ICMP session's types, as Suricata's flow record has them: the first packet's type and code, and
+    once the other side answered, the type that answers it (its counterpart, code 0)."""
+    t = f.icmp_type if f.icmp_type >= 0 else 0
+    out = f',"icmp_type":{t},"icmp_code":{f.icmp_code if f.icmp_code >= 0 else 0}'
+    if f.pkts[1]:
+        answer = (ICMPV6_COUNTERPART if f.proto == PROTO_ICMPV6 else ICMPV4_COUNTERPART).get(t, 0)
+        out += f',"response_icmp_type":{answer},"response_icmp_code":0'
+    return out
+
+
 def _flow_tail(f: Flow, log_eps: bool) -> str:
     """The flow object's fields after ``alerted``, as Suricata's EveFlowLogJSON: ``action`` (pass or
     drop), the exception policies applied (``log_eps``: outputs.eve-log.types.flow.exception-policy),
@@ -141,6 +163,8 @@ def flow_record(f: Flow, reason: str, tail: str, ipv6_compress: bool = False, lo
     else:
         endpoints = f',"src_ip":"{src}","dest_ip":"{dest}","ip_v":{ip_version(client)},' \
                     f'"proto":{_protos[proto]}'
+        if proto == PROTO_ICMP or proto == PROTO_ICMPV6:
+            endpoints += _icmp_types(f)
     vlan = f.vlan_id
     if vlan:
         endpoints = ',"vlan":' + json_dumps(list(vlan)) + endpoints

@@ -53,9 +53,14 @@ LINKTYPE_NAMES = {
 
 
 def packet_fields(ev: dict, pkt) -> None:
-    """Suricata's EvePacket: the whole packet in base64, its link type and the type's name."""
-    ev["packet"] = base64.b64encode(bytes(pkt.frame)).decode("ascii")
-    ev["packet_info"] = {"linktype": pkt.linktype, "linktype_name": LINKTYPE_NAMES.get(pkt.linktype, "n/a")}
+    """Suricata's EvePacket: the whole packet in base64, its link type and the type's name.  A tunnelled
+    packet is Suricata's tunnel packet: what the innermost tunnel carries (``tunnel_off``), DLT_RAW."""
+    if pkt.tunnel:
+        data, linktype = bytes(pkt.frame[pkt.tunnel_off:]), DLT_RAW
+    else:
+        data, linktype = bytes(pkt.frame), pkt.linktype
+    ev["packet"] = base64.b64encode(data).decode("ascii")
+    ev["packet_info"] = {"linktype": linktype, "linktype_name": LINKTYPE_NAMES.get(linktype, "n/a")}
 
 
 def proto_name(proto: int) -> str:

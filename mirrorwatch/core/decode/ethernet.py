@@ -50,5 +50,6 @@ def decode_ethertype(d, p, f: bytes, off: int, end: int, etype: int, depth: int)
     fn = d.ethertype_entry[d.ethertype_slot[etype]]
     if fn is None:
         d.note("non_ip")
+        p.ipv = 0  # inside a tunnel the outer IP layer was read: what is carried has none
         return p
     return call(fn, d, p, f, off, end, depth)

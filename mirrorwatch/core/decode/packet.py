@@ -43,11 +43,13 @@ class Packet:
     rebuilt datagram, ``ip_off`` pointing at it and ``linktype`` unchanged, as
     Suricata's rebuilt packets), ``ip_opts`` (raw IPv4 options,
     or the raw IPv6 extension headers), ``tos`` (IPv4 TOS / IPv6 traffic class),
-    ``tunnel`` (tuple of outer (ipv, src, dst, proto) layers, outermost first,
-    when the packet was carried in GRE / IP-in-IP / 6in4 / VXLAN / Geneve) and
+    ``tunnel`` (tuple of outer (ipv, src, dst, proto, sport, dport) layers,
+    outermost first, when the packet was carried in GRE / IP-in-IP / 6in4 /
+    VXLAN / Geneve / Teredo; the ports a UDP tunnel's, else 0) and
     ``tunnel_off`` (offset in ``frame`` where the innermost tunnel's carried
-    payload starts, e.g. the PPP header in GRE: ``frame[tunnel_off:]`` is what
-    Suricata logs as the tunnel packet, link type DLT_RAW).
+    packet starts, e.g. the PPP header in GRE, past the carried Ethernet header
+    in VXLAN, as Suricata 8: ``frame[tunnel_off:]`` is what Suricata logs as the
+    tunnel packet, link type DLT_RAW).
     Transport: ``sport``/``dport``; ``l4_off`` (offset of the L4 header in
     ``frame``); TCP ``seq``/``ack``/``flags``/``win``/``urp``/``tcp_hlen``/
     ``tcp_opts`` (raw option bytes); ICMP ``icmp_type``/``icmp_code``/

@@ -77,7 +77,8 @@ def decode_vxlan(d, p, f: bytes, off: int, end: int, depth: int):
     if end - off < VXLAN_HLEN + ETH_HLEN or not f[off] & VXLAN_FLAG_VNI:
         return p
     d.note("vxlan")
-    enter_tunnel(p, off + VXLAN_HLEN)
+    # Suricata 8's tunnel packet starts after the carried Ethernet header (a DLT_RAW packet)
+    enter_tunnel(p, off + VXLAN_HLEN + ETH_HLEN)
     return decode_inner_ethernet(d, p, f, off + VXLAN_HLEN, end, depth)
 
 

@@ -5,7 +5,7 @@ cdef class Flow:
     cdef object __weakref__
     cdef public long long flow_id
     cdef public object key, client, server, vlan_id, state, tcp_state, streams
-    cdef public int proto, ipv, cport, sport, tcp_flags_ts, tcp_flags_tc, tclass, rst_talk
+    cdef public int proto, ipv, cport, sport, tcp_flags_ts, tcp_flags_tc, tclass, rst_talk, icmp_type, icmp_code
     cdef public double start, last_ts
     cdef public list pkts, bytes, l2, ttl
     cdef public bint alerted, kill_dry_run, no_inspection, lo_client, ended, reasm, split, rst_exact, midstream

@@ -48,6 +48,8 @@ class Flow:
         "reasm", "synack_pending", "split", "rst_prev", "rst_by", "rst_exact", "rst_talk", "midstream", "table",
         # exception policies (core.flows.exceptions): targets applied, the flow's action, bypassed
         "eps", "action", "bypassed",
+        # ICMP: the type and code of the session's first packet (-1 for other protocols)
+        "icmp_type", "icmp_code",
         "__weakref__",
     )
 

@@ -142,7 +142,7 @@ class FlowTable(TcpTracker, Capacity):
                 f = self._reuse(f, key, pkt, fwd, sp, dp, events)
         d = 0 if fwd == f.lo_client else 1
         f.pkts[d] += 1
-        f.bytes[d] += pkt.wirelen  # the frame's captured length
+        f.bytes[d] += pkt.wirelen  # the frame's length (a tunnelled packet's own, the engine saw to it)
         if ts > f.last_ts:
             f.last_ts = ts
         if proto == PROTO_TCP:
@@ -319,6 +319,8 @@ class FlowTable(TcpTracker, Capacity):
         f.kill_dry_run = False
         f.synack_pending = f.rst_prev = f.rst_by = f.bucket = None
         f.rst_talk = 0
+        f.icmp_type = pkt.icmp_type
+        f.icmp_code = pkt.icmp_code
         f.eps = ()
         f.action = None
         f.bypassed = False
