@@ -1,2 +1,13 @@
-# compiled as plain Python (every flow passes through it: protocol detection, the parsers' common
-# bookkeeping); nothing typed, every name stays importable.
+# Compiled with its .py (mirrorwatch.COMPILED). MemAccount is a C struct: the application layer
+# checks and charges it on every parser call (see session.py); the other names stay Python.
+cimport cython
+
+cdef class MemAccount:
+    cdef public long long cap, memcap, memuse, peak
+    cdef public MemAccount parent
+
+    @cython.locals(acct=MemAccount)
+    cpdef bint fits(self, long long size)
+    cpdef bint reserve(self, long long size)
+    @cython.locals(acct=MemAccount)
+    cpdef void add(self, long long size)

@@ -120,7 +120,8 @@ class MemAccount:
         acct: MemAccount | None = self
         while acct is not None:
             acct.memuse += size
-            acct.peak = max(acct.peak, acct.memuse)
+            if acct.memuse > acct.peak:
+                acct.peak = acct.memuse
             acct = acct.parent
 
     def counters(self, hits: str = "memcap") -> dict[str, int]:

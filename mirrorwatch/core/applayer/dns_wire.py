@@ -43,6 +43,7 @@ NAME_LABEL_LIMIT = 0x04
 _LABEL_KIND_MASK = 0xC0
 _POINTER = 0xC0
 _POINTER_OFFSET_MASK = 0x3FFF
+_LABEL_SEPARATOR = 0x2E  # '.'
 
 RR_A = 1
 RR_NS = 2
@@ -56,7 +57,6 @@ RR_AAAA = 28
 RR_SRV = 33
 RR_SSHFP = 44
 
-_U16 = struct.Struct("!H")
 _HEADER = struct.Struct("!6H")
 _QUERY_TAIL = struct.Struct("!HH")
 _RR_TAIL = struct.Struct("!HHIH")
@@ -153,7 +153,7 @@ class _Message:
     __slots__ = ("data", "steps")
 
     def __init__(self, data: bytes) -> None:
-        self.data = data
+        self.data = bytes(data)
         self.steps = max(MIN_NAME_STEPS, len(data))
 
     def name(self, pos: int, end: int) -> tuple[DnsName, int]:
@@ -174,12 +174,14 @@ class _Message:
                 if pos + 1 + length > limit:
                     raise DnsMalformed("label runs past its data")
                 if not flags & NAME_TRUNCATED:
-                    name += (b"." if name else b"") + msg[pos + 1:pos + 1 + length]
+                    if name:
+                        name.append(_LABEL_SEPARATOR)
+                    name += msg[pos + 1:pos + 1 + length]
                 pos += 1 + length
             elif length & _LABEL_KIND_MASK == _POINTER:
                 if pos + 2 > limit:
                     raise DnsMalformed("pointer runs past its data")
-                offset = _U16.unpack_from(msg, pos)[0] & _POINTER_OFFSET_MASK
+                offset = ((length << 8) | msg[pos + 1]) & _POINTER_OFFSET_MASK
                 if offset > len(msg):
                     raise DnsMalformed("pointer past the message")
                 if offset == pos and limit == len(msg):  # Suricata's self-reference test

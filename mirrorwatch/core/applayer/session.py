@@ -46,6 +46,7 @@ from mirrorwatch.core.applayer.http.config import HttpConfig
 from mirrorwatch.core.applayer.http.state import HttpState
 
 FAILED = "failed"
+BOTH_DIRECTIONS = (1 << TO_SERVER) | (1 << TO_CLIENT)  # ``AppFlow.given_up``: every direction stopped
 
 # protocol -> parser of a TCP flow (detected protocols without one are only named: smtp, ftp, ...)
 PARSERS = {"http": HttpState, "tls": tls.TlsState, "dns": dns.DnsTcpState, "ssh": ssh.SshState}
@@ -76,7 +77,7 @@ class AppFlow:
         self.proto: str | None = None
         self.parser = None
         self.probe: ProtoDetect | None = None
-        self.given_up = [False, False]
+        self.given_up = 0  # bit ``1 << d``: the parser no longer gets direction d
         self.mem = 0  # bytes charged for this flow (to ``acct``)
         self.acct: MemAccount | None = None  # the account they are charged to
 
@@ -84,15 +85,16 @@ class AppFlow:
 class AppObserver:
     """Reassembly observer of one TCP direction: in-order bytes, gaps and the end to the app layer."""
 
-    __slots__ = ("layer", "app", "d", "inner", "wants_data")
+    __slots__ = ("layer", "app", "d", "inner", "wants_data", "inner_wants_data")
 
     def __init__(self, layer: AppLayer, app: AppFlow, d: int, inner) -> None:
         self.layer, self.app, self.d, self.inner = layer, app, d, inner
         self.wants_data = True
+        self.inner_wants_data = inner is not None and getattr(inner, "wants_data", True)
 
     def data(self, stream, offset: int, data) -> None:
         self.layer.stream_data(self.app, self.d, data)
-        if self.inner is not None and getattr(self.inner, "wants_data", True):
+        if self.inner_wants_data:
             self.inner.data(stream, offset, data)
 
     def gap(self, stream, offset: int, length: int) -> None:
@@ -128,10 +130,10 @@ class AppLayer:
         stream.observer = AppObserver(self, app, d, stream.observer)
 
     def stream_data(self, app: AppFlow, d: int, data) -> None:
-        if app.given_up[d]:
+        if app.given_up & (1 << d):
             return
         if app.parser is not None:
-            self._call(app, d, app.parser.feed, d, data, size=len(data))
+            self._call(app, d, app.parser.feed, (d, data), len(data))
             return
         if app.proto is not None:  # named but not parsed here (smtp, ftp, ...), or failed
             return
@@ -148,19 +150,19 @@ class AppLayer:
 
     def stream_gap(self, app: AppFlow, d: int, length: int) -> None:
         self.c["gaps"] += 1
-        if app.parser is not None and not app.given_up[d]:
-            self._call(app, d, app.parser.gap, d, length)
+        if app.parser is not None and not app.given_up & (1 << d):
+            self._call(app, d, app.parser.gap, (d, length), 0)
         elif app.proto is None:
             self._detected(app, FAILED)  # detection needs the first bytes: a gap before them ends it
 
     def stream_end(self, app: AppFlow, d: int) -> None:
-        if app.parser is not None and not app.given_up[d]:
-            self._call(app, d, app.parser.close, d)
+        if app.parser is not None and not app.given_up & (1 << d):
+            self._call(app, d, app.parser.close, (d,), 0)
 
     def _detected(self, app: AppFlow, proto: str) -> None:
         app.proto = proto
         probe, app.probe = app.probe, None
-        self._release(app)  # the kept bytes go with the probe (the parser charges what it keeps)
+        _release(app)  # the kept bytes go with the probe (the parser charges what it keeps)
         self.by_proto[proto] = self.by_proto.get(proto, 0) + 1
         if proto == FAILED:
             self.c["failed"] += 1
@@ -173,35 +175,21 @@ class AppLayer:
             return
         for d in (TO_SERVER, TO_CLIENT):
             kept = probe.kept(d)
-            if kept and not app.given_up[d]:
-                self._call(app, d, app.parser.feed, d, bytes(kept), size=len(kept))
+            if kept and not app.given_up & (1 << d):
+                self._call(app, d, app.parser.feed, (d, bytes(kept)), len(kept))
 
-    def _call(self, app: AppFlow, d: int, fn, *args, size: int = 0) -> None:
+    def _call(self, app: AppFlow, d: int, fn, args: tuple, size: int) -> None:
         """One call into the flow's parser, ``size`` new bytes in: they must fit the caps
         first (else the parser stops in both directions), what it holds after is charged."""
         if size and not app.acct.fits(size):
-            app.given_up[0] = app.given_up[1] = True
+            app.given_up = BOTH_DIRECTIONS
             return
         try:
             fn(*args)
         except Exception:  # noqa: BLE001 - a parser bug must not stop the engine
             self.c["parser_errors"] += 1
-            app.given_up[d] = True
-        self._charge(app)
-
-    @staticmethod
-    def _charge(app: AppFlow) -> None:
-        """Charge the parser's bytes held now, against what the flow was charged before."""
-        now = app.parser.memuse
-        if now != app.mem:
-            app.acct.add(now - app.mem)
-            app.mem = now
-
-    @staticmethod
-    def _release(app: AppFlow) -> None:
-        if app.mem:
-            app.acct.add(-app.mem)
-            app.mem = 0
+            app.given_up |= 1 << d
+        _charge(app)
 
     # -- UDP -----------------------------------------------------------------
     def udp(self, flow, payload, d: int, sport: int, dport: int) -> None:
@@ -221,8 +209,8 @@ class AppLayer:
             factory = UDP_PARSERS.get(proto)
             app.parser = factory() if factory is not None else None
             app.acct = self.accounts.get(proto, self.mem)
-        if app.parser is not None and not app.given_up[d]:
-            self._call(app, d, app.parser.parse, d, payload, parsed, size=len(payload))
+        if app.parser is not None and not app.given_up & (1 << d):
+            self._call(app, d, app.parser.parse, (d, payload, parsed), len(payload))
 
     # -- logging ---------------------------------------------------------------
     def logged(self, flow) -> list:
@@ -233,7 +221,7 @@ class AppLayer:
         done = app.parser.pop_done()
         if done:
             self.c["txs_logged"] += len(done)
-            self._charge(app)
+            _charge(app)
         return done
 
     def flow_end(self, flow) -> list:
@@ -242,7 +230,7 @@ class AppLayer:
         if app is None:
             return []
         app.probe = None
-        self._release(app)
+        _release(app)
         if app.parser is None:
             return []
         left = list(app.parser.txs)
@@ -257,3 +245,17 @@ class AppLayer:
         for proto, (_, hits) in PROTO_CAPS.items():
             out[proto] = self.accounts[proto].counters(hits)
         return out
+
+
+def _charge(app: AppFlow) -> None:
+    """Charge the parser's bytes held now, against what the flow was charged before."""
+    now = app.parser.memuse
+    if now != app.mem:
+        app.acct.add(now - app.mem)
+        app.mem = now
+
+
+def _release(app: AppFlow) -> None:
+    if app.mem:
+        app.acct.add(-app.mem)
+        app.mem = 0

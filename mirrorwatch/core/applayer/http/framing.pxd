@@ -1,4 +1,4 @@
-# Compiled with its .py (mirrorwatch.COMPILED): Framing stays a Python IntEnum; the helpers the
+# Compiled with its .py (mirrorwatch.COMPILED): Framing stays a Python class; the helpers the
 # request and response sides call once per message are typed (C calls from there).
 cimport cython
 

@@ -3,8 +3,6 @@ as libhtp applies it, made tolerant where libhtp stops parsing)."""
 
 from __future__ import annotations
 
-from enum import IntEnum
-
 from mirrorwatch.core.applayer.http.headers import has_token
 
 TRANSFER_ENCODING = b"transfer-encoding"
@@ -14,7 +12,9 @@ _DIGITS = b"0123456789"
 MAX_CONTENT_LENGTH = (1 << 63) - 1
 
 
-class Framing(IntEnum):
+class Framing:
+    """How a body is delimited: plain int constants (see ``stream.Phase``)."""
+
     NONE = 0        # no body: the message ends with its headers
     LENGTH = 1      # Content-Length bytes follow
     CHUNKED = 2     # chunked transfer coding

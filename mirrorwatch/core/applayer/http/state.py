@@ -60,7 +60,7 @@ from __future__ import annotations
 from mirrorwatch.core.applayer.common import TO_CLIENT, TO_SERVER
 from mirrorwatch.core.applayer.http.config import DEFAULT_CONFIG, HttpConfig, HttpStats
 from mirrorwatch.core.applayer.http.response_side import ResponseMachine
-from mirrorwatch.core.applayer.http.stream import STOPPED, Phase, Side
+from mirrorwatch.core.applayer.http.stream import PHASES, STOPPED, Phase, Side
 from mirrorwatch.core.applayer.http.transaction import HttpTx
 
 _BODY_GAP_PHASES = frozenset((Phase.BODY_LENGTH, Phase.CHUNK_DATA, Phase.BODY_CLOSE))
@@ -97,6 +97,9 @@ class HttpState(ResponseMachine):
             return
         if side.closed or side.phase in STOPPED:
             self._count_dropped(side, len(data))
+            return
+        if side.phase == Phase.BODY_LENGTH and side.pos == len(side.buf) and len(data) < side.remaining:
+            self._inside_length_body(side, bytes(data))  # a body segment, its message goes on
             return
         side.buf += data
         self._run(side)
@@ -207,11 +210,11 @@ _ACTIONS = {
 }
 
 
-def _handlers(actions: dict[Phase, str]) -> tuple:
+def _handlers(actions: dict[int, str]) -> tuple:
     """A direction's table as the Side runs it: indexed by phase, the unbound methods
     (None where the direction has no such phase)."""
     return tuple(getattr(HttpState, actions[phase]) if phase in actions else None
-                 for phase in Phase)
+                 for phase in range(PHASES))
 
 
 _HANDLERS = {direction: _handlers(actions) for direction, actions in _ACTIONS.items()}

@@ -5,8 +5,6 @@ message.py for bodies."""
 
 from __future__ import annotations
 
-from enum import IntEnum
-
 from mirrorwatch.core.applayer.http.headers import HeaderResult, add_fields, unfold
 from mirrorwatch.core.applayer.http.transaction import HttpTx
 
@@ -14,7 +12,11 @@ CRLF = b"\r\n"
 COMPACT_AT = 64 * 1024          # consumed bytes kept before the buffer is compacted
 
 
-class Phase(IntEnum):
+class Phase:
+    """The states of a direction (the table in state.py): plain int constants rather than an
+    IntEnum, being read on every segment (an enum member is looked up through
+    ``EnumType.__getattr__``, several times the cost of a class attribute)."""
+
     IDLE = 0            # between messages: skip blank lines and garbage
     PROTOCOL = 1        # request line without protocol: HTTP/0.9 or headers?
     STATUS = 2          # response: the final status line after a 1xx
@@ -29,6 +31,9 @@ class Phase(IntEnum):
     DISCARD = 11        # request: bytes after an HTTP/0.9 request
     TUNNEL = 12         # no longer HTTP (CONNECT 2xx, 101)
     FAILED = 13         # given up (gap in headers, max-tx)
+
+
+PHASES = Phase.FAILED + 1  # the size of a direction's state table
 
 
 STOPPED = frozenset((Phase.DISCARD, Phase.TUNNEL, Phase.FAILED))

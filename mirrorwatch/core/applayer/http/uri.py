@@ -26,6 +26,7 @@ SLASH = 0x2F
 BACKSLASH = 0x5C
 PERCENT = 0x25
 DOT = 0x2E
+QUESTION_MARK = 0x3F
 REPLACEMENT_BYTE = 0x3F  # '?': libhtp's bestfit_replacement_byte default
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 _U_MARKERS = frozenset(b"uU")
@@ -51,62 +52,70 @@ def split_uri(raw: bytes) -> UriParts:
     """Split a request-URI as libhtp's htp_parse_uri does."""
     data = raw.rstrip(b" ")
     if not data:
-        return UriParts()
+        return _NO_URI
     scheme = None
     pos = 0
     if data[0] != SLASH:
         colon = data.find(b":")
         if colon >= 0:
             scheme, pos = data[:colon], colon + 1
-    authority: dict[str, bytes | None] = {}
+    authority = _NO_AUTHORITY
     if scheme is not None and data[pos:pos + 2] == b"//" and data[pos + 2:pos + 3] not in (b"/", b""):
         start = pos + 2
-        pos = _find_any(data, b"?/#", start)
+        pos = _find_any(data, _PATH_STOPS, start)
         authority = _split_authority(data[start:pos])
-    end = _find_any(data, b"?#", pos)
+    end = _find_any(data, _QUERY_STOPS, pos)
     path = data[pos:end]
     query = fragment = None
-    if end < len(data) and data[end] == ord("?"):
-        qend = _find_any(data, b"#", end + 1)
+    if end < len(data) and data[end] == QUESTION_MARK:
+        qend = _find_any(data, _FRAGMENT_STOPS, end + 1)
         query, end = data[end + 1:qend], qend
     if end < len(data):
         fragment = data[end + 1:]
-    return UriParts(scheme=scheme, path=path, query=query, fragment=fragment, **authority)
+    username, password, hostname, port = authority
+    return UriParts(scheme, username, password, hostname, port, path, query, fragment)
 
 
-def _find_any(data: bytes, stops: bytes, start: int) -> int:
+def _find_any(data: bytes, stops: tuple, start: int) -> int:
     """The first position at or after ``start`` of one of the bytes ``stops``, else len(data)."""
-    found = [at for at in (data.find(stop, start) for stop in _STOPS[stops]) if at >= 0]
-    return min(found) if found else len(data)
+    end = len(data)
+    for stop in stops:
+        at = data.find(stop, start, end)
+        if at >= 0:
+            end = at
+    return end
 
 
-_STOPS = {stops: tuple(bytes((b,)) for b in stops) for stops in (b"?/#", b"?#", b"#")}
+# What ends the authority, the path and the query (one-byte strings for bytes.find).
+_PATH_STOPS = (b"?", b"/", b"#")
+_QUERY_STOPS = (b"?", b"#")
+_FRAGMENT_STOPS = (b"#",)
+_NO_URI = UriParts()
+_NO_AUTHORITY = (None, None, None, None)
 
 
-def _split_authority(auth: bytes) -> dict[str, bytes | None]:
-    parts: dict[str, bytes | None] = {}
+def _split_authority(auth: bytes) -> tuple:
+    """(username, password, hostname, port) of a URI's authority; None for each one absent."""
+    username = password = port = None
     at = auth.find(b"@")
     if at >= 0:
         creds, auth = auth[:at], auth[at + 1:]
-        user, sep, password = creds.partition(b":")
-        parts["username"] = user
+        username, sep, rest = creds.partition(b":")
         if sep:
-            parts["password"] = password
+            password = rest
     if auth.startswith(b"["):
         close = auth.find(b"]")
         if close < 0:
-            parts["hostname"] = auth
-            return parts
-        parts["hostname"], rest = auth[:close + 1], auth[close + 1:]
+            return username, password, auth, None
+        hostname, rest = auth[:close + 1], auth[close + 1:]
         colon = rest.find(b":")
         if colon >= 0:
-            parts["port"] = rest[colon + 1:]
-        return parts
-    host, sep, port = auth.partition(b":")
-    parts["hostname"] = host
+            port = rest[colon + 1:]
+        return username, password, hostname, port
+    hostname, sep, rest = auth.partition(b":")
     if sep:
-        parts["port"] = port
-    return parts
+        port = rest
+    return username, password, hostname, port
 
 
 def parse_port(text: bytes | None) -> int | None:
@@ -167,7 +176,9 @@ def normalize_path(path: bytes) -> bytes:
 
 def decode_path(path: bytes) -> bytes:
     """libhtp's path decoder, IDS personality, no lowercasing."""
-    if b"%" not in path and b"\\" not in path and b"//" not in path:
+    # (``find`` for two bytes: a bytes operand of ``in`` is first tried as an integer, at an
+    # exception's cost; the compiled build tests one byte with memchr)
+    if b"%" not in path and b"\\" not in path and path.find(b"//") < 0:
         return bytes(path)  # nothing to decode, no separator to fold
     out = bytearray()
     pos, end = 0, len(path)
@@ -295,7 +306,7 @@ def utf8_bestfit(data: bytes) -> bytes:
 
 def remove_dot_segments(path: bytes) -> bytes:
     """libhtp's dot-segment removal (RFC 3986 5.2.4 with libhtp's edge cases)."""
-    if b"/." not in path and not path.startswith(b"."):
+    if path.find(b"/.") < 0 and not path.startswith(b"."):
         return bytes(path)  # no segment starts with a dot
     out = bytearray()
     pos, end = 0, len(path)
