@@ -18,5 +18,7 @@ cdef class Engine:
 
     @cython.locals(n="long long", pkt=Packet, events=list, flow=Flow, judge=InlineJudge)
     cpdef list process(self, object ts, int linktype, object frame, object wirelen=*)
+    @cython.locals(fd=object)
+    cdef void _log_txs(self, Flow flow, Packet pkt, list events) except *
     @cython.locals(events=list, judge=InlineJudge)
     cpdef tuple process_inline(self, object ts, int linktype, object frame, bint csum_ready=*)

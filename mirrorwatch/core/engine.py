@@ -64,6 +64,7 @@ class Engine:
         from mirrorwatch.core.detect import Detector
         from mirrorwatch.core.detect.tag import TagTracker
         from mirrorwatch.core.flows.table import FlowTable
+        from mirrorwatch.core.flows.tcp import exception_mode
 
         self.settings = settings
         self.decoder = Decoder(settings, checksum_mode=checksum_mode)
@@ -83,7 +84,7 @@ class Engine:
         self.killer = killer
         self.judge = killer if isinstance(killer, InlineJudge) else None  # inline: every packet needs a verdict
         if self.judge is not None:
-            self.flows.set_mode(settings, ips=True)  # Suricata's IPS mode: its exception policies
+            exception_mode(self.flows, settings, True)  # Suricata's IPS mode: its exception policies
         self.pcap_cnt = 0
         self.bytes = 0
         self.first_ts: float | None = None

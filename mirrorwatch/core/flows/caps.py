@@ -62,6 +62,78 @@ def timeout_tables(settings, prefix: str = "") -> tuple[dict, tuple]:
     return table, dflt
 
 
+class ActivityOrder:
+    """The table's sessions from the least to the most recently active: a chain through the flows
+    themselves (``Flow.lru_older``/``lru_newer``), so a packet moves its session to the recent end
+    with a few pointer changes, and iterating (oldest first) may end or move the flow it was given."""
+
+    __slots__ = ("newest", "oldest")
+
+    def __init__(self) -> None:
+        self.oldest = self.newest = None
+
+    def append(self, f: Flow) -> None:
+        """``f`` (not in the order) becomes the most recently active."""
+        last = self.newest
+        f.lru_older = last
+        f.lru_newer = None
+        if last is None:
+            self.oldest = f
+        else:
+            last.lru_newer = f
+        self.newest = f
+
+    def remove(self, f: Flow) -> None:
+        """``f`` leaves the order (nothing happens if it is not in it)."""
+        older = f.lru_older
+        newer = f.lru_newer
+        if older is None:
+            if self.oldest is not f:
+                return
+            self.oldest = newer
+        else:
+            older.lru_newer = newer
+        if newer is None:
+            self.newest = older
+        else:
+            newer.lru_older = older
+        f.lru_older = f.lru_newer = None
+
+    def touch(self, f: Flow) -> None:
+        """``f`` was active: it becomes the most recently active."""
+        if f is not self.newest:
+            self.remove(f)
+            self.append(f)
+
+    def __iter__(self):
+        f = self.oldest
+        while f is not None:
+            newer = f.lru_newer
+            yield f
+            f = newer
+
+
+def idle_timeout(ft, f: Flow) -> float:
+    """Seconds ``f`` may stay idle in table ``ft`` now (its protocol, state, and whether in emergency mode)."""
+    by_proto = ft._timeouts
+    timeouts = by_proto.get(f.proto)
+    return (ft._default_timeouts if timeouts is None else timeouts)[f.tclass]
+
+
+def refile(ft, f: Flow) -> None:
+    """File ``f`` in ``ft``'s wheel again if its timeout makes it due sooner than where it is filed."""
+    deadline = f.last_ts + idle_timeout(ft, f)
+    if f.bucket is None or deadline <= f.bucket - 1:
+        wheel = ft.wheel
+        wheel.file(f, deadline)
+
+
+def set_tclass(ft, f: Flow, tclass: int) -> None:
+    """A state change brings another timeout; file the flow earlier if it is now due sooner."""
+    f.tclass = tclass
+    refile(ft, f)
+
+
 class Capacity:
     """The caps half of ``FlowTable`` (a mixin): accounting, eviction, emergency mode."""
 
@@ -116,9 +188,8 @@ class Capacity:
             else:
                 c["get_used_eval_reject"] += passed
                 return f
-        flows = self.flows
         protected = []
-        for f in flows.values():
+        for f in self.order:
             c["get_used_eval"] += 1
             if not self._protected(f):
                 break
@@ -127,7 +198,7 @@ class Capacity:
                 f = protected.pop(0)  # all protected: the oldest goes after all
                 break
         for p in protected:
-            flows.move_to_end(p.key)
+            self.order.touch(p)
         c["get_used_eval_reject"] += passed + len(protected)
         return f
 

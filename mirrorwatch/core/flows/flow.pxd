@@ -14,5 +14,6 @@ cdef class Flow:
     cdef public object _killed, end_reason, det, app, kill
     cdef public object next_seq, last_ack, win, wscale, seg_len, isn, fin_seq, sseq
     cdef public object bucket, synack_pending, rst_prev, rst_by, table
+    cdef public Flow lru_older, lru_newer  # the table's ActivityOrder, in caps.py
 
 cpdef bint really_killed(object f)  # also given the live table's merged views of sessions

@@ -50,6 +50,7 @@ class Flow:
         "eps", "action", "bypassed",
         # ICMP: the type and code of the session's first packet (-1 for other protocols)
         "icmp_type", "icmp_code",
+        "lru_older", "lru_newer",
         "__weakref__",
     )
 

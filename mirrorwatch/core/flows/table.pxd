@@ -1,8 +1,18 @@
+cimport cython
+
 from mirrorwatch.core.decode.packet cimport Packet
+from mirrorwatch.core.flows.caps cimport ActivityOrder, idle_timeout, refile, set_tclass
 from mirrorwatch.core.flows.flow cimport Flow, really_killed
-from mirrorwatch.core.flows.tcp cimport in_window
+from mirrorwatch.core.flows.tcp cimport in_window, seq_ahead, tcp_packet
+from mirrorwatch.core.flows.wheel cimport TimingWheel
 from mirrorwatch.core.reassembly.stream cimport Stream
 
 cdef int ACK, FIN, RST, SYN, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, _SYN_ACK_RST, _SYN_FIN_RST
 cdef int T_CLOSED, T_ESTABLISHED, T_NEW
-cdef long long HALF, M32
+cdef long long M32
+
+cdef int _port_rank(int p) noexcept
+@cython.locals(proto=int)
+cdef bint _sender_is_client(Packet pkt, int sp, int dp) except -1
+@cython.locals(seq="long long", n=Py_ssize_t, st=Stream, end="long long", ack="long long")
+cdef void established(object ft, Flow f, Packet pkt, int d, int fl) except *

@@ -4,7 +4,9 @@ Theory of operation
 -------------------
 Every decoded packet belongs to one ``Flow`` (``flow.py``).  The table key is
 the 5-tuple plus the VLAN ids, normalised so both directions produce the same
-tuple (the lower (address, port) endpoint first): one dict lookup per packet.
+key (the lower (address, port) endpoint first), packed in three parts that hash
+and compare cheaply: (protocol and both ports as one int, both addresses as one
+bytes, VLAN ids).  One dict lookup per packet.
 The flow remembers whether that lower endpoint is the client, so the
 direction of a packet is one comparison.
 
@@ -26,7 +28,8 @@ buckets of a timing wheel (``wheel.py``) by the deadline they had when filed
 due buckets and refiles the flows that were active since, so a packet costs
 no timer work.  A flow that leaves the table leaves the wheel at once.
 
-The table is an OrderedDict in least-recently-used order.  Its caps
+The table is a dict; ``order`` (``caps.ActivityOrder``) keeps its sessions
+from the least to the most recently active.  Its caps
 (``flow.max-sessions``, ``flow.memcap``), what a new session does when it
 finds them reached (emergency mode, the least valuable session ended with
 reason ``forced``): ``caps.py``.  A new SYN (no ACK) on a finished session
@@ -43,13 +46,21 @@ not listed use ``stream.reassembly.policy``.
 from __future__ import annotations
 
 import zlib
-from collections import OrderedDict
 
 import cython
 
 from mirrorwatch.core.decode.packet import ACK, FIN, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, RST, SYN, Packet
 from mirrorwatch.core.events import FlowEnded
-from mirrorwatch.core.flows.caps import FLOW_BYTES_OTHER, FLOW_BYTES_TCP, STREAM_BYTES, Capacity
+from mirrorwatch.core.flows.caps import (
+    FLOW_BYTES_OTHER,
+    FLOW_BYTES_TCP,
+    STREAM_BYTES,
+    ActivityOrder,
+    Capacity,
+    idle_timeout,
+    refile,
+    set_tclass,
+)
 from mirrorwatch.core.flows.flow import T_CLOSED, T_ESTABLISHED, T_NEW, Flow, really_killed
 from mirrorwatch.core.flows.tcp import (  # noqa: F401 - FLOW_STATE, TCP_TRANSITIONS: the table's public names
     EV_DATA_OUT_OF_WINDOW,
@@ -57,11 +68,13 @@ from mirrorwatch.core.flows.tcp import (  # noqa: F401 - FLOW_STATE, TCP_TRANSIT
     FLOW_STATE,
     REUSABLE,
     TCP_TRANSITIONS,
-    TcpTracker,
+    exception_mode,
     in_window,
+    seq_ahead,
+    tcp_packet,
 )
 from mirrorwatch.core.flows.wheel import TimingWheel
-from mirrorwatch.core.reassembly.context import HALF, M32, ReassemblyContext
+from mirrorwatch.core.reassembly.context import M32, ReassemblyContext
 from mirrorwatch.core.reassembly.policy import HostOsPolicy
 from mirrorwatch.core.reassembly.stream import Stream
 
@@ -78,14 +91,55 @@ def _port_rank(p: int) -> int:
     return 0 if p < 1024 else (1 if p < 32768 else 2)
 
 
-class FlowTable(TcpTracker, Capacity):
+def _sender_is_client(pkt, sp: int, dp: int) -> bool:
+    """Who is the client (module docstring), from the session's first packet."""
+    proto = pkt.proto
+    if proto == PROTO_TCP and pkt.flags & (SYN | RST) == SYN:
+        return not pkt.flags & ACK
+    if proto == PROTO_ICMP or proto == PROTO_ICMPV6:
+        return pkt.icmp_type in _ICMP_REQUESTS or pkt.icmp_type not in _ICMP_REPLIES
+    return _port_rank(sp) >= _port_rank(dp)
+
+
+def established(ft, f: Flow, pkt, d: int, fl: int) -> None:
+    """An established session's plain ACK or data (most packets): no state change."""
+    seq = pkt.seq
+    payload = pkt.payload
+    n = len(payload)
+    streams = f.streams
+    if n:
+        f.seg_len[d] = n
+        st = streams[d]
+        if st is None or seq != st.nxt:  # not the next in-order bytes: within the window?
+            if not in_window(f, d, seq, n):
+                ft.stream_events[EV_DATA_OUT_OF_WINDOW] += 1
+                return
+            if st is None:
+                st = streams[d] = ft._stream(f, d, seq)
+        if st is not None:  # (a subclass may reassemble nothing: bench/flows_reassembly.py)
+            st.add(seq, payload)
+    f.win[d] = pkt.win
+    end = (seq + n) & M32
+    if seq_ahead(end, f.next_seq[d]):
+        f.next_seq[d] = end
+    if fl & ACK:
+        ack = f.last_ack[d] = pkt.ack
+        st = streams[1 - d]
+        if st is not None:
+            if not st.peer_visible:
+                st.peer_seen()
+            st.ack(ack)
+
+
+class FlowTable(Capacity):
     """The session table; ``process`` is the per-packet entry point (see module docstring)."""
 
     def __init__(self, settings):
-        self.flows: OrderedDict = OrderedDict()
+        self.flows: dict = {}
+        self.order = ActivityOrder()  # the sessions, least recently active first
         self.midstream = settings["stream.midstream"]
         self.async_oneside = settings["stream.async-oneside"]
-        self.set_mode(settings, ips=False)
+        exception_mode(self, settings, False)  # IDS until the engine says inline (Engine: exception_mode)
         self.c = dict.fromkeys(
             ("flows", "tcp", "udp", "icmp", "other", "evicted", "timeout", "tcp_reuse", "csum_bad_pkts",
              "midstream_pickups", "not_reassembled", "rst_accepted", "rst_in_window", "rst_out_of_window",
@@ -112,7 +166,8 @@ class FlowTable(TcpTracker, Capacity):
 
     # -- the per-packet path --------------------------------------------------
     @cython.locals(pkt=Packet, f=Flow, proto=cython.int, sp=cython.int, dp=cython.int, fwd=cython.bint,
-                   d=cython.int, fl=cython.int, ts=cython.double)
+                   d=cython.int, fl=cython.int, ts=cython.double, flows=dict, order=ActivityOrder,
+                   ports=cython.longlong)
     def process(self, pkt, events: list):
         """Find or create the packet's flow, update it; returns (flow, to_server)."""
         proto = pkt.proto
@@ -123,19 +178,21 @@ class FlowTable(TcpTracker, Capacity):
         else:
             sp = pkt.sport
             dp = pkt.dport
+        ports = proto  # (a 64-bit integer: protocol and both ports are packed in it)
         if src < dst or (src == dst and sp <= dp):
             fwd = True
-            key = (proto, src, sp, dst, dp, pkt.vlan_id)
+            key = (((ports << 16 | sp) << 16) | dp, src + dst, pkt.vlan_id)
         else:
             fwd = False
-            key = (proto, dst, dp, src, sp, pkt.vlan_id)
+            key = (((ports << 16 | dp) << 16) | sp, dst + src, pkt.vlan_id)
         flows = self.flows
         f = flows.get(key)
         ts = pkt.ts
         if f is None:
             f = self._new_flow(key, pkt, fwd, sp, dp, events)
         else:
-            flows.move_to_end(f.key)  # the stored key: its hash parts are cached, it compares by identity
+            order = self.order
+            order.touch(f)
             if proto == PROTO_TCP and pkt.flags & _SYN_ACK_RST == SYN \
                     and (f.tcp_state in REUSABLE or really_killed(f)) \
                     and pkt.seq != f.isn[0] and pkt.csum_ok is not False:
@@ -154,51 +211,20 @@ class FlowTable(TcpTracker, Capacity):
             if pkt.csum_ok is False:
                 self.c["csum_bad_pkts"] += 1
             elif fl & _SYN_FIN_RST or f.tcp_state != "established" or f.rst_by is not None:
-                d = self._tcp(f, pkt, d, fl)
+                d = tcp_packet(self, f, pkt, d, fl)
             else:
-                self._established(f, pkt, d, fl)
+                established(self, f, pkt, d, fl)
         elif pkt.csum_ok is False:
             self.c["csum_bad_pkts"] += 1
         elif f.state == "new" and f.pkts[1 - d]:
             f.state = "established"
-            self._set_tclass(f, T_ESTABLISHED)
+            set_tclass(self, f, T_ESTABLISHED)
         f.ttl[d] = pkt.ttl
         f.l2[d] = (pkt.src_mac, pkt.dst_mac, pkt.vlans)
         return f, d == 0
 
-    @cython.locals(f=Flow, pkt=Packet, d=cython.int, fl=cython.int, seq=cython.longlong, n=cython.Py_ssize_t,
-                   st=Stream, end=cython.longlong, ack=cython.longlong)
-    def _established(self, f: Flow, pkt, d: int, fl: int) -> None:
-        """An established session's plain ACK or data (most packets): no state change."""
-        seq = pkt.seq
-        payload = pkt.payload
-        n = len(payload)
-        streams = f.streams
-        if n:
-            f.seg_len[d] = n
-            st = streams[d]
-            if st is None or seq != st.nxt:  # not the next in-order bytes: within the window?
-                if not in_window(f, d, seq, n):
-                    self.stream_events[EV_DATA_OUT_OF_WINDOW] += 1
-                    return
-                if st is None:
-                    st = streams[d] = self._stream(f, d, seq)
-            if st is not None:  # (a subclass may reassemble nothing: bench/flows_reassembly.py)
-                st.add(seq, payload)
-        f.win[d] = pkt.win
-        end = (seq + n) & M32
-        ns = f.next_seq[d]
-        if ns is None or ((end - ns) & M32) < HALF:
-            f.next_seq[d] = end
-        if fl & ACK:
-            ack = f.last_ack[d] = pkt.ack
-            st = streams[1 - d]
-            if st is not None:
-                if not st.peer_visible:
-                    st.peer_seen()
-                st.ack(ack)
-
     # -- streams ----------------------------------------------------------------
+    @cython.locals(f=Flow, s=Stream)
     def _stream(self, f: Flow, d: int, seq: int) -> Stream:
         """Direction d's stream, made when its first data arrives: it starts where the handshake
         said (``f.sseq``), else at ``seq``; what the receiver already acknowledged is applied.  None for a
@@ -207,7 +233,7 @@ class FlowTable(TcpTracker, Capacity):
             return None
         start = f.sseq[d]
         policy = self.host_os.lookup(f.server if d == 0 else f.client) if self.host_os else None
-        s = Stream(self.reasm, seq if start is None else start, settle_now=f.pkts[1 - d] == 0, policy=policy)
+        s = Stream(self.reasm, seq if start is None else start, f.pkts[1 - d] == 0, policy)
         self.memuse += STREAM_BYTES
         if self.on_new_stream is not None:
             self.on_new_stream(f, d, s)
@@ -238,7 +264,7 @@ class FlowTable(TcpTracker, Capacity):
         r = self.reasm
         target = r.memcap - r.memcap * RECLAIM_FREE // 100
         freed = 0
-        for f in self.flows.values():  # least recently active first
+        for f in self.order:  # least recently active first
             if r.buf_bytes + r.ooo_bytes <= target or not r.buf_bytes:
                 break
             for s in f.streams:
@@ -252,24 +278,19 @@ class FlowTable(TcpTracker, Capacity):
     # -- timeouts ---------------------------------------------------------------
     def timeout_of(self, f: Flow) -> float:
         """Seconds ``f`` may stay idle now (its protocol, state, and whether in emergency mode)."""
-        return self._timeouts.get(f.proto, self._default_timeouts)[f.tclass]
-
-    def _set_tclass(self, f: Flow, tclass: int) -> None:
-        """A state change brings another timeout; file the flow earlier if it is now due sooner."""
-        f.tclass = tclass
-        self._refile(f)
+        return idle_timeout(self, f)
 
     def _refile(self, f: Flow) -> None:
-        deadline = f.last_ts + self._timeouts.get(f.proto, self._default_timeouts)[f.tclass]
-        if f.bucket is None or deadline <= f.bucket - 1:
-            self.wheel.file(f, deadline)
+        refile(self, f)
 
     def _on_kill(self, f: Flow) -> None:
         """A killed TCP session is over for its endpoints: it waits the closed timeout."""
         if f.proto == PROTO_TCP and not f.ended and really_killed(f):
-            self._set_tclass(f, T_CLOSED)
+            set_tclass(self, f, T_CLOSED)
 
     # -- creation, reuse, roles ---------------------------------------------
+    @cython.locals(pkt=Packet, f=Flow, proto=cython.int, tcp=cython.bint, cost=cython.int, wheel=TimingWheel,
+                   order=ActivityOrder, flows=dict, c=dict)
     def _new_flow(self, key, pkt, fwd: bool, sp: int, dp: int, events: list) -> Flow:
         proto = pkt.proto
         tcp = proto == PROTO_TCP
@@ -286,7 +307,7 @@ class FlowTable(TcpTracker, Capacity):
         f.proto = proto
         f.ipv = pkt.ipv
         f.vlan_id = pkt.vlan_id
-        sender_client = self._sender_is_client(pkt, sp, dp)
+        sender_client = _sender_is_client(pkt, sp, dp)
         f.lo_client = fwd == sender_client
         if sender_client:
             f.client, f.server, f.cport, f.sport = pkt.src, pkt.dst, sp, dp
@@ -326,8 +347,11 @@ class FlowTable(TcpTracker, Capacity):
         f.bypassed = False
         f.table = self
         f.tclass = T_NEW
-        self.wheel.file(f, pkt.ts + self._timeouts.get(proto, self._default_timeouts)[T_NEW])
+        wheel = self.wheel
+        wheel.file(f, pkt.ts + self._timeouts.get(proto, self._default_timeouts)[T_NEW])
         flows[key] = f
+        order = self.order
+        order.append(f)
         self._unanswered[f] = None
         self.memuse += cost
         c = self.c
@@ -335,16 +359,6 @@ class FlowTable(TcpTracker, Capacity):
         c["tcp" if tcp else "udp" if proto == PROTO_UDP
           else "icmp" if proto in (PROTO_ICMP, PROTO_ICMPV6) else "other"] += 1
         return f
-
-    @staticmethod
-    def _sender_is_client(pkt, sp: int, dp: int) -> bool:
-        """Who is the client (module docstring), from the session's first packet."""
-        proto = pkt.proto
-        if proto == PROTO_TCP and pkt.flags & (SYN | RST) == SYN:
-            return not pkt.flags & ACK
-        if proto == PROTO_ICMP or proto == PROTO_ICMPV6:
-            return pkt.icmp_type in _ICMP_REQUESTS or pkt.icmp_type not in _ICMP_REPLIES
-        return _port_rank(sp) >= _port_rank(dp)
 
     def _reuse(self, old: Flow, key, pkt, fwd, sp, dp, events) -> Flow:
         """A new SYN on a finished session: the old flow ends, a new one starts."""
@@ -369,14 +383,17 @@ class FlowTable(TcpTracker, Capacity):
             self.on_swap(f)
 
     # -- time and the end of sessions -----------------------------------------
+    @cython.locals(f=Flow, flows=dict, c=dict)
     def expire(self, now: float) -> list:
         """Flows whose deadline passed by packet time ``now``, removed (reason 'timeout')."""
         out = []
+        flows = self.flows
+        c = self.c
         for f in self.wheel.pop_due(now):
-            if f.last_ts + self.timeout_of(f) <= now:
-                del self.flows[f.key]
+            if f.last_ts + idle_timeout(self, f) <= now:
+                del flows[f.key]
                 self._end(f, "timeout")
-                self.c["timeout"] += 1
+                c["timeout"] += 1
                 out.append(f)
             else:
                 self._refile(f)
@@ -385,7 +402,7 @@ class FlowTable(TcpTracker, Capacity):
 
     def flush_all(self) -> list:
         """End of capture: every flow, removed (reason 'shutdown')."""
-        out = list(self.flows.values())
+        out = list(self.order)
         self.flows.clear()
         self._unanswered.clear()
         for f in out:
@@ -393,12 +410,16 @@ class FlowTable(TcpTracker, Capacity):
         self.wheel.clear()
         return out
 
+    @cython.locals(f=Flow, s=Stream, wheel=TimingWheel, order=ActivityOrder)
     def _end(self, f: Flow, reason: str) -> None:
-        """A flow leaves the table (the caller took it out of ``flows``): the wheel forgets it,
-        its streams deliver everything they hold."""
+        """A flow leaves the table (the caller took it out of ``flows``): the wheel and the activity order
+        forget it, its streams deliver everything they hold."""
         f.ended = True
         f.end_reason = reason
-        self.wheel.unfile(f)
+        wheel = self.wheel
+        wheel.unfile(f)
+        order = self.order
+        order.remove(f)
         self._unanswered.pop(f, None)
         if f.proto == PROTO_TCP:
             self.memuse -= FLOW_BYTES_TCP

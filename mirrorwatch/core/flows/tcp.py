@@ -54,11 +54,10 @@ is reassembled and reaches the application layer.
 
 from __future__ import annotations
 
-import cython
-
-from mirrorwatch.core.decode.packet import ACK, FIN, RST, SYN, Packet
+from mirrorwatch.core.decode.packet import ACK, FIN, RST, SYN
 from mirrorwatch.core.decode.tcp import window_scale
 from mirrorwatch.core.flows import exceptions as eps
+from mirrorwatch.core.flows.caps import set_tclass
 from mirrorwatch.core.flows.flow import (
     T_CLOSED,
     T_ESTABLISHED,
@@ -67,7 +66,6 @@ from mirrorwatch.core.flows.flow import (
     really_killed,
 )
 from mirrorwatch.core.reassembly.context import HALF, M32
-from mirrorwatch.core.reassembly.stream import Stream
 
 C, S = 0, 1  # sender: client (packet goes to the server) or server
 
@@ -143,6 +141,14 @@ def seq_gt(a: int, b: int) -> bool:
     return diff != 0 and diff < HALF
 
 
+def seq_ahead(end: int, mark) -> bool:
+    """Is sequence number ``end`` at or after ``mark`` (None: nothing yet), modulo 2**32?"""
+    if mark is None:
+        return True
+    m = mark  # (a C integer, compiled)
+    return ((end - m) & M32) < HALF
+
+
 def server_ack_establishes(tracker, f: Flow, pkt) -> bool:
     """A server packet (no SYN/FIN/RST) in syn_recv: does the session become established?
 
@@ -185,256 +191,262 @@ GUARDS = {
 def in_window(f: Flow, d: int, seq: int, length: int) -> bool:
     """Does [seq, seq + length) end within what direction d's receiver allowed (module docstring)?"""
     r = 1 - d
-    ack = f.last_ack[r]
-    w = f.win[r]
-    if ack is None or w is None:
+    last_ack = f.last_ack[r]
+    window = f.win[r]
+    if last_ack is None or window is None:
         return True
-    ws = f.wscale[r]
-    allow = (w + MAX_WINDOW) << (MAX_WSCALE if ws is None else ws)
+    ack = last_ack
+    w = window
+    scale = f.wscale[r]
+    ws = MAX_WSCALE if scale is None else scale
+    allow = (w + MAX_WINDOW) << ws
     limit = ack + (allow if allow < WINDOW_ALLOW_MAX else WINDOW_ALLOW_MAX)
     return ((limit - seq - length) & M32) < HALF
 
 
-class TcpTracker:
-    """The TCP half of ``FlowTable`` (a mixin: it works on the table's flows, streams and counters)."""
+# -- the per-packet path: functions of the flow table ``ft`` (C calls in the compiled build) --------
+def tcp_packet(ft, f: Flow, pkt, d: int, fl: int) -> int:
+    """Per-direction TCP fields, the state machine, then the streams; returns the direction.
 
-    def set_mode(self, settings, ips: bool) -> None:
-        """IDS (replay, listen) or IPS (inline): the exception policies depend on it (SettingError when the
-        settings name a policy Suricata refuses in that mode)."""
-        self.midstream_policy = eps.midstream_policy(settings, ips)
-        self._midstream_applied = ((eps.MIDSTREAM, self.midstream_policy),)
-
-    def _midstream_exception(self, f: Flow) -> bool:
-        """A packet (ACK, FIN or SYN-ACK) of a session whose handshake was not seen: Suricata applies the
-        midstream exception policy (StreamTcpPacketStateNone); may the session still be picked up?"""
-        if not f.eps:
-            f.eps = self._midstream_applied  # the one target so far: no other can be there yet
-        policy = self.midstream_policy
-        if policy == eps.IGNORE:
-            return True
-        if f.action is None:  # the first action set wins
-            f.action = "pass" if policy in (eps.PASS_FLOW, eps.BYPASS) else "drop"
-        if policy == eps.PASS_FLOW:
-            return True
-        if policy == eps.BYPASS and not f.bypassed:
-            f.bypassed = True
-            f.stop_inspection()
-        return False  # bypassed, or dropped (inline: the judge gives the verdict)
-
-    @cython.locals(f=Flow, pkt=Packet, d=cython.int, fl=cython.int, seq=cython.longlong, n=cython.Py_ssize_t,
-                   end=cython.longlong)
-    def _tcp(self, f: Flow, pkt, d: int, fl: int) -> int:
-        """Per-direction TCP fields, the state machine, then the streams; returns the direction.
-
-        For packets that may change the state (SYN, FIN, RST, or a session not
-        established); ``FlowTable.process`` does the rest inline."""
-        seq = pkt.seq
-        payload = pkt.payload
-        n = len(payload)
-        was = f.tcp_state
-        if (n or fl & FIN) and f.state != "new" and not fl & (SYN | RST) \
-                and not in_window(f, d, seq, n + (1 if fl & FIN else 0)):
-            self.stream_events[EV_FIN_OUT_OF_WINDOW if fl & FIN else EV_DATA_OUT_OF_WINDOW] += 1
-            return d
-        if fl & ACK:
-            f.last_ack[d] = pkt.ack
-        f.win[d] = pkt.win
-        if n:
-            f.seg_len[d] = n
-        if fl & RST:
-            if not self._rst(f, pkt, d):
-                return d
-        else:
-            if f.rst_by is not None:
-                self._after_rst(f, d, n, fl)
-            end = (seq + n + (1 if fl & SYN else 0) + (1 if fl & FIN else 0)) & M32
-            ns = f.next_seq[d]
-            if ns is None or ((end - ns) & M32) < HALF:
-                f.next_seq[d] = end
-            if fl & SYN:
-                d = self._syn(f, pkt, d, fl)  # may swap the roles
-            elif fl & (FIN | ACK):
-                self._table(f, pkt, d, fl, seq + n)
-        if f.reasm and (n or fl & (FIN | ACK)):
-            self._tcp_streams(f, pkt, d, fl, seq, n)
-            if f.tcp_state == "closed" and was != "closed" and f.rst_by is None:
-                # both FINs acknowledged (Suricata's TCP_CLOSED: the app layer's STREAM_EOF): each
-                # direction delivers what it holds and tells its end on this packet, so a response
-                # that ends with the connection completes, and is logged, here
-                for s in f.streams:
-                    if s is not None:
-                        s.flush()
+    For packets that may change the state (SYN, FIN, RST, or a session not
+    established); ``FlowTable.process`` does the rest inline."""
+    seq = pkt.seq
+    payload = pkt.payload
+    n = len(payload)
+    was = f.tcp_state
+    if (n or fl & FIN) and f.state != "new" and not fl & (SYN | RST) \
+            and not in_window(f, d, seq, n + (1 if fl & FIN else 0)):
+        ft.stream_events[EV_FIN_OUT_OF_WINDOW if fl & FIN else EV_DATA_OUT_OF_WINDOW] += 1
         return d
+    if fl & ACK:
+        f.last_ack[d] = pkt.ack
+    f.win[d] = pkt.win
+    if n:
+        f.seg_len[d] = n
+    if fl & RST:
+        if not _rst(ft, f, pkt, d):
+            return d
+    else:
+        if f.rst_by is not None:
+            _after_rst(ft, f, d, n, fl)
+        end = (seq + n + (1 if fl & SYN else 0) + (1 if fl & FIN else 0)) & M32
+        if seq_ahead(end, f.next_seq[d]):
+            f.next_seq[d] = end
+        if fl & SYN:
+            d = _syn(ft, f, pkt, d, fl)  # may swap the roles
+        elif fl & (FIN | ACK):
+            _fin_ack(ft, f, pkt, d, fl, seq + n)
+    if f.reasm and (n or fl & (FIN | ACK)):
+        _tcp_streams(ft, f, pkt, d, fl, seq, n)
+        if f.tcp_state == "closed" and was != "closed" and f.rst_by is None:
+            # both FINs acknowledged (Suricata's TCP_CLOSED: the app layer's STREAM_EOF): each
+            # direction delivers what it holds and tells its end on this packet, so a response
+            # that ends with the connection completes, and is logged, here
+            for s in f.streams:
+                if s is not None:
+                    s.flush()
+    return d
 
-    @cython.locals(f=Flow, pkt=Packet, d=cython.int, fl=cython.int, seq=cython.longlong, n=cython.Py_ssize_t,
-                   s=Stream, o=Stream)
-    def _tcp_streams(self, f: Flow, pkt, d: int, fl: int, seq: int, n: int) -> None:
-        """The packet's data (RST data too, as Suricata), then its ACK for the other direction."""
-        streams = f.streams
-        if (n or fl & FIN) and (f.state != "new" or fl & SYN):
-            s = streams[d]
-            if fl & SYN:
-                seq = (seq + 1) & M32
-            if s is None and (n or seq != f.sseq[d]) \
-                    and (f.sseq[d] is not None or f.midstream or f.state == "established"):
-                s = streams[d] = self._stream(f, d, seq)
-            if s is not None:
-                s.add(seq, pkt.payload, fl & FIN)
-        if fl & ACK:
-            o = streams[1 - d]
-            if o is not None:
-                if not o.peer_visible:
-                    o.peer_seen()
-                o.ack(pkt.ack)
 
-    def _table(self, f: Flow, pkt, d: int, fl: int, data_end: int) -> None:
-        """FIN/ACK packets through TCP_TRANSITIONS."""
-        st = f.tcp_state
-        ev = "fin" if fl & FIN else "ack"
-        pf = f.fin_seq[1 - d]
-        t = None
-        if pf is not None and fl & ACK and ((pkt.ack - pf - 1) & M32) < HALF:
-            t = _FINACKED.get((st, d, ev))
-        if t is None:
-            t = TCP_TRANSITIONS.get((st, d, ev))
-        if st == "none" and not self._midstream_exception(f):
-            t = None
-        if t is not None and t[1] is not None and not GUARDS[t[1]](self, f, pkt):
-            t = None
-        if fl & FIN and (t is not None or FLOW_STATE[st] == "established"):
-            fs = f.fin_seq[d]  # remember where this side's FIN is (only a FIN the session took)
-            if fs is None or ((data_end - fs) & M32) < HALF:
-                f.fin_seq[d] = data_end & M32
-        if t is not None:
-            if st == "none":
-                self._pickup(f, pkt, d)
-            elif st == "syn_sent" and t[1] == "async":
-                self.c["async_oneside"] += 1
-            self._set_state(f, t[0])
+def _tcp_streams(ft, f: Flow, pkt, d: int, fl: int, seq: int, n: int) -> None:
+    """The packet's data (RST data too, as Suricata), then its ACK for the other direction."""
+    streams = f.streams
+    if (n or fl & FIN) and (f.state != "new" or fl & SYN):
+        s = streams[d]
+        if fl & SYN:
+            seq = (seq + 1) & M32
+        if s is None and (n or seq != f.sseq[d]) \
+                and (f.sseq[d] is not None or f.midstream or f.state == "established"):
+            s = streams[d] = ft._stream(f, d, seq)
+        if s is not None:
+            s.add(seq, pkt.payload, fl & FIN)
+    if fl & ACK:
+        o = streams[1 - d]
+        if o is not None:
+            if not o.peer_visible:
+                o.peer_seen()
+            o.ack(pkt.ack)
 
-    def _set_state(self, f: Flow, st: str) -> None:
-        f.tcp_state = st
-        fs = FLOW_STATE[st]
-        if fs != f.state:
-            f.state = fs
-            if fs == "established" and really_killed(f):
-                fs = "closed"  # a killed session stays on the closed timeout
-            self._set_tclass(f, _TCLASS[fs])
 
-    def _syn(self, f: Flow, pkt, d: int, fl: int) -> int:
-        """SYN / SYN-ACK: roles, initial sequence numbers, the handshake part of the table."""
-        st = f.tcp_state
-        seq = pkt.seq
-        if fl & ACK:
-            ev = "synack"
-            if st == "none" and d == C and f.isn[0] is None:
-                self._swap(f)  # a SYN-ACK tells who the server is
-                d = S
-        else:
-            ev = "syn"
-            if st == "none" and d == S and f.isn[0] is None:
-                self._swap(f)
-                d = C
+def _fin_ack(ft, f: Flow, pkt, d: int, fl: int, data_end: int) -> None:
+    """FIN/ACK packets through TCP_TRANSITIONS."""
+    st = f.tcp_state
+    ev = "fin" if fl & FIN else "ack"
+    pf = f.fin_seq[1 - d]
+    t = None
+    if pf is not None and fl & ACK and ((pkt.ack - pf - 1) & M32) < HALF:
+        t = _FINACKED.get((st, d, ev))
+    if t is None:
         t = TCP_TRANSITIONS.get((st, d, ev))
-        if ev == "syn" and d == C:
-            if f.isn[0] is not None and seq != f.isn[0] and f.streams[0] is not None:
-                self._drop_stream(f, 0)  # another ISN: the client starts over
-            f.isn[0] = seq
-            f.wscale[0] = window_scale(pkt.tcp_opts)
-            f.reasm = True
-            if f.streams[0] is None:
-                f.sseq[0] = (seq + 1) & M32
-        elif ev == "syn" and d == S and st == "syn_sent":
-            f.split = True
+    if st == "none" and not _midstream_exception(ft, f):
+        t = None
+    if t is not None and t[1] is not None and not GUARDS[t[1]](ft, f, pkt):
+        t = None
+    # remember where this side's FIN is (only a FIN the session took)
+    if fl & FIN and (t is not None or FLOW_STATE[st] == "established") and seq_ahead(data_end, f.fin_seq[d]):
+        f.fin_seq[d] = data_end & M32
+    if t is not None:
+        if st == "none":
+            _pickup(ft, f, pkt, d)
+        elif st == "syn_sent" and t[1] == "async":
+            ft.c["async_oneside"] += 1
+        set_state(ft, f, t[0])
+
+
+def exception_mode(ft, settings, ips: bool) -> None:
+    """IDS (replay, listen) or IPS (inline): the exception policies of the flow table ``ft`` depend on it
+    (SettingError when the settings name a policy Suricata refuses in that mode)."""
+    ft.midstream_policy = eps.midstream_policy(settings, ips)
+    ft.midstream_applied = ((eps.MIDSTREAM, ft.midstream_policy),)
+
+
+def _midstream_exception(ft, f: Flow) -> bool:
+    """A packet (ACK, FIN or SYN-ACK) of a session whose handshake was not seen: Suricata applies the
+    midstream exception policy (StreamTcpPacketStateNone); may the session still be picked up?"""
+    if not f.eps:
+        f.eps = ft.midstream_applied  # the one target so far: no other can be there yet
+    policy = ft.midstream_policy
+    if policy == eps.IGNORE:
+        return True
+    if f.action is None:  # the first action set wins
+        f.action = "pass" if policy in (eps.PASS_FLOW, eps.BYPASS) else "drop"
+    if policy == eps.PASS_FLOW:
+        return True
+    if policy == eps.BYPASS and not f.bypassed:
+        f.bypassed = True
+        f.stop_inspection()
+    return False  # bypassed, or dropped (inline: the judge gives the verdict)
+
+
+def set_state(ft, f: Flow, st: str) -> None:
+    """``f`` enters TCP state ``st``; its flow state and timeout follow."""
+    f.tcp_state = st
+    fs = FLOW_STATE[st]
+    if fs != f.state:
+        f.state = fs
+        if fs == "established" and really_killed(f):
+            fs = "closed"  # a killed session stays on the closed timeout
+        set_tclass(ft, f, _TCLASS[fs])
+
+
+def _syn(ft, f: Flow, pkt, d: int, fl: int) -> int:
+    """SYN / SYN-ACK: roles, initial sequence numbers, the handshake part of the table."""
+    st = f.tcp_state
+    seq = pkt.seq
+    if fl & ACK:
+        ev = "synack"
+        if st == "none" and d == C and f.isn[0] is None:
+            ft._swap(f)  # a SYN-ACK tells who the server is
+            d = S
+    else:
+        ev = "syn"
+        if st == "none" and d == S and f.isn[0] is None:
+            ft._swap(f)
+            d = C
+    t = TCP_TRANSITIONS.get((st, d, ev))
+    if ev == "syn" and d == C:
+        if f.isn[0] is not None and seq != f.isn[0] and f.streams[0] is not None:
+            ft._drop_stream(f, 0)  # another ISN: the client starts over
+        f.isn[0] = seq
+        f.wscale[0] = window_scale(pkt.tcp_opts)
+        f.reasm = True
+        if f.streams[0] is None:
+            f.sseq[0] = (seq + 1) & M32
+    elif ev == "syn" and d == S and st == "syn_sent":
+        f.split = True
+        f.isn[1] = seq
+        f.wscale[1] = window_scale(pkt.tcp_opts)
+    elif ev == "synack" and d == S:
+        if st in ("none", "syn_sent", "syn_recv"):
             f.isn[1] = seq
             f.wscale[1] = window_scale(pkt.tcp_opts)
-        elif ev == "synack" and d == S:
-            if st in ("none", "syn_sent", "syn_recv"):
-                f.isn[1] = seq
-                f.wscale[1] = window_scale(pkt.tcp_opts)
-                if st == "none" and not self._midstream_exception(f):
-                    return d
-                if st == "none" and t is not None and not GUARDS[t[1]](self, f, pkt):
-                    f.synack_pending = pkt.ack  # the SYN may still come (reordered capture)
-                    return d
-        elif ev == "synack" and d == C and f.split:
-            f.isn[0] = f.isn[0] if f.isn[0] is not None else (pkt.ack - 1) & M32
-        if t is None or (t[1] is not None and not GUARDS[t[1]](self, f, pkt)):
-            return d
-        self._handshake_step(f, pkt, d, ev, t[0])
+            if st == "none" and not _midstream_exception(ft, f):
+                return d
+            if st == "none" and t is not None and not GUARDS[t[1]](ft, f, pkt):
+                f.synack_pending = pkt.ack  # the SYN may still come (reordered capture)
+                return d
+    elif ev == "synack" and d == C and f.split:
+        f.isn[0] = f.isn[0] if f.isn[0] is not None else (pkt.ack - 1) & M32
+    if t is None or (t[1] is not None and not GUARDS[t[1]](ft, f, pkt)):
         return d
+    _handshake_step(ft, f, pkt, d, ev, t[0])
+    return d
 
-    def _handshake_step(self, f: Flow, pkt, d: int, ev: str, new: str) -> None:
-        """A SYN or SYN-ACK the table takes: pickups, reordered handshakes, stream starts."""
-        st = f.tcp_state
-        seq = pkt.seq
-        if st == "none" and ev == "synack":
-            self.c["midstream_pickups"] += 1
-            f.midstream = True
-            f.reasm = True
-        if ev == "syn" and d == C and f.synack_pending is not None:
-            if f.synack_pending == (seq + 1) & M32:
-                new = "syn_recv"  # the SYN-ACK was captured before its SYN
-            f.synack_pending = None
-        if new == "syn_recv" and f.reasm:
-            if f.isn[1] is not None and f.streams[1] is None:
-                f.sseq[1] = (f.isn[1] + 1) & M32
-            if f.streams[0] is None and ev == "synack":
-                f.sseq[0] = pkt.ack if d == S else (seq + 1) & M32
-        self._set_state(f, new)
 
-    def _pickup(self, f: Flow, pkt, d: int) -> None:
-        """A session whose handshake was not seen is picked up (stream.midstream)."""
-        self.c["midstream_pickups"] += 1
+def _handshake_step(ft, f: Flow, pkt, d: int, ev: str, new: str) -> None:
+    """A SYN or SYN-ACK the table takes: pickups, reordered handshakes, stream starts."""
+    st = f.tcp_state
+    seq = pkt.seq
+    if st == "none" and ev == "synack":
+        ft.c["midstream_pickups"] += 1
         f.midstream = True
         f.reasm = True
-        if pkt.flags & ACK and f.streams[1 - d] is None:
-            f.sseq[1 - d] = pkt.ack
+    if ev == "syn" and d == C and f.synack_pending is not None:
+        if f.synack_pending == (seq + 1) & M32:
+            new = "syn_recv"  # the SYN-ACK was captured before its SYN
+        f.synack_pending = None
+    if new == "syn_recv" and f.reasm:
+        if f.isn[1] is not None and f.streams[1] is None:
+            f.sseq[1] = (f.isn[1] + 1) & M32
+        if f.streams[0] is None and ev == "synack":
+            f.sseq[0] = pkt.ack if d == S else (seq + 1) & M32
+    set_state(ft, f, new)
 
-    def _rst(self, f: Flow, pkt, d: int) -> bool:
-        """Where does the RST fall in the receiver's sequence space (module docstring)?
 
-        Returns False when it is ignored (out of window)."""
-        seq = pkt.seq
-        st = f.tcp_state
-        rcv_nxt = f.next_seq[d]
-        if st == "syn_sent" and d == S:
-            ok = exact = bool(pkt.flags & ACK) and f.isn[0] is not None and pkt.ack == (f.isn[0] + 1) & M32
-        elif rcv_nxt is None:
-            ok = exact = True
-        else:
-            # exactly at RCV.NXT; or at the sender's own FIN (or SYN) sequence number, which many
-            # stacks use for the RST that follows their FIN
-            exact = seq == rcv_nxt or ((rcv_nxt - seq) & M32 == 1 and (seq == f.fin_seq[d] or seq == f.isn[d]))
-            w = f.win[1 - d]
-            ws = f.wscale[1 - d]  # unknown (no SYN seen): assume the largest scale, do not judge too fast
-            win = (w << (MAX_WSCALE if ws is None else ws)) if w is not None else 0
-            ok = exact or ((seq - rcv_nxt) & M32) < max(win, 1)
-        if not ok:
-            self.c["rst_out_of_window"] += 1
-            return False
-        self.c["rst_accepted" if exact else "rst_in_window"] += 1
-        if f.rst_by is None:
-            f.rst_prev = st
-        f.rst_by = d
-        f.rst_exact = exact
+def _pickup(ft, f: Flow, pkt, d: int) -> None:
+    """A session whose handshake was not seen is picked up (stream.midstream)."""
+    ft.c["midstream_pickups"] += 1
+    f.midstream = True
+    f.reasm = True
+    if pkt.flags & ACK and f.streams[1 - d] is None:
+        f.sseq[1 - d] = pkt.ack
+
+
+def _rst(ft, f: Flow, pkt, d: int) -> bool:
+    """Where does the RST fall in the receiver's sequence space (module docstring)?
+
+    Returns False when it is ignored (out of window)."""
+    seq = pkt.seq
+    st = f.tcp_state
+    rcv_nxt = f.next_seq[d]
+    if st == "syn_sent" and d == S:
+        ok = exact = bool(pkt.flags & ACK) and f.isn[0] is not None and pkt.ack == (f.isn[0] + 1) & M32
+    elif rcv_nxt is None:
+        ok = exact = True
+    else:
+        # exactly at RCV.NXT; or at the sender's own FIN (or SYN) sequence number, which many
+        # stacks use for the RST that follows their FIN
+        exact = seq == rcv_nxt or ((rcv_nxt - seq) & M32 == 1 and (seq == f.fin_seq[d] or seq == f.isn[d]))
+        w = f.win[1 - d]
+        ws = f.wscale[1 - d]  # unknown (no SYN seen): assume the largest scale, do not judge too fast
+        win = (w << (MAX_WSCALE if ws is None else ws)) if w is not None else 0
+        ok = exact or ((seq - rcv_nxt) & M32) < max(win, 1)
+    if not ok:
+        ft.c["rst_out_of_window"] += 1
+        return False
+    ft.c["rst_accepted" if exact else "rst_in_window"] += 1
+    if f.rst_by is None:
+        f.rst_prev = st
+    f.rst_by = d
+    f.rst_exact = exact
+    f.rst_talk = 0
+    set_state(ft, f, "closed")
+    return True
+
+
+def _after_rst(ft, f: Flow, d: int, n: int, fl: int) -> None:
+    """A non-RST packet after an RST: did the endpoints ignore it?"""
+    if not f.rst_exact and d != f.rst_by:
+        resume = True  # the receiver answered: it ignored the inexact RST (RFC 5961)
+    elif fl & SYN and FLOW_STATE[f.rst_prev] == "new":
+        resume = True  # the handshake goes on: the RST did not take
+    else:
+        if n:
+            f.rst_talk |= 1 << d
+        resume = f.rst_talk == 3  # both sides send new data: the RST did not take
+    if resume:
+        ft.c["rst_resumed"] += 1
+        prev = f.rst_prev
+        f.rst_by = f.rst_prev = None
         f.rst_talk = 0
-        self._set_state(f, "closed")
-        return True
-
-    def _after_rst(self, f: Flow, d: int, n: int, fl: int) -> None:
-        """A non-RST packet after an RST: did the endpoints ignore it?"""
-        if not f.rst_exact and d != f.rst_by:
-            resume = True  # the receiver answered: it ignored the inexact RST (RFC 5961)
-        elif fl & SYN and FLOW_STATE[f.rst_prev] == "new":
-            resume = True  # the handshake goes on: the RST did not take
-        else:
-            if n:
-                f.rst_talk |= 1 << d
-            resume = f.rst_talk == 3  # both sides send new data: the RST did not take
-        if resume:
-            self.c["rst_resumed"] += 1
-            prev = f.rst_prev
-            f.rst_by = f.rst_prev = None
-            f.rst_talk = 0
-            self._set_state(f, prev if prev != "closed" else ("established" if f.reasm else "none"))
+        set_state(ft, f, prev if prev != "closed" else ("established" if f.reasm else "none"))

@@ -15,6 +15,8 @@ cdef class Stream(OutOfOrder):
     @cython.locals(keep="long long")
     cpdef void trim(self, long long keep_from)
     cpdef void peer_seen(self)
+    cpdef void flush(self)
+    cpdef void detach(self)
     @cython.locals(n=Py_ssize_t, s="long long", k="long long", ctx=ReassemblyContext)
     cpdef void _deliver(self, object data)
     @cython.locals(f="long long", b="long long")
