@@ -33,6 +33,11 @@ def rules_of(text: str, settings: Settings | None = None) -> list:
     return [parse_rule(line, ctx)[0] for line in text.strip().splitlines() if line.strip()]
 
 
+def compiled(det: Detector) -> list:
+    """Every rule of ``det`` compiled, in rule number order."""
+    return [det.crule(n) for n in range(len(det.crules))]
+
+
 def engine(text: str, **overrides) -> Engine:
     s = Settings(overrides)
     return Engine(s, rules_of(text, s), checksum_mode="none")
@@ -136,7 +141,7 @@ alert udp any any -> any any (content:"abc"; sid:8;)
 alert tcp any any -> any any (content:"abc"; dsize:>3; sid:9;)
 alert tcp any any -> any any (content:"abc"; stream_size:client,>,3; sid:10;)
 """), Settings())
-    k = {cr.key[1]: cr for cr in det.crules}
+    k = {cr.key[1]: cr for cr in compiled(det)}
     assert k[1].kind == "iponly" and k[6].kind == "pkt" and k[7].kind == "pkt" and k[2].kind == "mpm"
     assert (k[2].req_stream, k[2].req_packet) == (True, False)
     assert (k[3].req_stream, k[3].req_packet) == (True, True)
@@ -157,7 +162,7 @@ alert ip $HOME_NET any -> 203.0.113.9 any (sid:2;)
 alert ip any any -> any any (sid:3;)
 alert ip 198.51.100.0/24 any <> 10.9.9.9 any (sid:4;)
 """), Settings())
-    num = {cr.key[1]: cr.num for cr in det.crules}
+    num = {cr.key[1]: cr.num for cr in compiled(det)}
     a = lambda s: bytes(map(int, s.split(".")))  # noqa: E731
     assert det.ipo_src.lookup(a("203.0.113.50")) == (num[1],)
     assert det.ipo_src.lookup(a("198.51.100.7")) == (num[1],)
@@ -179,7 +184,7 @@ def test_a_buffer_rule_becomes_a_transaction_rule_of_its_protocol():
     rules = rules_of('alert tcp any any -> any any (content:"/x"; sid:1;)')
     rules[0].matches[0].buffer = "http.uri"
     det = Detector(rules, Settings())
-    (cr,) = det.crules
+    (cr,) = compiled(det)
     assert (cr.kind, cr.app_proto, cr.protos, cr.tx.sides) == ("tx", "http", (6,), (0,))
     assert det.tx_patterns == 1 and det.tx_pref[("http", 0)][0][0].name == "http.uri"
 
@@ -517,7 +522,7 @@ alert tcp any any -> any [22,2222] (dsize:>0; sid:1;)
 alert udp any 53 -> any any (dsize:>0; sid:2;)
 alert tcp any any -> any 1024: (dsize:>0; sid:3;)
 """), Settings())
-    num = {cr.key[1]: cr.num for cr in det.crules}
+    num = {cr.key[1]: cr.num for cr in compiled(det)}
     assert det.port_idx[6][0] == {22: (num[1],), 2222: (num[1],)}
     assert det.port_idx[17][1] == {53: (num[2],)}
     assert det.pkt_always[6] == (num[3],)  # a port range too wide to list: checked per packet

@@ -3,9 +3,11 @@
 - a hit gives the same alerts and EVE as a cold load (replays of corpus captures, ET Open);
 - a changed rule file, rule variable, classification, pcre setting or mirrorwatch version is
   another key (a miss), never the old entry;
-- a damaged, truncated, tampered or foreign entry (rule set or hyperscan database) is
-  rejected, said in one line, rebuilt and stored again; an authentic entry that names
-  something other than the rule model is not unpickled;
+- a damaged, truncated, tampered or foreign entry (rule set, detector plan or hyperscan
+  database), or one of the previous format, is rejected, said in one line, rebuilt and
+  stored again; an authentic entry (or one rule in it) that names something other than the
+  rule model is not unpickled;
+- a cached rule set's rules are unpickled one by one, when first used, and read as the list;
 - a directory that cannot be made, is writable by others or cannot be written is no cache;
 - entries are written whole (no temporary file is left) with owner-only permissions.
 """
@@ -27,6 +29,7 @@ import mirrorwatch
 from mirrorwatch.core.detect import Detector
 from mirrorwatch.core.settings import Settings
 from mirrorwatch.rules import cache as cache_mod
+from mirrorwatch.rules.lazy import LazyRules
 from mirrorwatch.rules.ruleset_cache import load_rules_cached
 
 HERE = Path(__file__).resolve().parent
@@ -146,22 +149,118 @@ def test_a_bad_rule_set_entry_is_rebuilt(tmp_path, rules, kind):
     assert _load(rules, cache).cache.status == "hit"  # stored again, whole
 
 
-def test_an_authentic_entry_naming_other_code_is_not_unpickled(tmp_path, rules):
-    cache = tmp_path / "cache"
-    _load(rules, cache)
-    [entry] = _entries(cache, cache_mod.RULES_PREFIX)
-    store = cache_mod.CacheDir(str(cache), 0, cache_mod.CacheReport())
-    marker = tmp_path / "ran"
+def _evil(marker: Path):
+    """An object whose unpickling would run a command (``touch marker``)."""
 
     class Evil:
         def __reduce__(self):
             return (os.system, (f"touch {marker}",))
 
-    store.write(entry.name, pickle.dumps((Evil(),) * 7))  # signed with the real key
+    return Evil()
+
+
+def _rewrite(cache: Path, prefix: str, payload: bytes) -> Path:
+    """The one entry named ``prefix...`` now holds ``payload``, signed with the real key."""
+    [entry] = _entries(cache, prefix)
+    cache_mod.CacheDir(str(cache), 0, cache_mod.CacheReport()).write(entry.name, payload)
+    return entry
+
+
+def test_an_authentic_entry_naming_other_code_is_not_unpickled(tmp_path, rules):
+    cache = tmp_path / "cache"
+    _load(rules, cache)
+    marker = tmp_path / "ran"
+    _rewrite(cache, cache_mod.RULES_PREFIX, pickle.dumps((_evil(marker),) * 8))
     notes: list = []
     rs = _load(rules, cache, notes)
     assert rs.cache.status == "rebuilt" and not marker.exists()
     assert len(rs.rules) == 3 and "unreadable" in notes[0]
+
+
+def test_an_entry_of_the_previous_format_is_rebuilt_with_one_note(tmp_path, rules):
+    """Format 1 pickled the rule objects whole: such an entry (authentic) is not read, but rebuilt."""
+    cache = tmp_path / "cache"
+    cold = _load(rules, cache)
+    old = ("rules", "skipped", "warnings", "files", "disabled", "classification", "warned")
+    _rewrite(cache, cache_mod.RULES_PREFIX, pickle.dumps(tuple(getattr(cold, f) for f in old)))
+    notes: list = []
+    rebuilt = _load(rules, cache, notes)
+    assert rebuilt.cache.status == "rebuilt" and len(notes) == 1 and "unreadable" in notes[0]
+    _same_rules(cold, rebuilt)
+    warm = _load(rules, cache)
+    assert warm.cache.status == "hit" and isinstance(warm.rules, LazyRules)
+    _same_rules(cold, warm)
+
+
+def test_a_rule_pickle_naming_other_code_is_not_unpickled(tmp_path, rules):
+    """Rules are unpickled one by one when first used: the same wall holds for each of them."""
+    cache = tmp_path / "cache"
+    cold = _load(rules, cache)
+    marker = tmp_path / "ran"
+    fields = tuple(getattr(cold, f) for f in ("skipped", "warnings", "files", "disabled", "classification", "warned"))
+    _rewrite(cache, cache_mod.RULES_PREFIX, pickle.dumps(fields + ((pickle.dumps(_evil(marker)),), ())))
+    rs = _load(rules, cache)
+    assert rs.cache.status == "hit" and len(rs.rules) == 1
+    with pytest.raises(pickle.UnpicklingError, match="not part of a rule set"):
+        rs.rules[0]
+    assert not marker.exists()
+
+
+def test_a_rule_set_naming_other_code_is_not_stored(tmp_path, rules, monkeypatch):
+    """A rule holding something the rule model does not name cannot be cached: one line, no entry."""
+    from mirrorwatch.rules import ruleset_cache
+
+    parse = ruleset_cache.load_rules
+
+    def load(*args, **kwargs):
+        rs = parse(*args, **kwargs)
+        rs.rules[0].extra["hook"] = print
+        return rs
+
+    monkeypatch.setattr(ruleset_cache, "load_rules", load)
+    notes: list = []
+    rs = _load(rules, tmp_path / "cache", notes)
+    assert rs.cache.status == "miss" and rs.plan_cache is None and len(rs.rules) == 3
+    assert len(notes) == 1 and "cannot be stored" in notes[0]
+    assert _entries(tmp_path / "cache", cache_mod.RULES_PREFIX) == []
+
+
+def test_lazy_rules_read_as_the_list(tmp_path, rules):
+    cache = tmp_path / "cache"
+    cold = _load(rules, cache)
+    warm = _load(rules, cache)
+    lazy = warm.rules
+    assert isinstance(lazy, LazyRules) and lazy.decoded() == 0
+    assert lazy[-1] == cold.rules[-1] and lazy[1:] == cold.rules[1:] and lazy.decoded() == 2
+    assert cold.rules[1].src is cold.rules[2].src and lazy[1].src is lazy[2].src  # shared sets stay shared
+    assert lazy == cold.rules and len(lazy) == 3 and lazy.decoded() == 3
+    view = lazy.without({id(lazy[1])})
+    assert [r.sid for r in view] == [1, 3] and view[1] is lazy[2]
+    with pytest.raises(IndexError):
+        view[2]
+
+
+@pytest.mark.parametrize("kind", ["truncated", "corrupt", "other layout"])
+def test_a_bad_plan_entry_is_rebuilt_with_one_note(tmp_path, rules, kind):
+    cache = tmp_path / "cache"
+    settings = _settings(cache)
+    rs = load_rules_cached([str(rules)], settings)
+    cold = Detector(rs, settings)
+    assert rs.cache.plan == "miss"
+    if kind == "other layout":
+        entry = _rewrite(cache, cache_mod.PLAN_PREFIX, pickle.dumps({"index": ()}))
+    else:
+        [entry] = _entries(cache, cache_mod.PLAN_PREFIX)
+        _damage(kind, entry, entry)
+    notes: list = []
+    rs = load_rules_cached([str(rules)], settings, notify=notes.append)
+    det = Detector(rs, settings)
+    assert rs.cache.status == "hit" and rs.cache.plan == "rebuilt"
+    assert len(notes) == 1 and entry.name in notes[0] and "rebuilding it" in notes[0]
+    assert (det.rule_index, det.patterns, det.tx_patterns) == (cold.rule_index, cold.patterns, cold.tx_patterns)
+    again = load_rules_cached([str(rules)], settings)
+    Detector(again, settings)
+    assert again.cache.plan == "hit"
 
 
 @pytest.mark.parametrize("kind", ["truncated", "corrupt", "foreign"])

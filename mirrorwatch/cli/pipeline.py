@@ -54,10 +54,11 @@ def bundled_signatures() -> Path:
 def fold_detect_skips(ruleset, detector) -> None:
     """Rules the detect room could not compile count as skipped, with its reason, like parse
     errors: what the operator is told loaded is what runs."""
+    from mirrorwatch.rules.lazy import without
+
     if not detector.skipped:
         return
-    dropped = {id(rule) for rule, _ in detector.skipped}
-    ruleset.rules = [r for r in ruleset.rules if id(r) not in dropped]
+    ruleset.rules = without(ruleset.rules, {id(rule) for rule, _ in detector.skipped})
     ruleset.skipped.extend((r.file, r.line, r.sid, reason) for r, reason in detector.skipped)
 
 

@@ -54,9 +54,10 @@ KEY_FILE = "cache.key"
 KEY_LEN = 32
 RULES_PREFIX = "rules-"
 HS_PREFIX = "hs-"
+PLAN_PREFIX = "plan-"
 SUFFIX = ".mwc"
 TMP_PREFIX = ".tmp-"
-FORMAT = 1  # bump when what an entry holds changes
+FORMAT = 2  # bump when what an entry holds changes (2: each rule pickled on its own, ``rules.lazy``)
 _UNSAFE_MODE = stat.S_IWGRP | stat.S_IWOTH
 _KEY_MODE_MASK = 0o077
 
@@ -96,11 +97,13 @@ class Rejected(ValueError):
 @dataclass
 class CacheReport:
     """What the caches did in one load: ``status`` of the rule set (hit, miss, rebuilt, off or
-    'unusable: why'), hyperscan databases loaded / compiled / rebuilt, entries stored or not,
-    the seconds loading the rule set and compiling its databases took; ``notes``: the lines
-    said (each distinct one once), passed to ``notify`` as they happen."""
+    'unusable: why'), ``plan`` of the detector's plan beside it (the same words; said when it
+    differs from the rule set's), hyperscan databases loaded / compiled / rebuilt, entries
+    stored or not, the seconds loading the rule set and compiling its databases took;
+    ``notes``: the lines said (each distinct one once), passed to ``notify`` as they happen."""
 
     status: str = "off"
+    plan: str = "off"
     hs_loaded: int = 0
     hs_compiled: int = 0
     hs_rebuilt: int = 0
@@ -122,7 +125,8 @@ class CacheReport:
     def summary(self) -> str:
         """One line for the run summary and ``rules check``.  (Not in the EVE stats event: like its
         uptime, what a cache did depends on the runs before, and two runs' EVE must compare equal.)"""
-        line = f"rule set loaded in {self.load_seconds:.2f}s (cache: {self.status})"
+        plan = f"; detector plan: {self.plan}" if self.plan not in ("off", self.status) else ""
+        line = f"rule set loaded in {self.load_seconds:.2f}s (cache: {self.status}{plan})"
         if not self.hs_loaded + self.hs_compiled:  # hyperscan databases not through the cache
             return line
         extra = [f"{n} {what}" for n, what in ((self.hs_rebuilt, "rebuilt"), (self.stored, "stored"),
@@ -208,15 +212,16 @@ class CacheDir:
             self.report.note(f"rule cache: cannot read {path}: {e.strerror or e}")
             return None
         with os.fdopen(fd, "rb") as f:
-            data = f.read() if stat.S_ISREG(os.fstat(f.fileno()).st_mode) else b""
-        head = len(MAGIC) + TAG_LEN
-        view = memoryview(data)
-        if len(data) <= head or data[:len(MAGIC)] != MAGIC or not hmac.compare_digest(
-                bytes(view[len(MAGIC):head]), self._tag(name, view[head:])):
+            head = payload = b""
+            if stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                head = f.read(len(MAGIC) + TAG_LEN)
+                payload = f.read()  # read apart from the head: tens of MB are not copied again
+        if not payload or head[:len(MAGIC)] != MAGIC or not hmac.compare_digest(
+                head[len(MAGIC):], self._tag(name, payload)):
             self.rejected(name, "failed verification (damaged, truncated or not ours)")
             raise Rejected(name)
         self._touch(path)
-        return data[head:]
+        return payload
 
     def rejected(self, name: str, why: str) -> None:
         """An entry cannot be used (``why``): removed, one line; the caller counts and rebuilds it."""
@@ -265,7 +270,7 @@ class CacheDir:
         except OSError:
             return
         for e in entries:
-            if not e.name.startswith((RULES_PREFIX, HS_PREFIX, TMP_PREFIX)):
+            if not e.name.startswith((RULES_PREFIX, HS_PREFIX, PLAN_PREFIX, TMP_PREFIX)):
                 continue
             try:
                 if e.is_file(follow_symlinks=False) and e.stat(follow_symlinks=False).st_mtime < cutoff:

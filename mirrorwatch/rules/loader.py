@@ -32,7 +32,8 @@ class RuleSet:
     ``skipped``: (file, line, sid or None, reason) per rule not loaded;
     ``errors``: whole-file problems (unreadable path...); ``warnings``:
     loaded-but-noteworthy (unknown classtype, duplicate sid...);
-    ``disabled``: commented-out rules seen; ``seconds``: load time.
+    ``disabled``: commented-out rules seen; ``seconds``: load time.  ``rules`` is a list, or a
+    ``lazy.LazyRules`` (a read-only sequence) when the rule set came from the cache.
     """
 
     rules: list[Rule] = field(default_factory=list)
@@ -46,6 +47,7 @@ class RuleSet:
     warned: set = field(default_factory=set)  # per-rule warning texts already reported
     cache: object = None  # rules.cache.CacheReport when loaded through the cache
     mpm_cache: object = None  # rules.ruleset_cache.MpmCache: where the Detector keeps hyperscan databases
+    plan_cache: object = None  # rules.ruleset_cache.PlanCache: where the Detector keeps the plan of its tables
 
     def skip_lines(self) -> list[str]:
         """Each skip as ``file:line: sid N: reason``."""

@@ -2,10 +2,12 @@
 
 Theory of operation
 -------------------
-``Detector(ruleset, settings)`` compiles every rule once (``compile.CRule``)
-and sorts them in Suricata's order (action, flowbits set-before-read,
-priority, load order); a rule's position is its number, and alerts on one
-packet come out in that order.
+``Detector(ruleset, settings)`` sorts the rules in Suricata's order (action,
+flowbits set-before-read, priority, load order) and files them in its tables
+(``plan``, ``build``); a rule's position is its number, and alerts on one packet
+come out in that order.  Every rule is compiled once (``compile.CRule``) to make
+the plan, which the rule-set cache keeps; the detector itself compiles a rule
+the first time it is a candidate (``crule``).
 
 A flow's detect state (``flow.det``, a ``state.FlowDet``) is attached when the
 flow first needs it (``Detector.attach``): its first stream, a transaction, the
@@ -61,8 +63,9 @@ from __future__ import annotations
 import cython
 
 from mirrorwatch.core.decode.packet import Packet
-from mirrorwatch.core.detect.build import ADDED, TCP, UDP, BuildMixin
+from mirrorwatch.core.detect.build import BuildMixin
 from mirrorwatch.core.detect.judge import JudgeMixin
+from mirrorwatch.core.detect.plan import ADDED, TCP, UDP
 from mirrorwatch.core.detect.state import FlowDet, HeaderTable
 from mirrorwatch.core.detect.stream import (
     CLOSING,
@@ -78,11 +81,12 @@ EMPTY: frozenset = frozenset()  # no packet candidates (a flow-end inspection)
 
 
 class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin):
-    """All rules of one rule set, compiled; ``inspect`` per packet, ``flow_end`` per session.
+    """All rules of one rule set; ``inspect`` per packet, ``flow_end`` per session.
 
     ``previous`` is the Detector this one replaces on a rule reload (its
     threshold counters carry over).  Rules detect cannot judge faithfully are
-    listed in ``skipped`` as (rule, reason).
+    listed in ``skipped`` as (rule, reason) once it is built.  ``crules[num]``:
+    rule number ``num`` compiled, or None until ``crule(num)`` first compiles it.
     """
 
     def __init__(self, ruleset, settings, previous=None):
@@ -108,7 +112,7 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin):
         # the rule cache a loaded rule set brings (``rules.ruleset_cache``): hyperscan databases
         # are looked up there before they are compiled
         self.mpm_cache = getattr(ruleset, "mpm_cache", None)
-        self._build(rules)
+        self._build(rules, getattr(ruleset, "plan_cache", None))
         if previous is not None:
             # threshold/detection_filter counters outlive a reload, as Suricata's host table does
             self.thresholds = previous.thresholds

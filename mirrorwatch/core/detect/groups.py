@@ -60,6 +60,15 @@ class _Segments:
         i = bisect_right(self.starts, n) - 1
         return self.sets[i] if i >= 0 else ()
 
+    @classmethod
+    def restore(cls, state) -> "_Segments | None":
+        """The segments ``state`` (``AddrIndex.segments``) describes, or None."""
+        if state is None:
+            return None
+        seg = cls([])
+        seg.starts, seg.sets = list(state[0]), list(state[1])
+        return seg
+
 
 class AddrIndex:
     """Rules keyed by the address ranges of one side (src or dst)."""
@@ -82,6 +91,17 @@ class AddrIndex:
 
     def __bool__(self) -> bool:
         return self.seg4 is not None or self.seg6 is not None
+
+    def segments(self) -> tuple:
+        """The built index as plain data (``restore`` makes it again)."""
+        return tuple(None if seg is None else (tuple(seg.starts), tuple(seg.sets)) for seg in (self.seg4, self.seg6))
+
+    @classmethod
+    def restore(cls, state) -> "AddrIndex | None":
+        """The index ``segments`` gave, or None when it holds nothing."""
+        index = cls()
+        index.seg4, index.seg6 = _Segments.restore(state[0]), _Segments.restore(state[1])
+        return index or None
 
     def lookup(self, packed: bytes) -> tuple:
         seg = self.seg4 if len(packed) == 4 else self.seg6

@@ -69,18 +69,20 @@ class LiteralSet:
         return exprs, flags
 
     def compile(self, mode: int, cache=None):
-        """A hyperscan Database in ``mode`` (HS_MODE_BLOCK / HS_MODE_STREAM), or None if empty.
-
-        ``cache``: where compiled databases are kept (``rules.ruleset_cache.MpmCache``), or None."""
-        if not self.rules:
-            return None
-        exprs, flags = self.patterns(mode)
-        if cache is not None:
-            return cache.database(mode, exprs, flags, compile_database)
-        return compile_database(mode, exprs, flags)
+        """A hyperscan Database in ``mode`` (HS_MODE_BLOCK / HS_MODE_STREAM), or None if empty."""
+        return database(mode, *self.patterns(mode), cache) if self.rules else None
 
     def rule_tuples(self) -> tuple:
         return tuple(tuple(r) for r in self.rules)
+
+
+def database(mode: int, exprs: list, flags: list, cache=None):
+    """The hyperscan Database of ``exprs``/``flags`` in ``mode`` (``LiteralSet.patterns``).
+
+    ``cache``: where compiled databases are kept (``rules.ruleset_cache.MpmCache``), or None."""
+    if cache is not None:
+        return cache.database(mode, exprs, flags, compile_database)
+    return compile_database(mode, exprs, flags)
 
 
 def compile_database(mode: int, exprs: list, flags: list):

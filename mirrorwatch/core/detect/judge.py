@@ -33,6 +33,8 @@ class JudgeMixin:
         c["candidates"] += len(nums)
         for num in sorted(nums):
             cr = crules[num]
+            if cr is None:
+                cr = self.crule(num)
             if cr.tx is not None:
                 for tx in tc.get(num, ()) if tc else ():
                     if self._judge_tx(cr, pkt, flow, fd, d, tx, pseudo):

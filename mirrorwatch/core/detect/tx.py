@@ -32,8 +32,9 @@ from __future__ import annotations
 import hyperscan as hs
 
 from mirrorwatch.core.applayer.common import PROGRESS_COMPLETE, TO_SERVER
-from mirrorwatch.core.detect.hsdb import BlockScanner, LiteralSet
+from mirrorwatch.core.detect.hsdb import BlockScanner, database
 from mirrorwatch.core.detect.judge import write_flowbits
+from mirrorwatch.core.detect.txrule import prefilter_group
 from mirrorwatch.core.events import Alert
 
 TXA_PRUNE = 64  # transactions remembered per flow before the ones the parser let go are forgotten
@@ -57,33 +58,19 @@ class TxSeen:
 class TxMixin:
     """The Detector's transaction step (see ``core.detect.Detector``)."""
 
-    def _build_tx(self, crules) -> None:
-        prefilter: dict = {}  # (proto, side) -> {group key: (group, LiteralSet)}
-        always: dict = {}
-        for cr in crules:
-            spec = cr.tx
-            for side in spec.sides:
-                k = (spec.proto, side)
-                fp = spec.fps[side]
-                if fp is None:
-                    always.setdefault(k, []).append(cr.num)
-                    continue
-                g = next(g for g in spec.groups[side] if g.key == fp[0])
-                per = prefilter.setdefault(k, {})
-                if g.key not in per:
-                    per[g.key] = (g, LiteralSet())
-                per[g.key][1].add(fp[1][0], fp[1][1], cr.num)
+    def _install_tx(self, plan: dict) -> None:
+        """The plan's transaction prefilter (``plan._tx_literals``): per (protocol, side), a block
+        scanner per buffer with its literals' rules, and the rules without a fast pattern."""
         self.tx_pref = {}
-        for k, per in prefilter.items():
+        for k, entries in plan["tx_pref"].items():
             scanners = []
-            for g, ls in per.values():
-                db = ls.compile(hs.HS_MODE_BLOCK, self.mpm_cache)
-                if db is not None:
-                    scanners.append((g, BlockScanner(db), ls.rule_tuples()))
+            for key, exprs, flags, rules in entries:
+                db = database(hs.HS_MODE_BLOCK, exprs, flags, self.mpm_cache)
+                scanners.append((prefilter_group(key), BlockScanner(db), rules))
             self.tx_pref[k] = tuple(scanners)
-        self.tx_always = {k: tuple(v) for k, v in always.items()}
-        self.has_tx = bool(crules)
-        self.tx_patterns = sum(len(ls) for per in prefilter.values() for _, ls in per.values())
+        self.tx_always = plan["tx_always"]
+        self.has_tx = bool(self.tx_pref or self.tx_always)
+        self.tx_patterns = plan["tx_patterns"]
 
     def _tx_cands(self, flow, fd, d: int) -> dict | None:
         """{rule number: [transactions]} to judge on a packet of direction ``d``."""

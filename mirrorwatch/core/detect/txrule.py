@@ -172,6 +172,14 @@ def _groups(by_key: dict, rows: dict, side: int) -> list[Group]:
     return groups
 
 
+def prefilter_group(key: tuple) -> Group:
+    """The buffer of a fast-pattern group key (buffer name, side, transforms: ``Group.key``) as the
+    transaction prefilter reads it: its bytes, side and readiness (no keywords)."""
+    name, side, transforms = key
+    row = lookup(name)
+    return Group(name, key, side, row.ready, row.getter(side), compile_transforms(transforms), ())
+
+
 def _fast_pattern(groups: list[Group]):
     """(group key, (literal, nocase)) of the rule's fast pattern, or None (no positive content)."""
     contents = [(g, m) for g in groups for m in g.matches if isinstance(m, Content)]
