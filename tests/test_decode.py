@@ -238,7 +238,9 @@ def test_vlan_depth_is_bounded():
     for i in range(40):
         layers = layers / Dot1Q(vlan=i)
     d, p = dec(raw(layers / tcp4()))
-    assert p is None and d.counters()["decoder.too_many_layers"] == 1
+    # an error, and as in Suricata a packet flagged with the event, without an IP layer
+    assert p.events == ("decoder.too_many_layers",) and p.invalid == "too_many_layers" and p.ipv == 0
+    assert d.counters()["decoder.too_many_layers"] == 1 and d.counters()["decoder.errors"] == 1
 
 
 def test_mpls_and_pppoe():
@@ -298,7 +300,8 @@ def test_tunnel_depth_is_bounded():
     for _ in range(30):
         pkt = IP(src="192.0.2.1", dst="192.0.2.2") / pkt
     d, p = dec(raw(eth() / pkt))
-    assert p is None and d.counters()["decoder.too_many_layers"] == 1
+    assert p.events == ("decoder.too_many_layers",) and p.invalid == "too_many_layers"
+    assert d.counters()["decoder.too_many_layers"] == 1 and d.counters()["decoder.errors"] == 1
 
 
 @pytest.mark.parametrize("linktype,prefix", [
@@ -428,8 +431,8 @@ def test_malformed_frames_are_counted_by_reason(frame, linktype, reason):
         assert p is not None and p.invalid == reason and p.ipv in (4, 6)
         assert (p.sport, p.dport, p.payload, p.flags) == (0, 0, b"", 0)
         assert c["decoder.invalid"] == 1 and c["decoder.errors"] == 0 and c["decoder.decoded"] == 1
-    else:
-        assert p is None
+    else:  # no packet, or the packet flagged with the decoder event Suricata names for it
+        assert p is None or p.invalid == reason and len(p.events) == 1
         assert c["decoder.errors"] == 1 and c["decoder.decoded"] == 0 and c["decoder.invalid"] == 0
 
 
@@ -541,4 +544,7 @@ def test_fields_are_scapys(name, frame):
 def test_more_malformed_frames(frame, reason):
     d, p = dec(frame)
     assert d.counters()["decoder." + reason] == 1
-    assert (p is None) == (reason not in L4_REASONS)
+    if reason in L4_REASONS:
+        assert p is not None and not p.events[0].startswith(("decoder.ipv", "decoder.ethernet"))
+    else:
+        assert p is None or p.events and p.ipv == 0

@@ -209,9 +209,10 @@ def test_udp_drop_and_flowless_drop():
     eng = inline_engine()
     frame = bytes(IP(src=C4, dst=S4) / UDP(sport=5555, dport=53) / b"\x12\x34evil")
     assert eng.process_inline(1.0, LINKTYPE_IPV4, frame)[0].action == DROP_FLOW
-    # a TCP header too short to read: no flow, IP-only rules still apply
+    # a TCP header too short to read: no flow, IP-only rules still apply; its decoder event is reported
     bad = bytes(IP(src=C4, dst=S4, proto=6) / b"\x00\x01")
-    assert eng.process_inline(1.1, LINKTYPE_IPV4, bad) == (ACCEPTED, [])
+    verdict, events = eng.process_inline(1.1, LINKTYPE_IPV4, bad)
+    assert verdict is ACCEPTED and [type(e).__name__ for e in events] == ["DecodeAnomaly"]
     v, ev = eng.process_inline(1.2, LINKTYPE_IPV4, bytes(IP(src="192.0.2.66", dst=S4, proto=6) / b"\x00\x01"))
     (a,) = alerts(ev)
     assert (v.action, v.reason) == (DROP_FLOW, "sid:8 drop") and a.flow is None and a.action == "blocked"

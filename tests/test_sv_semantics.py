@@ -131,9 +131,13 @@ def test_nsh_carried_ipv4_is_decoded_and_counted(header):
     (b"\x00\x02\x02", "truncated_nsh"),  # (the frame ends here)
 ])
 def test_a_malformed_nsh_header_is_an_error_never_an_exception(header, reason):
+    # Suricata: the frame still goes on as a packet without an IP layer, carrying its decoder event
     d = Decoder(Settings({}), checksum_mode="none")
     frame = bytes(Ether(type=0x894F)) + header + (INNER if len(header) >= 8 else b"")
-    assert d.decode(1.0, 1, frame, 1) is None
+    p = d.decode(1.0, 1, frame, 1)
+    assert p is not None and not p.ipv
+    assert p.events == ("decoder.nsh.bad_header_length" if reason == "nsh_bad_header_length"
+                        else "decoder.nsh.header_too_small",)
     assert d.counters()["decoder." + reason] == 1
 
 

@@ -52,6 +52,8 @@ EVE_TYPE_NAMES = {"drop": "kill", "files": "fileinfo"}
 # options of a types entry that are settings (the setting's key by type and option)
 _TYPE_SETTINGS = {("dns", "version"): "eve-log.dns.version", ("files", "force-hash"): "eve-log.files.force-hash",
                   ("flow", "exception-policy"): "eve-log.flow.exception-policy"}
+# options one level further down a types entry that are settings (by type, group and option)
+_TYPE_GROUP_SETTINGS = {("anomaly", "types", "decode"): "eve-log.anomaly.types.decode"}
 _PAYLOAD_OPTIONS = ("payload", "payload-printable", "packet")
 # defaults that changed with a Suricata major version: a configuration written for that version (its
 # ``suricata-version``) gets them unless it sets them itself
@@ -374,6 +376,10 @@ def _eve_types(ctx: _Context, items, path: str) -> tuple[tuple[str, ...], bool, 
         for (kind, option), key in _TYPE_SETTINGS.items():
             if kind == name and sub.get(option) is not None:
                 ctx.settings.set(key, sub.get(option))
+        for (kind, group, option), key in _TYPE_GROUP_SETTINGS.items():
+            value = sub.child(group).get(option) if kind == name else None
+            if value is not None:
+                ctx.settings.set(key, value)
         unused.extend(sub.unused())
     return tuple(dict.fromkeys(types)), payload, unused
 

@@ -370,6 +370,7 @@ def _eve_writer(spec, settings: Settings, host: str | None, in_iface: str | None
     return EveWriter(spec.target, types=spec.types, payload=spec.payload, line_buffered=line_buffered,
                      output=output, host=host, in_iface=in_iface, dns_version=int(settings["eve-log.dns.version"]),
                      log_eps=bool(settings["eve-log.flow.exception-policy"]),
+                     anomaly_decode=settings["eve-log.anomaly.types.decode"],
                      ipv6_compress=settings["eve-log.ipv6-compress"] if spec.ipv6_compress is None
                      else spec.ipv6_compress)
 

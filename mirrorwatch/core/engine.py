@@ -48,7 +48,7 @@ replay, and tests drive it frame by frame.
 from __future__ import annotations
 
 from mirrorwatch.core.decode.packet import new_packet
-from mirrorwatch.core.events import AppTx, FlowEnded, Stats, TaggedPacket
+from mirrorwatch.core.events import AppTx, DecodeAnomaly, FlowEnded, Stats, TaggedPacket
 from mirrorwatch.core.inline import InlineJudge
 from mirrorwatch.core.settings import Settings
 
@@ -113,12 +113,16 @@ class Engine:
         if pkt.tunnel:
             self._tunnel_flows(pkt, events)
             pkt.wirelen -= pkt.tunnel_off  # the carried packet's own length, as Suricata's tunnel packet
-        if not pkt.ipv:
+        if not (pkt.ipv or pkt.events):
             return events
-        if pkt.invalid:  # valid IP, malformed transport header: no session (Suricata), IP-only rules still apply
+        if pkt.invalid or not pkt.ipv:
+            # a malformed header (with its decoder events), or not IP: no session (Suricata), the
+            # packet-level rules (IP-only, decode-event) still apply
             alerts = self.detector.inspect(pkt, None, None)
             if alerts:
                 events.extend(alerts)
+            if pkt.events:
+                events.append(DecodeAnomaly(pkt))
             return events
         killer = self.killer
         if killer is not None and pkt.flags & 0x05 and killer.own_frame(pkt):

@@ -70,6 +70,17 @@ class TaggedPacket:
         self.flow = flow
 
 
+class DecodeAnomaly:
+    """A packet the decoder flagged with events (``Packet.events``, Suricata's decoder events):
+    EVE ``anomaly`` records of type ``decode``, one per event, when those are logged."""
+
+    __slots__ = ("ts", "pkt")
+
+    def __init__(self, pkt):
+        self.ts = pkt.ts
+        self.pkt = pkt
+
+
 class FlowEnded:
     """A session left the table: ``reason`` is Suricata's flow.reason (timeout, forced, shutdown)."""
 
@@ -172,7 +183,7 @@ class Stats:
 
 
 # What the engine hands to the sinks (``Verdict`` goes to the inline source, not to the sinks).
-EVENT_TYPES = (Alert, AppTx, TaggedPacket, FlowEnded, FlowEmergency, Kill, BypassSwitch, Stats)
+EVENT_TYPES = (Alert, AppTx, TaggedPacket, FlowEnded, FlowEmergency, Kill, BypassSwitch, Stats, DecodeAnomaly)
 
 
 class ForgedSegment:

@@ -38,7 +38,7 @@ OTHER_APP_PROTOCOLS = frozenset((
     "http2", "ftp-data", "imap", "pop3", "enip", "cip", "dnp3", "modbus", "nfs", "ntp", "tftp", "ikev2",
     "ike", "krb5", "dhcp", "snmp", "sip", "rfb", "mqtt", "rdp", "quic", "pgsql", "telnet", "websocket",
     "ldap", "bittorrent-dht", "template", "http-any", "doh2", "msn", "irc", "jabber", "nntp", "mdns",
-    "ssdp", "smtp-starttls", "pkthdr", "sctp", "arp", "ppp",
+    "ssdp", "smtp-starttls", "sctp", "arp", "ppp",
 ))
 # names app-layer-protocol accepts besides the protocols
 APP_PROTO_STATES = frozenset(("unknown", "failed"))

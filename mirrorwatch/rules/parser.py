@@ -43,6 +43,7 @@ PROTOCOLS = {
     "ip4": ("ip", 4, None),
     "ipv6": ("ip", 6, None),
     "ip6": ("ip", 6, None),
+    "pkthdr": ("pkthdr", 0, None),  # every packet, IP or not (Suricata's decoder-events.rules)
 }
 PORTED = ("tcp", "udp")
 _SID_RE = re.compile(r"(?:^|;)\s*sid\s*:\s*(\d+)\s*(?:;|$)")

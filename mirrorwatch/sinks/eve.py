@@ -19,6 +19,7 @@ from mirrorwatch.core.events import (
     Alert,
     AppTx,
     BypassSwitch,
+    DecodeAnomaly,
     FlowEmergency,
     FlowEnded,
     Kill,
@@ -41,7 +42,7 @@ from mirrorwatch.sinks.fmt import (
 )
 from mirrorwatch.sinks.inline import bypass_record
 
-DEFAULT_TYPES = ("alert", "flow", "stats", "kill", "http", "dns", "tls", "ssh", "fileinfo", "engine")
+DEFAULT_TYPES = ("alert", "flow", "stats", "kill", "http", "dns", "tls", "ssh", "fileinfo", "engine", "anomaly")
 # every event_type written: tagged packets are "packet" records of the alert type (Suricata's alert
 # logger writes them, its option tagged-packets, on by default)
 EVENT_TYPES = (*DEFAULT_TYPES, "packet")
@@ -111,11 +112,14 @@ class EveWriter(Sink):
     matched.  The lines go to ``output`` (write/flush/close/reopen), by default
     a ``FileSink`` at ``path``.  ``host`` (the sensor name) and ``in_iface``
     (the capture interface) are added to every record when given.
+    ``anomaly_decode`` (Suricata's ``anomaly.types.decode``, off by default, as
+    Suricata's) writes an ``anomaly`` record for each decoder event of a packet.
     """
 
     def __init__(self, path: str = "-", types=DEFAULT_TYPES, payload: bool = False, line_buffered: bool = False,
                  *, output=None, host: str | None = None, in_iface: str | None = None,
-                 dns_version: int = DNS_DEFAULT_VERSION, ipv6_compress: bool = False, log_eps: bool = False):
+                 dns_version: int = DNS_DEFAULT_VERSION, ipv6_compress: bool = False, log_eps: bool = False,
+                 anomaly_decode: bool = False):
         self.out = output if output is not None else FileSink(path, line_buffered)
         self.ipv6_compress = ipv6_compress  # Suricata 9's outputs.eve-log.ipv6-compress (else IPv6 in full)
         self.log_eps = log_eps  # flow records list the exception policies applied (types.flow.exception-policy)
@@ -133,9 +137,11 @@ class EveWriter(Sink):
         self.started = time.monotonic()
         self._alert_objs: dict = {}  # (id(rule), action) -> rendered "alert" object
         handlers = {Alert: self.alert, FlowEnded: self.flow, Stats: self.stats, Kill: self.kill, AppTx: self.app,
-                    FlowEmergency: self.engine, BypassSwitch: self.bypass, TaggedPacket: self.tagged}
+                    FlowEmergency: self.engine, BypassSwitch: self.bypass, TaggedPacket: self.tagged,
+                    DecodeAnomaly: self.anomaly}
         names = {Alert: ("alert",), FlowEnded: ("flow",), Stats: ("stats",), Kill: ("kill",), AppTx: APP_TYPES,
-                 FlowEmergency: ("engine",), BypassSwitch: ("engine",), TaggedPacket: ("alert",)}
+                 FlowEmergency: ("engine",), BypassSwitch: ("engine",), TaggedPacket: ("alert",),
+                 DecodeAnomaly: ("anomaly",) if anomaly_decode else ()}
         self._dispatch = {cls: fn for cls, fn in handlers.items() if self.types.intersection(names[cls])}
 
     def handle(self, event) -> None:
@@ -225,6 +231,14 @@ class EveWriter(Sink):
         ev = _packet_header(t.pkt, t.flow, "packet", PKT_SRC_WIRE, self.ipv6_compress)
         packet_fields(ev, t.pkt)
         self._emit(ev)
+
+    def anomaly(self, e: DecodeAnomaly) -> None:
+        """Suricata's anomaly records of type decode (output-json-anomaly.c): one per event of the packet."""
+        pkt = e.pkt
+        for event in pkt.events:
+            ev = _packet_header(pkt, None, "anomaly", PKT_SRC_WIRE, self.ipv6_compress)
+            ev["anomaly"] = {"type": "decode", "event": event}
+            self._emit(ev)
 
     # -- flow ---------------------------------------------------------------
     def flow(self, e: FlowEnded) -> None:
@@ -341,8 +355,9 @@ def _packet_header(pkt, flow, event_type: str, pkt_src: str, ipv6_compress: bool
     ev["event_type"] = event_type
     if pkt.vlan_id:
         ev["vlan"] = list(pkt.vlan_id)
-    _endpoints(ev, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport, ipv6_compress, pkt)
-    ev["ip_v"] = pkt.ipv
+    if pkt.ipv:  # a packet without IP (a decoder event below it) has no 5-tuple
+        _endpoints(ev, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport, ipv6_compress, pkt)
+        ev["ip_v"] = pkt.ipv
     ev["pkt_src"] = pkt_src
     return ev
 

@@ -6,6 +6,8 @@ A rule without classtype prints ``(null)`` as Suricata does; ICMP prints the
 type and code where ports would be; a killed session's alert gets
 Suricata's ``[wDrop] `` marker (a passive sensor cannot drop, it resets);
 inline, where the packet was dropped (its verdict is ``drop``), ``[Drop] ``.
+An alert on a packet without IP (a decode-event rule on a frame that failed below
+the IP layer) shows the frame's first bytes in hex, as Suricata's.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from mirrorwatch.core.events import Alert
 from mirrorwatch.sinks.base import Sink
 from mirrorwatch.sinks.eve import FileSink
 from mirrorwatch.sinks.fmt import fast_time, log_addr, packet_ports, proto_name
+
+RAW_PKT_BYTES = 32  # bytes of a non-IP packet a line shows (Suricata's AlertFastLogger)
 
 
 def format_alert(a: Alert) -> str:
@@ -25,11 +29,13 @@ def format_alert(a: Alert) -> str:
     else:
         action = "[Drop] " if a.verdict is not None and a.verdict.get("action") == "drop" else "[wDrop] "
     category = rule.category or "(null)"
-    return (
-        f"{fast_time(pkt.ts)}  {action}[**] [{rule.gid}:{rule.sid}:{rule.rev}] {rule.msg} [**] "
-        f"[Classification: {category}] [Priority: {rule.priority}] "
-        f"{{{proto_name(pkt.proto)}}} {log_addr(pkt.src)}:{sp} -> {log_addr(pkt.dst)}:{dp}\n"
-    )
+    head = (f"{fast_time(pkt.ts)}  {action}[**] [{rule.gid}:{rule.sid}:{rule.rev}] {rule.msg} [**] "
+            f"[Classification: {category}] [Priority: {rule.priority}] ")
+    if not pkt.ipv:  # Suricata's decoder-event line: the frame's first bytes instead of addresses
+        raw = "".join(f"{b:02X} " for b in pkt.frame[:RAW_PKT_BYTES])
+        tail = f" [pcap file packet: {pkt.pcap_cnt}]" if pkt.pcap_cnt else ""
+        return f"{head}[**] [Raw pkt: {raw}]{tail}\n"
+    return f"{head}{{{proto_name(pkt.proto)}}} {log_addr(pkt.src)}:{sp} -> {log_addr(pkt.dst)}:{dp}\n"
 
 
 class FastLogWriter(FileSink, Sink):

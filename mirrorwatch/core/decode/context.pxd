@@ -5,13 +5,14 @@ from mirrorwatch.core.decode.checksum cimport transport_ok
 from mirrorwatch.core.decode.packet cimport Packet
 
 cdef int CHECK_OFF, CHECK_ON, CHECK_SAMPLE, AUTO_INVALID_RATIO
+cdef Py_ssize_t PACKET_EVENT_MAX
 cdef Py_ssize_t ETHERTYPES
 
 cdef class DecodeContext:
     cdef public int check
     cdef public long long sample
     cdef public int max_layers
-    cdef public dict linktypes, ethertypes, udp_dports, udp_sports, notes, errs
+    cdef public dict linktypes, ethertypes, udp_dports, udp_sports, notes, errs, events
     cdef public list ip_protos, ethertype_entry
     cdef public bytes ethertype_slot
     cdef public object defrag, auto_sample
@@ -21,7 +22,10 @@ cdef class DecodeContext:
 
     cpdef void set_ethertypes(self, dict table)
     cpdef object error(self, str reason)
-    cpdef Packet invalid(self, Packet p, str reason)
+    cpdef Packet fail(self, Packet p, str event, str reason)
+    cpdef Packet invalid(self, Packet p, str reason, str event)
+    cpdef void event(self, Packet p, str event)
+    cdef Packet _flag(self, Packet p, str reason, str event)
     cpdef void note(self, str what)
     cpdef void verify_transport(self, Packet p, bytes f, Py_ssize_t l4, Py_ssize_t end, int proto)
     cpdef void _decide(self)

@@ -5,7 +5,7 @@ EtherType, ``ip_protos`` indexed by protocol number, ``udp_dports``/``udp_sports
 for UDP tunnels) and hands the rest of the frame to the entry its header names
 with ``call``; it reads ``max_layers``, ``check`` (``checksum.CHECK_*``) and
 ``defrag``; it bumps the per-protocol counters and reports through ``error``,
-``invalid``, ``note`` and ``verify_transport``.
+``fail``, ``invalid``, ``event``, ``note`` and ``verify_transport``.
 Compiled (context.pxd) it is a C struct the layers reach without attribute
 lookups; it lives apart from decoder.py, which imports every layer, so that the
 layers can name its type without importing one another in a cycle.
@@ -22,8 +22,19 @@ from contextlib import contextmanager
 
 import cython
 
-from mirrorwatch.core.decode.checksum import CHECK_OFF, CHECK_ON, CHECK_SAMPLE, transport_ok
-from mirrorwatch.core.decode.numbers import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
+from mirrorwatch.core.decode.checksum import (
+    CHECK_OFF,
+    CHECK_ON,
+    CHECK_SAMPLE,
+    transport_ok,
+)
+from mirrorwatch.core.decode.decode_events import PACKET_EVENT_MAX
+from mirrorwatch.core.decode.numbers import (
+    PROTO_ICMP,
+    PROTO_ICMPV6,
+    PROTO_TCP,
+    PROTO_UDP,
+)
 from mirrorwatch.core.decode.packet import Packet
 
 ETHERTYPES = 1 << 16  # EtherType values: the length of the index ``set_ethertypes`` builds
@@ -82,6 +93,7 @@ class DecodeContext:
         self.auto_sample: tuple[int, int] | None = None  # -k auto: (bad, checked) it decided on
         self.notes: dict[str, int] = {}  # protocol / encapsulation counts
         self.errs: dict[str, int] = {}  # per-reason error counts
+        self.events: dict[str, int] = {}  # per decoder event (Suricata's name) counts
 
     def set_ethertypes(self, table: dict) -> None:
         """The EtherType table ``ethertypes`` and its index, which the layers read: a byte per
@@ -97,18 +109,38 @@ class DecodeContext:
 
     # -- what the layers report ---------------------------------------------------
     def error(self, reason: str) -> None:
-        """A malformed or unsupported frame: counted by reason, no packet."""
+        """A malformed or unsupported frame that Suricata names no event for: counted by reason, no packet."""
         self.errors += 1
         e = self.errs
         e[reason] = e.get(reason, 0) + 1
 
-    def invalid(self, p: Packet, reason: str) -> Packet:
-        """Valid IP, malformed transport header: the packet goes on flagged (Suricata: no flow, IP-only rules)."""
+    def fail(self, p: Packet, event: str, reason: str) -> Packet:
+        """A header the frame cannot be decoded past, which Suricata flags with ``event``: counted
+        by reason as ``error``, and the packet goes on as Suricata's does, flagged invalid (no
+        flow) with the event and the layers decoded before it, for the rules on decoder events."""
+        self.errors += 1
+        return self._flag(p, reason, event)
+
+    def invalid(self, p: Packet, reason: str, event: str) -> Packet:
+        """Valid IP, malformed transport header (Suricata's ``event``): the packet goes on flagged
+        (Suricata: no flow, IP-only rules)."""
         self.n_invalid += 1
+        return self._flag(p, reason, event)
+
+    def _flag(self, p: Packet, reason: str, event: str) -> Packet:
+        """``p`` flagged invalid for ``reason`` (counted) with the decoder event ``event``."""
         e = self.errs
         e[reason] = e.get(reason, 0) + 1
         p.invalid = reason
+        self.event(p, event)
         return p
+
+    def event(self, p: Packet, event: str) -> None:
+        """The decoder event ``event`` on ``p``, counted; beyond Suricata's cap per packet neither."""
+        if len(p.events) < PACKET_EVENT_MAX:
+            p.events += (event,)
+            c = self.events
+            c[event] = c.get(event, 0) + 1
 
     def note(self, what: str) -> None:
         n = self.notes

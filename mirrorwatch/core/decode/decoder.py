@@ -20,7 +20,12 @@ listed in ``pkt.tunnel`` and every layer counts against ``decoder.max-layers``.
 
 Robustness contract: ``decode`` never raises.  Every length is checked before
 it is used; a malformed or unsupported frame increments one per-reason counter
-(``decoder.<reason>``) and ``decoder.errors``, and returns None.  A frame whose
+(``decoder.<reason>``) and ``decoder.errors``.  Where Suricata's decoder flags
+the malformed header with an event (decode_events.py: ``ipv4.trunc_pkt``,
+``ethernet.pkt_too_small``...), the frame is still returned, as Suricata's
+packet: ``invalid`` = the reason, ``events`` = the event, the fields of the layers
+before the bad header filled (``ipv`` 0 when the IP header failed), for the
+``decode-event`` rules only (no flow); otherwise it returns None.  A frame whose
 IP header is valid but whose TCP/UDP/ICMP header is not (truncated, bad header
 or length field) is returned as a Packet with ``invalid`` = the reason, IP
 fields filled and no transport fields or payload, counted in
@@ -28,7 +33,9 @@ fields filled and no transport fields or payload, counted in
 rules still see it.  A fragment that is held for reassembly returns None and is
 counted as ``defrag.fragments_held``, not as an error, so ``decoder.pkts ==
 decoder.decoded + decoder.errors + defrag.fragments_held`` always holds
-(``decoded`` includes the invalid packets).  A frame that is valid but not IP
+(``decoded`` includes the invalid packets, not the failed frames returned with
+their event).  Events are counted as ``decoder.event.<layer>.<name>``, Suricata's
+stats names.  A frame that is valid but not IP
 (ARP, LLDP, PPP control...) is a Packet with ``ipv`` = 0.
 
 Checksums (``checksum_mode``, Suricata's ``-k``): ``all`` verifies the IPv4
@@ -52,6 +59,7 @@ from __future__ import annotations
 
 from mirrorwatch.core.decode.checksum import CHECK_OFF, CHECK_ON, CHECK_SAMPLE
 from mirrorwatch.core.decode.context import DecodeContext, call
+from mirrorwatch.core.decode.decode_events import stats_name
 from mirrorwatch.core.decode.defrag import Defragmenter
 from mirrorwatch.core.decode.gre import decode_gre
 from mirrorwatch.core.decode.icmp import decode_icmpv4, decode_icmpv6
@@ -191,6 +199,8 @@ class Decoder(DecodeContext):
             c["decoder." + k] = v
         for k, v in self.errs.items():
             c["decoder." + k] = v
+        for k, v in self.events.items():
+            c[stats_name(k)] = v
         c["checksum.checked"] = self.csum_checked
         c["checksum.bad"] = self.csum_bad
         c["checksum.auto_disabled"] = self.auto_disabled

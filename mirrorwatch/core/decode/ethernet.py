@@ -8,7 +8,8 @@ Layer functions (here and in every module of the room) share one shape::
 being filled, ``f[off:end]`` the bytes this layer owns, ``depth`` the
 encapsulation layers decoded so far (bounded by ``decoder.max-layers``).  A
 layer checks every length it reads, fills its fields of ``p`` and hands the
-rest to the next layer; a malformed header is ``d.error(reason)`` (None).
+rest to the next layer; a malformed header is ``d.fail(p, event, reason)`` (the packet, flagged with
+Suricata's decoder event) or, where Suricata names no event, ``d.error(reason)`` (None).
 A compiled layer's C function is named ``x_layer`` and its table entry (and
 the name other modules import) ``decode_x = Layer.of(x_layer)`` (context.py).
 """
@@ -16,6 +17,7 @@ the name other modules import) ``decode_x = Layer.of(x_layer)`` (context.py).
 from __future__ import annotations
 
 from mirrorwatch.core.decode.context import Layer, call
+from mirrorwatch.core.decode.decode_events import ETHERNET_PKT_TOO_SMALL
 from mirrorwatch.core.decode.numbers import ETH_ALEN, ETH_HLEN, ETH_TYPE_OFF
 from mirrorwatch.core.decode.wire import take, u16
 
@@ -24,7 +26,7 @@ def ethernet_layer(d, p, f: bytes, off: int, end: int, depth: int):
     """The frame's own Ethernet header: its MAC addresses are the wire's, recorded."""
     d.n_eth += 1
     if end - off < ETH_HLEN:
-        return d.error("truncated_ethernet")
+        return d.fail(p, ETHERNET_PKT_TOO_SMALL, "truncated_ethernet")
     p.dst_mac = take(f, off, off + ETH_ALEN)
     p.src_mac = take(f, off + ETH_ALEN, off + 2 * ETH_ALEN)
     return decode_ethertype(d, p, f, off + ETH_HLEN, end, u16(f, off + ETH_TYPE_OFF), depth)
@@ -38,7 +40,7 @@ def decode_inner_ethernet(d, p, f: bytes, off: int, end: int, depth: int):
     ERSPAN, VXLAN, Geneve): one more layer, and its MACs are not the wire's (not recorded)."""
     d.n_eth += 1
     if end - off < ETH_HLEN:
-        return d.error("truncated_ethernet")
+        return d.fail(p, ETHERNET_PKT_TOO_SMALL, "truncated_ethernet")
     return decode_ethertype(d, p, f, off + ETH_HLEN, end, u16(f, off + ETH_TYPE_OFF), depth + 1)
 
 

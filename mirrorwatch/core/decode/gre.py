@@ -11,6 +11,15 @@ from __future__ import annotations
 
 import struct
 
+from mirrorwatch.core.decode.decode_events import (
+    ERSPAN_HEADER_TOO_SMALL,
+    GRE_PKT_TOO_SMALL,
+    GRE_VERSION0_HDR_TOO_BIG,
+    GRE_VERSION1_HDR_TOO_BIG,
+    GRE_WRONG_VERSION,
+    PPP_PKT_TOO_SMALL,
+    TOO_MANY_LAYERS,
+)
 from mirrorwatch.core.decode.ethernet import decode_inner_ethernet
 from mirrorwatch.core.decode.ipv4 import decode_ipv4
 from mirrorwatch.core.decode.ipv6 import decode_ipv6
@@ -43,6 +52,11 @@ ERSPAN_III_O_FLAG = 0x01
 GRE_PAYLOAD = {ETHERTYPE_IPV4: decode_ipv4, ETHERTYPE_IPV6: decode_ipv6, ETHERTYPE_TEB: decode_inner_ethernet}
 
 _HH = struct.Struct("!HH").unpack_from
+# Suricata's event for a header longer than the packet, by GRE version (0 or 1: the others are refused)
+_HDR_TOO_BIG = {0: GRE_VERSION0_HDR_TOO_BIG, GRE_VERSION_PPTP: GRE_VERSION1_HDR_TOO_BIG}
+# the refusals of ``_header_len`` Suricata flags with the same condition (its version 1 checks are
+# finer-grained than ``gre_version1_invalid``: that one stays a plain error)
+_REFUSED_EVENT = {"gre_version_invalid": GRE_WRONG_VERSION}
 
 
 def _header_len(flags: int, ptype: int) -> int | str:
@@ -70,16 +84,17 @@ def decode_gre(d, p, f: bytes, l4: int, ip_end: int, depth: int):
     p.payload = f[l4:ip_end]  # what a GRE packet not decoded further carries
     depth += 1
     if depth > d.max_layers:
-        return d.error("too_many_layers")
+        return d.fail(p, TOO_MANY_LAYERS, "too_many_layers")
     if ip_end - l4 < GRE_HLEN:
-        return d.error("truncated_gre")
+        return d.fail(p, GRE_PKT_TOO_SMALL, "truncated_gre")
     flags, ptype = _HH(f, l4)
     hl = _header_len(flags, ptype)
     if type(hl) is str:
-        return d.error(hl)
+        event = _REFUSED_EVENT.get(hl)
+        return d.error(hl) if event is None else d.fail(p, event, hl)
     off = l4 + hl
     if off > ip_end:
-        return d.error("truncated_gre")
+        return d.fail(p, _HDR_TOO_BIG[flags & GRE_VERSION_MASK], "truncated_gre")
     d.note("gre")
     if off == ip_end:
         return p
@@ -89,7 +104,7 @@ def decode_gre(d, p, f: bytes, l4: int, ip_end: int, depth: int):
         inner = off + ERSPAN_II_HLEN if flags & GRE_SEQ else off
     elif ptype == ETHERTYPE_ERSPAN_III:
         if ip_end - off < ERSPAN_III_HLEN:
-            return d.error("truncated_erspan")
+            return d.fail(p, ERSPAN_HEADER_TOO_SMALL, "truncated_erspan")
         inner = off + ERSPAN_III_HLEN
         if f[off + ERSPAN_III_FLAGS_OFF] & ERSPAN_III_O_FLAG:
             inner += ERSPAN_III_SUBHEADER_LEN
@@ -106,7 +121,7 @@ def decode_gre(d, p, f: bytes, l4: int, ip_end: int, depth: int):
 def _pptp(d, p, f: bytes, off: int, ip_end: int, depth: int):
     proto, inner = ppp_protocol(f, off, ip_end)
     if proto < 0:
-        return d.error("truncated_ppp")
+        return d.fail(p, PPP_PKT_TOO_SMALL, "truncated_ppp")
     fn = PPP_DECODERS.get(proto)
     if fn is None:
         return p  # PPP control traffic: the outer GRE packet

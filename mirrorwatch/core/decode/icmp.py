@@ -5,6 +5,10 @@ from __future__ import annotations
 import struct
 
 from mirrorwatch.core.decode.checksum import CHECK_ON
+from mirrorwatch.core.decode.decode_events import (
+    ICMPV4_PKT_TOO_SMALL,
+    ICMPV6_PKT_TOO_SMALL,
+)
 from mirrorwatch.core.decode.numbers import PROTO_ICMP, PROTO_ICMPV6
 
 ICMP_HLEN = 8
@@ -22,14 +26,14 @@ _ICMP = struct.Struct("!BBHHH").unpack_from
 
 def decode_icmpv4(d, p, f: bytes, l4: int, ip_end: int, depth: int):
     if ip_end - l4 < ICMP_HLEN:
-        return d.invalid(p, "truncated_icmpv4")
+        return d.invalid(p, "truncated_icmpv4", ICMPV4_PKT_TOO_SMALL)
     d.n_icmpv4 += 1
     return _decode_icmp(d, p, f, l4, ip_end, PROTO_ICMP, ICMPV4_ECHO_LIKE)
 
 
 def decode_icmpv6(d, p, f: bytes, l4: int, ip_end: int, depth: int):
     if ip_end - l4 < ICMP_HLEN:
-        return d.invalid(p, "truncated_icmpv6")
+        return d.invalid(p, "truncated_icmpv6", ICMPV6_PKT_TOO_SMALL)
     d.n_icmpv6 += 1
     return _decode_icmp(d, p, f, l4, ip_end, PROTO_ICMPV6, ICMPV6_ECHO_LIKE)
 

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from mirrorwatch.core.decode.checksum import CHECK_ON, partial
 from mirrorwatch.core.decode.context import Layer, call
+from mirrorwatch.core.decode.decode_events import (
+    IPV4_HLEN_TOO_SMALL,
+    IPV4_IPLEN_SMALLER_THAN_HLEN,
+    IPV4_PKT_TOO_SMALL,
+    IPV4_TRUNC_PKT,
+    IPV4_WRONG_IP_VERSION,
+)
 from mirrorwatch.core.decode.fragments import defragment_ipv4
 from mirrorwatch.core.decode.wire import take, u16
 
@@ -22,23 +29,24 @@ IPV4_ALEN = 4
 
 
 def ipv4_layer(d, p, f: bytes, off: int, end: int, depth: int):
+    # Suricata's DecodeIPV4Packet checks, in its order
     if end - off < IPV4_HLEN:
-        return d.error("truncated_ipv4")
+        return d.fail(p, IPV4_PKT_TOO_SMALL, "truncated_ipv4")
     vhl = f[off]
     if vhl >> 4 != 4:
-        return d.error("bad_ip_version")
+        return d.fail(p, IPV4_WRONG_IP_VERSION, "bad_ip_version")
     hlen = (vhl & 15) << 2
     if hlen < IPV4_HLEN:
-        return d.error("ipv4_hlen_invalid")
+        return d.fail(p, IPV4_HLEN_TOO_SMALL, "ipv4_hlen_invalid")
     tlen = u16(f, off + IPV4_LEN_OFF)
     if tlen < hlen:
         if tlen or end - off < hlen:
-            return d.error("ipv4_len_invalid")
+            return d.fail(p, IPV4_IPLEN_SMALLER_THAN_HLEN, "ipv4_len_invalid")
         tlen = end - off  # total length 0: TSO/GSO or BIG TCP capture, use what was captured
         d.note("ipv4_len_zero")
     ip_end = off + tlen
     if ip_end > end:
-        return d.error("truncated_ipv4")
+        return d.fail(p, IPV4_TRUNC_PKT, "truncated_ipv4")
     d.n_ipv4 += 1
     p.ipv = 4
     p.src = take(f, off + IPV4_SRC_OFF, off + IPV4_SRC_OFF + IPV4_ALEN)

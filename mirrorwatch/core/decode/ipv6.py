@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 from mirrorwatch.core.decode.context import Layer, call
+from mirrorwatch.core.decode.decode_events import (
+    IPV6_PKT_TOO_SMALL,
+    IPV6_TRUNC_EXTHDR,
+    IPV6_TRUNC_PKT,
+    IPV6_WRONG_IP_VERSION,
+    TOO_MANY_LAYERS,
+)
 from mirrorwatch.core.decode.fragments import (
     IP6F_MORE_FRAG,
     IP6F_OFF_MASK,
@@ -45,9 +52,9 @@ IP6F_IDENT_OFF = 4
 
 def ipv6_layer(d, p, f: bytes, off: int, end: int, depth: int):
     if end - off < IPV6_HLEN:
-        return d.error("truncated_ipv6")
+        return d.fail(p, IPV6_PKT_TOO_SMALL, "truncated_ipv6")
     if f[off] >> 4 != 6:
-        return d.error("bad_ip_version")
+        return d.fail(p, IPV6_WRONG_IP_VERSION, "bad_ip_version")
     plen = u16(f, off + IPV6_PLEN_OFF)
     nh = f[off + IPV6_NXT_OFF]
     ip_end = off + IPV6_HLEN + plen
@@ -55,7 +62,7 @@ def ipv6_layer(d, p, f: bytes, off: int, end: int, depth: int):
         ip_end = end  # jumbogram / BIG TCP: the length is in a hop-by-hop option
         d.note("ipv6_jumbo")
     if ip_end > end:
-        return d.error("truncated_ipv6")
+        return d.fail(p, IPV6_TRUNC_PKT, "truncated_ipv6")
     d.n_ipv6 += 1
     p.ipv = 6
     p.src = take(f, off + IPV6_SRC_OFF, off + IPV6_SRC_OFF + IPV6_ALEN)
@@ -84,9 +91,9 @@ def _extension_headers(d, p, f: bytes, off: int, ip_end: int, nh: int, depth: in
     while IS_EXTENSION[nh]:
         depth += 1
         if depth > d.max_layers:
-            return d.error("too_many_layers")
+            return d.fail(p, TOO_MANY_LAYERS, "too_many_layers")
         if ip_end - l4 < IPV6_EXT_MIN:
-            return d.error("truncated_ipv6_ext")
+            return d.fail(p, IPV6_TRUNC_EXTHDR, "truncated_ipv6_ext")
         if nh == PROTO_FRAGMENT:
             nxt = f[l4]
             offm = u16(f, l4 + IP6F_OFFLG_OFF)
@@ -104,7 +111,7 @@ def _extension_headers(d, p, f: bytes, off: int, ip_end: int, nh: int, depth: in
             nxt = f[l4]
             hl = (f[l4 + 1] + 2) << 2 if nh == PROTO_AH else (f[l4 + 1] + 1) << 3
             if l4 + hl > ip_end:
-                return d.error("truncated_ipv6_ext")
+                return d.fail(p, IPV6_TRUNC_EXTHDR, "truncated_ipv6_ext")
         nh_pos = l4
         l4 += hl
         nh = nxt

@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import struct
 
+from mirrorwatch.core.decode.decode_events import (
+    CHDLC_PKT_TOO_SMALL,
+    LTNULL_PKT_TOO_SMALL,
+    SLL_PKT_TOO_SMALL,
+)
 from mirrorwatch.core.decode.ethernet import decode_ethernet, decode_ethertype
 from mirrorwatch.core.decode.ip import decode_raw_ip
 from mirrorwatch.core.decode.ipv4 import decode_ipv4
@@ -78,7 +83,7 @@ def decode_sll(d, p, f: bytes, off: int, end: int, depth: int):
     """Linux cooked v1: packet type, hardware type, address length, address (8), protocol."""
     d.note("sll")
     if end - off < SLL_HLEN:
-        return d.error("truncated_sll")
+        return d.fail(p, SLL_PKT_TOO_SMALL, "truncated_sll")
     if _H(f, off + SLL_HALEN_OFF)[0] == MAC_LEN:
         p.src_mac = f[off + SLL_ADDR_OFF:off + SLL_ADDR_OFF + MAC_LEN]
     return decode_ethertype(d, p, f, off + SLL_HLEN, end, _H(f, off + SLL_PROTO_OFF)[0], depth)
@@ -106,7 +111,7 @@ def decode_null(d, p, f: bytes, off: int, end: int, depth: int):
     """BSD null/loopback: a 4-byte address family in the capturing host's byte order."""
     d.note("null")
     if end - off < NULL_HLEN:
-        return d.error("truncated_null")
+        return d.fail(p, LTNULL_PKT_TOO_SMALL, "truncated_null")
     af = _LE32(f, off)[0]
     if af > AF_MAX:
         af = _I(f, off)[0]
@@ -117,7 +122,7 @@ def decode_chdlc(d, p, f: bytes, off: int, end: int, depth: int):
     """Cisco HDLC: address, control, EtherType."""
     d.note("chdlc")
     if end - off < CHDLC_HLEN:
-        return d.error("truncated_chdlc")
+        return d.fail(p, CHDLC_PKT_TOO_SMALL, "truncated_chdlc")
     return decode_ethertype(d, p, f, off + CHDLC_HLEN, end, _H(f, off + CHDLC_PROTO_OFF)[0], depth)
 
 

@@ -4,8 +4,13 @@ null labels, or told apart by the version nibble) or an Ethernet pseudowire (RFC
 from __future__ import annotations
 
 from mirrorwatch.core.decode.context import Layer, call
+from mirrorwatch.core.decode.decode_events import (
+    MPLS_HEADER_TOO_SMALL,
+    MPLS_PKT_TOO_SMALL,
+    MPLS_UNKNOWN_PAYLOAD_TYPE,
+    TOO_MANY_LAYERS,
+)
 from mirrorwatch.core.decode.ethernet import decode_inner_ethernet
-from mirrorwatch.core.decode.ip import decode_raw_ip
 from mirrorwatch.core.decode.ipv4 import decode_ipv4
 from mirrorwatch.core.decode.ipv6 import decode_ipv6
 from mirrorwatch.core.decode.wire import u32
@@ -18,15 +23,18 @@ MPLS_LABEL_IPV6_NULL = 2
 PW_CONTROL_WORD_LEN = 4  # first nibble 0: a pseudowire control word, then the Ethernet frame
 
 EXPLICIT_NULL = {MPLS_LABEL_IPV4_NULL: decode_ipv4, MPLS_LABEL_IPV6_NULL: decode_ipv6}
+# Suricata's best guess at what another bottom label carries, by the payload's first nibble
+MPLS_PROTO_ETHERNET_PW = 0
+MPLS_GUESS = {4: decode_ipv4, 6: decode_ipv6}
 
 
 def mpls_layer(d, p, f: bytes, off: int, end: int, depth: int):
     while True:
         depth += 1
         if depth > d.max_layers:
-            return d.error("too_many_layers")
+            return d.fail(p, TOO_MANY_LAYERS, "too_many_layers")
         if end - off < MPLS_HLEN:
-            return d.error("truncated_mpls")
+            return d.fail(p, MPLS_HEADER_TOO_SMALL, "truncated_mpls")
         shim = u32(f, off)
         off += MPLS_HLEN
         if shim & MPLS_BOTTOM_OF_STACK:
@@ -35,9 +43,16 @@ def mpls_layer(d, p, f: bytes, off: int, end: int, depth: int):
     fn = EXPLICIT_NULL.get(shim >> MPLS_LABEL_SHIFT)
     if fn is not None:
         return call(fn, d, p, f, off, end, depth)
-    if end > off and f[off] >> 4 == 0:
+    # Suricata's best guess at the payload: room for a control word, then the first nibble
+    if end - off < PW_CONTROL_WORD_LEN:
+        return d.fail(p, MPLS_PKT_TOO_SMALL, "truncated_mpls")
+    nibble = f[off] >> 4
+    if nibble == MPLS_PROTO_ETHERNET_PW:
         return decode_inner_ethernet(d, p, f, off + PW_CONTROL_WORD_LEN, end, depth)
-    return call(decode_raw_ip, d, p, f, off, end, depth)
+    fn = MPLS_GUESS.get(nibble)
+    if fn is None:
+        return d.fail(p, MPLS_UNKNOWN_PAYLOAD_TYPE, "bad_ip_version")
+    return call(fn, d, p, f, off, end, depth)
 
 
 decode_mpls = Layer.of(mpls_layer)

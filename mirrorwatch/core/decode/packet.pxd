@@ -22,6 +22,7 @@ cdef class Packet:
     cdef public object payload, csum_ok, tunnel
     cdef public int tunnel_off
     cdef public object invalid
+    cdef public tuple events
 
     cdef object _fill(self, double ts, long long pcap_cnt, int linktype, object frame)
 

@@ -60,6 +60,10 @@ class Packet:
     ``invalid`` is "" or the decoder's reason (e.g. "tcp_hlen_invalid") when the
     IP header is valid but the transport header is not: such a packet gets no
     flow (Suricata), only packet-level / IP-only inspection.
+    ``events`` is a tuple of the Suricata decoder events the frame raised
+    (``decode_events``; empty on a clean packet): a frame that failed to decode
+    past a header carries its event, ``invalid`` set, and the fields of the
+    layers decoded before it (``ipv`` 0 when the IP header itself failed).
     """
 
     __slots__ = (
@@ -69,7 +73,7 @@ class Packet:
         "sport", "dport", "l4_off",
         "seq", "ack", "flags", "win", "urp", "tcp_hlen", "tcp_opts",
         "icmp_type", "icmp_code", "icmp_id", "icmp_seq",
-        "payload", "csum_ok", "tunnel", "tunnel_off", "invalid",
+        "payload", "csum_ok", "tunnel", "tunnel_off", "invalid", "events",
     )
 
     def __init__(self, ts: float = 0.0, pcap_cnt: int = 0, linktype: int = 1, frame: bytes = b""):
@@ -118,6 +122,7 @@ class Packet:
         self.tunnel = ()
         self.tunnel_off = 0
         self.invalid = ""
+        self.events = ()
 
     def __repr__(self) -> str:  # debugging aid only
         from ipaddress import ip_address

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mirrorwatch.core.decode.context import Layer, call
+from mirrorwatch.core.decode.decode_events import PPP_PKT_TOO_SMALL
 from mirrorwatch.core.decode.ipv4 import decode_ipv4
 from mirrorwatch.core.decode.ipv6 import decode_ipv6
 from mirrorwatch.core.decode.numbers import PPP_IPV4, PPP_IPV6
@@ -31,7 +32,7 @@ def ppp_protocol(f: bytes, off: int, end: int) -> tuple[int, int]:
 def ppp_layer(d, p, f: bytes, off: int, end: int, depth: int):
     proto, inner = ppp_protocol(f, off, end)
     if proto < 0:
-        return d.error("truncated_ppp")
+        return d.fail(p, PPP_PKT_TOO_SMALL, "truncated_ppp")
     fn = PPP_DECODERS.get(proto)
     if fn is None:  # LCP, IPCP, CHAP...: control traffic
         d.note("non_ip")

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 from mirrorwatch.core.decode.context import Layer
+from mirrorwatch.core.decode.decode_events import (
+    TCP_HLEN_TOO_SMALL,
+    TCP_INVALID_OPTLEN,
+    TCP_PKT_TOO_SMALL,
+)
 from mirrorwatch.core.decode.numbers import PROTO_TCP
 from mirrorwatch.core.decode.wire import take, u16, u32
 
@@ -27,10 +32,12 @@ TCP_URP_OFF = 18
 
 def tcp_layer(d, p, f: bytes, l4: int, ip_end: int, depth: int):
     if ip_end - l4 < TCP_HLEN:
-        return d.invalid(p, "truncated_tcp")
+        return d.invalid(p, "truncated_tcp", TCP_PKT_TOO_SMALL)
     thl = (f[l4 + TCP_OFF_OFF] >> 4) << 2
-    if thl < TCP_HLEN or l4 + thl > ip_end:
-        return d.invalid(p, "tcp_hlen_invalid")
+    if l4 + thl > ip_end:
+        return d.invalid(p, "tcp_hlen_invalid", TCP_HLEN_TOO_SMALL)
+    if thl < TCP_HLEN:  # Suricata: the option length (hlen - 20, 8 bits) wraps past its maximum
+        return d.invalid(p, "tcp_hlen_invalid", TCP_INVALID_OPTLEN)
     d.n_tcp += 1
     p.sport = u16(f, l4)
     p.dport = u16(f, l4 + TCP_DPORT_OFF)

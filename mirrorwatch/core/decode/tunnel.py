@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import struct
 
+from mirrorwatch.core.decode.decode_events import TOO_MANY_LAYERS
 from mirrorwatch.core.decode.ethernet import decode_inner_ethernet
 from mirrorwatch.core.decode.ipv4 import decode_ipv4
 from mirrorwatch.core.decode.ipv6 import decode_ipv6
@@ -63,7 +64,7 @@ def decode_ipv6_in_ip(d, p, f: bytes, l4: int, ip_end: int, depth: int):
 def _ip_in_ip(d, p, f: bytes, l4: int, ip_end: int, depth: int, what: str, decode_inner):
     depth += 1
     if depth > d.max_layers:
-        return d.error("too_many_layers")
+        return d.fail(p, TOO_MANY_LAYERS, "too_many_layers")
     d.note(what)
     enter_tunnel(p, l4)
     return decode_inner(d, p, f, l4, ip_end, depth)
@@ -73,7 +74,7 @@ def decode_vxlan(d, p, f: bytes, off: int, end: int, depth: int):
     """VXLAN: flags (I bit), 3 reserved bytes, the VNI, 1 reserved byte; then an Ethernet frame."""
     depth += 1
     if depth > d.max_layers:
-        return d.error("too_many_layers")
+        return d.fail(p, TOO_MANY_LAYERS, "too_many_layers")
     if end - off < VXLAN_HLEN + ETH_HLEN or not f[off] & VXLAN_FLAG_VNI:
         return p
     d.note("vxlan")
@@ -86,7 +87,7 @@ def decode_geneve(d, p, f: bytes, off: int, end: int, depth: int):
     """Geneve version 0: options skipped, the protocol type names the payload."""
     depth += 1
     if depth > d.max_layers:
-        return d.error("too_many_layers")
+        return d.fail(p, TOO_MANY_LAYERS, "too_many_layers")
     if end - off < GENEVE_HLEN or f[off] >> 6:
         return p
     inner = off + GENEVE_HLEN + ((f[off] & GENEVE_OPT_LEN_MASK) << 2)
@@ -104,7 +105,7 @@ def decode_teredo(d, p, f: bytes, off: int, end: int, depth: int):
     bubbles, other UDP) stays a UDP packet."""
     depth += 1
     if depth > d.max_layers:
-        return d.error("too_many_layers")
+        return d.fail(p, TOO_MANY_LAYERS, "too_many_layers")
     if end - off < IPV6_HLEN:
         return p
     if f[off] == 0:

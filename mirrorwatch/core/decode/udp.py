@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 from mirrorwatch.core.decode.context import Layer, call
+from mirrorwatch.core.decode.decode_events import (
+    UDP_HLEN_TOO_SMALL,
+    UDP_LEN_INVALID,
+    UDP_PKT_TOO_SMALL,
+)
 from mirrorwatch.core.decode.numbers import PROTO_UDP
 from mirrorwatch.core.decode.wire import take, u16
 
@@ -14,17 +19,17 @@ UDP_CSUM_OFF = 6
 
 def udp_layer(d, p, f: bytes, l4: int, ip_end: int, depth: int):
     if ip_end - l4 < UDP_HLEN:
-        return d.invalid(p, "truncated_udp")
+        return d.invalid(p, "truncated_udp", UDP_HLEN_TOO_SMALL)
     sport = u16(f, l4)
     dport = u16(f, l4 + UDP_DPORT_OFF)
     ulen = u16(f, l4 + UDP_LEN_OFF)
     if ulen < UDP_HLEN:
         if ulen or p.ipv != 6:
-            return d.invalid(p, "udp_len_invalid")
+            return d.invalid(p, "udp_len_invalid", UDP_LEN_INVALID)
         ulen = ip_end - l4  # IPv6 jumbogram: the length is the IP layer's
     end = l4 + ulen
     if end > ip_end:
-        return d.invalid(p, "truncated_udp")
+        return d.invalid(p, "truncated_udp", UDP_PKT_TOO_SMALL)
     d.n_udp += 1
     p.sport = sport
     p.dport = dport

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mirrorwatch.core.decode.context import Layer
+from mirrorwatch.core.decode.decode_events import TOO_MANY_LAYERS, VLAN_HEADER_TOO_SMALL
 from mirrorwatch.core.decode.ethernet import decode_ethertype
 from mirrorwatch.core.decode.numbers import VLAN_TPIDS
 from mirrorwatch.core.decode.wire import u16
@@ -21,9 +22,9 @@ def vlan_layer(d, p, f: bytes, off: int, end: int, depth: int):
     while True:
         depth += 1
         if depth > d.max_layers:
-            return d.error("too_many_layers")
+            return d.fail(p, TOO_MANY_LAYERS, "too_many_layers")
         if end - off < VLAN_HLEN:
-            return d.error("truncated_vlan")
+            return d.fail(p, VLAN_HEADER_TOO_SMALL, "truncated_vlan")
         tci = u16(f, off)
         etype = u16(f, off + VLAN_TYPE_OFF)
         vlans += ((tpid, tci),)

@@ -64,6 +64,7 @@ import cython
 
 from mirrorwatch.core.decode.packet import Packet
 from mirrorwatch.core.detect.build import BuildMixin
+from mirrorwatch.core.detect.decode_event import EventMixin
 from mirrorwatch.core.detect.judge import JudgeMixin
 from mirrorwatch.core.detect.plan import ADDED, TCP, UDP
 from mirrorwatch.core.detect.state import FlowDet, HeaderTable
@@ -80,7 +81,7 @@ from mirrorwatch.core.detect.tx import TxMixin
 EMPTY: frozenset = frozenset()  # no packet candidates (a flow-end inspection)
 
 
-class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin):
+class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin, EventMixin):
     """All rules of one rule set; ``inspect`` per packet, ``flow_end`` per session.
 
     ``previous`` is the Detector this one replaces on a rule reload (its
@@ -149,6 +150,8 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin):
             if flow is not None and flow.det is None:  # its direction's first judged packet is still to come
                 self.attach(flow, FlowDet(), 0 if to_server else 1, pkt.dport, pkt.sport, False)
             return []
+        if not pkt.ipv:  # a frame that failed below the IP layer: only the decode-event rules apply
+            return self.inspect_no_ip(pkt)
         proto = pkt.proto
         # rules decided by header values alone (protocol, TCP flags / ICMP type, ports): per
         # (protocol, ports) a shared table of header value -> candidates, which a flow keeps per
@@ -222,6 +225,8 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin):
                         expand(hits, blk[1], dp, sp, pc.update)
         if pc is None:
             pc = static
+        if pkt.events:  # the decode-event rules, filed by event (``decode_event``)
+            pc = pc | self.event_cands(pkt.events)
         chunk = None
         sc: set | None = None  # rules to judge on the stream bytes inspected now
         if proto == TCP and fd is not None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import hyperscan as hs
 
+from mirrorwatch.core.detect.decode_event import event_index
 from mirrorwatch.core.detect.groups import AddrIndex, port_gate
 from mirrorwatch.core.detect.hsdb import BlockScanner, StreamScanner, database
 from mirrorwatch.core.detect.plan import ADDED, PLAN_KEYS, TCP, compile_rule, make_plan
@@ -83,6 +84,7 @@ class BuildMixin:
         self.flags_tbl = plan["flags_tbl"]
         self.itype_tbl = plan["itype_tbl"]
         self.pkt_any = plan["pkt_any"]
+        self.event_rules = event_index(plan["events"])
         self.pkt_any_ip = self.pkt_any.get(None, ())
         # per packet: rules of its protocol plus 'ip' rules in one tuple; port dicts per protocol
         self.pkt_always = {p: tuple(sorted(set(v) | set(self.pkt_any_ip)))

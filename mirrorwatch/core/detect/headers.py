@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from mirrorwatch.core.decode.tcp import TCPOPT_MSS, TCPOPT_WSCALE, tcp_option
 from mirrorwatch.core.detect.compile import Unsupported
+from mirrorwatch.core.detect.decode_event import event_check
+from mirrorwatch.rules.kw_events import KEYWORD as DECODE_EVENT
 
 # IPv4 option type -> Suricata ipopts name
 _IPOPTS = {0x07: "rr", 0x00: "eol", 0x01: "nop", 0x83: "lsrr", 0x89: "ssrr", 0x44: "ts",
@@ -112,6 +114,8 @@ def compile_check(hc):
             return v is not None and test(v)
 
         return check
+    if kw == DECODE_EVENT:
+        return event_check(hc.value)
     if kw == "sameip":
         want = bool(hc.value) if hc.op != "!=" else not bool(hc.value)
         return lambda pkt, flow, d: (pkt.src == pkt.dst) == want

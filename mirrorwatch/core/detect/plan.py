@@ -19,6 +19,7 @@ from __future__ import annotations
 import hyperscan as hs
 
 from mirrorwatch.core.detect.compile import CRule, Unsupported, port_values
+from mirrorwatch.core.detect.decode_event import rule_event
 from mirrorwatch.core.detect.groups import AddrIndex, choose_side, port_gate, port_split, value_table
 from mirrorwatch.core.detect.headers import compile_check
 from mirrorwatch.core.detect.hsdb import LiteralSet
@@ -28,7 +29,7 @@ TCP, UDP = 6, 17
 ADDED = -1  # literal set for TCP packets whose data went into a stream
 PLAN_KEYS = frozenset((
     "index", "skipped", "iponly", "ipo", "flags_tbl", "itype_tbl", "pkt_any", "port_idx", "stream_nompm",
-    "block", "stream", "stream_rules", "lookback", "patterns", "tx_pref", "tx_always", "tx_patterns"))
+    "block", "stream", "stream_rules", "lookback", "patterns", "tx_pref", "tx_always", "tx_patterns", "events"))
 
 
 def compile_rule(rule, addr_cache: dict, idx: int) -> CRule:
@@ -64,9 +65,13 @@ def compile_all(rules) -> tuple[list, list]:
 def make_plan(rules) -> dict:
     """The plan of the tables for ``rules`` (see the module docstring)."""
     crules, skipped = compile_all(rules)
-    packet = [cr for cr in crules if cr.kind != "tx"]
+    # a decode-event rule is filed under its event alone (``decode_event``), in no other table
+    events = tuple((event, cr.num) for cr in crules if cr.kind != "tx"
+                   for event in (rule_event(cr.rule),) if event is not None)
+    filed = {num for _, num in events}
+    packet = [cr for cr in crules if cr.kind != "tx" and cr.num not in filed]
     port_keys = _port_keys(packet)
-    plan = {"index": tuple(cr.order[-1] for cr in crules), "skipped": tuple(skipped)}
+    plan = {"index": tuple(cr.order[-1] for cr in crules), "skipped": tuple(skipped), "events": events}
     plan.update(_iponly(packet))
     plan.update(_literals(packet, port_keys))
     plan.update(_header_decided(packet, port_keys))
