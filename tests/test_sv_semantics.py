@@ -318,3 +318,25 @@ def test_an_icmp_flow_record_has_suricatas_icmp_types(tmp_path):
     assert (v6["icmp_type"], v6["icmp_code"]) == (128, 0)
     assert "src_port" not in v4 and "dest_port" not in v6
     assert list(v4).index("icmp_type") == list(v4).index("proto") + 1
+
+
+def test_a_udp_flow_no_direction_names_is_failed_as_suricatas():
+    # AppLayerHandleUdp: one detection per direction; a flow that neither names is "failed" (the
+    # flow record's app_proto); the other direction still gets its one chance
+    from scapy.layers.dns import DNS, DNSQR
+
+    from mirrorwatch.core.events import FlowEnded
+
+    def flows_of(frames):
+        eng = engine("")
+        events = [e for i, f in enumerate(frames) for e in eng.process(1000.0 + i * 0.01, 1, bytes(f))]
+        return {e.flow.sport: e.flow for e in events + eng.finish() if isinstance(e, FlowEnded)}
+
+    a, b = IP(src="10.0.0.1", dst="10.0.0.2"), IP(src="10.0.0.2", dst="10.0.0.1")
+    garbage = Ether() / a / UDP(sport=40000, dport=9999) / b"\x00\x01junk"
+    dns_reply = Ether() / b / UDP(sport=53, dport=40001) / DNS(id=7, qr=1, qd=DNSQR(qname="example.com"))
+    dns_after_garbage = [Ether() / a / UDP(sport=40001, dport=53) / b"not dns at all", dns_reply]
+    got = flows_of([garbage, *dns_after_garbage])
+    assert got[9999].app.proto == "failed" and got[9999].app.parser is None
+    assert got[53].app.proto == "dns"  # the first direction failed, the answer named it
+    assert got[9999].det is None  # a failed flow gets no detect state of its own (floods)

@@ -13,8 +13,9 @@ carried data.
   names a protocol, its parser (``PARSERS``) is made and the kept bytes of both
   directions are replayed into it.  ``failed`` means detection gave up; the flow
   keeps being tracked and inspected by transport rules.
-- UDP: ``udp`` probes each payload of a flow until the protocol is known, then
-  hands datagrams to the protocol's datagram parser (DNS).
+- UDP: ``udp`` probes the first datagram of each direction, as Suricata: the
+  protocol one names gets the datagrams (DNS's datagram parser); a flow that
+  neither names is ``failed`` (a shared record, nothing per flow).
 - Transactions: the parser keeps them; detect asks ``parser.updated()`` what to
   inspect; after inspection the engine calls ``logged`` for the transactions
   complete in both directions (EVE http/dns/tls records), and ``flow_end`` for
@@ -197,9 +198,14 @@ class AppLayer:
         layer once a datagram names the protocol (until then it costs nothing)."""
         app = flow.app
         parsed = None  # the datagram as detection parsed it
-        if app is None:
+        if app is None or (app.parser is None and app.proto == FAILED and not app.given_up & (1 << d)):
+            # Suricata's AppLayerHandleUdp: one detection per direction; a flow that none names is "failed"
+            # (the other direction still gets its one chance)
             found = probe_udp(payload, sport, dport)
             if found is None:
+                if app is None:
+                    self.c["failed"] += 1
+                flow.app = _UDP_FAILED[(app.given_up if app is not None else 0) | (1 << d)]
                 return
             proto, parsed = found
             app = flow.app = AppFlow()
@@ -245,6 +251,17 @@ class AppLayer:
         for proto, (_, hits) in PROTO_CAPS.items():
             out[proto] = self.accounts[proto].counters(hits)
         return out
+
+
+def _udp_failed(tried: int) -> AppFlow:
+    app = AppFlow()
+    app.proto = FAILED
+    app.given_up = tried
+    return app
+
+
+# UDP flows whose detection failed share these (no parser, nothing charged), by the directions tried
+_UDP_FAILED = {1: _udp_failed(1), 2: _udp_failed(2), 3: _udp_failed(3)}
 
 
 def _charge(app: AppFlow) -> None:

@@ -166,7 +166,8 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin, EventMixin):
                 if fd is not None and proto == TCP:
                     release(flow)
                 return []
-            if fd is None and (flow.app is not None or proto == TCP and flow.state == "established"):
+            if fd is None and (flow.app is not None and flow.app.parser is not None
+                               or proto == TCP and flow.state == "established"):
                 # transactions, or an established session (flow:established must still hold
                 # once it closes): the flow gets its detect state now (a stream got it already)
                 fd = self.attach(flow, FlowDet(), d, pkt.dport, pkt.sport, False)
