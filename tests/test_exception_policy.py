@@ -137,7 +137,7 @@ def test_a_session_with_its_handshake_has_no_exception(tmp_path):
             IP(src=s[0], dst=c[0]) / TCP(sport=s[1], dport=c[1], flags="SA", seq=900, ack=101),
             IP(src=c[0], dst=s[0]) / TCP(sport=c[1], dport=s[1], flags="A", seq=101, ack=901)]
     pcap = tmp_path / "hs.pcap"
-    wrpcap(str(pcap), [Ether() / p for p in pkts])
+    wrpcap(str(pcap), [Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / p for p in pkts])
     _, records = replay(tmp_path, pcap, "eve-log.flow.exception-policy=true")
     assert "exception_policy" not in of(records, "flow")[0]["flow"]
 

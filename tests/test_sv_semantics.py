@@ -253,6 +253,14 @@ def test_an_alert_on_a_tunnelled_packet_carries_the_outer_packet_as_its_tunnel(t
     assert list(alert).index("tunnel") == list(alert).index("alert") + 1
 
 
+_MAC = "02:00:00:00:00:01"
+
+
+def _eth() -> Ether:
+    """An Ethernet header with its addresses (scapy would otherwise look the destination up with ARP)."""
+    return Ether(src=_MAC, dst="02:00:00:00:00:02")
+
+
 def _vxlan_replay(tmp_path, frames, rules: str, *extra: str) -> list[dict]:
     import subprocess
     import sys
@@ -280,12 +288,12 @@ def test_a_udp_tunnel_has_a_session_of_its_own_and_its_packets_count_what_they_c
     from scapy.layers.vxlan import VXLAN
 
     def wrap(sport, inner):
-        return Ether() / IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=sport, dport=4789) / VXLAN(vni=7) / inner
+        return _eth() / IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=sport, dport=4789) / VXLAN(vni=7) / inner
 
-    req = Ether() / IP(src="10.1.0.1", dst="10.1.0.2") / ICMP(type=8, id=5) / (b"p" * 56)
-    rep = Ether() / IP(src="10.1.0.2", dst="10.1.0.1") / ICMP(type=0, id=5) / (b"p" * 56)
+    req = _eth() / IP(src="10.1.0.1", dst="10.1.0.2") / ICMP(type=8, id=5) / (b"p" * 56)
+    rep = _eth() / IP(src="10.1.0.2", dst="10.1.0.1") / ICMP(type=0, id=5) / (b"p" * 56)
     frames = [wrap(40000, req), wrap(40001, rep), wrap(40000, req), wrap(40001, rep),
-              wrap(40002, Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(psrc="10.1.0.1", pdst="10.1.0.2"))]
+              wrap(40002, Ether(src=_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(psrc="10.1.0.1", pdst="10.1.0.2"))]
     records = _vxlan_replay(tmp_path, frames, 'alert icmp any any -> any any (msg:"echo"; itype:8; sid:1;)\n')
     flows = [r for r in records if r["event_type"] == "flow"]
     outer = sorted((f["src_port"], f["dest_port"], f["flow"]["pkts_toserver"]) for f in flows if f["proto"] == "UDP")
@@ -309,8 +317,8 @@ def test_an_icmp_flow_record_has_suricatas_icmp_types(tmp_path):
     from scapy.layers.inet import ICMP
     from scapy.layers.inet6 import ICMPv6EchoRequest
 
-    frames = [Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / ICMP(type=13, code=0, id=9),  # timestamp, unanswered
-              Ether() / IPv6(src="2001:db8::1", dst="2001:db8::2") / ICMPv6EchoRequest(id=3)]
+    frames = [_eth() / IP(src="10.0.0.1", dst="10.0.0.2") / ICMP(type=13, code=0, id=9),  # timestamp, unanswered
+              _eth() / IPv6(src="2001:db8::1", dst="2001:db8::2") / ICMPv6EchoRequest(id=3)]
     flows = [r for r in _vxlan_replay(tmp_path, frames, "") if r["event_type"] == "flow"]
     v4 = next(f for f in flows if f["proto"] == "ICMP")
     v6 = next(f for f in flows if f["proto"] == "IPv6-ICMP")
@@ -333,9 +341,9 @@ def test_a_udp_flow_no_direction_names_is_failed_as_suricatas():
         return {e.flow.sport: e.flow for e in events + eng.finish() if isinstance(e, FlowEnded)}
 
     a, b = IP(src="10.0.0.1", dst="10.0.0.2"), IP(src="10.0.0.2", dst="10.0.0.1")
-    garbage = Ether() / a / UDP(sport=40000, dport=9999) / b"\x00\x01junk"
-    dns_reply = Ether() / b / UDP(sport=53, dport=40001) / DNS(id=7, qr=1, qd=DNSQR(qname="example.com"))
-    dns_after_garbage = [Ether() / a / UDP(sport=40001, dport=53) / b"not dns at all", dns_reply]
+    garbage = _eth() / a / UDP(sport=40000, dport=9999) / b"\x00\x01junk"
+    dns_reply = _eth() / b / UDP(sport=53, dport=40001) / DNS(id=7, qr=1, qd=DNSQR(qname="example.com"))
+    dns_after_garbage = [_eth() / a / UDP(sport=40001, dport=53) / b"not dns at all", dns_reply]
     got = flows_of([garbage, *dns_after_garbage])
     assert got[9999].app.proto == "failed" and got[9999].app.parser is None
     assert got[53].app.proto == "dns"  # the first direction failed, the answer named it

@@ -11,6 +11,7 @@ afresh only after it has been idle for longer than any session lives.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -128,3 +129,36 @@ def test_an_unknown_scheduler_is_a_one_line_error(tmp_path):
                        capture_output=True, text=True, cwd=tmp_path, check=False)
     assert r.returncode == 2
     assert "autofp-scheduler" in r.stderr and "balanced" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_udp_tunnels_own_session_is_whole_with_workers(tmp_path):
+    # the tunnel session (Suricata tracks it) and the sessions it carries have workers of their own: one
+    # VXLAN session carries two inner sessions, and one inner session's answers come through another
+    # outer session (VXLAN's source port follows the sender); 1 and 3 workers write the same records
+    from scapy.all import ICMP, UDP, Ether, wrpcap
+    from scapy.layers.vxlan import VXLAN
+    from test_workers import assert_same_output, replay
+
+    def eth():  # addresses given: scapy would otherwise look the destination up (ARP)
+        return Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+
+    def vx(sport, inner):
+        return eth() / IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=sport, dport=4789) / VXLAN(vni=5) / inner
+
+    frames = []
+    for i in range(40):
+        a, b = f"10.1.0.{i % 7 + 1}", f"10.2.0.{i % 5 + 1}"
+        frames += [vx(40000, eth() / IP(src=a, dst=b) / ICMP(type=8, id=i)),
+                   vx(40000 + i % 3, eth() / IP(src=b, dst=a) / ICMP(type=0, id=i)),
+                   vx(40000, eth() / IP(src=a, dst=b) / UDP(sport=5000 + i, dport=53) / b"x")]
+    pcap = tmp_path / "vx.pcap"
+    wrpcap(str(pcap), frames)
+    rules = tmp_path / "r.rules"
+    rules.write_text('alert icmp any any -> any any (msg:"echo"; itype:8; sid:1;)\n')
+    one, many = replay(tmp_path / "1", "-r", rules, pcap), replay(tmp_path / "n", "-r", rules, pcap, workers=3)
+    assert one.returncode == many.returncode == 0, many.stderr
+    assert_same_output(tmp_path / "1", tmp_path / "n", set())
+    flows = [json.loads(line) for line in (tmp_path / "n" / "eve.json").read_text().splitlines()
+             if '"event_type":"flow"' in line and '"dest_port":4789' in line]
+    # 40000 carries 40 requests, 40 datagrams and 14 answers; 40001 and 40002 13 answers each
+    assert sorted(f["flow"]["pkts_toserver"] for f in flows) == [13, 13, 94]

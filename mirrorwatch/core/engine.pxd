@@ -15,6 +15,8 @@ cdef class Engine:
     cdef public long long pcap_cnt, bytes
     cdef public object first_ts, last_ts
     cdef public double _sweep_interval, _next_sweep
+    cdef public bint count_outer  # a UDP tunnel's own session is counted here; replay --workers: by its worker
+    cdef object _outer_decoder
 
     @cython.locals(n="long long", pkt=Packet, events=list, flow=Flow, judge=InlineJudge)
     cpdef list process(self, object ts, int linktype, object frame, object wirelen=*)

@@ -91,6 +91,8 @@ class Engine:
         self.last_ts = 0.0
         self._sweep_interval = settings["flow.timeout-check-interval"]
         self._next_sweep = float("-inf")  # the first frame sets it (see process)
+        self.count_outer = True  # replay --workers: False while a frame's tunnel session is another worker's
+        self._outer_decoder = None  # outer_only's own (its counters are not the engine's)
 
     # -- the per-frame path -------------------------------------------------
     def process(self, ts: float, linktype: int, frame: bytes, wirelen: int | None = None) -> list:
@@ -111,7 +113,8 @@ class Engine:
         if pkt is None:
             return events
         if pkt.tunnel:
-            self._tunnel_flows(pkt, events)
+            if self.count_outer:
+                self._tunnel_flows(pkt, events)
             pkt.wirelen -= pkt.tunnel_off  # the carried packet's own length, as Suricata's tunnel packet
         if not (pkt.ipv or pkt.events):
             return events
@@ -158,6 +161,22 @@ class Engine:
         elif killer is not None and (alerts or flow.kill is not None):
             killer.on_packet(pkt, flow, to_server, alerts, events)
         return events
+
+    def outer_only(self, ts: float, linktype: int, frame: bytes) -> list | None:
+        """replay --workers: a frame another engine analyses, whose UDP tunnel's own session is this
+        engine's (the partitioner keys the carried packet and the tunnel apart, as Suricata's autofp
+        hands each to the worker of its own flow): time moves as ``advance`` moves it, and the session
+        counts the frame.  Returns the events, or None."""
+        events = self.advance(ts) or []
+        dec = self._outer_decoder
+        if dec is None:
+            from mirrorwatch.core.decode.decoder import Decoder
+
+            dec = self._outer_decoder = Decoder(self.settings, checksum_mode="none")
+        pkt = dec.decode(ts, linktype, frame, self.pcap_cnt + 1)
+        if pkt is not None and pkt.tunnel:
+            self._tunnel_flows(pkt, events)
+        return events or None
 
     def _tunnel_flows(self, pkt, events: list) -> None:
         """A UDP tunnel's own session (VXLAN, Geneve, Teredo: ``pkt.tunnel`` entries with ports), which

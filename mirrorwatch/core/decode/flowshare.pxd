@@ -22,7 +22,7 @@ cdef int _version_type(bytes f, Py_ssize_t o)
 
 @cython.final
 cdef class FlowPartitioner:
-    cdef public int n, scheduler
+    cdef public int n, scheduler, outer
     cdef public double idle, now
     cdef public object last_fragment
     cdef int[::1] _bucket_worker
@@ -48,7 +48,7 @@ cdef class FlowPartitioner:
     cdef int _ipv4(self, bytes f, Py_ssize_t o, Py_ssize_t end, int depth)
     @cython.locals(plen=Py_ssize_t, ip_end=Py_ssize_t, nh=int, p=Py_ssize_t, frag_at=Py_ssize_t, first=bint, offm=int, pair=int, own=int)
     cdef int _ipv6(self, bytes f, Py_ssize_t o, Py_ssize_t end, int depth)
-    @cython.locals(sp=int, dp=int, inner=int)
+    @cython.locals(sp=int, dp=int, inner=int, pair=int)
     cdef int _l4(self, int proto, bytes f, Py_ssize_t p, Py_ssize_t end, Py_ssize_t src, Py_ssize_t dst, int alen,
                  int depth)
     @cython.locals(flags=int, ptype=int, inner=Py_ssize_t, sub=int)

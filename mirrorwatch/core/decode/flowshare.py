@@ -15,7 +15,11 @@ few dozen nanoseconds.  Choices, and why:
   Geneve on their ``decoder.*.ports`` destination ports, Teredo on
   ``decoder.teredo.ports`` when the payload is exactly an IPv6 packet): the
   same inner session can be seen in two tunnels (e.g. both legs of a 6in4
-  relay), whose outer headers differ.
+  relay), whose outer headers differ.  A UDP tunnel is a session of its own
+  too (the engine counts it, as Suricata): ``outer`` names its worker, which
+  counts it while the carried packet's worker analyses the packet, as
+  Suricata's autofp hands the tunnel packet and the carried one to the
+  workers of their own flows.
 - VLAN IDs are left out of the key.  The engine keys sessions by VLAN too
   (Suricata's ``vlan.use-for-tracking``), so leaving it out never splits a
   session; putting it in would split the two directions of a session that a
@@ -174,6 +178,9 @@ class FlowPartitioner:
         }
         # the last fragment owner() saw: (datagram key, is first, owner if first, owner of its address pair)
         self.last_fragment = None
+        # the last frame's UDP tunnel session (VXLAN, Geneve, Teredo), when it carried a packet the worker
+        # was taken from: that session's own worker (it counts the tunnel's session), else -1
+        self.outer = -1
 
     @classmethod
     def from_settings(cls, settings, workers: int):
@@ -183,6 +190,7 @@ class FlowPartitioner:
                    scheduler=settings["autofp-scheduler"], idle=idle)
 
     def owner(self, linktype: int, f: bytes) -> int:
+        self.outer = -1
         if linktype == LINKTYPE_ETHERNET:
             own = self._ethernet_at(f, 0, len(f), 0)
         else:
@@ -342,9 +350,13 @@ class FlowPartitioner:
                 return self._pair(proto, f, src, dst, alen, 0, 0)
             sp, dp = u16(f, p), u16(f, p + 2)
             if proto == PROTO_UDP and depth < _MAX_LAYERS and (self._udp_ports[sp] or self._udp_ports[dp]):
+                pair = self._pair(proto, f, src, dst, alen, sp, dp)  # the tunnel's own session
                 inner = self._udp_tunnel(f, p, end, sp, dp, depth + 1)
                 if inner != _UNREAD:
+                    if self.outer < 0:
+                        self.outer = pair  # the outermost UDP tunnel's session: its worker counts it
                     return inner
+                return pair
             return self._pair(proto, f, src, dst, alen, sp, dp)
         inner = _UNREAD
         if depth < _MAX_LAYERS:  # the IP tunnels: IP-in-IP, 6in4/6in6, GRE

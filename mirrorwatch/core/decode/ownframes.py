@@ -45,7 +45,10 @@ class OwnFrames:
     (analysing what it releases for this worker) and returns its owner; any
     other frame only moves time: when it comes at or after ``engine.sweep_due``,
     ``engine.advance`` sweeps for timed-out sessions there, as one engine that
-    saw the frame would.  What the engine returns goes to ``emit(n, events)``,
+    saw the frame would; a frame whose UDP tunnel session is this worker's
+    (``FlowPartitioner.outer``) goes through ``engine.outer_only``, and the
+    worker of the packet it carries leaves that session alone
+    (``engine.count_outer``).  What the engine returns goes to ``emit(n, events)``,
     so the worker's own frames cost no Python call unless something came out.
     ``every(n)`` after each ``batch`` frames (a power of two).
     ``sample(n, ts, frame)``, when set, sees every frame after that
@@ -70,7 +73,7 @@ class OwnFrames:
         self.due = engine.sweep_due
 
     @cython.locals(n=cython.longlong, s=cython.longlong, us=cython.longlong, ts=cython.double, w=cython.int,
-                   out=list)
+                   ow=cython.int, out=list)
     def __call__(self, hdr, frame: bytes) -> None:
         # the hot loop of a worker: every frame of the capture, once
         self.n += 1
@@ -81,9 +84,12 @@ class OwnFrames:
             self.last_ts = ts
         self.part.now = self.last_ts  # never back: captures merged from many files jump back in time
         w = self.part.owner(self.linktype, frame)
+        ow = self.part.outer
         if w == _FRAGMENT:
             w = self.fragment(n, ts, hdr.getlen(), frame)
             self.due = self.engine.sweep_due  # what it released may have moved the engine's clock
+        # a UDP tunnel's own session is its worker's, which may not be the carried packet's
+        self.engine.count_outer = ow < 0 or ow == self.me
         if w == self.me:
             if self.take is not None:
                 self.take(n, ts, hdr.getlen(), frame)
@@ -93,6 +99,12 @@ class OwnFrames:
                 self.own += 1
                 if out:
                     self.emit(n, out)
+            self.due = self.engine.sweep_due
+        elif ow == self.me:  # another worker's packet in this worker's tunnel session: the session counts it
+            self.engine.pcap_cnt = n - 1
+            out = self.engine.outer_only(ts, self.linktype, frame)
+            if out:
+                self.emit(n, out)
             self.due = self.engine.sweep_due
         elif ts >= self.due:
             out = self.engine.advance(ts)
