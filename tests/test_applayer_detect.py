@@ -131,6 +131,21 @@ def test_udp_dns_on_its_port():
     assert probe_udp(ntp, 40000, 53) is None
 
 
+@pytest.mark.parametrize(("payload", "sport", "dport", "expected"), [
+    (b"\x23" + bytes(47), 40000, 123, "ntp"),  # NTPv4 client
+    (b"\x1c" + bytes(47), 123, 40000, "ntp"),  # NTPv3 server answer
+    (b"\x13" + bytes(47), 40000, 123, None),  # version 2: not Suricata's NTP
+    (b"\x23" + bytes(30), 40000, 123, None),  # shorter than a header
+    (b"\x23" + bytes(47), 40000, 124, None),  # not its port
+    (b"\x01\x01\x06\x00" + bytes(236), 68, 67, "dhcp"),  # a whole BOOTP header
+    (b"\x02\x01\x06\x00" + bytes(300), 67, 68, "dhcp"),
+    (b"\x01\x01\x06\x00" + bytes(200), 68, 67, None),  # shorter than the header
+])
+def test_udp_ntp_and_dhcp_are_named_as_suricatas_probes_name_them(payload, sport, dport, expected):
+    found = probe_udp(payload, sport, dport)
+    assert (found[0] if found else None) == expected
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.sampled_from(sorted(OPENINGS)), st.data())
 def test_segmentation_does_not_change_the_verdict(name, data):

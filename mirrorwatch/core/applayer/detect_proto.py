@@ -28,8 +28,12 @@ answer from the other direction is counted in ``mismatch``. When both
 directions said "no", or a direction sent ``max_detect_bytes`` without a
 decision, the flow is ``FAILED``.
 
-UDP: DNS is recognised on its ports (``DNS_UDP_PORTS``, Suricata's
-detection-ports) when the datagram passes Suricata's probe.
+UDP: by the datagram's ports (either), then the protocol's probe, as
+Suricata's probing parsers (``UDP_PROBES``): DNS on 53 when the datagram
+passes rs_dns_probe; NTP on 123 when it is an NTPv3/v4 header (the
+ntp-parser crate's parse_ntp: 48 bytes, version 3 or 4); DHCP on 67 and 68
+when it holds a whole BOOTP header (rs_dhcp_probing_parser: 240 bytes).
+NTP and DHCP are named only (no parser here), as SMTP and FTP are on TCP.
 """
 
 from __future__ import annotations
@@ -53,11 +57,18 @@ FTP = "ftp"
 SSH = "ssh"
 SMB = "smb"
 DCERPC = "dcerpc"
+NTP = "ntp"
+DHCP = "dhcp"
 FAILED = "failed"
 
 DEFAULT_PROBE_WINDOW = 4096
 DEFAULT_MAX_DETECT_BYTES = 100_000
 DNS_UDP_PORTS = frozenset({53})
+NTP_UDP_PORTS = frozenset({123})  # Suricata's default port for its NTP probe
+DHCP_UDP_PORTS = frozenset({67, 68})
+NTP_HEADER_LEN = 48  # an NTPv3/v4 header, without extensions or authenticator
+NTP_VERSIONS = (3, 4)
+DHCP_HEADER_LEN = 240  # op .. the magic cookie: what parse_header reads
 
 
 class _Wait:
@@ -353,11 +364,29 @@ class ProtoDetect:
         return all(d.done for d in self._dirs) or side.seen >= self.max_detect_bytes
 
 
-def probe_udp(payload: bytes | memoryview, sport: int, dport: int,
-              dns_ports: frozenset[int] = DNS_UDP_PORTS) -> tuple[str, object] | None:
-    """The protocol of a UDP datagram and the message its probe parsed (the parser takes it
-    rather than parsing the datagram again), or None: DNS on its ports (Suricata's rs_dns_probe)."""
-    if sport not in dns_ports and dport not in dns_ports:
-        return None
+def _dns(payload) -> tuple[str, object] | None:
     msg = parse_message(bytes(payload))
     return (DNS, msg) if msg is not None else None
+
+
+def _ntp(payload) -> tuple[str, object] | None:
+    return (NTP, None) if len(payload) >= NTP_HEADER_LEN and payload[0] >> 3 & 7 in NTP_VERSIONS else None
+
+
+def _dhcp(payload) -> tuple[str, object] | None:
+    return (DHCP, None) if len(payload) >= DHCP_HEADER_LEN else None
+
+
+# (ports, probe): a datagram to or from one of the ports goes through the probe
+UDP_PROBES = ((DNS_UDP_PORTS, _dns), (NTP_UDP_PORTS, _ntp), (DHCP_UDP_PORTS, _dhcp))
+
+
+def probe_udp(payload: bytes | memoryview, sport: int, dport: int) -> tuple[str, object] | None:
+    """The protocol of a UDP datagram and the message its probe parsed (the parser takes it
+    rather than parsing the datagram again), or None (see the module's text)."""
+    for ports, probe in UDP_PROBES:
+        if sport in ports or dport in ports:
+            found = probe(payload)
+            if found is not None:
+                return found
+    return None
