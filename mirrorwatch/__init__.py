@@ -83,6 +83,7 @@ COMPILED = (
     "mirrorwatch.core.applayer.http.config",
     "mirrorwatch.core.applayer.http.uri",
     "mirrorwatch.sources.nfnetlink",
+    "mirrorwatch.sources.savefile",
     # inline mode's per-packet loop: the queue's messages through the engine, their verdicts
     "mirrorwatch.inline.verdicts",
     # the EVE flow record's writer: a flood ends a session, so writes a record, per packet

@@ -224,9 +224,9 @@ class Pipeline:
         return cb
 
     def header_callback(self, linktype: int):
-        """``cb(hdr, data)`` for ``capture.run_headers``: pcapy's loop calls it directly, and
-        compiled it calls the engine as C (no Python frame per packet unless events came out);
-        the engine counts frames and bytes."""
+        """The ``FrameSink`` for ``capture.run_headers``: compiled, the reader calls it and it calls the
+        engine as C (no Python frame per packet unless events came out); the engine counts frames and
+        bytes."""
         from mirrorwatch.core.decode.ownframes import AllFrames
 
         routes = self._routes

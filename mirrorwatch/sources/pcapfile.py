@@ -1,7 +1,7 @@
 """pcap / pcapng files as a packet source (replay), and a classic pcap writer.
 
-Reading goes through libpcap (pcapy-ng ``open_offline``), which reads pcap
-(micro- and nanosecond) and pcapng.  Several files are one continuous capture,
+Files are checked and iterated through libpcap (pcapy-ng ``open_offline``),
+which reads pcap (micro- and nanosecond) and pcapng.  Several files are one continuous capture,
 read in the order given.  Every file is opened and its link type checked
 *before* any packet is processed, so a bad path or an unsupported link type is
 reported at once as one line::
@@ -14,11 +14,12 @@ rejects) keeps every packet before the damage; the damage is reported as a
 one-line warning in ``CaptureStats.warnings`` and reading goes on with the next
 file.
 
-``run(paths, callback)`` is the fast path: ``callback(ts, linktype, frame,
-wirelen)`` is called once per frame from libpcap's own loop.  ``run_headers``
-is the fastest: libpcap's loop calls the consumer's ``cb(hdr, data)`` with no
-wrapper in between (replay uses it).  ``PcapFiles`` is the same as an
-iterator, for callers that want to pull.
+``run(paths, callback)`` calls ``callback(ts, linktype, frame, wirelen)``
+once per frame.  ``run_headers`` is the fastest: each frame goes straight to
+the consumer's ``FrameSink`` (replay uses it), from ``savefile`` (a classic
+pcap file read in place) or from libpcap's loop (pcapng and the rest).
+``PcapFiles`` is libpcap's reading as an iterator, for callers that want to
+pull.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from typing import Callable, Iterable, Iterator
 import pcapy
 
 from mirrorwatch.core.decode.link import SUPPORTED_LINKTYPES
+from mirrorwatch.core.decode.ownframes import FrameSink
+from mirrorwatch.sources.savefile import SavefileError, open_savefile
 
 
 def _dlt_name(dlt: int) -> str:
@@ -99,6 +102,20 @@ def check_files(paths: Iterable, supported: Iterable[int] = SUPPORTED_LINKTYPES)
     return out
 
 
+class _Calls(FrameSink):
+    """``run``'s sink: ``callback(ts, linktype, frame, wirelen)`` for each frame, counted."""
+
+    def __init__(self, callback, linktype: int, count: list):
+        self.callback = callback
+        self.linktype = linktype
+        self.count = count
+
+    def frame(self, ts: float, wirelen: int, data: bytes) -> None:
+        self.count[0] += 1
+        self.count[1] += wirelen
+        self.callback(ts, self.linktype, data, wirelen)
+
+
 def run(paths: Iterable, callback: Callable[[float, int, bytes, int], object],
         supported: Iterable[int] = SUPPORTED_LINKTYPES, stats: CaptureStats | None = None) -> CaptureStats:
     """Feed every frame of ``paths`` (in order) to ``callback(ts, linktype, frame, wirelen)``.
@@ -107,49 +124,54 @@ def run(paths: Iterable, callback: Callable[[float, int, bytes, int], object],
     raised by ``callback`` stops the replay and propagates unchanged.
     """
     count = [0, 0]
-
-    def bind(lt: int):
-        def cb(hdr, data):
-            s, us = hdr.getts()
-            wl = hdr.getlen()
-            count[0] += 1
-            count[1] += wl
-            callback(s + us * 1e-6, lt, data, wl)
-
-        return cb
-
-    return run_headers(paths, bind, lambda: (count[0], count[1]), supported, stats)
+    return run_headers(paths, lambda lt: _Calls(callback, lt, count), lambda: (count[0], count[1]), supported,
+                       stats)
 
 
-def run_headers(paths: Iterable, bind: Callable[[int], Callable], delivered: Callable[[], tuple[int, int]],
+def run_headers(paths: Iterable, bind: Callable[[int], FrameSink], delivered: Callable[[], tuple[int, int]],
                 supported: Iterable[int] = SUPPORTED_LINKTYPES, stats: CaptureStats | None = None) -> CaptureStats:
-    """The lowest-overhead source: libpcap's loop calls the consumer's own callback.
+    """The lowest-overhead source: each frame straight into the consumer's ``FrameSink``.
 
-    For each file (in order) ``bind(linktype)`` returns ``cb(hdr, data)``, which
-    pcapy's loop calls once per frame (``hdr.getts()`` = (sec, usec),
-    ``hdr.getlen()`` = wire length), with no Python wrapper in between: the
-    consumer (e.g. the engine, which counts frames and bytes anyway) does the
-    counting, and ``delivered()`` reports its running (packets, bytes) totals
-    for the stats and for the position of a damaged file's damage.  Otherwise
-    as ``run``.
+    For each file (in order) ``bind(linktype)`` returns the sink.  A classic
+    pcap file is read in place (``savefile``: compiled, the sink's ``frame``
+    is a C call); any other goes through libpcap's loop, which calls
+    ``sink(hdr, data)``.  The sink (e.g. the engine, which counts frames and
+    bytes anyway) does the counting, and ``delivered()`` reports its running
+    (packets, bytes) totals for the stats and for the position of a damaged
+    file's damage.  Otherwise as ``run``.
     """
     supported = frozenset(supported)
     files = check_files(paths, supported)
     st = stats if stats is not None else CaptureStats()
     for p in files:
-        reader, lt = open_pcap(p, supported)
         st.files += 1
         pkts0, bytes0 = delivered()
         try:
-            reader.loop(0, bind(lt))  # pcapy stops the loop and re-raises what the callback raised
-        except pcapy.PcapError as e:
+            _read_one(p, bind, supported)
+        except (pcapy.PcapError, SavefileError) as e:
             st.warnings.append(f"{p}: damaged after packet {delivered()[0] - pkts0}: {_one_line(e)}")
         finally:
-            reader.close()
             pkts1, bytes1 = delivered()
             st.packets += pkts1 - pkts0
             st.bytes += bytes1 - bytes0
     return st
+
+
+def _read_one(path: str, bind: Callable[[int], FrameSink], supported: frozenset) -> None:
+    """One file into the sink ``bind`` gives for its link type: in place when it is a classic pcap file,
+    else through libpcap (the sink raising stops either and goes on up)."""
+    sf = open_savefile(path, supported)
+    if sf is not None:
+        try:
+            sf.loop(bind(sf.linktype))
+        finally:
+            sf.close()
+        return
+    reader, lt = open_pcap(path, supported)
+    try:
+        reader.loop(0, bind(lt))  # pcapy stops the loop and re-raises what the callback raised
+    finally:
+        reader.close()
 
 
 class PcapFiles:

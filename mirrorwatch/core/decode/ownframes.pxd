@@ -6,14 +6,17 @@ from mirrorwatch.core.engine cimport Engine
 
 cdef int _FRAGMENT
 
+cdef class FrameSink:
+    cpdef frame(self, double ts, long long wirelen, bytes data)
+
 @cython.final
-cdef class AllFrames:
+cdef class AllFrames(FrameSink):
     cdef public Engine engine  # typed: its process is a C call
     cdef public int linktype
     cdef public object emit
 
 @cython.final
-cdef class OwnFrames:
+cdef class OwnFrames(FrameSink):
     cdef public FlowPartitioner part
     cdef public Engine engine  # typed: its process is a C call
     cdef public int me, linktype

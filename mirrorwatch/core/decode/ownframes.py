@@ -1,5 +1,8 @@
-"""A capture's frames into an engine: libpcap's per-frame callbacks for replay (``reader.loop(0, cb)``).
+"""A capture's frames into an engine: replay's per-frame consumers (``FrameSink``).
 
+A ``FrameSink`` takes each frame as ``frame(ts, wirelen, data)``: from
+``sources.savefile`` (a classic pcap file read in place; compiled, a C call)
+or, called as ``sink(hdr, data)``, from libpcap's loop (pcapng and the rest).
 ``AllFrames`` puts every frame through the one engine (replay without
 workers); ``OwnFrames`` is one worker's pick (replay ``--workers``;
 ``cli.workers.replay``): it hands the worker's own frames
@@ -17,7 +20,20 @@ from mirrorwatch.core.decode.flowshare import FRAGMENT, FlowPartitioner
 
 _FRAGMENT = FRAGMENT  # the same, as a C constant (.pxd)
 
-class AllFrames:
+class FrameSink:
+    """A consumer of a capture's frames: ``frame(ts, wirelen, data)`` for each, in order."""
+
+    def frame(self, ts: float, wirelen: int, data: bytes) -> None:
+        raise NotImplementedError
+
+    @cython.locals(s=cython.longlong, us=cython.longlong)
+    def __call__(self, hdr, data: bytes) -> None:
+        """libpcap's callback (``reader.loop(0, sink)``): its header's time and wire length."""
+        s, us = hdr.getts()
+        self.frame(s + us * 1e-6, hdr.getlen(), data)
+
+
+class AllFrames(FrameSink):
     """Every frame of one capture file through ``engine`` (its link type ``linktype``); what the engine
     returns goes to ``emit(events)``."""
 
@@ -26,16 +42,15 @@ class AllFrames:
         self.linktype = linktype
         self.emit = emit
 
-    @cython.locals(s=cython.longlong, us=cython.longlong, out=list)
-    def __call__(self, hdr, frame: bytes) -> None:
-        s, us = hdr.getts()
-        out = self.engine.process(s + us * 1e-6, self.linktype, frame, hdr.getlen())
+    @cython.locals(out=list)
+    def frame(self, ts: float, wirelen: int, data: bytes) -> None:
+        out = self.engine.process(ts, self.linktype, data, wirelen)
         if out:
             self.emit(out)
 
 
-class OwnFrames:
-    """One worker's frames of a capture: libpcap's callback (``reader.loop(0, frames)``) for every frame.
+class OwnFrames(FrameSink):
+    """One worker's frames of a capture: every frame of it comes to ``frame``.
 
     Every worker reads the whole capture and numbers its frames as one engine
     would (``n``).  A frame ``part`` gives this worker (``me``) goes through
@@ -72,37 +87,34 @@ class OwnFrames:
         self.last_ts = 0.0
         self.due = engine.sweep_due
 
-    @cython.locals(n=cython.longlong, s=cython.longlong, us=cython.longlong, ts=cython.double, w=cython.int,
-                   ow=cython.int, out=list)
-    def __call__(self, hdr, frame: bytes) -> None:
+    @cython.locals(n=cython.longlong, w=cython.int, ow=cython.int, out=list)
+    def frame(self, ts: float, wirelen: int, data: bytes) -> None:
         # the hot loop of a worker: every frame of the capture, once
         self.n += 1
         n = self.n
-        s, us = hdr.getts()
-        ts = s + us * 1e-6
         if ts > self.last_ts:  # noqa: PLR1730 - not max(): a C compare
             self.last_ts = ts
         self.part.now = self.last_ts  # never back: captures merged from many files jump back in time
-        w = self.part.owner(self.linktype, frame)
+        w = self.part.owner(self.linktype, data)
         ow = self.part.outer
         if w == _FRAGMENT:
-            w = self.fragment(n, ts, hdr.getlen(), frame)
+            w = self.fragment(n, ts, wirelen, data)
             self.due = self.engine.sweep_due  # what it released may have moved the engine's clock
         # a UDP tunnel's own session is its worker's, which may not be the carried packet's
         self.engine.count_outer = ow < 0 or ow == self.me
         if w == self.me:
             if self.take is not None:
-                self.take(n, ts, hdr.getlen(), frame)
+                self.take(n, ts, wirelen, data)
             else:
                 self.engine.pcap_cnt = n - 1  # the engine numbers it n, as one engine reading every frame
-                out = self.engine.process(ts, self.linktype, frame, hdr.getlen())
+                out = self.engine.process(ts, self.linktype, data, wirelen)
                 self.own += 1
                 if out:
                     self.emit(n, out)
             self.due = self.engine.sweep_due
         elif ow == self.me:  # another worker's packet in this worker's tunnel session: the session counts it
             self.engine.pcap_cnt = n - 1
-            out = self.engine.outer_only(ts, self.linktype, frame)
+            out = self.engine.outer_only(ts, self.linktype, data)
             if out:
                 self.emit(n, out)
             self.due = self.engine.sweep_due
@@ -112,6 +124,6 @@ class OwnFrames:
                 self.emit(n, out)
             self.due = self.engine.sweep_due
         if self.sample is not None:
-            self.sample(n, ts, frame)
+            self.sample(n, ts, data)
         if not n & self.mask:
             self.every(n)
