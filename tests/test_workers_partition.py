@@ -204,11 +204,15 @@ import hashlib, sys
 import mirrorwatch
 from mirrorwatch.core.decode.flowshare import FlowPartitioner
 from mirrorwatch.sources.pcapfile import PcapFiles
+CUTS = (13, 16, 19, 30, 33, 37, 41, 50, 53, 57, 61, 70, 77, 90)
 part, digest, frames = FlowPartitioner(3, vxlan=(4789,), geneve=(6081,), teredo=(3544,)), hashlib.sha256(), 0
 for ts, lt, frame, wl in PcapFiles(sys.argv[1:]):
-    w = part.owner(lt, frame)
-    digest.update(repr((w, part.last_fragment if w < 0 else None)).encode())
-    frames += 1
+    # the frame, and cut short inside each header it may have: the compiled parser reads the frame in place,
+    # so a read past a length check it lacks would give another owner (or raise, interpreted)
+    for f in [frame] + [frame[:k] for k in CUTS if k < len(frame)]:
+        w = part.owner(lt, f)
+        digest.update(repr((w, part.last_fragment if w < 0 else None)).encode())
+        frames += 1
 print(frames, digest.hexdigest(), mirrorwatch.compiled()["mirrorwatch.core.decode.flowshare"])
 """
 

@@ -14,7 +14,7 @@ cdef class Engine:
     cdef public InlineJudge judge  # inline mode's killer, called as C; None otherwise
     cdef public long long pcap_cnt, bytes
     cdef public object first_ts, last_ts
-    cdef public double _sweep_interval, _next_sweep
+    cdef public double _sweep_interval, sweep_due
     cdef public bint count_outer  # a UDP tunnel's own session is counted here; replay --workers: by its worker
     cdef object _outer_decoder
 

@@ -90,23 +90,24 @@ class Engine:
         self.first_ts: float | None = None
         self.last_ts = 0.0
         self._sweep_interval = settings["flow.timeout-check-interval"]
-        self._next_sweep = float("-inf")  # the first frame sets it (see process)
+        # the packet time at or after which the next frame (or ``advance``) sweeps for timed-out sessions
+        self.sweep_due = float("-inf")  # the first frame sets it (see process)
         self.count_outer = True  # replay --workers: False while a frame's tunnel session is another worker's
         self._outer_decoder = None  # outer_only's own (its counters are not the engine's)
 
     # -- the per-frame path -------------------------------------------------
     def process(self, ts: float, linktype: int, frame: bytes, wirelen: int | None = None) -> list:
-        # Hot path: one compare decides the sweep (``_next_sweep`` starts at -inf, so
+        # Hot path: one compare decides the sweep (``sweep_due`` starts at -inf, so
         # the first frame takes that branch once to set the capture's start).
         self.pcap_cnt = n = self.pcap_cnt + 1
         self.bytes += len(frame) if wirelen is None else wirelen
         if ts > self.last_ts:
             self.last_ts = ts
         events: list = []
-        if ts >= self._next_sweep:
+        if ts >= self.sweep_due:
             if self.first_ts is None:
                 self.first_ts = ts
-                self._next_sweep = ts + self._sweep_interval
+                self.sweep_due = ts + self._sweep_interval
             else:
                 self._sweep(ts, events)
         pkt = self.decoder.decode(ts, linktype, frame, n)
@@ -270,7 +271,7 @@ class Engine:
 
     # -- time and end of capture ----------------------------------------------
     def _sweep(self, now: float, events: list) -> None:
-        self._next_sweep = now + self._sweep_interval
+        self.sweep_due = now + self._sweep_interval
         for flow in self.flows.expire(now):
             self._flow_end(flow, now, events)
             events.append(FlowEnded(now, flow, "timeout"))
@@ -282,14 +283,9 @@ class Engine:
         events: list = []
         if now > self.last_ts:
             self.last_ts = now
-        if self.first_ts is not None and now >= self._next_sweep:
+        if self.first_ts is not None and now >= self.sweep_due:
             self._sweep(now, events)
         return events
-
-    @property
-    def sweep_due(self) -> float:
-        """The packet time at or after which the next frame (or ``advance``) sweeps for timed-out sessions."""
-        return self._next_sweep
 
     def advance(self, ts: float) -> list | None:
         """A frame this engine does not analyse passed at ``ts`` (``--workers``: another engine's frame).
@@ -300,12 +296,12 @@ class Engine:
         """
         if ts > self.last_ts:
             self.last_ts = ts
-        if ts < self._next_sweep:
+        if ts < self.sweep_due:
             return None
         events: list = []
         if self.first_ts is None:
             self.first_ts = ts
-            self._next_sweep = ts + self._sweep_interval
+            self.sweep_due = ts + self._sweep_interval
         else:
             self._sweep(ts, events)
         return events

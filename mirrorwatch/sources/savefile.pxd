@@ -14,13 +14,13 @@ cdef class Savefile:
     cdef public bytearray buf
     cdef public Py_ssize_t fill
 
-    @cython.locals(f=bytearray, lo="unsigned long long", hi="unsigned long long")
-    cdef unsigned long long _u32(self, Py_ssize_t i) except? 0xFFFFFFFFFFFFFFFF
+    @cython.locals(lo="unsigned long long", hi="unsigned long long")
+    cdef unsigned long long _u32(self, const unsigned char *f, Py_ssize_t i) noexcept
     @cython.locals(v="long long")
-    cdef long long _time(self, Py_ssize_t i) except? -1
+    cdef long long _time(self, const unsigned char *f, Py_ssize_t i) noexcept
     @cython.locals(p="const char *")
     cdef bytes _frame(self, Py_ssize_t start, Py_ssize_t stop)
-    @cython.locals(pos=Py_ssize_t, snap="long long", sec="long long", usec="long long",
+    @cython.locals(f="const unsigned char *", pos=Py_ssize_t, snap="long long", sec="long long", usec="long long",
                    caplen="long long", wirelen="long long", need=Py_ssize_t, start=Py_ssize_t)
     cpdef loop(self, FrameSink sink)
     @cython.locals(left=Py_ssize_t, got=object)

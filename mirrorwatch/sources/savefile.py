@@ -79,9 +79,8 @@ class Savefile:
         self.view.release()
         self.fh.close()
 
-    def _u32(self, i: int) -> int:
-        """The 32-bit field at ``buf[i:i + 4]`` in the file's byte order."""
-        f = self.buf
+    def _u32(self, f: bytearray, i: int) -> int:
+        """The 32-bit field at ``f[i:i + 4]`` in the file's byte order (``f``: the block, read in place)."""
         if self.big:
             hi = f[i] << 8 | f[i + 1]
             lo = f[i + 2] << 8 | f[i + 3]
@@ -90,9 +89,9 @@ class Savefile:
             hi = f[i + 2] | f[i + 3] << 8
         return hi << 16 | lo
 
-    def _time(self, i: int) -> int:
+    def _time(self, f: bytearray, i: int) -> int:
         """A time field as libpcap 1.10 gives it: signed in the host's byte order, unsigned when swapped."""
-        v = self._u32(i)
+        v = self._u32(f, i)
         return v - _WRAP if v >= _SIGN and not self.swapped else v
 
     def _frame(self, start: int, stop: int) -> bytes:
@@ -113,10 +112,11 @@ class Savefile:
                         raise SavefileError(f"truncated dump file; tried to read {REC_HLEN} header bytes, "
                                             f"only got {self.fill - pos}")
                     return
-            sec = self._time(pos)
-            usec = self._time(pos + 4)
-            caplen = self._u32(pos + 8)
-            wirelen = self._u32(pos + 12)
+            f = self.buf
+            sec = self._time(f, pos)
+            usec = self._time(f, pos + 4)
+            caplen = self._u32(f, pos + 8)
+            wirelen = self._u32(f, pos + 12)
             if self.nsec:
                 usec = usec // NSEC_PER_USEC if usec >= 0 else -(-usec // NSEC_PER_USEC)  # C's: towards 0
             if caplen > MAX_SNAPLEN:

@@ -1,7 +1,6 @@
 # The flow partitioner and a worker's per-frame pick as C structs (see flowshare.py): the frame is read in place.
 cimport cython
 
-from mirrorwatch.core.decode.wire cimport u16, u32
 
 cdef int _FRAGMENT, _UNREAD_OWNER, _MAX_LAYERS, _UNREAD
 cdef unsigned int _FNV_BASIS, _FNV_PRIME, _FMIX_1, _FMIX_2, _M32
@@ -13,12 +12,15 @@ cdef int _IP4_ALEN, _IP6_ALEN, _PPP_IPV4, _PPP_IPV6, _PPPOE_HLEN, _MPLS_BOTTOM, 
 cdef int _GRE_ROUTING, _GRE_VERSION, _GRE_SEQ, _ERSPAN_II_HLEN, _ERSPAN_III_HLEN, _ERSPAN_III_SUB, _UDP_HLEN
 cdef int _VXLAN_HLEN, _VXLAN_I, _GENEVE_HLEN, _GENEVE_OPTLEN, _TEREDO_ORIGIN, _IP6_HLEN
 cdef int _NO_TUNNEL, _VXLAN, _GENEVE, _TEREDO
-cdef int _BUCKET_SHIFT, _BUCKETS, _HASH, _IPPAIR, _BALANCED
+cdef int _BUCKET_SHIFT, _BUCKETS, _HASH, _IPPAIR, _BALANCED, WORK_FRAME, WORK_BYTE_SHIFT, WORK_SESSION
 
 cdef unsigned int _fmix(unsigned int h)
 
+# the frame is read through its C pointer: every read is behind a length check of the parser's own
+cdef unsigned int _b16(const unsigned char *f, Py_ssize_t i) noexcept
+cdef unsigned int _b32(const unsigned char *f, Py_ssize_t i) noexcept
 @cython.locals(v=int)
-cdef int _version_type(bytes f, Py_ssize_t o)
+cdef int _version_type(const unsigned char *f, Py_ssize_t o, Py_ssize_t end) noexcept
 
 @cython.final
 cdef class FlowPartitioner:
@@ -36,27 +38,27 @@ cdef class FlowPartitioner:
     @cython.locals(b=Py_ssize_t, w=int, i=int)
     cdef int _pick(self, unsigned int h)
     @cython.locals(order=int, i=Py_ssize_t, h="unsigned int")
-    cdef int _pair(self, int proto, bytes f, Py_ssize_t src, Py_ssize_t dst, int alen, int sp, int dp)
+    cdef int _pair(self, int proto, const unsigned char *f, Py_ssize_t src, Py_ssize_t dst, int alen, int sp, int dp)
     @cython.locals(et=int)
-    cdef int _ethernet_at(self, bytes f, Py_ssize_t o, Py_ssize_t end, int depth)
-    cdef int _l3(self, int et, bytes f, Py_ssize_t o, Py_ssize_t end, int depth)
+    cdef int _ethernet_at(self, const unsigned char *f, Py_ssize_t o, Py_ssize_t end, int depth)
+    cdef int _l3(self, int et, const unsigned char *f, Py_ssize_t o, Py_ssize_t end, int depth)
     @cython.locals(ppp=int, bottom=int)
-    cdef (int, Py_ssize_t) _ethertype(self, bytes f, int et, Py_ssize_t o, Py_ssize_t end)
+    cdef (int, Py_ssize_t) _ethertype(self, const unsigned char *f, int et, Py_ssize_t o, Py_ssize_t end)
     @cython.locals(et=int, o=Py_ssize_t)
-    cdef int _cooked(self, bytes f, Py_ssize_t at, Py_ssize_t hlen)
+    cdef int _cooked(self, const unsigned char *f, Py_ssize_t end, Py_ssize_t at, Py_ssize_t hlen)
     @cython.locals(proto=int, tlen=Py_ssize_t, ip_end=Py_ssize_t, l4=Py_ssize_t, first=bint, pair=int, own=int)
-    cdef int _ipv4(self, bytes f, Py_ssize_t o, Py_ssize_t end, int depth)
+    cdef int _ipv4(self, const unsigned char *f, Py_ssize_t o, Py_ssize_t end, int depth)
     @cython.locals(plen=Py_ssize_t, ip_end=Py_ssize_t, nh=int, p=Py_ssize_t, frag_at=Py_ssize_t, first=bint, offm=int, pair=int, own=int)
-    cdef int _ipv6(self, bytes f, Py_ssize_t o, Py_ssize_t end, int depth)
+    cdef int _ipv6(self, const unsigned char *f, Py_ssize_t o, Py_ssize_t end, int depth)
     @cython.locals(sp=int, dp=int, inner=int, pair=int)
-    cdef int _l4(self, int proto, bytes f, Py_ssize_t p, Py_ssize_t end, Py_ssize_t src, Py_ssize_t dst, int alen,
+    cdef int _l4(self, int proto, const unsigned char *f, Py_ssize_t p, Py_ssize_t end, Py_ssize_t src, Py_ssize_t dst, int alen,
                  int depth)
     @cython.locals(flags=int, ptype=int, inner=Py_ssize_t, sub=int)
-    cdef int _gre(self, bytes f, Py_ssize_t o, Py_ssize_t end, int depth)
-    cdef int _inner(self, int ptype, bytes f, Py_ssize_t o, Py_ssize_t end, int depth)
+    cdef int _gre(self, const unsigned char *f, Py_ssize_t o, Py_ssize_t end, int depth)
+    cdef int _inner(self, int ptype, const unsigned char *f, Py_ssize_t o, Py_ssize_t end, int depth)
     @cython.locals(kind=int, ulen=Py_ssize_t)
-    cdef int _udp_tunnel(self, bytes f, Py_ssize_t p, Py_ssize_t end, int sp, int dp, int depth)
-    cdef int _vxlan(self, bytes f, Py_ssize_t o, Py_ssize_t end, int depth)
-    cdef int _geneve(self, bytes f, Py_ssize_t o, Py_ssize_t end, int depth)
+    cdef int _udp_tunnel(self, const unsigned char *f, Py_ssize_t p, Py_ssize_t end, int sp, int dp, int depth)
+    cdef int _vxlan(self, const unsigned char *f, Py_ssize_t o, Py_ssize_t end, int depth)
+    cdef int _geneve(self, const unsigned char *f, Py_ssize_t o, Py_ssize_t end, int depth)
     @cython.locals(plen=int)
-    cdef int _teredo(self, bytes f, Py_ssize_t o, Py_ssize_t end, int depth)
+    cdef int _teredo(self, const unsigned char *f, Py_ssize_t o, Py_ssize_t end, int depth)

@@ -21,5 +21,5 @@ cdef class OwnFrames(FrameSink):
     cdef public Engine engine  # typed: its process is a C call
     cdef public int me, linktype
     cdef public long long n, mask, own
-    cdef public double last_ts, due
+    cdef public double last_ts
     cdef public object take, emit, fragment, every, sample

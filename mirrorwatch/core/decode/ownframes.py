@@ -85,7 +85,6 @@ class OwnFrames(FrameSink):
         self.n = 0
         self.own = 0
         self.last_ts = 0.0
-        self.due = engine.sweep_due
 
     @cython.locals(n=cython.longlong, w=cython.int, ow=cython.int, out=list)
     def frame(self, ts: float, wirelen: int, data: bytes) -> None:
@@ -99,7 +98,6 @@ class OwnFrames(FrameSink):
         ow = self.part.outer
         if w == _FRAGMENT:
             w = self.fragment(n, ts, wirelen, data)
-            self.due = self.engine.sweep_due  # what it released may have moved the engine's clock
         # a UDP tunnel's own session is its worker's, which may not be the carried packet's
         self.engine.count_outer = ow < 0 or ow == self.me
         if w == self.me:
@@ -111,18 +109,15 @@ class OwnFrames(FrameSink):
                 self.own += 1
                 if out:
                     self.emit(n, out)
-            self.due = self.engine.sweep_due
         elif ow == self.me:  # another worker's packet in this worker's tunnel session: the session counts it
             self.engine.pcap_cnt = n - 1
             out = self.engine.outer_only(ts, self.linktype, data)
             if out:
                 self.emit(n, out)
-            self.due = self.engine.sweep_due
-        elif ts >= self.due:
+        elif ts >= self.engine.sweep_due:
             out = self.engine.advance(ts)
             if out:
                 self.emit(n, out)
-            self.due = self.engine.sweep_due
         if self.sample is not None:
             self.sample(n, ts, data)
         if not n & self.mask:
