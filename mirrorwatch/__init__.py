@@ -45,6 +45,7 @@ COMPILED = (
     "mirrorwatch.core.decode.ppp",
     "mirrorwatch.core.decode.pppoe",
     "mirrorwatch.core.decode.mpls",
+    "mirrorwatch.core.decode.flowsched",
     "mirrorwatch.core.decode.flowshare",
     "mirrorwatch.core.decode.ownframes",
     "mirrorwatch.core.reassembly.context",

@@ -100,9 +100,9 @@ def test_an_idle_bucket_is_given_afresh_only_after_the_idle_time():
     assert part.owner(ETH, a) == 0 and part.owner(ETH, b) == 1  # b's bucket: worker 1 had fewer frames
     for _ in range(20):
         part.owner(ETH, a)  # worker 0 now has many more frames
-    part.now = 100.0
+    part.sched.now = 100.0
     assert part.owner(ETH, a) == 0  # idle exactly the idle time: still its worker's
-    part.now = 200.5
+    part.sched.now = 200.5
     assert part.owner(ETH, a) == 1  # idle longer: given afresh, to the worker given fewer frames
     assert part.owner(ETH, frame(41000, reply=True)) == 1  # and the reply follows
 
@@ -118,8 +118,8 @@ def test_ippair_keeps_the_sessions_of_two_hosts_together():
 def test_from_settings_reads_the_scheduler_and_the_longest_timeout():
     s = Settings({"autofp-scheduler": "hash", "flow-timeouts.tcp.established": "7200"})
     part = FlowPartitioner.from_settings(s, 2)
-    assert part.idle == 2 * 7200.0
-    assert FlowPartitioner.from_settings(Settings(), 2).idle == 2 * max(
+    assert part.sched.idle == 2 * 7200.0
+    assert FlowPartitioner.from_settings(Settings(), 2).sched.idle == 2 * max(
         float(v) for k, v in Settings().as_dict().items() if k.startswith("flow-timeouts."))
 
 

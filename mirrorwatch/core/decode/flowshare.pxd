@@ -1,8 +1,10 @@
 # The flow partitioner and a worker's per-frame pick as C structs (see flowshare.py): the frame is read in place.
 cimport cython
 
+from mirrorwatch.core.decode.flowsched cimport Scheduler
 
-cdef int _FRAGMENT, _UNREAD_OWNER, _MAX_LAYERS, _UNREAD
+
+cdef int _FRAGMENT, _UNREAD_OWNER, _MAX_LAYERS, _UNREAD, _IPPAIR
 cdef unsigned int _FNV_BASIS, _FNV_PRIME, _FMIX_1, _FMIX_2, _M32
 cdef int LINKTYPE_ETHERNET, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_PPPOE_SESSION, ETHERTYPE_MPLS_UNICAST
 cdef int ETHERTYPE_MPLS_MULTICAST, ETHERTYPE_ERSPAN_I_II, ETHERTYPE_ERSPAN_III, ETHERTYPE_TEB
@@ -12,7 +14,6 @@ cdef int _IP4_ALEN, _IP6_ALEN, _PPP_IPV4, _PPP_IPV6, _PPPOE_HLEN, _MPLS_BOTTOM, 
 cdef int _GRE_ROUTING, _GRE_VERSION, _GRE_SEQ, _ERSPAN_II_HLEN, _ERSPAN_III_HLEN, _ERSPAN_III_SUB, _UDP_HLEN
 cdef int _VXLAN_HLEN, _VXLAN_I, _GENEVE_HLEN, _GENEVE_OPTLEN, _TEREDO_ORIGIN, _IP6_HLEN
 cdef int _NO_TUNNEL, _VXLAN, _GENEVE, _TEREDO
-cdef int _BUCKET_SHIFT, _BUCKETS, _HASH, _IPPAIR, _BALANCED, WORK_FRAME, WORK_BYTE_SHIFT, WORK_SESSION
 
 cdef unsigned int _fmix(unsigned int h)
 
@@ -24,19 +25,14 @@ cdef int _version_type(const unsigned char *f, Py_ssize_t o, Py_ssize_t end) noe
 
 @cython.final
 cdef class FlowPartitioner:
-    cdef public int n, scheduler, outer
-    cdef public double idle, now
+    cdef public int n, outer
+    cdef public Scheduler sched
     cdef public object last_fragment
-    cdef int[::1] _bucket_worker
-    cdef double[::1] _bucket_seen
-    cdef long long[::1] _given
     cdef bytes _udp_ports
     cdef dict _links
 
     @cython.locals(own=int)
     cpdef int owner(self, int linktype, bytes f)
-    @cython.locals(b=Py_ssize_t, w=int, i=int)
-    cdef int _pick(self, unsigned int h)
     @cython.locals(order=int, i=Py_ssize_t, h="unsigned int")
     cdef int _pair(self, int proto, const unsigned char *f, Py_ssize_t src, Py_ssize_t dst, int alen, int sp, int dp)
     @cython.locals(et=int)

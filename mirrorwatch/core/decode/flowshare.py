@@ -33,37 +33,16 @@ few dozen nanoseconds.  Choices, and why:
   address pair for an unread tunnel: correct, as every frame of whatever the
   engine makes of them goes there too.
 
-Which worker a session's hash picks is ``autofp-scheduler`` (Suricata's key
-for how one capture's sessions are shared among workers):
-
-- ``hash``: the hash modulo the number of workers (Suricata's default).  A few
-  heavy sessions make the split uneven: the real mixed capture of the bench
-  goes 55/45 between two workers, which caps their speed-up at 1.8x.
-- ``ippair``: the same, of the address pair only (ports left out), as
-  Suricata's ``ippair`` scheduler.
-- ``balanced`` (the default): the hash's top 16 bits name one of 65,536
-  buckets; the first frame of a bucket gives it to the worker that has been
-  given the least work so far, and the bucket keeps that worker while it is
-  active.  Work is an estimate of one engine's time: so much a frame, a byte
-  and a new session (``WORK_*``; sessions cost an engine about as much as 16
-  of their frames, so counting frames alone gave one worker 53% of the real
-  mixed capture's time).  A bucket idle for longer than ``idle`` (twice the longest flow
-  timeout: no session of it can still be alive in any engine) is given
-  afresh; idle is read on the latest time seen, which never goes back.  Every
-  worker reads every frame in the same order and so makes the same choices:
-  each session still has exactly one worker, both directions and its
-  fragments included.  The bench capture splits 50/50 this way.  Like
-  Suricata's former ``active-packets`` scheduler, but deterministic.
+Which worker a session's hash names is ``flowsched.Scheduler``'s (``autofp-scheduler``).
 
 ``core.decode.ownframes.OwnFrames`` is one worker's pick of the capture's frames.
 """
 
 from __future__ import annotations
 
-from array import array
-
 import cython
 
+from mirrorwatch.core.decode.flowsched import IPPAIR, Scheduler
 from mirrorwatch.core.decode.numbers import (
     AF_INET,
     BSD_AF_INET6,
@@ -104,6 +83,7 @@ UNREAD_OWNER = 0  # the owner of frames this parser does not read
 MAX_LAYERS = 16  # VLAN tags, MPLS labels, IPv6 extension headers or tunnels read (decoder.max-layers)
 _FRAGMENT, _UNREAD_OWNER, _MAX_LAYERS = FRAGMENT, UNREAD_OWNER, MAX_LAYERS  # the same, as C constants (.pxd)
 
+_IPPAIR = IPPAIR  # the same, as a C constant (.pxd)
 _UNREAD = -3  # what the parsing methods return for what they do not read
 _FNV_BASIS, _FNV_PRIME = 0x811C9DC5, 0x01000193
 _FMIX_1, _FMIX_2 = 0x85EBCA6B, 0xC2B2AE35  # murmur3's fmix32
@@ -127,13 +107,6 @@ _TEREDO_ORIGIN = 8
 _IP6_HLEN = 40
 _NO_TUNNEL, _VXLAN, _GENEVE, _TEREDO = 0, 1, 2, 3  # UDP tunnels, as _udp_ports holds them by port
 _PORTS = 65536
-_BUCKET_SHIFT, _BUCKETS = 16, 1 << 16  # balanced: the hash's top 16 bits name its bucket
-# balanced: the work a worker is given, in units of ~1/16 us of one engine's time (fitted by least squares
-# over the sessions of the bench's real mixed capture: ~1.2 us a frame, ~1.5 ns a byte, ~20 us a session)
-WORK_FRAME, WORK_BYTE_SHIFT, WORK_SESSION = 20, 3, 330
-SCHEDULERS = ("balanced", "hash", "ippair")  # autofp-scheduler
-_HASH, _IPPAIR, _BALANCED = 0, 1, 2
-_SCHEDULER_CODES = {"hash": _HASH, "ippair": _IPPAIR, "balanced": _BALANCED}
 
 
 def _ports(text) -> frozenset:
@@ -175,12 +148,7 @@ class FlowPartitioner:
         if workers < 1:
             raise ValueError("at least one worker")
         self.n = workers
-        self.scheduler = _SCHEDULER_CODES[scheduler]
-        self.idle = idle  # balanced: seconds a bucket stays its worker's with no frame
-        self.now = 0.0  # balanced: the latest time read (OwnFrames sets it)
-        self._bucket_worker = array("i", bytes(4 * _BUCKETS))  # balanced: worker + 1 (0: not given yet)
-        self._bucket_seen = array("d", bytes(8 * _BUCKETS))  # balanced: when its last frame was read
-        self._given = array("q", bytes(8 * workers))  # balanced: work given to each worker so far
+        self.sched = Scheduler(workers, scheduler, idle)  # its ``now`` is the latest time read (OwnFrames sets it)
         table = bytearray(_PORTS)  # UDP port -> the tunnel it is the port of (Teredo's wins a conflict)
         for kind, ports in ((_VXLAN, vxlan), (_GENEVE, geneve), (_TEREDO, teredo)):
             for p in ports:
@@ -214,24 +182,8 @@ class FlowPartitioner:
         if own == _UNREAD:
             own = _UNREAD_OWNER
         if own >= 0:
-            self._given[own] += WORK_FRAME + (len(f) >> WORK_BYTE_SHIFT)
+            self.sched.give(own, len(f))
         return own
-
-    def _pick(self, h: int) -> int:
-        """The worker of a flow hash, by the scheduler (see the module's text)."""
-        if self.scheduler != _BALANCED:
-            return h % self.n
-        b = h >> _BUCKET_SHIFT
-        w = self._bucket_worker[b]
-        if w == 0 or self.now - self._bucket_seen[b] > self.idle:
-            w = 1
-            for i in range(1, self.n):
-                if self._given[i] < self._given[w - 1]:
-                    w = i + 1
-            self._bucket_worker[b] = w
-            self._given[w - 1] += WORK_SESSION
-        self._bucket_seen[b] = self.now
-        return w - 1
 
     def _pair(self, proto: int, f: bytes, src: int, dst: int, alen: int, sp: int, dp: int) -> int:
         """The owner of the endpoints (address at ``f[src:src + alen]``, port ``sp``) and (``dst``, ``dp``), in
@@ -241,7 +193,7 @@ class FlowPartitioner:
             order = f[src + i] - f[dst + i]
             if order:
                 break
-        if self.scheduler == _IPPAIR:
+        if self.sched.kind == _IPPAIR:
             sp = dp = 0
         if order > 0 or (order == 0 and sp > dp):
             src, dst, sp, dp = dst, src, dp, sp
@@ -251,7 +203,7 @@ class FlowPartitioner:
         for i in range(0, alen, 4):
             h = ((h ^ _b32(f, dst + i)) * _FNV_PRIME) & _M32
         h = ((h ^ (sp << 16 | dp)) * _FNV_PRIME) & _M32
-        return self._pick(_fmix(h))
+        return self.sched.pick(_fmix(h))
 
     # -- link layers ----------------------------------------------------------------
     def _ethernet_at(self, f: bytes, o: int, end: int, depth: int) -> int:

@@ -93,7 +93,7 @@ class OwnFrames(FrameSink):
         n = self.n
         if ts > self.last_ts:  # noqa: PLR1730 - not max(): a C compare
             self.last_ts = ts
-        self.part.now = self.last_ts  # never back: captures merged from many files jump back in time
+        self.part.sched.now = self.last_ts  # never back: captures merged from many files jump back in time
         w = self.part.owner(self.linktype, data)
         ow = self.part.outer
         if w == _FRAGMENT:
