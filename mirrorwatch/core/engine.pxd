@@ -22,5 +22,7 @@ cdef class Engine:
     cpdef list process(self, object ts, int linktype, object frame, object wirelen=*)
     @cython.locals(fd=object)
     cdef void _log_txs(self, Flow flow, Packet pkt, list events) except *
+    @cython.locals(events=list)
+    cpdef object advance(self, double ts)
     @cython.locals(events=list, judge=InlineJudge)
     cpdef tuple process_inline(self, object ts, int linktype, object frame, bint csum_ready=*)

@@ -229,9 +229,13 @@ class _Share:
     def fragment(self, clock: int, ts: float, wirelen: int, frame: bytes) -> int:
         """A fragment: what its routing releases for this worker is analysed now (clocked here, numbered as
         it was read); returns its owner (``fragments.HOLD``: nobody's yet)."""
+        sched = self.frames.part.sched
         owner, released = self.router.route(self.frames.part.last_fragment, ts, len(frame),
                                             (ts, wirelen, frame, clock, self.frames.linktype))
+        if owner >= 0:
+            sched.give(owner, len(frame))  # every worker routes every fragment alike: the same work counted
         for w, held in released:
+            sched.give(w, len(held[2]))
             if w == self.me:
                 self.take(clock, *held)
         return owner

@@ -13,4 +13,4 @@ cdef class Scheduler:
 
     @cython.locals(b=Py_ssize_t, w=int, i=int)
     cdef int pick(self, unsigned int h)
-    cdef void give(self, int w, Py_ssize_t nbytes) noexcept
+    cpdef void give(self, int w, Py_ssize_t nbytes) noexcept
