@@ -19,6 +19,8 @@ from mirrorwatch.core.applayer.common import (
     PROGRESS_BODY, PROGRESS_COMPLETE, PROGRESS_LINE, TO_CLIENT, TO_SERVER,
 )
 from mirrorwatch.core.applayer.http import HttpConfig, HttpState, eve_record
+from mirrorwatch.core.applayer.http import headers as http_headers
+from mirrorwatch.core.applayer.http import stream as http_stream
 from mirrorwatch.core.applayer.http.uri import normalize_path, normalized_uri, split_uri
 
 GET = b"GET /index.html HTTP/1.1\r\nHost: example.com\r\n\r\n"
@@ -549,3 +551,48 @@ def test_corpus_requests_hosts_and_statuses_match_tshark():
         assert is_subsequence(their_codes, codes), stream
         exact += theirs == ours and their_codes == codes
     assert len(requests) >= 170 and exact >= 0.9 * len(requests)
+
+
+# -- the header-block scans (compiled: C loops over the bytes; interpreted: bytes methods) -------------
+
+HEADER_BYTES = st.binary(max_size=120).map(lambda b: bytes(b"\r\n: \t\x00aB"[c % 8] for c in b))
+
+
+def reference_block_end(buf: bytearray, start: int, stop: int) -> int:
+    """_block_end as bytearray.find says it: LF LF or LF CR LF, whichever ends first."""
+    if buf.startswith((b"\n", b"\r\n"), start):
+        return -1
+    ends = [at + len(sep) for sep in (b"\n\r\n", b"\n\n") if (at := buf.find(sep, start, stop)) >= 0]
+    return min(ends, default=-1)
+
+
+@settings(max_examples=400, deadline=None)
+@given(HEADER_BYTES, st.integers(min_value=0, max_value=130), st.integers(min_value=0, max_value=140))
+def test_block_scans_agree_with_bytes_methods(data, start, stop):
+    buf = bytearray(data)
+    assert http_stream._block_end(buf, start, stop) == reference_block_end(buf, start, stop)
+    assert http_stream._find_lf(buf, start, stop) == buf.find(b"\n", start, stop)
+    end = reference_block_end(buf, 0, len(buf))
+    if end > 0:
+        lines = [line.rstrip(b"\r\n") for line in bytes(buf[:end]).split(b"\n")][:-2]
+        expected = lines if all(lines) else None
+        assert http_stream._block_lines(bytes(buf[:end])) == expected
+
+
+@settings(max_examples=400, deadline=None)
+@given(HEADER_BYTES)
+def test_field_pair_is_split_field(field):
+    fast, general = http_headers.HeaderResult(), http_headers.HeaderResult()
+    assert http_headers.field_pair(field, fast) == http_headers.split_field(field, general)
+    assert (fast.invalid, fast.dropped) == (general.invalid, general.dropped)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(HEADER_BYTES.map(lambda b: b.replace(b"\n", b"")), max_size=8))
+def test_whole_header_block_parses_as_its_lines_one_by_one(lines):
+    """A block buffered whole (the one-pass scans) gives what the line loop gives it byte by byte."""
+    request = b"GET / HTTP/1.1\r\n" + b"".join(line + b"\r\n" for line in lines) + b"\r\n"
+    whole = run((TO_SERVER, request))
+    parts = run(*[(TO_SERVER, request[i:i + 1]) for i in range(len(request))])
+    assert snapshot(whole) == snapshot(parts)
+    assert whole.stats.header_errors == parts.stats.header_errors

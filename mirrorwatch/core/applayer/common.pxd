@@ -1,5 +1,6 @@
 # Compiled with its .py (mirrorwatch.COMPILED). MemAccount is a C struct: the application layer
-# checks and charges it on every parser call (see session.py); the other names stay Python.
+# checks and charges it on every parser call (see session.py); ParserStats is one too, its
+# counters C numbers (every flow's parser makes one); the other names stay Python.
 cimport cython
 
 cdef class MemAccount:
@@ -11,3 +12,6 @@ cdef class MemAccount:
     cpdef bint reserve(self, long long size)
     @cython.locals(acct=MemAccount)
     cpdef void add(self, long long size)
+
+cdef class ParserStats:
+    cdef public long long gaps, memcap_hits, parse_errors, txs

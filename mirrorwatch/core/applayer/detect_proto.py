@@ -361,7 +361,9 @@ class ProtoDetect:
             self.mismatch = True
 
     def _undecidable(self, side: _Direction) -> bool:
-        return all(d.done for d in self._dirs) or side.seen >= self.max_detect_bytes
+        dirs = self._dirs
+        first, second = dirs[0], dirs[1]
+        return (first.done and second.done) or side.seen >= self.max_detect_bytes
 
 
 def _dns(payload) -> tuple[str, object] | None:

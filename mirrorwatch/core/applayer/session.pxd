@@ -4,9 +4,11 @@
 cimport cython
 
 from mirrorwatch.core.applayer.common cimport MemAccount
+from mirrorwatch.core.applayer.detect_proto cimport ProtoDetect
 
 cdef class AppFlow:
-    cdef public object proto, parser, probe
+    cdef public object proto, parser
+    cdef public ProtoDetect probe
     cdef public int given_up
     cdef public long long mem
     cdef public MemAccount acct
@@ -30,7 +32,7 @@ cdef class AppLayer:
     cpdef void stream_data(self, AppFlow app, int d, object data)
     cpdef void stream_gap(self, AppFlow app, int d, long long length)
     cpdef void stream_end(self, AppFlow app, int d)
-    @cython.locals(d=int)
+    @cython.locals(d=int, probe=ProtoDetect)
     cdef void _detected(self, AppFlow app, str proto)
     cdef void _call(self, AppFlow app, int d, object fn, tuple args, Py_ssize_t size)
     @cython.locals(app=AppFlow)

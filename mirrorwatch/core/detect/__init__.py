@@ -26,14 +26,15 @@ Per packet, candidates are gathered cheaply, then judged in rule order:
   and dicts keyed by protocol and port;
 - rules whose fast-pattern literal occurs in the packet payload: one
   hyperscan block scan per packet with payload, one database per transport
-  (for a TCP packet whose data went into a stream, only the rules that also
-  inspect single packets); each literal wakes only the rules of the
-  packet's ports;
+  and direction, as Suricata's toserver/toclient signature groups (for a TCP
+  packet whose data went into a stream, only the rules that also inspect
+  single packets); each literal wakes only the rules of the packet's ports;
 - for TCP, rules whose literal occurs in newly inspectable stream data: one
-  hyperscan stream per direction (``hsdb.LiteralStream``) scans each stream
-  byte once, when it becomes inspectable, and remembers where each literal
-  last ended, so a literal split across segments is found and a window
-  reaching back knows the literals in its old bytes.
+  hyperscan stream per direction (``hsdb.LiteralStream``), with the literals
+  of the rules that can match in that direction, scans each stream byte once,
+  when it becomes inspectable, and remembers where each literal last ended,
+  so a literal split across segments is found and a window reaching back
+  knows the literals in its old bytes.
 
 Stream data is inspected the way Suricata does in IDS mode: bytes become
 inspectable once settled (ACKed, see ``reassembly``) and are inspected in
@@ -209,11 +210,11 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin, EventMixin):
         payload = pkt.payload
         if payload:
             if proto == TCP:
-                blk = self.block[TCP]
+                blk = self.block[TCP][d]
                 if self._added_differs and fd is not None and data_added(flow, d, pkt):
-                    blk = self.block[ADDED]  # the stream rules see these bytes in the stream
+                    blk = self.block[ADDED][d]  # the stream rules see these bytes in the stream
             else:
-                blk = self.block[proto if proto == UDP else 0]
+                blk = self.block[proto if proto == UDP else 0][d]
             if blk is not None:
                 dp = pkt.dport
                 sp = pkt.sport

@@ -63,13 +63,21 @@ def _header_block(headers, skip: bytes | None) -> bytes | None:
     """Suricata's normalised http.header: 'Name: value\\r\\n' per header (Cookie left out)."""
     if not headers:
         return None
-    return b"".join(n + b": " + v + b"\r\n" for n, v in headers if skip is None or n.lower() != skip)
+    parts: list = []  # one join over the pieces: no intermediate bytes per header, no generator
+    for n, v in headers:
+        if skip is None or n.lower() != skip:
+            parts += (n, b": ", v, b"\r\n")
+    return b"".join(parts)
 
 
 def _header_names(headers) -> bytes | None:
     if not headers:
         return None
-    return b"\r\n" + b"".join(n + b"\r\n" for n, _ in headers) + b"\r\n"
+    parts: list = [b"\r\n"]
+    for n, _ in headers:
+        parts += (n, b"\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
 
 
 def _start(line, raw) -> bytes | None:

@@ -100,23 +100,36 @@ class BuildMixin:
         self._install_tx(plan)
 
     def _install_literals(self, plan: dict) -> None:
-        self.block: dict[int, tuple | None] = {}
-        for k, entry in plan["block"].items():
-            if entry is None:
-                self.block[k] = None
-                continue
-            exprs, flags, split, gate = entry
-            self.block[k] = (BlockScanner(database(hs.HS_MODE_BLOCK, exprs, flags, self.mpm_cache)), split, gate)
+        """The literal databases of packets (per transport class) and stream data, each one per
+        direction (``plan._literals``): a (scanner, rules per literal, port gate) or None.  The two
+        directions' literals are often the same (``plan._per_side``): one database serves both."""
+        dbs: dict = {}
+        self.block: dict[int, tuple] = {k: tuple(self._block_entry(e, dbs) for e in entries)
+                                        for k, entries in plan["block"].items()}
         # whether a TCP packet whose data went into a stream is scanned with other literals
-        self._added_differs = self.block[ADDED] is not self.block[TCP]
-        stream = plan["stream"]
-        db = database(hs.HS_MODE_STREAM, *stream, self.mpm_cache) if stream is not None else None
-        self.stream_scan = StreamScanner(db) if db is not None else None
+        self._added_differs = any(a is not t for a, t in zip(self.block[ADDED], self.block[TCP]))
+        self.stream_scan = tuple(None if e is None else StreamScanner(self._database(hs.HS_MODE_STREAM, *e, dbs))
+                                 for e in plan["stream"])
         self.stream_rules = plan["stream_rules"]
-        self.stream_gate = port_gate(self.stream_rules)
-        self.has_stream = db is not None or bool(self.stream_nompm)
+        self.stream_gate = tuple(port_gate(split) for split in self.stream_rules)
+        self.has_stream = any(s is not None for s in self.stream_scan) or bool(self.stream_nompm)
         self.lookback = plan["lookback"]
         self.patterns = plan["patterns"]
+
+    def _block_entry(self, entry, dbs: dict):
+        if entry is None:
+            return None
+        exprs, flags, split, gate = entry
+        return BlockScanner(self._database(hs.HS_MODE_BLOCK, exprs, flags, dbs)), split, gate
+
+    def _database(self, mode: int, exprs, flags, dbs: dict):
+        """The database of these literals, made (or taken from the rule cache) once per build:
+        the plan gives two directions with the same literals the same expression list."""
+        key = (mode, id(exprs), id(flags))
+        db = dbs.get(key)
+        if db is None:
+            db = dbs[key] = database(mode, exprs, flags, self.mpm_cache)
+        return db
 
     def crule(self, num: int):
         """Rule number ``num`` compiled (``plan.compile_rule``), the first time it is asked for."""

@@ -110,7 +110,7 @@ class BlockScanner:
     def scan(self, data) -> list[int]:
         hits = self.hits
         hits.clear()
-        self.db.scan(data, match_event_handler=self._cb)
+        self.db.scan(data, self._cb)  # positional: the binding parses no keyword then
         return hits
 
 

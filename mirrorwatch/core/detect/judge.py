@@ -80,6 +80,8 @@ class JudgeMixin:
                 a.tx = self._guess_tx(flow, fd, d)
                 a.tx_guessed = a.tx is not None and flow.proto == TCP
             alerts.append(a)
+        if tc:
+            self.tx_bufs.clear()  # the transactions' buffers are not kept past their packet
         if alerts:
             c["alerts"] += len(alerts)
             if flow is not None:

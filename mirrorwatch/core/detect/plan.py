@@ -5,12 +5,13 @@ judge is skipped here, at load, with its reason), sorts them in Suricata's order
 (``CRule.order``) and files each one where the per-packet path will find it:
 ip-only rules in address indexes, rules decided by header values in value tables
 and port dicts, rules with a fast-pattern literal in one literal set per transport
-(block mode) and one for stream data (stream mode), application-layer rules in
-one literal set per (protocol, side, buffer).  What it returns holds nothing but
-tuples, dicts, frozensets, numbers, text and bytes (``PLAN_KEYS``): the rule-set
-cache keeps it beside the rule set (``rules.ruleset_cache.PlanCache``), so a start
-from the cache builds the detector's tables (``build.BuildMixin``) without
-compiling, or even unpickling, a single rule.  The detector compiles a rule with
+and direction (block mode) and one per direction for stream data (stream mode),
+application-layer rules in one literal set per (protocol, side, buffer).  What it
+returns holds nothing but tuples, dicts, frozensets, numbers, text and bytes
+(``PLAN_KEYS``): the rule-set cache keeps it beside the rule set
+(``rules.ruleset_cache.PlanCache``), so a start from the cache builds the
+detector's tables (``build.BuildMixin``) without compiling, or even unpickling,
+a single rule.  The detector compiles a rule with
 ``compile_rule`` again, the same way, the first time the rule becomes a candidate.
 """
 
@@ -27,6 +28,7 @@ from mirrorwatch.core.detect.txrule import compile_cr
 
 TCP, UDP = 6, 17
 ADDED = -1  # literal set for TCP packets whose data went into a stream
+SIDES = (0, 1)  # a packet's or stream's direction: to server, to client
 PLAN_KEYS = frozenset((
     "index", "skipped", "iponly", "ipo", "flags_tbl", "itype_tbl", "pkt_any", "port_idx", "stream_nompm",
     "block", "stream", "stream_rules", "lookback", "patterns", "tx_pref", "tx_always", "tx_patterns", "events"))
@@ -129,30 +131,50 @@ def _literal_entry(ls: LiteralSet, mode: int, port_keys: dict):
     return (*ls.patterns(mode), split, port_gate(split))
 
 
+def _per_side(sets: tuple, mode: int, port_keys: dict) -> tuple:
+    """The entries of the two directions' literal sets; when both hold the same literals they share
+    their expressions and flags (the same objects, in the cache too: one database serves both)."""
+    a, b = (_literal_entry(ls, mode, port_keys) for ls in sets)
+    if a is not None and b is not None and a[:2] == b[:2]:
+        b = (*a[:2], *b[2:])
+    return a, b
+
+
+def _sides(cr) -> tuple:
+    """The directions (0: to server, 1: to client) a rule can match in: the one its flow keyword
+    names (such a rule needs a flow, so a packet without one, direction 0, meets neither), else both."""
+    return (1,) if cr.to_client else (0,) if cr.to_server else SIDES
+
+
 def _literals(crules, port_keys: dict) -> dict:
-    """Rules with a fast-pattern literal: one literal set per transport class for packets (ADDED:
-    TCP packets whose data went into a stream, where only rules that also inspect single
-    packets apply) and one for stream data."""
-    pkt_lits = {0: LiteralSet(), TCP: LiteralSet(), UDP: LiteralSet(), ADDED: LiteralSet()}
-    stream_lits = LiteralSet()
+    """Rules with a fast-pattern literal, per direction as Suricata's toserver/toclient signature
+    groups: one literal set per transport class for packets (ADDED: TCP packets whose data went
+    into a stream, where only rules that also inspect single packets apply) and one for stream
+    data.  A response is then not scanned for the literals of request-only rules."""
+    pkt_lits = {k: (LiteralSet(), LiteralSet()) for k in (0, TCP, UDP, ADDED)}
+    stream_lits = (LiteralSet(), LiteralSet())
     for cr in crules:
         if cr.kind != "mpm":
             continue
         lit, nocase = cr.fp
+        sides = _sides(cr)
         if not cr.stream_only:
             classes = _transport_classes(cr)
-            for k in classes:
-                pkt_lits[k].add(lit, nocase, cr.num)
             if cr.req_packet and TCP in classes:
-                pkt_lits[ADDED].add(lit, nocase, cr.num)
+                classes += (ADDED,)
+            for k in classes:
+                for d in sides:
+                    pkt_lits[k][d].add(lit, nocase, cr.num)
         if cr.req_stream:
-            stream_lits.add(lit, nocase, cr.num)
-    stream = _literal_entry(stream_lits, hs.HS_MODE_STREAM, port_keys)
-    return {"block": {k: _literal_entry(ls, hs.HS_MODE_BLOCK, port_keys) for k, ls in pkt_lits.items()},
-            "stream": stream[:2] if stream is not None else None,
-            "stream_rules": stream[2] if stream is not None else (),
-            "lookback": max((len(lit) for lit, _ in stream_lits.ids), default=1) - 1,
-            "patterns": sum(len(ls) for k, ls in pkt_lits.items() if k != ADDED) + len(stream_lits)}
+            for d in sides:
+                stream_lits[d].add(lit, nocase, cr.num)
+    stream = _per_side(stream_lits, hs.HS_MODE_STREAM, port_keys)
+    distinct = [set(a.ids) | set(b.ids) for k, (a, b) in pkt_lits.items() if k != ADDED]
+    return {"block": {k: _per_side(pair, hs.HS_MODE_BLOCK, port_keys) for k, pair in pkt_lits.items()},
+            "stream": tuple(e[:2] if e is not None else None for e in stream),
+            "stream_rules": tuple(e[2] if e is not None else () for e in stream),
+            "lookback": max((len(lit) for ls in stream_lits for lit, _ in ls.ids), default=1) - 1,
+            "patterns": sum(map(len, distinct)) + len(set(stream_lits[0].ids) | set(stream_lits[1].ids))}
 
 
 def _header_decided(crules, port_keys: dict) -> dict:

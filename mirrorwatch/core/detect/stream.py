@@ -67,14 +67,14 @@ class StreamMixin:
             return None
         c = self.c
         c["stream_scans"] += 1
-        scanner = self.stream_scan
+        scanner = self.stream_scan[d]  # the literals of rules that can match in direction d
         if scanner is not None:
             # the stream of direction d flows between the same ports as its packets
             if d == 0:
                 dport, sport = flow.sport, flow.cport
             else:
                 dport, sport = flow.cport, flow.sport
-            gate = self.stream_gate
+            gate = self.stream_gate[d]
             if gate is not None and dport not in gate[0] and sport not in gate[1]:
                 scanner = None
         if scanner is not None:
@@ -128,7 +128,7 @@ class StreamMixin:
                 hit = [i for i, e in recent.items() if e > first]
                 if len(hit) < len(recent):
                     ls.recent = {i: recent[i] for i in hit}
-                expand(hit, self.stream_rules, dport, sport, cands.update)
+                expand(hit, self.stream_rules[d], dport, sport, cands.update)
             if st.fin_off is not None and end >= st.fin_off:
                 ls.close()  # the direction ended with its FIN: its hyperscan state can go now
         cands.update(self.stream_nompm)

@@ -25,6 +25,11 @@ body) gets the literals of a buffer whose bytes did not change from the scan
 of the earlier step (``TxSeen``), and only new or changed buffers are scanned.
 Bytes are compared rather than assumed settled once ready: an interim 1xx
 response's status line and trailers after a chunked body do change a buffer.
+
+The buffers a packet's inspection gets are kept until its candidates are judged
+(``tx_bufs``): a candidate's verification takes its buffers from there, as
+Suricata makes a transaction's inspection buffer once per detection run,
+whichever prefilter engine or rule asks for it first.
 """
 
 from __future__ import annotations
@@ -66,9 +71,12 @@ class TxMixin:
             scanners = []
             for key, exprs, flags, rules in entries:
                 db = database(hs.HS_MODE_BLOCK, exprs, flags, self.mpm_cache)
-                scanners.append((prefilter_group(key), BlockScanner(db), rules))
+                g = prefilter_group(key)  # its side, readiness and key unpacked: no lookup per transaction
+                scanners.append((g, g.side, g.ready, key, BlockScanner(db), rules))
             self.tx_pref[k] = tuple(scanners)
         self.tx_always = plan["tx_always"]
+        # per transaction (id) inspected on the current packet: {group key: its buffer} (``TxSpec.match``)
+        self.tx_bufs: dict = {}
         self.has_tx = bool(self.tx_pref or self.tx_always)
         self.tx_patterns = plan["tx_patterns"]
 
@@ -92,11 +100,14 @@ class TxMixin:
             return None
         out: dict = {}
         done = fd.txa
+        bufs = self.tx_bufs
+        bufs.clear()  # the buffers got for the last packet's transactions
         for tx in todo:
             cands = set(always)
             record = fd.txprog.get(tx.tx_id)
             memo = record.scans[d] if record is not None else {}
-            self._prefilter_tx(tx, scanners, memo, cands)
+            got = bufs[tx.tx_id] = {}
+            self._prefilter_tx(tx, scanners, memo, cands, got)
             if (tx.progress_ts if d == TO_SERVER else tx.progress_tc) >= PROGRESS_COMPLETE:
                 memo.clear()  # its side is done: the transaction is not pending in this direction again
             if not cands:
@@ -105,16 +116,21 @@ class TxMixin:
             for num in cands:
                 if seen is None or num not in seen:
                     out.setdefault(num, []).append(tx)
-        return out or None
+        if not out:
+            bufs.clear()
+            return None
+        return out
 
-    def _prefilter_tx(self, tx, scanners: tuple, memo: dict, cands: set) -> None:
+    def _prefilter_tx(self, tx, scanners: tuple, memo: dict, cands: set, got: dict) -> None:
         """Add to ``cands`` the rules whose fast pattern is in one of ``tx``'s ready buffers;
-        a buffer whose bytes are those of its last scan (``memo``) is not scanned again."""
-        c = self.c
-        for g, scanner, rules in scanners:
-            if (tx.progress_ts if g.side == TO_SERVER else tx.progress_tc) < g.ready:
+        a buffer whose bytes are those of its last scan (``memo``) is not scanned again.  The
+        buffers go into ``got`` (by group key), for the candidates' verification."""
+        progress = (tx.progress_ts, tx.progress_tc)  # by side: TO_SERVER, TO_CLIENT
+        scans = 0
+        for g, side, ready, key, scanner, rules in scanners:
+            if progress[side] < ready:
                 continue
-            data = g.data(tx)
+            data = got[key] = g.data(tx)
             if not data:
                 continue
             last = memo.get(scanner)  # keyed by the scanner: a rule reload brings other ones
@@ -122,15 +138,21 @@ class TxMixin:
                 for woken in last[1]:
                     cands.update(woken)
                 continue
-            c["tx_scans"] += 1
-            items = data if isinstance(data, tuple) else (data,)  # a multi-buffer: each item
-            woken = [rules[i] for item in items for i in scanner.scan(item)]
+            scans += 1
+            if isinstance(data, tuple):  # a multi-buffer: each item
+                woken = [rules[i] for item in data for i in scanner.scan(item)]
+                size = sum(map(len, data))
+            else:
+                woken = [rules[i] for i in scanner.scan(data)]
+                size = len(data)
             for nums in woken:
                 cands.update(nums)
-            if sum(map(len, items)) <= SCAN_MEMO_BYTES:
+            if size <= SCAN_MEMO_BYTES:
                 memo[scanner] = (data, woken)
             elif last is not None:
                 del memo[scanner]
+        if scans:
+            self.c["tx_scans"] += scans
 
     @staticmethod
     def _file_pending(fd, parser, txs) -> None:
@@ -163,7 +185,10 @@ class TxMixin:
         if not self._pre(cr, pkt, flow, fd, d, pkt.payload, pseudo):
             return False
         self.c["tx_inspected"] += 1
-        return spec.match(tx, d, self.recursion_limit)
+        got = self.tx_bufs.get(tx.tx_id)
+        if got is None:
+            got = self.tx_bufs[tx.tx_id] = {}
+        return spec.match(tx, d, self.recursion_limit, got)
 
     def _alert_tx(self, cr, pkt, flow, fd, to_server, tx, alerts: list) -> None:
         """A rule matched a transaction: flowbits, pass, noalert, thresholds, then one alert."""

@@ -22,6 +22,7 @@ from mirrorwatch.core.detect.payload import compile_matches
 from mirrorwatch.core.detect.transforms import apply, compile_transforms
 from mirrorwatch.rules.model import Content
 
+MISSING = object()  # a buffer not got yet (None: the transaction has no such buffer)
 # buffers Suricata inspects as one keyword list (relative keywords chain across them)
 SAME_LIST = {"http.response_body": "file.data"}
 
@@ -41,8 +42,8 @@ class Group:
         v = self.get(tx)
         if v is None or not self.transforms:
             return v
-        if isinstance(v, tuple):
-            return tuple(apply(self.transforms, x) for x in v)
+        if isinstance(v, tuple):  # a list, not a generator: no closure made on every call
+            return tuple([apply(self.transforms, x) for x in v])
         return apply(self.transforms, v)
 
 
@@ -71,16 +72,24 @@ class TxSpec:
                 return False
         return True
 
-    def match(self, tx, d: int, recursion_limit: int) -> bool:
+    def match(self, tx, d: int, recursion_limit: int, bufs: dict) -> bool:
+        """Every group matches its buffer of ``tx``; ``bufs``: the buffers of ``tx`` got so far
+        while inspecting this packet, by group key (as Suricata's per-transaction inspection
+        buffers: each made once, whichever rule or prefilter asks first)."""
         for g in self.groups[d]:
-            data = g.data(tx)
+            data = bufs.get(g.key, MISSING)
+            if data is MISSING:
+                data = bufs[g.key] = g.data(tx)
             if data is None:
                 return False
             m = g.match
             if m is None:
                 m = g.match = compile_matches(g.matches, recursion_limit)
             if isinstance(data, tuple):
-                if not any(m(x) for x in data):
+                for x in data:  # a loop, not any(generator): no closure made on every call
+                    if m(x):
+                        break
+                else:
                     return False
             elif not m(data):
                 return False

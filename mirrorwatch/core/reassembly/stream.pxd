@@ -19,5 +19,5 @@ cdef class Stream(OutOfOrder):
     cpdef void detach(self)
     @cython.locals(n=Py_ssize_t, s="long long", k="long long", ctx=ReassemblyContext)
     cpdef void _deliver(self, object data)
-    @cython.locals(f="long long", b="long long")
+    @cython.locals(f="long long", start="long long", stop="long long", p="const unsigned char *")
     cpdef void _settle(self, long long upto)

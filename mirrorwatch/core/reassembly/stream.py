@@ -49,6 +49,8 @@ no observer the cost is one test per settle.
 
 from __future__ import annotations
 
+import cython
+
 from mirrorwatch.core.reassembly.context import (
     ACK_AHEAD_MAX,
     HALF,
@@ -275,8 +277,11 @@ class Stream(OutOfOrder):
         if upto <= f:
             return
         if self._obs_data is not None:
-            b = self.buf_base
-            self._obs_data(self, f, bytes(self.buf[f - b: upto - b]))
+            start = f - self.buf_base  # >= 0: trim keeps what is not final yet
+            stop = max(min(upto - self.buf_base, len(self.buf)), start)
+            p = self.buf
+            # compiled: one copy straight out of the buffer (no bytearray slice in between)
+            self._obs_data(self, f, p[start:stop] if cython.compiled else bytes(p[start:stop]))
         self.final = upto
         if len(self._bounds) >= 32:  # closed bounds are harmless (ignored by _winning): drop them in batches
             self._prune_bounds()

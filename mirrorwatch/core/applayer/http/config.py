@@ -7,6 +7,8 @@ Suricata does not expose the value. One ``HttpConfig`` is shared by every flow.
 
 from __future__ import annotations
 
+import cython
+
 from mirrorwatch.core.applayer.common import ParserStats
 
 # app-layer.protocols.http.libhtp.default-config.request-body-limit
@@ -84,9 +86,10 @@ class HttpStats(ParserStats):
     )
 
     def __init__(self) -> None:
-        super().__init__()
-        for name in HttpStats.__slots__:
-            setattr(self, name, 0)
+        if not cython.compiled:  # compiled, the counters are C numbers that start at 0
+            super().__init__()
+            for name in HttpStats.__slots__:
+                setattr(self, name, 0)
 
     def as_dict(self) -> dict[str, int]:
         names = ParserStats.__slots__ + HttpStats.__slots__

@@ -14,6 +14,7 @@ from mirrorwatch.core.applayer.http.uri import (
 
 # htp_is_space: the bytes libhtp treats as white space on a request line.
 SPACE_BYTES = b" \t\r\n\x0b\x0c"
+_SP, _HT, _CR = 0x20, 0x09, 0x0D  # SPACE_BYTES is SP and the run HT LF VT FF CR
 # RFC 7230 token characters (libhtp htp_is_token): visible ASCII minus separators.
 _SEPARATORS = frozenset(b'()<>@,;:\\"/[]?={} \t')
 TOKEN_BYTES = frozenset(b for b in range(0x21, 0x7F) if b not in _SEPARATORS)
@@ -39,10 +40,16 @@ class RequestLine(NamedTuple):
 
 
 def _first_space(data: bytes, start: int) -> int:
+    p = data  # compiled: the bytes read in C
     for pos in range(start, len(data)):
-        if data[pos] in SPACE_BYTES:
+        if _is_space(p[pos]):
             return pos
     return len(data)
+
+
+def _is_space(byte: int) -> bool:
+    """htp_is_space: SP, or HT, LF, VT, FF, CR (``SPACE_BYTES``)."""
+    return byte == _SP or _HT <= byte <= _CR
 
 
 def looks_like_request_line(line: bytes) -> bool:
@@ -70,8 +77,9 @@ def looks_like_request_line(line: bytes) -> bool:
 
 
 def _last_space(data: bytes) -> int:
+    p = data
     for pos in range(len(data) - 1, -1, -1):
-        if data[pos] in SPACE_BYTES:
+        if _is_space(p[pos]):
             return pos
     return -1
 

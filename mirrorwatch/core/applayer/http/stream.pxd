@@ -5,10 +5,12 @@
 cimport cython
 
 from mirrorwatch.core.applayer.http.body cimport BodyCollector
+from mirrorwatch.core.applayer.http.config cimport HttpStats
 from mirrorwatch.core.applayer.http.headers cimport HeaderResult, add_fields, unfold
 from mirrorwatch.core.applayer.http.transaction cimport HttpTx
 
 cdef Py_ssize_t COMPACT_AT
+cdef int _CR, _LF
 
 cdef class Side:
     cdef public int direction, phase
@@ -22,12 +24,14 @@ cdef class Side:
     cdef public list lines
 
     cpdef Py_ssize_t available(self)
+    @cython.locals(start=Py_ssize_t, stop=Py_ssize_t, p="const unsigned char *", data=bytes)
     cpdef bytes take(self, Py_ssize_t size)
     cpdef Py_ssize_t drop_buffer(self)
     cpdef void compact(self)
 
 cdef class StreamMachine:
-    cdef public object config, stats
+    cdef public object config
+    cdef public HttpStats stats  # typed: the parser adds to its counters in C
     cdef public list txs, _dirty
     cdef public bint failed
     cdef public long long _held
@@ -42,10 +46,17 @@ cdef class StreamMachine:
     cdef long long _room(self)
     @cython.locals(line=bytes, content=bytes)
     cdef bint _read_block(self, Side side) except -1
-    @cython.locals(buf=bytearray, start=Py_ssize_t, end=Py_ssize_t, block=bytes, lines=list)
+    @cython.locals(buf=bytearray, start=Py_ssize_t, end=Py_ssize_t, block=bytes)
     cdef bint _whole_block(self, Side side) except -1
     @cython.locals(raw=bytes, result=HeaderResult)
     cdef bytes _take_block(self, Side side, list headers)
 
+@cython.locals(p="const unsigned char *", i=Py_ssize_t)
+cpdef Py_ssize_t _find_lf(bytearray buf, Py_ssize_t start, Py_ssize_t stop) except -2
 @cython.locals(end=Py_ssize_t, at=Py_ssize_t)
-cdef Py_ssize_t _block_end(bytearray buf, Py_ssize_t start, Py_ssize_t stop) except -2
+cpdef Py_ssize_t _block_end(bytearray buf, Py_ssize_t start, Py_ssize_t stop) except -2
+@cython.locals(p="const unsigned char *", i=Py_ssize_t, size=Py_ssize_t)
+cpdef Py_ssize_t _scan_block_end(bytearray buf, Py_ssize_t start, Py_ssize_t stop) except -2
+@cython.locals(p="const unsigned char *", size=Py_ssize_t, lines=list, start=Py_ssize_t, lf=Py_ssize_t,
+               end=Py_ssize_t)
+cpdef list _block_lines(bytes block)

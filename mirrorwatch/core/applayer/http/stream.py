@@ -5,10 +5,13 @@ message.py for bodies."""
 
 from __future__ import annotations
 
+import cython
+
 from mirrorwatch.core.applayer.http.headers import HeaderResult, add_fields, unfold
 from mirrorwatch.core.applayer.http.transaction import HttpTx
 
 CRLF = b"\r\n"
+_CR, _LF = 0x0D, 0x0A  # the bytes the compiled block scans look at
 COMPACT_AT = 64 * 1024          # consumed bytes kept before the buffer is compacted
 
 
@@ -71,8 +74,11 @@ class Side:
         return len(self.buf) - self.pos
 
     def take(self, size: int) -> bytes:
-        data = bytes(self.buf[self.pos:self.pos + size])
-        self.pos += len(data)
+        start = self.pos
+        stop = max(min(start + size, len(self.buf)), start)
+        p = self.buf
+        data = p[start:stop] if cython.compiled else bytes(p[start:stop])  # compiled: one C copy
+        self.pos = stop
         return data
 
     def drop_buffer(self) -> int:
@@ -121,13 +127,13 @@ class StreamMachine:
         limit = self._field_limit
         buf = side.buf
         if side.skip_to_lf:
-            lf = buf.find(b"\n", side.pos)
+            lf = _find_lf(buf, side.pos, len(buf))
             if lf < 0:
                 side.pos = len(buf)
                 return None
             side.pos = lf + 1
             side.skip_to_lf = False
-        lf = buf.find(b"\n", side.pos, side.pos + limit + 1)
+        lf = _find_lf(buf, side.pos, side.pos + limit + 1)
         if lf >= 0:
             return side.take(lf + 1 - side.pos)
         if side.available() > limit:
@@ -174,9 +180,8 @@ class StreamMachine:
         if end < 0 or end - start > self._room():
             return False
         block = bytes(buf[start:end])
-        lines = [line.rstrip(CRLF) for line in block.split(b"\n")]  # chomp()
-        lines.pop()  # after the last LF
-        if lines.pop() or not all(lines):
+        lines = _block_lines(block)
+        if lines is None:
             return False  # an earlier line is empty too (CRs only): the line loop decides
         side.raw += block
         self._held += end - start
@@ -196,20 +201,78 @@ class StreamMachine:
         return raw
 
 
+def _find_lf(buf: bytearray, start: int, stop: int) -> int:
+    """``buf.find(b"\\n", start, stop)``; the compiled build looks at the bytes in C."""
+    if not cython.compiled:
+        return buf.find(b"\n", start, stop)
+    if stop > len(buf):
+        stop = len(buf)
+    p = buf
+    for i in range(start, stop):
+        if p[i] == _LF:
+            return i
+    return -1
+
+
 def _block_end(buf: bytearray, start: int, stop: int) -> int:
     """Where the header block at ``start`` ends, before ``stop``: just past the LF of
     its first line that is empty but for CRs, found as LF LF or LF CR LF; -1 when the
     block's first line is empty or none is found (an empty line of several CRs is
     not: the caller checks the lines)."""
-    if buf.startswith(_EMPTY_LINES, start):
-        return -1
-    end = -1
-    for sep in _BLOCK_SEPARATORS:
-        at = buf.find(sep, start, stop)
-        if at >= 0:
-            end = at + len(sep)
-            stop = end - 1  # a later separator ends first only if it lies before this one's end
-    return end
+    if not cython.compiled:
+        if buf.startswith(_EMPTY_LINES, start):
+            return -1
+        end = -1
+        for sep in _BLOCK_SEPARATORS:
+            at = buf.find(sep, start, stop)
+            if at >= 0:
+                end = at + len(sep)
+                stop = end - 1  # a later separator ends first only if it lies before this one's end
+        return end
+    return _scan_block_end(buf, start, stop)
+
+
+def _scan_block_end(buf: bytearray, start: int, stop: int) -> int:
+    """``_block_end`` in one pass over the bytes (the compiled build's): the first LF followed
+    by LF or CR LF, the separator within ``stop``, ends the earliest."""
+    size = len(buf)
+    p = buf
+    if start < size and (p[start] == _LF or (p[start] == _CR and start + 1 < size and p[start + 1] == _LF)):
+        return -1  # the first line is empty
+    if stop > size:
+        stop = size
+    for i in range(start, stop - 1):
+        if p[i] == _LF:
+            if p[i + 1] == _LF:
+                return i + 2
+            if p[i + 1] == _CR and i + 2 < stop and p[i + 2] == _LF:
+                return i + 3
+    return -1
+
+
+def _block_lines(block: bytes) -> list[bytes] | None:
+    """The lines of a whole header block (as ``_block_end`` found it) chomped, without the empty
+    one that ends it; None when an earlier line is empty too (CRs only)."""
+    if not cython.compiled:
+        lines = [line.rstrip(CRLF) for line in block.split(b"\n")]  # chomp()
+        lines.pop()  # after the last LF
+        return None if lines.pop() or not all(lines) else lines
+    p = block
+    size = len(block)
+    lines = []
+    start = 0
+    while start < size:
+        lf = start
+        while lf < size and p[lf] != _LF:
+            lf += 1
+        end = lf
+        while end > start and p[end - 1] == _CR:  # chomp(): no LF before the line's own
+            end -= 1
+        if end == start:  # an empty line: the block's last one, or the line loop decides
+            return lines if lf + 1 == size else None
+        lines.append(p[start:end])  # a C slice: new bytes, no slice object
+        start = lf + 1
+    return None
 
 
 _BLOCK_SEPARATORS = (b"\n\r\n", b"\n\n")
