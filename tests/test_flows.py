@@ -126,6 +126,9 @@ def test_vlan_is_part_of_the_key_and_icmp_echo_is_one_flow():
     a, _ = w.send(True, "S", 1, vlan=10)
     b, _ = w.send(True, "S", 1, vlan=20)
     assert a is not b and a.vlan_id == (10,) and b.vlan_id == (20,)
+    c, _ = w.send(True, "S", 1)  # untagged: a session of its own, found from both sides
+    assert c is not a and c is not b and c.vlan_id == ()
+    assert w.send(False, "SA", 5000, 2)[0] is c and w.send(False, "SA", 5000, 2, vlan=10)[0] is a
     req = Ether() / IP(src="198.51.100.9", dst="198.51.100.8") / ICMP(type=8, id=77, seq=1)
     rep = Ether() / IP(src="198.51.100.8", dst="198.51.100.9") / ICMP(type=0, id=77, seq=1)
     f1, ts1 = w.frame(bytes(rep))  # the reply is seen first: the requester is still the client
@@ -354,13 +357,13 @@ def test_expiry_touches_only_due_flows():
     w = Wire(**{"flow-timeouts.udp.new": 30})
     for i in range(3000):
         w.frame(_udp(i), ts=100.0)
-    refiled = []
-    orig = w.ft._refile
-    w.ft._refile = lambda f: (refiled.append(f), orig(f))
+    filed = {f: f.bucket for f in w.ft.flows.values()}  # the wheel's second of each flow
     keep, _ = w.frame(_udp(7), ts=120.0)
-    assert w.ft.expire(129.0) == [] and refiled == []
+    assert keep.bucket == filed[keep]  # a packet costs no timer work: the flow stays where it was filed
+    assert w.ft.expire(129.0) == [] and all(f.bucket == k for f, k in filed.items())
     gone = w.ft.expire(131.0)
-    assert len(gone) == 2999 and keep not in gone and refiled == [keep] and len(w.ft.flows) == 1
+    assert len(gone) == 2999 and keep not in gone and len(w.ft.flows) == 1
+    assert all(f.bucket is None for f in gone) and keep.bucket > filed[keep]  # the active one refiled later
     assert w.ft.expire(151.0) == [keep]
 
 

@@ -135,7 +135,7 @@ def set_tclass(ft, f: Flow, tclass: int) -> None:
 
 
 class Capacity:
-    """The caps half of ``FlowTable`` (a mixin): accounting, eviction, emergency mode."""
+    """The caps half of ``FlowTable`` (its base class): accounting, eviction, emergency mode."""
 
     def _init_caps(self, settings) -> None:
         self.max_sessions = max(1, settings["flow.max-sessions"])

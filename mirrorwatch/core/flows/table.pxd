@@ -1,7 +1,7 @@
 cimport cython
 
 from mirrorwatch.core.decode.packet cimport Packet
-from mirrorwatch.core.flows.caps cimport ActivityOrder, idle_timeout, refile, set_tclass
+from mirrorwatch.core.flows.caps cimport ActivityOrder, Capacity, idle_timeout, refile, set_tclass
 from mirrorwatch.core.flows.flow cimport Flow, really_killed
 from mirrorwatch.core.flows.tcp cimport in_window, seq_ahead, tcp_packet
 from mirrorwatch.core.flows.wheel cimport TimingWheel
@@ -16,3 +16,14 @@ cdef int _port_rank(int p) noexcept
 cdef bint _sender_is_client(Packet pkt, int sp, int dp) except -1
 @cython.locals(seq="long long", n=Py_ssize_t, st=Stream, end="long long", ack="long long")
 cdef void established(object ft, Flow f, Packet pkt, int d, int fl) except *
+
+# the table as a C struct: ``process`` and ``_new_flow`` read its fields without a dict lookup.  Its
+# methods stay Python methods (a subclass may override them: bench/flows_reassembly.py), and every
+# field is public (the engine sets the hooks, the exception policy its mode).
+cdef class FlowTable(Capacity):
+    cdef public dict flows, c, stream_events
+    cdef public ActivityOrder order
+    cdef public TimingWheel wheel
+    cdef public bint midstream, async_oneside
+    cdef public object midstream_policy, midstream_applied, reasm, host_os, on_new_stream, on_swap
+    cdef public long long _seq

@@ -4,9 +4,11 @@ Theory of operation
 -------------------
 Every decoded packet belongs to one ``Flow`` (``flow.py``).  The table key is
 the 5-tuple plus the VLAN ids, normalised so both directions produce the same
-key (the lower (address, port) endpoint first), packed in three parts that hash
-and compare cheaply: (protocol and both ports as one int, both addresses as one
-bytes, VLAN ids).  One dict lookup per packet.
+key (the lower (address, port) endpoint first), packed in parts that hash and
+compare cheaply: (protocol and both ports as one int, both addresses as one
+bytes), plus the VLAN ids for a tagged packet (an untagged one's key is that
+pair: a VLAN tuple would cost every lookup a third part to hash and compare, and
+a pair never equals a triple).  One dict lookup per packet.
 The flow remembers whether that lower endpoint is the client, so the
 direction of a packet is one comparison.
 
@@ -181,10 +183,14 @@ class FlowTable(Capacity):
         ports = proto  # (a 64-bit integer: protocol and both ports are packed in it)
         if src < dst or (src == dst and sp <= dp):
             fwd = True
-            key = (((ports << 16 | sp) << 16) | dp, src + dst, pkt.vlan_id)
+            ports = ((ports << 16 | sp) << 16) | dp
+            addrs = src + dst
         else:
             fwd = False
-            key = (((ports << 16 | dp) << 16) | sp, dst + src, pkt.vlan_id)
+            ports = ((ports << 16 | dp) << 16) | sp
+            addrs = dst + src
+        vlan = pkt.vlan_id
+        key = (ports, addrs, vlan) if vlan else (ports, addrs)
         flows = self.flows
         f = flows.get(key)
         ts = pkt.ts

@@ -7,7 +7,11 @@ from mirrorwatch.core.reassembly.stream cimport Stream
 
 cdef int ACK, FIN, RST, SYN, C, S, MAX_WSCALE
 cdef long long HALF, M32, MAX_WINDOW, WINDOW_ALLOW_MAX
-cdef dict _FINACKED, _TCLASS
+cdef dict _FIN_ACK_ROWS, _TCLASS
+cdef str _FINACKED
+cdef tuple _FIN_ACK_EVENTS
+
+cdef int _fin_ack_slot(int d, bint fin, bint finacked) noexcept
 
 @cython.locals(m="long long")
 cpdef bint seq_ahead(long long end, object mark) except -1
@@ -20,6 +24,7 @@ cpdef bint in_window(Flow f, int d, long long seq, long long length)
 cpdef int tcp_packet(object ft, Flow f, Packet pkt, int d, int fl) except? -1
 @cython.locals(s=Stream, o=Stream)
 cdef void _tcp_streams(object ft, Flow f, Packet pkt, int d, int fl, long long seq, Py_ssize_t n) except *
+@cython.locals(row=tuple, fin=bint)
 cdef void _fin_ack(object ft, Flow f, Packet pkt, int d, int fl, long long data_end) except *
 cdef void set_state(object ft, Flow f, str st) except *
 cdef bint _midstream_exception(object ft, Flow f) except? -1

@@ -112,9 +112,27 @@ TCP_TRANSITIONS: dict[tuple[str, int, str], tuple[str, str | None]] = {
     ("time_wait", C, "ack+finacked"): ("closed", None),
 }
 
-# the "+finacked" rows keyed by the plain event (no string built per packet)
-_FINACKED = {(st, d, ev[:-len("+finacked")]): t for (st, d, ev), t in TCP_TRANSITIONS.items()
-             if ev.endswith("+finacked")}
+# The ACK/FIN part of the table as one row per state (no key built per packet): a row holds the
+# transitions at ``_fin_ack_slot(sender, fin, finacked)``.
+_FIN_ACK_EVENTS = ("ack", "fin")
+_FINACKED = "+finacked"
+
+
+def _fin_ack_slot(d: int, fin: bool, finacked: bool) -> int:
+    return (4 if finacked else 0) + 2 * d + (1 if fin else 0)
+
+
+def _fin_ack_rows() -> dict:
+    rows: dict = {}
+    for (st, d, ev), t in TCP_TRANSITIONS.items():
+        plain = ev.removesuffix(_FINACKED)
+        if plain in _FIN_ACK_EVENTS:
+            row = rows.setdefault(st, [None] * 8)
+            row[_fin_ack_slot(d, plain == "fin", plain != ev)] = t
+    return {st: tuple(row) for st, row in rows.items()}
+
+
+_FIN_ACK_ROWS = _fin_ack_rows()
 
 FLOW_STATE = {
     "none": "new", "syn_sent": "new", "syn_recv": "new",
@@ -271,13 +289,15 @@ def _tcp_streams(ft, f: Flow, pkt, d: int, fl: int, seq: int, n: int) -> None:
 def _fin_ack(ft, f: Flow, pkt, d: int, fl: int, data_end: int) -> None:
     """FIN/ACK packets through TCP_TRANSITIONS."""
     st = f.tcp_state
-    ev = "fin" if fl & FIN else "ack"
     pf = f.fin_seq[1 - d]
     t = None
-    if pf is not None and fl & ACK and ((pkt.ack - pf - 1) & M32) < HALF:
-        t = _FINACKED.get((st, d, ev))
-    if t is None:
-        t = TCP_TRANSITIONS.get((st, d, ev))
+    row = _FIN_ACK_ROWS.get(st)
+    if row is not None:
+        fin = (fl & FIN) != 0
+        if pf is not None and fl & ACK and ((pkt.ack - pf - 1) & M32) < HALF:
+            t = row[_fin_ack_slot(d, fin, True)]
+        if t is None:
+            t = row[_fin_ack_slot(d, fin, False)]
     if st == "none" and not _midstream_exception(ft, f):
         t = None
     if t is not None and t[1] is not None and not GUARDS[t[1]](ft, f, pkt):
