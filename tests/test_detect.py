@@ -186,7 +186,7 @@ def test_a_buffer_rule_becomes_a_transaction_rule_of_its_protocol():
     det = Detector(rules, Settings())
     (cr,) = compiled(det)
     assert (cr.kind, cr.app_proto, cr.protos, cr.tx.sides) == ("tx", "http", (6,), (0,))
-    assert det.tx_patterns == 1 and det.tx_pref[("http", 0)][0][0].name == "http.uri"
+    assert det.tx_patterns == 1 and det.tx_pref[("http", 0)][0].group.name == "http.uri"
 
 
 # -- packet semantics ---------------------------------------------------------------

@@ -3,7 +3,7 @@ the transaction buffers shared by the prefilter and the candidates' verification
 
 from __future__ import annotations
 
-from mirrorwatch.core.detect import txrule
+from mirrorwatch.core.detect import buffers
 from mirrorwatch.core.detect.plan import TCP
 from tests.test_detect import Conv, engine, run, sids
 
@@ -47,13 +47,20 @@ def test_directions_with_the_same_literals_share_one_database():
 
 def test_verification_reuses_the_buffers_the_prefilter_got(monkeypatch):
     got = []
-    data = txrule.Group.data
 
-    def counted(self, tx):
-        got.append(self.key[0])
-        return data(self, tx)
+    def counted(name: str) -> None:
+        """Every read of the request side's ``name`` buffer is noted in ``got``."""
+        row = buffers.lookup(name)
+        request, response = row.get
 
-    monkeypatch.setattr(txrule.Group, "data", counted)
+        def get(tx):
+            got.append(name)
+            return request(tx)
+
+        monkeypatch.setattr(row, "get", (get, response))
+
+    counted("http.uri")
+    counted("http.user_agent")
     eng = engine("""
 alert http any any -> any any (msg:"ua"; http.user_agent; content:"curl"; sid:1;)
 alert http any any -> any any (msg:"ua again"; http.user_agent; content:"curl/8"; sid:2;)

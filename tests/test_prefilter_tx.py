@@ -32,8 +32,8 @@ def request_in_steps(conv: Conv, head: bytes, body_parts: list) -> list:
     return frames + [conv.server(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"), conv.ack_from_client()] + conv.close()
 
 
-def run(frames) -> tuple[list, int]:
-    eng = engine(RULES)
+def run(frames, rules: str = RULES, **settings) -> tuple[list, int]:
+    eng = engine(rules, **settings)
     events = []
     for i, f in enumerate(frames):
         events.extend(eng.process(1000.0 + i * 0.01, 1, bytes(f)))
@@ -58,6 +58,26 @@ def test_a_buffer_that_changed_is_scanned_again():
     frames = request_in_steps(Conv(), head, [b"4\r\ntail\r\n", b"0\r\nX-Late: yes\r\n\r\n"])
     alerts, _ = run(frames)
     assert alerts == [1, 2, 3]
+
+
+def test_a_request_with_the_buffers_of_an_earlier_one_is_not_scanned_again():
+    """Scan results are kept by the buffers' bytes across transactions: a second session sending
+    the same request head wakes the same rules without a scan (detect.tx-scan-cache-bytes)."""
+    head = HEAD + b"Content-Length: 4\r\n\r\n"
+    frames = request_in_steps(Conv(), head, [b"tail"]) + request_in_steps(Conv(sport=40001), head, [b"tail"])
+    alerts, scans = run(frames)
+    alerts_every, scans_every = run(frames, **{"detect.tx-scan-cache-bytes": 0})
+    assert alerts == alerts_every == [1, 1, 2, 2]
+    assert scans == 3 and scans_every > 6  # the method, user agent and header buffers, once
+
+
+def test_a_buffer_shorter_than_every_literal_is_not_scanned():
+    rules = 'alert http any any -> any any (flow:to_server; http.method; content:"DELETE"; sid:7;)\n'
+    head = b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"
+    alerts, scans = run(request_in_steps(Conv(), head, []), rules)
+    assert alerts == [] and scans == 0
+    alerts, scans = run(request_in_steps(Conv(), head.replace(b"GET", b"DELETE", 1), []), rules)
+    assert alerts == [7] and scans == 1
 
 
 @pytest.mark.slow

@@ -66,6 +66,7 @@ import cython
 from mirrorwatch.core.decode.packet import Packet
 from mirrorwatch.core.detect.build import BuildMixin
 from mirrorwatch.core.detect.decode_event import EventMixin
+from mirrorwatch.core.detect.hsdb import BlockScanner
 from mirrorwatch.core.detect.judge import JudgeMixin
 from mirrorwatch.core.detect.plan import ADDED, TCP, UDP
 from mirrorwatch.core.detect.state import FlowDet, HeaderTable
@@ -140,7 +141,8 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin, EventMixin):
         self.last_error = f"packet {getattr(pkt, 'pcap_cnt', '?')}: {type(e).__name__}: {e}"
 
     @cython.locals(pkt=Packet, fd=FlowDet, proto=cython.int, v=cython.int, first=cython.bint, d=cython.int,
-                   dp=cython.int, sp=cython.int, fin=cython.longlong, avail=cython.longlong)
+                   dp=cython.int, sp=cython.int, fin=cython.longlong, avail=cython.longlong, c=dict, blk=tuple,
+                   gate=tuple, scanner=BlockScanner, hits=list)
     def inspect_unguarded(self, pkt, flow, to_server) -> list:
         """``inspect`` without its guard: may raise.  For a caller that guards every packet
         itself (``Engine.process``: one Python call less per packet)."""
@@ -218,9 +220,11 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin, EventMixin):
             if blk is not None:
                 dp = pkt.dport
                 sp = pkt.sport
-                if blk[2] is None or dp in blk[2][0] or sp in blk[2][1]:
+                gate = blk[2]
+                if gate is None or dp in gate[0] or sp in gate[1]:
                     c["scans"] += 1
-                    hits = blk[0].scan(payload)
+                    scanner = blk[0]
+                    hits = scanner.scan(payload)
                     if hits:
                         if pc is None:
                             pc = set(static)

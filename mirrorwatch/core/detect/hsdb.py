@@ -38,6 +38,11 @@ def escape(lit: bytes) -> bytes:
     return b"".join(map(_ESCAPED.__getitem__, lit))
 
 
+def literal_length(expr: bytes) -> int:
+    """The length of the literal ``escape`` made ``expr`` of (each escaped byte is 4 characters)."""
+    return len(expr) - 3 * expr.count(b"\\x")
+
+
 class LiteralSet:
     """Collects (literal, nocase) -> rule numbers, then compiles block and/or stream DBs."""
 

@@ -1,2 +1,3 @@
-# compiled as plain Python: the rules' per-packet judging and the detector's build run as C;
-# nothing typed here, every name stays importable.
+# The judging mixin stays a plain class; its rule argument is the compiled rule's C struct.
+
+from mirrorwatch.core.detect.compile cimport CRule

@@ -3,6 +3,8 @@ becomes an alert (noalert, thresholds, one alert per sid per packet, packet-aler
 
 from __future__ import annotations
 
+import cython
+
 from mirrorwatch.core.applayer.common import PROGRESS_COMPLETE
 from mirrorwatch.core.detect.compile import CRule
 from mirrorwatch.core.detect.payload import compile_matches
@@ -15,6 +17,7 @@ TCP = 6
 class JudgeMixin:
     """The Detector's verification step (see ``core.detect.Detector``)."""
 
+    @cython.locals(cr=CRule)
     def _judge_all(self, pc: set, sc, pkt, flow, fd, d: int, to_server, chunk, pseudo: bool, tc=None) -> list:
         """Judge the packet candidates ``pc``, stream candidates ``sc`` and transaction
         candidates ``tc`` ({rule number: [transactions]}) in rule order."""
@@ -108,6 +111,7 @@ class JudgeMixin:
         logged[tx.tx_id] = n + 1
         return tx
 
+    @cython.locals(cr=CRule)
     def _judge(self, cr: CRule, mode: int, pkt, flow, fd, d: int, chunk, payload, added: bool, pseudo: bool):
         """None when the rule does not match, else the alert's stream flag (0/1)."""
         if not self._pre(cr, pkt, flow, fd, d, payload, pseudo):
@@ -116,6 +120,7 @@ class JudgeMixin:
             return 0
         return self._judge_payload(cr, mode, fd, d, chunk, payload, added, pseudo)
 
+    @cython.locals(cr=CRule)
     def _pre(self, cr: CRule, pkt, flow, fd, d: int, payload, pseudo: bool) -> bool:
         """Everything but the payload keywords: protocol, addresses, ports, flow, dsize, flags,
         header keywords, the application protocol, flowbits."""
@@ -161,6 +166,7 @@ class JudgeMixin:
                     return False
         return True
 
+    @cython.locals(cr=CRule)
     def _judge_payload(self, cr: CRule, mode: int, fd, d: int, chunk, payload, added: bool, pseudo: bool):
         m = self._matchers.get(cr.num)
         if m is None:
@@ -206,6 +212,7 @@ def _never(buf, ctx=None) -> bool:
     return False
 
 
+@cython.locals(cr=CRule)
 def write_flowbits(cr: CRule, fd) -> None:
     """A matching rule's flowbits set/unset/toggle, applied at match time (later rules see them)."""
     bits = fd.bits

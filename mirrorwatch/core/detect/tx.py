@@ -17,14 +17,16 @@ pattern are candidates for every transaction of their protocol and side.  A rule
 is judged when the transaction has progressed far enough for all its buffers,
 and alerts at most once per transaction (``FlowDet.txa``).
 
-Each buffer is scanned once per transaction while its bytes stay the same, as
-Suricata runs a transaction's prefilter engine once its progress is past the
-engine's (``DetectRunPrefilterTx``, ``prefilter_flags``): a transaction
-inspected again at a later progress step (request line, then headers, then
-body) gets the literals of a buffer whose bytes did not change from the scan
-of the earlier step (``TxSeen``), and only new or changed buffers are scanned.
-Bytes are compared rather than assumed settled once ready: an interim 1xx
-response's status line and trailers after a chunked body do change a buffer.
+A scan's result depends on the buffer's bytes alone: each buffer's database
+remembers, for buffers up to ``SCAN_MEMO_BYTES``, which rules the literals in
+given bytes woke (``TxScanner.known``, shared by every transaction, bounded by
+``detect.tx-scan-cache-bytes``).  A transaction inspected again at a later
+progress step (request line, then headers, then body), or a request with the
+method, host or headers of an earlier one, gets its candidates without a scan;
+only new bytes are scanned.  Bytes are compared rather than assumed settled once
+ready: an interim 1xx response's status line and trailers after a chunked body
+do change a buffer.  A buffer shorter than its database's shortest literal is
+not scanned at all.
 
 The buffers a packet's inspection gets are kept until its candidates are judged
 (``tx_bufs``): a candidate's verification takes its buffers from there, as
@@ -34,30 +36,65 @@ whichever prefilter engine or rule asks for it first.
 
 from __future__ import annotations
 
+import cython
 import hyperscan as hs
 
-from mirrorwatch.core.applayer.common import PROGRESS_COMPLETE, TO_SERVER
-from mirrorwatch.core.detect.hsdb import BlockScanner, database
+from mirrorwatch.core.detect.compile import CRule
+from mirrorwatch.core.detect.hsdb import BlockScanner, database, literal_length
 from mirrorwatch.core.detect.judge import write_flowbits
-from mirrorwatch.core.detect.txrule import prefilter_group
+from mirrorwatch.core.detect.state import FlowDet
+from mirrorwatch.core.detect.txrule import prefilter_group, transformed
 from mirrorwatch.core.events import Alert
 
 TXA_PRUNE = 64  # transactions remembered per flow before the ones the parser let go are forgotten
-# buffers up to this size keep their last scan's bytes for the next progress step (a request's
-# line and headers); a longer one (a body, a whole message) is scanned again when inspected again
+# buffers up to this size are remembered with the rules their literals woke (a request's line and
+# headers); a longer one (a body, a whole message) is scanned each time it is inspected
 SCAN_MEMO_BYTES = 4096
 
 
 class TxSeen:
-    """What detect remembers of one transaction: its progress when it was last filed as pending,
-    and per direction {prefilter scanner: (bytes scanned, rule tuples their literals woke)} until
-    that direction's side is complete (its transaction is not pending in it again)."""
+    """What detect remembers of one transaction: its progress when it was last filed as pending."""
 
-    __slots__ = ("scans", "tc", "ts")
+    __slots__ = ("tc", "ts")
 
     def __init__(self) -> None:
         self.ts = self.tc = -1
-        self.scans: tuple = ({}, {})
+
+
+class TxScanner:
+    """One buffer of a transaction prefilter: the buffer (``group``: a ``txrule.Group`` without
+    keywords; its key, side, readiness, getter and transforms unpacked), the block scanner of its
+    literals and the rule tuples each literal wakes.  ``shortest``: the length of its shortest
+    literal; a buffer shorter than that holds none and is not scanned.  ``known``: bytes scanned
+    (a tuple for a multi-buffer) -> the rule tuples their literals woke, up to ``limit`` bytes of
+    keys in all (``known_bytes``); full, it starts over."""
+
+    __slots__ = ("get", "group", "key", "known", "known_bytes", "limit", "ready", "rules", "scanner", "shortest",
+                 "side", "transforms")
+
+    def __init__(self, group, scanner: BlockScanner, rules: tuple, shortest: int, limit: int) -> None:
+        self.group = group
+        self.key = group.key
+        self.side = group.side
+        self.ready = group.ready
+        self.get = group.get
+        self.transforms = group.transforms
+        self.scanner = scanner
+        self.rules = rules
+        self.shortest = shortest
+        self.known: dict = {}
+        self.known_bytes = 0
+        self.limit = limit
+
+    def remember(self, data, size: int, woken: list) -> None:
+        """Keep what scanning ``data`` (``size`` bytes) woke, if it is small enough."""
+        if size > SCAN_MEMO_BYTES or size > self.limit:
+            return
+        if self.known_bytes + size > self.limit:
+            self.known.clear()
+            self.known_bytes = 0
+        self.known[data] = woken
+        self.known_bytes += size
 
 
 class TxMixin:
@@ -67,12 +104,13 @@ class TxMixin:
         """The plan's transaction prefilter (``plan._tx_literals``): per (protocol, side), a block
         scanner per buffer with its literals' rules, and the rules without a fast pattern."""
         self.tx_pref = {}
+        limit = self.settings["detect.tx-scan-cache-bytes"]
         for k, entries in plan["tx_pref"].items():
             scanners = []
             for key, exprs, flags, rules in entries:
                 db = database(hs.HS_MODE_BLOCK, exprs, flags, self.mpm_cache)
-                g = prefilter_group(key)  # its side, readiness and key unpacked: no lookup per transaction
-                scanners.append((g, g.side, g.ready, key, BlockScanner(db), rules))
+                shortest = min(map(literal_length, exprs))
+                scanners.append(TxScanner(prefilter_group(key), BlockScanner(db), rules, shortest, limit))
             self.tx_pref[k] = tuple(scanners)
         self.tx_always = plan["tx_always"]
         # per transaction (id) inspected on the current packet: {group key: its buffer} (``TxSpec.match``)
@@ -80,6 +118,7 @@ class TxMixin:
         self.has_tx = bool(self.tx_pref or self.tx_always)
         self.tx_patterns = plan["tx_patterns"]
 
+    @cython.locals(fd=FlowDet, d=cython.int, out=dict, bufs=dict, got=dict, cands=set, todo=list)
     def _tx_cands(self, flow, fd, d: int) -> dict | None:
         """{rule number: [transactions]} to judge on a packet of direction ``d``."""
         app = flow.app
@@ -104,12 +143,10 @@ class TxMixin:
         bufs.clear()  # the buffers got for the last packet's transactions
         for tx in todo:
             cands = set(always)
-            record = fd.txprog.get(tx.tx_id)
-            memo = record.scans[d] if record is not None else {}
             got = bufs[tx.tx_id] = {}
-            self._prefilter_tx(tx, scanners, memo, cands, got)
-            if (tx.progress_ts if d == TO_SERVER else tx.progress_tc) >= PROGRESS_COMPLETE:
-                memo.clear()  # its side is done: the transaction is not pending in this direction again
+            scans = prefilter_tx(tx, scanners, cands, got)
+            if scans:
+                self.c["tx_scans"] += scans
             if not cands:
                 continue
             seen = done.get(tx.tx_id) if done else None
@@ -120,39 +157,6 @@ class TxMixin:
             bufs.clear()
             return None
         return out
-
-    def _prefilter_tx(self, tx, scanners: tuple, memo: dict, cands: set, got: dict) -> None:
-        """Add to ``cands`` the rules whose fast pattern is in one of ``tx``'s ready buffers;
-        a buffer whose bytes are those of its last scan (``memo``) is not scanned again.  The
-        buffers go into ``got`` (by group key), for the candidates' verification."""
-        progress = (tx.progress_ts, tx.progress_tc)  # by side: TO_SERVER, TO_CLIENT
-        scans = 0
-        for g, side, ready, key, scanner, rules in scanners:
-            if progress[side] < ready:
-                continue
-            data = got[key] = g.data(tx)
-            if not data:
-                continue
-            last = memo.get(scanner)  # keyed by the scanner: a rule reload brings other ones
-            if last is not None and (last[0] is data or last[0] == data):
-                for woken in last[1]:
-                    cands.update(woken)
-                continue
-            scans += 1
-            if isinstance(data, tuple):  # a multi-buffer: each item
-                woken = [rules[i] for item in data for i in scanner.scan(item)]
-                size = sum(map(len, data))
-            else:
-                woken = [rules[i] for i in scanner.scan(data)]
-                size = len(data)
-            for nums in woken:
-                cands.update(nums)
-            if size <= SCAN_MEMO_BYTES:
-                memo[scanner] = (data, woken)
-            elif last is not None:
-                del memo[scanner]
-        if scans:
-            self.c["tx_scans"] += scans
 
     @staticmethod
     def _file_pending(fd, parser, txs) -> None:
@@ -178,7 +182,8 @@ class TxMixin:
             seen.ts = ts
             seen.tc = tc
 
-    def _judge_tx(self, cr, pkt, flow, fd, d: int, tx, pseudo: bool) -> bool:
+    @cython.locals(cr=CRule)
+    def _judge_tx(self, cr: CRule, pkt, flow, fd, d: int, tx, pseudo: bool) -> bool:
         spec = cr.tx
         if fd is None or d not in spec.sides or not spec.ready(tx, d):
             return False
@@ -190,7 +195,8 @@ class TxMixin:
             got = self.tx_bufs[tx.tx_id] = {}
         return spec.match(tx, d, self.recursion_limit, got)
 
-    def _alert_tx(self, cr, pkt, flow, fd, to_server, tx, alerts: list) -> None:
+    @cython.locals(cr=CRule)
+    def _alert_tx(self, cr: CRule, pkt, flow, fd, to_server, tx, alerts: list) -> None:
         """A rule matched a transaction: flowbits, pass, noalert, thresholds, then one alert."""
         if cr.fb_write:
             write_flowbits(cr, fd)
@@ -220,3 +226,48 @@ class TxMixin:
             c["alerts_dropped_max"] += 1
             return
         alerts.append(Alert(pkt, flow, to_server, cr.rule, 0, pkt.payload, "packet", tx))
+
+
+def prefilter_tx(tx, scanners: tuple, cands: set, got: dict) -> int:
+    """Add to ``cands`` the rules whose fast pattern is in one of ``tx``'s ready buffers; returns
+    the scans made.  Bytes their database knows (``TxScanner.known``) are not scanned again, nor
+    a buffer shorter than its shortest literal.  The buffers go into ``got`` (by group key), for
+    the candidates' verification."""
+    ts = tx.progress_ts
+    tc = tx.progress_tc
+    scans = 0
+    for s in scanners:
+        if (tc if s.side else ts) < s.ready:
+            continue
+        data = got[s.key] = transformed(s.transforms, s.get(tx))
+        if not data:
+            continue
+        hashable = type(data) is bytes or type(data) is tuple
+        woken = s.known.get(data) if hashable else None
+        if woken is None:
+            woken = []
+            shortest = s.shortest
+            if type(data) is tuple:  # a multi-buffer: each item
+                size = 0
+                for item in data:
+                    size += len(item)
+                    if len(item) >= shortest:
+                        scans += 1
+                        _wake(s, item, woken)
+            else:
+                size = len(data)
+                if size >= shortest:
+                    scans += 1
+                    _wake(s, data, woken)
+            if hashable:
+                s.remember(data, size, woken)
+        for nums in woken:
+            cands.update(nums)
+    return scans
+
+
+def _wake(s: TxScanner, data, woken: list) -> None:
+    """Append to ``woken`` the rule tuples of the literals ``s`` finds in ``data``."""
+    rules = s.rules
+    for i in s.scanner.scan(data):
+        woken.append(rules[i])

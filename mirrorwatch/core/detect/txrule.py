@@ -39,12 +39,16 @@ class Group:
 
     def data(self, tx):
         """The buffer's bytes for ``tx`` (a tuple for a multi-buffer), transformed; None if absent."""
-        v = self.get(tx)
-        if v is None or not self.transforms:
-            return v
-        if isinstance(v, tuple):  # a list, not a generator: no closure made on every call
-            return tuple([apply(self.transforms, x) for x in v])
-        return apply(self.transforms, v)
+        return transformed(self.transforms, self.get(tx))
+
+
+def transformed(transforms: tuple, v):
+    """A buffer's bytes ``v`` (a tuple for a multi-buffer, None if absent) through ``transforms``."""
+    if v is None or not transforms:
+        return v
+    if isinstance(v, tuple):  # a list, not a generator: no closure made on every call
+        return tuple([apply(transforms, x) for x in v])
+    return apply(transforms, v)
 
 
 class TxSpec:
