@@ -96,3 +96,26 @@ def test_suricata_yaml_files_force_hash_is_read(tmp_path: Path):
     settings = Settings({})
     read_config(conf, settings)
     assert settings["eve-log.files.force-hash"] == ["md5", "sha1"]
+
+
+def _parser_hashes(tmp_path: Path, types: tuple[str, ...] | None) -> tuple:
+    """The hashes the HTTP parsers of a pipeline compute, with one EVE output of ``types``
+    (None: no EVE output)."""
+    from mirrorwatch.cli.config import EveSpec
+    from mirrorwatch.cli.pipeline import Pipeline
+
+    eve = () if types is None else (EveSpec(str(tmp_path / "eve.json"), types),)
+    pipe = Pipeline.build(Settings({"eve-log.files.force-hash": "[md5, sha256]"}), eve=eve,
+                          console_alerts=False)
+    try:
+        return pipe.engine.applayer.factories["http"]().config.file_hashes
+    finally:
+        for sink in pipe.sinks:
+            sink.close()
+
+
+@pytest.mark.parametrize(("types", "hashes"), [
+    (("http", "fileinfo"), ("md5", "sha256")), (("alert", "http"), ()), (None, ())])
+def test_files_are_hashed_only_for_a_fileinfo_output(tmp_path: Path, types, hashes):
+    """As Suricata's force-hash, a setting of its files output: without one, nothing is hashed."""
+    assert _parser_hashes(tmp_path, types) == hashes

@@ -139,6 +139,7 @@ class Pipeline:
         from mirrorwatch.sinks.caps import EmergencyNotices
         from mirrorwatch.sinks.console import ConsoleAlerts
         from mirrorwatch.sinks.eve import OutputError
+        from mirrorwatch.sinks.eve_file import FILEINFO
         from mirrorwatch.sinks.fastlog import FastLogWriter
         from mirrorwatch.sinks.redis import RedisURLError
 
@@ -147,6 +148,8 @@ class Pipeline:
         if checksum_mode not in ("auto", "all", "none"):
             raise PipelineError(f"checksum mode must be auto, all or none, got {checksum_mode!r}")
         engine = Engine(settings, ruleset, checksum_mode=checksum_mode, killer=killer)
+        if not any(FILEINFO in spec.types for spec in eve):
+            engine.applayer.no_file_hashes()  # hashes are written in fileinfo records only
         fold_detect_skips(ruleset, engine.detector)
         sinks: list = list(kill_sinks)  # the injector first: least latency for kills
         try:

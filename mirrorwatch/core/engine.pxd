@@ -1,6 +1,7 @@
 # The engine as a C struct: its per-frame path reads its fields and the packet's directly.
 cimport cython
 
+from mirrorwatch.core.applayer.session cimport AppLayer
 from mirrorwatch.core.decode.decoder cimport Decoder
 from mirrorwatch.core.decode.packet cimport Packet
 from mirrorwatch.core.flows.flow cimport Flow
@@ -8,7 +9,8 @@ from mirrorwatch.core.inline cimport InlineJudge
 
 cdef class Engine:
     cdef public Decoder decoder  # typed: its decode is a C call
-    cdef public object settings, flows, detector, applayer, killer, tags
+    cdef public object settings, flows, detector, killer, tags
+    cdef public AppLayer applayer  # typed: its per-packet entry points are C calls
     cdef public list stream_hooks
     cdef dict _tag_flows, _tag_hosts
     cdef public InlineJudge judge  # inline mode's killer, called as C; None otherwise

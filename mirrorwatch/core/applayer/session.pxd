@@ -5,6 +5,7 @@ cimport cython
 
 from mirrorwatch.core.applayer.common cimport MemAccount
 from mirrorwatch.core.applayer.detect_proto cimport ProtoDetect
+from mirrorwatch.core.applayer.http.state cimport HttpState
 
 cdef class AppFlow:
     cdef public object proto, parser
@@ -37,11 +38,11 @@ cdef class AppLayer:
     cdef void _call(self, AppFlow app, int d, object fn, tuple args, Py_ssize_t size)
     @cython.locals(app=AppFlow)
     cpdef void udp(self, object flow, object payload, int d, int sport, int dport)
-    @cython.locals(app=AppFlow)
+    @cython.locals(app=AppFlow, http=HttpState)
     cpdef list logged(self, object flow)
     @cython.locals(app=AppFlow)
     cpdef list flow_end(self, object flow)
 
-@cython.locals(now=cython.longlong)
+@cython.locals(now=cython.longlong, http=HttpState)
 cdef void _charge(AppFlow app)
 cdef void _release(AppFlow app)

@@ -58,15 +58,16 @@ PROTO_CAPS = {"http": ("app-layer.protocols.http.memcap", "memcap"),
               "dns": ("app-layer.protocols.dns.global-memcap", "memcap_global")}
 
 
-def http_config(settings) -> HttpConfig:
-    """The HTTP parser's limits from the settings (Suricata's libhtp default-config keys)."""
+def http_config(settings, file_hashes: bool = True) -> HttpConfig:
+    """The HTTP parser's limits from the settings (Suricata's libhtp default-config keys);
+    ``file_hashes`` False: no file is hashed, whatever ``eve-log.files.force-hash`` says."""
     return HttpConfig(request_body_limit=settings[_HTP + "request-body-limit"],
                       response_body_limit=settings[_HTP + "response-body-limit"],
                       compression_bomb_limit=settings[_HTP + "compression-bomb-limit"],
                       decompress_layer_limit=settings[_HTP + "response-body-decompress-layer-limit"],
                       max_tx=settings[_HTP + "max-tx"], max_headers=settings[_HTP + "headers-limit"],
                       flow_memcap=settings["app-layer.protocols.http.flow-memcap"],
-                      file_hashes=settings["eve-log.files.force-hash"])
+                      file_hashes=settings["eve-log.files.force-hash"] if file_hashes else ())
 
 
 class AppFlow:
@@ -115,12 +116,20 @@ class AppLayer:
     def __init__(self, settings) -> None:
         self.settings = settings
         self.factories = dict(PARSERS)
-        http = http_config(settings)
-        self.factories["http"] = lambda: HttpState(http)
+        self._http_parsers(http_config(settings))
         self.c = dict.fromkeys(("flows", "failed", "parser_errors", "gaps", "txs_logged"), 0)
         self.by_proto: dict[str, int] = {}
         self.mem = MemAccount(settings["app-layer.memcap"])
         self.accounts = {proto: MemAccount(settings[key], self.mem) for proto, (key, _) in PROTO_CAPS.items()}
+
+    def _http_parsers(self, config: HttpConfig) -> None:
+        self.factories["http"] = lambda: HttpState(config)
+
+    def no_file_hashes(self) -> None:
+        """Nothing reads the files' hashes (no fileinfo output): none are computed, as Suricata
+        hashes only for its files output's ``force-hash`` (or a rule's filemd5/filesha*,
+        keywords not supported here).  Call before the first packet."""
+        self._http_parsers(http_config(self.settings, file_hashes=False))
 
     # -- TCP -----------------------------------------------------------------
     def on_new_stream(self, flow, d: int, stream) -> None:
@@ -224,7 +233,11 @@ class AppLayer:
         app = flow.app
         if app is None or app.parser is None:
             return []
-        done = app.parser.pop_done()
+        if type(app.parser) is HttpState:  # asked after every packet: HTTP's is a C call
+            http = app.parser
+            done = http.pop_done()
+        else:
+            done = app.parser.pop_done()
         if done:
             self.c["txs_logged"] += len(done)
             _charge(app)
@@ -266,7 +279,11 @@ _UDP_FAILED = {1: _udp_failed(1), 2: _udp_failed(2), 3: _udp_failed(3)}
 
 def _charge(app: AppFlow) -> None:
     """Charge the parser's bytes held now, against what the flow was charged before."""
-    now = app.parser.memuse
+    if type(app.parser) is HttpState:  # after every call into a parser: HTTP's is a C call
+        http = app.parser
+        now = http.held_bytes()
+    else:
+        now = app.parser.memuse
     if now != app.mem:
         app.acct.add(now - app.mem)
         app.mem = now

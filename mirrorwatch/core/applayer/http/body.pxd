@@ -4,10 +4,12 @@ cimport cython
 
 cdef class BodyCollector:
     cdef public long long limit, bomb_limit, decoded
-    cdef public bytearray kept, raw
+    cdef public bytearray raw
+    cdef public list kept
+    cdef public Py_ssize_t kept_len
     cdef public bint truncated, memcapped, bombed, decode_failed, stopped
     cdef public tuple hashers
-    cdef public list _stages
+    cdef public tuple _stages
 
     cpdef Py_ssize_t add(self, object data, long long room) except -1
     cdef object _decode(self, object data)

@@ -77,15 +77,19 @@ def content_layers(content_encoding: bytes | None, layer_limit: int) -> tuple[li
 
 
 class BodyCollector:
-    """Decoded body bytes of one message, kept up to a limit."""
+    """Decoded body bytes of one message, kept up to a limit.
+
+    ``kept`` is the list of the kept pieces, joined only when the body is read (``HttpTx``):
+    a body of many segments is not grown (and moved) piece by piece."""
 
     __slots__ = ("limit", "bomb_limit", "kept", "raw", "truncated", "memcapped", "bombed",
-                 "decode_failed", "stopped", "decoded", "hashers", "_stages")
+                 "decode_failed", "stopped", "decoded", "hashers", "_stages", "kept_len")
 
     def __init__(self, limit: int, bomb_limit: int, stages: list[bool], hashers: tuple = ()) -> None:
         self.limit = limit
         self.bomb_limit = bomb_limit
-        self.kept = bytearray()
+        self.kept: list[bytes] = []
+        self.kept_len = 0
         self.raw = bytearray()          # wire bytes kept while decoding has produced nothing
         self.truncated = False
         self.memcapped = False          # truncated by the flow's memcap, not the body limit
@@ -94,7 +98,7 @@ class BodyCollector:
         self.stopped = False            # a gap: nothing after it is kept
         self.decoded = 0                # decoded bytes seen, kept or not (the file's size)
         self.hashers = hashers          # hashlib objects fed every decoded byte (the file's hashes)
-        self._stages = [_Stage(deflate) for deflate in stages]
+        self._stages = tuple([_Stage(deflate) for deflate in stages])
 
     def add(self, data: bytes, room: int) -> int:
         """Take wire bytes; ``room`` is what the flow's memcap still allows.
@@ -128,11 +132,11 @@ class BodyCollector:
         self.raw.clear()
         if _any_produced(self._stages):
             return 0
-        self._stages = []
+        self._stages = ()
         return self._keep(raw, room)
 
     def _space(self, room: int) -> int:
-        space = room if self.limit == UNLIMITED else min(room, self.limit - len(self.kept))
+        space = room if self.limit == UNLIMITED else min(room, self.limit - self.kept_len)
         return max(space, 0)
 
     def _keep(self, data: bytes, room: int) -> int:
@@ -144,7 +148,10 @@ class BodyCollector:
             self.truncated = True
             self.memcapped |= space == room
             data = data[:space]
-        self.kept += data
+        if not data:
+            return 0
+        self.kept.append(bytes(data))  # no copy of bytes
+        self.kept_len += len(data)
         return len(data)
 
     def stop(self) -> None:
@@ -152,6 +159,6 @@ class BodyCollector:
         self.stopped = True
 
 
-def _any_produced(stages: list[_Stage]) -> bool:
+def _any_produced(stages: tuple[_Stage, ...]) -> bool:
     """Has any decoding layer produced output yet?"""
     return any(stage.produced for stage in stages)

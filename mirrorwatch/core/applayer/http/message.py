@@ -62,15 +62,15 @@ class MessageMachine(StreamMachine):
                                         self.config.decompress_layer_limit)
         if not usable:
             self.stats.decompress_errors += 1
-        limit = self.config.request_body_limit if request else self.config.response_body_limit
-        side.collector = BodyCollector(limit, self.config.compression_bomb_limit, stages,
-                                       tuple([hashlib.new(name) for name in self.config.file_hashes]))
         side.file_checked = False
         side.wire = 0
         side.remaining = length
-        if framing == Framing.NONE:
+        if framing == Framing.NONE:  # no body: nothing to collect
             self._message_done(side)
             return
+        limit = self.config.request_body_limit if request else self.config.response_body_limit
+        side.collector = BodyCollector(limit, self.config.compression_bomb_limit, stages,
+                                       tuple([hashlib.new(name) for name in self.config.file_hashes]))
         side.phase = _BODY_PHASES[framing]
         if request:
             tx.progress_ts = PROGRESS_BODY

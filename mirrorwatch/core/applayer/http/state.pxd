@@ -6,6 +6,8 @@ from mirrorwatch.core.applayer.http.response_side cimport ResponseMachine
 from mirrorwatch.core.applayer.http.stream cimport Side
 from mirrorwatch.core.applayer.http.transaction cimport HttpTx
 
+cdef int _COMPLETE
+
 cdef class HttpState(ResponseMachine):
     @cython.locals(side=Side)
     cpdef void feed(self, int direction, object data)
@@ -17,6 +19,9 @@ cdef class HttpState(ResponseMachine):
     cpdef list updated(self)
     @cython.locals(tx=HttpTx)
     cpdef list pop_done(self)
+    cpdef long long held_bytes(self)
     cdef Side _side(self, int direction)
     cdef void _count_dropped(self, Side side, long long size)
     cdef void _resync(self, Side side)
+
+cdef bint _poppable(HttpTx tx)

@@ -57,12 +57,13 @@ next start line); in a header block the direction gives up (FAILED).
 
 from __future__ import annotations
 
-from mirrorwatch.core.applayer.common import TO_CLIENT, TO_SERVER
+from mirrorwatch.core.applayer.common import PROGRESS_COMPLETE, TO_CLIENT, TO_SERVER
 from mirrorwatch.core.applayer.http.config import DEFAULT_CONFIG, HttpConfig, HttpStats
 from mirrorwatch.core.applayer.http.response_side import ResponseMachine
 from mirrorwatch.core.applayer.http.stream import PHASES, STOPPED, Phase, Side
 from mirrorwatch.core.applayer.http.transaction import HttpTx
 
+_COMPLETE = PROGRESS_COMPLETE  # compiled: a C constant (read for every transaction after every packet)
 _BODY_GAP_PHASES = frozenset((Phase.BODY_LENGTH, Phase.CHUNK_DATA, Phase.BODY_CLOSE))
 _RESYNC_GAP_PHASES = frozenset((Phase.IDLE, Phase.CHUNK_SIZE, Phase.CHUNK_END, Phase.TRAILERS,
                                 Phase.CONNECT_WAIT))
@@ -143,18 +144,27 @@ class HttpState(ResponseMachine):
         return changed
 
     def pop_done(self) -> list[HttpTx]:
-        """Remove and return the transactions complete both ways and handed out."""
-        done = [tx for tx in self.txs if tx.done and tx.reported and not tx.dirty]
-        if done:
-            self.txs = [tx for tx in self.txs if not (tx.done and tx.reported and not tx.dirty)]
-            for tx in done:
-                self._held -= tx.held()
-            self._held = max(self._held, 0)
+        """Remove and return the transactions complete both ways and handed out (asked after
+        every packet: nothing is made until one is)."""
+        for tx in self.txs:
+            if _poppable(tx):
+                break
+        else:
+            return []
+        done = [tx for tx in self.txs if _poppable(tx)]
+        self.txs = [tx for tx in self.txs if not _poppable(tx)]
+        for tx in done:
+            self._held -= tx.held()
+        self._held = max(self._held, 0)
         return done
 
     @property
     def memuse(self) -> int:
         """Bytes held: kept header blocks and bodies (``_held``) and unparsed input."""
+        return self.held_bytes()
+
+    def held_bytes(self) -> int:
+        """``memuse`` as a C call (the app layer charges it after every call into the parser)."""
         return self._held + len(self._ts.buf) + len(self._tc.buf)
 
     # -- machinery ------------------------------------------------------------
@@ -179,7 +189,7 @@ class HttpState(ResponseMachine):
             if side.collector is not None:
                 side.collector.stop()
             self._message_done(side)
-        side.lines = []
+        side.lines = None
         side.raw = bytearray()
         side.skip_to_lf = False
         if side.phase != Phase.CONNECT_WAIT:
@@ -189,6 +199,11 @@ class HttpState(ResponseMachine):
 
 def _tx_id(tx: HttpTx) -> int:
     return tx.tx_id
+
+
+def _poppable(tx: HttpTx) -> bool:
+    """Complete both ways, handed out and unchanged since: its record is due."""
+    return tx.progress_ts == _COMPLETE and tx.progress_tc == _COMPLETE and tx.reported and not tx.dirty
 
 
 # The state table: each phase's action, by name (a per-instance table of bound methods would

@@ -66,7 +66,7 @@ class Side:
         self.wire = 0
         self.collector = None       # the body's BodyCollector, while in a body
         self.file_checked = False   # the body's first byte asked whether it is a file
-        self.lines: list[bytes] = []
+        self.lines: list[bytes] | None = None  # a header block's lines, while one is read
         self.raw = bytearray()
         self.skip_to_lf = False
 
@@ -153,6 +153,8 @@ class StreamMachine:
         the block is complete (or the direction closed in the middle of it)."""
         if not side.lines and not side.skip_to_lf and self._whole_block(side):
             return True
+        if side.lines is None:
+            side.lines = []
         while True:
             line = self._next_line(side)
             if line is None:
@@ -192,11 +194,11 @@ class StreamMachine:
     def _take_block(self, side: Side, headers: list[tuple[bytes, bytes]]) -> bytes:
         """Parse the collected block into ``headers``; returns its raw bytes."""
         result = HeaderResult()
-        add_fields(headers, unfold(side.lines, result), self.config.max_headers,
+        add_fields(headers, unfold(side.lines or [], result), self.config.max_headers,
                    self.config.header_repetitions, result)
         self.stats.header_errors += result.invalid + result.dropped
         raw = bytes(side.raw)
-        side.lines = []
+        side.lines = None
         side.raw = bytearray()
         return raw
 

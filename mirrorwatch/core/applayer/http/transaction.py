@@ -51,7 +51,7 @@ class HttpTx:
         self.request_headers: Headers = []
         self.request_headers_raw = b""
         self._request_body = b""
-        self._request_kept: bytearray | None = None   # the body's live buffer, not yet copied
+        self._request_kept: list[bytes] | None = None   # the body's live pieces, not yet joined
         self.request_body_len = 0
         self.request_body_truncated = False
         self._uri_normalized: object = None
@@ -67,7 +67,7 @@ class HttpTx:
         self.response_headers: Headers = []
         self.response_headers_raw = b""
         self._response_body = b""
-        self._response_kept: bytearray | None = None
+        self._response_kept: list[bytes] | None = None
         self.response_body_len = 0
         self.response_body_truncated = False
         self.request_file = None
@@ -103,7 +103,7 @@ class HttpTx:
     def request_body(self) -> bytes:
         """The request body kept for inspection (decoded, up to the body limit)."""
         if self._request_kept is not None:
-            self._request_body = bytes(self._request_kept)
+            self._request_body = b"".join(self._request_kept)  # one piece: itself, no copy
             self._request_kept = None
         return self._request_body
 
@@ -111,13 +111,13 @@ class HttpTx:
     def response_body(self) -> bytes:
         """The response body kept for inspection (decoded, up to the body limit)."""
         if self._response_kept is not None:
-            self._response_body = bytes(self._response_kept)
+            self._response_body = b"".join(self._response_kept)
             self._response_kept = None
         return self._response_body
 
-    def body_grew(self, request: bool, kept: bytearray) -> None:
-        """The body kept so far is ``kept``: the parser's buffer, which changes only by
-        growing (each time followed by this call); copied when the body is next read."""
+    def body_grew(self, request: bool, kept: list[bytes]) -> None:
+        """The body kept so far is ``kept``: the parser's list of its pieces, which changes
+        only by growing (each time followed by this call); joined when the body is next read."""
         if request:
             self._request_kept = kept
         else:
@@ -125,10 +125,9 @@ class HttpTx:
 
     def held(self) -> int:
         """Bytes held for this transaction: its header blocks and kept bodies."""
-        request = self._request_body if self._request_kept is None else self._request_kept
-        response = self._response_body if self._response_kept is None else self._response_kept
-        return (len(self.request_headers_raw) + len(self.response_headers_raw)
-                + len(request) + len(response))
+        request = len(self._request_body) if self._request_kept is None else _size(self._request_kept)
+        response = len(self._response_body) if self._response_kept is None else _size(self._response_kept)
+        return len(self.request_headers_raw) + len(self.response_headers_raw) + request + response
 
     @property
     def done(self) -> bool:
@@ -138,3 +137,10 @@ class HttpTx:
     def __repr__(self) -> str:
         return (f"HttpTx({self.tx_id}, {self.method!r} {self.uri_raw!r} -> {self.status_code}, "
                 f"ts={self.progress_ts} tc={self.progress_tc})")
+
+
+def _size(pieces: list[bytes]) -> int:
+    size = 0
+    for piece in pieces:
+        size += len(piece)
+    return size
