@@ -444,7 +444,7 @@ def replay(pipeline: Pipeline, paths, *, realtime: bool = False, speed: float = 
            refresh_interval: float = 0.25):
     """Feed pcap files through the pipeline; returns capture's ``CaptureStats``.
 
-    Fast path: libpcap's loop calls straight into ``engine.process``.  With
+    Fast path: the capture's reader calls straight into ``engine.process``.  With
     ``realtime`` the frames are paced by their timestamps (divided by
     ``speed``); ``on_refresh(now)`` is called about every ``refresh_interval``
     wall seconds (live table).  Raises ``capture.CaptureError`` for unusable

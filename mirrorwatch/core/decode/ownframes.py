@@ -7,8 +7,7 @@ or, called as ``sink(hdr, data)``, from libpcap's loop (pcapng and the rest).
 workers); ``OwnFrames`` is one worker's pick (replay ``--workers``;
 ``cli.workers.replay``): it hands the worker's own frames
 (``FlowPartitioner.owner``) to its engine and keeps the engine's clock for the
-others, so a frame of another worker costs only libpcap's loop, its header and
-the hash.  Compiled, either calls the engine as C, so a frame costs no Python
+others, so a frame of another worker costs only its reading and the hash.  Compiled, either calls the engine as C, so a frame costs no Python
 call unless the engine returned something.
 """
 
