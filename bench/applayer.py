@@ -153,7 +153,8 @@ def print_table(title: str, table: list[dict]) -> None:
 # -- where the application layer's time goes (child process) ---------------------------------
 
 def _engine(pcap: str, rules: str, packets: int):
-    from mirrorwatch.cli.pipeline import load_ruleset, tune_gc
+    from mirrorwatch.cli.collector import tune_gc
+    from mirrorwatch.cli.pipeline import load_ruleset
     from mirrorwatch.core.engine import Engine
     from mirrorwatch.core.kill import Killer
     from mirrorwatch.core.settings import Settings

@@ -126,7 +126,8 @@ from mirrorwatch.sources.pcapfile import PcapFiles
 from mirrorwatch.core.decode.decoder import Decoder
 from mirrorwatch.core.engine import Engine
 from mirrorwatch.core.kill import Killer
-from mirrorwatch.cli.pipeline import load_ruleset, tune_gc
+from mirrorwatch.cli.collector import tune_gc
+from mirrorwatch.cli.pipeline import load_ruleset
 from mirrorwatch.core.settings import Settings
 frames = []
 for fr in PcapFiles([sys.argv[1]]):

@@ -133,7 +133,7 @@ def test_mutated_real_frames_never_break_the_decoder(corpus):
 
 
 def test_the_engine_makes_no_reference_cycles(corpus):
-    """``cli.pipeline.tune_gc`` freezes what survives each young collection, which is sound only if
+    """``cli.collector.tune_gc`` freezes what survives each young collection, which is sound only if
     sessions, streams and their detection and kill state never form reference cycles (they
     must be freed by reference counting alone).  Replays real and crafted captures (alerts,
     kills, gaps, evictions, a rule reload) with the collector off: no cyclic garbage."""

@@ -149,12 +149,8 @@ def inline(rules, config, eve, eve_types, eve_payload, fast, sensor_name_opt, se
     """
     from rich.console import Console
 
-    from mirrorwatch.cli.pipeline import (
-        Pipeline,
-        PipelineError,
-        bundled_signatures,
-        tune_gc,
-    )
+    from mirrorwatch.cli.collector import tune_gc
+    from mirrorwatch.cli.pipeline import Pipeline, PipelineError, bundled_signatures
     from mirrorwatch.core.inline import InlineJudge
     from mirrorwatch.core.kill import KillConfigError
     from mirrorwatch.inline.firewall import FirewallError

@@ -83,12 +83,8 @@ def listen(iface, rules, config, eve, eve_types, eve_payload, fast, sensor_name_
     """
     from rich.console import Console
 
-    from mirrorwatch.cli.pipeline import (
-        Pipeline,
-        PipelineError,
-        bundled_signatures,
-        tune_gc,
-    )
+    from mirrorwatch.cli.collector import tune_gc
+    from mirrorwatch.cli.pipeline import Pipeline, PipelineError, bundled_signatures
     from mirrorwatch.sinks.table import LiveTable
 
     # stream.inline: each packet's new bytes are inspected on arrival, so a reject rule kills on the

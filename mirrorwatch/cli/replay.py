@@ -56,7 +56,8 @@ def replay(pcaps, rules, classification, config, eve, eve_types, eve_payload, fa
 
     On a terminal a progress bar shows the bytes read, packets/s, alerts so far and the time left.
     """
-    from mirrorwatch.cli.pipeline import Pipeline, PipelineError, tune_gc
+    from mirrorwatch.cli.collector import tune_gc
+    from mirrorwatch.cli.pipeline import Pipeline, PipelineError
     from mirrorwatch.sources.pcapfile import CaptureError, check_files
 
     settings, run = build_run(sets, config=config)

@@ -213,7 +213,7 @@ class AddressEvaluator(_Evaluator):
             raise ExprError(f"bad address {text!r}") from None
         r = [(int(net.network_address), int(net.broadcast_address))]
         # ipaddress makes a /31 (/127) network refer to itself (``hosts = self.__iter__``): drop
-        # it, so the network is freed by reference counting (cli.pipeline.tune_gc freezes survivors)
+        # it, so the network is freed by reference counting (cli.collector.tune_gc freezes survivors)
         vars(net).pop("hosts", None)
         return (r, []) if net.version == 4 else ([], r)
 

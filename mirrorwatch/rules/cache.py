@@ -72,7 +72,7 @@ def collector_paused():
     ``gc.unfreeze`` move every tracked object there, two list splices): left in the youngest,
     the first passes after the block would walk them all again, one generation after the other
     (0.4 s of CPU for ET Open's rule set and tables).  Where the process already keeps what
-    survives frozen (``cli.pipeline.tune_gc``: a rule reload), they stay frozen, as the rest."""
+    survives frozen (``cli.collector.tune_gc``: a rule reload), they stay frozen, as the rest."""
     was_enabled = gc.isenabled()
     was_frozen = gc.get_freeze_count()
     gc.disable()
