@@ -61,6 +61,7 @@ COMPILED = (
     "mirrorwatch.core.detect",
     "mirrorwatch.core.detect.state",
     "mirrorwatch.core.detect.hsdb",
+    "mirrorwatch.core.detect.tables",
     "mirrorwatch.core.detect.stream",
     # the application layer's per-byte work: the HTTP/1 parser (its state machine typed as a
     # chain of cdef classes, stream.pxd) and its dispatch

@@ -596,3 +596,15 @@ def test_whole_header_block_parses_as_its_lines_one_by_one(lines):
     parts = run(*[(TO_SERVER, request[i:i + 1]) for i in range(len(request))])
     assert snapshot(whole) == snapshot(parts)
     assert whole.stats.header_errors == parts.stats.header_errors
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(st.binary(max_size=6), st.binary(max_size=3)), max_size=6), st.binary(max_size=6))
+def test_header_value_folds_ascii_case_as_bytes_lower(headers, name):
+    """The byte-by-byte name comparison matches what lowercasing both names gives (only A-Z
+    fold: '@' is not '`', '[' is not '{'), first match first."""
+    key = name.lower()
+    expected = next((v for n, v in headers if n.lower() == key), None)
+    assert http_headers.header_value(headers, name) == expected
+    assert http_headers.header_value([(b"X-A@[", b"1")], b"x-a`{") is None
+    assert http_headers.header_value([(b"User-AGENT", b"2")], b"user-agent") == b"2"

@@ -272,3 +272,17 @@ def test_byte_test_string_of_zero_bytes_reads_the_rest_of_the_buffer():
     assert hit("http.content_len; byte_test:0,>,100000,0,string,dec;", b"1048576")
     assert not hit("http.content_len; byte_test:0,>,100000,0,string,dec;", b"512")
     assert not hit("http.content_len; byte_test:0,>,1,0,string,dec;", b"abc")
+
+
+def test_content_positions_from_huge_variables():
+    # a byte_extract value past any buffer (here past 64 bits with the multiplier) as a content's
+    # offset, depth, distance or within: the content cannot be there; negated, it is absent
+    big = b"\xff" * 8
+    assert not hit('byte_extract:8,0,v,multiplier 16; content:"x"; offset:v;', big + b"x")
+    assert hit('byte_extract:8,0,v,multiplier 16; content:!"x"; offset:v;', big + b"x")
+    assert not hit('byte_extract:8,0,v,multiplier 16; content:"x"; distance:v;', big + b"x")
+    assert hit('byte_extract:8,0,v; content:"x"; depth:v;', big + b"x")
+    assert hit('byte_extract:8,0,v; content:"x"; within:v;', big + b"x")
+    # the same keywords with a small value find the content where it is
+    assert hit('byte_extract:8,0,v; content:"x"; offset:v;', b"\x00" * 7 + b"\x08x")
+    assert not hit('byte_extract:8,0,v; content:"x"; offset:v;', b"\x00" * 7 + b"\x09x")

@@ -14,6 +14,7 @@ from mirrorwatch.core.detect import tx as tx_room
 from mirrorwatch.core.events import Alert
 from mirrorwatch.core.settings import Settings
 from tests.test_detect import Conv, engine
+from tests.test_detect import run as run_frames
 
 HEAD = b"POST /upload HTTP/1.1\r\nHost: example.com\r\nUser-Agent: curl/8.0\r\n"
 RULES = """
@@ -79,6 +80,34 @@ def test_a_buffer_shorter_than_every_literal_is_not_scanned():
     alerts, scans = run(request_in_steps(Conv(), head.replace(b"GET", b"DELETE", 1), []), rules)
     assert alerts == [7] and scans == 1
 
+
+
+def test_bytes_too_long_to_remember_are_scanned_each_time_and_never_kept(monkeypatch):
+    """A buffer longer than ``SCAN_MEMO_BYTES`` is neither looked up nor remembered: the same
+    request body in two sessions is scanned twice, and the memo holds no bytes that long."""
+    monkeypatch.setattr(tx_room, "SCAN_MEMO_BYTES", 8)
+    rules = 'alert http any any -> any any (flow:to_server; http.request_body; content:"tail"; sid:9;)\n'
+    head = b"POST /upload HTTP/1.1\r\nHost: example.com\r\nContent-Length: 12\r\n\r\n"
+    frames = request_in_steps(Conv(), head, [b"longer tail!"])
+    frames += request_in_steps(Conv(sport=40001), head, [b"longer tail!"])
+    eng = engine(rules)
+    alerts = [e.rule.sid for e in run_frames(eng, frames)]
+    assert alerts == [9, 9] and eng.detector.c["tx_scans"] == 2
+    assert [s.memo_max for s in eng.detector.tx_pref[("http", 0)]] == [8]
+    assert not eng.detector.tx_pref[("http", 0)][0].known
+
+
+def test_a_rule_names_its_buffer_as_the_prefilter_does():
+    """The prefilter and a candidate's verification name a buffer by the same slot (so the rule
+    reads the bytes the prefilter got on this packet); another buffer has another slot."""
+    rules = ('alert http any any -> any any (flow:to_server; http.header; content:"curl/"; sid:4;)\n'
+             'alert http any any -> any any (flow:to_server; http.user_agent; content:"curl/"; sid:5;)\n')
+    eng = engine(rules)
+    alerts = [e.rule.sid for e in run_frames(eng, request_in_steps(Conv(), HEAD + b"\r\n", []))]
+    assert sorted(alerts) == [4, 5]
+    slots = {s.group.name: s.slot for s in eng.detector.tx_pref[("http", 0)]}
+    rule_slots = {g.name: g.slot for cr in eng.detector.crules if cr is not None for g in cr.tx.groups[0]}
+    assert rule_slots == slots and len(set(slots.values())) == 2
 
 @pytest.mark.slow
 def test_et_open_alerts_are_those_of_scanning_every_step(corpus, tmp_path, monkeypatch):

@@ -382,3 +382,41 @@ def test_a_worker_waits_when_it_is_too_far_ahead_of_the_slowest():
     p.ahead(1, 10)
     p.gone(2)  # finished (or died): nobody waits for it
     assert not p.ahead(0, MAX_LEAD_FRAMES + 10) and p.ahead(0, MAX_LEAD_FRAMES + 11)
+
+
+def test_the_replay_timer_starts_when_the_first_worker_begins_reading():
+    from mirrorwatch.cli.workers.replay import Progress
+
+    p = Progress(2)
+    assert p.first_read() is None  # no worker has opened the capture yet
+    before = time.perf_counter()
+    p.begin(1)
+    first = p.first_read()
+    assert first is not None and first >= before
+    p.begin(0)  # later: the timer keeps the first
+    assert p.first_read() == first
+
+
+def test_the_last_record_does_not_wait_for_the_workers_to_exit(tmp_path):
+    from mirrorwatch.cli.pipeline import Pipeline
+    from mirrorwatch.cli.workers.coordinator import Coordinator, result
+    from mirrorwatch.core.engine import Engine
+    from mirrorwatch.core.settings import Settings
+    from mirrorwatch.sinks.eve import EveWriter
+
+    exit_takes = 1.0  # a worker whose exit is slow (a large heap to give back)
+    eve = tmp_path / "eve.json"
+    pipe = Pipeline(Engine(Settings(), []), [EveWriter(str(eve))])
+
+    def body(k, outbox, ctl):
+        outbox.send("done", result(pipe, {"decoder": {"pkts": k + 1}}, k + 1, 0.0, 0))
+        time.sleep(exit_takes)
+        return 0
+
+    t0 = time.perf_counter()
+    code = Coordinator(pipe, 2, ordered=True).run(body)
+    assert code == 0
+    assert pipe.finished - t0 < exit_takes / 2  # the stats record was written once both said done
+    assert time.perf_counter() - t0 >= exit_takes  # and the coordinator still waited for them to end
+    stats = [r for r in records(tmp_path) if r["event_type"] == "stats"]
+    assert len(stats) == 1 and stats[0]["stats"]["decoder"]["pkts"] == 3

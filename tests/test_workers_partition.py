@@ -237,3 +237,59 @@ def test_both_builds_give_every_frame_the_same_owner(corpus):
     (frames, digest, compiled), (_, pure_digest, pure) = (o.split() for o in out)
     assert compiled == "True" and pure == "False"
     assert int(frames) > 100_000 and digest == pure_digest
+
+
+NULL = 0
+
+
+def _frames_on(link: int) -> list[bytes]:
+    """Sessions over IPv4 and IPv6, both directions, and a fragmented datagram, framed for link type ``link``."""
+    pkts = []
+    for i in range(12):
+        ip, a, b = (IP, A4, B4) if i % 2 else (IPv6, A6, B6)
+        pkts += both_ways(ip, a, b, "tcp" if i % 3 else "udp", 1000 + i, 80)
+    pkts += fragment(IP(src=A4, dst=B4) / UDP(sport=5, dport=53) / Raw(b"y" * 3000), fragsize=1000)
+    wrap = {ETH: eth, RAW: raw, SLL: lambda p: raw(CookedLinux(proto=0x0800 if IP in p else 0x86DD) / p),
+            NULL: lambda p: (2 if IP in p else 30).to_bytes(4, "little") + raw(p)}[link]
+    return [wrap(p) for p in pkts]
+
+
+@pytest.mark.parametrize("link", [ETH, RAW, SLL, NULL])
+def test_a_frame_read_in_place_has_the_owner_of_its_bytes(tmp_path, link):
+    """The savefile reader hands a worker each frame where it lies in the reader's block (an offset into it,
+    not a copy): its owner, its fragment's description and, for the worker's own frames, the bytes it gets
+    are those of the frame itself."""
+    import struct
+
+    from mirrorwatch.core.decode.ownframes import OwnFrames
+    from mirrorwatch.core.engine import Engine
+    from mirrorwatch.core.settings import Settings
+    from mirrorwatch.sources.savefile import open_savefile
+
+    frames = _frames_on(link)
+    path = tmp_path / "capture.pcap"
+    path.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, link) + b"".join(
+        struct.pack("<iiII", 1, i, len(f), len(f)) + f for i, f in enumerate(frames)))
+    sf = open_savefile(path, {0, 1, 12, 113})
+    part = FlowPartitioner(2, scheduler="balanced", idle=60.0)
+    own, frags = [], []
+    worker = OwnFrames(part, 0, Engine(Settings(), []), emit=lambda n, events: None,
+                       fragment=lambda n, ts, wirelen, f: frags.append((n, part.last_fragment, f)) or HOLD,
+                       every=lambda n: None, batch=1024)
+    worker.linktype = sf.linktype
+    worker.take = lambda n, ts, wirelen, f: own.append((n, f))
+    try:
+        sf.loop(worker)
+    finally:
+        sf.close()
+    expect = FlowPartitioner(2, scheduler="balanced", idle=60.0)
+    want_own, want_frags = [], []
+    for n, f in enumerate(frames, 1):
+        expect.sched.now = 1 + (n - 1) * 1e-6
+        w = expect.owner(sf.linktype, f)
+        if w == FRAGMENT:
+            want_frags.append((n, expect.last_fragment, f))
+        elif w == 0:
+            want_own.append((n, f))
+    assert own == want_own and frags == want_frags
+    assert 0 < len(own) < len(frames) - len(frags) and len(frags) == 4  # both workers' frames, and fragments

@@ -1,7 +1,7 @@
 # The engine as a C struct: its per-frame path reads its fields and the packet's directly.
 cimport cython
 
-from mirrorwatch.core.applayer.session cimport AppLayer
+from mirrorwatch.core.applayer.session cimport AppFlow, AppLayer, uninspected
 from mirrorwatch.core.decode.decoder cimport Decoder
 from mirrorwatch.core.decode.packet cimport Packet
 from mirrorwatch.core.flows.flow cimport Flow
@@ -20,10 +20,10 @@ cdef class Engine:
     cdef public bint count_outer  # a UDP tunnel's own session is counted here; replay --workers: by its worker
     cdef object _outer_decoder
 
-    @cython.locals(n="long long", pkt=Packet, events=list, flow=Flow, judge=InlineJudge)
+    @cython.locals(n="long long", pkt=Packet, events=list, flow=Flow, judge=InlineJudge, app=AppFlow)
     cpdef list process(self, object ts, int linktype, object frame, object wirelen=*)
     @cython.locals(fd=object)
-    cdef void _log_txs(self, Flow flow, Packet pkt, list events) except *
+    cdef void _log_txs(self, Flow flow, AppFlow app, Packet pkt, list events) except *
     @cython.locals(events=list)
     cpdef object advance(self, double ts)
     @cython.locals(events=list, judge=InlineJudge)

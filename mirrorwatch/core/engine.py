@@ -47,6 +47,7 @@ replay, and tests drive it frame by frame.
 
 from __future__ import annotations
 
+from mirrorwatch.core.applayer.session import uninspected
 from mirrorwatch.core.decode.packet import new_packet
 from mirrorwatch.core.events import AppTx, DecodeAnomaly, FlowEnded, Stats, TaggedPacket
 from mirrorwatch.core.inline import InlineJudge
@@ -153,8 +154,9 @@ class Engine:
             events.extend(alerts)
         if alerts or self._tag_flows or self._tag_hosts:
             self._tag(pkt, flow, alerts, events)
-        if flow.app is not None and flow.app.parser is not None:
-            self._log_txs(flow, pkt, events)
+        app = flow.app
+        if app is not None and app.parser is not None:
+            self._log_txs(flow, app, pkt, events)
         # the killer acts on killing alerts and on later packets of sessions it is killing; the judge on every one
         judge = self.judge
         if judge is not None:
@@ -232,20 +234,21 @@ class Engine:
         if self.tags.packet(pkt, flow):
             events.append(TaggedPacket(pkt, flow))
 
-    def _log_txs(self, flow, pkt, events: list) -> None:
+    def _log_txs(self, flow, app, pkt, events: list) -> None:
         """Transactions complete and inspected become EVE http/dns/tls records (AppTx events),
-        logged on ``pkt`` (its time and number), as Suricata's transaction loggers."""
+        logged on ``pkt`` (its time and number), as Suricata's transaction loggers.  ``app``:
+        ``flow.app``, which has a parser."""
         if not self.detector.has_tx:
-            flow.app.parser.updated()  # nothing inspects them: they are done once complete
+            uninspected(app)  # nothing inspects them: they are done once complete
         else:
             fd = flow.det
             if fd is not None and fd.txp is not None and (fd.txp[0] or fd.txp[1]) \
-                    and not getattr(flow.app.parser, "logs_when_made", False):
+                    and not getattr(app.parser, "logs_when_made", False):
                 # logged once detect has inspected them in both directions, as Suricata; a parser
                 # whose transactions are complete when made (DNS) has them logged on their packet
                 return
         for tx in self.applayer.logged(flow):
-            events.append(AppTx(pkt.ts, flow, flow.app.proto, tx, pkt.pcap_cnt))
+            events.append(AppTx(pkt.ts, flow, app.proto, tx, pkt.pcap_cnt))
 
     def _flow_end(self, flow, ts: float, events: list) -> None:
         """A session leaves: detect inspects what is left, then its remaining transactions are logged."""

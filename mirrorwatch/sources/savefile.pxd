@@ -18,8 +18,6 @@ cdef class Savefile:
     cdef unsigned long long _u32(self, const unsigned char *f, Py_ssize_t i) noexcept
     @cython.locals(v="long long")
     cdef long long _time(self, const unsigned char *f, Py_ssize_t i) noexcept
-    @cython.locals(p="const char *")
-    cdef bytes _frame(self, Py_ssize_t start, Py_ssize_t stop)
     @cython.locals(f="const unsigned char *", pos=Py_ssize_t, snap="long long", sec="long long", usec="long long",
                    caplen="long long", wirelen="long long", need=Py_ssize_t, start=Py_ssize_t)
     cpdef loop(self, FrameSink sink)

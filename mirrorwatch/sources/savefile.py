@@ -4,9 +4,10 @@ libpcap (pcapy's ``loop``) hands each frame to Python as a header object and
 a bytes copy through a Python call; a worker of ``replay --workers`` reads
 every frame of the capture that way, though it analyses only its share.  This
 reader takes a savefile in 1 MiB blocks, reads each record header where it
-is, and calls the sink's ``frame(ts, wirelen, data)`` (compiled: a C call,
-the frame one copy out of the block), so a frame another worker analyses
-costs its header and its flow hash.
+is, and calls the sink's ``frame_in`` with the frame where it lies in the
+block (compiled: a C call with a pointer; the sink copies the frame out only
+when it keeps it), so a frame another worker analyses costs its header and
+its flow hash.
 
 It reads exactly what libpcap reads and says what libpcap says (a test
 compares the two on every capture of the corpus and on damaged copies):
@@ -34,7 +35,6 @@ import os
 import stat
 import sys
 
-import cython
 
 from mirrorwatch.core.decode.ownframes import FrameSink
 
@@ -94,13 +94,9 @@ class Savefile:
         v = self._u32(f, i)
         return v - _WRAP if v >= _SIGN and not self.swapped else v
 
-    def _frame(self, start: int, stop: int) -> bytes:
-        """A frame's bytes, copied out of the block (compiled: straight from its buffer)."""
-        p = self.buf
-        return p[start:stop] if cython.compiled else bytes(p[start:stop])
-
     def loop(self, sink: FrameSink) -> None:
-        """Every record to ``sink.frame(ts, wirelen, data)``; SavefileError at damage (what came before
+        """Every record to ``sink.frame_in(ts, wirelen, block, start, stop)`` (the frame where it is in the
+        block, which the sink copies out when it needs it); SavefileError at damage (what came before
         it delivered); what ``sink`` raises stops the loop and goes on up."""
         pos = 0
         snap = self.snaplen
@@ -128,7 +124,7 @@ class Savefile:
                     raise SavefileError(self._short(caplen, self.fill - pos - REC_HLEN))
             start = pos + REC_HLEN
             pos += need
-            sink.frame(sec + usec * 1e-6, wirelen, self._frame(start, start + (caplen if caplen <= snap else snap)))
+            sink.frame_in(sec + usec * 1e-6, wirelen, f, start, start + (caplen if caplen <= snap else snap))
 
     def _short(self, caplen: int, got: int) -> str:
         """libpcap's words for a record whose data the file cuts short."""

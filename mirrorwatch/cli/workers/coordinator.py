@@ -13,9 +13,11 @@ One loop serves replay and listen.  It waits on the workers' pipes and:
 - notices a worker that ends without its ``done`` (it died): one error line,
   the other workers are stopped and flushed, the exit status is 1.
 
-When every worker has ended, the stats they sent are summed into one EVE
-``stats`` record and one summary, written through the coordinator's own
-pipeline (which never analysed a frame).
+When every worker has sent its ``done`` (or ended without it), the stats
+they sent are summed into one EVE ``stats`` record and one summary, written
+through the coordinator's own pipeline (which never analysed a frame); then
+the coordinator waits for their pipes to close (what they still say is
+said), so a worker's exit does not hold up the last record.
 """
 
 from __future__ import annotations
@@ -141,9 +143,8 @@ class Coordinator:
 
     def _loop(self) -> None:
         workers, merge = self.workers, self.merge
-        while not all(w.ended for w in workers):
-            for w in process.readable(workers, POLL_INTERVAL):
-                self._receive(w)
+        while not all(w.ended or w.done is not None for w in workers):
+            self._serve()
             if merge is not None:
                 merge.release()
             self._check_deaths()
@@ -154,6 +155,15 @@ class Coordinator:
                 self.reload_all()
             if self.periodic is not None:
                 self.periodic(time.monotonic())
+
+    def _serve(self) -> None:
+        for w in process.readable(self.workers, POLL_INTERVAL):
+            self._receive(w)
+
+    def _drain(self) -> None:
+        """Every worker sent its ``done``: what it says until its pipe closes (it exits)."""
+        while not all(w.ended for w in self.workers):
+            self._serve()
 
     def stop_all(self) -> None:
         """Every worker flushes its sessions and ends (SIGTERM, once)."""
@@ -224,6 +234,7 @@ class Coordinator:
         pipe.finished, pipe.finished_cpu = time.perf_counter(), time.process_time()
         pipe.workers_cpu = sum(d["cpu"] for d in done)
         pipe.notes.append(self.note(done))
+        self._drain()
         pipe.flush()
         pipe.close()
         if self._dead:

@@ -5,11 +5,12 @@ compiled ``OwnFrames`` computes each frame's owner with ``FlowPartitioner``
 (a symmetric flow hash read in place) and puts the worker's own frames
 through its engine itself, calling back into Python only for what comes out
 (``_Share.emit``), so no process touches every frame on the others' behalf
-and a frame of another worker costs about 0.12 µs (a classic pcap file is
-read in place: its record header, the frame's copy and the hash).  Fragments go through the worker's own
-``FragmentRouter``: every worker routes every fragment alike, so each one
-knows where each fragment goes and analyses the ones that are its own, held
-ones included.
+and a frame of another worker costs its record header and the hash (a
+classic pcap file is read in place: the hash reads the frame through a
+pointer into the reader's block; the frame is not copied).  Fragments go
+through the worker's own ``FragmentRouter``: every worker routes every
+fragment alike, so each one knows where each fragment goes and analyses the
+ones that are its own, held ones included.
 
 Time: a single engine sweeps its sessions for timeout on the first frame at
 or after its next sweep time, whoever's the frame is.  A worker reads every
@@ -25,6 +26,12 @@ it has read (its watermark); the coordinator writes in capture order
 worker reads more than ``MAX_LEAD_FRAMES`` ahead of the slowest
 (``Progress``), which bounds what the coordinator holds back.
 ``--realtime`` paces each worker's own frames by the capture's clock.
+
+Timer: as one engine's (``cli.pipeline.replay``), the replay's own timer runs
+from the first frame read (the first worker to open the capture, after the
+fork and the workers' start-up: ``Progress.began``) to the last record
+written (the merged stats, once every worker sent its ``done``; their exits
+come after).
 
 Ctrl-C or SIGTERM: the coordinator sends every worker SIGTERM, and each stops
 reading at its next batch (or pacing wait), flushes its sessions and ends; the
@@ -75,16 +82,28 @@ def run_cli(pipe, paths, workers: int, *, realtime: bool = False, speed: float =
     finally:
         if display is not None:
             display.stop()
+    first = progress.first_read()
+    if first is not None:
+        pipe.started = first
     if code == EXIT_INTERRUPTED:
         warn("interrupted: the sessions seen so far were flushed to the outputs")
     return code
 
 
 class Progress:
-    """How far each worker has read, in memory the forked workers share: none runs too far ahead."""
+    """How far each worker has read, in memory the forked workers share: none runs too far ahead; and when
+    each began reading (the replay's timer starts at the first)."""
 
     def __init__(self, count: int):
         self.read = RawArray("q", count)  # frames read by each worker (END: done, or gone)
+        self.began = RawArray("d", count)  # time.perf_counter() when each worker opened the capture (0: not yet)
+
+    def begin(self, me: int) -> None:
+        self.began[me] = time.perf_counter()
+
+    def first_read(self) -> float | None:
+        """When the first worker began reading (a system-wide clock: the same in every process), or None."""
+        return min((t for t in self.began if t), default=None)
 
     def ahead(self, me: int, n: int) -> bool:
         """Worker ``me`` has read ``n`` frames: more than MAX_LEAD_FRAMES ahead of the slowest? (then it waits)"""
@@ -183,6 +202,7 @@ class _Share:
         if pace is not None:
             self.frames.take = self._paced(pace)
         code = 0
+        self.progress.begin(self.me)
         try:
             st = run_headers(paths, self._bind, lambda: (self.frames.n, 0))
             for line in st.warnings:

@@ -35,7 +35,7 @@ cdef class AppLayer:
     cpdef void stream_end(self, AppFlow app, int d)
     @cython.locals(d=int, probe=ProtoDetect)
     cdef void _detected(self, AppFlow app, str proto)
-    cdef void _call(self, AppFlow app, int d, object fn, tuple args, Py_ssize_t size)
+    cdef void _call(self, AppFlow app, int d, int op, object data, long long n, object parsed)
     @cython.locals(app=AppFlow)
     cpdef void udp(self, object flow, object payload, int d, int sport, int dport)
     @cython.locals(app=AppFlow, http=HttpState)
@@ -43,6 +43,12 @@ cdef class AppLayer:
     @cython.locals(app=AppFlow)
     cpdef list flow_end(self, object flow)
 
+cdef int _FEED, _PARSE, _GAP, _CLOSE
+
+@cython.locals(http=HttpState)
+cdef void _invoke(object parser, int op, int d, object data, long long n, object parsed) except *
+@cython.locals(http=HttpState)
+cpdef void uninspected(AppFlow app) except *
 @cython.locals(now=cython.longlong, http=HttpState)
 cdef void _charge(AppFlow app)
 cdef void _release(AppFlow app)

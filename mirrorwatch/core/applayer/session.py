@@ -48,6 +48,7 @@ from mirrorwatch.core.applayer.http.state import HttpState
 
 FAILED = "failed"
 BOTH_DIRECTIONS = (1 << TO_SERVER) | (1 << TO_CLIENT)  # ``AppFlow.given_up``: every direction stopped
+_FEED, _PARSE, _GAP, _CLOSE = 0, 1, 2, 3  # the parser calls of ``_call``: those before _GAP bring bytes in
 
 # protocol -> parser of a TCP flow (detected protocols without one are only named: smtp, ftp, ...)
 PARSERS = {"http": HttpState, "tls": tls.TlsState, "dns": dns.DnsTcpState, "ssh": ssh.SshState}
@@ -143,7 +144,7 @@ class AppLayer:
         if app.given_up & (1 << d):
             return
         if app.parser is not None:
-            self._call(app, d, app.parser.feed, (d, data), len(data))
+            self._call(app, d, _FEED, data, len(data), None)
             return
         if app.proto is not None:  # named but not parsed here (smtp, ftp, ...), or failed
             return
@@ -161,13 +162,13 @@ class AppLayer:
     def stream_gap(self, app: AppFlow, d: int, length: int) -> None:
         self.c["gaps"] += 1
         if app.parser is not None and not app.given_up & (1 << d):
-            self._call(app, d, app.parser.gap, (d, length), 0)
+            self._call(app, d, _GAP, None, length, None)
         elif app.proto is None:
             self._detected(app, FAILED)  # detection needs the first bytes: a gap before them ends it
 
     def stream_end(self, app: AppFlow, d: int) -> None:
         if app.parser is not None and not app.given_up & (1 << d):
-            self._call(app, d, app.parser.close, (d,), 0)
+            self._call(app, d, _CLOSE, None, 0, None)
 
     def _detected(self, app: AppFlow, proto: str) -> None:
         app.proto = proto
@@ -186,16 +187,17 @@ class AppLayer:
         for d in (TO_SERVER, TO_CLIENT):
             kept = probe.kept(d)
             if kept and not app.given_up & (1 << d):
-                self._call(app, d, app.parser.feed, (d, bytes(kept)), len(kept))
+                self._call(app, d, _FEED, bytes(kept), len(kept), None)
 
-    def _call(self, app: AppFlow, d: int, fn, args: tuple, size: int) -> None:
-        """One call into the flow's parser, ``size`` new bytes in: they must fit the caps
-        first (else the parser stops in both directions), what it holds after is charged."""
-        if size and not app.acct.fits(size):
+    def _call(self, app: AppFlow, d: int, op: int, data, n: int, parsed) -> None:
+        """One call into the flow's parser (``op``: ``_invoke``); the ``n`` bytes a feed or parse
+        brings in must fit the caps first (else the parser stops in both directions), what it
+        holds after is charged."""
+        if op < _GAP and n and not app.acct.fits(n):
             app.given_up = BOTH_DIRECTIONS
             return
         try:
-            fn(*args)
+            _invoke(app.parser, op, d, data, n, parsed)
         except Exception:  # noqa: BLE001 - a parser bug must not stop the engine
             self.c["parser_errors"] += 1
             app.given_up |= 1 << d
@@ -225,7 +227,7 @@ class AppLayer:
             app.parser = factory() if factory is not None else None
             app.acct = self.accounts.get(proto, self.mem)
         if app.parser is not None and not app.given_up & (1 << d):
-            self._call(app, d, app.parser.parse, (d, payload, parsed), len(payload))
+            self._call(app, d, _PARSE, payload, len(payload), parsed)
 
     # -- logging ---------------------------------------------------------------
     def logged(self, flow) -> list:
@@ -275,6 +277,38 @@ def _udp_failed(tried: int) -> AppFlow:
 
 # UDP flows whose detection failed share these (no parser, nothing charged), by the directions tried
 _UDP_FAILED = {1: _udp_failed(1), 2: _udp_failed(2), 3: _udp_failed(3)}
+
+
+def _invoke(parser, op: int, d: int, data, n: int, parsed) -> None:
+    """What ``_call`` asks of a parser: ``feed(d, data)``, ``parse(d, data, parsed)`` (UDP),
+    ``gap(d, n)`` or ``close(d)``; HTTP's are C calls."""
+    if type(parser) is HttpState:
+        http = parser
+        if op == _FEED:
+            http.feed(d, data)
+        elif op == _GAP:
+            http.gap(d, n)
+        else:
+            http.close(d)
+    elif op == _FEED:
+        parser.feed(d, data)
+    elif op == _PARSE:
+        parser.parse(d, data, parsed)
+    elif op == _GAP:
+        parser.gap(d, n)
+    else:
+        parser.close(d)
+
+
+def uninspected(app: AppFlow) -> None:
+    """Nothing inspects the flow's transactions: they are handed out as detect would
+    (``parser.updated()``), so they are logged once complete (HTTP's a C call)."""
+    if type(app.parser) is HttpState:
+        http = app.parser
+        if http._dirty:  # (nothing changed: updated() would hand out nothing)
+            http.updated()
+    else:
+        app.parser.updated()
 
 
 def _charge(app: AppFlow) -> None:

@@ -14,6 +14,7 @@ cdef int _IP4_ALEN, _IP6_ALEN, _PPP_IPV4, _PPP_IPV6, _PPPOE_HLEN, _MPLS_BOTTOM, 
 cdef int _GRE_ROUTING, _GRE_VERSION, _GRE_SEQ, _ERSPAN_II_HLEN, _ERSPAN_III_HLEN, _ERSPAN_III_SUB, _UDP_HLEN
 cdef int _VXLAN_HLEN, _VXLAN_I, _GENEVE_HLEN, _GENEVE_OPTLEN, _TEREDO_ORIGIN, _IP6_HLEN
 cdef int _NO_TUNNEL, _VXLAN, _GENEVE, _TEREDO
+cdef int _NO_LINK, _RAW, _SLL, _SLL2, _NULL, _SLL_PROTO, _SLL_HLEN, _SLL2_PROTO, _SLL2_HLEN, _NULL_HLEN
 
 cdef unsigned int _fmix(unsigned int h)
 
@@ -31,8 +32,9 @@ cdef class FlowPartitioner:
     cdef bytes _udp_ports
     cdef dict _links
 
-    @cython.locals(own=int)
     cpdef int owner(self, int linktype, bytes f)
+    @cython.locals(own=int)
+    cdef int owner_in(self, int linktype, const unsigned char *f, Py_ssize_t start, Py_ssize_t stop)
     @cython.locals(order=int, i=Py_ssize_t, h="unsigned int")
     cdef int _pair(self, int proto, const unsigned char *f, Py_ssize_t src, Py_ssize_t dst, int alen, int sp, int dp)
     @cython.locals(et=int)
@@ -40,8 +42,11 @@ cdef class FlowPartitioner:
     cdef int _l3(self, int et, const unsigned char *f, Py_ssize_t o, Py_ssize_t end, int depth)
     @cython.locals(ppp=int, bottom=int)
     cdef (int, Py_ssize_t) _ethertype(self, const unsigned char *f, int et, Py_ssize_t o, Py_ssize_t end)
-    @cython.locals(et=int, o=Py_ssize_t)
-    cdef int _cooked(self, const unsigned char *f, Py_ssize_t end, Py_ssize_t at, Py_ssize_t hlen)
+    cdef int _link(self, int kind, const unsigned char *f, Py_ssize_t o, Py_ssize_t end)
+    @cython.locals(et=int, p=Py_ssize_t)
+    cdef int _cooked(self, const unsigned char *f, Py_ssize_t o, Py_ssize_t end, Py_ssize_t at, Py_ssize_t hlen)
+    @cython.locals(fam=set)
+    cdef int _null(self, const unsigned char *f, Py_ssize_t o, Py_ssize_t end)
     @cython.locals(proto=int, tlen=Py_ssize_t, ip_end=Py_ssize_t, l4=Py_ssize_t, first=bint, pair=int, own=int)
     cdef int _ipv4(self, const unsigned char *f, Py_ssize_t o, Py_ssize_t end, int depth)
     @cython.locals(plen=Py_ssize_t, ip_end=Py_ssize_t, nh=int, p=Py_ssize_t, frag_at=Py_ssize_t, first=bint, offm=int, pair=int, own=int)

@@ -107,6 +107,7 @@ _TEREDO_ORIGIN = 8
 _IP6_HLEN = 40
 _NO_TUNNEL, _VXLAN, _GENEVE, _TEREDO = 0, 1, 2, 3  # UDP tunnels, as _udp_ports holds them by port
 _PORTS = 65536
+_NO_LINK, _RAW, _SLL, _SLL2, _NULL = 0, 1, 2, 3, 4  # link types other than Ethernet, as _links holds them
 
 
 def _ports(text) -> frozenset:
@@ -154,10 +155,9 @@ class FlowPartitioner:
             for p in ports:
                 table[p] = kind
         self._udp_ports = bytes(table)
-        self._links = {
-            LINKTYPE_RAW: self._raw, DLT_RAW: self._raw, DLT_RAW_BSDOS: self._raw, LINKTYPE_IPV4: self._raw,
-            LINKTYPE_IPV6: self._raw, LINKTYPE_LINUX_SLL: self._sll, LINKTYPE_LINUX_SLL2: self._sll2,
-            LINKTYPE_NULL: self._null, LINKTYPE_LOOP: self._null,
+        self._links = {  # the other link types read -> how (``_link``)
+            LINKTYPE_RAW: _RAW, DLT_RAW: _RAW, DLT_RAW_BSDOS: _RAW, LINKTYPE_IPV4: _RAW, LINKTYPE_IPV6: _RAW,
+            LINKTYPE_LINUX_SLL: _SLL, LINKTYPE_LINUX_SLL2: _SLL2, LINKTYPE_NULL: _NULL, LINKTYPE_LOOP: _NULL,
         }
         # the last fragment owner() saw: (datagram key, is first, owner if first, owner of its address pair)
         self.last_fragment = None
@@ -173,16 +173,19 @@ class FlowPartitioner:
                    scheduler=settings["autofp-scheduler"], idle=idle)
 
     def owner(self, linktype: int, f: bytes) -> int:
+        return self.owner_in(linktype, f, 0, len(f))
+
+    def owner_in(self, linktype: int, f: bytes, start: int, stop: int) -> int:
+        """``owner`` of the frame at ``f[start:stop]`` (compiled: ``f`` is a pointer into a reader's block)."""
         self.outer = -1
         if linktype == LINKTYPE_ETHERNET:
-            own = self._ethernet_at(f, 0, len(f), 0)
+            own = self._ethernet_at(f, start, stop, 0)
         else:
-            link = self._links.get(linktype)
-            own = link(f) if link is not None else _UNREAD
+            own = self._link(self._links.get(linktype, _NO_LINK), f, start, stop)
         if own == _UNREAD:
             own = _UNREAD_OWNER
         if own >= 0:
-            self.sched.give(own, len(f))
+            self.sched.give(own, stop - start)
         return own
 
     def _pair(self, proto: int, f: bytes, src: int, dst: int, alen: int, sp: int, dp: int) -> int:
@@ -238,29 +241,32 @@ class FlowPartitioner:
                 return et, o
         return 0, o
 
-    def _raw(self, f: bytes) -> int:
-        return self._l3(_version_type(f, 0, len(f)), f, 0, len(f), 0)
+    def _link(self, kind: int, f: bytes, o: int, end: int) -> int:
+        """The frame at ``f[o:end]`` by a link layer other than Ethernet (``kind``: how ``_links`` reads it)."""
+        if kind == _RAW:
+            return self._l3(_version_type(f, o, end), f, o, end, 0)
+        if kind == _SLL:
+            return self._cooked(f, o, end, _SLL_PROTO, _SLL_HLEN)
+        if kind == _SLL2:
+            return self._cooked(f, o, end, _SLL2_PROTO, _SLL2_HLEN)
+        if kind == _NULL:
+            return self._null(f, o, end)
+        return _UNREAD
 
-    def _sll(self, f: bytes) -> int:
-        return self._cooked(f, len(f), _SLL_PROTO, _SLL_HLEN)
-
-    def _sll2(self, f: bytes) -> int:
-        return self._cooked(f, len(f), _SLL2_PROTO, _SLL2_HLEN)
-
-    def _cooked(self, f: bytes, end: int, at: int, hlen: int) -> int:
-        if end < hlen:
+    def _cooked(self, f: bytes, o: int, end: int, at: int, hlen: int) -> int:
+        if end - o < hlen:
             return _UNREAD
-        et, o = self._ethertype(f, _b16(f, at), hlen, end)
-        return self._l3(et, f, o, end, 0)
+        et, p = self._ethertype(f, _b16(f, o + at), o + hlen, end)
+        return self._l3(et, f, p, end, 0)
 
-    def _null(self, f: bytes) -> int:
-        if len(f) < _NULL_HLEN:
+    def _null(self, f: bytes, o: int, end: int) -> int:
+        if end - o < _NULL_HLEN:
             return _UNREAD
-        fam = {int.from_bytes(f[:4], "little"), int.from_bytes(f[:4], "big")}  # written in either byte order
+        fam = {int.from_bytes(f[o:o + 4], "little"), int.from_bytes(f[o:o + 4], "big")}  # in either byte order
         if AF_INET in fam:
-            return self._ipv4(f, _NULL_HLEN, len(f), 0)
+            return self._ipv4(f, o + _NULL_HLEN, end, 0)
         if fam & BSD_AF_INET6 or _LINUX_AF_INET6 in fam:
-            return self._ipv6(f, _NULL_HLEN, len(f), 0)
+            return self._ipv6(f, o + _NULL_HLEN, end, 0)
         return _UNREAD
 
     # -- IP -------------------------------------------------------------------------------
@@ -276,7 +282,7 @@ class FlowPartitioner:
         first = not (f[o + 6] & 0x1F or f[o + 7])
         pair = self._pair(proto, f, o + 12, o + 16, _IP4_ALEN, 0, 0)
         own = self._l4(proto, f, l4, ip_end, o + 12, o + 16, _IP4_ALEN, depth) if first else pair
-        key = (f[o + 12:o + 16], f[o + 16:o + 20], proto, f[o + 4:o + 6])
+        key = (bytes(f[o + 12:o + 16]), bytes(f[o + 16:o + 20]), proto, bytes(f[o + 4:o + 6]))  # f: a block
         self.last_fragment = (key, first, pair if own == _FRAGMENT else own, pair)
         return _FRAGMENT
 
@@ -307,7 +313,7 @@ class FlowPartitioner:
             return self._l4(nh, f, p, ip_end, o + 8, o + 24, _IP6_ALEN, depth)
         pair = self._pair(0, f, o + 8, o + 24, _IP6_ALEN, 0, 0)
         own = self._l4(nh, f, p, ip_end, o + 8, o + 24, _IP6_ALEN, depth) if first else pair
-        key = (f[o + 8:o + 24], f[o + 24:o + 40], 0, f[frag_at:frag_at + 4])
+        key = (bytes(f[o + 8:o + 24]), bytes(f[o + 24:o + 40]), 0, bytes(f[frag_at:frag_at + 4]))
         self.last_fragment = (key, first, pair if own == _FRAGMENT else own, pair)
         return _FRAGMENT
 

@@ -6,8 +6,11 @@ from mirrorwatch.core.engine cimport Engine
 
 cdef int _FRAGMENT
 
+cdef bytes frame_bytes(const unsigned char *f, Py_ssize_t start, Py_ssize_t stop)
+
 cdef class FrameSink:
     cpdef frame(self, double ts, long long wirelen, bytes data)
+    cdef frame_in(self, double ts, long long wirelen, const unsigned char *f, Py_ssize_t start, Py_ssize_t stop)
 
 @cython.final
 cdef class AllFrames(FrameSink):
@@ -23,3 +26,6 @@ cdef class OwnFrames(FrameSink):
     cdef public long long n, mask, own
     cdef public double last_ts
     cdef public object take, emit, fragment, every, sample
+
+    cdef _frame(self, double ts, long long wirelen, const unsigned char *f, Py_ssize_t start, Py_ssize_t stop,
+                bytes data)

@@ -1,8 +1,11 @@
 """A capture's frames into an engine: replay's per-frame consumers (``FrameSink``).
 
-A ``FrameSink`` takes each frame as ``frame(ts, wirelen, data)``: from
-``sources.savefile`` (a classic pcap file read in place; compiled, a C call)
-or, called as ``sink(hdr, data)``, from libpcap's loop (pcapng and the rest).
+A ``FrameSink`` takes each frame as ``frame(ts, wirelen, data)``: called as
+``sink(hdr, data)``, from libpcap's loop (pcapng and the rest); or as
+``frame_in(ts, wirelen, f, start, stop)`` from ``sources.savefile`` (a
+classic pcap file read in place; compiled, a C call with a pointer into the
+reader's block), which copies the frame out (``frame_bytes``) only for a sink
+that needs its bytes.
 ``AllFrames`` puts every frame through the one engine (replay without
 workers); ``OwnFrames`` is one worker's pick (replay ``--workers``;
 ``cli.workers.replay``): it hands the worker's own frames
@@ -19,11 +22,21 @@ from mirrorwatch.core.decode.flowshare import FRAGMENT, FlowPartitioner
 
 _FRAGMENT = FRAGMENT  # the same, as a C constant (.pxd)
 
+
+def frame_bytes(f: bytes, start: int, stop: int) -> bytes:
+    """The frame at ``f[start:stop]`` of a reader's block, copied out (compiled: ``f`` is a pointer)."""
+    return f[start:stop] if cython.compiled else bytes(f[start:stop])
+
+
 class FrameSink:
     """A consumer of a capture's frames: ``frame(ts, wirelen, data)`` for each, in order."""
 
     def frame(self, ts: float, wirelen: int, data: bytes) -> None:
         raise NotImplementedError
+
+    def frame_in(self, ts: float, wirelen: int, f: bytes, start: int, stop: int) -> None:
+        """A frame read in place: ``f[start:stop]`` of the reader's block, valid during the call only."""
+        self.frame(ts, wirelen, frame_bytes(f, start, stop))
 
     @cython.locals(s=cython.longlong, us=cython.longlong)
     def __call__(self, hdr, data: bytes) -> None:
@@ -85,16 +98,25 @@ class OwnFrames(FrameSink):
         self.own = 0
         self.last_ts = 0.0
 
-    @cython.locals(n=cython.longlong, w=cython.int, ow=cython.int, out=list)
     def frame(self, ts: float, wirelen: int, data: bytes) -> None:
+        self._frame(ts, wirelen, data, 0, len(data), data)
+
+    def frame_in(self, ts: float, wirelen: int, f: bytes, start: int, stop: int) -> None:
+        self._frame(ts, wirelen, f, start, stop, None)
+
+    @cython.locals(n=cython.longlong, w=cython.int, ow=cython.int, out=list)
+    def _frame(self, ts: float, wirelen: int, f: bytes, start: int, stop: int, data: bytes) -> None:
+        """The frame ``f[start:stop]`` (``data``: it as bytes, or None: copied out only when it is needed)."""
         # the hot loop of a worker: every frame of the capture, once
         self.n += 1
         n = self.n
         if ts > self.last_ts:  # noqa: PLR1730 - not max(): a C compare
             self.last_ts = ts
         self.part.sched.now = self.last_ts  # never back: captures merged from many files jump back in time
-        w = self.part.owner(self.linktype, data)
+        w = self.part.owner_in(self.linktype, f, start, stop)
         ow = self.part.outer
+        if data is None and (w == self.me or w == _FRAGMENT or ow == self.me or self.sample is not None):
+            data = frame_bytes(f, start, stop)  # another worker's frame is never copied
         if w == _FRAGMENT:
             w = self.fragment(n, ts, wirelen, data)
         # a UDP tunnel's own session is its worker's, which may not be the carried packet's

@@ -76,9 +76,13 @@ from mirrorwatch.core.detect.stream import (
     data_added,
     expand,
     release,
+    stream_chunk,
 )
+from mirrorwatch.core.detect.tables import PacketTables, header_table
 from mirrorwatch.core.detect.threshold import Thresholds
 from mirrorwatch.core.detect.tx import TxMixin
+from mirrorwatch.core.flows.flow import Flow
+from mirrorwatch.core.reassembly.stream import Stream
 
 EMPTY: frozenset = frozenset()  # no packet candidates (a flow-end inspection)
 
@@ -89,7 +93,8 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin, EventMixin):
     ``previous`` is the Detector this one replaces on a rule reload (its
     threshold counters carry over).  Rules detect cannot judge faithfully are
     listed in ``skipped`` as (rule, reason) once it is built.  ``crules[num]``:
-    rule number ``num`` compiled, or None until ``crule(num)`` first compiles it.
+    rule number ``num`` compiled, or None until ``crule(num)`` first compiles it.  ``tables``:
+    what the per-packet steps read, typed (``tables.PacketTables``), made once it is built.
     """
 
     def __init__(self, ruleset, settings, previous=None):
@@ -108,14 +113,13 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin, EventMixin):
                                 "tx_scans", "tx_inspected"), 0)
         self.last_error: str | None = None
         self.recursion_limit = settings.get("detect.inspection-recursion-limit", 3000)
-        self._match_end = 0  # stream offset where the last stream match ended (set by _judge)
         self._matchers: dict[int, object] = {}
-        self._static: dict[tuple, dict] = {}  # (proto, ports) -> header value -> candidates (``_header_table``)
         rules = ruleset.rules if hasattr(ruleset, "rules") else list(ruleset)
         # the rule cache a loaded rule set brings (``rules.ruleset_cache``): hyperscan databases
         # are looked up there before they are compiled
         self.mpm_cache = getattr(ruleset, "mpm_cache", None)
         self._build(rules, getattr(ruleset, "plan_cache", None))
+        self.tables = PacketTables(self)  # what the per-packet steps read, typed
         if previous is not None:
             # threshold/detection_filter counters outlive a reload, as Suricata's host table does
             self.thresholds = previous.thresholds
@@ -140,13 +144,14 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin, EventMixin):
         self.c["errors"] += 1
         self.last_error = f"packet {getattr(pkt, 'pcap_cnt', '?')}: {type(e).__name__}: {e}"
 
-    @cython.locals(pkt=Packet, fd=FlowDet, proto=cython.int, v=cython.int, first=cython.bint, d=cython.int,
-                   dp=cython.int, sp=cython.int, fin=cython.longlong, avail=cython.longlong, c=dict, blk=tuple,
-                   gate=tuple, scanner=BlockScanner, hits=list)
+    @cython.locals(pkt=Packet, flow=Flow, st=Stream, fd=FlowDet, proto=cython.int, v=cython.int, first=cython.bint,
+                   d=cython.int, dp=cython.int, sp=cython.int, fin=cython.longlong, avail=cython.longlong, c=dict,
+                   blk=tuple, gate=tuple, scanner=BlockScanner, hits=list, t=PacketTables, chunk_d=cython.longlong)
     def inspect_unguarded(self, pkt, flow, to_server) -> list:
         """``inspect`` without its guard: may raise.  For a caller that guards every packet
         itself (``Engine.process``: one Python call less per packet)."""
-        c = self.c
+        t = self.tables
+        c = t.c
         c["packets"] += 1
         if pkt.csum_ok is False:
             c["csum_skipped"] += 1
@@ -180,7 +185,7 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin, EventMixin):
         if fd is None:
             # no detect state (a bare SYN, a scan probe, no flow): the header table is looked up;
             # a direction's first packet is its first counted one (see ``attach``)
-            table = self._header_table(proto, pkt.dport, pkt.sport)
+            table = header_table(t, proto, pkt.dport, pkt.sport)
             first = flow is None or flow.pkts[d] == 1
         else:
             if fd.passed:
@@ -192,7 +197,7 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin, EventMixin):
                 fd.est_after = True
             table = fd.hdr1 if d else fd.hdr0
             if table is None:
-                table = self._header_table(proto, pkt.dport, pkt.sport)
+                table = header_table(t, proto, pkt.dport, pkt.sport)
                 if d:
                     fd.hdr1 = table
                 else:
@@ -204,19 +209,19 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin, EventMixin):
         pc = None  # rules to judge on this packet: ``static``, or a set once more are added
         if first:
             pc = set(static)
-            pc.update(self.iponly[proto if proto == TCP or proto == UDP else 0])
-            if self.ipo_src is not None:
-                pc.update(self.ipo_src.lookup(pkt.src))
-            if self.ipo_dst is not None:
-                pc.update(self.ipo_dst.lookup(pkt.dst))
+            pc.update(t.iponly[proto if proto == TCP or proto == UDP else 0])
+            if t.ipo_src is not None:
+                pc.update(t.ipo_src.lookup(pkt.src))
+            if t.ipo_dst is not None:
+                pc.update(t.ipo_dst.lookup(pkt.dst))
         payload = pkt.payload
         if payload:
             if proto == TCP:
-                blk = self.block[TCP][d]
-                if self._added_differs and fd is not None and data_added(flow, d, pkt):
-                    blk = self.block[ADDED][d]  # the stream rules see these bytes in the stream
+                blk = t.blk_tcp[d]
+                if t.added_differs and fd is not None and data_added(flow, d, pkt):
+                    blk = t.blk_added[d]  # the stream rules see these bytes in the stream
             else:
-                blk = self.block[proto if proto == UDP else 0][d]
+                blk = (t.blk_udp if proto == UDP else t.blk_other)[d]
             if blk is not None:
                 dp = pkt.dport
                 sp = pkt.sport
@@ -236,21 +241,22 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin, EventMixin):
         chunk = None
         sc: set | None = None  # rules to judge on the stream bytes inspected now
         if proto == TCP and fd is not None:
-            if self.has_stream:
+            if t.has_stream:
                 st = flow.streams[d]
-                # cheap pre-check (a superset of _stream_chunk's triggers) before the call
+                # cheap pre-check (a superset of stream_chunk's triggers) before the call
                 if st is not None:
                     fin = st.final if st.final < st.end else st.end
                     avail = fin - fd.prog[d]
-                    if not (self.inline or fd.held is not None or avail >= self.chunk[d]
+                    chunk_d = t.chunk[d]
+                    if not (t.inline or fd.held is not None or avail >= chunk_d
                             or avail > 0 and (st.depth_reached or flow.tcp_state in CLOSING)):
                         st = None
                 if st is not None:
                     sc = set()
-                    chunk = self._stream_chunk(fd, st, d, flow, sc, False)
+                    chunk = stream_chunk(t, fd, st, d, flow, sc, False)
             else:
                 release(flow)
-        tc = self._tx_cands(flow, fd, d) if self.has_tx and fd is not None and flow.app is not None else None
+        tc = self._tx_cands(flow, fd, d) if t.has_tx and fd is not None and flow.app is not None else None
         if not pc and not sc and not tc:
             return []
         c["inspected"] += 1
@@ -263,7 +269,8 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin, EventMixin):
             return alerts
         return self._judge_all(pc, sc, pkt, flow, fd, d, to_server, chunk, False, tc)
 
-    @cython.locals(fd=FlowDet, d=cython.int, dport=cython.int, sport=cython.int, judged=cython.bint)
+    @cython.locals(flow=Flow, fd=FlowDet, d=cython.int, dport=cython.int, sport=cython.int, judged=cython.bint,
+                   t=PacketTables)
     def attach(self, flow, fd, d: int, dport: int, sport: int, judged: bool) -> FlowDet:
         """Give ``flow`` its detect state ``fd`` when it first needs one (a stream, a transaction,
         an established session, a rule that left state), not on its first packet.
@@ -275,32 +282,21 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin, EventMixin):
         the packet being processed (direction ``d``) was judged already.
         """
         proto = flow.proto
+        t = self.tables
         if flow.pkts[d] > (0 if judged else 1):
-            table = self._header_table(proto, dport, sport)
+            table = header_table(t, proto, dport, sport)
             if d:
                 fd.hdr1 = table
             else:
                 fd.hdr0 = table
         if flow.pkts[1 - d]:
-            table = self._header_table(proto, sport, dport)
+            table = header_table(t, proto, sport, dport)
             if d:
                 fd.hdr0 = table
             else:
                 fd.hdr1 = table
         flow.det = fd
         return fd
-
-    def _header_table(self, proto: int, dport: int, sport: int) -> dict:
-        """The shared header value -> candidates table of packets with this protocol and ports
-        (ports no header-decided rule names share one: ephemeral ports do not grow the tables)."""
-        key = (proto, dport if dport in self._dports else -1, sport if sport in self._sports else -1)
-        table = self._static.get(key)
-        if table is None:
-            if len(self._static) >= 4096:
-                self._static.clear()
-            table = self._static[key] = HeaderTable()
-            table.key = key
-        return table
 
     def _static_cands(self, table: dict, v: int) -> frozenset:
         """Rules a packet is a candidate for whatever its payload, by its header value ``v``
@@ -351,7 +347,7 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin, EventMixin):
                     if st is None:
                         continue
                     cands: set = set()
-                    chunk = self._stream_chunk(fd, st, d, flow, cands, True)
+                    chunk = stream_chunk(self.tables, fd, st, d, flow, cands, True)
                     if chunk is None or not cands:
                         continue
                     pkt = _pseudo_packet(flow, d)

@@ -59,14 +59,19 @@ def _hdr(name: bytes):
     return ts, tc
 
 
-def _header_block(headers, skip: bytes | None) -> bytes | None:
-    """Suricata's normalised http.header: 'Name: value\\r\\n' per header (Cookie left out)."""
+def _header_block(headers, skip: bytes) -> bytes | None:
+    """Suricata's normalised http.header: 'Name: value\\r\\n' per header (``skip``, the cookie
+    header, left out)."""
     if not headers:
         return None
     parts: list = []  # one join over the pieces: no intermediate bytes per header, no generator
-    for n, v in headers:
-        if skip is None or n.lower() != skip:
-            parts += (n, b": ", v, b"\r\n")
+    for pair in headers:
+        name = pair[0]
+        if len(name) != len(skip) or name.lower() != skip:
+            parts.append(name)
+            parts.append(b": ")
+            parts.append(pair[1])
+            parts.append(b"\r\n")
     return b"".join(parts)
 
 
@@ -74,8 +79,9 @@ def _header_names(headers) -> bytes | None:
     if not headers:
         return None
     parts: list = [b"\r\n"]
-    for n, _ in headers:
-        parts += (n, b"\r\n")
+    for pair in headers:
+        parts.append(pair[0])
+        parts.append(b"\r\n")
     parts.append(b"\r\n")
     return b"".join(parts)
 

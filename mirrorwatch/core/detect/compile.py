@@ -121,6 +121,8 @@ def select_fast_pattern(contents: list[Content]) -> tuple[bytes, bool] | None:
 # addresses remembered per address set: a scan of random addresses must not
 # grow memory with (address sets x addresses seen)
 _ADDR_CACHE = 1024
+# a port set with at most this many ports is tested as a set of them, a larger one by its ranges
+PORT_VALUES_MAX = 4096
 
 
 class AddrMatcher:
@@ -137,9 +139,9 @@ class AddrMatcher:
         self.ends4 = [r[1] for r in v4]
         self.starts6 = [r[0] for r in v6]
         self.ends6 = [r[1] for r in v6]
-        self.cache: dict = {}
+        self.cache = {}
 
-    def __call__(self, packed: bytes) -> bool:
+    def test(self, packed) -> bool:
         r = self.cache.get(packed)
         if r is None:
             n = int.from_bytes(packed, "big")
@@ -167,34 +169,40 @@ def port_values(pset, limit: int = 64) -> frozenset | None:
     return frozenset(ports)
 
 
-def port_matcher(pset):
-    """Callable port -> bool, or None when the set is 'any'."""
-    if pset is None or pset.any:
-        return None
-    vals = port_values(pset, 4096)
-    if vals is not None:
-        return vals.__contains__
-    inc = list(pset.include) or [(0, 65535)]
-    exc = list(pset.exclude)
+class PortMatcher:
+    """Membership test for one port set: its explicit ports (``values``) when there are at most
+    ``PORT_VALUES_MAX``, else its included/excluded ranges (``inc``/``exc``)."""
 
-    def match(p: int) -> bool:
-        for lo, hi in exc:
-            if lo <= p <= hi:
+    __slots__ = ("values", "inc", "exc")
+
+    def __init__(self, pset):
+        self.values = port_values(pset, PORT_VALUES_MAX)
+        self.inc = tuple(pset.include) or ((0, 65535),)
+        self.exc = tuple(pset.exclude)
+
+    def test(self, port: int) -> bool:
+        if self.values is not None:
+            return port in self.values
+        for lo, hi in self.exc:
+            if lo <= port <= hi:
                 return False
-        for lo, hi in inc:
-            if lo <= p <= hi:
+        for lo, hi in self.inc:
+            if lo <= port <= hi:
                 return True
         return False
 
-    return match
 
-
+def port_matcher(pset) -> PortMatcher | None:
+    """The port set's matcher, or None when the set is 'any'."""
+    if pset is None or pset.any:
+        return None
+    return PortMatcher(pset)
 
 
 # -- the compiled rule --------------------------------------------------------
 
 class CRule:
-    """Flat, precomputed view of one Rule used on the hot path."""
+    """Flat, precomputed view of one Rule used on the hot path (its fields' C types: compile.pxd)."""
 
     __slots__ = (
         "rule", "key", "num", "order", "kind", "action", "protos", "ipv",

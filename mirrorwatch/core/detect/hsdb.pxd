@@ -1,4 +1,5 @@
 # The scanners and one direction's hyperscan stream as C structs (see hsdb.py).
+cimport cython
 
 cdef class BlockScanner:
     cdef public object db, _cb
@@ -17,4 +18,5 @@ cdef class LiteralStream:
     cdef public long long base, pos
     cdef public dict recent
 
-    cpdef dict feed(self, object scanner, long long off, object data)
+    @cython.locals(last=dict, recent=dict, base="long long")
+    cpdef dict feed(self, StreamScanner scanner, long long off, object data)

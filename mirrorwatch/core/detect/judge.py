@@ -6,10 +6,13 @@ from __future__ import annotations
 import cython
 
 from mirrorwatch.core.applayer.common import PROGRESS_COMPLETE
-from mirrorwatch.core.detect.compile import CRule
+from mirrorwatch.core.decode.packet import Packet
+from mirrorwatch.core.detect.compile import AddrMatcher, CRule, PortMatcher
 from mirrorwatch.core.detect.payload import compile_matches
+from mirrorwatch.core.detect.state import FlowDet
 from mirrorwatch.core.detect.stream import data_added, with_gaps
 from mirrorwatch.core.events import Alert
+from mirrorwatch.core.flows.flow import Flow
 
 TCP = 6
 
@@ -17,7 +20,8 @@ TCP = 6
 class JudgeMixin:
     """The Detector's verification step (see ``core.detect.Detector``)."""
 
-    @cython.locals(cr=CRule)
+    @cython.locals(cr=CRule, pkt=Packet, flow=Flow, fd=FlowDet, d=cython.int, r=cython.longlong, added=cython.bint,
+                   stream=cython.int, c=dict, crules=list)
     def _judge_all(self, pc: set, sc, pkt, flow, fd, d: int, to_server, chunk, pseudo: bool, tc=None) -> list:
         """Judge the packet candidates ``pc``, stream candidates ``sc`` and transaction
         candidates ``tc`` ({rule number: [transactions]}) in rule order."""
@@ -44,9 +48,10 @@ class JudgeMixin:
                         self._alert_tx(cr, pkt, flow, fd, to_server, tx, alerts)
                 continue
             mode = (1 if num in pc else 0) | (2 if sc and num in sc else 0)
-            stream = self._judge(cr, mode, pkt, flow, fd, d, chunk, payload, added, pseudo)
-            if stream is None:
+            r = _judge(self, cr, mode, pkt, flow, fd, d, chunk, payload, added, pseudo)
+            if r == NO_MATCH:
                 continue
+            stream = 1 if r >= 0 else 0
             if cr.fb_write and fd is not None:
                 write_flowbits(cr, fd)
             if cr.action == "pass":
@@ -71,7 +76,7 @@ class JudgeMixin:
                 # alert does not count: Suricata inspects a packet+stream rule's stream anyway)
                 if fd.alerted_upto is None:
                     fd.alerted_upto = {}
-                fd.alerted_upto[(d, cr.num)] = self._match_end
+                fd.alerted_upto[(d, cr.num)] = r  # where the stream match ended
             if len(alerts) >= self.alert_max:
                 c["alerts_dropped_max"] += 1
                 continue
@@ -111,92 +116,6 @@ class JudgeMixin:
         logged[tx.tx_id] = n + 1
         return tx
 
-    @cython.locals(cr=CRule)
-    def _judge(self, cr: CRule, mode: int, pkt, flow, fd, d: int, chunk, payload, added: bool, pseudo: bool):
-        """None when the rule does not match, else the alert's stream flag (0/1)."""
-        if not self._pre(cr, pkt, flow, fd, d, payload, pseudo):
-            return None
-        if cr.matches is None:
-            return 0
-        return self._judge_payload(cr, mode, fd, d, chunk, payload, added, pseudo)
-
-    @cython.locals(cr=CRule)
-    def _pre(self, cr: CRule, pkt, flow, fd, d: int, payload, pseudo: bool) -> bool:
-        """Everything but the payload keywords: protocol, addresses, ports, flow, dsize, flags,
-        header keywords, the application protocol, flowbits."""
-        if cr.protos is not None and pkt.proto not in cr.protos:
-            return False
-        if cr.ipv and pkt.ipv != cr.ipv:
-            return False
-        src, dst, sp, dp = cr.src, cr.dst, cr.sport, cr.dport
-        if src is not None or dst is not None or sp is not None or dp is not None:
-            # ports first: a set lookup, cheaper than an address range search
-            fwd = ((sp is None or sp(pkt.sport)) and (dp is None or dp(pkt.dport))
-                   and (src is None or src(pkt.src)) and (dst is None or dst(pkt.dst)))
-            if not fwd and not (cr.bidir and (sp is None or sp(pkt.dport)) and (dp is None or dp(pkt.sport))
-                                and (src is None or src(pkt.dst)) and (dst is None or dst(pkt.src))):
-                return False
-        if cr.needs_flow and flow is None:
-            return False  # Suricata's SIG_MASK_REQUIRE_FLOW: flow (not stateless) and flowbits keywords
-        if cr.flowspec is not None and flow is not None:
-            if cr.to_server and d != 0 or cr.to_client and d != 1:
-                return False
-            # TCP: the session's state before this packet (a flow-timeout pseudo packet is established)
-            est = (fd.est or pseudo) if flow.proto == TCP else flow.state == "established" or fd.est
-            if cr.established and not est or cr.not_established and est:
-                return False
-        if cr.dsize is not None and (pseudo or not cr.dsize.test(len(payload))
-                                     or cr.dsize_needs_payload and not payload):
-            return False
-        if cr.flags is not None and (pseudo or pkt.proto != TCP or not cr.flags.test(pkt.flags)):
-            return False
-        for check in cr.hdr:
-            if not check(pkt, flow, d):
-                return False
-        if cr.app_proto is not None and (flow is None or flow.app is None or flow.app.proto != cr.app_proto):
-            return False
-        if cr.app_checks is not None:
-            for check in cr.app_checks:
-                if not check(flow):
-                    return False
-        if cr.fb_read:
-            bits = fd.bits
-            for op, names in cr.fb_read:
-                if not _flowbits_test(op, names, bits):
-                    return False
-        return True
-
-    @cython.locals(cr=CRule)
-    def _judge_payload(self, cr: CRule, mode: int, fd, d: int, chunk, payload, added: bool, pseudo: bool):
-        m = self._matchers.get(cr.num)
-        if m is None:
-            m = self._matcher(cr)
-        if mode & 2 and chunk is not None:
-            # a stream match counts once: its end must lie past the bytes this rule
-            # already alerted on in the stream
-            upto = fd.alerted_upto.get((d, cr.num), -1) if fd.alerted_upto else -1
-            ctx: dict = {}
-            for piece, off in zip(chunk, fd.piece_offs):
-                if not m(piece, ctx):
-                    continue
-                end = off + ctx["end"]
-                if end <= upto:  # the first match is old: look again just before the new bytes
-                    cut = upto - off - self.lookback
-                    if cut <= 0 or not m(piece[cut:], ctx):
-                        continue
-                    end = off + cut + ctx["end"]
-                    if end <= upto:
-                        continue
-                self._match_end = end
-                return 1
-        if pseudo or not mode & 1 or cr.stream_only or not payload:
-            return None
-        if added and cr.req_stream and not cr.req_packet:
-            return None
-        if m(payload):
-            return 0
-        return None
-
     def _matcher(self, cr: CRule):
         """payload.compile_matches for a rule, built on its first candidate packet."""
         try:
@@ -210,6 +129,99 @@ class JudgeMixin:
 
 def _never(buf, ctx=None) -> bool:
     return False
+
+
+# ``_judge``'s results besides a stream match's end offset (>= 0)
+NO_MATCH = -2
+PACKET_MATCH = -1
+
+
+def _judge(det, cr: CRule, mode: int, pkt, flow, fd, d: int, chunk, payload, added: bool, pseudo: bool) -> int:
+    """NO_MATCH, PACKET_MATCH (the packet's payload matched) or, for a match in the stream data
+    ``chunk``, the stream offset where the match ended."""
+    if not pre(cr, pkt, flow, fd, d, payload, pseudo):
+        return NO_MATCH
+    if cr.matches is None:
+        return PACKET_MATCH
+    return _judge_payload(det, cr, mode, fd, d, chunk, payload, added, pseudo)
+
+
+def pre(cr: CRule, pkt, flow, fd, d: int, payload, pseudo: bool) -> bool:
+    """Everything but the payload keywords: protocol, addresses, ports, flow, dsize, flags,
+    header keywords, the application protocol, flowbits."""
+    if cr.protos is not None and pkt.proto not in cr.protos:
+        return False
+    if cr.ipv and pkt.ipv != cr.ipv:
+        return False
+    src, dst, sp, dp = cr.src, cr.dst, cr.sport, cr.dport
+    if src is not None or dst is not None or sp is not None or dp is not None:
+        # ports first: a set lookup, cheaper than an address range search
+        fwd = ((sp is None or sp.test(pkt.sport)) and (dp is None or dp.test(pkt.dport))
+               and (src is None or src.test(pkt.src)) and (dst is None or dst.test(pkt.dst)))
+        if not fwd and not (cr.bidir and (sp is None or sp.test(pkt.dport)) and (dp is None or dp.test(pkt.sport))
+                            and (src is None or src.test(pkt.dst)) and (dst is None or dst.test(pkt.src))):
+            return False
+    if cr.needs_flow and flow is None:
+        return False  # Suricata's SIG_MASK_REQUIRE_FLOW: flow (not stateless) and flowbits keywords
+    if cr.flowspec is not None and flow is not None:
+        if cr.to_server and d != 0 or cr.to_client and d != 1:
+            return False
+        # TCP: the session's state before this packet (a flow-timeout pseudo packet is established)
+        est = (fd.est or pseudo) if flow.proto == TCP else flow.state == "established" or fd.est
+        if cr.established and not est or cr.not_established and est:
+            return False
+    if cr.dsize is not None and (pseudo or not cr.dsize.test(len(payload))
+                                 or cr.dsize_needs_payload and not payload):
+        return False
+    if cr.flags is not None and (pseudo or pkt.proto != TCP or not cr.flags.test(pkt.flags)):
+        return False
+    for check in cr.hdr:
+        if not check(pkt, flow, d):
+            return False
+    if cr.app_proto is not None and (flow is None or flow.app is None or flow.app.proto != cr.app_proto):
+        return False
+    if cr.app_checks is not None:
+        for check in cr.app_checks:
+            if not check(flow):
+                return False
+    if cr.fb_read:
+        bits = fd.bits
+        for op, names in cr.fb_read:
+            if not _flowbits_test(op, names, bits):
+                return False
+    return True
+
+
+def _judge_payload(det, cr: CRule, mode: int, fd, d: int, chunk, payload, added: bool, pseudo: bool) -> int:
+    """``_judge``'s payload step: the stream pieces of ``chunk`` (when ``mode`` has 2), then the
+    packet's payload (when it has 1)."""
+    m = det._matchers.get(cr.num)
+    if m is None:
+        m = det._matcher(cr)
+    if mode & 2 and chunk is not None:
+        # a stream match counts once: its end must lie past the bytes this rule
+        # already alerted on in the stream
+        upto = fd.alerted_upto.get((d, cr.num), -1) if fd.alerted_upto else -1
+        ctx: dict = {}
+        for piece, off in zip(chunk, fd.piece_offs):
+            if not m(piece, ctx):
+                continue
+            end = off + ctx["end"]
+            if end <= upto:  # the first match is old: look again just before the new bytes
+                cut = upto - off - det.lookback
+                if cut <= 0 or not m(piece[cut:], ctx):
+                    continue
+                end = off + cut + ctx["end"]
+                if end <= upto:
+                    continue
+            return end
+    if pseudo or not mode & 1 or cr.stream_only or not payload:
+        return NO_MATCH
+    if added and cr.req_stream and not cr.req_packet:
+        return NO_MATCH
+    if m(payload):
+        return PACKET_MATCH
+    return NO_MATCH
 
 
 @cython.locals(cr=CRule)

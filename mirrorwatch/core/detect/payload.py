@@ -2,7 +2,7 @@
 
 ``compile_matches(rule.matches)`` turns the keyword list (content, pcre,
 byte_test, byte_jump, byte_extract, byte_math, isdataat, bsize) into one
-closure ``fn(buf, ctx=None) -> bool``; ``match(matches, buf, ctx)`` compiles
+callable ``Matcher``: ``fn(buf, ctx=None) -> bool``; ``match(matches, buf, ctx)`` compiles
 once per list and calls it.  It is called after the hyperscan prefilter hit,
 so it must be exact, not fast-and-loose.
 
@@ -45,7 +45,7 @@ from mirrorwatch.core.detect.payload_bytes import (
     c_byte_test,
     c_isdataat,
 )
-from mirrorwatch.core.detect.payload_search import MATCH, Run, c_content, c_pcre, done
+from mirrorwatch.core.detect.payload_search import MATCH, FnStep, Run, Step, c_content, c_pcre, done
 from mirrorwatch.rules.model import (
     Bsize,
     ByteExtract,
@@ -61,7 +61,7 @@ DEFAULT_RECURSION_LIMIT = 3000
 
 # keyword class -> compiler(keyword, next, retry, relnext)
 _SEARCH_COMPILERS = {Content: c_content, Pcre: c_pcre}
-# keyword class -> compiler(keyword, next)
+# keyword class -> compiler(keyword, next) -> function (made a step by ``FnStep``)
 _BYTE_COMPILERS = {
     IsDataAt: c_isdataat,
     ByteTest: c_byte_test,
@@ -107,7 +107,31 @@ def _dependency_flags(matches) -> tuple[list[bool], list[bool]]:
     return retry, relnext
 
 
-def compile_matches(matches, recursion_limit: int = DEFAULT_RECURSION_LIMIT):
+class Matcher:
+    """A rule's payload keywords compiled: ``matcher(buf, ctx=None) -> bool`` (``match`` from C)."""
+
+    __slots__ = ("entry", "limit")
+
+    def __init__(self, entry: Step, limit: int):
+        self.entry = entry
+        self.limit = limit
+
+    def __call__(self, buf, ctx=None) -> bool:
+        return self.match(buf, ctx)
+
+    def match(self, buf, ctx) -> bool:
+        """The keywords match ``buf``; a dict ``ctx`` gets the match's end and variables."""
+        if type(buf) is memoryview:
+            buf = bytes(buf)
+        run = Run(self.limit)
+        ok = self.entry.step(buf, len(buf), 0, run) == MATCH
+        if ok and ctx is not None:
+            ctx["end"] = run.end
+            ctx["vars"] = run.vars
+        return ok
+
+
+def compile_matches(matches, recursion_limit: int = DEFAULT_RECURSION_LIMIT) -> Matcher:
     """Compile a rule's payload keywords into ``fn(buf, ctx=None) -> bool``.
 
     Keywords that are not payload keywords are ignored; an empty list matches
@@ -121,23 +145,10 @@ def compile_matches(matches, recursion_limit: int = DEFAULT_RECURSION_LIMIT):
         if kind in _SEARCH_COMPILERS:
             nxt = _SEARCH_COMPILERS[kind](m, nxt, retry[i], relnext[i])
         elif kind in _BYTE_COMPILERS:
-            nxt = _BYTE_COMPILERS[kind](m, nxt)
+            nxt = FnStep(_BYTE_COMPILERS[kind](m, nxt))
         else:
             raise ValueError(f"not a payload keyword: {kind.__name__}")
-    entry = nxt
-    limit = recursion_limit
-
-    def run_matches(buf, ctx=None) -> bool:
-        if type(buf) is memoryview:
-            buf = bytes(buf)
-        run = Run(limit)
-        ok = entry(buf, len(buf), 0, run) == MATCH
-        if ok and ctx is not None:
-            ctx["end"] = run.end
-            ctx["vars"] = run.vars
-        return ok
-
-    return run_matches
+    return Matcher(nxt, recursion_limit)
 
 
 _CACHE: dict[int, tuple[list, object]] = {}
@@ -148,7 +159,7 @@ def match(matches, buf, ctx=None) -> bool:
     """Evaluate ``matches`` (a rule's payload keywords) over ``buf``.
 
     Compiles the list once (cached by identity); hot callers should keep the
-    closure from ``compile_matches`` instead.
+    ``Matcher`` from ``compile_matches`` instead.
     """
     hit = _CACHE.get(id(matches))
     if hit is None or hit[0] is not matches:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from mirrorwatch.core.detect.hsdb import LiteralStream
 from mirrorwatch.core.detect.state import FlowDet, GapKeeper
+from mirrorwatch.core.detect.tables import PacketTables
+from mirrorwatch.core.flows.flow import Flow
+from mirrorwatch.core.reassembly.stream import Stream
 
 SYN = 0x02
 # Suricata inspects raw stream data at once when ssn->state > TCP_TIME_WAIT
@@ -17,7 +20,8 @@ CLOSING = frozenset(("last_ack", "close_wait", "closing", "closed"))
 
 
 class StreamMixin:
-    """The Detector's stream-data step (see ``core.detect.Detector``)."""
+    """The Detector's flow-table hooks for stream data; the per-packet step is ``stream_chunk``
+    (see ``core.detect.Detector``)."""
 
     def on_swap(self, flow) -> None:
         """FlowTable hook: the session's roles swapped; detect's per-direction state follows."""
@@ -38,112 +42,114 @@ class StreamMixin:
                              flow.cport if d == 0 else flow.sport, False)
         stream.observer = GapKeeper(fd, d, stream.observer)
 
-    def _stream_chunk(self, fd: FlowDet, st, d: int, flow, cands: set, at_end: bool):
-        """Stream pieces (list of contiguous bytes) to inspect now for direction d, or None.
 
-        Adds the rules whose literal occurs in them to the set ``cands``.
-        Pieces are separated by gaps; each is matched on its own, as Suricata
-        inspects each contiguous block of raw stream data.  The new bytes go
-        through the direction's hyperscan stream (``hsdb.LiteralStream``) once;
-        a piece is copied out of the stream buffer only when some rule will be
-        verified on it.
-        """
-        held = fd.held[d] if fd.held is not None else None
-        start = fd.prog[d]
-        base = st.buf_base
-        if start < base:
-            if not held:
-                self.c["stream_lost_bytes"] += base - start
-            start = base
-        if at_end or self.inline:
-            end = st.end
-        else:
-            end = st.final if st.final < st.end else st.end
-        n = end - start
-        if n <= 0 and not held:
-            return None
-        if not (at_end or self.inline or held or n >= self.chunk[d] or st.depth_reached
-                or flow.tcp_state in CLOSING):
-            return None
-        c = self.c
-        c["stream_scans"] += 1
-        scanner = self.stream_scan[d]  # the literals of rules that can match in direction d
-        if scanner is not None:
-            # the stream of direction d flows between the same ports as its packets
-            if d == 0:
-                dport, sport = flow.sport, flow.cport
-            else:
-                dport, sport = flow.cport, flow.sport
-            gate = self.stream_gate[d]
-            if gate is not None and dport not in gate[0] and sport not in gate[1]:
-                scanner = None
-        if scanner is not None:
-            lits = fd.lits
-            if lits is None:
-                lits = fd.lits = [None, None]
-            ls = lits[d]
-            if ls is None:
-                ls = lits[d] = LiteralStream()
-        pieces = []
-        offs = fd.piece_offs = []
-        lo = start  # where the new piece begins (the inline window reaches further back)
-        first = start  # where everything inspected now begins, held pieces included
-        if held:
-            for off, p, _ in held:
-                pieces.append(p)
-                offs.append(off)
-                if off < first:
-                    first = off
-                if scanner is not None:
-                    c["stream_bytes"] += len(p)
-                    ls.feed(scanner, off, p)
-            gaps = [0]
-            gaps += [g for _, _, g in held]
-            fd.gaps = gaps
-            held.clear()
-        else:
-            fd.gaps = [0]
-        back = 0
+def stream_chunk(t: PacketTables, fd: FlowDet, st: Stream, d: int, flow: Flow, cands: set, at_end: bool):
+    """Stream pieces (list of contiguous bytes) to inspect now for direction d, or None.
+
+    Adds the rules whose literal occurs in them to the set ``cands``.
+    Pieces are separated by gaps; each is matched on its own, as Suricata
+    inspects each contiguous block of raw stream data.  The new bytes go
+    through the direction's hyperscan stream (``hsdb.LiteralStream``) once;
+    a piece is copied out of the stream buffer only when some rule will be
+    verified on it.
+    """
+    held = fd.held[d] if fd.held is not None else None
+    start = fd.prog[d]
+    base = st.buf_base
+    c = t.c
+    inline = t.inline
+    if start < base:
+        if not held:
+            c["stream_lost_bytes"] += base - start
+        start = base
+    if at_end or inline:
+        end = st.end
+    else:
+        end = st.final if st.final < st.end else st.end
+    n = end - start
+    if n <= 0 and not held:
+        return None
+    if not (at_end or inline or held or n >= t.chunk[d] or st.depth_reached
+            or flow.tcp_state in CLOSING):
+        return None
+    c["stream_scans"] += 1
+    # the stream of direction d flows between the same ports as its packets
+    if d == 0:
+        dport, sport = flow.sport, flow.cport
+    else:
+        dport, sport = flow.cport, flow.sport
+    scanner = t.stream_scan[d]  # the literals of rules that can match in direction d
+    if scanner is not None:
+        gate = t.stream_gate[d]
+        if gate is not None and dport not in gate[0] and sport not in gate[1]:
+            scanner = None
+    if scanner is not None:
+        lits = fd.lits
+        if lits is None:
+            lits = fd.lits = [None, None]
+        ls = lits[d]
+        if ls is None:
+            ls = lits[d] = LiteralStream()
+    pieces = []
+    offs = fd.piece_offs = []
+    lo = start  # where the new piece begins (the inline window reaches further back)
+    first = start  # where everything inspected now begins, held pieces included
+    if held:
+        for off, p, _ in held:
+            pieces.append(p)
+            offs.append(off)
+            if off < first:
+                first = off
+            if scanner is not None:
+                c["stream_bytes"] += len(p)
+                ls.feed(scanner, off, p)
+        gaps = [0]
+        gaps += [g for _, _, g in held]
+        fd.gaps = gaps
+        held.clear()
+    else:
+        fd.gaps = [0]
+    back = 0
+    if n > 0:
+        fd.prog[d] = end
+        if inline:
+            # verify over a window reaching back (Suricata's inline window: a chunk
+            # ending with the new bytes), so a match that started in earlier
+            # segments is seen; only the new bytes are scanned
+            back = max(t.lookback, t.chunk[d])
+            w = min(start - t.lookback, end - back)
+            lo = w if w > base else base
+            if lo < first:
+                first = lo
+    if scanner is not None:
         if n > 0:
-            fd.prog[d] = end
-            if self.inline:
-                # verify over a window reaching back (Suricata's inline window: a chunk
-                # ending with the new bytes), so a match that started in earlier
-                # segments is seen; only the new bytes are scanned
-                back = max(self.lookback, self.chunk[d])
-                w = min(start - self.lookback, end - back)
-                lo = w if w > base else base
-                if lo < first:
-                    first = lo
-        if scanner is not None:
-            if n > 0:
-                c["stream_bytes"] += n
-                with memoryview(st.buf) as mv:
-                    recent = ls.feed(scanner, start, mv[start - base:end - base])
-            else:
-                recent = ls.recent
-            if recent:
-                # literals whose last occurrence ends in what is inspected now; older ones
-                # can lie in no later window either
-                hit = [i for i, e in recent.items() if e > first]
-                if len(hit) < len(recent):
-                    ls.recent = {i: recent[i] for i in hit}
-                expand(hit, self.stream_rules[d], dport, sport, cands.update)
-            if st.fin_off is not None and end >= st.fin_off:
-                ls.close()  # the direction ended with its FIN: its hyperscan state can go now
-        cands.update(self.stream_nompm)
-        if n > 0:
-            if cands:
-                with memoryview(st.buf) as mv:  # one copy, not a bytearray slice and then bytes
-                    pieces.append(bytes(mv[lo - base:end - base]))
-                offs.append(lo)
-            keep = end - back
-            if keep > st.buf_base:
-                st.trim(keep)
-        if pieces and fd.lead is not None and fd.lead[d]:
-            fd.gaps[0] = fd.lead[d]
-            fd.lead[d] = 0
-        return pieces
+            c["stream_bytes"] += n
+            with memoryview(st.buf) as mv:
+                recent = ls.feed(scanner, start, mv[start - base:end - base])
+        else:
+            recent = ls.recent
+        if recent:
+            # literals whose last occurrence ends in what is inspected now; older ones
+            # can lie in no later window either
+            hit = [i for i, e in recent.items() if e > first]
+            if len(hit) < len(recent):
+                ls.recent = {i: recent[i] for i in hit}
+            expand(hit, t.stream_rules[d], dport, sport, cands.update)
+        if st.fin_off is not None and end >= st.fin_off:
+            ls.close()  # the direction ended with its FIN: its hyperscan state can go now
+    cands.update(t.stream_nompm)
+    if n > 0:
+        if cands:
+            with memoryview(st.buf) as mv:  # one copy, not a bytearray slice and then bytes
+                pieces.append(bytes(mv[lo - base:end - base]))
+            offs.append(lo)
+        keep = end - back
+        if keep > st.buf_base:
+            st.trim(keep)
+    if pieces and fd.lead is not None and fd.lead[d]:
+        fd.gaps[0] = fd.lead[d]
+        fd.lead[d] = 0
+    return pieces
 
 
 def with_gaps(pieces: list, fd) -> bytes:

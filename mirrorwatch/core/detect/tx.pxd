@@ -3,14 +3,16 @@ cimport cython
 
 from mirrorwatch.core.detect.compile cimport CRule
 from mirrorwatch.core.detect.hsdb cimport BlockScanner
+from mirrorwatch.core.detect.judge cimport pre
 from mirrorwatch.core.detect.state cimport FlowDet
+from mirrorwatch.core.detect.txrule cimport TxSpec
 
 
 cdef class TxScanner:
-    cdef public object group, key, get
+    cdef public object group, slot, get
     cdef public tuple transforms, rules
     cdef public int side, ready
-    cdef public Py_ssize_t shortest, known_bytes, limit
+    cdef public Py_ssize_t shortest, known_bytes, limit, memo_max
     cdef public BlockScanner scanner
     cdef public dict known
 
@@ -18,7 +20,7 @@ cdef class TxScanner:
 
 
 @cython.locals(s=TxScanner, ts=int, tc=int, scans=int, size=Py_ssize_t, shortest=Py_ssize_t, woken=list,
-               hashable=bint)
+               multi=bint, memo=bint)
 cpdef int prefilter_tx(object tx, tuple scanners, set cands, dict got) except -1
 
 @cython.locals(i=int)

@@ -23,10 +23,11 @@ given bytes woke (``TxScanner.known``, shared by every transaction, bounded by
 ``detect.tx-scan-cache-bytes``).  A transaction inspected again at a later
 progress step (request line, then headers, then body), or a request with the
 method, host or headers of an earlier one, gets its candidates without a scan;
-only new bytes are scanned.  Bytes are compared rather than assumed settled once
-ready: an interim 1xx response's status line and trailers after a chunked body
-do change a buffer.  A buffer shorter than its database's shortest literal is
-not scanned at all.
+only new bytes are scanned.  Bytes too long to be remembered are scanned without
+being looked up (hashing them would cost about what their scan does).  Bytes are
+compared rather than assumed settled once ready: an interim 1xx response's status
+line and trailers after a chunked body do change a buffer.  A buffer shorter than
+its database's shortest literal is not scanned at all.
 
 The buffers a packet's inspection gets are kept until its candidates are judged
 (``tx_bufs``): a candidate's verification takes its buffers from there, as
@@ -41,9 +42,9 @@ import hyperscan as hs
 
 from mirrorwatch.core.detect.compile import CRule
 from mirrorwatch.core.detect.hsdb import BlockScanner, database, literal_length
-from mirrorwatch.core.detect.judge import write_flowbits
+from mirrorwatch.core.detect.judge import pre, write_flowbits
 from mirrorwatch.core.detect.state import FlowDet
-from mirrorwatch.core.detect.txrule import prefilter_group, transformed
+from mirrorwatch.core.detect.txrule import TxSpec, prefilter_group, transformed
 from mirrorwatch.core.events import Alert
 
 TXA_PRUNE = 64  # transactions remembered per flow before the ones the parser let go are forgotten
@@ -63,18 +64,19 @@ class TxSeen:
 
 class TxScanner:
     """One buffer of a transaction prefilter: the buffer (``group``: a ``txrule.Group`` without
-    keywords; its key, side, readiness, getter and transforms unpacked), the block scanner of its
+    keywords; its slot, side, readiness, getter and transforms unpacked), the block scanner of its
     literals and the rule tuples each literal wakes.  ``shortest``: the length of its shortest
     literal; a buffer shorter than that holds none and is not scanned.  ``known``: bytes scanned
     (a tuple for a multi-buffer) -> the rule tuples their literals woke, up to ``limit`` bytes of
-    keys in all (``known_bytes``); full, it starts over."""
+    keys in all (``known_bytes``); full, it starts over.  ``memo_max``: the longest bytes kept
+    there (``SCAN_MEMO_BYTES``, or ``limit`` if less); longer ones are not even looked up."""
 
-    __slots__ = ("get", "group", "key", "known", "known_bytes", "limit", "ready", "rules", "scanner", "shortest",
-                 "side", "transforms")
+    __slots__ = ("get", "group", "known", "known_bytes", "limit", "memo_max", "ready", "rules", "scanner",
+                 "shortest", "side", "slot", "transforms")
 
     def __init__(self, group, scanner: BlockScanner, rules: tuple, shortest: int, limit: int) -> None:
         self.group = group
-        self.key = group.key
+        self.slot = group.slot
         self.side = group.side
         self.ready = group.ready
         self.get = group.get
@@ -85,11 +87,10 @@ class TxScanner:
         self.known: dict = {}
         self.known_bytes = 0
         self.limit = limit
+        self.memo_max = min(SCAN_MEMO_BYTES, limit)
 
     def remember(self, data, size: int, woken: list) -> None:
-        """Keep what scanning ``data`` (``size`` bytes) woke, if it is small enough."""
-        if size > SCAN_MEMO_BYTES or size > self.limit:
-            return
+        """Keep what scanning ``data`` (``size`` bytes, at most ``memo_max``) woke."""
         if self.known_bytes + size > self.limit:
             self.known.clear()
             self.known_bytes = 0
@@ -113,7 +114,7 @@ class TxMixin:
                 scanners.append(TxScanner(prefilter_group(key), BlockScanner(db), rules, shortest, limit))
             self.tx_pref[k] = tuple(scanners)
         self.tx_always = plan["tx_always"]
-        # per transaction (id) inspected on the current packet: {group key: its buffer} (``TxSpec.match``)
+        # per transaction (id) inspected on the current packet: {group slot: its buffer} (``TxSpec.match``)
         self.tx_bufs: dict = {}
         self.has_tx = bool(self.tx_pref or self.tx_always)
         self.tx_patterns = plan["tx_patterns"]
@@ -182,12 +183,12 @@ class TxMixin:
             seen.ts = ts
             seen.tc = tc
 
-    @cython.locals(cr=CRule)
+    @cython.locals(cr=CRule, spec=TxSpec, d=cython.int)
     def _judge_tx(self, cr: CRule, pkt, flow, fd, d: int, tx, pseudo: bool) -> bool:
         spec = cr.tx
         if fd is None or d not in spec.sides or not spec.ready(tx, d):
             return False
-        if not self._pre(cr, pkt, flow, fd, d, pkt.payload, pseudo):
+        if not pre(cr, pkt, flow, fd, d, pkt.payload, pseudo):
             return False
         self.c["tx_inspected"] += 1
         got = self.tx_bufs.get(tx.tx_id)
@@ -231,35 +232,42 @@ class TxMixin:
 def prefilter_tx(tx, scanners: tuple, cands: set, got: dict) -> int:
     """Add to ``cands`` the rules whose fast pattern is in one of ``tx``'s ready buffers; returns
     the scans made.  Bytes their database knows (``TxScanner.known``) are not scanned again, nor
-    a buffer shorter than its shortest literal.  The buffers go into ``got`` (by group key), for
-    the candidates' verification."""
+    a buffer shorter than its shortest literal; a buffer too long to be remembered is not looked
+    up (hashing it would cost about what its scan does).  The buffers go into ``got`` (by group
+    slot), for the candidates' verification."""
     ts = tx.progress_ts
     tc = tx.progress_tc
     scans = 0
     for s in scanners:
         if (tc if s.side else ts) < s.ready:
             continue
-        data = got[s.key] = transformed(s.transforms, s.get(tx))
+        data = s.get(tx)
+        if s.transforms and data is not None:
+            data = transformed(s.transforms, data)
+        got[s.slot] = data
         if not data:
             continue
-        hashable = type(data) is bytes or type(data) is tuple
-        woken = s.known.get(data) if hashable else None
+        multi = type(data) is tuple
+        if multi:  # a multi-buffer: each item
+            size = 0
+            for item in data:
+                size += len(item)
+        else:
+            size = len(data)
+        memo = (multi or type(data) is bytes) and size <= s.memo_max
+        woken = s.known.get(data) if memo else None
         if woken is None:
             woken = []
             shortest = s.shortest
-            if type(data) is tuple:  # a multi-buffer: each item
-                size = 0
+            if multi:
                 for item in data:
-                    size += len(item)
                     if len(item) >= shortest:
                         scans += 1
                         _wake(s, item, woken)
-            else:
-                size = len(data)
-                if size >= shortest:
-                    scans += 1
-                    _wake(s, data, woken)
-            if hashable:
+            elif size >= shortest:
+                scans += 1
+                _wake(s, data, woken)
+            if memo:
                 s.remember(data, size, woken)
         for nums in woken:
             cands.update(nums)

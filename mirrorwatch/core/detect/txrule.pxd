@@ -1,2 +1,22 @@
-# compiled as plain Python: the rules' per-packet judging and the detector's build run as C;
-# nothing typed here, every name stays importable.
+# A rule's buffer groups and transaction spec as C structs (see txrule.py): judging a transaction
+# candidate (``ready``, ``match``) is C calls; everything else stays plain Python.
+cimport cython
+
+from mirrorwatch.core.detect.payload cimport Matcher
+
+
+cdef class Group:
+    cdef public object name, key, get, transforms, matches, slot
+    cdef public int side, ready
+    cdef public Matcher match
+
+
+cdef class TxSpec:
+    cdef public object proto, sides, groups, tests, fps
+    cdef public dict needs
+
+    @cython.locals(g=Group)
+    cpdef bint ready(self, object tx, int d) except -1
+
+    @cython.locals(g=Group, m=Matcher)
+    cpdef bint match(self, object tx, int d, Py_ssize_t recursion_limit, dict bufs) except -1

@@ -14,7 +14,7 @@ makes it the response; a rule with neither inspects requests.
 
 from __future__ import annotations
 
-from mirrorwatch.core.applayer.common import TO_CLIENT, TO_SERVER
+from mirrorwatch.core.applayer.common import PROGRESS_NONE, TO_CLIENT, TO_SERVER
 from mirrorwatch.core.applayer.tls_messages import TLS13_DRAFT_MAJOR, TLS_VERSION_13
 from mirrorwatch.core.detect import compile as _c
 from mirrorwatch.core.detect.buffers import BOTH, MESSAGE, VALUE_KEYWORDS, lookup
@@ -27,13 +27,19 @@ MISSING = object()  # a buffer not got yet (None: the transaction has no such bu
 SAME_LIST = {"http.response_body": "file.data"}
 
 
-class Group:
-    """The keywords of one rule on one buffer."""
+# group key -> the small number that names its buffer among a transaction's buffers got for one
+# packet (``TxSpec.match``'s ``bufs``): an int hashes for nothing, a key tuple anew at each lookup
+_SLOTS: dict = {}
 
-    __slots__ = ("name", "key", "side", "ready", "get", "transforms", "matches", "match")
+
+class Group:
+    """The keywords of one rule on one buffer; ``slot``: its key's number (``_SLOTS``)."""
+
+    __slots__ = ("name", "key", "slot", "side", "ready", "get", "transforms", "matches", "match")
 
     def __init__(self, name, key, side, ready, get, transforms, matches):
         self.name, self.key, self.side, self.ready, self.get = name, key, side, ready, get
+        self.slot = _SLOTS.setdefault(key, len(_SLOTS))
         self.transforms, self.matches = transforms, matches
         self.match = None  # compiled on first use (payload.compile_matches)
 
@@ -61,7 +67,7 @@ class TxSpec:
     fast pattern (group key, (literal, nocase)) or None.
     """
 
-    __slots__ = ("proto", "sides", "groups", "tests", "fps")
+    __slots__ = ("proto", "sides", "groups", "tests", "fps", "needs")
 
     def __init__(self, proto: str, sides: tuple, groups: dict, tests: dict, fps: dict):
         self.proto = proto
@@ -69,21 +75,24 @@ class TxSpec:
         self.groups = groups
         self.tests = tests
         self.fps = fps
+        # per side: the progress (to server, to client) the transaction needs for every group
+        self.needs = {d: (max([g.ready for g in gs if g.side == TO_SERVER], default=PROGRESS_NONE),
+                          max([g.ready for g in gs if g.side != TO_SERVER], default=PROGRESS_NONE))
+                      for d, gs in groups.items()}
 
     def ready(self, tx, d: int) -> bool:
-        for g in self.groups[d]:
-            if (tx.progress_ts if g.side == TO_SERVER else tx.progress_tc) < g.ready:
-                return False
-        return True
+        """Each side of ``tx`` has progressed far enough for all the buffers the rule reads there."""
+        ts, tc = self.needs[d]
+        return tx.progress_ts >= ts and tx.progress_tc >= tc
 
     def match(self, tx, d: int, recursion_limit: int, bufs: dict) -> bool:
         """Every group matches its buffer of ``tx``; ``bufs``: the buffers of ``tx`` got so far
-        while inspecting this packet, by group key (as Suricata's per-transaction inspection
+        while inspecting this packet, by group slot (as Suricata's per-transaction inspection
         buffers: each made once, whichever rule or prefilter asks first)."""
         for g in self.groups[d]:
-            data = bufs.get(g.key, MISSING)
+            data = bufs.get(g.slot, MISSING)
             if data is MISSING:
-                data = bufs[g.key] = g.data(tx)
+                data = bufs[g.slot] = g.data(tx)
             if data is None:
                 return False
             m = g.match
@@ -91,11 +100,11 @@ class TxSpec:
                 m = g.match = compile_matches(g.matches, recursion_limit)
             if isinstance(data, tuple):
                 for x in data:  # a loop, not any(generator): no closure made on every call
-                    if m(x):
+                    if m.match(x, None):
                         break
                 else:
                     return False
-            elif not m(data):
+            elif not m.match(data, None):
                 return False
         for test in self.tests[d]:
             if not test(tx):

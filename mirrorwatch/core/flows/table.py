@@ -5,10 +5,10 @@ Theory of operation
 Every decoded packet belongs to one ``Flow`` (``flow.py``).  The table key is
 the 5-tuple plus the VLAN ids, normalised so both directions produce the same
 key (the lower (address, port) endpoint first), packed in parts that hash and
-compare cheaply: (protocol and both ports as one int, both addresses as one
-bytes), plus the VLAN ids for a tagged packet (an untagged one's key is that
-pair: a VLAN tuple would cost every lookup a third part to hash and compare, and
-a pair never equals a triple).  One dict lookup per packet.
+compare cheaply: both addresses, protocol and both ports as one bytes
+(``flow_key``), paired with the VLAN ids for a tagged packet (an untagged one's
+key is that bytes: a VLAN part would cost every lookup a tuple to build, hash
+and compare, and a bytes never equals a pair).  One dict lookup per packet.
 The flow remembers whether that lower endpoint is the client, so the
 direction of a packet is one comparison.
 
@@ -87,6 +87,19 @@ _SYN_FIN_RST = SYN | FIN | RST
 _ICMP_REQUESTS = frozenset((8, 13, 15, 17, 128))  # echo/timestamp/info/mask requests, ICMPv6 echo
 _ICMP_REPLIES = frozenset((0, 14, 16, 18, 129))
 RECLAIM_FREE = 10  # percent of stream.reassembly.memcap a reclaim frees
+KEY_ALEN_MAX = 16  # the longest address (IPv6) a flow key is built from in C (table.pxd)
+KEY_PORT_BYTES = 5  # protocol and both ports in a flow key
+
+
+def flow_key(lo: bytes, hi: bytes, ports: int) -> bytes:
+    """A session's key without its VLAN ids: the lower endpoint's address, the other's, then
+    protocol and ports (``ports``, 40 bits, least significant byte first) as one bytes (it hashes and
+    compares cheaper than a tuple of the parts; IPv4 and IPv6 keys differ in length).  Compiled:
+    made in C."""
+    n = len(lo)
+    if cython.compiled and n <= KEY_ALEN_MAX and len(hi) == n:
+        return _key_bytes(lo, hi, n, ports)  # noqa: F821 - table.pxd's inline C, the compiled build's only
+    return lo + hi + ports.to_bytes(KEY_PORT_BYTES, "little")
 
 
 def _port_rank(p: int) -> int:
@@ -184,13 +197,14 @@ class FlowTable(Capacity):
         if src < dst or (src == dst and sp <= dp):
             fwd = True
             ports = ((ports << 16 | sp) << 16) | dp
-            addrs = src + dst
+            key = flow_key(src, dst, ports)
         else:
             fwd = False
             ports = ((ports << 16 | dp) << 16) | sp
-            addrs = dst + src
+            key = flow_key(dst, src, ports)
         vlan = pkt.vlan_id
-        key = (ports, addrs, vlan) if vlan else (ports, addrs)
+        if vlan:
+            key = (key, vlan)
         flows = self.flows
         f = flows.get(key)
         ts = pkt.ts

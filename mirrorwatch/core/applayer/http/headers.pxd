@@ -5,7 +5,7 @@ cimport cython
 cdef class HeaderResult:
     cdef public int invalid, dropped
 
-cdef int _NUL, _TAB, _SPACE, _COLON
+cdef int _NUL, _TAB, _SPACE, _COLON, _UPPER_A, _UPPER_Z, _CASE
 
 @cython.locals(fields=list, line=bytes)
 cpdef list unfold(list lines, HeaderResult result)
@@ -20,5 +20,7 @@ cpdef Py_ssize_t _plain_colon(bytes field)
 @cython.locals(index=dict, repetitions=Py_ssize_t, field=bytes, pair=tuple, key=bytes)
 cpdef void add_fields(list headers, list fields, Py_ssize_t max_headers,
                       Py_ssize_t max_repetitions, HeaderResult result)
-@cython.locals(key=bytes, size=Py_ssize_t, field_name=bytes)
+@cython.locals(key=bytes, size=Py_ssize_t, field_name=bytes, pair=tuple)
 cpdef object header_value(list headers, object name)
+@cython.locals(p="const unsigned char *", q="const unsigned char *", i=Py_ssize_t, c="unsigned char")
+cdef bint _is_name(bytes field_name, bytes key) except -1

@@ -22,6 +22,7 @@ _COMMA = b","
 _JOIN = b", "
 CONTENT_LENGTH = b"content-length"
 _NUL, _TAB, _SPACE, _COLON = 0x00, 0x09, 0x20, 0x3A  # the bytes the compiled checks look at
+_UPPER_A, _UPPER_Z, _CASE = 0x41, 0x5A, 0x20  # ASCII 'A'..'Z', and what lowercasing adds to them
 
 
 class HeaderResult:
@@ -140,10 +141,23 @@ def header_value(headers: list[tuple[bytes, bytes]], name: bytes | str) -> bytes
     key = name.encode("latin-1") if isinstance(name, str) else name
     key = key.lower()
     size = len(key)
-    for field_name, value in headers:
-        if len(field_name) == size and field_name.lower() == key:
-            return value
+    for pair in headers:
+        field_name = pair[0]
+        if len(field_name) == size and _is_name(field_name, key):
+            return pair[1]
     return None
+
+
+def _is_name(field_name: bytes, key: bytes) -> bool:
+    """``field_name`` is the lowercase ``key`` (of the same length) but for ASCII case: compared
+    byte by byte, no lowercased copy made."""
+    p = field_name
+    q = key
+    for i in range(len(key)):
+        c = p[i]
+        if c != q[i] and not (_UPPER_A <= c <= _UPPER_Z and c + _CASE == q[i]):
+            return False
+    return True
 
 
 def has_token(value: bytes, token: bytes) -> bool:
