@@ -168,7 +168,7 @@ def test_multiline_comments_disabled_and_bad_rules_do_not_stop_others(tmp_path):
         "    content:\"abc\"; \\\n"
         "    sid:1;)\n"
         "# alert tcp any any -> any any (msg:\"disabled\"; sid:2;)\n"
-        "alert tcp any any -> any any (msg:\"bad\"; xbits:set,a,track ip_src; sid:3;)\n"
+        "alert tcp any any -> any any (msg:\"bad\"; flowint:a,+,1; sid:3;)\n"
         "alert tcp any any -> any any (msg:\"nosid\";)\n"
         "alert tcp any any -> any any msg:\"noparen\"; sid:5;\n"
         "alert tcp any any -> any any (msg:\"four\"; content:\"zz\"; sid:4;)\n"
@@ -178,12 +178,12 @@ def test_multiline_comments_disabled_and_bad_rules_do_not_stop_others(tmp_path):
     assert rs.rules[0].line == 3 and rs.rules[0].matches[0].pattern == b"abc"
     assert rs.disabled == 1
     lines = rs.skip_lines()
-    assert lines[0] == f"{f}:7: sid 3: unsupported keyword 'xbits'"
+    assert lines[0] == f"{f}:7: sid 3: unsupported keyword 'flowint'"
     assert lines[1] == f"{f}:8: sid ?: rule has no sid"
     assert "no option block" in lines[2]
     assert all(SKIP_LINE.match(x) for x in lines)
     report = check_report(rs)
-    assert "2 loaded" in report and "3 skipped" in report and "unsupported keyword 'xbits'" in report
+    assert "2 loaded" in report and "3 skipped" in report and "unsupported keyword 'flowint'" in report
 
 
 def test_missing_paths_are_errors_not_exceptions(tmp_path):

@@ -46,6 +46,7 @@ SHARED_SECTION_KEYS = tuple("""
     detect.flowbits.*
     capture.disable-offloading capture.checksum-validation
     pcre.match-limit pcre.match-limit-recursion
+    host.hash-size host.prealloc ippair.hash-size ippair.prealloc
     vars.*
 """.split())
 SHARED_SECTIONS = frozenset(k.split(".", 1)[0] for k in SHARED_SECTION_KEYS)

@@ -309,6 +309,19 @@ class Threshold:
     multiplier: int | None = None
 
 
+@dataclass
+class XBit:
+    """One xbits / hostbits command: ``cmd`` set|unset|toggle|isset|isnotset, ``name`` the bit,
+    ``track`` ip_src|ip_dst (the host table) or ip_pair (the IP pair table), ``expire`` seconds
+    a set bit lives, ``keyword`` xbits|hostbits (Suricata orders rules by them differently)."""
+
+    cmd: str
+    name: str
+    track: str
+    expire: int
+    keyword: str = "xbits"
+
+
 @dataclass(frozen=True)
 class TagSpec:
     """tag: as detect-tag.c: ``type`` 'session' (the flow) or 'host' (the packet's ``direction``
@@ -382,6 +395,7 @@ class Rule:
     # (is/is not) set ('a&b' or one name); 'isset_any'/'isnotset_any' = at least
     # one of the names ('a|b').
     flowbits: list[tuple[str, list[str]]] = field(default_factory=list)
+    xbits: list = field(default_factory=list)  # XBit per xbits / hostbits command, in rule order
     noalert: bool = False
     threshold: Threshold | None = None
     detection_filter: Threshold | None = None

@@ -46,6 +46,7 @@ AUTO = "auto"
 WORKER_SHARED_CAPS = ("flow.max-sessions", "flow.memcap", "stream.reassembly.memcap", "defrag.max-frags",
                       "defrag.memcap", "app-layer.memcap", "app-layer.protocols.http.memcap",
                       "app-layer.protocols.dns.global-memcap", "detect.threshold-entries", "detect.tag.max-hosts",
+                      "host.memcap", "ippair.memcap",
                       "stream.dump-max-bytes", "inject.max-per-second")
 
 

@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 ``Detector(ruleset, settings)`` sorts the rules in Suricata's order (action,
-flowbits set-before-read, priority, load order) and files them in its tables
+flowbits set-before-read, hostbits and xbits, priority, load order) and files them in its tables
 (``plan``, ``build``); a rule's position is its number, and alerts on one packet
 come out in that order.  Every rule is compiled once (``compile.CRule``) to make
 the plan, which the rule-set cache keeps; the detector itself compiles a rule
@@ -83,6 +83,7 @@ from mirrorwatch.core.detect.threshold import Thresholds
 from mirrorwatch.core.detect.tx import TxMixin
 from mirrorwatch.core.flows.flow import Flow
 from mirrorwatch.core.reassembly.stream import Stream
+from mirrorwatch.core.detect.xbits import XbitStore
 
 EMPTY: frozenset = frozenset()  # no packet candidates (a flow-end inspection)
 
@@ -106,6 +107,7 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin, EventMixin):
         self.chunk = (settings.get("stream.reassembly.toserver-chunk-size", 2560),
                       settings.get("stream.reassembly.toclient-chunk-size", 2560))
         self.thresholds = Thresholds(settings.get("detect.threshold-entries", 100_000))
+        self.xbits = XbitStore(settings)
         self.skipped: list[tuple[object, str]] = []
         self.c = dict.fromkeys(("packets", "inspected", "csum_skipped", "scans", "stream_scans",
                                 "stream_bytes", "stream_lost_bytes", "candidates", "alerts",
@@ -121,8 +123,9 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin, EventMixin):
         self._build(rules, getattr(ruleset, "plan_cache", None))
         self.tables = PacketTables(self)  # what the per-packet steps read, typed
         if previous is not None:
-            # threshold/detection_filter counters outlive a reload, as Suricata's host table does
+            # threshold counters and host / IP pair bits outlive a reload, as Suricata's host table does
             self.thresholds = previous.thresholds
+            self.xbits = previous.xbits
 
     # -- compilation ----------------------------------------------------------
 
@@ -368,6 +371,7 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin, EventMixin):
     def counters(self) -> dict:
         out = dict(self.c)
         out.update(self.thresholds.counters())
+        out.update(self.xbits.counters())
         out["rules"] = len(self.crules)
         out["rules_skipped"] = len(self.skipped)
         out["patterns"] = self.patterns + self.tx_patterns

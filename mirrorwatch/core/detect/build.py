@@ -22,6 +22,7 @@ from mirrorwatch.core.detect.decode_event import event_index
 from mirrorwatch.core.detect.groups import AddrIndex, port_gate
 from mirrorwatch.core.detect.hsdb import BlockScanner, StreamScanner, database
 from mirrorwatch.core.detect.plan import ADDED, PLAN_KEYS, TCP, compile_rule, make_plan
+from mirrorwatch.core.detect.xbits import header_check
 from mirrorwatch.rules.cache import collector_paused
 
 _DETECT_ROOM = Path(__file__).resolve().parent
@@ -138,5 +139,7 @@ class BuildMixin:
             idx = self.rule_index[num]
             cr = compile_rule(self._rules[idx], self._addr_cache, idx)
             cr.num = num
+            if cr.xb_read is not None:  # judged with the header checks: no cost to rules without
+                cr.hdr.append(header_check(self, cr.xb_read))
             self.crules[num] = cr
         return cr

@@ -3,7 +3,8 @@
 Classification follows Suricata's signature types:
 
 - ``iponly``: no payload keyword, no flow/dsize/flags/header keyword, flowbits
-  only ``set``: judged once per flow direction (first packet each way).
+  only ``set`` (xbits / hostbits of any kind, Suricata's SIGMATCH_IPONLY_COMPAT):
+  judged once per flow direction (first packet each way).
 - ``pkt``: no payload literal to prefilter on (header-only rules, pcre-only,
   negated-content-only, byte_test-only...): judged on every packet of its
   protocol/port group.
@@ -24,6 +25,7 @@ from __future__ import annotations
 from bisect import bisect_right
 
 from mirrorwatch.core.detect.buffers import VALUE_KEYWORDS
+from mirrorwatch.core.detect.xbits import compile_xbits
 from mirrorwatch.rules.model import Content, Rule
 
 PROTO_NUMS: dict[str, tuple[int, ...] | None] = {
@@ -208,7 +210,7 @@ class CRule:
         "rule", "key", "num", "order", "kind", "action", "protos", "ipv",
         "src", "dst", "sport", "dport", "bidir",
         "established", "not_established", "to_server", "to_client", "flowspec", "needs_flow",
-        "dsize", "dsize_needs_payload", "flags", "hdr", "fb_read", "fb_write", "noalert",
+        "dsize", "dsize_needs_payload", "flags", "hdr", "fb_read", "fb_write", "xb_read", "xb_write", "noalert",
         "matches", "fp", "req_stream", "req_packet", "stream_only",
         "threshold", "dfilter", "app_proto", "tx", "app_checks",
     )
@@ -259,6 +261,8 @@ class CRule:
         self.fb_read = [(op, names) for op, names in rule.flowbits if op in FB_READ]
         self.fb_write = [(op, names) for op, names in rule.flowbits if op in FB_WRITE]
         self.noalert = bool(rule.noalert or any(op == "noalert" for op, _ in rule.flowbits))
+        # xbits / hostbits (``xbits``): checks and commands, and their part in the rule order
+        self.xb_read, self.xb_write, xb_order = compile_xbits(rule.xbits)
         # flowbits, and flow: with anything but 'stateless', only match packets that have a flow
         flow_opts = fs is not None and (self.established or self.not_established or direction is not None
                                         or fs.only_stream or fs.no_stream)
@@ -324,7 +328,7 @@ class CRule:
             fb_type = 4
         elif self.fb_read:
             fb_type = 2
-        self.order = (ACTION_RANK[self.action], -fb_type, rule.priority)
+        self.order = (ACTION_RANK[self.action], -fb_type, -xb_order[0], -xb_order[1], rule.priority)
 
     def __repr__(self) -> str:
         return f"<CRule {self.key[0]}:{self.key[1]} {self.kind} #{self.num}>"

@@ -1,4 +1,4 @@
-"""Judging candidates: header and flow checks, flowbits, the payload matcher, then what
+"""Judging candidates: header and flow checks, flowbits, xbits, the payload matcher, then what
 becomes an alert (noalert, thresholds, one alert per sid per packet, packet-alert-max, pass)."""
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ class JudgeMixin:
             if cr.tx is not None:
                 for tx in tc.get(num, ()) if tc else ():
                     if self._judge_tx(cr, pkt, flow, fd, d, tx, pseudo):
+                        if cr.xb_write is not None:
+                            self.xbits.write(cr.xb_write, pkt)
                         self._alert_tx(cr, pkt, flow, fd, to_server, tx, alerts)
                 continue
             mode = (1 if num in pc else 0) | (2 if sc and num in sc else 0)
@@ -54,6 +56,8 @@ class JudgeMixin:
             stream = 1 if r >= 0 else 0
             if cr.fb_write and fd is not None:
                 write_flowbits(cr, fd)
+            if cr.xb_write is not None:
+                self.xbits.write(cr.xb_write, pkt)
             if cr.action == "pass":
                 # Suricata: ip-only rules and stream matches pass the whole flow,
                 # packet rules only this packet
