@@ -161,7 +161,7 @@ def _replay(pcap: Path, out: Path, types: str) -> list[dict]:
     return [json.loads(line) for line in eve.read_text().splitlines()]
 
 
-def test_eve_types_accepts_fileinfo_and_orients_the_record(tmp_path):
+def test_eve_types_accepts_fileinfo_and_orients_the_record(tmp_path, corpus):
     pcap = next((SV_TESTS / "http-not09-file").glob("*.pcap"))
     records = _replay(pcap, tmp_path, "fileinfo")
     assert [r["event_type"] for r in records] == ["fileinfo"]
