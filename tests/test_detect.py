@@ -662,3 +662,27 @@ def test_the_engine_counts_an_inspection_error_and_goes_on():
     assert sids(alerts) == [1]
     c = eng.detector.counters()
     assert c["errors"] == 1 and c["last_error"] == "packet 2: RuntimeError: boom"
+
+
+def test_iponly_ipv4_lookup_agrees_with_bisect_everywhere():
+    """The C search of IPv4 interval starts gives what bisect over the Python integers gives, at every
+    interval's edges, at both ends of the address space and at random addresses."""
+    import random
+
+    from mirrorwatch.core.detect.groups import _Segments
+
+    rng = random.Random(7)
+    entries = []
+    for num in range(60):
+        lo = rng.randrange(1 << 32)
+        entries.append((lo, min(lo + rng.randrange(1 << rng.randrange(1, 25)), (1 << 32) - 1), num))
+    entries.append((0xFFFFFF00, 0xFFFFFFFF, 60))  # up to 255.255.255.255: its end is 2**32
+    entries.append((0, 0, 61))
+    seg = _Segments(entries)
+    probes = {0, 1, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF} | {rng.randrange(1 << 32) for _ in range(2000)}
+    for lo, hi, _ in entries:
+        probes.update(p for p in (lo - 1, lo, hi, hi + 1) if 0 <= p < 1 << 32)
+    for n in sorted(probes):
+        assert seg.lookup4(n.to_bytes(4, "big")) == seg.lookup(n), n
+    again = _Segments.restore((tuple(seg.starts), tuple(seg.sets)))
+    assert again.lookup4(b"\xff\xff\xff\xff") == seg.lookup(0xFFFFFFFF) == (60,)

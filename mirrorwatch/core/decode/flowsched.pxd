@@ -12,5 +12,5 @@ cdef class Scheduler:
     cdef long long[::1] _given
 
     @cython.locals(b=Py_ssize_t, w=int, i=int)
-    cdef int pick(self, unsigned int h)
+    cdef int pick(self, unsigned int h) noexcept
     cpdef void give(self, int w, Py_ssize_t nbytes) noexcept

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from array import array
 
+import cython
+
 HASH, IPPAIR, BALANCED = 0, 1, 2
 _BALANCED = BALANCED  # the same, as a C constant (.pxd)
 _CODES = {"hash": HASH, "ippair": IPPAIR, "balanced": BALANCED}
@@ -46,6 +48,8 @@ class Scheduler:
         self._bucket_seen = array("d", bytes(8 * _BUCKETS))  # balanced: when its last frame was read
         self._given = array("q", bytes(8 * workers))  # balanced: work given to each worker so far
 
+    @cython.boundscheck(False)  # b < _BUCKETS (h is 32 bits), w - 1 < n: checked by construction
+    @cython.wraparound(False)
     def pick(self, h: int) -> int:
         if self.kind != _BALANCED:
             return h % self.n
@@ -61,5 +65,7 @@ class Scheduler:
         self._bucket_seen[b] = self.now
         return w - 1
 
+    @cython.boundscheck(False)  # w: an owner, 0..n-1
+    @cython.wraparound(False)
     def give(self, w: int, nbytes: int) -> None:
         self._given[w] += WORK_FRAME + (nbytes >> WORK_BYTE_SHIFT)

@@ -34,32 +34,32 @@ cdef class FlowPartitioner:
 
     cpdef int owner(self, int linktype, bytes f)
     @cython.locals(own=int)
-    cdef int owner_in(self, int linktype, const unsigned char *f, Py_ssize_t start, Py_ssize_t stop)
+    cdef int owner_in(self, int linktype, const unsigned char *f, Py_ssize_t start, Py_ssize_t stop) noexcept
     @cython.locals(order=int, i=Py_ssize_t, h="unsigned int")
-    cdef int _pair(self, int proto, const unsigned char *f, Py_ssize_t src, Py_ssize_t dst, int alen, int sp, int dp)
+    cdef int _pair(self, int proto, const unsigned char *f, Py_ssize_t src, Py_ssize_t dst, int alen, int sp, int dp) noexcept
     @cython.locals(et=int)
-    cdef int _ethernet_at(self, const unsigned char *f, Py_ssize_t o, Py_ssize_t end, int depth)
-    cdef int _l3(self, int et, const unsigned char *f, Py_ssize_t o, Py_ssize_t end, int depth)
+    cdef int _ethernet_at(self, const unsigned char *f, Py_ssize_t o, Py_ssize_t end, int depth) noexcept
+    cdef int _l3(self, int et, const unsigned char *f, Py_ssize_t o, Py_ssize_t end, int depth) noexcept
     @cython.locals(ppp=int, bottom=int)
-    cdef (int, Py_ssize_t) _ethertype(self, const unsigned char *f, int et, Py_ssize_t o, Py_ssize_t end)
-    cdef int _link(self, int kind, const unsigned char *f, Py_ssize_t o, Py_ssize_t end)
+    cdef (int, Py_ssize_t) _ethertype(self, const unsigned char *f, int et, Py_ssize_t o, Py_ssize_t end) noexcept
+    cdef int _link(self, int kind, const unsigned char *f, Py_ssize_t o, Py_ssize_t end) noexcept
     @cython.locals(et=int, p=Py_ssize_t)
-    cdef int _cooked(self, const unsigned char *f, Py_ssize_t o, Py_ssize_t end, Py_ssize_t at, Py_ssize_t hlen)
+    cdef int _cooked(self, const unsigned char *f, Py_ssize_t o, Py_ssize_t end, Py_ssize_t at, Py_ssize_t hlen) noexcept
     @cython.locals(fam=set)
     cdef int _null(self, const unsigned char *f, Py_ssize_t o, Py_ssize_t end)
     @cython.locals(proto=int, tlen=Py_ssize_t, ip_end=Py_ssize_t, l4=Py_ssize_t, first=bint, pair=int, own=int)
-    cdef int _ipv4(self, const unsigned char *f, Py_ssize_t o, Py_ssize_t end, int depth)
+    cdef int _ipv4(self, const unsigned char *f, Py_ssize_t o, Py_ssize_t end, int depth) noexcept
     @cython.locals(plen=Py_ssize_t, ip_end=Py_ssize_t, nh=int, p=Py_ssize_t, frag_at=Py_ssize_t, first=bint, offm=int, pair=int, own=int)
-    cdef int _ipv6(self, const unsigned char *f, Py_ssize_t o, Py_ssize_t end, int depth)
+    cdef int _ipv6(self, const unsigned char *f, Py_ssize_t o, Py_ssize_t end, int depth) noexcept
     @cython.locals(sp=int, dp=int, inner=int, pair=int)
     cdef int _l4(self, int proto, const unsigned char *f, Py_ssize_t p, Py_ssize_t end, Py_ssize_t src, Py_ssize_t dst, int alen,
-                 int depth)
+                 int depth) noexcept
     @cython.locals(flags=int, ptype=int, inner=Py_ssize_t, sub=int)
-    cdef int _gre(self, const unsigned char *f, Py_ssize_t o, Py_ssize_t end, int depth)
-    cdef int _inner(self, int ptype, const unsigned char *f, Py_ssize_t o, Py_ssize_t end, int depth)
+    cdef int _gre(self, const unsigned char *f, Py_ssize_t o, Py_ssize_t end, int depth) noexcept
+    cdef int _inner(self, int ptype, const unsigned char *f, Py_ssize_t o, Py_ssize_t end, int depth) noexcept
     @cython.locals(kind=int, ulen=Py_ssize_t)
-    cdef int _udp_tunnel(self, const unsigned char *f, Py_ssize_t p, Py_ssize_t end, int sp, int dp, int depth)
-    cdef int _vxlan(self, const unsigned char *f, Py_ssize_t o, Py_ssize_t end, int depth)
-    cdef int _geneve(self, const unsigned char *f, Py_ssize_t o, Py_ssize_t end, int depth)
+    cdef int _udp_tunnel(self, const unsigned char *f, Py_ssize_t p, Py_ssize_t end, int sp, int dp, int depth) noexcept
+    cdef int _vxlan(self, const unsigned char *f, Py_ssize_t o, Py_ssize_t end, int depth) noexcept
+    cdef int _geneve(self, const unsigned char *f, Py_ssize_t o, Py_ssize_t end, int depth) noexcept
     @cython.locals(plen=int)
-    cdef int _teredo(self, const unsigned char *f, Py_ssize_t o, Py_ssize_t end, int depth)
+    cdef int _teredo(self, const unsigned char *f, Py_ssize_t o, Py_ssize_t end, int depth) noexcept
