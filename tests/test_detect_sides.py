@@ -55,9 +55,9 @@ def test_verification_reuses_the_buffers_the_prefilter_got(monkeypatch):
 
         def get(tx):
             got.append(name)
-            return request(tx)
+            return request.fetch(tx)
 
-        monkeypatch.setattr(row, "get", (get, response))
+        monkeypatch.setattr(row, "get", (buffers.Getter(buffers.CALL, get), response))
 
     counted("http.uri")
     counted("http.user_agent")

@@ -51,6 +51,15 @@ def alerted(events) -> list:
     ('http.header; content:"evilcookie";', False),  # http.header leaves the Cookie out
     ('http.cookie; content:"evilcookie";', True),
     ('http.header_names; content:"|0d 0a|Host|0d 0a|";', True),
+    # the buffers made of a header list, exactly: 'Name: value' lines (no Cookie), names between CRLFs
+    ('http.header; content:"Host|3a| WWW.Example.COM|3a|8080|0d 0a|User-Agent|3a| curl/8.0|0d 0a|"; '
+     'startswith; bsize:50;', True),
+    ('http.header_names; content:"|0d 0a|Host|0d 0a|User-Agent|0d 0a|Cookie|0d 0a 0d 0a|"; startswith; bsize:30;',
+     True),
+    ('flow:to_client; http.content_len; content:"5"; bsize:1;', True),
+    ('flow:to_client; http.start; content:"HTTP/1.1 200 OK|0d 0a|Server|3a| nginx|0d 0a|Content-Length|3a| 5'
+     '|0d 0a 0d 0a|"; startswith; bsize:53;', True),
+    ('flow:to_client; content:"Length|3a| 5|0d 0a 0d 0a|hello"; http.stat_code; content:"200";', True),  # the message
     ('flow:to_client; http.stat_code; content:"200";', True),
     ('http.server; content:"nginx";', True),
     ('file.data; content:"hello"; flow:to_client;', True),

@@ -109,6 +109,25 @@ def test_a_rule_names_its_buffer_as_the_prefilter_does():
     rule_slots = {g.name: g.slot for cr in eng.detector.crules if cr is not None for g in cr.tx.groups[0]}
     assert rule_slots == slots and len(set(slots.values())) == 2
 
+def test_a_joined_buffer_is_remembered_by_its_parts_and_made_for_its_rule():
+    """http.start and http.message are looked up by their parts (start line, header block as
+    sent, body): the second session's are known without a scan or being joined, and a
+    candidate's verification makes the buffer the prefilter did not."""
+    rules = ('alert http any any -> any any (flow:to_server; http.start; content:"curl/8.0"; sid:21;)\n'
+             'alert http any any -> any any (flow:to_server; content:"Length|3a| 4|0d 0a 0d 0a|tail"; '
+             'http.method; content:"POST"; sid:22;)\n')
+    head = HEAD + b"Content-Length: 4\r\n\r\n"
+    frames = request_in_steps(Conv(), head, [b"tail"]) + request_in_steps(Conv(sport=40001), head, [b"tail"])
+    eng = engine(rules)
+    assert sorted(e.rule.sid for e in run_frames(eng, frames)) == [21, 21, 22, 22]
+    scanners = {s.group.name: s for s in eng.detector.tx_pref[("http", 0)]}
+    assert sorted(scanners) == ["http.message", "http.start"] and all(s.by_parts for s in scanners.values())
+    line, block = head.split(b"\r\n", 1)
+    assert list(scanners["http.start"].known) == [(line, block)]
+    assert list(scanners["http.message"].known) == [(line, block, b"tail")]
+    assert eng.detector.c["tx_scans"] == 2  # each once, in the first session
+
+
 @pytest.mark.slow
 def test_et_open_alerts_are_those_of_scanning_every_step(corpus, tmp_path, monkeypatch):
     """ET Open over the corpus's real captures: the EVE alerts, as sets, are the same with and

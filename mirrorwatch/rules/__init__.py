@@ -18,11 +18,12 @@ Language covered (Suricata's meaning throughout; module by module):
   ``kw_bytes`` (byte_test/jump/extract/math), ``kw_flow`` (flow, flowbits,
   threshold, dsize, flags, header keywords), ``kw_app`` (sticky buffers,
   legacy http modifiers, transforms, urilen, tls/dns value keywords),
-  ``kw_xbits`` (xbits, hostbits: bits per host or IP pair);
+  ``kw_xbits`` (xbits, hostbits: bits per host or IP pair), ``kw_flowint``
+  (integers per flow), ``kw_base64`` (base64_decode, base64_data);
 - ``state``: which buffer each payload keyword inspects; ``validate``: the
   whole-rule checks; ``buffers``: the application-layer tables.
 
-Datasets, lua, flowint, base64... make a rule ``unsupported keyword
+Datasets, lua, flowvar, asn1... make a rule ``unsupported keyword
 'x'``; a word that is no keyword at all is ``unknown keyword 'x'``.
 """
 

@@ -8,7 +8,7 @@ keyword 'x'``; any other word is ``unknown keyword 'x'``.
 
 from __future__ import annotations
 
-from . import kw_app, kw_bytes, kw_events, kw_flow, kw_meta, kw_payload, kw_xbits
+from . import kw_app, kw_base64, kw_bytes, kw_events, kw_flow, kw_flowint, kw_meta, kw_payload, kw_xbits
 
 
 def _merge(*families: dict) -> dict:
@@ -22,12 +22,12 @@ def _merge(*families: dict) -> dict:
 
 
 TABLE = _merge(kw_meta.KEYWORDS, kw_payload.KEYWORDS, kw_bytes.KEYWORDS, kw_flow.KEYWORDS, kw_app.KEYWORDS,
-               kw_events.KEYWORDS, kw_xbits.KEYWORDS)
+               kw_events.KEYWORDS, kw_xbits.KEYWORDS, kw_flowint.KEYWORDS, kw_base64.KEYWORDS)
 
-# Suricata / Snort 2 keywords not evaluated here (datasets, lua, flowint,
+# Suricata / Snort 2 keywords not evaluated here (datasets, lua, flowvar,
 # other protocols' buffers...): "unsupported keyword"
 UNSUPPORTED = frozenset((
-    "pkt_data_raw", "base64_decode", "base64_data", "asn1", "flowint", "flowvar", "pktvar",
+    "pkt_data_raw", "asn1", "flowvar", "pktvar",
     "ftpbounce", "app-layer-event", "app-layer-state", "engine-event",
     "stream-event", "dataset", "datarep", "iprep", "geoip", "lua", "luajit", "replace", "requires", "config",
     "bypass", "filestore", "filename", "fileext", "filemagic", "filemd5", "filesha1", "filesha256",

@@ -2,8 +2,9 @@
 
 Nothing here knows about packets.  The parser (``rules.parser``) fills these;
 ``detect`` reads them.  Payload keywords (Content, Pcre, ByteTest, ByteJump,
-ByteExtract, ByteMath, IsDataAt, Bsize) are kept in rule order in
-``Rule.matches``; each names the buffer it inspects:
+ByteExtract, ByteMath, IsDataAt, Bsize, Base64Decode) are kept in rule order in
+``Rule.matches``; each names the buffer it inspects (the keywords after
+``base64_data`` are a Base64Decode's ``data``, not in ``Rule.matches``):
 
 - ``buffer``: 'payload' (packet payload / reassembled stream, Suricata's
   pkt_data) or a Suricata sticky buffer by its canonical keyword name
@@ -322,6 +323,32 @@ class XBit:
     keyword: str = "xbits"
 
 
+@dataclass
+class FlowInt:
+    """One flowint: ``name`` the flow variable; ``op`` a modifier (=, +, -: applied when the rule
+    matched) or a condition (==, !=, <, <=, >, >=, isset, isnotset); ``value`` the operand, a
+    number (0..2**32-1) or the name of another flowint (str), None for isset / isnotset."""
+
+    name: str
+    op: str
+    value: int | str | None = None
+
+
+@dataclass
+class Base64Decode:
+    """base64_decode: decode up to ``nbytes`` bytes of its buffer (from ``offset``, after the
+    previous keyword's match when ``relative``) into the rule's base64_data buffer, whose
+    keywords are ``data`` (the rule's one base64_data list, shared by its base64_decodes; not in
+    ``Rule.matches``: they inspect the decoded bytes, never a buffer of their own)."""
+
+    nbytes: int
+    offset: int = 0
+    relative: bool = False
+    data: list = field(default_factory=list)
+    buffer: str = "payload"
+    transforms: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class TagSpec:
     """tag: as detect-tag.c: ``type`` 'session' (the flow) or 'host' (the packet's ``direction``
@@ -396,6 +423,7 @@ class Rule:
     # one of the names ('a|b').
     flowbits: list[tuple[str, list[str]]] = field(default_factory=list)
     xbits: list = field(default_factory=list)  # XBit per xbits / hostbits command, in rule order
+    flowints: list = field(default_factory=list)  # FlowInt per flowint keyword, in rule order
     noalert: bool = False
     threshold: Threshold | None = None
     detection_filter: Threshold | None = None

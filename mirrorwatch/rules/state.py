@@ -15,7 +15,10 @@ Suricata keeps a "current list" while it reads a rule's options
 - relative isdataat / byte_* without a sticky buffer join the list of the last
   payload keyword (Suricata's SigMatchListSMBelongsTo), else the payload;
 - a buffer or keyword of an application protocol sets ``Rule.app_proto``; two
-  different protocols in one rule are an error.
+  different protocols in one rule are an error;
+- ``base64_data`` makes the rule's base64_data list current as a sticky buffer does, but
+  its keywords go into that list (``Base64Decode.data``), not ``Rule.matches``; it may stay
+  empty (Suricata loads such a rule; it never matches).
 """
 
 from __future__ import annotations
@@ -25,13 +28,14 @@ from .model import Bsize, Content, Pcre, Rule
 from .options import RuleError
 
 PAYLOAD = "payload"
+B64_DATA = "base64_data"  # the current list after base64_data (no buffer of its own)
 # canonical application protocol -> transports it runs on
 APP_TRANSPORTS = {name: transports for name, transports in APP_PROTOCOLS.values()}
 
 
 class ParseState:
     __slots__ = ("rule", "ctx", "warnings", "vars", "has_priority", "seen", "last_content", "last_match",
-                 "sticky", "transforms", "pending", "list_set", "buffer_count")
+                 "sticky", "transforms", "pending", "list_set", "buffer_count", "b64")
 
     def __init__(self, rule: Rule, ctx, warnings: list[str]):
         self.rule = rule
@@ -47,6 +51,7 @@ class ParseState:
         self.pending: list[str] = []
         self.list_set = False
         self.buffer_count = 0
+        self.b64: list | None = None  # the rule's base64_data keywords, once it has a base64_decode
 
     def once(self, keyword: str) -> None:
         if keyword in self.seen:
@@ -83,7 +88,7 @@ class ParseState:
     def _leave_buffer(self) -> None:
         if self.pending:
             raise RuleError(f"transform(s) {', '.join(self.pending)} not followed by a match")
-        if self.sticky is not None and self.buffer_count == 0:
+        if self.sticky not in (None, B64_DATA) and self.buffer_count == 0:
             raise RuleError(f"sticky buffer '{self.sticky}' has no matches")
 
     def set_sticky(self, name: str, keyword: str) -> None:
@@ -102,9 +107,26 @@ class ParseState:
         self.list_set = False
         self.buffer_count = 0
 
+    def base64_data_list(self) -> list:
+        """The rule's one base64_data list (every base64_decode of the rule inspects it)."""
+        if self.b64 is None:
+            self.b64 = []
+        return self.b64
+
+    def set_base64_data(self) -> None:
+        if self.b64 is None:
+            raise RuleError("'base64_data' needs a base64_decode before it")
+        self._leave_buffer()
+        self.sticky = B64_DATA
+        self.transforms = ()
+        self.list_set = False  # no transform may follow
+        self.buffer_count = 0
+
     def add_transform(self, transform: str) -> None:
         if self.sticky is None:
             raise RuleError(f"transform '{transform}' needs a sticky buffer before it")
+        if self.sticky == B64_DATA:
+            raise RuleError(f"transform '{transform}' cannot apply to base64_data")
         if not self.list_set:
             raise RuleError(f"transform '{transform}' must directly follow a sticky buffer")
         self.pending.append(transform)
@@ -129,7 +151,7 @@ class ParseState:
     def add(self, match, target: tuple[str, tuple[str, ...]] | None = None) -> None:
         """Append a payload keyword to its buffer (the current one unless ``target``)."""
         match.buffer, match.transforms = target if target is not None else self.current()
-        self.rule.matches.append(match)
+        (self.b64 if match.buffer == B64_DATA else self.rule.matches).append(match)
         if self.sticky is not None and match.buffer == self.sticky:
             self.buffer_count += 1
         if not isinstance(match, Bsize):

@@ -1,6 +1,6 @@
 """Whole-rule checks after every option is read (Suricata's SigValidate*).
 
-- a rule needs a sid; payload keywords are bounded; flags only on tcp/ip;
+- a rule needs a sid; payload keywords (base64_data's too) are bounded; flags only on tcp/ip;
 - buffer directions: a rule may not mix to_server-only and to_client-only
   buffers, nor contradict its ``flow:`` direction (SigConsolidateDirection);
 - packet-only keywords (dsize, tcp-pkt, flow:no_stream) cannot be combined with
@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 from .buffers import BUFFERS, TC, TS
-from .model import Content, Rule
+from .model import Base64Decode, Content, Rule
 from .options import RuleError
 from .state import PAYLOAD
 
@@ -65,7 +65,8 @@ CONTENT_CHECKS = {"http.host": _host, "http.method": _method, "http.protocol": _
 def validate(rule: Rule) -> None:
     if rule.sid == 0:
         raise RuleError("rule has no sid")
-    if len(rule.matches) > MAX_PAYLOAD_KEYWORDS:
+    b64 = next((m.data for m in rule.matches if isinstance(m, Base64Decode)), ())
+    if len(rule.matches) + len(b64) > MAX_PAYLOAD_KEYWORDS:
         raise RuleError(f"more than {MAX_PAYLOAD_KEYWORDS} payload keywords")
     if rule.flags is not None and rule.proto not in ("tcp", "ip"):
         raise RuleError(f"flags on a {rule.proto} rule")

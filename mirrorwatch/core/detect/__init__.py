@@ -3,8 +3,8 @@
 Theory of operation
 -------------------
 ``Detector(ruleset, settings)`` sorts the rules in Suricata's order (action,
-flowbits set-before-read, hostbits and xbits, priority, load order) and files them in its tables
-(``plan``, ``build``); a rule's position is its number, and alerts on one packet
+flowbits set-before-read, flowint likewise, hostbits and xbits, priority, load order) and files
+them in its tables (``plan``, ``build``); a rule's position is its number, and alerts on one packet
 come out in that order.  Every rule is compiled once (``compile.CRule``) to make
 the plan, which the rule-set cache keeps; the detector itself compiles a rule
 the first time it is a candidate (``crule``).
@@ -12,7 +12,7 @@ the first time it is a candidate (``crule``).
 A flow's detect state (``flow.det``, a ``state.FlowDet``) is attached when the
 flow first needs it (``Detector.attach``): its first stream, a transaction, the
 session established (``flow:established`` must hold after it closes), a rule
-that left flowbits, a per-flow threshold or a pass in it.  A bare SYN, a scan
+that left flowbits, flowints, a per-flow threshold or a pass in it.  A bare SYN, a scan
 probe or a one-packet UDP session is judged without one and costs its flow
 record only.
 
@@ -51,9 +51,9 @@ alerted on, whether that alert came from the stream or from the packet that
 carried them.  A packet whose data went into a stream is not inspected on its
 own by stream-only rules (Suricata's PKT_STREAM_ADD rule).
 
-A candidate is verified with header/flow checks first, flowbits, then
-``payload``'s compiled matcher; flowbits writes happen at match time (later
-rules see them); then noalert, threshold/detection_filter, at most one alert
+A candidate is verified with header/flow checks first, flowbits and flowint conditions,
+then ``payload``'s compiled matcher; flowbits, flowint and xbits writes happen at match
+time (later rules see them); then noalert, threshold/detection_filter, at most one alert
 per sid per packet and ``detect.packet-alert-max``.  A pass rule stops the
 packet's remaining rules, and silences the flow when it is ip-only or
 matched stream data.  Packets with a bad checksum are not inspected.
@@ -67,6 +67,7 @@ from mirrorwatch.core.decode.packet import Packet
 from mirrorwatch.core.detect.build import BuildMixin
 from mirrorwatch.core.detect.decode_event import EventMixin
 from mirrorwatch.core.detect.hsdb import BlockScanner
+from mirrorwatch.core.detect.flowint import FlowInts
 from mirrorwatch.core.detect.judge import JudgeMixin
 from mirrorwatch.core.detect.plan import ADDED, TCP, UDP
 from mirrorwatch.core.detect.state import FlowDet, HeaderTable
@@ -108,6 +109,7 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin, EventMixin):
                       settings.get("stream.reassembly.toclient-chunk-size", 2560))
         self.thresholds = Thresholds(settings.get("detect.threshold-entries", 100_000))
         self.xbits = XbitStore(settings)
+        self.flowints = FlowInts(settings)
         self.skipped: list[tuple[object, str]] = []
         self.c = dict.fromkeys(("packets", "inspected", "csum_skipped", "scans", "stream_scans",
                                 "stream_bytes", "stream_lost_bytes", "candidates", "alerts",
@@ -126,6 +128,7 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin, EventMixin):
             # threshold counters and host / IP pair bits outlive a reload, as Suricata's host table does
             self.thresholds = previous.thresholds
             self.xbits = previous.xbits
+            self.flowints = previous.flowints  # the values live in the flows; its count goes on
 
     # -- compilation ----------------------------------------------------------
 
@@ -267,7 +270,8 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin, EventMixin):
             # judged with scratch state, which the flow keeps only if a rule left some in it
             fd = FlowDet()
             alerts = self._judge_all(pc, sc, pkt, flow, fd, d, to_server, chunk, False, tc)
-            if fd.passed or fd.bits is not None or fd.thr is not None or fd.alerted_upto is not None:
+            if (fd.passed or fd.bits is not None or fd.ints is not None or fd.thr is not None
+                    or fd.alerted_upto is not None):
                 self.attach(flow, fd, d, pkt.dport, pkt.sport, True)
             return alerts
         return self._judge_all(pc, sc, pkt, flow, fd, d, to_server, chunk, False, tc)
@@ -329,10 +333,10 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin, EventMixin):
     # -- flow end / shutdown ----------------------------------------------------
     @staticmethod
     def holds_state(flow) -> bool:
-        """The session carries state later packets' rules may need (flowbits set, per-flow
-        threshold counters): the flow table ends it last when it must make room."""
+        """The session carries state later packets' rules may need (flowbits or flowints set,
+        per-flow threshold counters): the flow table ends it last when it must make room."""
         fd = flow.det
-        return fd is not None and bool(fd.bits or fd.thr)
+        return fd is not None and bool(fd.bits or fd.ints or fd.thr)
 
     def flow_end(self, flow, events: list) -> None:
         """A session is leaving the table: inspect what its streams still hold, release state.
@@ -372,6 +376,7 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin, EventMixin):
         out = dict(self.c)
         out.update(self.thresholds.counters())
         out.update(self.xbits.counters())
+        out.update(self.flowints.counters())
         out["rules"] = len(self.crules)
         out["rules_skipped"] = len(self.skipped)
         out["patterns"] = self.patterns + self.tx_patterns

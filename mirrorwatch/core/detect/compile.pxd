@@ -24,7 +24,7 @@ cdef class CRule:
     cdef public PortMatcher sport, dport
     cdef public bint bidir, established, not_established, to_server, to_client, needs_flow
     cdef public object flowspec
-    cdef public object dsize, flags, hdr, fb_read, fb_write, xb_read, xb_write
+    cdef public object dsize, flags, hdr, fb_read, fb_write, xb_read, xb_write, fi_read, fi_write
     cdef public bint dsize_needs_payload, noalert
     cdef public object matches, fp
     cdef public bint req_stream, req_packet, stream_only

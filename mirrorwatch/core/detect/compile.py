@@ -3,7 +3,7 @@
 Classification follows Suricata's signature types:
 
 - ``iponly``: no payload keyword, no flow/dsize/flags/header keyword, flowbits
-  only ``set`` (xbits / hostbits of any kind, Suricata's SIGMATCH_IPONLY_COMPAT):
+  only ``set``, no flowint (xbits / hostbits of any kind, Suricata's SIGMATCH_IPONLY_COMPAT):
   judged once per flow direction (first packet each way).
 - ``pkt``: no payload literal to prefilter on (header-only rules, pcre-only,
   negated-content-only, byte_test-only...): judged on every packet of its
@@ -25,6 +25,7 @@ from __future__ import annotations
 from bisect import bisect_right
 
 from mirrorwatch.core.detect.buffers import VALUE_KEYWORDS
+from mirrorwatch.core.detect.flowint import compile_flowints
 from mirrorwatch.core.detect.xbits import compile_xbits
 from mirrorwatch.rules.model import Content, Rule
 
@@ -210,7 +211,8 @@ class CRule:
         "rule", "key", "num", "order", "kind", "action", "protos", "ipv",
         "src", "dst", "sport", "dport", "bidir",
         "established", "not_established", "to_server", "to_client", "flowspec", "needs_flow",
-        "dsize", "dsize_needs_payload", "flags", "hdr", "fb_read", "fb_write", "xb_read", "xb_write", "noalert",
+        "dsize", "dsize_needs_payload", "flags", "hdr", "fb_read", "fb_write", "xb_read", "xb_write", "fi_read",
+        "fi_write", "noalert",
         "matches", "fp", "req_stream", "req_packet", "stream_only",
         "threshold", "dfilter", "app_proto", "tx", "app_checks",
     )
@@ -263,10 +265,13 @@ class CRule:
         self.noalert = bool(rule.noalert or any(op == "noalert" for op, _ in rule.flowbits))
         # xbits / hostbits (``xbits``): checks and commands, and their part in the rule order
         self.xb_read, self.xb_write, xb_order = compile_xbits(rule.xbits)
-        # flowbits, and flow: with anything but 'stateless', only match packets that have a flow
+        # flowint (``flowint``): conditions, modifiers, and their part in the rule order
+        self.fi_read, self.fi_write, fi_order = compile_flowints(rule.flowints)
+        # flowbits, flowint conditions, and flow: with anything but 'stateless', only match packets
+        # that have a flow
         flow_opts = fs is not None and (self.established or self.not_established or direction is not None
                                         or fs.only_stream or fs.no_stream)
-        self.needs_flow = bool(flow_opts or self.fb_read or self.fb_write)
+        self.needs_flow = bool(flow_opts or self.fb_read or self.fb_write or self.fi_read)
         self.threshold = rule.threshold
         self.dfilter = rule.detection_filter
 
@@ -316,7 +321,8 @@ class CRule:
             self.kind = "mpm" if self.fp is not None else "pkt"
         elif (direction is None and self.app_proto is None and not self.established and not self.not_established
               and self.dsize is None and self.flags is None and not self.hdr and not self.fb_read
-              and all(op in ("set", "noalert") for op, _ in rule.flowbits) and not only_stream):
+              and all(op in ("set", "noalert") for op, _ in rule.flowbits) and not rule.flowints
+              and not only_stream):
             self.kind = "iponly"
         else:
             self.kind = "pkt"
@@ -328,7 +334,7 @@ class CRule:
             fb_type = 4
         elif self.fb_read:
             fb_type = 2
-        self.order = (ACTION_RANK[self.action], -fb_type, -xb_order[0], -xb_order[1], rule.priority)
+        self.order = (ACTION_RANK[self.action], -fb_type, -fi_order, -xb_order[0], -xb_order[1], rule.priority)
 
     def __repr__(self) -> str:
         return f"<CRule {self.key[0]}:{self.key[1]} {self.kind} #{self.num}>"

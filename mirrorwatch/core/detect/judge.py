@@ -1,5 +1,5 @@
-"""Judging candidates: header and flow checks, flowbits, xbits, the payload matcher, then what
-becomes an alert (noalert, thresholds, one alert per sid per packet, packet-alert-max, pass)."""
+"""Judging candidates: header and flow checks, flowbits, flowint, xbits, the payload matcher, then
+what becomes an alert (noalert, thresholds, one alert per sid per packet, packet-alert-max, pass)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import cython
 from mirrorwatch.core.applayer.common import PROGRESS_COMPLETE
 from mirrorwatch.core.decode.packet import Packet
 from mirrorwatch.core.detect.compile import AddrMatcher, CRule, PortMatcher
+from mirrorwatch.core.detect.flowint import holds as flowint_holds
 from mirrorwatch.core.detect.payload import compile_matches
 from mirrorwatch.core.detect.state import FlowDet
 from mirrorwatch.core.detect.stream import data_added, with_gaps
@@ -47,6 +48,8 @@ class JudgeMixin:
                     if self._judge_tx(cr, pkt, flow, fd, d, tx, pseudo):
                         if cr.xb_write is not None:
                             self.xbits.write(cr.xb_write, pkt)
+                        if cr.fi_write is not None:
+                            self.flowints.write(cr.fi_write, fd)
                         self._alert_tx(cr, pkt, flow, fd, to_server, tx, alerts)
                 continue
             mode = (1 if num in pc else 0) | (2 if sc and num in sc else 0)
@@ -58,6 +61,8 @@ class JudgeMixin:
                 write_flowbits(cr, fd)
             if cr.xb_write is not None:
                 self.xbits.write(cr.xb_write, pkt)
+            if cr.fi_write is not None:
+                self.flowints.write(cr.fi_write, fd)
             if cr.action == "pass":
                 # Suricata: ip-only rules and stream matches pass the whole flow,
                 # packet rules only this packet
@@ -152,7 +157,7 @@ def _judge(det, cr: CRule, mode: int, pkt, flow, fd, d: int, chunk, payload, add
 
 def pre(cr: CRule, pkt, flow, fd, d: int, payload, pseudo: bool) -> bool:
     """Everything but the payload keywords: protocol, addresses, ports, flow, dsize, flags,
-    header keywords, the application protocol, flowbits."""
+    header keywords, the application protocol, flowbits, flowint conditions."""
     if cr.protos is not None and pkt.proto not in cr.protos:
         return False
     if cr.ipv and pkt.ipv != cr.ipv:
@@ -193,6 +198,8 @@ def pre(cr: CRule, pkt, flow, fd, d: int, payload, pseudo: bool) -> bool:
         for op, names in cr.fb_read:
             if not _flowbits_test(op, names, bits):
                 return False
+    if cr.fi_read is not None and not flowint_holds(cr.fi_read, fd.ints):
+        return False
     return True
 
 

@@ -1,7 +1,8 @@
 """Payload keywords of one rule over one buffer, with Suricata's semantics.
 
 ``compile_matches(rule.matches)`` turns the keyword list (content, pcre,
-byte_test, byte_jump, byte_extract, byte_math, isdataat, bsize) into one
+byte_test, byte_jump, byte_extract, byte_math, isdataat, bsize, base64_decode
+with its base64_data keywords: ``payload_b64``) into one
 callable ``Matcher``: ``fn(buf, ctx=None) -> bool``; ``match(matches, buf, ctx)`` compiles
 once per list and calls it.  It is called after the hyperscan prefilter hit,
 so it must be exact, not fast-and-loose.
@@ -45,8 +46,10 @@ from mirrorwatch.core.detect.payload_bytes import (
     c_byte_test,
     c_isdataat,
 )
+from mirrorwatch.core.detect.payload_b64 import c_base64_decode
 from mirrorwatch.core.detect.payload_search import MATCH, FnStep, Run, Step, c_content, c_pcre, done
 from mirrorwatch.rules.model import (
+    Base64Decode,
     Bsize,
     ByteExtract,
     ByteJump,
@@ -134,9 +137,13 @@ class Matcher:
 def compile_matches(matches, recursion_limit: int = DEFAULT_RECURSION_LIMIT) -> Matcher:
     """Compile a rule's payload keywords into ``fn(buf, ctx=None) -> bool``.
 
-    Keywords that are not payload keywords are ignored; an empty list matches
-    any buffer.  Raises ValueError for a keyword object it does not know.
+    An empty list matches any buffer.  Raises ValueError for a keyword object it does not know.
     """
+    return Matcher(_chain(matches), recursion_limit)
+
+
+def _chain(matches) -> Step:
+    """The first step of ``matches`` compiled, each step calling the next."""
     retry, relnext = _dependency_flags(matches)
     nxt = done
     for i in range(len(matches) - 1, -1, -1):
@@ -146,9 +153,11 @@ def compile_matches(matches, recursion_limit: int = DEFAULT_RECURSION_LIMIT) -> 
             nxt = _SEARCH_COMPILERS[kind](m, nxt, retry[i], relnext[i])
         elif kind in _BYTE_COMPILERS:
             nxt = FnStep(_BYTE_COMPILERS[kind](m, nxt))
+        elif kind is Base64Decode:  # a terminal step: its base64_data keywords end the list
+            nxt = FnStep(c_base64_decode(m, _chain(m.data) if m.data else None))
         else:
             raise ValueError(f"not a payload keyword: {kind.__name__}")
-    return Matcher(nxt, recursion_limit)
+    return nxt
 
 
 _CACHE: dict[int, tuple[list, object]] = {}

@@ -2,7 +2,7 @@
 
 Per direction a flow remembers which header table its packets use, how far its
 stream was inspected, the bytes a gap would have discarded before inspection and
-its hyperscan stream; per flow its flowbits, by_flow thresholds and how far each
+its hyperscan stream; per flow its flowbits, flowints, by_flow thresholds and how far each
 stream rule already alerted.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 class FlowDet:
     """Detect's per-flow scratch (``flow.det``)."""
 
-    __slots__ = ("hdr0", "hdr1", "bits", "passed", "est", "est_after", "prog", "held", "gaps", "thr", "alerted_upto",
+    __slots__ = ("hdr0", "hdr1", "bits", "ints", "passed", "est", "est_after", "prog", "held", "gaps", "thr", "alerted_upto",
                  "piece_offs", "lead", "lits", "txp", "txa", "txprog", "guessed")
 
     def __init__(self) -> None:
@@ -26,6 +26,7 @@ class FlowDet:
         self.hdr0: dict | None = None
         self.hdr1: dict | None = None
         self.bits: set | None = None
+        self.ints: dict | None = None  # flowint name -> value (``detect.flowint``)
         self.passed = False
         self.prog = [0, 0]  # stream offset up to which each direction was inspected
         # containers below stay None/empty until used: most sessions never need them

@@ -27,12 +27,19 @@ only new bytes are scanned.  Bytes too long to be remembered are scanned without
 being looked up (hashing them would cost about what their scan does).  Bytes are
 compared rather than assumed settled once ready: an interim 1xx response's status
 line and trailers after a chunked body do change a buffer.  A buffer shorter than
-its database's shortest literal is not scanned at all.
+its database's shortest literal is not scanned at all.  A buffer joined from
+parts the transaction keeps (``http.start``, ``http.message``: the start line,
+the header block, the body) is looked up by its parts instead
+(``TxScanner.by_parts``): equal parts make equal bytes, a bytes object keeps its
+hash (so each part is hashed once, also for its own buffer's lookup), and the
+buffer is joined only to be scanned.
 
 The buffers a packet's inspection gets are kept until its candidates are judged
-(``tx_bufs``): a candidate's verification takes its buffers from there, as
-Suricata makes a transaction's inspection buffer once per detection run,
-whichever prefilter engine or rule asks for it first.
+(``tx_bufs``: per transaction a list by group slot, ``txrule.new_bufs``): a
+candidate's verification takes its buffers from there, or makes one not got yet
+(a joined buffer its memo knew), as Suricata makes a transaction's inspection
+buffer once per detection run, whichever prefilter engine or rule asks for it
+first.
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ from mirrorwatch.core.detect.compile import CRule
 from mirrorwatch.core.detect.hsdb import BlockScanner, database, literal_length
 from mirrorwatch.core.detect.judge import pre, write_flowbits
 from mirrorwatch.core.detect.state import FlowDet
-from mirrorwatch.core.detect.txrule import TxSpec, prefilter_group, transformed
+from mirrorwatch.core.detect.txrule import TxSpec, new_bufs, prefilter_group, transformed
 from mirrorwatch.core.events import Alert
 
 TXA_PRUNE = 64  # transactions remembered per flow before the ones the parser let go are forgotten
@@ -67,12 +74,14 @@ class TxScanner:
     keywords; its slot, side, readiness, getter and transforms unpacked), the block scanner of its
     literals and the rule tuples each literal wakes.  ``shortest``: the length of its shortest
     literal; a buffer shorter than that holds none and is not scanned.  ``known``: bytes scanned
-    (a tuple for a multi-buffer) -> the rule tuples their literals woke, up to ``limit`` bytes of
-    keys in all (``known_bytes``); full, it starts over.  ``memo_max``: the longest bytes kept
-    there (``SCAN_MEMO_BYTES``, or ``limit`` if less); longer ones are not even looked up."""
+    (a tuple for a multi-buffer; the parts for a ``by_parts`` buffer) -> the rule tuples their
+    literals woke, up to ``limit`` bytes of buffers in all (``known_bytes``); full, it starts
+    over.  ``memo_max``: the longest buffer kept there (``SCAN_MEMO_BYTES``, or ``limit`` if
+    less); longer ones are not even looked up.  ``by_parts``: an untransformed buffer joined from
+    parts (``buffers.Getter.parted``: a start line and header block...), looked up by its parts."""
 
-    __slots__ = ("get", "group", "known", "known_bytes", "limit", "memo_max", "ready", "rules", "scanner",
-                 "shortest", "side", "slot", "transforms")
+    __slots__ = ("by_parts", "get", "group", "known", "known_bytes", "limit", "memo_max", "ready", "rules",
+                 "scanner", "shortest", "side", "slot", "transforms")
 
     def __init__(self, group, scanner: BlockScanner, rules: tuple, shortest: int, limit: int) -> None:
         self.group = group
@@ -81,6 +90,7 @@ class TxScanner:
         self.ready = group.ready
         self.get = group.get
         self.transforms = group.transforms
+        self.by_parts = group.get.parted and not group.transforms
         self.scanner = scanner
         self.rules = rules
         self.shortest = shortest
@@ -89,12 +99,12 @@ class TxScanner:
         self.limit = limit
         self.memo_max = min(SCAN_MEMO_BYTES, limit)
 
-    def remember(self, data, size: int, woken: list) -> None:
-        """Keep what scanning ``data`` (``size`` bytes, at most ``memo_max``) woke."""
+    def remember(self, key, size: int, woken: list) -> None:
+        """Keep what scanning the buffer ``key`` stands for (``size`` bytes, at most ``memo_max``) woke."""
         if self.known_bytes + size > self.limit:
             self.known.clear()
             self.known_bytes = 0
-        self.known[data] = woken
+        self.known[key] = woken
         self.known_bytes += size
 
 
@@ -114,12 +124,13 @@ class TxMixin:
                 scanners.append(TxScanner(prefilter_group(key), BlockScanner(db), rules, shortest, limit))
             self.tx_pref[k] = tuple(scanners)
         self.tx_always = plan["tx_always"]
-        # per transaction (id) inspected on the current packet: {group slot: its buffer} (``TxSpec.match``)
+        # per transaction (id) inspected on the current packet: its buffers by group slot
+        # (``txrule.new_bufs``, ``TxSpec.match``)
         self.tx_bufs: dict = {}
         self.has_tx = bool(self.tx_pref or self.tx_always)
         self.tx_patterns = plan["tx_patterns"]
 
-    @cython.locals(fd=FlowDet, d=cython.int, out=dict, bufs=dict, got=dict, cands=set, todo=list)
+    @cython.locals(fd=FlowDet, d=cython.int, out=dict, bufs=dict, got=list, cands=set, todo=list)
     def _tx_cands(self, flow, fd, d: int) -> dict | None:
         """{rule number: [transactions]} to judge on a packet of direction ``d``."""
         app = flow.app
@@ -144,7 +155,7 @@ class TxMixin:
         bufs.clear()  # the buffers got for the last packet's transactions
         for tx in todo:
             cands = set(always)
-            got = bufs[tx.tx_id] = {}
+            got = bufs[tx.tx_id] = new_bufs()
             scans = prefilter_tx(tx, scanners, cands, got)
             if scans:
                 self.c["tx_scans"] += scans
@@ -193,7 +204,7 @@ class TxMixin:
         self.c["tx_inspected"] += 1
         got = self.tx_bufs.get(tx.tx_id)
         if got is None:
-            got = self.tx_bufs[tx.tx_id] = {}
+            got = self.tx_bufs[tx.tx_id] = new_bufs()
         return spec.match(tx, d, self.recursion_limit, got)
 
     @cython.locals(cr=CRule)
@@ -229,48 +240,75 @@ class TxMixin:
         alerts.append(Alert(pkt, flow, to_server, cr.rule, 0, pkt.payload, "packet", tx))
 
 
-def prefilter_tx(tx, scanners: tuple, cands: set, got: dict) -> int:
+def prefilter_tx(tx, scanners: tuple, cands: set, got: list) -> int:
     """Add to ``cands`` the rules whose fast pattern is in one of ``tx``'s ready buffers; returns
     the scans made.  Bytes their database knows (``TxScanner.known``) are not scanned again, nor
     a buffer shorter than its shortest literal; a buffer too long to be remembered is not looked
     up (hashing it would cost about what its scan does).  The buffers go into ``got`` (by group
-    slot), for the candidates' verification."""
+    slot: ``txrule.new_bufs``), for the candidates' verification; a ``by_parts`` buffer is looked
+    up by its parts (hashed once, when their own buffers are) and joined only to be scanned: on
+    a hit it is left for a candidate's verification to make."""
     ts = tx.progress_ts
     tc = tx.progress_tc
     scans = 0
     for s in scanners:
         if (tc if s.side else ts) < s.ready:
             continue
-        data = s.get(tx)
-        if s.transforms and data is not None:
-            data = transformed(s.transforms, data)
-        got[s.slot] = data
-        if not data:
-            continue
-        multi = type(data) is tuple
-        if multi:  # a multi-buffer: each item
-            size = 0
-            for item in data:
-                size += len(item)
+        data = None
+        if s.by_parts:
+            key = s.get.parts(tx)
+            if key is None:
+                got[s.slot] = None
+                continue
+            size = s.get.size(key)
+            memo = size <= s.memo_max
         else:
-            size = len(data)
-        memo = (multi or type(data) is bytes) and size <= s.memo_max
-        woken = s.known.get(data) if memo else None
+            key = data = s.get.fetch(tx)
+            if s.transforms and data is not None:
+                key = data = transformed(s.transforms, data)
+            got[s.slot] = data
+            if not data:
+                continue
+            size = _size(data)
+            memo = (type(data) is tuple or type(data) is bytes) and size <= s.memo_max
+        woken = s.known.get(key) if memo else None
         if woken is None:
+            if data is None:
+                data = got[s.slot] = s.get.join(key)
             woken = []
-            shortest = s.shortest
-            if multi:
-                for item in data:
-                    if len(item) >= shortest:
-                        scans += 1
-                        _wake(s, item, woken)
-            elif size >= shortest:
-                scans += 1
-                _wake(s, data, woken)
+            scans += _scan(s, data, size, woken)
             if memo:
-                s.remember(data, size, woken)
+                s.remember(key, size, woken)
         for nums in woken:
             cands.update(nums)
+    return scans
+
+
+def _size(data) -> int:
+    """The bytes of a buffer (the sum of its items' for a multi-buffer)."""
+    if type(data) is not tuple:
+        return len(data)
+    size = 0
+    for item in data:
+        size += len(item)
+    return size
+
+
+def _scan(s: TxScanner, data, size: int, woken: list) -> int:
+    """Append to ``woken`` the rule tuples of the literals ``s`` finds in ``data`` (``size``
+    bytes; each item of a multi-buffer on its own), scanning what can hold a literal; returns the
+    scans made."""
+    shortest = s.shortest
+    if type(data) is not tuple:
+        if size < shortest:
+            return 0
+        _wake(s, data, woken)
+        return 1
+    scans = 0
+    for item in data:
+        if len(item) >= shortest:
+            scans += 1
+            _wake(s, item, woken)
     return scans
 
 

@@ -2,13 +2,18 @@
 # candidate (``ready``, ``match``) is C calls; everything else stays plain Python.
 cimport cython
 
+from mirrorwatch.core.detect.buffers cimport Getter
 from mirrorwatch.core.detect.payload cimport Matcher
 
 
 cdef class Group:
-    cdef public object name, key, get, transforms, matches, slot
+    cdef public object name, key, transforms, matches
+    cdef public Getter get
+    cdef public Py_ssize_t slot
     cdef public int side, ready
     cdef public Matcher match
+
+    cpdef object data(self, object tx)
 
 
 cdef class TxSpec:
@@ -19,4 +24,7 @@ cdef class TxSpec:
     cpdef bint ready(self, object tx, int d) except -1
 
     @cython.locals(g=Group, m=Matcher)
-    cpdef bint match(self, object tx, int d, Py_ssize_t recursion_limit, dict bufs) except -1
+    cpdef bint match(self, object tx, int d, Py_ssize_t recursion_limit, list bufs) except -1
+
+
+cpdef list new_bufs()

@@ -28,8 +28,13 @@ SAME_LIST = {"http.response_body": "file.data"}
 
 
 # group key -> the small number that names its buffer among a transaction's buffers got for one
-# packet (``TxSpec.match``'s ``bufs``): an int hashes for nothing, a key tuple anew at each lookup
+# packet (``TxSpec.match``'s ``bufs``, a list indexed by slot: ``new_bufs``)
 _SLOTS: dict = {}
+
+
+def new_bufs() -> list:
+    """The buffers of a transaction got for one packet, by group slot: none got yet (``MISSING``)."""
+    return [MISSING] * len(_SLOTS)
 
 
 class Group:
@@ -45,7 +50,7 @@ class Group:
 
     def data(self, tx):
         """The buffer's bytes for ``tx`` (a tuple for a multi-buffer), transformed; None if absent."""
-        return transformed(self.transforms, self.get(tx))
+        return transformed(self.transforms, self.get.fetch(tx))
 
 
 def transformed(transforms: tuple, v):
@@ -85,12 +90,12 @@ class TxSpec:
         ts, tc = self.needs[d]
         return tx.progress_ts >= ts and tx.progress_tc >= tc
 
-    def match(self, tx, d: int, recursion_limit: int, bufs: dict) -> bool:
+    def match(self, tx, d: int, recursion_limit: int, bufs: list) -> bool:
         """Every group matches its buffer of ``tx``; ``bufs``: the buffers of ``tx`` got so far
-        while inspecting this packet, by group slot (as Suricata's per-transaction inspection
-        buffers: each made once, whichever rule or prefilter asks first)."""
+        while inspecting this packet, by group slot (``new_bufs``; as Suricata's per-transaction
+        inspection buffers: each made once, whichever rule or prefilter asks first)."""
         for g in self.groups[d]:
-            data = bufs.get(g.slot, MISSING)
+            data = bufs[g.slot]
             if data is MISSING:
                 data = bufs[g.slot] = g.data(tx)
             if data is None:

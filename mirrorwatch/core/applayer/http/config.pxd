@@ -1,7 +1,13 @@
 # Compiled with its .py (mirrorwatch.COMPILED): every HTTP flow makes an HttpStats, a C struct of
-# counters (read by name, as before) that the parser adds to as C numbers; HttpConfig stays a
-# Python class.
+# counters (read by name, as before) that the parser adds to as C numbers; HttpConfig's limits
+# are C fields the parser reads in C.
 from mirrorwatch.core.applayer.common cimport ParserStats
+
+cdef class HttpConfig:
+    cdef public long long request_body_limit, response_body_limit, compression_bomb_limit
+    cdef public long long decompress_layer_limit, max_tx, field_limit, flow_memcap
+    cdef public long long header_repetitions, max_headers
+    cdef public tuple file_hashes
 
 cdef class HttpStats(ParserStats):
     cdef public long long ignored_lines, truncated_lines, header_errors, body_truncated

@@ -8,7 +8,7 @@ from mirrorwatch.core.applayer.http.headers import has_token
 TRANSFER_ENCODING = b"transfer-encoding"
 CONTENT_LENGTH = b"content-length"
 CHUNKED = b"chunked"
-_DIGITS = b"0123456789"
+_ZERO, _NINE = 0x30, 0x39  # ASCII '0', '9'
 MAX_CONTENT_LENGTH = (1 << 63) - 1
 
 
@@ -26,16 +26,22 @@ class Framing:
 def parse_content_length(value: bytes) -> int | None:
     """libhtp's reading of Content-Length: leading junk and trailing junk are
     skipped (libhtp warns), the first run of digits counts; None if none."""
+    p = value  # compiled: the bytes read in C
+    size = len(value)
     start = 0
-    while start < len(value) and value[start] not in _DIGITS:
+    while start < size and not _ZERO <= p[start] <= _NINE:
         start += 1
-    end = start
-    while end < len(value) and value[end] in _DIGITS:
-        end += 1
-    if start == end:
+    if start == size:
         return None
-    length = int(value[start:end])
-    return length if length <= MAX_CONTENT_LENGTH else None
+    length = 0
+    for end in range(start, size):
+        digit = p[end] - _ZERO
+        if not 0 <= digit <= _NINE - _ZERO:
+            break
+        if length > (MAX_CONTENT_LENGTH - digit) // 10:
+            return None  # more than MAX_CONTENT_LENGTH, and more digits only add to it
+        length = length * 10 + digit
+    return length
 
 
 def body_framing(headers_te: bytes | None, headers_cl: bytes | None,

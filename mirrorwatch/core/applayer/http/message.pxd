@@ -1,5 +1,5 @@
 # Bodies and message ends (message.py): typed methods of the parser's cdef class chain
-# (see stream.pxd); the body states are cpdef, being entries of the state table in state.py.
+# (see stream.pxd); the body states are C methods, called by the state-table switch (response_side.py).
 cimport cython
 
 from mirrorwatch.core.applayer.http.body cimport BodyCollector, content_layers
@@ -18,20 +18,21 @@ cdef class MessageMachine(StreamMachine):
     @cython.locals(request=bint, tx=HttpTx)
     cdef void _start_body(self, Side side, object framing, long long length)
     cdef void _body_bytes(self, Side side, bytes data)
-    cdef void _inside_length_body(self, Side side, bytes data)
+    @cython.locals(size=Py_ssize_t)
+    cdef Py_ssize_t _length_body_segment(self, Side side, object data) except -1
     @cython.locals(added=Py_ssize_t, collector=BodyCollector, tx=HttpTx)
     cdef void _keep(self, Side side, bytes data)
     @cython.locals(size=Py_ssize_t)
-    cpdef bint _body_length(self, Side side)
-    cpdef bint _body_close(self, Side side)
+    cdef bint _body_length(self, Side side) except -1
+    cdef bint _body_close(self, Side side) except -1
     @cython.locals(line=bytes, text=bytes)
-    cpdef bint _chunk_size(self, Side side)
+    cdef bint _chunk_size(self, Side side) except -1
     @cython.locals(size=Py_ssize_t)
-    cpdef bint _chunk_data(self, Side side)
+    cdef bint _chunk_data(self, Side side) except -1
     @cython.locals(lf=Py_ssize_t)
-    cpdef bint _chunk_end(self, Side side)
+    cdef bint _chunk_end(self, Side side) except -1
     @cython.locals(tx=HttpTx)
-    cpdef bint _trailers(self, Side side)
+    cdef bint _trailers(self, Side side) except -1
     cdef bint _gap_in_body(self, Side side, long long size) except -1
     @cython.locals(collector=BodyCollector, tx=HttpTx)
     cdef void _finish_body(self, Side side)

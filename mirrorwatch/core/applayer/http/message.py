@@ -82,11 +82,16 @@ class MessageMachine(StreamMachine):
         side.wire += len(data)
         self._keep(side, data)
 
-    def _inside_length_body(self, side: Side, data: bytes) -> None:
-        """Bytes that fall wholly inside a Content-Length body, nothing buffered before them:
-        ``_body_length``'s work without their trip through the direction's buffer."""
-        self._body_bytes(side, data)
-        side.remaining -= len(data)
+    def _length_body_segment(self, side: Side, data: bytes | memoryview) -> int:
+        """Bytes of a Content-Length body, nothing buffered before them: ``_body_length``'s work
+        in one step, without their trip through the direction's buffer. Returns how many of
+        ``data`` the body took (when it took its last byte, the message is done)."""
+        size = min(len(data), side.remaining)
+        self._body_bytes(side, bytes(data[:size]) if size < len(data) else bytes(data))
+        side.remaining -= size
+        if side.remaining == 0:
+            self._message_done(side)
+        return size
 
     def _keep(self, side: Side, data: bytes) -> None:
         collector = side.collector

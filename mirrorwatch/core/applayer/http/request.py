@@ -7,6 +7,7 @@ from typing import NamedTuple
 from mirrorwatch.core.applayer.http.framing import (
     CONTENT_LENGTH, TRANSFER_ENCODING, Framing, body_framing,
 )
+from mirrorwatch.core.applayer.http.headers import same_name
 from mirrorwatch.core.applayer.http.transaction import HttpTx
 from mirrorwatch.core.applayer.http.uri import (
     UriParts, normalize_hostname, parse_port, split_hostport, split_uri,
@@ -18,7 +19,8 @@ _SP, _HT, _CR = 0x20, 0x09, 0x0D  # SPACE_BYTES is SP and the run HT LF VT FF CR
 # RFC 7230 token characters (libhtp htp_is_token): visible ASCII minus separators.
 _SEPARATORS = frozenset(b'()<>@,;:\\"/[]?={} \t')
 TOKEN_BYTES = frozenset(b for b in range(0x21, 0x7F) if b not in _SEPARATORS)
-_TOKEN = bytes(sorted(TOKEN_BYTES))  # for bytes.translate: deleting these leaves the non-token bytes
+_TOKEN_TABLE = bytes(b in TOKEN_BYTES for b in range(256))  # 1 at each token byte
+_SLASH = 0x2F
 HTTP_PREFIX = b"HTTP/"
 # libhtp htp_convert_method_to_number's list.
 KNOWN_METHODS = frozenset((
@@ -39,15 +41,34 @@ class RequestLine(NamedTuple):
     protocol: bytes | None
 
 
-def _first_space(data: bytes, start: int) -> int:
+def first_space(data: bytes, start: int) -> int:
+    """The first white space at or after ``start`` (``len(data)`` if none)."""
     p = data  # compiled: the bytes read in C
     for pos in range(start, len(data)):
-        if _is_space(p[pos]):
+        if is_space(p[pos]):
             return pos
     return len(data)
 
 
-def _is_space(byte: int) -> bool:
+def skip_space(data: bytes, start: int) -> int:
+    """The first position at or after ``start`` that is not white space (``len(data)`` if none)."""
+    p = data
+    for pos in range(start, len(data)):
+        if not is_space(p[pos]):
+            return pos
+    return len(data)
+
+
+def trim_space(data: bytes, start: int) -> int:
+    """The end of ``data`` without its trailing white space, not before ``start``."""
+    p = data
+    end = len(data)
+    while end > start and is_space(p[end - 1]):
+        end -= 1
+    return end
+
+
+def is_space(byte: int) -> bool:
     """htp_is_space: SP, or HT, LF, VT, FF, CR (``SPACE_BYTES``)."""
     return byte == _SP or _HT <= byte <= _CR
 
@@ -62,26 +83,37 @@ def looks_like_request_line(line: bytes) -> bool:
     requests, while header lines, most body text and binary garbage between
     messages do not.
     """
-    data = line.strip(SPACE_BYTES)
-    end = _first_space(data, 0)
-    method = data[:end]
-    if not method or method.translate(None, _TOKEN):
+    start = skip_space(line, 0)
+    stop = trim_space(line, start)
+    end = min(first_space(line, start), stop)
+    if end == start or not _all_token(line, start, end):
         return False
-    if method.upper() in KNOWN_METHODS:
+    if line[start:end].upper() in KNOWN_METHODS:
         return True
-    target = data[end:].lstrip(SPACE_BYTES)
-    if not target:
+    target = skip_space(line, end)
+    if target >= stop:
         return False
-    last = data[_last_space(data) + 1:]
-    return target[:1] == b"/" or last[:len(HTTP_PREFIX)].upper() == HTTP_PREFIX
+    last = _last_space(line, start, stop) + 1
+    return line[target] == _SLASH or line[last:min(last + len(HTTP_PREFIX), stop)].upper() == HTTP_PREFIX
 
 
-def _last_space(data: bytes) -> int:
+def _all_token(data: bytes, start: int, end: int) -> bool:
+    """Whether ``data[start:end]`` is all token bytes (``TOKEN_BYTES``)."""
     p = data
-    for pos in range(len(data) - 1, -1, -1):
-        if _is_space(p[pos]):
+    table = _TOKEN_TABLE
+    for pos in range(start, end):
+        if not table[p[pos]]:
+            return False
+    return True
+
+
+def _last_space(data: bytes, start: int, stop: int) -> int:
+    """The last white space of ``data[start:stop]``, else ``start - 1``."""
+    p = data
+    for pos in range(stop - 1, start - 1, -1):
+        if is_space(p[pos]):
             return pos
-    return -1
+    return start - 1
 
 
 def parse_request_line(line: bytes) -> RequestLine:
@@ -96,16 +128,18 @@ def parse_request_line(line: bytes) -> RequestLine:
 
 def _split_request_line(line: bytes) -> tuple[bytes, bytes | None, bytes | None]:
     """``parse_request_line``'s fields as a plain tuple."""
-    data = line.lstrip(SPACE_BYTES)
-    end = _first_space(data, 0)
-    method, rest = data[:end], data[end:].lstrip(SPACE_BYTES)
-    if not rest:
+    start = skip_space(line, 0)
+    end = first_space(line, start)
+    method = line[start:end]
+    rest = skip_space(line, end)
+    if rest == len(line):
         return method, None, None
-    uri_end = rest.find(b" ")
+    uri_end = line.find(b" ", rest)
     if uri_end < 0:
-        uri_end = _first_space(rest, 0)
-    uri, protocol = rest[:uri_end], rest[uri_end:].strip(SPACE_BYTES)
-    return method, uri, protocol or None
+        uri_end = first_space(line, rest)
+    first = skip_space(line, uri_end)
+    last = trim_space(line, first)
+    return method, line[rest:uri_end], line[first:last] if last > first else None
 
 
 def apply_request_line(tx: HttpTx, line: bytes) -> None:
@@ -149,7 +183,7 @@ def apply_host_header(tx: HttpTx) -> None:
 
 def is_method(tx: HttpTx, method: bytes) -> bool:
     """Case-insensitive method test (a lowercase ``head`` gets HEAD's framing)."""
-    return tx.method is not None and tx.method.upper() == method
+    return tx.method is not None and same_name(tx.method, method)
 
 
 def request_framing(tx: HttpTx) -> tuple[Framing, int, bool]:

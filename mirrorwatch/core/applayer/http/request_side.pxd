@@ -1,12 +1,12 @@
 # The request direction's states (request_side.py): typed methods of the parser's cdef class
-# chain (see stream.pxd); the states are cpdef, being entries of the state table in state.py.
+# chain (see stream.pxd); the states are C methods, called by the state-table switch (response_side.py).
 cimport cython
 
 from mirrorwatch.core.applayer.http.message cimport MessageMachine
 from mirrorwatch.core.applayer.http.request cimport (
     apply_host_header, apply_request_line, looks_like_request_line, request_framing,
 )
-from mirrorwatch.core.applayer.http.stream cimport Side
+from mirrorwatch.core.applayer.http.stream cimport Side, stopped
 from mirrorwatch.core.applayer.http.transaction cimport HttpTx
 
 cdef class RequestMachine(MessageMachine):
@@ -15,14 +15,12 @@ cdef class RequestMachine(MessageMachine):
     cdef public object _connect_tx
 
     @cython.locals(line=bytes, content=bytes, tx=HttpTx)
-    cpdef bint _ts_idle(self, Side side)
+    cdef bint _ts_idle(self, Side side) except -1
     @cython.locals(tx=HttpTx)
     cdef HttpTx _new_tx(self)
-    cpdef bint _ts_protocol(self, Side side)
+    cdef bint _ts_protocol(self, Side side) except -1
     cdef void _settle_http09(self, Side side)
     @cython.locals(tx=HttpTx)
-    cpdef bint _ts_headers(self, Side side)
+    cdef bint _ts_headers(self, Side side) except -1
     @cython.locals(excess=Py_ssize_t)
-    cpdef bint _ts_connect_wait(self, Side side)
-    cpdef bint _ts_discard(self, Side side)
-    cdef void _resume_requests(self, Side side)
+    cdef bint _ts_connect_wait(self, Side side) except -1

@@ -8,7 +8,7 @@ from mirrorwatch.core.applayer.http.message import MessageMachine
 from mirrorwatch.core.applayer.http.request import (
     SPACE_BYTES, apply_host_header, apply_request_line, looks_like_request_line, request_framing,
 )
-from mirrorwatch.core.applayer.http.stream import STOPPED, Phase, Side, chomp
+from mirrorwatch.core.applayer.http.stream import Phase, Side, chomp, stopped
 from mirrorwatch.core.applayer.http.transaction import HttpTx
 
 
@@ -48,7 +48,7 @@ class RequestMachine(MessageMachine):
         tx = HttpTx(self._next_id)
         self._next_id += 1
         self.stats.txs += 1
-        if self._tc.phase in STOPPED:
+        if stopped(self._tc.phase):
             tx.progress_tc = PROGRESS_COMPLETE
         self.txs.append(tx)
         return tx
@@ -101,15 +101,4 @@ class RequestMachine(MessageMachine):
             self.stats.memcap_hits += 1
             del side.buf[len(side.buf) - excess:]
         return False
-
-    def _ts_discard(self, side: Side) -> bool:
-        self.stats.ignored_bytes += side.drop_buffer()
-        return False
-
-    def _resume_requests(self, side: Side) -> None:
-        """The CONNECT was refused: parse the waiting bytes as HTTP again."""
-        self._connect_tx = None
-        if side.phase == Phase.CONNECT_WAIT:
-            side.phase = Phase.IDLE
-            self._run(side)
 

@@ -7,20 +7,27 @@ from typing import NamedTuple
 from mirrorwatch.core.applayer.http.framing import (
     CONTENT_LENGTH, TRANSFER_ENCODING, Framing, body_framing, parse_content_length,
 )
-from mirrorwatch.core.applayer.http.request import CONNECT, HEAD, SPACE_BYTES, is_method
+from mirrorwatch.core.applayer.http.request import (
+    CONNECT, HEAD, first_space, is_method, is_space, skip_space, trim_space,
+)
+from mirrorwatch.core.applayer.http.headers import same_name
 from mirrorwatch.core.applayer.http.transaction import HttpTx
 
 _HTTP = b"HTTP"
-_LEADING = SPACE_BYTES + b"\x00"
+_NUL = 0x00
 # libhtp HTP_VALID_STATUS_MIN / MAX
 STATUS_MIN = 100
 STATUS_MAX = 999
+_SP, _HT, _ZERO = 0x20, 0x09, 0x30  # the bytes the status code scan looks at
 SWITCHING_PROTOCOLS = 101
 NO_CONTENT = 204
 NOT_MODIFIED = 304
 INFORMATIONAL = range(100, 200)
 SUCCESS = range(200, 300)
 CLIENT_ERROR = range(400, 500)
+# the ranges' bounds (compiled: C constants, so a status is placed by C comparisons)
+_INFORMATIONAL_LOW, _INFORMATIONAL_HIGH = INFORMATIONAL.start, INFORMATIONAL.stop
+_SUCCESS_LOW, _SUCCESS_HIGH = SUCCESS.start, SUCCESS.stop
 
 
 class StatusLine(NamedTuple):
@@ -32,7 +39,11 @@ class StatusLine(NamedTuple):
 def looks_like_status_line(line: bytes) -> bool:
     """libhtp's test (inverse of htp_treat_response_line_as_body): "HTTP" after
     any white space or NUL bytes, in any case."""
-    return line.lstrip(_LEADING)[:len(_HTTP)].upper() == _HTTP
+    p = line  # compiled: the bytes read in C
+    start = 0
+    while start < len(line) and (p[start] == _NUL or is_space(p[start])):
+        start += 1
+    return same_name(line[start:start + len(_HTTP)], _HTTP)
 
 
 def parse_status_line(line: bytes) -> StatusLine:
@@ -40,22 +51,43 @@ def parse_status_line(line: bytes) -> StatusLine:
     return StatusLine(*_split_status_line(line))
 
 
-def _split_status_line(line: bytes) -> list[bytes | None]:
-    """``parse_status_line``'s fields as a plain list."""
-    fields = line.strip(SPACE_BYTES).split(None, 2)
-    while len(fields) < 3:
-        fields.append(None)
-    return fields
+def _split_status_line(line: bytes) -> tuple:
+    """``parse_status_line``'s fields as a plain tuple: the line without its white space around
+    it, split at white space into at most three fields (``bytes.split(None, 2)``), None for each
+    one missing."""
+    start = skip_space(line, 0)
+    stop = trim_space(line, start)
+    if start == stop:
+        return None, None, None
+    end = min(first_space(line, start), stop)
+    second = skip_space(line, end)
+    if second >= stop:
+        return line[start:end], None, None
+    second_end = min(first_space(line, second), stop)
+    third = skip_space(line, second_end)
+    return line[start:end], line[second:second_end], line[third:stop] if third < stop else None
 
 
 def parse_status_code(status: bytes | None) -> int | None:
     """The status as a number in 100..999 (blanks allowed around it), else None."""
     if status is None:
         return None
-    digits = status.strip(b" \t")
-    if not digits.isdigit():
+    p = status  # compiled: the bytes read in C
+    start = 0
+    end = len(status)
+    while start < end and (p[start] == _SP or p[start] == _HT):
+        start += 1
+    while end > start and (p[end - 1] == _SP or p[end - 1] == _HT):
+        end -= 1
+    if start == end:
         return None
-    code = int(digits)
+    code = 0
+    for pos in range(start, end):
+        digit = p[pos] - _ZERO
+        if not 0 <= digit <= 9:
+            return None
+        if code <= STATUS_MAX:  # (a longer number is out of range: only its digits are checked)
+            code = code * 10 + digit
     return code if STATUS_MIN <= code <= STATUS_MAX else None
 
 
@@ -75,17 +107,18 @@ def response_framing(tx: HttpTx) -> tuple[Framing, int, bool]:
     code = tx.status_code or 0
     te = tx.response_header(TRANSFER_ENCODING)
     cl = tx.response_header(CONTENT_LENGTH)
-    if is_method(tx, CONNECT) and code in SUCCESS:
+    informational = _INFORMATIONAL_LOW <= code < _INFORMATIONAL_HIGH
+    if is_method(tx, CONNECT) and _SUCCESS_LOW <= code < _SUCCESS_HIGH:
         return Framing.TUNNEL, 0, False
     if code == SWITCHING_PROTOCOLS and te is None and cl is None:
         return Framing.TUNNEL, 0, False
-    if code in INFORMATIONAL and code != SWITCHING_PROTOCOLS and te is None:
+    if informational and code != SWITCHING_PROTOCOLS and te is None:
         length = parse_content_length(cl) if cl is not None else None
         if not length:
             return Framing.INTERIM, 0, False
     if is_method(tx, HEAD):
         return Framing.NONE, 0, False
-    if (code in INFORMATIONAL or code in (NO_CONTENT, NOT_MODIFIED)) and te is None and cl is None:
+    if (informational or code == NO_CONTENT or code == NOT_MODIFIED) and te is None and cl is None:
         return Framing.NONE, 0, False
     if te is None and cl is None:
         return Framing.CLOSE, 0, False

@@ -1,8 +1,9 @@
-"""The response direction's states (see the table in state.py)."""
+"""The response direction's states (see the table in state.py), and the loop that runs
+either direction's table (this being the first class that has the actions of both)."""
 
 from __future__ import annotations
 
-from mirrorwatch.core.applayer.common import PROGRESS_COMPLETE, PROGRESS_HEADERS, PROGRESS_LINE
+from mirrorwatch.core.applayer.common import PROGRESS_COMPLETE, PROGRESS_HEADERS, PROGRESS_LINE, TO_SERVER
 from mirrorwatch.core.applayer.http.framing import Framing
 from mirrorwatch.core.applayer.http.headers import has_token
 from mirrorwatch.core.applayer.http.request import SPACE_BYTES
@@ -10,20 +11,59 @@ from mirrorwatch.core.applayer.http.request_side import RequestMachine
 from mirrorwatch.core.applayer.http.response import (
     CLIENT_ERROR, apply_status_line, looks_like_status_line, response_framing,
 )
-from mirrorwatch.core.applayer.http.stream import Phase, Side, chomp
+from mirrorwatch.core.applayer.http.stream import Phase, Side, chomp, stopped
 from mirrorwatch.core.applayer.http.transaction import HttpTx
 
 EXPECT = b"expect"
 CONTINUE_TOKEN = b"100-continue"
+# The phases the state-table switch tells apart, and the request direction (compiled: C constants).
+_TO_SERVER = TO_SERVER
+_IDLE, _PROTOCOL, _STATUS, _HEADERS = Phase.IDLE, Phase.PROTOCOL, Phase.STATUS, Phase.HEADERS
+_BODY_LENGTH, _BODY_CLOSE, _CONNECT_WAIT = Phase.BODY_LENGTH, Phase.BODY_CLOSE, Phase.CONNECT_WAIT
+_CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILERS = (
+    Phase.CHUNK_SIZE, Phase.CHUNK_DATA, Phase.CHUNK_END, Phase.TRAILERS)
 
 
 class ResponseMachine(RequestMachine):
-    """Handlers for the to-client side; each returns True to run again.
+    """Handlers for the to-client side; each returns True to run again. The state-table loop.
 
-    RequestMachine supplies ``_settle_http09`` and ``_resume_requests``.
+    RequestMachine supplies ``_settle_http09``.
     """
 
     __slots__ = ("tunnel", "_tc_next_id")
+
+    # -- the state table (state.py) ------------------------------------------
+    def _run(self, side: Side) -> None:
+        """Act on ``side``'s states while they make progress and it is parsed."""
+        while not stopped(side.phase) and self._step(side):
+            pass
+        side.compact()
+
+    def _step(self, side: Side) -> bool:
+        """The action of ``side``'s phase: a typed call (compiled: a C switch on the phase);
+        True to run again."""
+        phase = side.phase
+        if phase == _BODY_LENGTH:
+            return self._body_length(side)
+        if phase == _HEADERS:
+            return self._ts_headers(side) if side.direction == _TO_SERVER else self._tc_headers(side)
+        if phase == _IDLE:
+            return self._ts_idle(side) if side.direction == _TO_SERVER else self._tc_idle(side)
+        if phase == _CHUNK_SIZE:
+            return self._chunk_size(side)
+        if phase == _CHUNK_DATA:
+            return self._chunk_data(side)
+        if phase == _CHUNK_END:
+            return self._chunk_end(side)
+        if phase == _TRAILERS:
+            return self._trailers(side)
+        if phase == _BODY_CLOSE:
+            return self._body_close(side)
+        if phase == _PROTOCOL:
+            return self._ts_protocol(side)
+        if phase == _STATUS:
+            return self._tc_status(side)
+        return self._ts_connect_wait(side)  # CONNECT_WAIT, the last phase one side has
 
     # -- states ------------------------------------------------------------
     def _tc_idle(self, side: Side) -> bool:
@@ -115,6 +155,13 @@ class ResponseMachine(RequestMachine):
         expect = tx.request_header(EXPECT)
         if expect is not None and has_token(expect, CONTINUE_TOKEN):
             self._message_done(ts)
+
+    def _resume_requests(self, side: Side) -> None:
+        """The CONNECT was refused: parse the waiting bytes as HTTP again."""
+        self._connect_tx = None
+        if side.phase == Phase.CONNECT_WAIT:
+            side.phase = Phase.IDLE
+            self._run(side)
 
     def _peek_response_tx(self) -> HttpTx | None:
         for tx in self.txs:

@@ -3,13 +3,13 @@
 cimport cython
 
 from mirrorwatch.core.applayer.http.response_side cimport ResponseMachine
-from mirrorwatch.core.applayer.http.stream cimport Side
+from mirrorwatch.core.applayer.http.stream cimport Side, stopped
 from mirrorwatch.core.applayer.http.transaction cimport HttpTx
 
-cdef int _COMPLETE
+cdef int _COMPLETE, _BODY_LENGTH
 
 cdef class HttpState(ResponseMachine):
-    @cython.locals(side=Side)
+    @cython.locals(side=Side, taken=Py_ssize_t)
     cpdef void feed(self, int direction, object data)
     @cython.locals(side=Side)
     cpdef void gap(self, int direction, long long size)

@@ -4,9 +4,10 @@ Theory of operation
 -------------------
 Each direction (request bytes to the server, response bytes to the client)
 is a small state machine over its own byte buffer; the table below is the
-whole of it. Line-oriented states act only on complete lines (LF-terminated;
-a CR before it is dropped; at close the unterminated rest counts as a line),
-so any segmentation of the same bytes gives the same transactions. Body
+whole of it (``ResponseMachine._step`` acts on it: a C switch on the phase).
+Line-oriented states act only on complete lines (LF-terminated; a CR before
+it is dropped; at close the unterminated rest counts as a line), so any
+segmentation of the same bytes gives the same transactions. Body
 states consume bytes as they come. Every state tolerates what real traffic
 sends rather than giving up: lines that cannot start a message are skipped
 and counted, malformed framing falls back to "no body" and the next start
@@ -60,10 +61,11 @@ from __future__ import annotations
 from mirrorwatch.core.applayer.common import PROGRESS_COMPLETE, TO_CLIENT, TO_SERVER
 from mirrorwatch.core.applayer.http.config import DEFAULT_CONFIG, HttpConfig, HttpStats
 from mirrorwatch.core.applayer.http.response_side import ResponseMachine
-from mirrorwatch.core.applayer.http.stream import PHASES, STOPPED, Phase, Side
+from mirrorwatch.core.applayer.http.stream import Phase, Side, stopped
 from mirrorwatch.core.applayer.http.transaction import HttpTx
 
 _COMPLETE = PROGRESS_COMPLETE  # compiled: a C constant (read for every transaction after every packet)
+_BODY_LENGTH = Phase.BODY_LENGTH  # compiled: a C constant (read for every segment)
 _BODY_GAP_PHASES = frozenset((Phase.BODY_LENGTH, Phase.CHUNK_DATA, Phase.BODY_CLOSE))
 _RESYNC_GAP_PHASES = frozenset((Phase.IDLE, Phase.CHUNK_SIZE, Phase.CHUNK_END, Phase.TRAILERS,
                                 Phase.CONNECT_WAIT))
@@ -84,8 +86,8 @@ class HttpState(ResponseMachine):
         self._field_limit = config.field_limit
         self._memcap = config.flow_memcap
         self.tunnel = False
-        self._ts = Side(TO_SERVER, _HANDLERS[TO_SERVER])
-        self._tc = Side(TO_CLIENT, _HANDLERS[TO_CLIENT])
+        self._ts = Side(TO_SERVER)
+        self._tc = Side(TO_CLIENT)
         self._next_id = 0
         self._tc_next_id = 0
         self._connect_tx: HttpTx | None = None
@@ -96,12 +98,14 @@ class HttpState(ResponseMachine):
         side = self._side(direction)
         if side is None or not data:
             return
-        if side.closed or side.phase in STOPPED:
+        if side.closed or stopped(side.phase):
             self._count_dropped(side, len(data))
             return
-        if side.phase == Phase.BODY_LENGTH and side.pos == len(side.buf) and len(data) < side.remaining:
-            self._inside_length_body(side, bytes(data))  # a body segment, its message goes on
-            return
+        if side.phase == _BODY_LENGTH and side.pos == len(side.buf):
+            taken = self._length_body_segment(side, data)  # body bytes: not through the buffer
+            if taken == len(data):
+                return
+            data = data[taken:]
         side.buf += data
         self._run(side)
 
@@ -111,7 +115,7 @@ class HttpState(ResponseMachine):
         if side is None or size <= 0:
             return
         self.stats.gaps += 1
-        if side.closed or side.phase in STOPPED:
+        if side.closed or stopped(side.phase):
             self._count_dropped(side, size)
             return
         if side.phase in _BODY_GAP_PHASES and self._gap_in_body(side, size):
@@ -128,7 +132,7 @@ class HttpState(ResponseMachine):
         if side is None or side.closed:
             return
         side.closed = True
-        if side.phase not in STOPPED:
+        if not stopped(side.phase):
             self._run(side)
         if direction == TO_CLIENT:
             self._complete_responses()
@@ -205,31 +209,3 @@ def _poppable(tx: HttpTx) -> bool:
     """Complete both ways, handed out and unchanged since: its record is due."""
     return tx.progress_ts == _COMPLETE and tx.progress_tc == _COMPLETE and tx.reported and not tx.dirty
 
-
-# The state table: each phase's action, by name (a per-instance table of bound methods would
-# make every parser a reference cycle, left to the cycle collector).
-_BODY_ACTIONS = {
-    Phase.BODY_LENGTH: "_body_length", Phase.BODY_CLOSE: "_body_close",
-    Phase.CHUNK_SIZE: "_chunk_size", Phase.CHUNK_DATA: "_chunk_data",
-    Phase.CHUNK_END: "_chunk_end", Phase.TRAILERS: "_trailers",
-}
-_ACTIONS = {
-    TO_SERVER: {
-        Phase.IDLE: "_ts_idle", Phase.PROTOCOL: "_ts_protocol", Phase.HEADERS: "_ts_headers",
-        Phase.CONNECT_WAIT: "_ts_connect_wait", Phase.DISCARD: "_ts_discard", **_BODY_ACTIONS,
-    },
-    TO_CLIENT: {
-        Phase.IDLE: "_tc_idle", Phase.STATUS: "_tc_status", Phase.HEADERS: "_tc_headers",
-        **_BODY_ACTIONS,
-    },
-}
-
-
-def _handlers(actions: dict[int, str]) -> tuple:
-    """A direction's table as the Side runs it: indexed by phase, the unbound methods
-    (None where the direction has no such phase)."""
-    return tuple(getattr(HttpState, actions[phase]) if phase in actions else None
-                 for phase in range(PHASES))
-
-
-_HANDLERS = {direction: _handlers(actions) for direction, actions in _ACTIONS.items()}

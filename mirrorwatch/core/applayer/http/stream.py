@@ -1,17 +1,18 @@
 """One direction of an HTTP connection: its byte buffer, line reading and
-header blocks; the loop that runs a direction's state table. Shared by the
-request and the response side; see state.py for the state table, and
-message.py for bodies."""
+header blocks. Shared by the request and the response side; see state.py for
+the state table (run by response_side.py), and message.py for bodies."""
 
 from __future__ import annotations
 
 import cython
 
-from mirrorwatch.core.applayer.http.headers import HeaderResult, add_fields, unfold
+from mirrorwatch.core.applayer.http.headers import (
+    FOLDING_BYTES, HeaderResult, add_block, add_fields, find_byte, unfold,
+)
 from mirrorwatch.core.applayer.http.transaction import HttpTx
 
 CRLF = b"\r\n"
-_CR, _LF = 0x0D, 0x0A  # the bytes the compiled block scans look at
+_CR, _LF, _NUL, _TAB, _SPACE = 0x0D, 0x0A, 0x00, 0x09, 0x20  # the bytes the compiled block scans look at
 COMPACT_AT = 64 * 1024          # consumed bytes kept before the buffer is compacted
 
 
@@ -36,10 +37,12 @@ class Phase:
     FAILED = 13         # given up (gap in headers, max-tx)
 
 
-PHASES = Phase.FAILED + 1  # the size of a direction's state table
+_STOPPED_FROM = Phase.DISCARD  # DISCARD, TUNNEL, FAILED: the last phases (compiled: a C constant)
 
 
-STOPPED = frozenset((Phase.DISCARD, Phase.TUNNEL, Phase.FAILED))
+def stopped(phase: int) -> bool:
+    """Whether a direction in ``phase`` is no longer parsed (its bytes are counted and dropped)."""
+    return phase >= _STOPPED_FROM
 
 
 def chomp(line: bytes) -> bytes:
@@ -48,15 +51,13 @@ def chomp(line: bytes) -> bytes:
 
 
 class Side:
-    """Parse state of one direction; ``handlers`` is its state table (the action of
-    each phase, indexed by phase)."""
+    """Parse state of one direction (its state is ``phase``, in the table of state.py)."""
 
-    __slots__ = ("direction", "handlers", "buf", "pos", "phase", "tx", "closed", "remaining",
-                 "wire", "collector", "file_checked", "lines", "raw", "skip_to_lf")
+    __slots__ = ("direction", "buf", "pos", "phase", "tx", "closed", "remaining",
+                 "wire", "collector", "file_checked", "lines", "raw", "block", "skip_to_lf")
 
-    def __init__(self, direction: int, handlers: tuple) -> None:
+    def __init__(self, direction: int) -> None:
         self.direction = direction
-        self.handlers = handlers
         self.buf = bytearray()
         self.pos = 0
         self.phase = Phase.IDLE
@@ -68,6 +69,7 @@ class Side:
         self.file_checked = False   # the body's first byte asked whether it is a file
         self.lines: list[bytes] | None = None  # a header block's lines, while one is read
         self.raw = bytearray()
+        self.block: bytes | None = None  # a header block taken whole (no line of it folded)
         self.skip_to_lf = False
 
     def available(self) -> int:
@@ -96,8 +98,7 @@ class Side:
 
 class StreamMachine:
     """What both directions share: the connection's limits, counters and held
-    bytes; line and header-block reading; the state-table loop; marking
-    transactions changed.
+    bytes; line and header-block reading; marking transactions changed.
 
     The base of the chain MessageMachine (bodies, message ends) ->
     RequestMachine -> ResponseMachine -> HttpState, whose constructor sets
@@ -106,12 +107,6 @@ class StreamMachine:
 
     __slots__ = ("config", "stats", "txs", "failed", "_held", "_dirty", "_field_limit",
                  "_memcap")
-
-    def _run(self, side: Side) -> None:
-        handlers = side.handlers
-        while side.phase not in STOPPED and handlers[side.phase](self, side):
-            pass
-        side.compact()
 
     def _touch(self, tx: HttpTx) -> None:
         if not tx.dirty:
@@ -181,39 +176,40 @@ class StreamMachine:
         end = _block_end(buf, start, start + self._field_limit + 1)
         if end < 0 or end - start > self._room():
             return False
-        block = bytes(buf[start:end])
-        lines = _block_lines(block)
-        if lines is None:
+        block = side.take(end - start)
+        shape = _block_shape(block)
+        if shape == _REFUSED:
+            side.pos = start
             return False  # an earlier line is empty too (CRs only): the line loop decides
-        side.raw += block
         self._held += end - start
-        side.lines = lines
-        side.pos = end
+        if shape == _PLAIN:
+            side.block = block
+        else:
+            side.raw += block
+            side.lines = _block_lines(block)
         return True
 
     def _take_block(self, side: Side, headers: list[tuple[bytes, bytes]]) -> bytes:
         """Parse the collected block into ``headers``; returns its raw bytes."""
         result = HeaderResult()
-        add_fields(headers, unfold(side.lines or [], result), self.config.max_headers,
-                   self.config.header_repetitions, result)
+        config = self.config
+        raw = side.block
+        if raw is not None:
+            add_block(headers, raw, config.max_headers, config.header_repetitions, result)
+            side.block = None
+        else:
+            add_fields(headers, unfold(side.lines or [], result), config.max_headers,
+                       config.header_repetitions, result)
+            raw = bytes(side.raw)
+            side.raw.clear()
         self.stats.header_errors += result.invalid + result.dropped
-        raw = bytes(side.raw)
         side.lines = None
-        side.raw = bytearray()
         return raw
 
 
 def _find_lf(buf: bytearray, start: int, stop: int) -> int:
     """``buf.find(b"\\n", start, stop)``; the compiled build looks at the bytes in C."""
-    if not cython.compiled:
-        return buf.find(b"\n", start, stop)
-    if stop > len(buf):
-        stop = len(buf)
-    p = buf
-    for i in range(start, stop):
-        if p[i] == _LF:
-            return i
-    return -1
+    return find_byte(buf, _LF, start, stop)
 
 
 def _block_end(buf: bytearray, start: int, stop: int) -> int:
@@ -243,12 +239,13 @@ def _scan_block_end(buf: bytearray, start: int, stop: int) -> int:
         return -1  # the first line is empty
     if stop > size:
         stop = size
-    for i in range(start, stop - 1):
-        if p[i] == _LF:
-            if p[i + 1] == _LF:
-                return i + 2
-            if p[i + 1] == _CR and i + 2 < stop and p[i + 2] == _LF:
-                return i + 3
+    i = find_byte(buf, _LF, start, stop - 1)
+    while i >= 0:
+        if p[i + 1] == _LF:
+            return i + 2
+        if p[i + 1] == _CR and i + 2 < stop and p[i + 2] == _LF:
+            return i + 3
+        i = find_byte(buf, _LF, i + 1, stop - 1)
     return -1
 
 
@@ -277,5 +274,38 @@ def _block_lines(block: bytes) -> list[bytes] | None:
     return None
 
 
+def _block_shape(block: bytes) -> int:
+    """How a whole header block (as ``_block_end`` found it) is taken: ``_PLAIN`` (its fields
+    are read straight from it), ``_FOLDED`` (a line continues the previous one: its lines are
+    unfolded first) or ``_REFUSED`` (an earlier line is empty too, CRs only: see
+    ``_block_lines``)."""
+    if not cython.compiled:
+        lines = _block_lines(block)
+        if lines is None:
+            return _REFUSED
+        for line in lines:
+            if line[0] in FOLDING_BYTES:
+                return _FOLDED
+        return _PLAIN
+    p = block
+    size = len(block)
+    shape = _PLAIN
+    start = 0
+    while start < size:
+        lf = find_byte(block, _LF, start, size)
+        if lf < 0:
+            return _REFUSED
+        end = lf
+        while end > start and p[end - 1] == _CR:
+            end -= 1
+        if end == start:
+            return shape if lf + 1 == size else _REFUSED
+        if p[start] == _SPACE or p[start] == _TAB or p[start] == _NUL:
+            shape = _FOLDED
+        start = lf + 1
+    return _REFUSED
+
+
+_PLAIN, _FOLDED, _REFUSED = 0, 1, 2
 _BLOCK_SEPARATORS = (b"\n\r\n", b"\n\n")
 _EMPTY_LINES = (b"\n", b"\r\n")

@@ -3,6 +3,7 @@
 cimport cython
 
 from mirrorwatch.core.applayer.http.headers cimport header_value
+from mirrorwatch.core.applayer.http.uri cimport request_uri_normalized
 
 cdef class HttpTx:
     cdef public long long tx_id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mirrorwatch.core.applayer.common import PROGRESS_COMPLETE, PROGRESS_NONE
 from mirrorwatch.core.applayer.http.headers import header_value
-from mirrorwatch.core.applayer.http.uri import normalized_uri, split_uri
+from mirrorwatch.core.applayer.http.uri import request_uri_normalized
 
 Headers = list[tuple[bytes, bytes]]
 # ``_uri_normalized`` before anyone asked for it: made from ``uri_raw`` on first use
@@ -88,7 +88,7 @@ class HttpTx:
         """The ``http.uri`` buffer: the normalised path, decoded query and fragment (None without a URI)."""
         value = self._uri_normalized
         if value is _FROM_URI:
-            value = self._uri_normalized = normalized_uri(split_uri(self.uri_raw))
+            value = self._uri_normalized = request_uri_normalized(self.uri_raw)
         return value
 
     @uri_normalized.setter

@@ -50,6 +50,11 @@ class UriParts(NamedTuple):
 
 def split_uri(raw: bytes) -> UriParts:
     """Split a request-URI as libhtp's htp_parse_uri does."""
+    return UriParts(*_split(raw))
+
+
+def _split(raw: bytes) -> tuple:
+    """``split_uri``'s fields as a plain tuple."""
     data = raw.rstrip(b" ")
     if not data:
         return _NO_URI
@@ -73,24 +78,26 @@ def split_uri(raw: bytes) -> UriParts:
     if end < len(data):
         fragment = data[end + 1:]
     username, password, hostname, port = authority
-    return UriParts(scheme, username, password, hostname, port, path, query, fragment)
+    return scheme, username, password, hostname, port, path, query, fragment
 
 
-def _find_any(data: bytes, stops: tuple, start: int) -> int:
-    """The first position at or after ``start`` of one of the bytes ``stops``, else len(data)."""
-    end = len(data)
-    for stop in stops:
-        at = data.find(stop, start, end)
-        if at >= 0:
-            end = at
-    return end
+def _find_any(data: bytes, stops: bytes, start: int) -> int:
+    """The first position at or after ``start`` of one of the bytes ``stops``, else len(data)
+    (compiled: the bytes read in C)."""
+    p = data
+    q = stops
+    for pos in range(start, len(data)):
+        for i in range(len(stops)):
+            if p[pos] == q[i]:
+                return pos
+    return len(data)
 
 
-# What ends the authority, the path and the query (one-byte strings for bytes.find).
-_PATH_STOPS = (b"?", b"/", b"#")
-_QUERY_STOPS = (b"?", b"#")
-_FRAGMENT_STOPS = (b"#",)
-_NO_URI = UriParts()
+# What ends the authority, the path and the query.
+_PATH_STOPS = b"?/#"
+_QUERY_STOPS = b"?#"
+_FRAGMENT_STOPS = b"#"
+_NO_URI = tuple(UriParts())
 _NO_AUTHORITY = (None, None, None, None)
 
 
@@ -154,19 +161,31 @@ def split_hostport(value: bytes) -> tuple[bytes | None, int | None, bool]:
 
 def normalize_hostname(hostname: bytes) -> bytes:
     """URI hostname as libhtp keeps it: %-decoded, lowercased, trailing dots dropped."""
-    return urldecode(hostname, u_decode=True).lower().rstrip(b".")
+    return urldecode(hostname, True).lower().rstrip(b".")
 
 
 def normalized_uri(parts: UriParts) -> bytes:
     """The ``http.uri`` buffer: normalised path, decoded query and fragment."""
-    out = bytearray()
-    if parts.path is not None:
-        out += normalize_path(parts.path)
-    if parts.query is not None:
-        out += b"?" + urldecode(parts.query, u_decode=False)
-    if parts.fragment is not None:
-        out += b"#" + urldecode(parts.fragment, u_decode=True)
-    return bytes(out)
+    return _normalized(parts.path, parts.query, parts.fragment)
+
+
+def request_uri_normalized(raw: bytes) -> bytes:
+    """``normalized_uri(split_uri(raw))``, made without the split's record (the ``http.uri``
+    buffer of a request, made once per inspected request)."""
+    fields = _split(raw)
+    return _normalized(fields[_PATH], fields[_QUERY], fields[_FRAGMENT])
+
+
+_PATH, _QUERY, _FRAGMENT = 5, 6, 7  # their places in UriParts
+
+
+def _normalized(path: bytes | None, query: bytes | None, fragment: bytes | None) -> bytes:
+    out = normalize_path(path) if path is not None else b""
+    if query is not None:
+        out += b"?" + urldecode(query, False)
+    if fragment is not None:
+        out += b"#" + urldecode(fragment, True)
+    return out
 
 
 def normalize_path(path: bytes) -> bytes:
@@ -176,9 +195,7 @@ def normalize_path(path: bytes) -> bytes:
 
 def decode_path(path: bytes) -> bytes:
     """libhtp's path decoder, IDS personality, no lowercasing."""
-    # (``find`` for two bytes: a bytes operand of ``in`` is first tried as an integer, at an
-    # exception's cost; the compiled build tests one byte with memchr)
-    if b"%" not in path and b"\\" not in path and path.find(b"//") < 0:
+    if _plain_path(path):
         return bytes(path)  # nothing to decode, no separator to fold
     out = bytearray()
     pos, end = 0, len(path)
@@ -201,7 +218,18 @@ def decode_path(path: bytes) -> bytes:
     return bytes(out)
 
 
-def urldecode(data: bytes, *, u_decode: bool) -> bytes:
+def _plain_path(path: bytes) -> bool:
+    """No '%', no '\\' and no "//" in ``path`` (compiled: the bytes read in C)."""
+    p = path
+    size = len(path)
+    for pos in range(size):
+        c = p[pos]
+        if c == PERCENT or c == BACKSLASH or (c == SLASH and pos + 1 < size and p[pos + 1] == SLASH):
+            return False
+    return True
+
+
+def urldecode(data: bytes, u_decode: bool) -> bytes:
     """%XX (and optionally %uXXXX) decoding; an invalid escape keeps its '%'."""
     if b"%" not in data:
         return bytes(data)
@@ -306,8 +334,8 @@ def utf8_bestfit(data: bytes) -> bytes:
 
 def remove_dot_segments(path: bytes) -> bytes:
     """libhtp's dot-segment removal (RFC 3986 5.2.4 with libhtp's edge cases)."""
-    if path.find(b"/.") < 0 and not path.startswith(b"."):
-        return bytes(path)  # no segment starts with a dot
+    if not _dot_segment(path):
+        return bytes(path)
     out = bytearray()
     pos, end = 0, len(path)
     pending = -1
@@ -340,6 +368,15 @@ def remove_dot_segments(path: bytes) -> bytes:
         pos = stop
         pending = -1
     return bytes(out)
+
+
+def _dot_segment(path: bytes) -> bool:
+    """Whether a segment of ``path`` starts with a dot ("/." in it, or a leading ".")."""
+    p = path
+    for pos in range(len(path)):
+        if p[pos] == DOT and (pos == 0 or p[pos - 1] == SLASH):
+            return True
+    return False
 
 
 # After a '/', the (up to three) next bytes -> (bytes to skip, drop the last segment).
