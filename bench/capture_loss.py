@@ -103,7 +103,8 @@ class Watched:
         while time.monotonic() < deadline:
             c = self.counters()
             key = (c.get("received"), c.get("packets"), c.get("kernel_drops"))
-            if last == key and c.get("packets", 0) + c.get("queue_drops", 0) >= c.get("received", 0):
+            handled = c.get("packets", 0) + c.get("queue_drops", 0) + c.get("startup_dropped", 0)
+            if last == key and handled >= c.get("received", 0):
                 return c
             last = key
             time.sleep(0.6)

@@ -213,6 +213,10 @@ def test_listen_with_workers_end_to_end(privileged, tmp_path):
     cap = final["capture"]  # frames stamped before every handle joined may have been seen twice: dropped
     assert final["workers"]["count"] == 2
     assert cap["received"] == sum(final["workers"]["packets"]) + cap["startup_dropped"]
+    # every merged record accounts for every frame received, not only the last one
+    for s in stats:
+        c = s["capture"]
+        assert c["received"] - c["queue_pending"] <= c["packets"] + c["queue_drops"] + c["startup_dropped"], c
     assert re.search(r"capture on mon0: [\d,]+ frames received, no drops", err)
 
 

@@ -180,6 +180,13 @@ def worker_listener(listen_loop: type) -> type:
             # the loop's stats timer paces the views (the coordinator writes the stats)
             self.settings.set("capture.stats-interval", view_interval)
 
+        def counters(self) -> dict:
+            """As one listener's, with the frames dropped before the group was whole (received = packets
+            + queue_drops + startup_dropped in every merged stats record, not only the last)."""
+            c = super().counters()
+            c.setdefault("capture", {})["startup_dropped"] = self.startup_dropped
+            return c
+
         def _periodic_stats(self, now: float) -> None:
             try:
                 while self.ctl.poll():
