@@ -20,6 +20,7 @@ from mirrorwatch.core.decode.ownframes import FrameSink
 from mirrorwatch.sources.pcapfile import PcapFiles, run, run_headers
 from mirrorwatch.sources.savefile import open_savefile
 
+# the tests that read it take the `corpus` fixture, which skips them when it is absent
 CORPUS = Path(os.environ.get("MIRRORWATCH_CORPUS", Path(__file__).resolve().parents[2] / "shared" / "corpus"))
 SUPPORTED = {0, 1, 12, 113, 276}
 SMALL = CORPUS / "suricata-verify" / "tests" / "bug-130" / "input.pcap"
@@ -94,14 +95,14 @@ def frame(n: int) -> bytes:
     return bytes(range(256)) * (n // 256) + bytes(range(n % 256))
 
 
-def test_every_classic_capture_of_the_corpus_reads_as_libpcap_reads_it():
+def test_every_classic_capture_of_the_corpus_reads_as_libpcap_reads_it(corpus):
     paths = classic_pcaps()
     assert len(paths) > 100
     frames = sum(same_as_libpcap(p) for p in paths)
     assert frames > 100_000
 
 
-def test_the_bench_capture_and_a_small_one_read_alike():
+def test_the_bench_capture_and_a_small_one_read_alike(corpus):
     assert same_as_libpcap(SMALL) > 0
     assert same_as_libpcap(CORPUS / "bench" / "ndpi-mixed-ethernet.pcap") == 100_129
 
@@ -139,7 +140,7 @@ def test_an_impossible_length_is_damage_in_libpcap_s_words(tmp_path, caplen):
     assert same_as_libpcap(p) == 1
 
 
-def test_truncation_at_every_byte_of_the_last_records(tmp_path):
+def test_truncation_at_every_byte_of_the_last_records(tmp_path, corpus):
     data = SMALL.read_bytes()
     p = tmp_path / "cut.pcap"
     for cut in range(len(data) - 200, len(data)):
@@ -149,7 +150,7 @@ def test_truncation_at_every_byte_of_the_last_records(tmp_path):
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cut=st.integers(24, 4000), at=st.integers(0, 4000), value=st.binary(min_size=4, max_size=4))
-def test_cut_and_corrupted_captures_read_alike(tmp_path, cut, at, value):
+def test_cut_and_corrupted_captures_read_alike(tmp_path, cut, at, value, corpus):
     data = bytearray(SMALL.read_bytes()[:24 + cut])
     at = 24 + at % max(1, len(data) - 24)
     data[at:at + 4] = value
@@ -166,7 +167,7 @@ def test_a_record_over_the_reading_block_boundary(tmp_path):
     assert same_as_libpcap(p) == 160
 
 
-def test_what_libpcap_reads_instead(tmp_path):
+def test_what_libpcap_reads_instead(tmp_path, corpus):
     recs = [(1, 0, 60, 60, frame(60))]
     old = tmp_path / "v23.pcap"
     old.write_bytes(pcap(recs, version=(2, 3)))
@@ -187,7 +188,7 @@ def test_what_libpcap_reads_instead(tmp_path):
     assert got[0] == 60 and len(got) == 1 + len(by_libpcap(pcapng)[0])
 
 
-def test_run_headers_counts_and_reports_damage_as_before(tmp_path):
+def test_run_headers_counts_and_reports_damage_as_before(tmp_path, corpus):
     p = tmp_path / "cut.pcap"
     data = SMALL.read_bytes()
     p.write_bytes(data[:-7])
@@ -199,7 +200,7 @@ def test_run_headers_counts_and_reports_damage_as_before(tmp_path):
                            f"{by_libpcap(p)[1].split('read ')[1]}"]
 
 
-def test_a_sink_that_raises_stops_the_reading():
+def test_a_sink_that_raises_stops_the_reading(corpus):
     class Stop(FrameSink):
         def __init__(self):
             self.n = 0
