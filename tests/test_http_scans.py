@@ -110,7 +110,8 @@ def test_number_scans_agree_with_int(text):
     assert http_framing.parse_content_length(text) == (length if length is None or length < 1 << 63 else None)
     blank_trimmed = text.strip(b" \t")
     code = int(blank_trimmed) if blank_trimmed.isdigit() else None
-    assert http_response.parse_status_code(text) == (code if code is not None and 100 <= code <= 999 else None)
+    assert http_framing.parse_decimal(text, 100, 999) == (code if code is not None and 100 <= code <= 999 else None)
+    assert http_framing.parse_decimal(text, 1, 65535) == (code if code is not None and 0 < code <= 65535 else None)
     assert http_framing.parse_content_length(b"x%d" % ((1 << 63) - 1)) == (1 << 63) - 1
     assert http_framing.parse_content_length(b"%d" % (1 << 63)) is None
 

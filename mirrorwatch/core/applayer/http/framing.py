@@ -9,6 +9,7 @@ TRANSFER_ENCODING = b"transfer-encoding"
 CONTENT_LENGTH = b"content-length"
 CHUNKED = b"chunked"
 _ZERO, _NINE = 0x30, 0x39  # ASCII '0', '9'
+_SP, _HT = 0x20, 0x09  # the blanks a bounded number may have around it
 MAX_CONTENT_LENGTH = (1 << 63) - 1
 
 
@@ -66,3 +67,27 @@ def body_framing(headers_te: bytes | None, headers_cl: bytes | None,
     if length is None:
         return Framing.NONE, 0, True
     return (Framing.LENGTH if length else Framing.NONE), length, headers_te is not None
+
+
+def parse_decimal(text: bytes | None, low: int, high: int) -> int | None:
+    """A number in ``low``..``high`` (``high`` < 2^31 / 10) written in ASCII digits only, blanks (SP, HT)
+    allowed around it, else None: a status code, a port."""
+    if text is None:
+        return None
+    p = text  # compiled: the bytes read in C
+    start = 0
+    end = len(text)
+    while start < end and (p[start] == _SP or p[start] == _HT):
+        start += 1
+    while end > start and (p[end - 1] == _SP or p[end - 1] == _HT):
+        end -= 1
+    if start == end:
+        return None
+    number = 0
+    for pos in range(start, end):
+        digit = p[pos] - _ZERO
+        if not 0 <= digit <= _NINE - _ZERO:
+            return None
+        if number <= high:  # (a longer number is out of range: only its digits are checked)
+            number = number * 10 + digit
+    return number if low <= number <= high else None

@@ -2,7 +2,7 @@
 # decide, as typed functions the request side calls in C.
 cimport cython
 
-from mirrorwatch.core.applayer.http.framing cimport body_framing
+from mirrorwatch.core.applayer.http.framing cimport body_framing, parse_decimal
 from mirrorwatch.core.applayer.http.headers cimport same_name
 from mirrorwatch.core.applayer.http.transaction cimport HttpTx
 from mirrorwatch.core.applayer.http.uri cimport split_hostport

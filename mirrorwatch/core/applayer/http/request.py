@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from mirrorwatch.core.applayer.http.framing import (
-    CONTENT_LENGTH, TRANSFER_ENCODING, Framing, body_framing,
+    CONTENT_LENGTH, TRANSFER_ENCODING, Framing, body_framing, parse_decimal,
 )
 from mirrorwatch.core.applayer.http.headers import same_name
 from mirrorwatch.core.applayer.http.transaction import HttpTx
 from mirrorwatch.core.applayer.http.uri import (
-    UriParts, normalize_hostname, parse_port, split_hostport, split_uri,
+    MAX_PORT, UriParts, normalize_hostname, split_hostport, split_uri,
 )
 
 # htp_is_space: the bytes libhtp treats as white space on a request line.
@@ -166,7 +166,7 @@ def _host_from_uri(tx: HttpTx, parts: UriParts) -> None:
         return
     tx.host = normalize_hostname(parts.hostname)
     tx.host_raw = parts.hostname
-    tx.port = parse_port(parts.port)
+    tx.port = parse_decimal(parts.port, 1, MAX_PORT)
 
 
 def apply_host_header(tx: HttpTx) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from mirrorwatch.core.applayer.http.framing import (
-    CONTENT_LENGTH, TRANSFER_ENCODING, Framing, body_framing, parse_content_length,
+    CONTENT_LENGTH, TRANSFER_ENCODING, Framing, body_framing, parse_content_length, parse_decimal,
 )
 from mirrorwatch.core.applayer.http.request import (
     CONNECT, HEAD, first_space, is_method, is_space, skip_space, trim_space,
@@ -18,7 +18,6 @@ _NUL = 0x00
 # libhtp HTP_VALID_STATUS_MIN / MAX
 STATUS_MIN = 100
 STATUS_MAX = 999
-_SP, _HT, _ZERO = 0x20, 0x09, 0x30  # the bytes the status code scan looks at
 SWITCHING_PROTOCOLS = 101
 NO_CONTENT = 204
 NOT_MODIFIED = 304
@@ -68,29 +67,6 @@ def _split_status_line(line: bytes) -> tuple:
     return line[start:end], line[second:second_end], line[third:stop] if third < stop else None
 
 
-def parse_status_code(status: bytes | None) -> int | None:
-    """The status as a number in 100..999 (blanks allowed around it), else None."""
-    if status is None:
-        return None
-    p = status  # compiled: the bytes read in C
-    start = 0
-    end = len(status)
-    while start < end and (p[start] == _SP or p[start] == _HT):
-        start += 1
-    while end > start and (p[end - 1] == _SP or p[end - 1] == _HT):
-        end -= 1
-    if start == end:
-        return None
-    code = 0
-    for pos in range(start, end):
-        digit = p[pos] - _ZERO
-        if not 0 <= digit <= 9:
-            return None
-        if code <= STATUS_MAX:  # (a longer number is out of range: only its digits are checked)
-            code = code * 10 + digit
-    return code if STATUS_MIN <= code <= STATUS_MAX else None
-
-
 def apply_status_line(tx: HttpTx, line: bytes) -> None:
     """Fill the response-line fields of ``tx`` (replacing an interim response's)."""
     protocol, status, message = _split_status_line(line)
@@ -98,7 +74,7 @@ def apply_status_line(tx: HttpTx, line: bytes) -> None:
     tx.response_protocol = protocol
     tx.status = status
     tx.status_msg = message
-    tx.status_code = parse_status_code(status)
+    tx.status_code = parse_decimal(status, STATUS_MIN, STATUS_MAX)
 
 
 def response_framing(tx: HttpTx) -> tuple[Framing, int, bool]:

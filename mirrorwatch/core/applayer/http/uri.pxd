@@ -3,6 +3,8 @@
 # from Python (detection normalises URIs through them too).
 cimport cython
 
+from mirrorwatch.core.applayer.http.framing cimport parse_decimal
+
 cpdef object split_uri(bytes raw)
 @cython.locals(data=bytes, pos=Py_ssize_t, colon=Py_ssize_t, start=Py_ssize_t, end=Py_ssize_t,
                qend=Py_ssize_t)

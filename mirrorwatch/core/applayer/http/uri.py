@@ -22,6 +22,8 @@ import unicodedata
 from functools import lru_cache
 from typing import NamedTuple
 
+from mirrorwatch.core.applayer.http.framing import parse_decimal
+
 SLASH = 0x2F
 BACKSLASH = 0x5C
 PERCENT = 0x25
@@ -125,17 +127,6 @@ def _split_authority(auth: bytes) -> tuple:
     return username, password, hostname, port
 
 
-def parse_port(text: bytes | None) -> int | None:
-    """A port number 1..65535 (surrounding blanks allowed), else None."""
-    if text is None:
-        return None
-    text = text.strip(b" \t")
-    if not text.isdigit():
-        return None
-    port = int(text)
-    return port if 0 < port <= MAX_PORT else None
-
-
 def split_hostport(value: bytes) -> tuple[bytes | None, int | None, bool]:
     """(hostname lowercased, port, invalid) of a Host header or CONNECT target."""
     data = value.strip(_SPACE)
@@ -150,12 +141,12 @@ def split_hostport(value: bytes) -> tuple[bytes | None, int | None, bool]:
             return host, None, False
         if rest[0] != ord(":"):
             return host, None, True
-        port = parse_port(rest[1:])
+        port = parse_decimal(rest[1:], 1, MAX_PORT)
         return host, port, port is None
     host, sep, rest = data.partition(b":")
     if not sep:
         return host.lower(), None, False
-    port = parse_port(rest)
+    port = parse_decimal(rest, 1, MAX_PORT)
     return host.rstrip(_SPACE).lower(), port, port is None
 
 
