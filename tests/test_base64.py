@@ -13,7 +13,7 @@ from mirrorwatch.core.detect.payload_b64 import decode_rfc4648
 from mirrorwatch.core.detect.plan import compile_all
 from mirrorwatch.core.settings import Settings
 from mirrorwatch.rules import RuleContext, RuleError, load_rules, parse_rule
-from mirrorwatch.rules.model import Base64Decode, Content
+from mirrorwatch.rules.matches import Base64Decode, Content
 from test_detect import Conv, engine, run, sids
 
 

@@ -18,7 +18,7 @@ from mirrorwatch.core.engine import Engine
 from mirrorwatch.core.events import Alert
 from mirrorwatch.core.decode.packet import Packet
 from mirrorwatch.rules import RuleContext, parse_rule
-from mirrorwatch.rules.model import Content
+from mirrorwatch.rules.matches import Content
 from mirrorwatch.core.settings import Settings
 
 CLI, SRV = "10.0.0.1", "192.0.2.80"

@@ -6,7 +6,7 @@ import pytest
 
 from mirrorwatch.core.detect.payload import compile_matches, match
 from mirrorwatch.rules import RuleContext, parse_rule
-from mirrorwatch.rules.model import Content
+from mirrorwatch.rules.matches import Content
 from mirrorwatch.core.settings import Settings
 
 CTX = RuleContext(Settings(), {})

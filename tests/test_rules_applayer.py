@@ -9,7 +9,8 @@ from mirrorwatch.core.settings import Settings
 from mirrorwatch.rules import RuleContext, RuleError, parse_rule
 from mirrorwatch.rules.buffers import BUFFERS, MODIFIERS, STICKY
 from mirrorwatch.rules.classification import load_classification
-from mirrorwatch.rules.model import AppCheck, Bsize, ByteTest, IsDataAt, Pcre
+from mirrorwatch.rules.matches import Bsize, ByteTest, IsDataAt, Pcre
+from mirrorwatch.rules.model import AppCheck
 
 CTX = RuleContext(Settings(), load_classification()[0])
 

@@ -21,16 +21,8 @@ from mirrorwatch.rules import (
     parse_rule,
 )
 from mirrorwatch.rules.classification import load_classification, parse_classification
-from mirrorwatch.rules.model import (
-    ByteExtract,
-    ByteJump,
-    ByteMath,
-    ByteTest,
-    IsDataAt,
-    Pcre,
-    TagSpec,
-    TcpFlags,
-)
+from mirrorwatch.rules.matches import ByteExtract, ByteJump, ByteMath, ByteTest, IsDataAt, Pcre
+from mirrorwatch.rules.model import TagSpec, TcpFlags
 
 SKIP_LINE = re.compile(r"^.+:\d+: sid (\d+|\?): .+$")
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from mirrorwatch.core.settings import Settings
 from mirrorwatch.rules import RuleContext, RuleError, RuleSet, load_text, parse_rule
 from mirrorwatch.rules.classification import load_classification
-from mirrorwatch.rules.model import Content, Pcre
+from mirrorwatch.rules.matches import Content, Pcre
 from mirrorwatch.rules.options import split_options
 
 CTX = RuleContext(Settings(), load_classification()[0])

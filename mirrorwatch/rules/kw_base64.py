@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 
-from .model import Base64Decode, ByteExtract, ByteJump, ByteTest, Content, IsDataAt, Pcre
+from .matches import Base64Decode, ByteExtract, ByteJump, ByteTest, Content, IsDataAt, Pcre
 from .options import NOOPT, OPTIONAL, RuleError, Value
 from .state import B64_DATA, PAYLOAD
 from .values import U32_MAX

@@ -8,7 +8,7 @@ last payload keyword (``ParseState.relative_target``).
 from __future__ import annotations
 
 from .kw_payload import VAR_RE, num_or_var
-from .model import ByteExtract, ByteJump, ByteMath, ByteTest
+from .matches import ByteExtract, ByteJump, ByteMath, ByteTest
 from .options import RuleError, Value, unsupported
 from .values import parse_hex, parse_int, split_args
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from .buffers import same_list
-from .model import Bsize, Content, IsDataAt, Pcre
+from .matches import Bsize, Content, IsDataAt, Pcre
 from .options import (
     NEGATION,
     NOOPT,

@@ -8,9 +8,9 @@ for.  (The detector does not need the rules to build its tables: it keeps its ow
 plan beside the rule set, ``core.detect.plan``, and compiles a rule when the rule
 first becomes a candidate.)
 
-What a rule's pickle may name is closed: the rule model's classes, ``ipaddress``
-networks, ``rules.pcre.restore_pcre`` (``GLOBALS``) and ``_Store.shared``; the
-unpickler resolves nothing else.  A rule model record is written as its class
+What a rule's pickle may name is closed: the rule model's classes (``model``,
+``matches``), ``ipaddress`` networks, ``rules.pcre.restore_pcre`` (``GLOBALS``)
+and ``_Store.shared``; the unpickler resolves nothing else.  A rule model record is written as its class
 called with its field values, without the field names.  The address and port sets
 the parser shares between rules (``AddrSet``/``PortSet``, read-only) are each
 pickled once and referred to as ``_Store.shared(index)``, which the unpickler binds
@@ -28,7 +28,7 @@ import types
 from collections.abc import Sequence
 from operator import itemgetter
 
-from . import model
+from . import matches, model
 from .pcre import restore_pcre
 
 SHARED_TYPES = (model.AddrSet, model.PortSet)  # shared between rules by the parser, read-only
@@ -64,7 +64,8 @@ class _Store:
 
 # every class or function a rule's pickle may name: the rule model's classes, the address
 # types it holds, the pcre restorer, and the reference to a shared set
-GLOBALS: tuple = tuple(v for v in vars(model).values() if isinstance(v, type) and v.__module__ == model.__name__) + (
+GLOBALS: tuple = tuple(v for m in (model, matches) for v in vars(m).values()
+                       if isinstance(v, type) and v.__module__ == m.__name__) + (
     ipaddress.IPv4Network, ipaddress.IPv6Network, restore_pcre, _Store.shared)
 _BY_NAME = {(g.__module__, g.__qualname__): g for g in GLOBALS}
 _SHARED_REF = (_Store.shared.__module__, _Store.shared.__qualname__)

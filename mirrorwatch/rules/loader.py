@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .classification import ClassificationError, load_classification
-from .model import Pcre, Rule
+from .matches import Pcre
+from .model import Rule
 from .parser import RuleContext, RuleError, parse_rule
 from .pcre import library_version
 

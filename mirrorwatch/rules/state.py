@@ -24,7 +24,8 @@ Suricata keeps a "current list" while it reads a rule's options
 from __future__ import annotations
 
 from .buffers import APP_PROTOCOLS, BUFFERS, FILE_PROTOCOLS
-from .model import Bsize, Content, Pcre, Rule
+from .matches import Bsize, Content, Pcre
+from .model import Rule
 from .options import RuleError
 
 PAYLOAD = "payload"

@@ -15,7 +15,8 @@
 from __future__ import annotations
 
 from .buffers import BUFFERS, TC, TS
-from .model import Base64Decode, Content, Rule
+from .matches import Base64Decode, Content
+from .model import Rule
 from .options import RuleError
 from .state import PAYLOAD
 

@@ -27,7 +27,8 @@ from bisect import bisect_right
 from mirrorwatch.core.detect.buffers import VALUE_KEYWORDS
 from mirrorwatch.core.detect.flowint import compile_flowints
 from mirrorwatch.core.detect.xbits import compile_xbits
-from mirrorwatch.rules.model import Content, Rule
+from mirrorwatch.rules.matches import Content
+from mirrorwatch.rules.model import Rule
 
 PROTO_NUMS: dict[str, tuple[int, ...] | None] = {
     "tcp": (6,),

@@ -48,16 +48,8 @@ from mirrorwatch.core.detect.payload_bytes import (
 )
 from mirrorwatch.core.detect.payload_b64 import c_base64_decode
 from mirrorwatch.core.detect.payload_search import MATCH, FnStep, Run, Step, c_content, c_pcre, done
-from mirrorwatch.rules.model import (
-    Base64Decode,
-    Bsize,
-    ByteExtract,
-    ByteJump,
-    ByteMath,
-    ByteTest,
-    Content,
-    IsDataAt,
-    Pcre,
+from mirrorwatch.rules.matches import (
+    Base64Decode, Bsize, ByteExtract, ByteJump, ByteMath, ByteTest, Content, IsDataAt, Pcre,
 )
 
 DEFAULT_RECURSION_LIMIT = 3000

@@ -10,14 +10,7 @@ from __future__ import annotations
 import re
 
 from mirrorwatch.core.detect.payload_search import DISCONTINUE, NO_MATCH
-from mirrorwatch.rules.model import (
-    Bsize,
-    ByteExtract,
-    ByteJump,
-    ByteMath,
-    ByteTest,
-    IsDataAt,
-)
+from mirrorwatch.rules.matches import Bsize, ByteExtract, ByteJump, ByteMath, ByteTest, IsDataAt
 
 _STR_RE = {
     "dec": re.compile(rb"\s*([+-]?)([0-9]+)"),

@@ -8,7 +8,7 @@ DISCONTINUE`` calls the next keyword's step on success (a C call when compiled);
 
 from __future__ import annotations
 
-from mirrorwatch.rules.model import Content, Pcre
+from mirrorwatch.rules.matches import Content, Pcre
 from mirrorwatch.rules.pcre import guarded
 
 MATCH, NO_MATCH, DISCONTINUE = 1, 0, -1

@@ -20,7 +20,7 @@ from mirrorwatch.core.detect import compile as _c
 from mirrorwatch.core.detect.buffers import BOTH, MESSAGE, VALUE_KEYWORDS, lookup
 from mirrorwatch.core.detect.payload import compile_matches
 from mirrorwatch.core.detect.transforms import apply, compile_transforms
-from mirrorwatch.rules.model import Content
+from mirrorwatch.rules.matches import Content
 
 MISSING = object()  # a buffer not got yet (None: the transaction has no such buffer)
 # buffers Suricata inspects as one keyword list (relative keywords chain across them)
