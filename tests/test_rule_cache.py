@@ -373,6 +373,16 @@ def test_hit_replays_like_a_cold_load_bundled(tmp_path):
     _hit_same_as_cold(tmp_path, DEMO, SIGNATURES)
 
 
+def test_a_rule_compiled_after_the_transaction_buffers_were_made(tmp_path, corpus):
+    """From the cache, a rule is compiled when it first becomes a candidate: after the
+    transaction's buffer list was made for the prefilter's buffers (``txrule.new_bufs``), so its
+    own buffer (http.uri.raw here, no fast pattern) has a slot the list did not have yet."""
+    rules = tmp_path / "late.rules"
+    rules.write_text('alert http any any -> any any (msg:"uri"; http.uri; content:"/"; sid:1;)\n'
+                     'alert http any any -> any any (msg:"raw uri length"; urilen:>0,raw; sid:2;)\n')
+    _hit_same_as_cold(tmp_path, corpus / "bench" / "http-tests-merged.pcap", rules)
+
+
 @pytest.mark.slow
 def test_hit_replays_like_a_cold_load_et_open(tmp_path):
     if not ET_OPEN.is_dir() or not HTTP_PCAP.exists():

@@ -23,7 +23,7 @@ cdef class TxSpec:
     @cython.locals(g=Group)
     cpdef bint ready(self, object tx, int d) except -1
 
-    @cython.locals(g=Group, m=Matcher)
+    @cython.locals(g=Group, m=Matcher, slot=Py_ssize_t)
     cpdef bint match(self, object tx, int d, Py_ssize_t recursion_limit, list bufs) except -1
 
 

@@ -95,9 +95,12 @@ class TxSpec:
         while inspecting this packet, by group slot (``new_bufs``; as Suricata's per-transaction
         inspection buffers: each made once, whichever rule or prefilter asks first)."""
         for g in self.groups[d]:
-            data = bufs[g.slot]
+            slot = g.slot
+            if slot >= len(bufs):  # a rule compiled after ``bufs`` was made (lazily: a cached rule set)
+                bufs.extend([MISSING] * (len(_SLOTS) - len(bufs)))
+            data = bufs[slot]
             if data is MISSING:
-                data = bufs[g.slot] = g.data(tx)
+                data = bufs[slot] = g.data(tx)
             if data is None:
                 return False
             m = g.match
