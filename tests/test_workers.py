@@ -16,6 +16,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -384,17 +385,32 @@ def test_a_worker_waits_when_it_is_too_far_ahead_of_the_slowest():
     assert not p.ahead(0, MAX_LEAD_FRAMES + 10) and p.ahead(0, MAX_LEAD_FRAMES + 11)
 
 
-def test_the_replay_timer_starts_when_the_first_worker_begins_reading():
-    from mirrorwatch.cli.workers.replay import Progress
+def test_the_workers_begin_reading_together_and_the_timer_starts_then():
+    from mirrorwatch.cli.workers.replay import Progress, _StopMark
 
     p = Progress(2)
     assert p.first_read() is None  # no worker has opened the capture yet
+    second = threading.Thread(target=p.begin, args=(1, _StopMark()))
+    second.start()  # worker 2 is set up first...
+    time.sleep(0.05)
+    assert p.first_read() is None  # ...and waits for worker 1 (forked before it: its start-up is not the run's)
     before = time.perf_counter()
-    p.begin(1)
+    p.begin(0, _StopMark())
+    second.join(5)
+    assert not second.is_alive()
     first = p.first_read()
-    assert first is not None and first >= before
-    p.begin(0)  # later: the timer keeps the first
-    assert p.first_read() == first
+    assert first is not None and first >= before  # the timer starts once both are ready
+    assert max(p.began) - first < 0.05  # and they begin together
+
+
+def test_a_worker_waiting_for_the_others_begins_when_stopped():
+    from mirrorwatch.cli.workers.replay import Progress, _StopMark
+
+    p = Progress(2)
+    stop = _StopMark()
+    stop(signal.SIGTERM, None)  # worker 2 never got ready (it died): the coordinator stops the others
+    p.begin(0, stop)
+    assert p.first_read() is not None
 
 
 def test_the_last_record_does_not_wait_for_the_workers_to_exit(tmp_path):

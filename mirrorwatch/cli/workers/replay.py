@@ -29,7 +29,8 @@ worker reads more than ``MAX_LEAD_FRAMES`` ahead of the slowest
 
 Timer: as one engine's (``cli.pipeline.replay``), the replay's own timer runs
 from the first frame read (the first worker to open the capture, after the
-fork and the workers' start-up: ``Progress.began``) to the last record
+fork and the workers' start-up: each waits until all are ready, so they
+begin together: ``Progress.begin``) to the last record
 written (the merged stats, once every worker sent its ``done``; their exits
 come after).
 
@@ -62,6 +63,7 @@ WATERMARK_INTERVAL = 0.1  # seconds a worker may keep what it wrote and its prog
 SEND_ITEMS = 2048  # items (EVE lines...) that make a worker send before WATERMARK_INTERVAL is up
 MAX_LEAD_FRAMES = 1 << 18  # frames a worker may read ahead of the slowest (what the coordinator holds back)
 LEAD_WAIT = 0.002  # seconds a worker that is that far ahead waits before it looks again
+START_WAIT = 0.0005  # seconds a worker ready to read waits before it looks again whether the others are
 PACE_SLICE = 0.1  # --realtime: longest sleep between two looks at the stop flag
 EXIT_INTERRUPTED = 130
 EXIT_READ_FAILED = 1
@@ -91,14 +93,22 @@ def run_cli(pipe, paths, workers: int, *, realtime: bool = False, speed: float =
 
 
 class Progress:
-    """How far each worker has read, in memory the forked workers share: none runs too far ahead; and when
-    each began reading (the replay's timer starts at the first)."""
+    """How far each worker has read, in memory the forked workers share: none runs too far ahead; when each
+    is ready to read (they start together); and when each began reading (the replay's timer starts at the
+    first)."""
 
     def __init__(self, count: int):
         self.read = RawArray("q", count)  # frames read by each worker (END: done, or gone)
+        self.ready = RawArray("b", count)  # 1 once each worker is set up to read
         self.began = RawArray("d", count)  # time.perf_counter() when each worker opened the capture (0: not yet)
 
-    def begin(self, me: int) -> None:
+    def begin(self, me: int, stop: _StopMark) -> None:
+        """Worker ``me`` is set up: it waits for the others (or a stop), then begins.  The workers are forked
+        one after the other, so without the wait the first would read alone while the coordinator forks the
+        next, and the run would last as long as the last worker's start-up plus its share."""
+        self.ready[me] = 1
+        while not all(self.ready) and not stop.asked:
+            time.sleep(START_WAIT)
         self.began[me] = time.perf_counter()
 
     def first_read(self) -> float | None:
@@ -199,10 +209,10 @@ class _Share:
         """The whole capture (or up to a stop); returns the exit status (1: a file could not be read)."""
         from mirrorwatch.sources.pcapfile import CaptureError, run_headers
 
+        self.progress.begin(self.me, self.stop)
         if pace is not None:
-            self.frames.take = self._paced(pace)
+            self.frames.take = self._paced(pace)  # paced from now, when every worker begins
         code = 0
-        self.progress.begin(self.me)
         try:
             st = run_headers(paths, self._bind, lambda: (self.frames.n, 0))
             for line in st.warnings:

@@ -5,3 +5,4 @@ cdef class Decoder(DecodeContext):
     cdef public str mode
 
     cpdef object decode(self, double ts, int linktype, object frame, long long pcap_cnt)
+    cpdef void expire(self, double now)

@@ -176,8 +176,10 @@ class Decoder(DecodeContext):
 
     # -- time and counters --------------------------------------------------------
     def expire(self, now: float) -> None:
-        """Drop fragment datagrams that timed out (packet time)."""
-        self.defrag.expire(now)
+        """Drop fragment datagrams that timed out (packet time).  Every sweep calls it (each second of packet
+        time, in every worker of a replay: sweeps are not shared out), mostly with none held: a C call then."""
+        if self.defrag.table:
+            self.defrag.expire(now)
 
     def counters(self) -> dict:
         held = self.defrag.c["defrag.fragments_held"]
