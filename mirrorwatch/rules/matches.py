@@ -1,4 +1,5 @@
-"""The payload keywords of a rule, as plain records (the rest of the rule: ``rules.model``).
+"""The payload keywords of a rule, as plain records (the rest of the rule: ``rules.model``), and
+Suricata's integer comparisons (``compare``) they and the value keywords share.
 
 Payload keywords (Content, Pcre, ByteTest, ByteJump,
 ByteExtract, ByteMath, IsDataAt, Bsize, Base64Decode) are kept in rule order in
@@ -24,7 +25,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from mirrorwatch.rules.model import compare
+_COMPARE = {
+    "=": lambda n, a, b: n == a,
+    "!=": lambda n, a, b: n != a,
+    "<": lambda n, a, b: n < a,
+    ">": lambda n, a, b: n > a,
+    "<=": lambda n, a, b: n <= a,
+    ">=": lambda n, a, b: n >= a,
+    "<>": lambda n, a, b: a < n < b,
+    "!<>": lambda n, a, b: not a < n < b,
+}
+
+
+def compare(op: str, a: int, b: int | None, n: int) -> bool:
+    """Suricata's unsigned-integer comparison modes; ranges are exclusive."""
+    fn = _COMPARE.get(op)
+    return fn is not None and fn(n, a, b)
 
 
 @dataclass

@@ -8,27 +8,9 @@ are records of their own (``rules.matches``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from mirrorwatch.rules.matches import Bsize
-
-_COMPARE = {
-    "=": lambda n, a, b: n == a,
-    "!=": lambda n, a, b: n != a,
-    "<": lambda n, a, b: n < a,
-    ">": lambda n, a, b: n > a,
-    "<=": lambda n, a, b: n <= a,
-    ">=": lambda n, a, b: n >= a,
-    "<>": lambda n, a, b: a < n < b,
-    "!<>": lambda n, a, b: not a < n < b,
-}
-
-
-def compare(op: str, a: int, b: int | None, n: int) -> bool:
-    """Suricata's unsigned-integer comparison modes; ranges are exclusive."""
-    fn = _COMPARE.get(op)
-    return fn is not None and fn(n, a, b)
+from mirrorwatch.rules.matches import Bsize, compare
 
 
 @dataclass

@@ -29,7 +29,7 @@ a bound; a flow can only hold the names its rules write, so real rule sets never
 from __future__ import annotations
 
 from mirrorwatch.rules.kw_flowint import MODIFIERS
-from mirrorwatch.rules.model import compare
+from mirrorwatch.rules.matches import compare
 from mirrorwatch.rules.values import U32_MAX
 
 # Suricata's sigorder values: DETECT_FLOWINT_NOT_USED, _TYPE_READ, _TYPE_SET_READ, _TYPE_SET
@@ -40,7 +40,7 @@ NO_FLOWINTS = (None, None, NOT_USED)  # compile_flowints of a rule without flowi
 def compile_flowints(flowints: list) -> tuple:
     """(conditions, modifiers, order type) of a rule's FlowInt list; each condition and modifier
     is (op, name, number, variable) with one of number / variable None (a condition's ``==``
-    written ``=``, as ``rules.model.compare`` has it); the lists are tuples or None."""
+    written ``=``, as ``rules.matches.compare`` has it); the lists are tuples or None."""
     if not flowints:
         return NO_FLOWINTS
     ops = [(f.op, f.name, None if isinstance(f.value, str) else f.value,
