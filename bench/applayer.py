@@ -26,7 +26,7 @@ Then where the application layer's time goes, in a child process on the generate
 packets (in memory) with ET Open, on the interpreted build (the timers wrap the engine's
 methods, which a compiled class does not allow): CPU microseconds per packet in the parsers (``AppLayer``'s
 stream data, gap, end and UDP entries), the per-buffer prefilter (``Detector._tx_cands``),
-judging rules on transactions (``Detector._judge_tx``) and logging (``Engine._log_txs``),
+judging rules on transactions (``judge.judge_tx``) and logging (``Engine._log_txs``),
 timed by wrappers whose own cost is measured and subtracted; these run inside the rooms'
 calls, so they are parts of ``engine.process``, not additions to it.  ``--no-profile`` skips
 the cProfile listing of the application layer's and transaction detection's functions.
@@ -197,11 +197,13 @@ def _wrapper_cost() -> float:
 
 
 def rooms_child(pcap: str, rules: str, packets: int) -> None:
+    from mirrorwatch.core.detect import judge
+
     eng, frames = _engine(pcap, rules, packets)
     parts = {"parsers (AppLayer: stream data, gaps, ends, UDP)": [(eng.applayer, n) for n in
                                                                   ("stream_data", "stream_gap", "stream_end", "udp")],
              "transaction prefilter (Detector._tx_cands)": [(eng.detector, "_tx_cands")],
-             "judging rules on transactions (Detector._judge_tx)": [(eng.detector, "_judge_tx")],
+             "judging rules on transactions (judge.judge_tx)": [(judge, "judge_tx")],
              "transaction logging (Engine._log_txs)": [(eng, "_log_txs")]}
     acc = {label: [[0.0, 0] for _ in targets] for label, targets in parts.items()}
     over = _wrapper_cost()

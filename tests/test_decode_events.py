@@ -198,9 +198,9 @@ def test_unknown_event_is_a_rule_error_and_an_unraised_one_is_skipped_with_its_r
 def test_decode_event_rules_are_never_candidates_on_a_clean_packet():
     det = Detector(ruleset("\n".join(rule(e, s) for e, s, *_ in CASES)), Settings())
     _, clean = decode(tcp4(), ETHERNET)
-    assert det.inspect(clean, None, None) == [] and det.c["candidates"] == 0
+    assert det.inspect(clean, None, None) == [] and det.counters()["candidates"] == 0
     _, bad = decode(tcp4()[:-1], ETHERNET)
-    assert [a.rule.sid for a in det.inspect(bad, None, None)] == [2200003] and det.c["candidates"] == 1
+    assert [a.rule.sid for a in det.inspect(bad, None, None)] == [2200003] and det.counters()["candidates"] == 1
 
 
 def write_pcap(path: Path, frames) -> None:

@@ -33,7 +33,7 @@ def test_a_response_does_not_wake_request_only_rules():
     det = eng.detector
     assert det.stream_scan[1] is None and det.block[TCP][1] is None  # nothing to scan responses with
     assert run(eng, _session(b"GET / HTTP/1.0\r\n\r\n", b"needle " * 50)) == []
-    assert det.c["candidates"] == 0 and det.c["stream_scans"] > 0
+    assert det.counters()["candidates"] == 0 and det.c["stream_scans"] > 0
 
 
 def test_directions_with_the_same_literals_share_one_database():

@@ -68,7 +68,7 @@ from mirrorwatch.core.detect.build import BuildMixin
 from mirrorwatch.core.detect.decode_event import EventMixin
 from mirrorwatch.core.detect.hsdb import BlockScanner
 from mirrorwatch.core.detect.flowint import FlowInts
-from mirrorwatch.core.detect.judge import JudgeMixin
+from mirrorwatch.core.detect.judge import Judging, judge_all
 from mirrorwatch.core.detect.plan import ADDED, TCP, UDP
 from mirrorwatch.core.detect.state import FlowDet, HeaderTable
 from mirrorwatch.core.detect.stream import (
@@ -89,14 +89,15 @@ from mirrorwatch.core.detect.xbits import XbitStore
 EMPTY: frozenset = frozenset()  # no packet candidates (a flow-end inspection)
 
 
-class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin, EventMixin):
+class Detector(BuildMixin, StreamMixin, TxMixin, EventMixin):
     """All rules of one rule set; ``inspect`` per packet, ``flow_end`` per session.
 
     ``previous`` is the Detector this one replaces on a rule reload (its
     threshold counters carry over).  Rules detect cannot judge faithfully are
     listed in ``skipped`` as (rule, reason) once it is built.  ``crules[num]``:
     rule number ``num`` compiled, or None until ``crule(num)`` first compiles it.  ``tables``:
-    what the per-packet steps read, typed (``tables.PacketTables``), made once it is built.
+    what the per-packet steps read, typed (``tables.PacketTables``), made once it is built;
+    ``judging``: what judging reads and counts, typed (``judge.Judging``).
     """
 
     def __init__(self, ruleset, settings, previous=None):
@@ -111,13 +112,14 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin, EventMixin):
         self.xbits = XbitStore(settings)
         self.flowints = FlowInts(settings)
         self.skipped: list[tuple[object, str]] = []
+        # candidates, alerts, alerts_dropped_max, passed_flows and tx_inspected are counted by
+        # ``judging`` (and suppressed by ``thresholds``): their values here are their places in the stats
         self.c = dict.fromkeys(("packets", "inspected", "csum_skipped", "scans", "stream_scans",
                                 "stream_bytes", "stream_lost_bytes", "candidates", "alerts",
                                 "alerts_dropped_max", "suppressed", "passed_flows", "errors",
                                 "tx_scans", "tx_inspected"), 0)
         self.last_error: str | None = None
         self.recursion_limit = settings.get("detect.inspection-recursion-limit", 3000)
-        self._matchers: dict[int, object] = {}
         rules = ruleset.rules if hasattr(ruleset, "rules") else list(ruleset)
         # the rule cache a loaded rule set brings (``rules.ruleset_cache``): hyperscan databases
         # are looked up there before they are compiled
@@ -129,6 +131,7 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin, EventMixin):
             self.thresholds = previous.thresholds
             self.xbits = previous.xbits
             self.flowints = previous.flowints  # the values live in the flows; its count goes on
+        self.judging = Judging(self)
 
     # -- compilation ----------------------------------------------------------
 
@@ -269,12 +272,12 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin, EventMixin):
         if fd is None and flow is not None:
             # judged with scratch state, which the flow keeps only if a rule left some in it
             fd = FlowDet()
-            alerts = self._judge_all(pc, sc, pkt, flow, fd, d, to_server, chunk, False, tc)
+            alerts = judge_all(self.judging, pc, sc, pkt, flow, fd, d, to_server, chunk, False, tc)
             if (fd.passed or fd.bits is not None or fd.ints is not None or fd.thr is not None
                     or fd.alerted_upto is not None):
                 self.attach(flow, fd, d, pkt.dport, pkt.sport, True)
             return alerts
-        return self._judge_all(pc, sc, pkt, flow, fd, d, to_server, chunk, False, tc)
+        return judge_all(self.judging, pc, sc, pkt, flow, fd, d, to_server, chunk, False, tc)
 
     @cython.locals(flow=Flow, fd=FlowDet, d=cython.int, dport=cython.int, sport=cython.int, judged=cython.bint,
                    t=PacketTables)
@@ -327,8 +330,13 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin, EventMixin):
 
 
     # -- judging ----------------------------------------------------------------
-
-
+    def inspect_no_ip(self, pkt) -> list:
+        """Alerts for a packet without an IP layer: only the decode-event rules apply (no flow)."""
+        pc = self.event_cands(pkt.events) if pkt.events else EMPTY
+        if not pc:
+            return []
+        self.c["inspected"] += 1
+        return judge_all(self.judging, pc, None, pkt, None, None, 0, None, None, False, None)
 
     # -- flow end / shutdown ----------------------------------------------------
     @staticmethod
@@ -358,13 +366,13 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin, EventMixin):
                     if chunk is None or not cands:
                         continue
                     pkt = _pseudo_packet(flow, d)
-                    events.extend(self._judge_all(EMPTY, cands, pkt, flow, fd, d, d == 0, chunk, True))
+                    events.extend(judge_all(self.judging, EMPTY, cands, pkt, flow, fd, d, d == 0, chunk, True, None))
             if not fd.passed and self.has_tx and flow.app is not None:
                 for d in (0, 1):  # transactions still pending a direction's inspection
                     tc = self._tx_cands(flow, fd, d)
                     if tc:
                         pkt = _pseudo_packet(flow, d)
-                        events.extend(self._judge_all(EMPTY, None, pkt, flow, fd, d, d == 0, None, True, tc))
+                        events.extend(judge_all(self.judging, EMPTY, None, pkt, flow, fd, d, d == 0, None, True, tc))
         except Exception as e:  # noqa: BLE001 - never let one session stop the engine
             self.count_error(e, flow)
         finally:
@@ -374,6 +382,7 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin, EventMixin):
 
     def counters(self) -> dict:
         out = dict(self.c)
+        out.update(self.judging.counters())
         out.update(self.thresholds.counters())
         out.update(self.xbits.counters())
         out.update(self.flowints.counters())
@@ -383,20 +392,6 @@ class Detector(BuildMixin, StreamMixin, JudgeMixin, TxMixin, EventMixin):
         if self.last_error:
             out["last_error"] = self.last_error
         return out
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def _pseudo_packet(flow, d: int) -> Packet:

@@ -7,7 +7,7 @@ would judge it on every packet.  The build files it under its event instead
 detector asks ``EventMixin.event_cands`` only when the packet carries events
 (``Packet.events``, empty on a clean packet), so the rules cost nothing elsewhere.
 A packet without an IP layer (a frame that failed below it) is judged against these
-rules alone (``inspect_no_ip``), as Suricata's ``pkthdr`` rules see every packet.
+rules alone (``Detector.inspect_no_ip``), as Suricata's ``pkthdr`` rules see every packet.
 The keyword's check itself (``event_check``) verifies every decode-event of a rule.
 """
 
@@ -61,11 +61,3 @@ class EventMixin:
         for event in events:
             out.update(rules.get(event, ()))
         return frozenset(out)
-
-    def inspect_no_ip(self, pkt) -> list:
-        """Alerts for a packet without an IP layer: only the decode-event rules apply (no flow)."""
-        pc = self.event_cands(pkt.events) if pkt.events else NO_CANDIDATES
-        if not pc:
-            return []
-        self.c["inspected"] += 1
-        return self._judge_all(pc, None, pkt, None, None, 0, None, None, False)

@@ -2,11 +2,9 @@
 cimport cython
 
 from mirrorwatch.core.detect.buffers cimport Getter
-from mirrorwatch.core.detect.compile cimport CRule
 from mirrorwatch.core.detect.hsdb cimport BlockScanner
-from mirrorwatch.core.detect.judge cimport pre
 from mirrorwatch.core.detect.state cimport FlowDet
-from mirrorwatch.core.detect.txrule cimport TxSpec, new_bufs
+from mirrorwatch.core.detect.txrule cimport new_bufs
 
 
 cdef class TxScanner:

@@ -47,12 +47,9 @@ from __future__ import annotations
 import cython
 import hyperscan as hs
 
-from mirrorwatch.core.detect.compile import CRule
 from mirrorwatch.core.detect.hsdb import BlockScanner, database, literal_length
-from mirrorwatch.core.detect.judge import pre, write_flowbits
 from mirrorwatch.core.detect.state import FlowDet
-from mirrorwatch.core.detect.txrule import TxSpec, new_bufs, prefilter_group, transformed
-from mirrorwatch.core.events import Alert
+from mirrorwatch.core.detect.txrule import new_bufs, prefilter_group, transformed
 
 TXA_PRUNE = 64  # transactions remembered per flow before the ones the parser let go are forgotten
 # buffers up to this size are remembered with the rules their literals woke (a request's line and
@@ -193,51 +190,6 @@ class TxMixin:
                 fd.txp[1][tx.tx_id] = tx
             seen.ts = ts
             seen.tc = tc
-
-    @cython.locals(cr=CRule, spec=TxSpec, d=cython.int)
-    def _judge_tx(self, cr: CRule, pkt, flow, fd, d: int, tx, pseudo: bool) -> bool:
-        spec = cr.tx
-        if fd is None or d not in spec.sides or not spec.ready(tx, d):
-            return False
-        if not pre(cr, pkt, flow, fd, d, pkt.payload, pseudo):
-            return False
-        self.c["tx_inspected"] += 1
-        got = self.tx_bufs.get(tx.tx_id)
-        if got is None:
-            got = self.tx_bufs[tx.tx_id] = new_bufs()
-        return spec.match(tx, d, self.recursion_limit, got)
-
-    @cython.locals(cr=CRule)
-    def _alert_tx(self, cr: CRule, pkt, flow, fd, to_server, tx, alerts: list) -> None:
-        """A rule matched a transaction: flowbits, pass, noalert, thresholds, then one alert."""
-        if cr.fb_write:
-            write_flowbits(cr, fd)
-        done = fd.txa
-        if done is None:
-            done = fd.txa = {}
-        elif len(done) > TXA_PRUNE:
-            held = {t.tx_id for t in flow.app.parser.txs}
-            for tx_id in [t for t in done if t not in held and t != tx.tx_id]:
-                del done[tx_id]
-        done.setdefault(tx.tx_id, set()).add(cr.num)
-        c = self.c
-        if cr.action == "pass":
-            fd.passed = True
-            if flow.action is None:  # Suricata's FLOW_ACTION_PASS: the flow record's "action"
-                flow.action = "pass"
-            c["passed_flows"] += 1
-            return
-        if cr.noalert:
-            return
-        ts = pkt.ts
-        if cr.threshold is not None and not self.thresholds.allow(cr.threshold, cr.key, pkt, fd, ts):
-            return
-        if cr.dfilter is not None and not self.thresholds.allow(cr.dfilter, cr.key, pkt, fd, ts):
-            return
-        if len(alerts) >= self.alert_max:
-            c["alerts_dropped_max"] += 1
-            return
-        alerts.append(Alert(pkt, flow, to_server, cr.rule, 0, pkt.payload, "packet", tx))
 
 
 def prefilter_tx(tx, scanners: tuple, cands: set, got: list) -> int:

@@ -18,9 +18,9 @@ cdef class Group:
 
 cdef class TxSpec:
     cdef public object proto, sides, groups, tests, fps
-    cdef public dict needs
+    cdef public tuple needs
 
-    @cython.locals(g=Group)
+    @cython.locals(need=tuple, ts=int, tc=int, progress=int)
     cpdef bint ready(self, object tx, int d) except -1
 
     @cython.locals(g=Group, m=Matcher, slot=Py_ssize_t)

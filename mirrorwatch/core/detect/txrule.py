@@ -14,7 +14,7 @@ makes it the response; a rule with neither inspects requests.
 
 from __future__ import annotations
 
-from mirrorwatch.core.applayer.common import PROGRESS_NONE, TO_CLIENT, TO_SERVER
+from mirrorwatch.core.applayer.common import DIRECTIONS, PROGRESS_NONE, TO_CLIENT, TO_SERVER
 from mirrorwatch.core.applayer.tls_messages import TLS13_DRAFT_MAJOR, TLS_VERSION_13
 from mirrorwatch.core.detect import compile as _c
 from mirrorwatch.core.detect.buffers import BOTH, MESSAGE, VALUE_KEYWORDS, lookup
@@ -80,15 +80,25 @@ class TxSpec:
         self.groups = groups
         self.tests = tests
         self.fps = fps
-        # per side: the progress (to server, to client) the transaction needs for every group
-        self.needs = {d: (max([g.ready for g in gs if g.side == TO_SERVER], default=PROGRESS_NONE),
-                          max([g.ready for g in gs if g.side != TO_SERVER], default=PROGRESS_NONE))
-                      for d, gs in groups.items()}
+        # per packet direction: the progress (to server, to client) the transaction needs for every
+        # group, or None on a side the rule is not inspected on
+        self.needs = tuple(None if d not in groups else
+                           (max([g.ready for g in groups[d] if g.side == TO_SERVER], default=PROGRESS_NONE),
+                            max([g.ready for g in groups[d] if g.side != TO_SERVER], default=PROGRESS_NONE))
+                           for d in DIRECTIONS)
 
     def ready(self, tx, d: int) -> bool:
-        """Each side of ``tx`` has progressed far enough for all the buffers the rule reads there."""
-        ts, tc = self.needs[d]
-        return tx.progress_ts >= ts and tx.progress_tc >= tc
+        """The rule is inspected on packet direction ``d`` and each side of ``tx`` has progressed
+        far enough for all the buffers the rule reads there."""
+        need = self.needs[d]
+        if need is None:
+            return False
+        ts, tc = need
+        progress = tx.progress_ts
+        if progress < ts:
+            return False
+        progress = tx.progress_tc
+        return progress >= tc
 
     def match(self, tx, d: int, recursion_limit: int, bufs: list) -> bool:
         """Every group matches its buffer of ``tx``; ``bufs``: the buffers of ``tx`` got so far
