@@ -13,7 +13,7 @@ cdef class TxScanner:
     cdef public tuple transforms, rules
     cdef public int side, ready
     cdef public bint by_parts
-    cdef public Py_ssize_t slot, shortest, known_bytes, limit, memo_max
+    cdef public Py_ssize_t slot, shortest, known_bytes, limit, memo_max, reach
     cdef public BlockScanner scanner
     cdef public dict known
 

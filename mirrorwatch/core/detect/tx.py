@@ -34,6 +34,15 @@ the header block, the body) is looked up by its parts instead
 hash (so each part is hashed once, also for its own buffer's lookup), and the
 buffer is joined only to be scanned.
 
+A body is scanned once per side: where a side prefilters both ``file.data`` and
+``http.message`` (untransformed), the ``file.data`` database also holds the
+message's literals (``shared_body``), so the body's scan finds those of them in
+the body; the message's database then scans only the start line, the header
+block and as much of the body as a literal can reach into from them
+(``TxScanner.reach``: its longest literal less a byte).  Every literal of the
+message lies in the body, in that head, or across their border, so the two scans
+find what scanning the body and the whole message did, and no more.
+
 The buffers a packet's inspection gets are kept until its candidates are judged
 (``tx_bufs``: per transaction a list by group slot, ``txrule.new_bufs``): a
 candidate's verification takes its buffers from there, or makes one not got yet
@@ -47,6 +56,8 @@ from __future__ import annotations
 import cython
 import hyperscan as hs
 
+from mirrorwatch.core.applayer.common import TO_CLIENT, TO_SERVER
+from mirrorwatch.core.detect.buffers import MESSAGE
 from mirrorwatch.core.detect.hsdb import BlockScanner, database, literal_length
 from mirrorwatch.core.detect.state import FlowDet
 from mirrorwatch.core.detect.txrule import new_bufs, prefilter_group, transformed
@@ -55,6 +66,7 @@ TXA_PRUNE = 64  # transactions remembered per flow before the ones the parser le
 # buffers up to this size are remembered with the rules their literals woke (a request's line and
 # headers); a longer one (a body, a whole message) is scanned each time it is inspected
 SCAN_MEMO_BYTES = 4096
+BODY = "file.data"  # the buffer whose scan also serves the message's literals in the body (``shared_body``)
 
 
 class TxSeen:
@@ -75,12 +87,15 @@ class TxScanner:
     literals woke, up to ``limit`` bytes of buffers in all (``known_bytes``); full, it starts
     over.  ``memo_max``: the longest buffer kept there (``SCAN_MEMO_BYTES``, or ``limit`` if
     less); longer ones are not even looked up.  ``by_parts``: an untransformed buffer joined from
-    parts (``buffers.Getter.parted``: a start line and header block...), looked up by its parts."""
+    parts (``buffers.Getter.parted``: a start line and header block...), looked up by its parts.
+    ``reach``: -1, or for a message whose body another scanner covers (``shared_body``) the bytes
+    of the body scanned after its head (a literal crossing from the head into the body ends there)."""
 
-    __slots__ = ("by_parts", "get", "group", "known", "known_bytes", "limit", "memo_max", "ready", "rules",
-                 "scanner", "shortest", "side", "slot", "transforms")
+    __slots__ = ("by_parts", "get", "group", "known", "known_bytes", "limit", "memo_max", "reach", "ready",
+                 "rules", "scanner", "shortest", "side", "slot", "transforms")
 
-    def __init__(self, group, scanner: BlockScanner, rules: tuple, shortest: int, limit: int) -> None:
+    def __init__(self, group, scanner: BlockScanner, rules: tuple, shortest: int, limit: int,
+                 reach: int = -1) -> None:
         self.group = group
         self.slot = group.slot
         self.side = group.side
@@ -95,6 +110,7 @@ class TxScanner:
         self.known_bytes = 0
         self.limit = limit
         self.memo_max = min(SCAN_MEMO_BYTES, limit)
+        self.reach = reach
 
     def remember(self, key, size: int, woken: list) -> None:
         """Keep what scanning the buffer ``key`` stands for (``size`` bytes, at most ``memo_max``) woke."""
@@ -115,10 +131,12 @@ class TxMixin:
         limit = self.settings["detect.tx-scan-cache-bytes"]
         for k, entries in plan["tx_pref"].items():
             scanners = []
+            entries, reach = shared_body(entries)
             for key, exprs, flags, rules in entries:
                 db = database(hs.HS_MODE_BLOCK, exprs, flags, self.mpm_cache)
                 shortest = min(map(literal_length, exprs))
-                scanners.append(TxScanner(prefilter_group(key), BlockScanner(db), rules, shortest, limit))
+                scanners.append(TxScanner(prefilter_group(key), BlockScanner(db), rules, shortest, limit,
+                                          reach.get(key, -1)))
             self.tx_pref[k] = tuple(scanners)
         self.tx_always = plan["tx_always"]
         # per transaction (id) inspected on the current packet: its buffers by group slot
@@ -212,6 +230,8 @@ def prefilter_tx(tx, scanners: tuple, cands: set, got: list) -> int:
             if key is None:
                 got[s.slot] = None
                 continue
+            if s.reach >= 0:  # the body's scanner found the literals within it
+                key = (key[0], key[1], key[2][:s.reach])
             size = s.get.size(key)
             memo = size <= s.memo_max
         else:
@@ -226,7 +246,9 @@ def prefilter_tx(tx, scanners: tuple, cands: set, got: list) -> int:
         woken = s.known.get(key) if memo else None
         if woken is None:
             if data is None:
-                data = got[s.slot] = s.get.join(key)
+                data = s.get.join(key)
+                if s.reach < 0:  # the whole buffer: kept for the candidates' verification
+                    got[s.slot] = data
             woken = []
             scans += _scan(s, data, size, woken)
             if memo:
@@ -234,6 +256,23 @@ def prefilter_tx(tx, scanners: tuple, cands: set, got: list) -> int:
         for nums in woken:
             cands.update(nums)
     return scans
+
+
+def shared_body(entries: tuple) -> tuple[list, dict]:
+    """A side's prefilter entries (group key, expressions, flags, rule tuples) with the body
+    scanned once: where both an untransformed ``file.data`` and ``http.message`` are there, the
+    former also gets the latter's literals (with their rules), and the message scans its body
+    only as far as its longest literal can reach from the head.  Returns the entries and
+    {message key: reach}."""
+    by_key = {e[0]: e for e in entries}
+    reach = {}
+    for side in (TO_SERVER, TO_CLIENT):
+        body = by_key.get((BODY, side, ()))
+        msg = by_key.get((MESSAGE, side, ()))
+        if body is not None and msg is not None:
+            by_key[body[0]] = (body[0], body[1] + msg[1], body[2] + msg[2], body[3] + msg[3])
+            reach[msg[0]] = max(map(literal_length, msg[1])) - 1
+    return list(by_key.values()), reach
 
 
 def _size(data) -> int:
