@@ -97,6 +97,16 @@ def corpus() -> Path:
     return CORPUS
 
 
+@pytest.fixture(scope="session")
+def et_open_rules(corpus):
+    """ET Open parsed once (``load_rules``, no rule cache) for every test that reads the parsed set
+    (a 4-6 s parse each time otherwise); a test must not change it."""
+    from mirrorwatch.core.settings import Settings
+    from mirrorwatch.rules import load_rules
+
+    return load_rules([corpus / "rules" / "et-open"], Settings())
+
+
 @pytest.fixture
 def redis_server(tmp_path):
     """A real redis-server on loopback, on a free port, in the test's folder (tests/redislab.py)."""

@@ -152,8 +152,8 @@ alert tcp any any -> any 25 (msg:"b64 part"; content:"Content-Transfer-Encoding|
 
 
 @pytest.mark.slow
-def test_et_open_base64_and_flowint_rules_load(corpus):
-    rs = load_rules([corpus / "rules" / "et-open"], Settings())
+def test_et_open_base64_and_flowint_rules_load(et_open_rules):
+    rs = et_open_rules
     users = [r for r in rs.rules if r.flowints or any(isinstance(m, Base64Decode) for m in r.matches)]
     # measured: 18 base64_decode and 8 flowint rules, all skipped before; 24767 -> 24793 loaded
     assert len(users) == 26 and not [s for s in rs.skipped if "base64" in s[3] or "flowint" in s[3]]

@@ -50,8 +50,8 @@ def _unsupported_only(rs: RuleSet) -> None:
 
 
 @pytest.mark.slow
-def test_et_open_parses(corpus):
-    rs = load_rules([corpus / "rules" / "et-open"], Settings())
+def test_et_open_parses(et_open_rules):
+    rs = et_open_rules
     assert not rs.errors
     total = len(rs.rules) + len(rs.skipped)
     # measured: 24817 of 24827 enabled rules (99.96%; 24770 before flowint and base64_decode); before

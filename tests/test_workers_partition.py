@@ -217,6 +217,7 @@ print(frames, digest.hexdigest(), mirrorwatch.compiled()["mirrorwatch.core.decod
 """
 
 
+@pytest.mark.slow
 def test_both_builds_give_every_frame_the_same_owner(corpus):
     """Workers of one replay run one build; the two builds must still agree (the corpus' frames, fragments too)."""
     import os

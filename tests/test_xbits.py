@@ -275,8 +275,8 @@ alert ip any any -> any any (hostbits:unset,name; sid:5;)
 
 
 @pytest.mark.slow
-def test_et_open_xbits_rules_load(corpus):
-    rs = load_rules([corpus / "rules" / "et-open"], Settings())
+def test_et_open_xbits_rules_load(et_open_rules):
+    rs = et_open_rules
     # 30 rules use xbits, 8 of them flowint too, 1 base64_decode: all load (21 before those keywords)
     users = [r for r in rs.rules if r.xbits]
     assert len(users) == 30 and not [s for s in rs.skipped if "xbits" in s[3]]
