@@ -9,6 +9,8 @@ record the Detector owns (``Judging``, ``Detector.judging``): C calls and C fiel
 
 from __future__ import annotations
 
+from weakref import WeakMethod
+
 from mirrorwatch.core.applayer.common import PROGRESS_COMPLETE
 from mirrorwatch.core.decode.packet import Packet
 from mirrorwatch.core.detect.compile import AddrMatcher, CRule, PortMatcher
@@ -26,16 +28,18 @@ TCP = 6
 
 class Judging:
     """What judging reads, typed: the detector's compiled rules, settings and stores (the very
-    objects it holds, nothing copied; ``crule`` compiles a rule on its first candidacy), the
-    payload matchers made so far (rule number -> matcher, ``_matcher``) and the judging counters,
-    which the detector reports with its own (``counters``)."""
+    objects it holds, nothing copied), the payload matchers made so far (rule number -> matcher,
+    ``_matcher``) and the judging counters, which the detector reports with its own (``counters``).
+    ``crule`` (compiles a rule on its first candidacy) is a weak reference to the detector's method:
+    the detector holds this record, and a reference cycle would outlive a rule reload (the engine
+    relies on reference counting alone: ``cli.collector``)."""
 
     __slots__ = ("crules", "crule", "skipped", "thresholds", "xbits", "flowints", "alert_max", "guess_tx",
                  "guess_limit", "recursion_limit", "lookback", "tx_bufs", "matchers", "candidates", "alerts",
                  "alerts_dropped_max", "passed_flows", "tx_inspected")
 
     def __init__(self, det) -> None:
-        self.crules, self.crule, self.skipped = det.crules, det.crule, det.skipped
+        self.crules, self.crule, self.skipped = det.crules, WeakMethod(det.crule), det.skipped
         self.thresholds, self.xbits, self.flowints = det.thresholds, det.xbits, det.flowints
         self.alert_max = det.alert_max
         self.guess_tx, self.guess_limit = det.guess_tx, det.guess_limit
@@ -65,7 +69,7 @@ def judge_all(j: Judging, pc, sc, pkt, flow, fd, d: int, to_server, chunk, pseud
     for num in nums:
         cr = crules[num]
         if cr is None:
-            cr = j.crule(num)
+            cr = j.crule()(num)
         if cr.tx is not None:
             if tc is not None:
                 _judge_txs(j, cr, tc.get(num), pkt, flow, fd, d, to_server, pseudo, alerts)
